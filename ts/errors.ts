@@ -1,0 +1,34 @@
+// Typed errors: every error qwasm throws on purpose carries a stable `code` and a message that says
+// what is wrong and what is supported.
+
+export type ErrorCode =
+  | "GGUF_INVALID"        // the file is not a well-formed GGUF (field and offset in the message)
+  | "GGUF_UNSUPPORTED"    // well-formed, but uses something qwasm does not support (version, type)
+  | "MODEL_UNSUPPORTED"   // architecture or tensor layout qwasm does not run (e.g. qwen2moe)
+  | "MODEL_INVALID"       // a tensor is missing or has the wrong shape
+  | "TOKENIZER_INVALID"   // tokenizer metadata is missing or inconsistent
+  | "CONTEXT_OVERFLOW"    // the prompt does not fit in the context
+  | "INVALID_ARGUMENT"    // a caller passed a bad option
+  | "OUT_OF_MEMORY"       // the model does not fit in one 4 GiB WebAssembly memory
+  | "ABORTED";
+
+export class QwasmError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "QwasmError";
+    this.code = code;
+  }
+}
+
+/** A malformed GGUF file: names the field being read and its byte offset in the file. */
+export class GGUFError extends QwasmError {
+  readonly field: string;
+  readonly offset: number;
+  constructor(field: string, offset: number, message: string, code: ErrorCode = "GGUF_INVALID") {
+    super(code, `GGUF ${field} at offset ${offset}: ${message}`);
+    this.name = "GGUFError";
+    this.field = field;
+    this.offset = offset;
+  }
+}

@@ -1,0 +1,46 @@
+// One shared WebAssembly.Memory, laid out by a bump allocator: weights, KV cache, activations and
+// scratch are carved out once, outside the hot path. Offsets are plain byte addresses that the
+// kernels take as arguments.
+
+const PAGE = 65536;
+/** Offset 0 stays unused so that a zero pointer is never a valid buffer. */
+const FIRST_OFFSET = PAGE;
+
+export class Arena {
+  readonly memory: WebAssembly.Memory;
+  private top = FIRST_OFFSET;
+
+  constructor(memory: WebAssembly.Memory) {
+    this.memory = memory;
+  }
+
+  /** Reserves `bytes` bytes aligned to `align` (default 64, a cache line) and returns the offset. */
+  alloc(bytes: number, align = 64): number {
+    if (!(bytes >= 0) || !Number.isFinite(bytes)) throw new RangeError(`arena: bad size ${bytes}`);
+    const offset = Math.ceil(this.top / align) * align;
+    const end = offset + bytes;
+    if (end > 4 * 1024 * 1024 * 1024) {
+      throw new RangeError(`arena: ${end} bytes exceed the 4 GiB limit of one WebAssembly memory`);
+    }
+    const have = this.memory.buffer.byteLength;
+    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
+    this.top = end;
+    return offset;
+  }
+
+  /** Bytes reserved so far, including the unused first page. */
+  get used(): number {
+    return this.top;
+  }
+
+  // Views are made on demand: memory.buffer changes identity whenever the memory grows.
+  u8(offset: number, length: number): Uint8Array {
+    return new Uint8Array(this.memory.buffer, offset, length);
+  }
+  f32(offset: number, length: number): Float32Array {
+    return new Float32Array(this.memory.buffer, offset, length);
+  }
+  i32(offset: number, length: number): Int32Array {
+    return new Int32Array(this.memory.buffer, offset, length);
+  }
+}
