@@ -10,6 +10,7 @@ export type ErrorCode =
   | "CONTEXT_OVERFLOW"    // the prompt does not fit in the context
   | "INVALID_ARGUMENT"    // a caller passed a bad option
   | "OUT_OF_MEMORY"       // the model does not fit in one 4 GiB WebAssembly memory
+  | "WORKER_FAILED"       // a compute worker died or threw during a step
   | "ABORTED";
 
 export class QwasmError extends Error {

@@ -63,11 +63,11 @@ describe.skipIf(!fixturesAvailable)("llama.cpp conformance (fixtures/mini)", () 
           const refDir = join(MINI, "ref", file);
           const n = tokens.length;
           const model: Qwen2Model = await loadQwen2(join(MINI, `${file}.gguf`), {
-            contextLength: n + 48, maxTokens: n,
+            contextLength: n + 48, maxTokens: n, threads: 1,
           });
           const vocab = model.config.vocabSize;
           // The whole prompt in one step, as the references were made (one batch).
-          const all = model.forward.step(tokens, 0, true);
+          const all = await model.forward.step(tokens, 0, true);
           const row = (i: number) => all.subarray(i * vocab, (i + 1) * vocab);
 
           let worst = { rel: 0, rms: 0, pos: -1 };
@@ -97,11 +97,11 @@ describe.skipIf(!fixturesAvailable)("llama.cpp conformance (fixtures/mini)", () 
             if (greedy.top1_minus_top2[step] < 0.5) break;
             const next = argmax(logits);
             expect(next, `${file} ${prompt} greedy step ${step}`).toBe(greedy.tokens[step]);
-            logits = model.forward.step([next], n + step);
+            logits = await model.forward.step([next], n + step);
           }
           console.log(`${file} ${prompt}: worst max|Δ|/std ${worst.rel.toExponential(2)} ` +
             `(rms ${worst.rms.toExponential(2)}) at position ${worst.pos}`);
-          await model.file.close();
+          await model.dispose();
         });
       }
     });

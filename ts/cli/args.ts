@@ -1,4 +1,5 @@
 // A small argument parser for the CLI: `--name value`, `--name=value`, boolean `--flag`, positionals.
+import { QwasmError } from "../errors";
 
 export interface ParsedArgs {
   positionals: string[];
@@ -18,14 +19,14 @@ export function parseArgs(argv: string[], booleans: readonly string[] = []): Par
     if (eq >= 0) options.set(name, arg.slice(eq + 1));
     else if (booleans.includes(name)) options.set(name, true);
     else if (i + 1 < argv.length) options.set(name, argv[++i]);
-    else throw new Error(`option --${name} needs a value`);
+    else throw new QwasmError("INVALID_ARGUMENT", `option --${name} needs a value`);
   }
   return { positionals, options };
 }
 
 export function stringOption(args: ParsedArgs, name: string): string | undefined {
   const v = args.options.get(name);
-  if (v === true) throw new Error(`option --${name} needs a value`);
+  if (v === true) throw new QwasmError("INVALID_ARGUMENT", `option --${name} needs a value`);
   return v;
 }
 
@@ -33,6 +34,6 @@ export function numberOption(args: ParsedArgs, name: string, fallback?: number):
   const v = stringOption(args, name);
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`option --${name} must be a number, got "${v}"`);
+  if (!Number.isFinite(n)) throw new QwasmError("INVALID_ARGUMENT", `option --${name} must be a number, got "${v}"`);
   return n;
 }

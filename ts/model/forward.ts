@@ -1,13 +1,19 @@
 // The Qwen2 forward pass over one shared memory: embeddings → n_layers × (rmsnorm, q/k/v with bias,
 // RoPE, KV write, attention, o, residual, rmsnorm, gate/up, SwiGLU, down, residual) → norm → LM head.
-// One code path for prefill (many tokens) and decode (one token). Every op takes a row or head
-// range, so that a pool of workers can split the same loop (threads are the next step).
+//
+// One code path for prefill (many tokens) and decode (one token), run SPMD: every worker of the
+// pool (or the one calling thread) runs `runStep` with its own slice index, does its share of each
+// op (matmul rows, attention heads, token rows) and meets the others at a barrier before an op that
+// reads what another worker wrote. Each output element is computed by exactly one worker with the
+// same code, so the logits do not depend on the number of workers.
+//
+// `planForward` lays out the memory once (the ForwardLayout, plain data that can be posted to a
+// worker); `runStep` only reads it.
 import { QwasmError } from "../errors";
 import { ACTIVATION_FORMATS, activationRowBytes, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
 import type { Kernels } from "../kernels/module";
 import type { Qwen2Config, Qwen2Tensors, TensorDesc } from "../../weights/qwen2";
-import { Arena } from "./arena";
-import { ropeCosSin, ropeYarnCorrDims, type RopeScaling as RopeTable } from "./rope";
+import type { Arena } from "./arena";
 
 export type KVType = "f32" | "f16" | "q8_0";
 
@@ -17,42 +23,65 @@ export interface WeightTensor extends TensorDesc {
   nbytes: number;
 }
 
-/** A matrix with its kernels: rows = output features, cols = input features (GGUF ne0). */
-interface Matrix {
+/** A matrix: rows = output features, cols = input features (GGUF ne0), rows contiguous. */
+export interface MatrixLayout {
+  type: number;
   offset: number;
   rows: number;
   cols: number;
   rowBytes: number;
-  kernels: WeightKernels;
 }
 
-interface LayerWeights {
-  attnNorm: number;                      // (hidden)
-  q: Matrix; qBias: number;              // (nHeads*headDim, hidden), (nHeads*headDim)
-  k: Matrix; kBias: number;              // (nKV*headDim, hidden), (nKV*headDim)
-  v: Matrix; vBias: number;              // (nKV*headDimV, hidden), (nKV*headDimV)
-  o: Matrix;                             // (hidden, nHeads*headDimV)
-  ffnNorm: number;                       // (hidden)
-  gate: Matrix; up: Matrix;              // (ffn, hidden)
-  down: Matrix;                          // (hidden, ffn)
-  kCache: number; vCache: number;        // (contextLength, nKV*headDim) in kvType
+export interface LayerLayout {
+  attnNorm: number;                                  // (hidden)
+  q: MatrixLayout; qBias: number;                    // (nHeads*headDim, hidden), (nHeads*headDim)
+  k: MatrixLayout; kBias: number;                    // (nKV*headDim, hidden), (nKV*headDim)
+  v: MatrixLayout; vBias: number;                    // (nKV*headDim, hidden), (nKV*headDim)
+  o: MatrixLayout;                                   // (hidden, nHeads*headDim)
+  ffnNorm: number;                                   // (hidden)
+  gate: MatrixLayout; up: MatrixLayout;              // (ffn, hidden)
+  down: MatrixLayout;                                // (hidden, ffn)
+  kCache: number; vCache: number;                    // (contextLength, nKV*headDim) in kvType
 }
 
 /** Activation buffers, sized once for the largest step (maxTokens tokens). */
-interface RunState {
+export interface StateLayout {
   x: number;       // (T, hidden) residual stream
   xb: number;      // (T, hidden) normed input of a matmul
   q: number;       // (T, nHeads*headDim)
   k: number;       // (T, nKV*headDim)
-  v: number;       // (T, nKV*headDimV)
-  att: number;     // (T, nHeads*headDimV) attention output
+  v: number;       // (T, nKV*headDim)
+  att: number;     // (T, nHeads*headDim) attention output
   proj: number;    // (T, hidden) o / down projection before the residual add
   gate: number;    // (T, ffn)
   up: number;      // (T, ffn)
-  act: Map<ActivationFormat, number>; // (T, rowBytes(max input)) matmul inputs converted per format
-  cosSin: number;  // (T, ropeDim) per token: ropeDim/2 cosines, then ropeDim/2 sines
-  scores: number;  // (contextLength) attention scratch
+  act: Partial<Record<ActivationFormat, number>>; // (T, rowBytes(widest input)) matmul inputs per format
+  cosSin: number;  // (T, headDim) per token: headDim/2 cosines, then headDim/2 sines
+  scores: number;  // (maxWorkers, contextLength + 4*headDim) attention scratch, one slice per worker
   logits: number;  // (T, vocab)
+}
+
+/** Where a step's inputs are: written by the caller before the workers start. */
+export interface StepLayout {
+  tokens: number;  // (maxTokens) i32 token ids
+  header: number;  // i32 [nTok, pos0, firstLogitRow]
+}
+
+export interface ForwardLayout {
+  config: Qwen2Config;
+  contextLength: number;
+  maxTokens: number;
+  maxWorkers: number;
+  kvType: KVType;
+  kvRowBytes: number;
+  reference: boolean;
+  tokenEmbd: MatrixLayout;
+  outputNorm: number;
+  output: MatrixLayout;
+  layers: LayerLayout[];
+  state: StateLayout;
+  step: StepLayout;
+  scoresStride: number; // bytes of one worker's attention scratch
 }
 
 export interface ForwardOptions {
@@ -61,6 +90,8 @@ export interface ForwardOptions {
   /** Most tokens one step may carry; longer prompts are run in chunks of this size. */
   maxTokens: number;
   kvType: KVType;
+  /** Most workers that will run steps (attention scratch is per worker). */
+  maxWorkers: number;
   /** Use the scalar reference matmuls (for tests). */
   reference?: boolean;
 }
@@ -71,211 +102,237 @@ const KV_BYTES: Record<KVType, (n: number) => number> = {
   q8_0: (n) => (n / 32) * 34,
 };
 
-export class Qwen2Forward {
-  readonly config: Qwen2Config;
-  readonly contextLength: number;
-  readonly maxTokens: number;
-  readonly kvType: KVType;
-  private readonly k: Kernels;
-  private readonly arena: Arena;
-  private readonly layers: LayerWeights[];
-  private readonly tokenEmbd: Matrix;
-  private readonly outputNorm: number;
-  private readonly output: Matrix;
-  private readonly s: RunState;
-  private readonly kvRowBytes: number;
-  private readonly cosSinHost: Float32Array;
-  private readonly ropeScaling: RopeTable;
-  /** Which buffer each activation format currently holds, so q/k/v convert their input once. */
-  private converted = new Map<ActivationFormat, number>();
+/** Lays out the KV cache, the activations and the step inputs in the arena. */
+export function planForward(arena: Arena, config: Qwen2Config, tensors: Qwen2Tensors<WeightTensor>,
+  options: ForwardOptions): ForwardLayout {
+  const { hidden, nHeads, nKVHeads, headDim, headDimV, ffn, vocabSize, ropeDim } = config;
+  if (options.kvType === "q8_0" && headDim % 32 !== 0) {
+    throw new QwasmError("INVALID_ARGUMENT", `a q8_0 KV cache needs a head size divisible by 32 (this model: ${headDim})`);
+  }
+  if (ropeDim !== headDim) {
+    throw new QwasmError("MODEL_UNSUPPORTED", `partial RoPE (rope dimension ${ropeDim} < head size ${headDim}) is not supported`);
+  }
+  if (headDim !== headDimV) {
+    throw new QwasmError("MODEL_UNSUPPORTED", `key head size ${headDim} differs from value head size ${headDimV}`);
+  }
+  const matrix = (t: WeightTensor): MatrixLayout => ({
+    type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / t.dims[1],
+  });
+  const T = options.maxTokens;
+  const ctx = options.contextLength;
+  const kvRowBytes = KV_BYTES[options.kvType](nKVHeads * headDim);
+  const layers = tensors.layers.map((l) => ({
+    attnNorm: l.attnNorm.offset,
+    q: matrix(l.q), qBias: l.qBias.offset,
+    k: matrix(l.k), kBias: l.kBias.offset,
+    v: matrix(l.v), vBias: l.vBias.offset,
+    o: matrix(l.o),
+    ffnNorm: l.ffnNorm.offset,
+    gate: matrix(l.gate), up: matrix(l.up), down: matrix(l.down),
+    kCache: arena.alloc(ctx * kvRowBytes),
+    vCache: arena.alloc(ctx * kvRowBytes),
+  }));
+  const output = matrix(tensors.output);
 
-  constructor(kernels: Kernels, arena: Arena, config: Qwen2Config, tensors: Qwen2Tensors<WeightTensor>, options: ForwardOptions) {
-    const { hidden, nHeads, nKVHeads, headDim, headDimV, ffn, vocabSize, ropeDim } = config;
-    if (options.kvType === "q8_0" && (headDim % 32 !== 0 || headDimV % 32 !== 0)) {
-      throw new QwasmError("INVALID_ARGUMENT", `a q8_0 KV cache needs head sizes divisible by 32 (this model: ${headDim})`);
-    }
-    if (ropeDim !== headDim) {
-      throw new QwasmError("MODEL_UNSUPPORTED", `partial RoPE (rope dimension ${ropeDim} < head size ${headDim}) is not supported`);
-    }
-    if (headDim !== headDimV) {
-      throw new QwasmError("MODEL_UNSUPPORTED", `key head size ${headDim} differs from value head size ${headDimV}`);
-    }
-    this.config = config;
-    this.k = kernels;
-    this.arena = arena;
-    this.contextLength = options.contextLength;
-    this.maxTokens = options.maxTokens;
-    this.kvType = options.kvType;
-
-    const matrix = (t: WeightTensor): Matrix => {
-      const kernelsFor = weightKernels(kernels, t.type, options.reference);
-      return {
-        offset: t.offset, cols: t.dims[0], rows: t.dims[1],
-        rowBytes: (t.dims[0] / kernelsFor.blockSize) * kernelsFor.typeSize,
-        kernels: kernelsFor,
-      };
-    };
-    const T = options.maxTokens;
-    const ctx = options.contextLength;
-    this.kvRowBytes = KV_BYTES[options.kvType](nKVHeads * headDim);
-    this.layers = tensors.layers.map((l) => ({
-      attnNorm: l.attnNorm.offset,
-      q: matrix(l.q), qBias: l.qBias.offset,
-      k: matrix(l.k), kBias: l.kBias.offset,
-      v: matrix(l.v), vBias: l.vBias.offset,
-      o: matrix(l.o),
-      ffnNorm: l.ffnNorm.offset,
-      gate: matrix(l.gate), up: matrix(l.up), down: matrix(l.down),
-      kCache: arena.alloc(ctx * this.kvRowBytes),
-      vCache: arena.alloc(ctx * this.kvRowBytes),
-    }));
-    this.tokenEmbd = matrix(tensors.tokenEmbd);
-    this.outputNorm = tensors.outputNorm.offset;
-    this.output = matrix(tensors.output);
-
-    // One conversion buffer per activation format the model's matrices use, sized for the widest input.
-    const act = new Map<ActivationFormat, number>();
-    const all = [...this.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]), this.output];
-    for (const m of all) {
-      if (m.kernels.format === "f32" || act.has(m.kernels.format)) continue;
-      act.set(m.kernels.format, arena.alloc(T * activationRowBytes(m.kernels.format, Math.max(hidden, ffn, nHeads * headDimV))));
-    }
-    const f32 = (n: number) => arena.alloc(4 * n);
-    this.s = {
+  // One conversion buffer per activation format the model's matrices use, sized for the widest input.
+  const act: Partial<Record<ActivationFormat, number>> = {};
+  const widest = Math.max(hidden, ffn, nHeads * headDim);
+  for (const m of [...layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]), output]) {
+    const format = weightFormat(m.type);
+    if (format !== "f32" && act[format] === undefined) act[format] = arena.alloc(T * activationRowBytes(format, widest));
+  }
+  const f32 = (n: number) => arena.alloc(4 * n);
+  const scoresStride = 4 * (ctx + 4 * headDim);
+  return {
+    config,
+    contextLength: ctx,
+    maxTokens: T,
+    maxWorkers: options.maxWorkers,
+    kvType: options.kvType,
+    kvRowBytes,
+    reference: options.reference ?? false,
+    tokenEmbd: matrix(tensors.tokenEmbd),
+    outputNorm: tensors.outputNorm.offset,
+    output,
+    layers,
+    state: {
       x: f32(T * hidden), xb: f32(T * hidden),
-      q: f32(T * nHeads * headDim), k: f32(T * nKVHeads * headDim), v: f32(T * nKVHeads * headDimV),
-      att: f32(T * nHeads * headDimV), proj: f32(T * hidden),
+      q: f32(T * nHeads * headDim), k: f32(T * nKVHeads * headDim), v: f32(T * nKVHeads * headDim),
+      att: f32(T * nHeads * headDim), proj: f32(T * hidden),
       gate: f32(T * ffn), up: f32(T * ffn),
       act,
-      cosSin: f32(T * ropeDim),
-      scores: f32(ctx + 4 * headDim),
+      cosSin: f32(T * headDim),
+      scores: arena.alloc(options.maxWorkers * scoresStride),
       logits: f32(T * vocabSize),
+    },
+    step: { tokens: arena.alloc(4 * T), header: arena.alloc(16) },
+    scoresStride,
+  };
+}
+
+function weightFormat(type: number): ActivationFormat {
+  // Only the format is needed here; the kernels are looked up by the runner.
+  return weightKernels(FORMAT_ONLY, type).format;
+}
+
+/** A stand-in kernel table that has every export, for format lookups without a module. */
+const FORMAT_ONLY = new Proxy({}, { get: () => () => 0 }) as Kernels;
+
+/** Which part of each op one worker does: slice `index` of `count`, and the barrier between ops. */
+export interface WorkerSlice {
+  index: number;
+  count: number;
+  barrier(): void;
+}
+
+/** [start, end) of `n` items for worker `index` of `count`, boundaries on multiples of `align`. */
+export function sliceRange(n: number, index: number, count: number, align = 1): [number, number] {
+  const units = Math.ceil(n / align);
+  const start = Math.min(n, Math.floor((units * index) / count) * align);
+  const end = Math.min(n, Math.floor((units * (index + 1)) / count) * align);
+  return [start, end];
+}
+
+interface Matrix extends MatrixLayout {
+  kernels: WeightKernels;
+  format: ActivationFormat;
+  xStride: number; // bytes of one converted input row
+}
+
+/** Executes forward steps described by a ForwardLayout; one per worker, over the shared memory. */
+export class ForwardRunner {
+  private readonly layers: (Omit<LayerLayout, "q" | "k" | "v" | "o" | "gate" | "up" | "down"> &
+    Record<"q" | "k" | "v" | "o" | "gate" | "up" | "down", Matrix>)[];
+  private readonly tokenEmbd: Matrix;
+  private readonly output: Matrix;
+
+  constructor(private readonly k: Kernels, private readonly memory: WebAssembly.Memory, readonly layout: ForwardLayout) {
+    const matrix = (m: MatrixLayout): Matrix => {
+      const kernels = weightKernels(k, m.type, layout.reference);
+      return { ...m, kernels, format: kernels.format, xStride: activationRowBytes(kernels.format, m.cols) };
     };
-    this.cosSinHost = new Float32Array(T * ropeDim);
-    this.ropeScaling = ropeTableScaling(config);
+    this.layers = layout.layers.map((l) => ({
+      ...l,
+      q: matrix(l.q), k: matrix(l.k), v: matrix(l.v), o: matrix(l.o),
+      gate: matrix(l.gate), up: matrix(l.up), down: matrix(l.down),
+    }));
+    this.tokenEmbd = matrix(layout.tokenEmbd);
+    this.output = matrix(layout.output);
   }
 
   /**
-   * Runs `tokens` (at most maxTokens) at positions pos0, pos0+1, ... of the one sequence in the KV
-   * cache, and returns the logits of the last token, or of every token with `allLogits`
-   * (n_tokens × vocab, position-major). The returned array is a copy.
+   * One forward step, as described in the step header: nTok tokens at positions pos0.. of the
+   * sequence in the KV cache; logits for rows firstLogitRow..nTok-1 land in state.logits.
+   * The caller has checked the inputs and written the RoPE table.
    */
-  step(tokens: ArrayLike<number>, pos0: number, allLogits = false): Float32Array {
-    const c = this.config;
+  runStep(w: WorkerSlice): void {
+    const L = this.layout;
+    const c = L.config;
+    const s = L.state;
     const k = this.k;
-    const s = this.s;
-    const T = tokens.length;
-    const { hidden, nHeads, nKVHeads, headDim, ffn, vocabSize } = c;
+    const header = new Int32Array(this.memory.buffer, L.step.header, 3);
+    const [T, pos0, firstLogitRow] = [header[0], header[1], header[2]];
+    const { hidden, nHeads, nKVHeads, headDim, ffn } = c;
     const qDim = nHeads * headDim;
     const kvDim = nKVHeads * headDim;
-    if (T < 1 || T > this.maxTokens) throw new QwasmError("INVALID_ARGUMENT", `a step carries 1..${this.maxTokens} tokens, got ${T}`);
-    if (pos0 + T > this.contextLength) {
-      throw new QwasmError("CONTEXT_OVERFLOW",
-        `positions ${pos0}..${pos0 + T - 1} do not fit in the context of ${this.contextLength} tokens`);
-    }
+    // Token rows of this worker (for per-token ops), heads (attention), 4-aligned element ranges.
+    const [t0, t1] = sliceRange(T, w.index, w.count);
+    const rows = (n: number) => t1 - t0 > 0 ? n * (t1 - t0) : 0;
+    const row = (buffer: number, width: number) => buffer + 4 * t0 * width;
 
     // Embeddings: x[t] = token_embd[id] (the row dequantized to f32).
-    for (let t = 0; t < T; t++) {
-      const id = tokens[t];
-      if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
-        throw new QwasmError("INVALID_ARGUMENT", `token id ${id} is outside the vocabulary (0..${vocabSize - 1})`);
-      }
-      this.tokenEmbd.kernels.dequantize(this.tokenEmbd.offset + id * this.tokenEmbd.rowBytes, s.x + 4 * t * hidden, hidden);
+    const ids = new Int32Array(this.memory.buffer, L.step.tokens, T);
+    for (let t = t0; t < t1; t++) {
+      this.tokenEmbd.kernels.dequantize(this.tokenEmbd.offset + ids[t] * this.tokenEmbd.rowBytes, s.x + 4 * t * hidden, hidden);
     }
-    this.writeRope(T, pos0);
 
     for (const l of this.layers) {
       // Attention: rmsnorm → q, k, v (+ bias) → RoPE → KV write → attention → o → residual.
-      k.rmsnorm(s.x, l.attnNorm, s.xb, hidden, T, c.eps);
-      this.matmul(l.q, s.xb, s.q, T);
-      this.matmul(l.k, s.xb, s.k, T, true);
-      this.matmul(l.v, s.xb, s.v, T, true);
-      k.add_bias(s.q, l.qBias, T, qDim);
-      k.add_bias(s.k, l.kBias, T, kvDim);
-      k.add_bias(s.v, l.vBias, T, kvDim);
-      k.rope_neox(s.q, T, nHeads, headDim, qDim, s.cosSin);
-      k.rope_neox(s.k, T, nKVHeads, headDim, kvDim, s.cosSin);
-      this.storeKV(s.k, l.kCache, pos0, T * kvDim);
-      this.storeKV(s.v, l.vCache, pos0, T * kvDim);
-      this.attention(l, T, pos0);
-      this.matmul(l.o, s.att, s.proj, T);
-      k.add(s.x, s.proj, s.x, T * hidden);
-
-      // Feed-forward: rmsnorm → gate, up → SwiGLU → down → residual.
-      k.rmsnorm(s.x, l.ffnNorm, s.xb, hidden, T, c.eps);
-      this.matmul(l.gate, s.xb, s.gate, T);
-      this.matmul(l.up, s.xb, s.up, T, true);
-      k.swiglu(s.gate, s.up, s.gate, T * ffn);
-      this.matmul(l.down, s.gate, s.proj, T);
-      k.add(s.x, s.proj, s.x, T * hidden);
-    }
-
-    // Final norm and LM head, for the last token or for all.
-    const first = allLogits ? 0 : T - 1;
-    const rows = T - first;
-    k.rmsnorm(s.x + 4 * first * hidden, this.outputNorm, s.xb, hidden, rows, c.eps);
-    this.matmul(this.output, s.xb, s.logits, rows);
-    return this.arena.f32(s.logits, rows * vocabSize).slice();
-  }
-
-  /**
-   * out (T, W.rows) = input (T, W.cols) · Wᵀ. The input is converted to W's activation format, or,
-   * with `sameInput`, the conversion made by the previous matmul of the same input is reused.
-   */
-  private matmul(w: Matrix, input: number, out: number, T: number, sameInput = false): void {
-    const format = w.kernels.format;
-    let x = input;
-    let xStride = 4 * w.cols;
-    if (format !== "f32") {
-      const buffer = this.s.act.get(format)!;
-      xStride = activationRowBytes(format, w.cols);
-      // Rows are converted one by one so that each starts at its own stride.
-      if (!sameInput || this.converted.get(format) !== input) {
-        const convert = this.k[ACTIVATION_FORMATS[format].convert!];
-        for (let t = 0; t < T; t++) convert(input + 4 * t * w.cols, buffer + t * xStride, w.cols);
+      if (rows(1)) k.rmsnorm(row(s.x, hidden), l.attnNorm, row(s.xb, hidden), hidden, t1 - t0, c.eps);
+      this.convert(l.q, s.xb, t0, t1);
+      if (l.k.format !== l.q.format) this.convert(l.k, s.xb, t0, t1);
+      if (l.v.format !== l.q.format && l.v.format !== l.k.format) this.convert(l.v, s.xb, t0, t1);
+      w.barrier();
+      this.matmul(l.q, s.xb, s.q, T, w);
+      this.matmul(l.k, s.xb, s.k, T, w);
+      this.matmul(l.v, s.xb, s.v, T, w);
+      w.barrier();
+      if (rows(1)) {
+        k.add_bias(row(s.q, qDim), l.qBias, t1 - t0, qDim);
+        k.add_bias(row(s.k, kvDim), l.kBias, t1 - t0, kvDim);
+        k.add_bias(row(s.v, kvDim), l.vBias, t1 - t0, kvDim);
+        k.rope_neox(row(s.q, qDim), t1 - t0, nHeads, headDim, qDim, s.cosSin + 4 * t0 * headDim);
+        k.rope_neox(row(s.k, kvDim), t1 - t0, nKVHeads, headDim, kvDim, s.cosSin + 4 * t0 * headDim);
+        this.storeKV(row(s.k, kvDim), l.kCache, pos0 + t0, (t1 - t0) * kvDim);
+        this.storeKV(row(s.v, kvDim), l.vCache, pos0 + t0, (t1 - t0) * kvDim);
       }
-      x = buffer;
+      w.barrier();
+      const [h0, h1] = sliceRange(nHeads, w.index, w.count);
+      if (h1 > h0) {
+        k[`attention_${L.kvType}`](s.q, l.kCache, l.vCache, s.att, s.scores + w.index * L.scoresStride, T, pos0,
+          nHeads, nKVHeads, headDim, qDim, L.kvRowBytes, 1 / Math.sqrt(headDim), h0, h1);
+      }
+      w.barrier();
+      this.convert(l.o, s.att, t0, t1);
+      w.barrier();
+      this.matmul(l.o, s.att, s.proj, T, w);
+      w.barrier();
+
+      // Feed-forward: residual → rmsnorm → gate, up → SwiGLU → down → residual.
+      if (rows(1)) {
+        k.add(row(s.x, hidden), row(s.proj, hidden), row(s.x, hidden), rows(hidden));
+        k.rmsnorm(row(s.x, hidden), l.ffnNorm, row(s.xb, hidden), hidden, t1 - t0, c.eps);
+      }
+      this.convert(l.gate, s.xb, t0, t1);
+      if (l.up.format !== l.gate.format) this.convert(l.up, s.xb, t0, t1);
+      w.barrier();
+      this.matmul(l.gate, s.xb, s.gate, T, w);
+      this.matmul(l.up, s.xb, s.up, T, w);
+      w.barrier();
+      const [e0, e1] = sliceRange(T * ffn, w.index, w.count, 16);
+      if (e1 > e0) k.swiglu(s.gate + 4 * e0, s.up + 4 * e0, s.gate + 4 * e0, e1 - e0);
+      w.barrier();
+      this.convert(l.down, s.gate, t0, t1);
+      w.barrier();
+      this.matmul(l.down, s.gate, s.proj, T, w);
+      w.barrier();
+      if (rows(1)) k.add(row(s.x, hidden), row(s.proj, hidden), row(s.x, hidden), rows(hidden));
     }
-    if (!sameInput) this.converted.clear();
-    if (format !== "f32") this.converted.set(format, input);
-    w.kernels.matmul(w.offset, x, out, w.cols, 0, w.rows, T, xStride, w.rows);
+
+    // Final norm and LM head, for the rows firstLogitRow..T-1.
+    const nOut = T - firstLogitRow;
+    const [o0, o1] = sliceRange(nOut, w.index, w.count);
+    if (o1 > o0) {
+      k.rmsnorm(s.x + 4 * (firstLogitRow + o0) * hidden, L.outputNorm, s.xb + 4 * o0 * hidden, hidden, o1 - o0, c.eps);
+    }
+    this.convert(this.output, s.xb, o0, o1);
+    w.barrier();
+    this.matmul(this.output, s.xb, s.logits, nOut, w);
+    w.barrier();
   }
 
-  /** Copies T rows of K or V into the cache at positions pos0.. in the cache's type. */
-  private storeKV(src: number, cache: number, pos0: number, n: number): void {
-    const dst = cache + pos0 * this.kvRowBytes;
-    if (this.kvType === "f32") this.k.copy_f32(src, dst, n);
-    else if (this.kvType === "f16") this.k.convert_f32_f16(src, dst, n);
+  /** Converts input rows [t0, t1) to the matrix's activation format (nothing for f32 weights). */
+  private convert(m: Matrix, input: number, t0: number, t1: number): void {
+    if (m.format === "f32") return;
+    const convert = this.k[ACTIVATION_FORMATS[m.format].convert!];
+    const buffer = this.layout.state.act[m.format]!;
+    for (let t = t0; t < t1; t++) convert(input + 4 * t * m.cols, buffer + t * m.xStride, m.cols);
+  }
+
+  /** out (T, m.rows) = input (T, m.cols) · mᵀ, this worker's rows of it. */
+  private matmul(m: Matrix, input: number, out: number, T: number, w: WorkerSlice): void {
+    const [r0, r1] = sliceRange(m.rows, w.index, w.count, 16);
+    if (r1 <= r0) return;
+    const x = m.format === "f32" ? input : this.layout.state.act[m.format]!;
+    const xStride = m.format === "f32" ? 4 * m.cols : m.xStride;
+    m.kernels.matmul(m.offset, x, out, m.cols, r0, r1, T, xStride, m.rows);
+  }
+
+  /** Copies rows of K or V into the cache at position `pos` onwards, in the cache's type. */
+  private storeKV(src: number, cache: number, pos: number, n: number): void {
+    const dst = cache + pos * this.layout.kvRowBytes;
+    if (this.layout.kvType === "f32") this.k.copy_f32(src, dst, n);
+    else if (this.layout.kvType === "f16") this.k.convert_f32_f16(src, dst, n);
     else this.k.quantize_q8_0(src, dst, n);
   }
-
-  private attention(l: LayerWeights, T: number, pos0: number): void {
-    const c = this.config;
-    const scale = 1 / Math.sqrt(c.headDim);
-    const kernel = this.k[`attention_${this.kvType}`];
-    kernel(this.s.q, l.kCache, l.vCache, this.s.att, this.s.scores, T, pos0, c.nHeads, c.nKVHeads, c.headDim,
-      c.nHeads * c.headDim, this.kvRowBytes, scale, 0, c.nHeads);
-  }
-
-  private writeRope(T: number, pos0: number): void {
-    const c = this.config;
-    const positions = new Int32Array(T);
-    for (let t = 0; t < T; t++) positions[t] = pos0 + t;
-    const host = this.cosSinHost.subarray(0, T * c.ropeDim);
-    ropeCosSin(positions, c.ropeDim, c.ropeBase, host, this.ropeScaling);
-    this.arena.f32(this.s.cosSin, T * c.ropeDim).set(host);
-  }
-}
-
-/** The config's rope scaling as ggml_rope_ext's arguments (what llama.cpp passes for Qwen2). */
-function ropeTableScaling(c: Qwen2Config): RopeTable {
-  const r = c.ropeScaling;
-  if (r.type === "none") return {};
-  if (r.type === "linear") return { freqScale: 1 / r.factor };
-  return {
-    freqScale: 1 / r.factor,
-    extFactor: 1,
-    attnFactor: r.attnFactor ?? 1,
-    corrDims: ropeYarnCorrDims(c.ropeDim, r.originalContextLength, c.ropeBase),
-  };
 }

@@ -1,0 +1,145 @@
+// The forward pass on the project's own synthetic models, against an independent scalar float64
+// implementation (test/reference), with no fixtures needed: every weight type synth writes, the KV
+// cache (decode vs one-shot prefill), chunked prefill, and bit-identical logits for 1-4 workers.
+import { describe, expect, it } from "vitest";
+import { parseGGUFBytes } from "../../weights/gguf/reader";
+import { writeGGUFBytes } from "../../weights/gguf/writer";
+import { readQwen2Vocabulary, synthQwen2, SYNTH_TYPES, type SynthType } from "../../weights/synth";
+import { loadQwen2, prefill } from "../../ts/model/model";
+import { ReferenceQwen2 } from "../reference/qwen2-reference";
+
+const vocabulary = await readQwen2Vocabulary();
+
+async function tinyModel(type: SynthType, seed = 7): Promise<Uint8Array> {
+  return writeGGUFBytes(synthQwen2({ shape: "tiny", vocabulary, type, seed }));
+}
+
+/** A prompt of regular token ids (the tiny model keeps the first 512 tokens). */
+function prompt(n: number, seed = 3): number[] {
+  let x = seed;
+  return Array.from({ length: n }, () => (x = (x * 1103515245 + 12345) >>> 0) % 512);
+}
+
+function relDiff(ours: ArrayLike<number>, ref: ArrayLike<number>): { rel: number; rms: number } {
+  let mean = 0;
+  for (let i = 0; i < ref.length; i++) mean += ref[i];
+  mean /= ref.length;
+  let variance = 0;
+  let max = 0;
+  let sq = 0;
+  for (let i = 0; i < ref.length; i++) {
+    variance += (ref[i] - mean) ** 2;
+    const d = Math.abs(ours[i] - ref[i]);
+    max = Number.isNaN(d) ? Infinity : Math.max(max, d);
+    sq += d * d;
+  }
+  const std = Math.sqrt(variance / ref.length);
+  return { rel: max / std, rms: Math.sqrt(sq / ref.length) / std };
+}
+
+function tolerance(type: SynthType): { max: number; rms: number } {
+  if (type === "F32") return { max: 1e-4, rms: 2e-5 };
+  if (type === "F16") return { max: 1e-2, rms: 3e-3 };
+  if (type === "BF16") return { max: 5e-2, rms: 1.5e-2 };
+  return { max: 0.25, rms: 0.05 };
+}
+
+describe("synthetic models vs the scalar float64 reference", () => {
+  for (const type of SYNTH_TYPES) {
+    it(`${type}: logits at every position`, async () => {
+      const bytes = await tinyModel(type);
+      const tokens = prompt(24);
+      const reference = await ReferenceQwen2.load(parseGGUFBytes(bytes));
+      const expected = reference.logits(tokens);
+      const model = await loadQwen2(bytes, { threads: 1, contextLength: 64, maxTokens: 32 });
+      const vocab = model.config.vocabSize;
+      const all = await model.forward.step(tokens, 0, true);
+      const tol = tolerance(type);
+      let worst = { rel: 0, rms: 0, pos: 0 };
+      for (let pos = 0; pos < tokens.length; pos++) {
+        const d = relDiff(all.subarray(pos * vocab, (pos + 1) * vocab), expected[pos]);
+        if (d.rel > worst.rel) worst = { ...d, pos };
+        expect(d.rel, `${type} position ${pos}: max |Δ|/std`).toBeLessThanOrEqual(tol.max);
+        expect(d.rms, `${type} position ${pos}: rms(Δ)/std`).toBeLessThanOrEqual(tol.rms);
+      }
+      console.log(`synthetic ${type}: worst max|Δ|/std ${worst.rel.toExponential(2)} at position ${worst.pos}`);
+      await model.dispose();
+    });
+  }
+
+  it("logits spread like a real model's (std of a few units)", async () => {
+    const model = await loadQwen2(await tinyModel("F32"), { threads: 1, contextLength: 32, maxTokens: 16 });
+    const logits = await model.forward.step(prompt(8), 0);
+    const { rel } = relDiff(new Float32Array(logits.length), logits); // max|logit - 0| / std, not used
+    const mean = logits.reduce((a, b) => a + b, 0) / logits.length;
+    const std = Math.sqrt(logits.reduce((a, b) => a + (b - mean) ** 2, 0) / logits.length);
+    console.log(`synthetic F32 logits: std ${std.toFixed(2)}, max/std ${rel.toFixed(1)}`);
+    expect(std).toBeGreaterThan(1);
+    expect(std).toBeLessThan(20);
+    await model.dispose();
+  });
+});
+
+describe("the KV cache and prefill chunks", () => {
+  it("decoding token by token gives the logits of a one-shot prefill", async () => {
+    const bytes = await tinyModel("Q8_0");
+    const tokens = prompt(20);
+    const oneShot = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 32 });
+    const all = await oneShot.forward.step(tokens, 0, true);
+    const vocab = oneShot.config.vocabSize;
+    const stepwise = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 32 });
+    await prefill(stepwise.forward, tokens.slice(0, 12));
+    for (let pos = 12; pos < tokens.length; pos++) {
+      const logits = await stepwise.forward.step([tokens[pos]], pos);
+      const d = relDiff(logits, all.subarray(pos * vocab, (pos + 1) * vocab));
+      expect(d.rel, `position ${pos}`).toBeLessThan(1e-5);
+    }
+    await oneShot.dispose();
+    await stepwise.dispose();
+  });
+
+  it("chunked prefill equals one-shot prefill", async () => {
+    const bytes = await tinyModel("Q4_0");
+    const tokens = prompt(23);
+    const a = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 32 });
+    const b = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 5 });
+    const whole = await a.forward.step(tokens, 0, true);
+    const chunked = await prefill(b.forward, tokens, 0, true);
+    expect(relDiff(chunked, whole).rel).toBeLessThan(1e-5);
+    await a.dispose();
+    await b.dispose();
+  });
+
+  it("refuses positions past the context and token ids outside the vocabulary", async () => {
+    const model = await loadQwen2(await tinyModel("F16"), { threads: 1, contextLength: 8, maxTokens: 8 });
+    await expect(model.forward.step([1, 2, 3], 6)).rejects.toMatchObject({ code: "CONTEXT_OVERFLOW" });
+    await expect(model.forward.step([100000], 0)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await model.dispose();
+  });
+});
+
+describe("worker pool", () => {
+  it("logits are bit-identical for 1, 2, 3 and 4 workers (prefill and decode)", async () => {
+    const bytes = await tinyModel("Q4_1");
+    const tokens = prompt(19);
+    const results: Float32Array[] = [];
+    for (const threads of [1, 2, 3, 4]) {
+      const model = await loadQwen2(bytes, { threads, contextLength: 32, maxTokens: 32 });
+      expect(model.forward.threads).toBe(threads);
+      const all = await model.forward.step(tokens, 0, true);
+      const next = await model.forward.step([5], tokens.length);
+      const joined = new Float32Array(all.length + next.length);
+      joined.set(all);
+      joined.set(next, all.length);
+      results.push(joined);
+      await model.dispose();
+    }
+    for (let i = 1; i < results.length; i++) {
+      const a = new Uint32Array(results[0].buffer);
+      const b = new Uint32Array(results[i].buffer);
+      let differing = 0;
+      for (let j = 0; j < a.length; j++) if (a[j] !== b[j]) differing++;
+      expect(differing, `${i + 1} workers vs 1: differing logits`).toBe(0);
+    }
+  });
+});

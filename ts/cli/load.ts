@@ -1,0 +1,34 @@
+// Loading a model for a CLI command: the weights into the shared memory, the tokenizer from the same
+// file's metadata, and a progress bar on stderr when it is a terminal.
+import type { GGUFReadProgress } from "../../weights/gguf/reader";
+import { loadQwen2, type LoadOptions, type Qwen2Model } from "../model/model";
+import { tokenizerFromMetadata, type Tokenizer } from "../tokenizer";
+import { chatTemplateFromMetadata } from "../tokenizer/from-model";
+
+export interface CliModel {
+  model: Qwen2Model;
+  tokenizer: Tokenizer;
+  chatTemplate?: string;
+  loadMs: number;
+}
+
+function progressBar(): ((p: GGUFReadProgress) => void) | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  let last = -1;
+  return (p) => {
+    const pct = Math.floor((100 * p.loadedBytes) / Math.max(1, p.totalBytes));
+    if (pct === last) return;
+    last = pct;
+    const width = 30;
+    const filled = Math.round((width * pct) / 100);
+    process.stderr.write(`\rloading [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${pct}%` +
+      (pct === 100 ? "\n" : ""));
+  };
+}
+
+export async function loadForCli(path: string, options: LoadOptions = {}): Promise<CliModel> {
+  const t0 = performance.now();
+  const model = await loadQwen2(path, { onProgress: progressBar(), ...options });
+  const tokenizer = tokenizerFromMetadata(model.file.metadata);
+  return { model, tokenizer, chatTemplate: chatTemplateFromMetadata(model.file.metadata), loadMs: performance.now() - t0 };
+}

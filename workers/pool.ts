@@ -1,0 +1,100 @@
+// A pool of compute workers over one shared memory. The engine writes a step into the memory and
+// calls `run()`; every worker runs its slice of the same forward step (SPMD) and the last one to
+// finish wakes the engine. Nothing is posted per step.
+import { QwasmError } from "../ts/errors";
+import type { ForwardLayout } from "../ts/model/forward";
+import { spawnWorker, type WorkerHandle } from "../ts/runtime/workers";
+import { COMMAND_EXIT, COMMAND_RUN, CONTROL_WORDS, Control, type ComputeInit, type ComputeReply } from "./protocol";
+
+/** Where the compute worker bundle is: beside this module when bundled, in dist/ when run from source. */
+export function defaultWorkerUrl(): URL {
+  const here = import.meta.url;
+  return here.endsWith(".ts")
+    ? new URL("../dist/compute-worker.js", here)
+    : new URL("./compute-worker.js", here);
+}
+
+export class WorkerPool {
+  private failure: Error | undefined;
+  private seq = 0;
+
+  private constructor(
+    private readonly workers: WorkerHandle[],
+    private readonly ctrl: Int32Array,
+  ) {}
+
+  get size(): number { return this.workers.length; }
+
+  /** Starts `count` workers over `memory` and waits until each has instantiated the kernels. */
+  static async start(count: number, memory: WebAssembly.Memory, module: WebAssembly.Module,
+    layout: ForwardLayout, control: number, workerUrl: URL = defaultWorkerUrl()): Promise<WorkerPool> {
+    const ctrl = new Int32Array(memory.buffer, control, CONTROL_WORDS);
+    ctrl.fill(0);
+    const workers = await Promise.all(Array.from({ length: count }, () => spawnWorker(workerUrl)));
+    const pool = new WorkerPool(workers, ctrl);
+    try {
+      await Promise.all(workers.map((worker, index) => new Promise<void>((resolve, reject) => {
+        worker.onMessage((m) => {
+          const reply = m as ComputeReply;
+          if (reply.kind === "ready") resolve();
+          else pool.fail(new QwasmError("WORKER_FAILED", `compute worker ${reply.index} failed: ${reply.message}`), reject);
+        });
+        worker.onError((e) => pool.fail(new QwasmError("WORKER_FAILED", `compute worker ${index} died: ${e.message}`), reject));
+        const init: ComputeInit = { kind: "init", memory, module, layout, index, count, control };
+        worker.postMessage(init);
+      })));
+    } catch (e) {
+      await pool.dispose();
+      throw e;
+    }
+    return pool;
+  }
+
+  private fail(error: Error, reject?: (e: Error) => void): void {
+    this.failure ??= error;
+    Atomics.store(this.ctrl, Control.FAILED, 1);
+    Atomics.add(this.ctrl, Control.BARRIER_GEN, 1);
+    Atomics.notify(this.ctrl, Control.BARRIER_GEN);
+    reject?.(error);
+  }
+
+  /** Runs the step already written into the memory on every worker; resolves when all are done. */
+  async run(): Promise<void> {
+    if (this.failure) throw this.failure;
+    const ctrl = this.ctrl;
+    Atomics.store(ctrl, Control.FAILED, 0);
+    Atomics.store(ctrl, Control.COMMAND, COMMAND_RUN);
+    const seq = ++this.seq;
+    Atomics.store(ctrl, Control.STEP_SEQ, seq);
+    Atomics.notify(ctrl, Control.STEP_SEQ);
+    await waitUntil(ctrl, Control.DONE_SEQ, seq, () => this.failure);
+    if (this.failure) throw this.failure;
+    if (Atomics.load(ctrl, Control.FAILED) !== 0) {
+      throw new QwasmError("WORKER_FAILED", "a compute worker failed during the forward step");
+    }
+  }
+
+  async dispose(): Promise<void> {
+    Atomics.store(this.ctrl, Control.COMMAND, COMMAND_EXIT);
+    Atomics.add(this.ctrl, Control.STEP_SEQ, 1);
+    Atomics.notify(this.ctrl, Control.STEP_SEQ);
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+/** Resolves once ctrl[index] == value, without blocking the calling thread's event loop. */
+async function waitUntil(ctrl: Int32Array, index: number, value: number, failed: () => Error | undefined): Promise<void> {
+  const waitAsync = (Atomics as unknown as {
+    waitAsync?: (a: Int32Array, i: number, v: number, t?: number) => { async: boolean; value: Promise<string> | string };
+  }).waitAsync;
+  for (;;) {
+    const current = Atomics.load(ctrl, index);
+    if (current === value || failed()) return;
+    if (waitAsync) {
+      const r = waitAsync(ctrl, index, current, 100);
+      if (r.async) await r.value;
+    } else {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+  }
+}
