@@ -1,1 +1,387 @@
-// placeholder: to be written
+// Grouped-query attention of one sequence over its KV cache, for a decode token (nTok = 1) or a causal
+// prefill chunk, with llama.cpp's non-flash semantics (ggml_mul_mat for K·q, ggml_soft_max_ext,
+// ggml_mul_mat for V·p):
+//
+//   s_j = (q · k_j) · scale             for the positions j = 0 .. pos0 + t (causal: later ones are
+//                                       masked with -inf in llama.cpp, i.e. contribute exp(-inf) = 0)
+//   p   = softmax(s)                    max subtracted, the sum in f64, times (float)(1/sum)
+//   out = Σ_j p_j · v_j
+//
+// The KV cache of the layer is one contiguous range per sequence: position p, KV head g sits at byte
+// `k + p*kvStride + g*headDim*elemSize` (elemSize 4 for f32, 2 for f16, 34/32 for q8_0), and the same
+// for v. The K and V of the chunk's own tokens (positions pos0 .. pos0+nTok-1) must already be stored.
+// Query head h reads KV head h / (nHeads / nKVHeads).
+//
+// q and out are nTok rows of qStride floats, head h at float offset h*headDim; out may alias q.
+// Only heads [headStart, headEnd) are computed, so that workers can split the heads.
+// scratch (per calling thread): (headDim + pos0 + nTok) floats — the query row converted to the
+// cache's dot format, then the scores.
+//
+// Cache formats, mirroring what ggml does when the cache has that type:
+//   f32:  everything in f32.
+//   f16:  ggml_mul_mat converts the f32 operand to the f16 weight's vec_dot_type, so q is rounded to
+//         f16 before K·q and the probabilities p are rounded to f16 before V·p (products are exact
+//         in f32, sums in f32).
+//   q8_0: q is quantized to q8_0 (quantize_q8_0, the activations' converter) and K·q is the
+//         integer q8_0·q8_0 dot; V rows are dequantized to f32 and accumulated in f32 (llama.cpp
+//         only allows a quantized V with flash attention, which does exactly this).
+//   headDim must be a multiple of 32 for q8_0; f32 and f16 take any headDim.
+import { quantize_q8_0 } from "../quants/activations";
+import { f16_gather4, f16_to_f32, f16x4_hi_to_f32x4, f32_to_f16, i32x4_hsum, i32x4_hsum4, Q8_0_BYTES, QK } from "../quants/common";
+import { hsum4, hsum4x4, softmaxRow } from "./math";
+
+// ---------------------------------------------------------------------------------------------- f32
+
+/** scores[j] = (q · k_j) · scale for j < n; four keys at a time, reduced as hsum4 (see math.ts). */
+@inline function scoresF32(qRow: usize, kHead: usize, kvStride: usize, n: i32, headDim: i32, scale: f32, scores: usize): void {
+  const vscale = f32x4.splat(scale);
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const k0 = kHead + <usize>j * kvStride;
+    const k1 = k0 + kvStride;
+    const k2 = k1 + kvStride;
+    const k3 = k2 + kvStride;
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let d = 0;
+    for (; d + 4 <= headDim; d += 4) {
+      const o = <usize>d << 2;
+      const qv = v128.load(qRow + o);
+      a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(k0 + o)));
+      a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(k1 + o)));
+      a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(k2 + o)));
+      a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(k3 + o)));
+    }
+    let s = hsum4x4(a0, a1, a2, a3);
+    if (d < headDim) {
+      s = f32x4.add(s, f32x4(
+        dotTailF32(qRow, k0, d, headDim), dotTailF32(qRow, k1, d, headDim),
+        dotTailF32(qRow, k2, d, headDim), dotTailF32(qRow, k3, d, headDim)));
+    }
+    v128.store(scores + (<usize>j << 2), f32x4.mul(s, vscale));
+  }
+  for (; j < n; j++) {
+    const k0 = kHead + <usize>j * kvStride;
+    let a0 = f32x4.splat(0);
+    let d = 0;
+    for (; d + 4 <= headDim; d += 4) {
+      const o = <usize>d << 2;
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(qRow + o), v128.load(k0 + o)));
+    }
+    let s = hsum4(a0);
+    if (d < headDim) s += dotTailF32(qRow, k0, d, headDim);
+    store<f32>(scores + (<usize>j << 2), s * scale);
+  }
+}
+
+@inline function dotTailF32(a: usize, b: usize, from: i32, to: i32): f32 {
+  let s: f32 = 0;
+  for (let d = from; d < to; d++) s += load<f32>(a + (<usize>d << 2)) * load<f32>(b + (<usize>d << 2));
+  return s;
+}
+
+/** outRow[d] = Σ_j p_j · v_j[d], sixteen dims at a time over all keys (each lane sums in key order). */
+@inline function mixF32(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize): void {
+  let d = 0;
+  for (; d + 16 <= headDim; d += 16) {
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let vr = vHead + (<usize>d << 2);
+    for (let j = 0; j < n; j++) {
+      const pj = f32x4.splat(load<f32>(p + (<usize>j << 2)));
+      a0 = f32x4.add(a0, f32x4.mul(pj, v128.load(vr)));
+      a1 = f32x4.add(a1, f32x4.mul(pj, v128.load(vr, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(pj, v128.load(vr, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(pj, v128.load(vr, 48)));
+      vr += kvStride;
+    }
+    const o = outRow + (<usize>d << 2);
+    v128.store(o, a0);
+    v128.store(o, a1, 16);
+    v128.store(o, a2, 32);
+    v128.store(o, a3, 48);
+  }
+  for (; d + 4 <= headDim; d += 4) {
+    let a0 = f32x4.splat(0);
+    let vr = vHead + (<usize>d << 2);
+    for (let j = 0; j < n; j++) {
+      a0 = f32x4.add(a0, f32x4.mul(f32x4.splat(load<f32>(p + (<usize>j << 2))), v128.load(vr)));
+      vr += kvStride;
+    }
+    v128.store(outRow + (<usize>d << 2), a0);
+  }
+  for (; d < headDim; d++) {
+    let a: f32 = 0;
+    let vr = vHead + (<usize>d << 2);
+    for (let j = 0; j < n; j++) {
+      a += load<f32>(p + (<usize>j << 2)) * load<f32>(vr);
+      vr += kvStride;
+    }
+    store<f32>(outRow + (<usize>d << 2), a);
+  }
+}
+
+/** Attention with an f32 KV cache; see the top of this file. */
+export function attention_f32(
+  q: usize, k: usize, v: usize, out: usize, scratch: usize,
+  nTok: i32, pos0: i32, nHeads: i32, nKVHeads: i32, headDim: i32,
+  qStride: i32, kvStride: i32, scale: f32, headStart: i32, headEnd: i32,
+): void {
+  const group = nHeads / nKVHeads;
+  const scores = scratch + (<usize>headDim << 2);
+  for (let h = headStart; h < headEnd; h++) {
+    const headBytes = <usize>(h / group) * <usize>headDim << 2;
+    for (let t = 0; t < nTok; t++) {
+      const n = pos0 + t + 1;
+      const row = (<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2;
+      scoresF32(q + row, k + headBytes, <usize>kvStride, n, headDim, scale, scores);
+      softmaxRow(scores, scores, n);
+      mixF32(scores, v + headBytes, <usize>kvStride, n, headDim, out + row);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- f16
+
+/** The four halves at p as f32x4, exactly. */
+@inline function loadF16x4(p: usize): v128 {
+  return f16x4_hi_to_f32x4(i32x4.shl(v128.load16x4_u(p), 16));
+}
+
+/** dst[d] = f32(f16(src[d])): a query row rounded to f16 as ggml_cpu_fp32_to_fp16 does. */
+@inline function roundRowF16(src: usize, dst: usize, n: i32): void {
+  for (let d = 0; d < n; d++) {
+    store<f32>(dst + (<usize>d << 2), f16_to_f32(f32_to_f16(load<f32>(src + (<usize>d << 2)))));
+  }
+}
+
+@inline function dotTailF16(a: usize, kh: usize, from: i32, to: i32): f32 {
+  let s: f32 = 0;
+  for (let d = from; d < to; d++) s += load<f32>(a + (<usize>d << 2)) * f16_to_f32(load<u16>(kh + (<usize>d << 1)));
+  return s;
+}
+
+/** scores[j] = (qh · k_j) · scale with qh already rounded to f16 (as f32) and k_j in f16. */
+@inline function scoresF16(qh: usize, kHead: usize, kvStride: usize, n: i32, headDim: i32, scale: f32, scores: usize): void {
+  const vscale = f32x4.splat(scale);
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const k0 = kHead + <usize>j * kvStride;
+    const k1 = k0 + kvStride;
+    const k2 = k1 + kvStride;
+    const k3 = k2 + kvStride;
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let d = 0;
+    for (; d + 4 <= headDim; d += 4) {
+      const qv = v128.load(qh + (<usize>d << 2));
+      const o = <usize>d << 1;
+      a0 = f32x4.add(a0, f32x4.mul(qv, loadF16x4(k0 + o)));
+      a1 = f32x4.add(a1, f32x4.mul(qv, loadF16x4(k1 + o)));
+      a2 = f32x4.add(a2, f32x4.mul(qv, loadF16x4(k2 + o)));
+      a3 = f32x4.add(a3, f32x4.mul(qv, loadF16x4(k3 + o)));
+    }
+    let s = hsum4x4(a0, a1, a2, a3);
+    if (d < headDim) {
+      s = f32x4.add(s, f32x4(
+        dotTailF16(qh, k0, d, headDim), dotTailF16(qh, k1, d, headDim),
+        dotTailF16(qh, k2, d, headDim), dotTailF16(qh, k3, d, headDim)));
+    }
+    v128.store(scores + (<usize>j << 2), f32x4.mul(s, vscale));
+  }
+  for (; j < n; j++) {
+    const k0 = kHead + <usize>j * kvStride;
+    let a0 = f32x4.splat(0);
+    let d = 0;
+    for (; d + 4 <= headDim; d += 4) {
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(qh + (<usize>d << 2)), loadF16x4(k0 + (<usize>d << 1))));
+    }
+    let s = hsum4(a0);
+    if (d < headDim) s += dotTailF16(qh, k0, d, headDim);
+    store<f32>(scores + (<usize>j << 2), s * scale);
+  }
+}
+
+/** outRow[d] = Σ_j p_j · v_j[d] with v in f16 (p already rounded to f16); as mixF32. */
+@inline function mixF16(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize): void {
+  let d = 0;
+  for (; d + 16 <= headDim; d += 16) {
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let vr = vHead + (<usize>d << 1);
+    for (let j = 0; j < n; j++) {
+      const pj = f32x4.splat(load<f32>(p + (<usize>j << 2)));
+      a0 = f32x4.add(a0, f32x4.mul(pj, loadF16x4(vr)));
+      a1 = f32x4.add(a1, f32x4.mul(pj, loadF16x4(vr + 8)));
+      a2 = f32x4.add(a2, f32x4.mul(pj, loadF16x4(vr + 16)));
+      a3 = f32x4.add(a3, f32x4.mul(pj, loadF16x4(vr + 24)));
+      vr += kvStride;
+    }
+    const o = outRow + (<usize>d << 2);
+    v128.store(o, a0);
+    v128.store(o, a1, 16);
+    v128.store(o, a2, 32);
+    v128.store(o, a3, 48);
+  }
+  for (; d + 4 <= headDim; d += 4) {
+    let a0 = f32x4.splat(0);
+    let vr = vHead + (<usize>d << 1);
+    for (let j = 0; j < n; j++) {
+      a0 = f32x4.add(a0, f32x4.mul(f32x4.splat(load<f32>(p + (<usize>j << 2))), loadF16x4(vr)));
+      vr += kvStride;
+    }
+    v128.store(outRow + (<usize>d << 2), a0);
+  }
+  for (; d < headDim; d++) {
+    let a: f32 = 0;
+    let vr = vHead + (<usize>d << 1);
+    for (let j = 0; j < n; j++) {
+      a += load<f32>(p + (<usize>j << 2)) * f16_to_f32(load<u16>(vr));
+      vr += kvStride;
+    }
+    store<f32>(outRow + (<usize>d << 2), a);
+  }
+}
+
+/** Attention with an f16 KV cache; see the top of this file. */
+export function attention_f16(
+  q: usize, k: usize, v: usize, out: usize, scratch: usize,
+  nTok: i32, pos0: i32, nHeads: i32, nKVHeads: i32, headDim: i32,
+  qStride: i32, kvStride: i32, scale: f32, headStart: i32, headEnd: i32,
+): void {
+  const group = nHeads / nKVHeads;
+  const qh = scratch;
+  const scores = scratch + (<usize>headDim << 2);
+  for (let h = headStart; h < headEnd; h++) {
+    const headBytes = <usize>(h / group) * <usize>headDim << 1;
+    for (let t = 0; t < nTok; t++) {
+      const n = pos0 + t + 1;
+      const row = (<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2;
+      roundRowF16(q + row, qh, headDim);
+      scoresF16(qh, k + headBytes, <usize>kvStride, n, headDim, scale, scores);
+      softmaxRow(scores, scores, n);
+      roundRowF16(scores, scores, n);
+      mixF16(scores, v + headBytes, <usize>kvStride, n, headDim, out + row);
+    }
+  }
+}
+
+// --------------------------------------------------------------------------------------------- q8_0
+
+/** Σ qs_k · qs_q over one q8_0 block pair as four i32 lanes; q's halves come pre-extended to i16. */
+@inline function blockDotQ8(kb: usize, qLo0: v128, qHi0: v128, qLo1: v128, qHi1: v128): v128 {
+  const k0 = v128.load(kb, 2);
+  const k1 = v128.load(kb, 18);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(k0), qLo0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(k0), qHi0)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(k1), qLo1), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(k1), qHi1)),
+  );
+}
+
+/**
+ * scores[j] = (Σ_blocks fp16(d_k)·fp16(d_q) · Σ qs_k·qs_q) · scale, as ggml_vec_dot_q8_0_q8_0;
+ * qq is the query row in q8_0. Four keys at a time: their block sums are reduced into one i32x4.
+ */
+@inline function scoresQ8_0(qq: usize, kHead: usize, kvStride: usize, n: i32, headDim: i32, scale: f32, scores: usize): void {
+  const nb = headDim / QK;
+  const vscale = f32x4.splat(scale);
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const k0 = kHead + <usize>j * kvStride;
+    const k1 = k0 + kvStride;
+    const k2 = k1 + kvStride;
+    const k3 = k2 + kvStride;
+    let acc = f32x4.splat(0);
+    for (let b = 0; b < nb; b++) {
+      const ob = <usize>b * Q8_0_BYTES;
+      const qb = qq + ob;
+      const q0 = v128.load(qb, 2);
+      const q1 = v128.load(qb, 18);
+      const qLo0 = i16x8.extend_low_i8x16_s(q0), qHi0 = i16x8.extend_high_i8x16_s(q0);
+      const qLo1 = i16x8.extend_low_i8x16_s(q1), qHi1 = i16x8.extend_high_i8x16_s(q1);
+      const s0 = blockDotQ8(k0 + ob, qLo0, qHi0, qLo1, qHi1);
+      const s1 = blockDotQ8(k1 + ob, qLo0, qHi0, qLo1, qHi1);
+      const s2 = blockDotQ8(k2 + ob, qLo0, qHi0, qLo1, qHi1);
+      const s3 = blockDotQ8(k3 + ob, qLo0, qHi0, qLo1, qHi1);
+      const isum = i32x4_hsum4(s0, s1, s2, s3); // lane i: key i's block sum (integers: any order)
+      const dq = f16_to_f32(load<u16>(qb));
+      const dk = f16_gather4(k0 + ob, kvStride);
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(dk, f32x4.splat(dq))));
+    }
+    v128.store(scores + (<usize>j << 2), f32x4.mul(acc, vscale));
+  }
+  for (; j < n; j++) {
+    const k0 = kHead + <usize>j * kvStride;
+    let acc: f32 = 0;
+    for (let b = 0; b < nb; b++) {
+      const ob = <usize>b * Q8_0_BYTES;
+      const qb = qq + ob;
+      const q0 = v128.load(qb, 2);
+      const q1 = v128.load(qb, 18);
+      const isum = i32x4_hsum(blockDotQ8(k0 + ob,
+        i16x8.extend_low_i8x16_s(q0), i16x8.extend_high_i8x16_s(q0),
+        i16x8.extend_low_i8x16_s(q1), i16x8.extend_high_i8x16_s(q1)));
+      acc += <f32>isum * (f16_to_f32(load<u16>(k0 + ob)) * f16_to_f32(load<u16>(qb)));
+    }
+    store<f32>(scores + (<usize>j << 2), acc * scale);
+  }
+}
+
+/** Sixteen signed bytes to four f32x4 (bytes 0-3, 4-7, 8-11, 12-15). */
+@inline function i8x16ToF32(x: v128, part: i32): v128 {
+  const h = part < 2 ? i16x8.extend_low_i8x16_s(x) : i16x8.extend_high_i8x16_s(x);
+  return f32x4.convert_i32x4_s((part & 1) == 0 ? i32x4.extend_low_i16x8_s(h) : i32x4.extend_high_i16x8_s(h));
+}
+
+/** outRow[d] = Σ_j p_j · dequant(v_j)[d], one 32-dim block (eight accumulators) at a time. */
+@inline function mixQ8_0(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize): void {
+  const nb = headDim / QK;
+  for (let b = 0; b < nb; b++) {
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
+    let vb = vHead + <usize>b * Q8_0_BYTES;
+    for (let j = 0; j < n; j++) {
+      const pj = f32x4.splat(load<f32>(p + (<usize>j << 2)));
+      const dv = f32x4.splat(f16_to_f32(load<u16>(vb)));
+      const x0 = v128.load(vb, 2);
+      const x1 = v128.load(vb, 18);
+      // dequantize (q·d is exact in f32), then weight by p, as dequantize_row_q8_0 + ggml_vec_mad_f32
+      a0 = f32x4.add(a0, f32x4.mul(f32x4.mul(i8x16ToF32(x0, 0), dv), pj));
+      a1 = f32x4.add(a1, f32x4.mul(f32x4.mul(i8x16ToF32(x0, 1), dv), pj));
+      a2 = f32x4.add(a2, f32x4.mul(f32x4.mul(i8x16ToF32(x0, 2), dv), pj));
+      a3 = f32x4.add(a3, f32x4.mul(f32x4.mul(i8x16ToF32(x0, 3), dv), pj));
+      a4 = f32x4.add(a4, f32x4.mul(f32x4.mul(i8x16ToF32(x1, 0), dv), pj));
+      a5 = f32x4.add(a5, f32x4.mul(f32x4.mul(i8x16ToF32(x1, 1), dv), pj));
+      a6 = f32x4.add(a6, f32x4.mul(f32x4.mul(i8x16ToF32(x1, 2), dv), pj));
+      a7 = f32x4.add(a7, f32x4.mul(f32x4.mul(i8x16ToF32(x1, 3), dv), pj));
+      vb += kvStride;
+    }
+    const o = outRow + (<usize>(b * QK) << 2);
+    v128.store(o, a0);
+    v128.store(o, a1, 16);
+    v128.store(o, a2, 32);
+    v128.store(o, a3, 48);
+    v128.store(o, a4, 64);
+    v128.store(o, a5, 80);
+    v128.store(o, a6, 96);
+    v128.store(o, a7, 112);
+  }
+}
+
+/** Attention with a q8_0 KV cache (headDim a multiple of 32); see the top of this file. */
+export function attention_q8_0(
+  q: usize, k: usize, v: usize, out: usize, scratch: usize,
+  nTok: i32, pos0: i32, nHeads: i32, nKVHeads: i32, headDim: i32,
+  qStride: i32, kvStride: i32, scale: f32, headStart: i32, headEnd: i32,
+): void {
+  const group = nHeads / nKVHeads;
+  const qq = scratch; // headDim/32 blocks of 34 bytes fit in headDim floats
+  const scores = scratch + (<usize>headDim << 2);
+  for (let h = headStart; h < headEnd; h++) {
+    const headBytes = <usize>(h / group) * <usize>(headDim / QK) * Q8_0_BYTES;
+    for (let t = 0; t < nTok; t++) {
+      const n = pos0 + t + 1;
+      const row = (<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2;
+      quantize_q8_0(q + row, qq, headDim);
+      scoresQ8_0(qq, k + headBytes, <usize>kvStride, n, headDim, scale, scores);
+      softmaxRow(scores, scores, n);
+      mixQ8_0(scores, v + headBytes, <usize>kvStride, n, headDim, out + row);
+    }
+  }
+}
