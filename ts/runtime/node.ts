@@ -1,0 +1,36 @@
+// File access in Node (and Bun), behind the interfaces of ./index.
+import { open } from "node:fs/promises";
+import type { RandomAccessFile, WritableFile } from "./index";
+
+export async function openFileNode(path: string | URL): Promise<RandomAccessFile> {
+  const handle = await open(path, "r");
+  const { size } = await handle.stat();
+  return {
+    size,
+    async read(offset: number, length: number): Promise<Uint8Array> {
+      const bytes = new Uint8Array(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await handle.read(bytes, done, length - done, offset + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      return done === length ? bytes : bytes.subarray(0, done);
+    },
+    close: () => handle.close(),
+  };
+}
+
+export async function createFileNode(path: string | URL): Promise<WritableFile> {
+  const handle = await open(path, "w");
+  return {
+    async write(chunk: Uint8Array): Promise<void> {
+      let done = 0;
+      while (done < chunk.length) {
+        const { bytesWritten } = await handle.write(chunk, done, chunk.length - done);
+        done += bytesWritten;
+      }
+    },
+    close: () => handle.close(),
+  };
+}
