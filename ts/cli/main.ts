@@ -1,12 +1,13 @@
 // The qwasm command line: one file per command in commands/, each with `help` and `main(argv)`.
 import { QwasmError } from "../errors";
 import * as detokenize from "./commands/detokenize";
-import * as inspect from "./commands/inspect";
+import * as inspect from "./commands/inspect-model";
 import * as logits from "./commands/logits";
 import * as run from "./commands/run";
 import * as synth from "./commands/synth";
 import * as tokenize from "./commands/tokenize";
 import * as benchTokenizer from "./commands/bench-tokenizer";
+import * as bench from "./commands/bench";
 
 interface Command {
   help: string;
@@ -14,7 +15,7 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
-  run, logits, inspect, tokenize, detokenize, synth, "bench-tokenizer": benchTokenizer,
+  run, bench, logits, inspect, tokenize, detokenize, synth, "bench-tokenizer": benchTokenizer,
 };
 
 const USAGE = `qwasm — Qwen2 language models on the CPU, from JavaScript

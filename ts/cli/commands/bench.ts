@@ -1,0 +1,97 @@
+// qwasm bench: load time, prefill and decode speed, time to first token and memory of one model.
+import { QwasmError } from "../../errors";
+import { prefill } from "../../model/model";
+import { argmax } from "../../sampler/sampler";
+import { numberOption, parseArgs } from "../args";
+import { loadForCli } from "../load";
+import { resolveModelPath } from "../default-model";
+
+export const help = `qwasm bench [MODEL] [--threads N] [--prompt-tokens 128] [--gen-tokens 64] [--repeat 1] [--json]
+
+Measures one model: load time, prefill tokens/s (the prompt in one step of up to 512 tokens),
+decode tokens/s (greedy, one token per step), time to first token (prefill + first sample) and
+peak memory (the WebAssembly memory and the process's resident set). The prompt is random regular
+token ids (speed does not depend on the values). MODEL defaults to the built-in synthetic model.
+With --repeat R, prefill and decode run R times on a fresh cache and the best run is reported.`;
+
+export interface BenchResult {
+  model: string;
+  threads: number;
+  promptTokens: number;
+  genTokens: number;
+  loadSeconds: number;
+  prefillTokensPerSecond: number;
+  decodeTokensPerSecond: number;
+  timeToFirstTokenMs: number;
+  wasmMemoryBytes: number;
+  peakRssBytes: number;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, ["json"]);
+  const modelPath = await resolveModelPath(args.positionals[0]);
+  const promptTokens = numberOption(args, "prompt-tokens", 128)!;
+  const genTokens = numberOption(args, "gen-tokens", 64)!;
+  const repeat = numberOption(args, "repeat", 1)!;
+  for (const [name, v] of [["prompt-tokens", promptTokens], ["gen-tokens", genTokens], ["repeat", repeat]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new QwasmError("INVALID_ARGUMENT", `--${name} must be a positive integer`);
+  }
+  let peakRss = process.memoryUsage().rss;
+  const sampleRss = () => { peakRss = Math.max(peakRss, process.memoryUsage().rss); };
+  const { model, loadMs } = await loadForCli(modelPath, {
+    threads: numberOption(args, "threads"),
+    contextLength: promptTokens + genTokens,
+    maxTokens: Math.min(promptTokens, 512),
+  });
+  sampleRss();
+  const vocab = model.config.vocabSize;
+  let seed = 12345;
+  const prompt = Array.from({ length: promptTokens }, () => (seed = (seed * 1103515245 + 12345) >>> 0) % Math.min(vocab, 150000));
+
+  let best = { prefillMs: Infinity, ttftMs: Infinity, decodeMs: Infinity };
+  for (let r = 0; r < repeat; r++) {
+    const t0 = performance.now();
+    const logits = await prefill(model.forward, prompt);
+    let token = argmax(logits);
+    const t1 = performance.now();
+    for (let i = 1; i < genTokens; i++) {
+      token = argmax(await model.forward.step([token], promptTokens + i - 1));
+    }
+    const t2 = performance.now();
+    sampleRss();
+    best = {
+      prefillMs: Math.min(best.prefillMs, t1 - t0),
+      ttftMs: Math.min(best.ttftMs, t1 - t0),
+      decodeMs: Math.min(best.decodeMs, t2 - t1),
+    };
+  }
+  const result: BenchResult = {
+    model: modelPath,
+    threads: model.forward.threads,
+    promptTokens,
+    genTokens,
+    loadSeconds: loadMs / 1000,
+    prefillTokensPerSecond: (1000 * promptTokens) / best.prefillMs,
+    decodeTokensPerSecond: genTokens > 1 ? (1000 * (genTokens - 1)) / best.decodeMs : 0,
+    timeToFirstTokenMs: best.ttftMs,
+    wasmMemoryBytes: model.arena.memory.buffer.byteLength,
+    peakRssBytes: peakRss,
+  };
+  await model.dispose();
+  if (args.options.has("json")) {
+    process.stdout.write(JSON.stringify(result) + "\n");
+  } else {
+    const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+    process.stdout.write([
+      `model            ${result.model}`,
+      `threads          ${result.threads}`,
+      `load             ${result.loadSeconds.toFixed(2)} s`,
+      `prefill          ${result.prefillTokensPerSecond.toFixed(1)} tokens/s (${promptTokens} tokens)`,
+      `decode           ${result.decodeTokensPerSecond.toFixed(2)} tokens/s (${genTokens} tokens)`,
+      `first token      ${result.timeToFirstTokenMs.toFixed(0)} ms`,
+      `wasm memory      ${mib(result.wasmMemoryBytes)}`,
+      `peak RSS         ${mib(result.peakRssBytes)}`,
+    ].join("\n") + "\n");
+  }
+  return 0;
+}
