@@ -2,8 +2,9 @@
 export { loadQwen2, prefill, defaultThreads, Qwen2Forward } from "./model/model";
 export type { LoadOptions, Qwen2Model } from "./model/model";
 export type { KVType } from "./model/forward";
-export { generate } from "./engine/generate";
-export type { GenerateOptions, GenerationChunk, GenerationStats, FinishReason } from "./engine/generate";
+export { createEngine, QwasmEngine } from "./engine/engine";
+export type { EngineOptions } from "./engine/engine";
+export type { Engine, EngineInfo, RequestOptions, CompletionStream, CompletionResult, Delta, Usage, FinishReason } from "./engine/types";
 export { renderChatTemplate, renderChatTokens, QWEN2_CHATML_TEMPLATE } from "./engine/chat-template";
 export type { ChatMessage, ChatTemplateOptions } from "./engine/chat-template";
 export { Tokenizer, StreamDecoder, tokenizerFromMetadata } from "./tokenizer";

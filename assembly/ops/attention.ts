@@ -26,7 +26,24 @@
 //         integer q8_0·q8_0 dot; V rows are dequantized to f32 and accumulated in f32 (llama.cpp
 //         only allows a quantized V with flash attention, which does exactly this).
 //   headDim must be a multiple of 32 for q8_0; f32 and f16 take any headDim.
-import { quantize_q8_0 } from "../quants/activations";
+//
+// Paged KV cache (attention_paged_*, kv_store_paged), for continuous batching: the layer's cache is a
+// pool of pages of pageSize positions each; position-in-page i of page p, KV head g sits at byte
+// `kPool + (p*pageSize + i)*kvRowBytes + g*headDim*elemSize` (the same for vPool). A sequence's block
+// table is an i32 array at `table`: its position j lives in page table[j / pageSize] at
+// i = j % pageSize. The paged kernels take the same arguments as the contiguous ones, with
+// (kPool, vPool, table, pageSize) for (k, v) and kvRowBytes for kvStride, and give bit-identical
+// results for any placement of the pages: the keys are walked in runs (one run per page; the
+// contiguous kernels are one run of all keys) through the same code, and
+//   - a key's score never depends on its neighbours: the four-key SIMD body reduces each key with the
+//     same additions in the same order as the one-key tail (hsum4x4 / hsum4, i32 block sums, scale
+//     products in the same order), so where a run starts or ends does not matter;
+//   - the V accumulation sums every output lane over the keys in key order, one key at a time (it
+//     vectorizes over dims, not keys); a later run starts from the f32 partial sums the previous run
+//     stored in out, so the additions are exactly those of the contiguous kernel. (out may still
+//     alias q: a query row is fully read, into the scores, before its first V run writes it.)
+// The table must hold ceil((pos0 + nTok) / pageSize) entries; nothing is bounds-checked.
+import { convert_f32_f16, quantize_q8_0 } from "../quants/activations";
 import { f16_gather4, f16_to_f32, f16x4_hi_to_f32x4, f32_to_f16, i32x4_hsum, i32x4_hsum4, Q8_0_BYTES, QK } from "../quants/common";
 import { hsum4, hsum4x4, softmaxRow } from "./math";
 
@@ -79,11 +96,18 @@ import { hsum4, hsum4x4, softmaxRow } from "./math";
   return s;
 }
 
-/** outRow[d] = Σ_j p_j · v_j[d], sixteen dims at a time over all keys (each lane sums in key order). */
-@inline function mixF32(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize): void {
+/**
+ * outRow[d] = Σ_j p_j · v_j[d] for the run of n keys at vHead (stride kvStride), sixteen dims at a
+ * time; each lane sums in key order, starting from 0 (first) or from outRow (a later run of the same
+ * row: the f32 partial sum goes through memory unchanged, so splitting the keys into runs does not
+ * change a single addition).
+ */
+@inline function mixF32(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize, first: bool): void {
   let d = 0;
   for (; d + 16 <= headDim; d += 16) {
+    const o = outRow + (<usize>d << 2);
     let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    if (!first) { a0 = v128.load(o); a1 = v128.load(o, 16); a2 = v128.load(o, 32); a3 = v128.load(o, 48); }
     let vr = vHead + (<usize>d << 2);
     for (let j = 0; j < n; j++) {
       const pj = f32x4.splat(load<f32>(p + (<usize>j << 2)));
@@ -93,14 +117,13 @@ import { hsum4, hsum4x4, softmaxRow } from "./math";
       a3 = f32x4.add(a3, f32x4.mul(pj, v128.load(vr, 48)));
       vr += kvStride;
     }
-    const o = outRow + (<usize>d << 2);
     v128.store(o, a0);
     v128.store(o, a1, 16);
     v128.store(o, a2, 32);
     v128.store(o, a3, 48);
   }
   for (; d + 4 <= headDim; d += 4) {
-    let a0 = f32x4.splat(0);
+    let a0 = first ? f32x4.splat(0) : v128.load(outRow + (<usize>d << 2));
     let vr = vHead + (<usize>d << 2);
     for (let j = 0; j < n; j++) {
       a0 = f32x4.add(a0, f32x4.mul(f32x4.splat(load<f32>(p + (<usize>j << 2))), v128.load(vr)));
@@ -109,7 +132,7 @@ import { hsum4, hsum4x4, softmaxRow } from "./math";
     v128.store(outRow + (<usize>d << 2), a0);
   }
   for (; d < headDim; d++) {
-    let a: f32 = 0;
+    let a: f32 = first ? 0 : load<f32>(outRow + (<usize>d << 2));
     let vr = vHead + (<usize>d << 2);
     for (let j = 0; j < n; j++) {
       a += load<f32>(p + (<usize>j << 2)) * load<f32>(vr);
@@ -134,7 +157,7 @@ export function attention_f32(
       const row = (<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2;
       scoresF32(q + row, k + headBytes, <usize>kvStride, n, headDim, scale, scores);
       softmaxRow(scores, scores, n);
-      mixF32(scores, v + headBytes, <usize>kvStride, n, headDim, out + row);
+      mixF32(scores, v + headBytes, <usize>kvStride, n, headDim, out + row, true);
     }
   }
 }
@@ -199,11 +222,13 @@ export function attention_f32(
   }
 }
 
-/** outRow[d] = Σ_j p_j · v_j[d] with v in f16 (p already rounded to f16); as mixF32. */
-@inline function mixF16(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize): void {
+/** outRow[d] (+)= Σ_j p_j · v_j[d] with v in f16 (p already rounded to f16); as mixF32. */
+@inline function mixF16(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize, first: bool): void {
   let d = 0;
   for (; d + 16 <= headDim; d += 16) {
+    const o = outRow + (<usize>d << 2);
     let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    if (!first) { a0 = v128.load(o); a1 = v128.load(o, 16); a2 = v128.load(o, 32); a3 = v128.load(o, 48); }
     let vr = vHead + (<usize>d << 1);
     for (let j = 0; j < n; j++) {
       const pj = f32x4.splat(load<f32>(p + (<usize>j << 2)));
@@ -213,14 +238,13 @@ export function attention_f32(
       a3 = f32x4.add(a3, f32x4.mul(pj, loadF16x4(vr + 24)));
       vr += kvStride;
     }
-    const o = outRow + (<usize>d << 2);
     v128.store(o, a0);
     v128.store(o, a1, 16);
     v128.store(o, a2, 32);
     v128.store(o, a3, 48);
   }
   for (; d + 4 <= headDim; d += 4) {
-    let a0 = f32x4.splat(0);
+    let a0 = first ? f32x4.splat(0) : v128.load(outRow + (<usize>d << 2));
     let vr = vHead + (<usize>d << 1);
     for (let j = 0; j < n; j++) {
       a0 = f32x4.add(a0, f32x4.mul(f32x4.splat(load<f32>(p + (<usize>j << 2))), loadF16x4(vr)));
@@ -229,7 +253,7 @@ export function attention_f32(
     v128.store(outRow + (<usize>d << 2), a0);
   }
   for (; d < headDim; d++) {
-    let a: f32 = 0;
+    let a: f32 = first ? 0 : load<f32>(outRow + (<usize>d << 2));
     let vr = vHead + (<usize>d << 1);
     for (let j = 0; j < n; j++) {
       a += load<f32>(p + (<usize>j << 2)) * f16_to_f32(load<u16>(vr));
@@ -257,7 +281,7 @@ export function attention_f16(
       scoresF16(qh, k + headBytes, <usize>kvStride, n, headDim, scale, scores);
       softmaxRow(scores, scores, n);
       roundRowF16(scores, scores, n);
-      mixF16(scores, v + headBytes, <usize>kvStride, n, headDim, out + row);
+      mixF16(scores, v + headBytes, <usize>kvStride, n, headDim, out + row, true);
     }
   }
 }
@@ -329,12 +353,17 @@ export function attention_f16(
   return f32x4.convert_i32x4_s((part & 1) == 0 ? i32x4.extend_low_i16x8_s(h) : i32x4.extend_high_i16x8_s(h));
 }
 
-/** outRow[d] = Σ_j p_j · dequant(v_j)[d], one 32-dim block (eight accumulators) at a time. */
-@inline function mixQ8_0(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize): void {
+/** outRow[d] (+)= Σ_j p_j · dequant(v_j)[d], one 32-dim block (eight accumulators) at a time; as mixF32. */
+@inline function mixQ8_0(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize, first: bool): void {
   const nb = headDim / QK;
   for (let b = 0; b < nb; b++) {
+    const o = outRow + (<usize>(b * QK) << 2);
     let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
     let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
+    if (!first) {
+      a0 = v128.load(o); a1 = v128.load(o, 16); a2 = v128.load(o, 32); a3 = v128.load(o, 48);
+      a4 = v128.load(o, 64); a5 = v128.load(o, 80); a6 = v128.load(o, 96); a7 = v128.load(o, 112);
+    }
     let vb = vHead + <usize>b * Q8_0_BYTES;
     for (let j = 0; j < n; j++) {
       const pj = f32x4.splat(load<f32>(p + (<usize>j << 2)));
@@ -352,7 +381,6 @@ export function attention_f16(
       a7 = f32x4.add(a7, f32x4.mul(f32x4.mul(i8x16ToF32(x1, 3), dv), pj));
       vb += kvStride;
     }
-    const o = outRow + (<usize>(b * QK) << 2);
     v128.store(o, a0);
     v128.store(o, a1, 16);
     v128.store(o, a2, 32);
@@ -381,7 +409,125 @@ export function attention_q8_0(
       quantize_q8_0(q + row, qq, headDim);
       scoresQ8_0(qq, k + headBytes, <usize>kvStride, n, headDim, scale, scores);
       softmaxRow(scores, scores, n);
-      mixQ8_0(scores, v + headBytes, <usize>kvStride, n, headDim, out + row);
+      mixQ8_0(scores, v + headBytes, <usize>kvStride, n, headDim, out + row, true);
     }
+  }
+}
+
+// -------------------------------------------------------------------------------------------- paged
+
+/** Byte address of the first position of run (page slot) r of a block table. */
+@inline function pageAt(pool: usize, table: usize, r: i32, pageBytes: usize): usize {
+  return pool + <usize>load<i32>(table + (<usize>r << 2)) * pageBytes;
+}
+
+/** Attention with a paged f32 KV cache; see the top of this file. */
+export function attention_paged_f32(
+  q: usize, kPool: usize, vPool: usize, table: usize, pageSize: i32, out: usize, scratch: usize,
+  nTok: i32, pos0: i32, nHeads: i32, nKVHeads: i32, headDim: i32,
+  qStride: i32, kvRowBytes: i32, scale: f32, headStart: i32, headEnd: i32,
+): void {
+  const group = nHeads / nKVHeads;
+  const scores = scratch + (<usize>headDim << 2);
+  const stride = <usize>kvRowBytes;
+  const pageBytes = <usize>pageSize * stride;
+  for (let h = headStart; h < headEnd; h++) {
+    const headBytes = <usize>(h / group) * <usize>headDim << 2;
+    for (let t = 0; t < nTok; t++) {
+      const n = pos0 + t + 1;
+      const row = (<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2;
+      for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
+        const run = min(pageSize, n - j0);
+        scoresF32(q + row, pageAt(kPool, table, r, pageBytes) + headBytes, stride, run, headDim, scale, scores + (<usize>j0 << 2));
+      }
+      softmaxRow(scores, scores, n);
+      for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
+        const run = min(pageSize, n - j0);
+        mixF32(scores + (<usize>j0 << 2), pageAt(vPool, table, r, pageBytes) + headBytes, stride, run, headDim, out + row, r == 0);
+      }
+    }
+  }
+}
+
+/** Attention with a paged f16 KV cache; see the top of this file. */
+export function attention_paged_f16(
+  q: usize, kPool: usize, vPool: usize, table: usize, pageSize: i32, out: usize, scratch: usize,
+  nTok: i32, pos0: i32, nHeads: i32, nKVHeads: i32, headDim: i32,
+  qStride: i32, kvRowBytes: i32, scale: f32, headStart: i32, headEnd: i32,
+): void {
+  const group = nHeads / nKVHeads;
+  const qh = scratch;
+  const scores = scratch + (<usize>headDim << 2);
+  const stride = <usize>kvRowBytes;
+  const pageBytes = <usize>pageSize * stride;
+  for (let h = headStart; h < headEnd; h++) {
+    const headBytes = <usize>(h / group) * <usize>headDim << 1;
+    for (let t = 0; t < nTok; t++) {
+      const n = pos0 + t + 1;
+      const row = (<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2;
+      roundRowF16(q + row, qh, headDim);
+      for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
+        const run = min(pageSize, n - j0);
+        scoresF16(qh, pageAt(kPool, table, r, pageBytes) + headBytes, stride, run, headDim, scale, scores + (<usize>j0 << 2));
+      }
+      softmaxRow(scores, scores, n);
+      roundRowF16(scores, scores, n);
+      for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
+        const run = min(pageSize, n - j0);
+        mixF16(scores + (<usize>j0 << 2), pageAt(vPool, table, r, pageBytes) + headBytes, stride, run, headDim, out + row, r == 0);
+      }
+    }
+  }
+}
+
+/** Attention with a paged q8_0 KV cache (headDim a multiple of 32); see the top of this file. */
+export function attention_paged_q8_0(
+  q: usize, kPool: usize, vPool: usize, table: usize, pageSize: i32, out: usize, scratch: usize,
+  nTok: i32, pos0: i32, nHeads: i32, nKVHeads: i32, headDim: i32,
+  qStride: i32, kvRowBytes: i32, scale: f32, headStart: i32, headEnd: i32,
+): void {
+  const group = nHeads / nKVHeads;
+  const qq = scratch;
+  const scores = scratch + (<usize>headDim << 2);
+  const stride = <usize>kvRowBytes;
+  const pageBytes = <usize>pageSize * stride;
+  for (let h = headStart; h < headEnd; h++) {
+    const headBytes = <usize>(h / group) * <usize>(headDim / QK) * Q8_0_BYTES;
+    for (let t = 0; t < nTok; t++) {
+      const n = pos0 + t + 1;
+      const row = (<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2;
+      quantize_q8_0(q + row, qq, headDim);
+      for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
+        const run = min(pageSize, n - j0);
+        scoresQ8_0(qq, pageAt(kPool, table, r, pageBytes) + headBytes, stride, run, headDim, scale, scores + (<usize>j0 << 2));
+      }
+      softmaxRow(scores, scores, n);
+      for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
+        const run = min(pageSize, n - j0);
+        mixQ8_0(scores + (<usize>j0 << 2), pageAt(vPool, table, r, pageBytes) + headBytes, stride, run, headDim, out + row, r == 0);
+      }
+    }
+  }
+}
+
+/**
+ * Stores nTok rows of rowFloats f32 (row t at src + 4*t*rowFloats: the K or V of all KV heads of one
+ * token) at positions pos0 .. pos0+nTok-1 of a sequence, through its block table, in the pool's
+ * format: kvType 0 = f32 (copied), 1 = f16 (convert_f32_f16, round to nearest even), 2 = q8_0
+ * (quantize_q8_0, so rowFloats and headDim must be multiples of 32: each head row is whole blocks).
+ * Only the row's bytes are written; padding up to kvRowBytes is left alone.
+ */
+export function kv_store_paged(
+  src: usize, pool: usize, table: usize, pageSize: i32, pos0: i32, nTok: i32,
+  rowFloats: i32, kvRowBytes: i32, kvType: i32,
+): void {
+  for (let t = 0; t < nTok; t++) {
+    const j = pos0 + t;
+    const page = <usize>load<i32>(table + (<usize>(j / pageSize) << 2));
+    const dst = pool + (page * <usize>pageSize + <usize>(j % pageSize)) * <usize>kvRowBytes;
+    const row = src + (<usize>t * <usize>rowFloats << 2);
+    if (kvType == 0) memory.copy(dst, row, <usize>rowFloats << 2);
+    else if (kvType == 1) convert_f32_f16(row, dst, rowFloats);
+    else quantize_q8_0(row, dst, rowFloats);
   }
 }

@@ -12,7 +12,7 @@ export interface CliModel {
   loadMs: number;
 }
 
-function progressBar(): ((p: GGUFReadProgress) => void) | undefined {
+export function progressBar(): ((p: GGUFReadProgress) => void) | undefined {
   if (!process.stderr.isTTY) return undefined;
   let last = -1;
   return (p) => {

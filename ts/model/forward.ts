@@ -41,7 +41,7 @@ export interface LayerLayout {
   ffnNorm: number;                                   // (hidden)
   gate: MatrixLayout; up: MatrixLayout;              // (ffn, hidden)
   down: MatrixLayout;                                // (hidden, ffn)
-  kCache: number; vCache: number;                    // (contextLength, nKV*headDim) in kvType
+  kPool: number; vPool: number;                      // (kvPages, pageSize, nKV*headDim) in kvType
 }
 
 /** Activation buffers, sized once for the largest step (maxTokens tokens). */
@@ -61,19 +61,41 @@ export interface StateLayout {
   logits: number;  // (T, vocab)
 }
 
-/** Where a step's inputs are: written by the caller before the workers start. */
+/**
+ * Where a step's inputs are, written by the engine before the workers start. A step carries the
+ * tokens of several sequences: each group is one sequence's run of consecutive positions (a prefill
+ * chunk or one decode token), with its block table.
+ */
 export interface StepLayout {
-  tokens: number;  // (maxTokens) i32 token ids
-  header: number;  // i32 [nTok, pos0, firstLogitRow]
+  header: number;    // i32 [nTok, nGroups, nOut]
+  tokens: number;    // (maxTokens) i32 token ids
+  groups: number;    // (maxGroups, 4) i32 [tokenStart, nTok, pos0, table (byte address)]
+  outRows: number;   // (maxTokens) i32 rows whose logits are wanted, in output order
+  tables: number;    // (maxGroups, pagesPerSequence) i32 page ids
+}
+
+/** One group of a step, as the engine describes it. */
+export interface StepGroup {
+  tokenStart: number;
+  nTok: number;
+  pos0: number;
+  /** Page ids of the sequence, position j in page table[j / pageSize]. */
+  table: ArrayLike<number>;
 }
 
 export interface ForwardLayout {
   config: Qwen2Config;
+  /** Most positions one sequence can hold. */
   contextLength: number;
   maxTokens: number;
+  /** Most sequences (groups) in one step. */
+  maxGroups: number;
   maxWorkers: number;
   kvType: KVType;
   kvRowBytes: number;
+  pageSize: number;
+  kvPages: number;
+  pagesPerSequence: number;
   reference: boolean;
   tokenEmbd: MatrixLayout;
   outputNorm: number;
@@ -85,16 +107,24 @@ export interface ForwardLayout {
 }
 
 export interface ForwardOptions {
-  /** Longest sequence (prompt + generated) the KV cache holds. */
+  /** Longest sequence (prompt + generated) one sequence may reach. */
   contextLength: number;
   /** Most tokens one step may carry; longer prompts are run in chunks of this size. */
   maxTokens: number;
+  /** Most sequences in one step. */
+  maxGroups: number;
+  /** Positions per KV page, and the number of pages in the pool (shared by all sequences). */
+  pageSize: number;
+  kvPages: number;
   kvType: KVType;
   /** Most workers that will run steps (attention scratch is per worker). */
   maxWorkers: number;
   /** Use the scalar reference matmuls (for tests). */
   reference?: boolean;
 }
+
+/** kv_store_paged's kvType argument. */
+const KV_TYPE_IDS: Record<KVType, number> = { f32: 0, f16: 1, q8_0: 2 };
 
 const KV_BYTES: Record<KVType, (n: number) => number> = {
   f32: (n) => 4 * n,
@@ -120,7 +150,10 @@ export function planForward(arena: Arena, config: Qwen2Config, tensors: Qwen2Ten
   });
   const T = options.maxTokens;
   const ctx = options.contextLength;
+  const G = options.maxGroups;
   const kvRowBytes = KV_BYTES[options.kvType](nKVHeads * headDim);
+  const pagesPerSequence = Math.ceil(ctx / options.pageSize);
+  const poolBytes = options.kvPages * options.pageSize * kvRowBytes;
   const layers = tensors.layers.map((l) => ({
     attnNorm: l.attnNorm.offset,
     q: matrix(l.q), qBias: l.qBias.offset,
@@ -129,8 +162,8 @@ export function planForward(arena: Arena, config: Qwen2Config, tensors: Qwen2Ten
     o: matrix(l.o),
     ffnNorm: l.ffnNorm.offset,
     gate: matrix(l.gate), up: matrix(l.up), down: matrix(l.down),
-    kCache: arena.alloc(ctx * kvRowBytes),
-    vCache: arena.alloc(ctx * kvRowBytes),
+    kPool: arena.alloc(poolBytes),
+    vPool: arena.alloc(poolBytes),
   }));
   const output = matrix(tensors.output);
 
@@ -147,9 +180,13 @@ export function planForward(arena: Arena, config: Qwen2Config, tensors: Qwen2Ten
     config,
     contextLength: ctx,
     maxTokens: T,
+    maxGroups: G,
     maxWorkers: options.maxWorkers,
     kvType: options.kvType,
     kvRowBytes,
+    pageSize: options.pageSize,
+    kvPages: options.kvPages,
+    pagesPerSequence,
     reference: options.reference ?? false,
     tokenEmbd: matrix(tensors.tokenEmbd),
     outputNorm: tensors.outputNorm.offset,
@@ -165,7 +202,10 @@ export function planForward(arena: Arena, config: Qwen2Config, tensors: Qwen2Ten
       scores: arena.alloc(options.maxWorkers * scoresStride),
       logits: f32(T * vocabSize),
     },
-    step: { tokens: arena.alloc(4 * T), header: arena.alloc(16) },
+    step: {
+      header: arena.alloc(16), tokens: arena.alloc(4 * T), groups: arena.alloc(16 * G),
+      outRows: arena.alloc(4 * T), tables: arena.alloc(4 * G * pagesPerSequence),
+    },
     scoresStride,
   };
 }
@@ -221,34 +261,40 @@ export class ForwardRunner {
   }
 
   /**
-   * One forward step, as described in the step header: nTok tokens at positions pos0.. of the
-   * sequence in the KV cache; logits for rows firstLogitRow..nTok-1 land in state.logits.
-   * The caller has checked the inputs and written the RoPE table.
+   * One forward step, as described in the step inputs (header, tokens, groups, tables, outRows):
+   * the logits of the out rows land in state.logits, in order. The caller has checked the inputs
+   * and written the RoPE table (one row per token, for its own position).
    */
   runStep(w: WorkerSlice): void {
     const L = this.layout;
     const c = L.config;
     const s = L.state;
     const k = this.k;
-    const header = new Int32Array(this.memory.buffer, L.step.header, 3);
-    const [T, pos0, firstLogitRow] = [header[0], header[1], header[2]];
+    const buffer = this.memory.buffer;
+    const [T, nGroups, nOut] = new Int32Array(buffer, L.step.header, 3);
+    const groups = new Int32Array(buffer, L.step.groups, 4 * nGroups);
     const { hidden, nHeads, nKVHeads, headDim, ffn } = c;
     const qDim = nHeads * headDim;
     const kvDim = nKVHeads * headDim;
-    // Token rows of this worker (for per-token ops), heads (attention), 4-aligned element ranges.
+    const scale = 1 / Math.sqrt(headDim);
+    const attention = k[`attention_paged_${L.kvType}`];
+    const kvTypeId = KV_TYPE_IDS[L.kvType];
+    // This worker's token rows (per-token ops) and (group, head) units (attention).
     const [t0, t1] = sliceRange(T, w.index, w.count);
-    const rows = (n: number) => t1 - t0 > 0 ? n * (t1 - t0) : 0;
-    const row = (buffer: number, width: number) => buffer + 4 * t0 * width;
+    const mine = t1 > t0;
+    const row = (base: number, width: number) => base + 4 * t0 * width;
+    const [u0, u1] = sliceRange(nGroups * nHeads, w.index, w.count);
+    const scratch = s.scores + w.index * L.scoresStride;
 
     // Embeddings: x[t] = token_embd[id] (the row dequantized to f32).
-    const ids = new Int32Array(this.memory.buffer, L.step.tokens, T);
+    const ids = new Int32Array(buffer, L.step.tokens, T);
     for (let t = t0; t < t1; t++) {
       this.tokenEmbd.kernels.dequantize(this.tokenEmbd.offset + ids[t] * this.tokenEmbd.rowBytes, s.x + 4 * t * hidden, hidden);
     }
 
     for (const l of this.layers) {
       // Attention: rmsnorm → q, k, v (+ bias) → RoPE → KV write → attention → o → residual.
-      if (rows(1)) k.rmsnorm(row(s.x, hidden), l.attnNorm, row(s.xb, hidden), hidden, t1 - t0, c.eps);
+      if (mine) k.rmsnorm(row(s.x, hidden), l.attnNorm, row(s.xb, hidden), hidden, t1 - t0, c.eps);
       this.convert(l.q, s.xb, t0, t1);
       if (l.k.format !== l.q.format) this.convert(l.k, s.xb, t0, t1);
       if (l.v.format !== l.q.format && l.v.format !== l.k.format) this.convert(l.v, s.xb, t0, t1);
@@ -257,20 +303,34 @@ export class ForwardRunner {
       this.matmul(l.k, s.xb, s.k, T, w);
       this.matmul(l.v, s.xb, s.v, T, w);
       w.barrier();
-      if (rows(1)) {
+      if (mine) {
         k.add_bias(row(s.q, qDim), l.qBias, t1 - t0, qDim);
         k.add_bias(row(s.k, kvDim), l.kBias, t1 - t0, kvDim);
         k.add_bias(row(s.v, kvDim), l.vBias, t1 - t0, kvDim);
         k.rope_neox(row(s.q, qDim), t1 - t0, nHeads, headDim, qDim, s.cosSin + 4 * t0 * headDim);
         k.rope_neox(row(s.k, kvDim), t1 - t0, nKVHeads, headDim, kvDim, s.cosSin + 4 * t0 * headDim);
-        this.storeKV(row(s.k, kvDim), l.kCache, pos0 + t0, (t1 - t0) * kvDim);
-        this.storeKV(row(s.v, kvDim), l.vCache, pos0 + t0, (t1 - t0) * kvDim);
+        // K and V rows of my tokens into their sequences' pages.
+        for (let g = 0; g < nGroups; g++) {
+          const start = groups[4 * g];
+          const a = Math.max(t0, start);
+          const b = Math.min(t1, start + groups[4 * g + 1]);
+          if (a >= b) continue;
+          const pos = groups[4 * g + 2] + (a - start);
+          const table = groups[4 * g + 3];
+          k.kv_store_paged(s.k + 4 * a * kvDim, l.kPool, table, L.pageSize, pos, b - a, kvDim, L.kvRowBytes, kvTypeId);
+          k.kv_store_paged(s.v + 4 * a * kvDim, l.vPool, table, L.pageSize, pos, b - a, kvDim, L.kvRowBytes, kvTypeId);
+        }
       }
       w.barrier();
-      const [h0, h1] = sliceRange(nHeads, w.index, w.count);
-      if (h1 > h0) {
-        k[`attention_${L.kvType}`](s.q, l.kCache, l.vCache, s.att, s.scores + w.index * L.scoresStride, T, pos0,
-          nHeads, nKVHeads, headDim, qDim, L.kvRowBytes, 1 / Math.sqrt(headDim), h0, h1);
+      // Attention per (sequence, head) unit: my units are a run of heads in one or more groups.
+      for (let u = u0; u < u1;) {
+        const g = Math.floor(u / nHeads);
+        const h0 = u - g * nHeads;
+        const h1 = Math.min(nHeads, h0 + (u1 - u));
+        const start = groups[4 * g];
+        attention(s.q + 4 * start * qDim, l.kPool, l.vPool, groups[4 * g + 3], L.pageSize, s.att + 4 * start * qDim,
+          scratch, groups[4 * g + 1], groups[4 * g + 2], nHeads, nKVHeads, headDim, qDim, L.kvRowBytes, scale, h0, h1);
+        u += h1 - h0;
       }
       w.barrier();
       this.convert(l.o, s.att, t0, t1);
@@ -279,8 +339,8 @@ export class ForwardRunner {
       w.barrier();
 
       // Feed-forward: residual → rmsnorm → gate, up → SwiGLU → down → residual.
-      if (rows(1)) {
-        k.add(row(s.x, hidden), row(s.proj, hidden), row(s.x, hidden), rows(hidden));
+      if (mine) {
+        k.add(row(s.x, hidden), row(s.proj, hidden), row(s.x, hidden), (t1 - t0) * hidden);
         k.rmsnorm(row(s.x, hidden), l.ffnNorm, row(s.xb, hidden), hidden, t1 - t0, c.eps);
       }
       this.convert(l.gate, s.xb, t0, t1);
@@ -296,15 +356,14 @@ export class ForwardRunner {
       w.barrier();
       this.matmul(l.down, s.gate, s.proj, T, w);
       w.barrier();
-      if (rows(1)) k.add(row(s.x, hidden), row(s.proj, hidden), row(s.x, hidden), rows(hidden));
+      if (mine) k.add(row(s.x, hidden), row(s.proj, hidden), row(s.x, hidden), (t1 - t0) * hidden);
     }
 
-    // Final norm and LM head, for the rows firstLogitRow..T-1.
-    const nOut = T - firstLogitRow;
+    // Final norm of the out rows (gathered to rows 0..nOut-1 of xb), then the LM head.
+    const outRows = new Int32Array(buffer, L.step.outRows, nOut);
     const [o0, o1] = sliceRange(nOut, w.index, w.count);
-    if (o1 > o0) {
-      k.rmsnorm(s.x + 4 * (firstLogitRow + o0) * hidden, L.outputNorm, s.xb + 4 * o0 * hidden, hidden, o1 - o0, c.eps);
-    }
+    w.barrier();
+    for (let i = o0; i < o1; i++) k.rmsnorm(s.x + 4 * outRows[i] * hidden, L.outputNorm, s.xb + 4 * i * hidden, hidden, 1, c.eps);
     this.convert(this.output, s.xb, o0, o1);
     w.barrier();
     this.matmul(this.output, s.xb, s.logits, nOut, w);
@@ -328,11 +387,4 @@ export class ForwardRunner {
     m.kernels.matmul(m.offset, x, out, m.cols, r0, r1, T, xStride, m.rows);
   }
 
-  /** Copies rows of K or V into the cache at position `pos` onwards, in the cache's type. */
-  private storeKV(src: number, cache: number, pos: number, n: number): void {
-    const dst = cache + pos * this.layout.kvRowBytes;
-    if (this.layout.kvType === "f32") this.k.copy_f32(src, dst, n);
-    else if (this.layout.kvType === "f16") this.k.convert_f32_f16(src, dst, n);
-    else this.k.quantize_q8_0(src, dst, n);
-  }
 }

@@ -10,7 +10,7 @@ import { QwasmError } from "../errors";
 import { createSharedMemory, instantiateKernels, kernelModule, type Kernels } from "../kernels/module";
 import { canUseWorkers } from "../runtime/workers";
 import { Arena } from "./arena";
-import { ForwardRunner, planForward, type ForwardLayout, type KVType, type WeightTensor } from "./forward";
+import { ForwardRunner, planForward, type ForwardLayout, type KVType, type StepGroup, type WeightTensor } from "./forward";
 import { ropeCosSin, ropeYarnCorrDims, type RopeScaling } from "./rope";
 
 export interface LoadOptions {
@@ -20,6 +20,12 @@ export interface LoadOptions {
   maxTokens?: number;
   /** KV cache element type; default f32. */
   kvType?: KVType;
+  /** Most sequences computed together in one step (continuous batching); default 1. */
+  maxSequences?: number;
+  /** Positions per KV page; default 16. */
+  pageSize?: number;
+  /** Pages in the KV pool shared by all sequences; default enough for maxSequences full contexts. */
+  kvPages?: number;
   /** Compute threads; 1 runs inline on the calling thread. Default: the cores available. */
   threads?: number;
   /** Scalar reference kernels (slow; for tests). */
@@ -44,6 +50,7 @@ export function defaultThreads(): number {
 export class Qwen2Forward {
   private readonly host: Float32Array;
   private readonly ropeScaling: RopeScaling;
+  private readonly soloTable: Int32Array;
 
   constructor(
     private readonly memory: WebAssembly.Memory,
@@ -53,27 +60,35 @@ export class Qwen2Forward {
   ) {
     this.host = new Float32Array(layout.maxTokens * layout.config.headDim);
     this.ropeScaling = ropeTableScaling(layout.config);
+    this.soloTable = Int32Array.from({ length: layout.pagesPerSequence }, (_, p) => Math.min(p, layout.kvPages - 1));
   }
 
   get contextLength(): number { return this.layout.contextLength; }
   get maxTokens(): number { return this.layout.maxTokens; }
+  get pageSize(): number { return this.layout.pageSize; }
+  get kvPages(): number { return this.layout.kvPages; }
+  get maxSequences(): number { return this.layout.maxGroups; }
   /** Compute threads in use. */
   get threads(): number { return this.pool?.size ?? 1; }
 
   /**
-   * Runs `tokens` (at most maxTokens) at positions pos0, pos0+1, ... and returns the logits of the
-   * last token, or of every token with `allLogits` (n_tokens × vocab, position-major). A copy.
+   * Runs one step: `tokens` laid out in `groups` (one per sequence, each a run of consecutive
+   * positions with the sequence's page table), and returns the logits of the rows in `outRows`
+   * (outRows.length × vocab, in that order). A copy.
    */
-  async step(tokens: ArrayLike<number>, pos0: number, allLogits = false): Promise<Float32Array> {
+  async run(tokens: ArrayLike<number>, groups: readonly StepGroup[], outRows: readonly number[]): Promise<Float32Array> {
     const L = this.layout;
     const c = L.config;
     const T = tokens.length;
     if (T < 1 || T > L.maxTokens) throw new QwasmError("INVALID_ARGUMENT", `a step carries 1..${L.maxTokens} tokens, got ${T}`);
-    if (!Number.isInteger(pos0) || pos0 < 0 || pos0 + T > L.contextLength) {
-      throw new QwasmError("CONTEXT_OVERFLOW",
-        `positions ${pos0}..${pos0 + T - 1} do not fit in the context of ${L.contextLength} tokens`);
+    if (groups.length < 1 || groups.length > L.maxGroups) {
+      throw new QwasmError("INVALID_ARGUMENT", `a step carries 1..${L.maxGroups} sequences, got ${groups.length}`);
     }
-    const ids = new Int32Array(this.memory.buffer, L.step.tokens, T);
+    if (outRows.length < 1 || outRows.length > T || outRows.some((r) => !Number.isInteger(r) || r < 0 || r >= T)) {
+      throw new QwasmError("INVALID_ARGUMENT", `out rows must be 1..${T} token rows of the step`);
+    }
+    const buffer = this.memory.buffer;
+    const ids = new Int32Array(buffer, L.step.tokens, T);
     for (let t = 0; t < T; t++) {
       const id = tokens[t];
       if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) {
@@ -81,15 +96,50 @@ export class Qwen2Forward {
       }
       ids[t] = id;
     }
-    const firstLogitRow = allLogits ? 0 : T - 1;
-    new Int32Array(this.memory.buffer, L.step.header, 3).set([T, pos0, firstLogitRow]);
-    const positions = Int32Array.from({ length: T }, (_, t) => pos0 + t);
+    // Groups: consecutive token runs; positions and page tables checked against the pool.
+    const positions = new Int32Array(T);
+    const groupWords = new Int32Array(buffer, L.step.groups, 4 * groups.length);
+    let next = 0;
+    groups.forEach((g, i) => {
+      if (g.tokenStart !== next || g.nTok < 1 || g.tokenStart + g.nTok > T) {
+        throw new QwasmError("INVALID_ARGUMENT", "step groups must cover the tokens in order, each with at least one token");
+      }
+      if (!Number.isInteger(g.pos0) || g.pos0 < 0 || g.pos0 + g.nTok > L.contextLength) {
+        throw new QwasmError("CONTEXT_OVERFLOW",
+          `positions ${g.pos0}..${g.pos0 + g.nTok - 1} do not fit in the context of ${L.contextLength} tokens`);
+      }
+      const pagesNeeded = Math.ceil((g.pos0 + g.nTok) / L.pageSize);
+      const table = new Int32Array(buffer, L.step.tables + 4 * i * L.pagesPerSequence, L.pagesPerSequence);
+      for (let p = 0; p < pagesNeeded; p++) {
+        const page = g.table[p];
+        if (!Number.isInteger(page) || page < 0 || page >= L.kvPages) {
+          throw new QwasmError("INVALID_ARGUMENT", `page table entry ${p} is ${page}; pages are 0..${L.kvPages - 1}`);
+        }
+        table[p] = page;
+      }
+      for (let t = 0; t < g.nTok; t++) positions[g.tokenStart + t] = g.pos0 + t;
+      groupWords.set([g.tokenStart, g.nTok, g.pos0, L.step.tables + 4 * i * L.pagesPerSequence], 4 * i);
+      next = g.tokenStart + g.nTok;
+    });
+    if (next !== T) throw new QwasmError("INVALID_ARGUMENT", "step groups must cover every token");
+    new Int32Array(buffer, L.step.outRows, outRows.length).set(outRows);
+    new Int32Array(buffer, L.step.header, 3).set([T, groups.length, outRows.length]);
     const table = ropeCosSin(positions, c.headDim, c.ropeBase, this.host.subarray(0, T * c.headDim), this.ropeScaling);
-    new Float32Array(this.memory.buffer, L.state.cosSin, T * c.headDim).set(table);
+    new Float32Array(buffer, L.state.cosSin, T * c.headDim).set(table);
 
     if (this.pool) await this.pool.run();
     else this.inline!.runStep({ index: 0, count: 1, barrier: () => {} });
-    return new Float32Array(this.memory.buffer, L.state.logits, (T - firstLogitRow) * c.vocabSize).slice();
+    return new Float32Array(this.memory.buffer, L.state.logits, outRows.length * c.vocabSize).slice();
+  }
+
+  /**
+   * One sequence on its own (tests, the logits command): `tokens` at positions pos0.. using pages
+   * 0, 1, 2, ... of the pool; the logits of the last token, or of all with `allLogits`.
+   */
+  step(tokens: ArrayLike<number>, pos0: number, allLogits = false): Promise<Float32Array> {
+    const T = tokens.length;
+    const outRows = allLogits ? Array.from({ length: T }, (_, t) => t) : [T - 1];
+    return this.run(tokens, [{ tokenStart: 0, nTok: T, pos0, table: this.soloTable }], outRows);
   }
 
   async dispose(): Promise<void> {
@@ -117,7 +167,11 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
     const contextLength = options.contextLength ?? Math.min(config.contextLength, DEFAULT_CONTEXT);
     const maxTokens = options.maxTokens ?? 64;
     const requested = options.threads ?? defaultThreads();
-    for (const [name, v] of [["contextLength", contextLength], ["maxTokens", maxTokens], ["threads", requested]] as const) {
+    const maxSequences = options.maxSequences ?? 1;
+    const pageSize = options.pageSize ?? 16;
+    const kvPages = options.kvPages ?? maxSequences * Math.ceil(contextLength / pageSize);
+    for (const [name, v] of [["contextLength", contextLength], ["maxTokens", maxTokens], ["threads", requested],
+      ["maxSequences", maxSequences], ["pageSize", pageSize], ["kvPages", kvPages]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new QwasmError("INVALID_ARGUMENT", `${name} must be a positive integer, got ${v}`);
     }
     const threads = requested > 1 && canUseWorkers() ? requested : 1;
@@ -145,7 +199,8 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
 
     const tensors = mapQwen2Tensors(config, [...placed.values()]);
     const layout = planForward(arena, config, tensors, {
-      contextLength, maxTokens, kvType: options.kvType ?? "f32", maxWorkers: threads, reference: options.reference,
+      contextLength, maxTokens, maxGroups: maxSequences, pageSize, kvPages,
+      kvType: options.kvType ?? "f32", maxWorkers: threads, reference: options.reference,
     });
     const control = arena.alloc(4 * CONTROL_WORDS);
     const kernels = await instantiateKernels(memory);

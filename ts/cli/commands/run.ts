@@ -1,10 +1,9 @@
 // qwasm run: generate from a prompt (raw text or a chat message), streaming text to stdout and the
 // speed to stderr.
 import { QwasmError } from "../../errors";
-import { generate } from "../../engine/generate";
-import { renderChatTokens } from "../../engine/chat-template";
+import { createEngine } from "../../engine/engine";
 import { numberOption, parseArgs, stringOption } from "../args";
-import { loadForCli } from "../load";
+import { progressBar } from "../load";
 import { resolveModelPath } from "../default-model";
 
 export const help = `qwasm run [MODEL] (--prompt T | --chat T) [options]
@@ -32,38 +31,44 @@ export async function main(argv: string[]): Promise<number> {
     throw new QwasmError("INVALID_ARGUMENT", "give exactly one of --prompt or --chat\n\n" + help);
   }
   const modelPath = await resolveModelPath(args.positionals[0]);
-  const { model, tokenizer, chatTemplate, loadMs } = await loadForCli(modelPath, {
-    contextLength: numberOption(args, "context"), threads: numberOption(args, "threads"),
+  const t0 = performance.now();
+  const engine = await createEngine(modelPath, {
+    maxSequences: 1,
+    contextLength: numberOption(args, "context"),
+    threads: numberOption(args, "threads"),
+    onProgress: progressBar(),
   });
-  const ids = chat !== undefined
-    ? renderChatTokens(tokenizer, [{ role: "user", content: chat }], { template: chatTemplate })
-    : tokenizer.encode(prompt!);
-
+  const loadMs = performance.now() - t0;
   const abort = new AbortController();
   const onSigint = () => abort.abort();
   process.once("SIGINT", onSigint);
-  let stats;
-  for await (const chunk of generate(model, tokenizer, ids, {
-    maxTokens: numberOption(args, "max-tokens", 128),
-    temperature: numberOption(args, "temperature", chat !== undefined ? 0.8 : 0),
-    topK: numberOption(args, "top-k", 40),
-    topP: numberOption(args, "top-p", 0.95),
-    minP: numberOption(args, "min-p", 0.05),
-    seed: numberOption(args, "seed", 0),
-    ignoreEos: args.options.has("ignore-eos"),
-    signal: abort.signal,
-  })) {
-    if (chunk.text) process.stdout.write(chunk.text);
-    if (chunk.stats) stats = chunk.stats;
-  }
-  process.off("SIGINT", onSigint);
-  process.stdout.write("\n");
-  if (stats) {
+  try {
+    const options = {
+      maxTokens: numberOption(args, "max-tokens", 128),
+      temperature: numberOption(args, "temperature", chat !== undefined ? 0.8 : 0),
+      topK: numberOption(args, "top-k", 40),
+      topP: numberOption(args, "top-p", 0.95),
+      minP: numberOption(args, "min-p", 0.05),
+      seed: numberOption(args, "seed", 0),
+      ignoreEos: args.options.has("ignore-eos"),
+      signal: abort.signal,
+    };
+    const stream = chat !== undefined ? engine.chat([{ role: "user", content: chat }], options) : engine.generate(prompt!, options);
+    for await (const delta of stream) process.stdout.write(delta.text);
+    const result = await stream;
+    process.stdout.write("\n");
+    const { promptTokens, completionTokens } = result.usage;
+    const prefillMs = result.timings.timeToFirstTokenMs;
+    const decodeMs = result.timings.totalMs - prefillMs;
     const rate = (n: number, ms: number) => (ms > 0 ? (1000 * n) / ms : 0).toFixed(2);
-    process.stderr.write(`load ${(loadMs / 1000).toFixed(2)} s; prefill ${stats.promptTokens} tokens, ` +
-      `${rate(stats.promptTokens, stats.prefillMs)} tokens/s; decode ${stats.completionTokens} tokens, ` +
-      `${rate(Math.max(0, stats.completionTokens - 1), stats.decodeMs)} tokens/s (${model.forward.threads} thread${model.forward.threads > 1 ? "s" : ""})\n`);
+    const threads = engine.info.threads;
+    process.stderr.write(`load ${(loadMs / 1000).toFixed(2)} s; prefill ${promptTokens} tokens, ` +
+      `${rate(promptTokens, prefillMs)} tokens/s; decode ${completionTokens} tokens, ` +
+      `${rate(Math.max(0, completionTokens - 1), decodeMs)} tokens/s (${threads} thread${threads > 1 ? "s" : ""}); ` +
+      `finish: ${result.finishReason}\n`);
+  } finally {
+    process.off("SIGINT", onSigint);
+    await engine.dispose();
   }
-  await model.dispose();
   return 0;
 }

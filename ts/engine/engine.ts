@@ -1,0 +1,337 @@
+// The engine: requests in, streamed text out. A scheduler turns the requests into forward steps
+// (continuous batching): every step carries one decode token for each running sequence plus
+// prefill chunks of the others, under a token budget, so the matmuls read each weight block once
+// for all of them. KV pages are reserved when a request is admitted, shared across requests when
+// they start with the same full pages, and released the moment a request finishes or is aborted.
+import { QwasmError } from "../errors";
+import { loadQwen2, type LoadOptions, type Qwen2Model } from "../model/model";
+import { PagedKVCache } from "../model/kv-cache";
+import type { StepGroup } from "../model/forward";
+import { Sampler } from "../sampler/sampler";
+import { StreamDecoder, tokenizerFromMetadata, type Tokenizer } from "../tokenizer";
+import { chatTemplateFromMetadata } from "../tokenizer/from-model";
+import { renderChatTokens } from "./chat-template";
+import { StopMatcher } from "./stop";
+import { CompletionStreamImpl } from "./stream";
+import type { GGUFSource } from "../../weights/gguf/source";
+import type {
+  ChatMessage, CompletionResult, CompletionStream, Engine, EngineInfo, FinishReason, RequestOptions,
+} from "./types";
+
+export interface EngineOptions extends Omit<LoadOptions, "maxSequences"> {
+  /** Requests computed together (continuous batching); default 8. */
+  maxSequences?: number;
+}
+
+interface Sequence {
+  tokens: number[];            // prompt, then every generated token
+  promptLength: number;
+  computed: number;            // positions whose K/V are in the sequence's pages
+  pages: number[];             // page table: position j in pages[j / pageSize]
+  reserved: number;            // pages promised at admission and not allocated yet
+  published: number;           // full pages offered to the prefix cache
+  cachedPromptTokens: number;
+  sampler: Sampler;
+  decoder: StreamDecoder;
+  stops: StopMatcher;
+  maxTokens: number;
+  generated: number;
+  ignoreEos: boolean;
+  signal?: AbortSignal;
+  stream: CompletionStreamImpl;
+  start: number;
+  firstToken?: number;
+}
+
+export class QwasmEngine implements Engine {
+  readonly info: EngineInfo;
+  private readonly cache: PagedKVCache;
+  private readonly waiting: Sequence[] = [];
+  private readonly running: Sequence[] = [];
+  private reservedPages = 0;
+  private loop: Promise<void> | undefined;
+  private disposed = false;
+
+  constructor(readonly model: Qwen2Model, readonly tokenizer: Tokenizer, private readonly chatTemplate?: string) {
+    const f = model.forward;
+    this.cache = new PagedKVCache(f.kvPages, f.pageSize);
+    this.info = {
+      modelName: model.config.name,
+      contextLength: f.contextLength,
+      threads: f.threads,
+      maxSequences: f.maxSequences,
+    };
+  }
+
+  chat(messages: ChatMessage[], options: RequestOptions = {}): CompletionStream {
+    if (!Array.isArray(messages) || messages.length === 0) {
+      throw new QwasmError("INVALID_ARGUMENT", "messages must be a non-empty array of {role, content}");
+    }
+    return this.submit(renderChatTokens(this.tokenizer, messages, { template: this.chatTemplate }), options);
+  }
+
+  generate(prompt: string, options: RequestOptions = {}): CompletionStream {
+    if (typeof prompt !== "string") throw new QwasmError("INVALID_ARGUMENT", "the prompt must be a string");
+    return this.submit(this.tokenizer.encode(prompt), options);
+  }
+
+  /** Generates from token ids (no template, no tokenization). */
+  generateTokens(ids: number[], options: RequestOptions = {}): CompletionStream {
+    return this.submit(ids, options);
+  }
+
+  tokenize(text: string, options: { special?: boolean } = {}): number[] {
+    return this.tokenizer.encode(text, options);
+  }
+
+  detokenize(ids: number[]): string {
+    return this.tokenizer.decode(ids);
+  }
+
+  /** Pages held by running requests, and idle pages kept for prefix reuse. */
+  kvStats(): { pages: number; inUse: number; cached: number; reserved: number; running: number; waiting: number } {
+    return {
+      pages: this.cache.pageCount, inUse: this.cache.inUse, cached: this.cache.cached,
+      reserved: this.reservedPages, running: this.running.length, waiting: this.waiting.length,
+    };
+  }
+
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    for (const seq of [...this.waiting, ...this.running]) seq.stream.fail(new QwasmError("ABORTED", "the engine was disposed"));
+    this.waiting.length = 0;
+    this.running.length = 0;
+    await this.loop?.catch(() => {});
+    await this.model.dispose();
+  }
+
+  private submit(prompt: number[], options: RequestOptions): CompletionStream {
+    if (this.disposed) throw new QwasmError("INVALID_ARGUMENT", "the engine was disposed");
+    const contextLength = this.info.contextLength;
+    if (prompt.length === 0) throw new QwasmError("INVALID_ARGUMENT", "the prompt is empty");
+    if (prompt.length >= contextLength) {
+      throw new QwasmError("CONTEXT_OVERFLOW",
+        `the prompt has ${prompt.length} tokens; the context holds ${contextLength} (prompt + at least one generated token)`);
+    }
+    const maxTokens = options.maxTokens ?? contextLength - prompt.length;
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) {
+      throw new QwasmError("INVALID_ARGUMENT", `maxTokens must be a positive integer, got ${options.maxTokens}`);
+    }
+    if (options.stop !== undefined && (!Array.isArray(options.stop) || !options.stop.every((s) => typeof s === "string"))) {
+      throw new QwasmError("INVALID_ARGUMENT", "stop must be an array of strings");
+    }
+    const seq: Sequence = {
+      tokens: [...prompt],
+      promptLength: prompt.length,
+      computed: 0,
+      pages: [],
+      reserved: 0,
+      published: 0,
+      cachedPromptTokens: 0,
+      sampler: new Sampler(options),
+      decoder: new StreamDecoder(this.tokenizer),
+      stops: new StopMatcher((options.stop ?? []).filter((s) => s.length > 0)),
+      maxTokens: Math.min(maxTokens, contextLength - prompt.length),
+      generated: 0,
+      ignoreEos: options.ignoreEos ?? false,
+      signal: options.signal,
+      stream: new CompletionStreamImpl(),
+      start: performance.now(),
+    };
+    if (this.pagesFor(seq) > this.cache.pageCount) {
+      throw new QwasmError("CONTEXT_OVERFLOW", `the request needs ${this.pagesFor(seq)} KV pages; the pool has ${this.cache.pageCount}`);
+    }
+    if (options.signal?.aborted) {
+      seq.stream.finish(this.result(seq, "abort"));
+      return seq.stream;
+    }
+    this.waiting.push(seq);
+    this.loop ??= this.run().finally(() => { this.loop = undefined; });
+    return seq.stream;
+  }
+
+  /** Pages a sequence can need in all: its prompt plus every token it may generate. */
+  private pagesFor(seq: Sequence): number {
+    return Math.ceil((seq.promptLength + seq.maxTokens) / this.cache.pageSize);
+  }
+
+  /** The scheduler loop: runs while any request is waiting or running. */
+  private async run(): Promise<void> {
+    while (!this.disposed && (this.running.length > 0 || this.waiting.length > 0)) {
+      this.dropAborted();
+      this.admit();
+      const step = this.buildStep();
+      if (!step) {
+        // Nothing can run now (waiting requests need pages that running ones hold): wait a tick.
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        continue;
+      }
+      let logits: Float32Array;
+      try {
+        logits = await this.model.forward.run(step.tokens, step.groups, step.outRows);
+      } catch (e) {
+        for (const seq of step.sequences) this.finish(seq, undefined, e);
+        continue;
+      }
+      this.afterStep(step, logits);
+    }
+  }
+
+  private dropAborted(): void {
+    for (const seq of [...this.waiting, ...this.running]) {
+      if (seq.signal?.aborted) this.finish(seq, "abort");
+    }
+  }
+
+  /** Moves waiting requests into free slots while their pages can be reserved (FIFO). */
+  private admit(): void {
+    const pageSize = this.cache.pageSize;
+    while (this.waiting.length > 0 && this.running.length < this.info.maxSequences) {
+      const seq = this.waiting[0];
+      // Full pages of the prompt that are cached already; the last prompt token is always computed.
+      const shared = this.cache.acquirePrefix(seq.tokens, Math.floor((seq.promptLength - 1) / pageSize));
+      const need = this.pagesFor(seq) - shared.length;
+      if (need > this.cache.available - this.reservedPages) {
+        this.cache.release(shared);
+        return;
+      }
+      this.waiting.shift();
+      seq.pages = shared;
+      seq.published = shared.length;
+      seq.computed = shared.length * pageSize;
+      seq.cachedPromptTokens = seq.computed;
+      seq.reserved = need;
+      this.reservedPages += need;
+      this.running.push(seq);
+    }
+  }
+
+  /** One step: a decode token per generating sequence, then prefill chunks, within the budget. */
+  private buildStep(): { tokens: number[]; groups: StepGroup[]; outRows: number[]; sequences: Sequence[]; outSeqs: Sequence[] } | undefined {
+    const budget = this.model.forward.maxTokens;
+    const tokens: number[] = [];
+    const groups: StepGroup[] = [];
+    const outRows: number[] = [];
+    const sequences: Sequence[] = [];
+    const outSeqs: Sequence[] = [];
+    const decoding = this.running.filter((s) => s.computed === s.tokens.length - 1 && s.computed >= s.promptLength);
+    const prefilling = this.running.filter((s) => s.computed < s.promptLength);
+    for (const seq of [...decoding, ...prefilling]) {
+      const room = budget - tokens.length;
+      if (room <= 0) break;
+      const n = Math.min(room, seq.tokens.length - seq.computed);
+      this.ensurePages(seq, seq.computed + n);
+      groups.push({ tokenStart: tokens.length, nTok: n, pos0: seq.computed, table: seq.pages });
+      for (let i = 0; i < n; i++) tokens.push(seq.tokens[seq.computed + i]);
+      sequences.push(seq);
+      if (seq.computed + n === seq.tokens.length) {
+        outRows.push(tokens.length - 1);
+        outSeqs.push(seq);
+      }
+    }
+    if (tokens.length === 0) return undefined;
+    if (outRows.length === 0) {
+      // A step of prefill chunks that end no prompt: compute the last row's logits anyway (unused).
+      outRows.push(tokens.length - 1);
+      outSeqs.push(undefined as unknown as Sequence);
+    }
+    return { tokens, groups, outRows, sequences, outSeqs };
+  }
+
+  private ensurePages(seq: Sequence, positions: number): void {
+    const pageSize = this.cache.pageSize;
+    while (seq.pages.length * pageSize < positions) {
+      seq.pages.push(this.cache.allocate());
+      seq.reserved--;
+      this.reservedPages--;
+    }
+  }
+
+  private afterStep(step: NonNullable<ReturnType<QwasmEngine["buildStep"]>>, logits: Float32Array): void {
+    const vocab = this.model.config.vocabSize;
+    for (const [i, group] of step.groups.entries()) {
+      const seq = step.sequences[i];
+      seq.computed += group.nTok;
+      this.publishFullPages(seq);
+    }
+    step.outSeqs.forEach((seq, i) => {
+      if (!seq || !this.running.includes(seq)) return;
+      const row = logits.subarray(i * vocab, (i + 1) * vocab);
+      this.sampleNext(seq, row);
+    });
+  }
+
+  /** Offers every newly completed page to the prefix cache. */
+  private publishFullPages(seq: Sequence): void {
+    const pageSize = this.cache.pageSize;
+    while ((seq.published + 1) * pageSize <= seq.computed) {
+      const k = seq.published;
+      this.cache.publish(seq.pages[k], k > 0 ? seq.pages[k - 1] : -1, seq.tokens, k);
+      seq.published++;
+    }
+  }
+
+  private sampleNext(seq: Sequence, logits: Float32Array): void {
+    const token = seq.sampler.sample(logits);
+    seq.sampler.accept(token);
+    seq.generated++;
+    seq.firstToken ??= performance.now();
+    if (!seq.ignoreEos && this.tokenizer.endOfGenerationIds.has(token)) {
+      seq.stream.push({ text: seq.stops.push(seq.decoder.flush()).text + seq.stops.flush(), tokens: [token] });
+      this.finish(seq, "stop");
+      return;
+    }
+    seq.tokens.push(token);
+    const piece = seq.stops.push(seq.decoder.push(token));
+    seq.stream.push({ text: piece.text, tokens: [token] });
+    if (piece.stopped) {
+      this.finish(seq, "stop");
+    } else if (seq.generated >= seq.maxTokens) {
+      seq.stream.push({ text: seq.stops.push(seq.decoder.flush()).text + seq.stops.flush(), tokens: [] });
+      this.finish(seq, "length");
+    }
+  }
+
+  /** Ends a sequence: releases its pages and reservation, and finishes (or fails) its stream. */
+  private finish(seq: Sequence, reason: FinishReason | undefined, error?: unknown): void {
+    const at = this.running.indexOf(seq);
+    if (at >= 0) this.running.splice(at, 1);
+    const waitingAt = this.waiting.indexOf(seq);
+    if (waitingAt >= 0) this.waiting.splice(waitingAt, 1);
+    this.cache.release(seq.pages);
+    seq.pages = [];
+    this.reservedPages -= seq.reserved;
+    seq.reserved = 0;
+    if (error !== undefined || reason === undefined) seq.stream.fail(error);
+    else seq.stream.finish(this.result(seq, reason));
+  }
+
+  private result(seq: Sequence, finishReason: FinishReason): CompletionResult {
+    const now = performance.now();
+    const generatedTokens = seq.tokens.slice(seq.promptLength);
+    return {
+      text: seq.stream.text,
+      tokens: generatedTokens,
+      finishReason,
+      usage: {
+        promptTokens: seq.promptLength,
+        completionTokens: seq.generated,
+        totalTokens: seq.promptLength + seq.generated,
+        cachedPromptTokens: seq.cachedPromptTokens,
+      },
+      timings: { timeToFirstTokenMs: (seq.firstToken ?? now) - seq.start, totalMs: now - seq.start },
+    };
+  }
+}
+
+/** Loads a model and its tokenizer into an engine; `source` is a path, URL, stream, Blob or bytes. */
+export async function createEngine(source: GGUFSource, options: EngineOptions = {}): Promise<QwasmEngine> {
+  const model = await loadQwen2(source, { ...options, maxSequences: options.maxSequences ?? 8 });
+  try {
+    const tokenizer = tokenizerFromMetadata(model.file.metadata);
+    return new QwasmEngine(model, tokenizer, chatTemplateFromMetadata(model.file.metadata));
+  } catch (e) {
+    await model.dispose();
+    throw e;
+  }
+}

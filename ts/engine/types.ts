@@ -1,0 +1,76 @@
+// The public shape of the engine: requests, streamed deltas, results. One file of types, shared by
+// the library API, the OpenAI handler and (later) the browser worker boundary.
+import type { ChatMessage } from "./chat-template";
+import type { SamplingOptions } from "../sampler/sampler";
+
+export type { ChatMessage };
+
+export interface RequestOptions extends SamplingOptions {
+  /** Most tokens to generate; default: until end of generation or the context is full. */
+  maxTokens?: number;
+  /** Generation ends before the first occurrence of any of these strings (not included). */
+  stop?: string[];
+  /** Keep going past end-of-generation tokens. */
+  ignoreEos?: boolean;
+  /** Cancels the request: it finishes with finishReason "abort" and its KV pages are freed. */
+  signal?: AbortSignal;
+}
+
+export type FinishReason = "stop" | "length" | "abort";
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+  /** Prompt tokens whose KV came from shared prefix pages (not computed again). */
+  cachedPromptTokens: number;
+}
+
+/** One streamed piece of a completion. */
+export interface Delta {
+  /** Text to append; never half a UTF-8 character, never the start of a possible stop string. */
+  text: string;
+  /** Token ids sampled since the previous delta. */
+  tokens: number[];
+}
+
+export interface CompletionResult {
+  text: string;
+  tokens: number[];
+  finishReason: FinishReason;
+  usage: Usage;
+  timings: {
+    /** From the request to the first generated token. */
+    timeToFirstTokenMs: number;
+    totalMs: number;
+  };
+}
+
+/**
+ * A completion in flight: an AsyncIterable of deltas that can also be awaited for the whole result.
+ * Iterate it or await it (or both: awaiting after iterating gives the same result).
+ */
+export interface CompletionStream extends AsyncIterable<Delta>, PromiseLike<CompletionResult> {
+  /** The result once finished (also when only iterated). */
+  readonly result: Promise<CompletionResult>;
+}
+
+export interface EngineInfo {
+  /** general.name of the model file. */
+  modelName: string;
+  contextLength: number;
+  threads: number;
+  maxSequences: number;
+}
+
+/** What the OpenAI handler and other surfaces need from an engine. */
+export interface Engine {
+  readonly info: EngineInfo;
+  /** Chat completion with OpenAI-shaped messages rendered by the model's chat template. */
+  chat(messages: ChatMessage[], options?: RequestOptions): CompletionStream;
+  /** Completion of raw text (special tokens in it are not parsed). */
+  generate(prompt: string, options?: RequestOptions): CompletionStream;
+  tokenize(text: string, options?: { special?: boolean }): number[];
+  detokenize(ids: number[]): string;
+  dispose(): Promise<void>;
+}
