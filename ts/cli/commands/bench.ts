@@ -1,18 +1,26 @@
 // qwasm bench: load time, prefill and decode speed, time to first token and memory of one model.
 import { QwasmError } from "../../errors";
 import { prefill } from "../../model/model";
+import { createEngine } from "../../engine/engine";
+import { progressBar } from "../load";
 import { argmax } from "../../sampler/sampler";
 import { numberOption, parseArgs } from "../args";
 import { loadForCli } from "../load";
 import { resolveModelPath } from "../default-model";
 
-export const help = `qwasm bench [MODEL] [--threads N] [--prompt-tokens 128] [--gen-tokens 64] [--repeat 1] [--json]
+export const help = `qwasm bench [MODEL] [--threads N] [--prompt-tokens 128] [--gen-tokens 64] [--repeat 1]
+            [--batch B] [--prefix-reuse] [--json]
 
 Measures one model: load time, prefill tokens/s (the prompt in one step of up to 512 tokens),
 decode tokens/s (greedy, one token per step), time to first token (prefill + first sample) and
 peak memory (the WebAssembly memory and the process's resident set). The prompt is random regular
 token ids (speed does not depend on the values). MODEL defaults to the built-in synthetic model.
-With --repeat R, prefill and decode run R times on a fresh cache and the best run is reported.`;
+With --repeat R, prefill and decode run R times on a fresh cache and the best run is reported.
+
+--batch B runs B concurrent requests through the engine (continuous batching) and reports the
+total decode tokens/s of all streams. --prefix-reuse runs two requests that share a prompt of
+--prompt-tokens tokens (a system prompt) and reports the time to first token of each: the second
+reuses the first one's KV pages.`;
 
 export interface BenchResult {
   model: string;
@@ -28,7 +36,9 @@ export interface BenchResult {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["json"]);
+  const args = parseArgs(argv, ["json", "prefix-reuse"]);
+  if (args.options.has("batch")) return batchBench(args);
+  if (args.options.has("prefix-reuse")) return prefixBench(args);
   const modelPath = await resolveModelPath(args.positionals[0]);
   const promptTokens = numberOption(args, "prompt-tokens", 128)!;
   const genTokens = numberOption(args, "gen-tokens", 64)!;
@@ -92,6 +102,86 @@ export async function main(argv: string[]): Promise<number> {
       `wasm memory      ${mib(result.wasmMemoryBytes)}`,
       `peak RSS         ${mib(result.peakRssBytes)}`,
     ].join("\n") + "\n");
+  }
+  return 0;
+}
+
+function randomPrompt(n: number, vocab: number, seed: number): number[] {
+  let x = seed;
+  return Array.from({ length: n }, () => (x = (x * 1103515245 + 12345) >>> 0) % Math.min(vocab, 150000));
+}
+
+function print(args: ReturnType<typeof parseArgs>, result: Record<string, unknown>, lines: string[]): void {
+  process.stdout.write(args.options.has("json") ? JSON.stringify(result) + "\n" : lines.join("\n") + "\n");
+}
+
+/** B concurrent greedy streams through the engine; total decode throughput. */
+async function batchBench(args: ReturnType<typeof parseArgs>): Promise<number> {
+  const modelPath = await resolveModelPath(args.positionals[0]);
+  const batch = numberOption(args, "batch")!;
+  const promptTokens = numberOption(args, "prompt-tokens", 128)!;
+  const genTokens = numberOption(args, "gen-tokens", 64)!;
+  if (!Number.isInteger(batch) || batch < 1) throw new QwasmError("INVALID_ARGUMENT", "--batch must be a positive integer");
+  const engine = await createEngine(modelPath, {
+    threads: numberOption(args, "threads"), maxSequences: batch, contextLength: promptTokens + genTokens,
+    maxTokens: Math.max(batch, 64), onProgress: progressBar(),
+  });
+  try {
+    const vocab = engine.model.config.vocabSize;
+    const t0 = performance.now();
+    const results = await Promise.all(Array.from({ length: batch }, (_, i) =>
+      engine.generateTokens(randomPrompt(promptTokens, vocab, 1000 + i), { maxTokens: genTokens, ignoreEos: true }).result));
+    const t1 = performance.now();
+    // Decode throughput: tokens after each stream's first, over the time after the last first token.
+    const lastFirstToken = Math.max(...results.map((r) => r.timings.timeToFirstTokenMs));
+    const decodeTokens = results.reduce((n, r) => n + r.usage.completionTokens - 1, 0);
+    const decodeMs = t1 - t0 - lastFirstToken;
+    const result = {
+      model: modelPath, threads: engine.info.threads, batch, promptTokens, genTokens,
+      totalSeconds: (t1 - t0) / 1000,
+      decodeTokensPerSecond: (1000 * decodeTokens) / decodeMs,
+      perStreamDecodeTokensPerSecond: (1000 * decodeTokens) / decodeMs / batch,
+    };
+    print(args, result, [
+      `model            ${modelPath}`,
+      `threads          ${result.threads}`,
+      `streams          ${batch} x (${promptTokens} prompt + ${genTokens} generated tokens)`,
+      `total            ${result.totalSeconds.toFixed(2)} s`,
+      `decode           ${result.decodeTokensPerSecond.toFixed(2)} tokens/s in all (${result.perStreamDecodeTokensPerSecond.toFixed(2)} per stream)`,
+    ]);
+  } finally {
+    await engine.dispose();
+  }
+  return 0;
+}
+
+/** Two requests with the same prompt prefix: the second's prefill reuses the first's KV pages. */
+async function prefixBench(args: ReturnType<typeof parseArgs>): Promise<number> {
+  const modelPath = await resolveModelPath(args.positionals[0]);
+  const promptTokens = numberOption(args, "prompt-tokens", 512)!;
+  const engine = await createEngine(modelPath, {
+    threads: numberOption(args, "threads"), maxSequences: 1, contextLength: promptTokens + 32, onProgress: progressBar(),
+  });
+  try {
+    const vocab = engine.model.config.vocabSize;
+    const shared = randomPrompt(promptTokens, vocab, 77);
+    const first = await engine.generateTokens([...shared, 11, 12, 13], { maxTokens: 1, ignoreEos: true });
+    const second = await engine.generateTokens([...shared, 21, 22, 23], { maxTokens: 1, ignoreEos: true });
+    const result = {
+      model: modelPath, threads: engine.info.threads, sharedPromptTokens: promptTokens,
+      firstTimeToFirstTokenMs: first.timings.timeToFirstTokenMs,
+      secondTimeToFirstTokenMs: second.timings.timeToFirstTokenMs,
+      secondCachedPromptTokens: second.usage.cachedPromptTokens,
+    };
+    print(args, result, [
+      `model            ${modelPath}`,
+      `threads          ${result.threads}`,
+      `shared prefix    ${promptTokens} tokens (+3 different tokens each)`,
+      `first request    ${result.firstTimeToFirstTokenMs.toFixed(0)} ms to first token (computes the whole prompt)`,
+      `second request   ${result.secondTimeToFirstTokenMs.toFixed(0)} ms to first token (${result.secondCachedPromptTokens} prompt tokens reused)`,
+    ]);
+  } finally {
+    await engine.dispose();
   }
   return 0;
 }
