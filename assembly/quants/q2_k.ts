@@ -1,1 +1,209 @@
-// placeholder: to be written
+// Q2_K: 256 weights in 84 bytes (ggml block_q2_K), dotted with Q8_K activations.
+//   u8 scales[16]; u8 qs[64]; f16 d; f16 dmin
+// 16 sub-blocks of 16: w = d*(scales[j] & 15)*q - dmin*(scales[j] >> 4), q 2-bit. Half n (128
+// weights) uses qs[32n .. 32n+32): weight 128n + 32s + l is (qs[32n + l] >> 2s) & 3, l in [0, 32),
+// in sub-block 8n + 2s + (l >= 16). The min term uses the Q8_K block sums: sum(q8 * m) = m * bsum.
+import { f16_to_f32 } from "./common";
+
+@inline const QK_K: i32 = 256;
+@inline const BLOCK: usize = 84;
+@inline const Q8K: usize = 292;
+
+/** scale * dot(w, q8) over 16 weights, as four i32 partial sums. */
+@inline function dot16(w: v128, scale: v128, q: usize): v128 {
+  const qv = v128.load(q);
+  return i32x4.dot_i16x8_s(i16x8.add(i16x8.extmul_low_i8x16_s(w, qv), i16x8.extmul_high_i8x16_s(w, qv)), scale);
+}
+
+/** 16 weights times their scale, widened to i16 (two halves) for the token loop. */
+@inline function widenLo(w: v128, scale: v128): v128 { return i16x8.mul(i16x8.extend_low_i8x16_u(w), scale); }
+@inline function widenHi(w: v128, scale: v128): v128 { return i16x8.mul(i16x8.extend_high_i8x16_u(w), scale); }
+
+/** dot of 16 pre-scaled i16 weights with 16 q8 at q, as four i32 partial sums. */
+@inline function dot16w(wa: v128, wb: v128, q: usize): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(wa, v128.load8x8_s(q)), i32x4.dot_i16x8_s(wb, v128.load8x8_s(q, 8)));
+}
+
+/** The low 2 bits of each of 16 bytes. */
+@inline function crumbs(v: v128): v128 {
+  return v128.and(v, i8x16.splat(3));
+}
+
+@inline function scaleAt(wb: usize, j: i32): v128 {
+  return i16x8.splat(<i16>(load<u8>(wb + <usize>j) & 0xf));
+}
+
+/** The 16 mins (scales >> 4) as two i16x8. */
+@inline function minsLo(wb: usize): v128 { return i16x8.extend_low_i8x16_u(v128.and(i16x8.shr_u(v128.load(wb), 4), i8x16.splat(0x0f))); }
+@inline function minsHi(wb: usize): v128 { return i16x8.extend_high_i8x16_u(v128.and(i16x8.shr_u(v128.load(wb), 4), i8x16.splat(0x0f))); }
+
+/** sum_j bsums[j] * min[j] of one Q8_K block, as four i32 partial sums. */
+@inline function minTerm(xb: usize, mLo: v128, mHi: v128): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), mLo), i32x4.dot_i16x8_s(v128.load(xb, 276), mHi));
+}
+
+/** fa + dx*d*isum - dx*dmin*msum, lane-wise in f32. */
+@inline function combine(fa: v128, isum: v128, msum: v128, xb: usize, d: f32, dmin: f32): v128 {
+  const dx = load<f32>(xb);
+  return f32x4.add(fa, f32x4.sub(
+    f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(dx * d)),
+    f32x4.mul(f32x4.convert_i32x4_s(msum), f32x4.splat(dx * dmin))));
+}
+
+@inline function hsum(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+/** n weights from src to f32 at dst (dequantize_row_q2_K). */
+export function dequantize_q2_k(src: usize, dst: usize, n: i32): void {
+  for (let b = 0; b < n / QK_K; b++) {
+    const wb = src + <usize>b * BLOCK;
+    const d = f16_to_f32(load<u16>(wb, 80));
+    const min = f16_to_f32(load<u16>(wb, 82));
+    let y = dst + <usize>b * 1024;
+    for (let j = 0; j < 16; j++) {
+      const sc = <u32>load<u8>(wb + <usize>j);
+      const dl = d * <f32>(sc & 0xf), ml = min * <f32>(sc >> 4);
+      // sub-block j: half j >> 3, pass (j >> 1) & 3, bytes (j & 1)*16 .. +16
+      const q = wb + 16 + (<usize>(j >> 3) << 5) + (<usize>(j & 1) << 4);
+      const shift = <u32>((j >> 1) & 3) << 1;
+      for (let l = 0; l < 16; l++) {
+        store<f32>(y, dl * <f32>((<u32>load<u8>(q + <usize>l) >> shift) & 3) - ml);
+        y += 4;
+      }
+    }
+  }
+}
+
+/** Scalar reference, as ggml's ggml_vec_dot_q2_K_q8_K_generic. */
+function dotRef(wr: usize, xr: usize, nb: i32): f32 {
+  let sumf: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    const xb = xr + <usize>b * Q8K;
+    let summs = 0;
+    for (let j = 0; j < 16; j++) summs += <i32>load<i16>(xb + 260 + (<usize>j << 1)) * <i32>(load<u8>(wb + <usize>j) >> 4);
+    const dx = load<f32>(xb);
+    const dall = dx * f16_to_f32(load<u16>(wb, 80));
+    const dmin = dx * f16_to_f32(load<u16>(wb, 82));
+    let isum = 0;
+    for (let j = 0; j < 16; j++) {
+      const q = wb + 16 + (<usize>(j >> 3) << 5) + (<usize>(j & 1) << 4);
+      const shift = <u32>((j >> 1) & 3) << 1;
+      const q8 = xb + 4 + (<usize>j << 4);
+      let isuml = 0;
+      for (let l = 0; l < 16; l++) {
+        isuml += <i32>load<i8>(q8 + <usize>l) * <i32>((<u32>load<u8>(q + <usize>l) >> shift) & 3);
+      }
+      isum += <i32>(load<u8>(wb + <usize>j) & 0xf) * isuml;
+    }
+    sumf += dall * <f32>isum - dmin * <f32>summs;
+  }
+  return sumf;
+}
+
+export function matmul_q2_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32): void {
+  const nb = k / QK_K;
+  const rowBytes = <usize>nb * BLOCK;
+  for (let r = rowStart; r < rowEnd; r++) {
+    for (let t = 0; t < nTok; t++) {
+      store<f32>(out + (<usize>(t * outStride + r) << 2), dotRef(w + <usize>r * rowBytes, x + <usize>(t * xStride), nb));
+    }
+  }
+}
+
+/** One row against one token. */
+function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
+  let f0 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    const xb0 = x0 + <usize>b * Q8K;
+    let acc0 = i32x4.splat(0);
+    // the packed bytes advance by shifts: TurboFan would recompute loop invariants at every iteration
+    let xq = xb0 + 4, sc = wb;
+    for (let n = 0; n < 2; n++) {
+      let qv0 = v128.load(wb + 16 + (<usize>n << 5)), qv1 = v128.load(wb + 32 + (<usize>n << 5));
+      for (let s = 0; s < 4; s++) {
+        acc0 = i32x4.add(acc0, dot16(crumbs(qv0), scaleAt(sc, 0), xq));
+        acc0 = i32x4.add(acc0, dot16(crumbs(qv1), scaleAt(sc, 1), xq + 16));
+        qv0 = i16x8.shr_u(qv0, 2); qv1 = i16x8.shr_u(qv1, 2);
+        xq += 32; sc += 2;
+      }
+    }
+    const d = f16_to_f32(load<u16>(wb, 80)), dmin = f16_to_f32(load<u16>(wb, 82));
+    f0 = combine(f0, acc0, minTerm(xb0, minsLo(wb), minsHi(wb)), xb0, d, dmin);
+  }
+  return hsum(f0);
+}
+
+/** One row against four tokens: each weight block is decoded (widened to i16 and scaled) once for
+ * the four, so a token costs two sign-extending loads and two i16 dot products per 16 weights. */
+function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
+  o0: usize, o1: usize, o2: usize, o3: usize): void {
+  let f0 = f32x4.splat(0), f1 = f32x4.splat(0), f2 = f32x4.splat(0), f3 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    const xo = <usize>b * Q8K;
+    const xb0 = x0 + xo, xb1 = x1 + xo, xb2 = x2 + xo, xb3 = x3 + xo;
+    let acc0 = i32x4.splat(0), acc1 = i32x4.splat(0), acc2 = i32x4.splat(0), acc3 = i32x4.splat(0);
+    let qo: usize = 4;
+    for (let p = 0; p < 16; p++) {
+      // piece p = sub-block p: bytes (p & 1) of half p >> 3, pass (p >> 1) & 3
+      const v = v128.load(wb + 16 + (<usize>(p >> 3) << 5) + (<usize>(p & 1) << 4));
+      const w = crumbs(i16x8.shr_u(v, p & 6));
+      const scv = scaleAt(wb, p);
+      const wa = widenLo(w, scv), wh = widenHi(w, scv);
+      acc0 = i32x4.add(acc0, dot16w(wa, wh, xb0 + qo));
+      acc1 = i32x4.add(acc1, dot16w(wa, wh, xb1 + qo));
+      acc2 = i32x4.add(acc2, dot16w(wa, wh, xb2 + qo));
+      acc3 = i32x4.add(acc3, dot16w(wa, wh, xb3 + qo));
+      qo += 16;
+    }
+    const mLo = minsLo(wb), mHi = minsHi(wb);
+    const d = f16_to_f32(load<u16>(wb, 80)), dmin = f16_to_f32(load<u16>(wb, 82));
+    f0 = combine(f0, acc0, minTerm(xb0, mLo, mHi), xb0, d, dmin);
+    f1 = combine(f1, acc1, minTerm(xb1, mLo, mHi), xb1, d, dmin);
+    f2 = combine(f2, acc2, minTerm(xb2, mLo, mHi), xb2, d, dmin);
+    f3 = combine(f3, acc3, minTerm(xb3, mLo, mHi), xb3, d, dmin);
+  }
+  store<f32>(o0, hsum(f0));
+  store<f32>(o1, hsum(f1));
+  store<f32>(o2, hsum(f2));
+  store<f32>(o3, hsum(f3));
+}
+
+/** out[t][r] = dot(row r of W, x_t) for r in [rowStart, rowEnd), t in [0, nTok); see DEVELOPERS.md.
+ * Tokens go in groups whose activations stay in cache (~256 KiB) while every row passes over them;
+ * within a group each row takes the tokens four at a time. */
+export function matmul_q2_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32): void {
+  const nb = k / QK_K;
+  const group = max(4, (262144 / (nb * <i32>Q8K)) & ~3);
+  for (let t0 = 0; t0 < nTok; t0 += group) {
+    const n = min(group, nTok - t0);
+    matmulGroup(w, x + <usize>(t0 * xStride), out + (<usize>(t0 * outStride) << 2), nb, rowStart, rowEnd, n, xStride, outStride);
+  }
+}
+
+function matmulGroup(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32): void {
+  const rowBytes = <usize>nb * BLOCK;
+  const xs = <usize>xStride, os = <usize>outStride << 2;
+  for (let r = rowStart; r < rowEnd; r++) {
+    const wr = w + <usize>r * rowBytes;
+    const o = out + (<usize>r << 2);
+    let t = 0;
+    for (; t + 4 <= nTok; t += 4) {
+      const xt = x + <usize>t * xs, ot = o + <usize>t * os;
+      rowDot4(wr, xt, xt + xs, xt + 2 * xs, xt + 3 * xs, nb, ot, ot + os, ot + 2 * os, ot + 3 * os);
+    }
+    if (nTok - t == 3) {
+      // Three left: one four-token pass with the last token twice beats three one-token passes.
+      const xt = x + <usize>t * xs, ot = o + <usize>t * os;
+      rowDot4(wr, xt, xt + xs, xt + 2 * xs, xt + 2 * xs, nb, ot, ot + os, ot + 2 * os, ot + 2 * os);
+      t += 3;
+    }
+    for (; t < nTok; t++) store<f32>(o + <usize>t * os, rowDot1(wr, x + <usize>t * xs, nb));
+  }
+}

@@ -1,1 +1,226 @@
-// placeholder: to be written
+// Q3_K: 256 weights in 110 bytes (ggml block_q3_K), dotted with Q8_K activations.
+//   u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d
+// 16 sub-blocks of 16: w = d*(sc[j] - 32)*q, q = low2 - (high bit set ? 0 : 4) in [-4, 3]. Pass p
+// (0..7) covers weights 32p .. 32p+32: low2 = (qs[32(p >> 2) + l] >> 2(p & 3)) & 3 and the high bit
+// is bit p of hmask[l], l in [0, 32); sub-blocks 2p (l < 16) and 2p+1. The 16 6-bit scales are
+// packed in scales[12] (low nibbles in bytes 0-7, high 2 bits in bytes 8-11).
+import { f16_to_f32 } from "./common";
+
+@inline const QK_K: i32 = 256;
+@inline const BLOCK: usize = 110;
+@inline const Q8K: usize = 292;
+
+// The 16 scales (+32) as four u32 words of bytes (ggml's aux[] dance), from the words a0 a1 a2.
+@inline function scales0(a0: u32, a2: u32): u32 { return (a0 & 0x0f0f0f0f) | ((a2 & 0x03030303) << 4); }
+@inline function scales1(a1: u32, a2: u32): u32 { return (a1 & 0x0f0f0f0f) | (((a2 >> 2) & 0x03030303) << 4); }
+@inline function scales2(a0: u32, a2: u32): u32 { return ((a0 >> 4) & 0x0f0f0f0f) | (((a2 >> 4) & 0x03030303) << 4); }
+@inline function scales3(a1: u32, a2: u32): u32 { return ((a1 >> 4) & 0x0f0f0f0f) | (((a2 >> 6) & 0x03030303) << 4); }
+
+/** 16 weights (i8 in [-4, 3]) from qs bytes `v` shifted right by 2s and hmask bytes `hc` shifted
+ * right by p (i16 shifts are fine: only bits that stay inside their byte are kept). */
+@inline function weights(v: v128, hc: v128): v128 {
+  const low2 = v128.and(v, i8x16.splat(3));
+  return i8x16.sub(v128.or(low2, v128.and(i16x8.shl(hc, 2), i8x16.splat(4))), i8x16.splat(4));
+}
+
+/** scale * dot(w, q8) over 16 weights, as four i32 partial sums. */
+@inline function dot16(w: v128, scale: v128, q: usize): v128 {
+  const qv = v128.load(q);
+  return i32x4.dot_i16x8_s(i16x8.add(i16x8.extmul_low_i8x16_s(w, qv), i16x8.extmul_high_i8x16_s(w, qv)), scale);
+}
+
+/** 16 weights times their scale, widened to i16 (two halves) for the token loop. */
+@inline function widenLo(w: v128, scale: v128): v128 { return i16x8.mul(i16x8.extend_low_i8x16_s(w), scale); }
+@inline function widenHi(w: v128, scale: v128): v128 { return i16x8.mul(i16x8.extend_high_i8x16_s(w), scale); }
+
+/** dot of 16 pre-scaled i16 weights with 16 q8 at q, as four i32 partial sums. */
+@inline function dot16w(wa: v128, wb: v128, q: usize): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(wa, v128.load8x8_s(q)), i32x4.dot_i16x8_s(wb, v128.load8x8_s(q, 8)));
+}
+
+/** The low byte of sc, minus 32, as an i16 splat. */
+@inline function scaleSplat(sc: u64): v128 {
+  return i16x8.splat(<i16>(<i32>(sc & 0xff) - 32));
+}
+
+/** fa + dx*d*isum, lane-wise in f32. */
+@inline function combine(fa: v128, isum: v128, xb: usize, d: f32): v128 {
+  return f32x4.add(fa, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(load<f32>(xb) * d)));
+}
+
+@inline function hsum(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+/** Scale j of a block (0..63, before the -32). */
+@inline function scaleByte(wb: usize, j: i32): i32 {
+  const a0 = load<u32>(wb, 96), a1 = load<u32>(wb, 100), a2 = load<u32>(wb, 104);
+  const word = j < 4 ? scales0(a0, a2) : j < 8 ? scales1(a1, a2) : j < 12 ? scales2(a0, a2) : scales3(a1, a2);
+  return <i32>((word >> (<u32>(j & 3) << 3)) & 0xff);
+}
+
+/** n weights from src to f32 at dst (dequantize_row_q3_K). */
+export function dequantize_q3_k(src: usize, dst: usize, n: i32): void {
+  for (let b = 0; b < n / QK_K; b++) {
+    const wb = src + <usize>b * BLOCK;
+    const dAll = f16_to_f32(load<u16>(wb, 108));
+    let y = dst + <usize>b * 1024;
+    for (let j = 0; j < 16; j++) {
+      const dl = dAll * <f32>(scaleByte(wb, j) - 32);
+      const p = j >> 1;
+      const half = <usize>(j & 1) << 4;
+      const q = wb + 32 + (<usize>(p >> 2) << 5) + half;
+      const shift = <u32>(p & 3) << 1;
+      for (let l = 0; l < 16; l++) {
+        const low2 = <i32>((<u32>load<u8>(q + <usize>l) >> shift) & 3);
+        const high = (<u32>load<u8>(wb + half + <usize>l) >> <u32>p) & 1;
+        store<f32>(y, dl * <f32>(low2 - (high ? 0 : 4)));
+        y += 4;
+      }
+    }
+  }
+}
+
+/** Scalar reference (ggml's ggml_vec_dot_q3_K_q8_K_generic): the exact integer sum of a block,
+ * then its d applied in f32. */
+function dotRef(wr: usize, xr: usize, nb: i32): f32 {
+  let sumf: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    const xb = xr + <usize>b * Q8K;
+    let isum = 0;
+    for (let j = 0; j < 16; j++) {
+      const p = j >> 1;
+      const half = <usize>(j & 1) << 4;
+      const q = wb + 32 + (<usize>(p >> 2) << 5) + half;
+      const shift = <u32>(p & 3) << 1;
+      const q8 = xb + 4 + (<usize>j << 4);
+      let s = 0;
+      for (let l = 0; l < 16; l++) {
+        const low2 = <i32>((<u32>load<u8>(q + <usize>l) >> shift) & 3);
+        const high = (<u32>load<u8>(wb + half + <usize>l) >> <u32>p) & 1;
+        s += <i32>load<i8>(q8 + <usize>l) * (low2 - (high ? 0 : 4));
+      }
+      isum += (scaleByte(wb, j) - 32) * s;
+    }
+    const d = f16_to_f32(load<u16>(wb, 108)) * load<f32>(xb);
+    sumf += d * <f32>isum;
+  }
+  return sumf;
+}
+
+export function matmul_q3_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32): void {
+  const nb = k / QK_K;
+  const rowBytes = <usize>nb * BLOCK;
+  for (let r = rowStart; r < rowEnd; r++) {
+    for (let t = 0; t < nTok; t++) {
+      store<f32>(out + (<usize>(t * outStride + r) << 2), dotRef(w + <usize>r * rowBytes, x + <usize>(t * xStride), nb));
+    }
+  }
+}
+
+/** One row against one token. The per-block state (scales, hmask, qs) advances by shifts inside
+ * the loops: TurboFan would otherwise recompute loop-invariant values at every iteration. */
+function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
+  let f0 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    let xq = x0 + <usize>b * Q8K + 4;
+    const a0 = load<u32>(wb, 96), a1 = load<u32>(wb, 100), a2 = load<u32>(wb, 104);
+    let sc = <u64>scales0(a0, a2) | (<u64>scales1(a1, a2) << 32);
+    let hc0 = v128.load(wb), hc1 = v128.load(wb, 16);
+    let acc0 = i32x4.splat(0);
+    for (let n = 0; n < 2; n++) {
+      let qv0 = v128.load(wb + 32 + (<usize>n << 5)), qv1 = v128.load(wb + 48 + (<usize>n << 5));
+      for (let s = 0; s < 4; s++) {
+        acc0 = i32x4.add(acc0, dot16(weights(qv0, hc0), scaleSplat(sc), xq));
+        acc0 = i32x4.add(acc0, dot16(weights(qv1, hc1), scaleSplat(sc >> 8), xq + 16));
+        qv0 = i16x8.shr_u(qv0, 2); qv1 = i16x8.shr_u(qv1, 2);
+        hc0 = i16x8.shr_u(hc0, 1); hc1 = i16x8.shr_u(hc1, 1);
+        sc >>= 16;
+        xq += 32;
+      }
+      sc = <u64>scales2(a0, a2) | (<u64>scales3(a1, a2) << 32);
+    }
+    f0 = combine(f0, acc0, xq - 260, f16_to_f32(load<u16>(wb, 108)));
+  }
+  return hsum(f0);
+}
+
+/** One row against four tokens: each weight block is decoded (widened to i16 and scaled) once for
+ * the four, so a token costs two sign-extending loads and two i16 dot products per 16 weights.
+ * The block state advances by shifts, as in rowDot1. */
+function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
+  o0: usize, o1: usize, o2: usize, o3: usize): void {
+  let f0 = f32x4.splat(0), f1 = f32x4.splat(0), f2 = f32x4.splat(0), f3 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    const xo = <usize>b * Q8K;
+    const xb0 = x0 + xo, xb1 = x1 + xo, xb2 = x2 + xo, xb3 = x3 + xo;
+    const a0 = load<u32>(wb, 96), a1 = load<u32>(wb, 100), a2 = load<u32>(wb, 104);
+    // the 16 scales - 32, advanced by one byte per piece (a loop-carried value is computed once)
+    let scales = i8x16.sub(i32x4.replace_lane(i32x4.replace_lane(i32x4.replace_lane(i32x4.splat(
+      scales0(a0, a2)), 1, scales1(a1, a2)), 2, scales2(a0, a2)), 3, scales3(a1, a2)), i8x16.splat(32));
+    let acc0 = i32x4.splat(0), acc1 = i32x4.splat(0), acc2 = i32x4.splat(0), acc3 = i32x4.splat(0);
+    let qo: usize = 4;
+    for (let p = 0; p < 16; p++) {
+      // piece p = sub-block p: bytes (p & 1) of half p >> 3, pass (p >> 1) & 3, hmask bit p >> 1
+      const i = <usize>(p & 1) << 4;
+      const v = i16x8.shr_u(v128.load(wb + 32 + (<usize>(p >> 3) << 5) + i), p & 6);
+      const w = weights(v, i16x8.shr_u(v128.load(wb + i), p >> 1));
+      const scv = i16x8.splat(<i16>i8x16.extract_lane_s(scales, 0));
+      const wa = widenLo(w, scv), wh = widenHi(w, scv);
+      acc0 = i32x4.add(acc0, dot16w(wa, wh, xb0 + qo));
+      acc1 = i32x4.add(acc1, dot16w(wa, wh, xb1 + qo));
+      acc2 = i32x4.add(acc2, dot16w(wa, wh, xb2 + qo));
+      acc3 = i32x4.add(acc3, dot16w(wa, wh, xb3 + qo));
+      qo += 16;
+      scales = i8x16.shuffle(scales, scales, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0);
+    }
+    const d = f16_to_f32(load<u16>(wb, 108));
+    f0 = combine(f0, acc0, xb0, d);
+    f1 = combine(f1, acc1, xb1, d);
+    f2 = combine(f2, acc2, xb2, d);
+    f3 = combine(f3, acc3, xb3, d);
+  }
+  store<f32>(o0, hsum(f0));
+  store<f32>(o1, hsum(f1));
+  store<f32>(o2, hsum(f2));
+  store<f32>(o3, hsum(f3));
+}
+
+/** out[t][r] = dot(row r of W, x_t) for r in [rowStart, rowEnd), t in [0, nTok); see DEVELOPERS.md.
+ * Tokens go in groups whose activations stay in cache (~256 KiB) while every row passes over them;
+ * within a group each row takes the tokens four at a time. */
+export function matmul_q3_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32): void {
+  const nb = k / QK_K;
+  const group = max(4, (262144 / (nb * <i32>Q8K)) & ~3);
+  for (let t0 = 0; t0 < nTok; t0 += group) {
+    const n = min(group, nTok - t0);
+    matmulGroup(w, x + <usize>(t0 * xStride), out + (<usize>(t0 * outStride) << 2), nb, rowStart, rowEnd, n, xStride, outStride);
+  }
+}
+
+function matmulGroup(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32): void {
+  const rowBytes = <usize>nb * BLOCK;
+  const xs = <usize>xStride, os = <usize>outStride << 2;
+  for (let r = rowStart; r < rowEnd; r++) {
+    const wr = w + <usize>r * rowBytes;
+    const o = out + (<usize>r << 2);
+    let t = 0;
+    for (; t + 4 <= nTok; t += 4) {
+      const xt = x + <usize>t * xs, ot = o + <usize>t * os;
+      rowDot4(wr, xt, xt + xs, xt + 2 * xs, xt + 3 * xs, nb, ot, ot + os, ot + 2 * os, ot + 3 * os);
+    }
+    if (nTok - t == 3) {
+      // Three left: one four-token pass with the last token twice beats three one-token passes.
+      const xt = x + <usize>t * xs, ot = o + <usize>t * os;
+      rowDot4(wr, xt, xt + xs, xt + 2 * xs, xt + 2 * xs, nb, ot, ot + os, ot + 2 * os, ot + 2 * os);
+      t += 3;
+    }
+    for (; t < nTok; t++) store<f32>(o + <usize>t * os, rowDot1(wr, x + <usize>t * xs, nb));
+  }
+}

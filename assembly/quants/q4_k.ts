@@ -1,1 +1,240 @@
-// placeholder: to be written
+// Q4_K: 256 weights in 144 bytes (ggml block_q4_K), dotted with Q8_K activations.
+//   f16 d; f16 dmin; u8 scales[12]; u8 qs[128]
+// 8 sub-blocks of 32: w = d*sc[j]*q - dmin*m[j], q in [0, 15], sc and m 6-bit, packed in scales[12]
+// (get_scale_min_k4). Chunk c of qs (32 bytes) holds sub-block 2c in its low nibbles and 2c+1 in
+// its high nibbles. The min term uses the Q8_K block sums: sum(q8 * m) = m * bsum.
+import { f16_to_f32 } from "./common";
+
+@inline const QK_K: i32 = 256;
+@inline const BLOCK: usize = 144;
+@inline const Q8K: usize = 292;
+
+// The 6-bit scales and mins, four to a u32 (ggml's utmp[] dance), from the words a0 a1 a2 of scales[12].
+@inline function scales03(a0: u32): u32 { return a0 & 0x3f3f3f3f; }
+@inline function scales47(a0: u32, a2: u32): u32 { return (a2 & 0x0f0f0f0f) | (((a0 >> 6) & 0x03030303) << 4); }
+@inline function mins03(a1: u32): u32 { return a1 & 0x3f3f3f3f; }
+@inline function mins47(a1: u32, a2: u32): u32 { return ((a2 >> 4) & 0x0f0f0f0f) | (((a1 >> 6) & 0x03030303) << 4); }
+
+/** Byte i of the eight 6-bit values held in (lo, hi). */
+@inline function byteOf(lo: u32, hi: u32, i: i32): i32 {
+  return <i32>(((i < 4 ? lo : hi) >> (<u32>(i & 3) << 3)) & 0xff);
+}
+
+/** Low / high nibbles of 16 bytes, as i8 weights. */
+@inline function lowNibbles(v: v128): v128 { return v128.and(v, i8x16.splat(0x0f)); }
+@inline function highNibbles(v: v128): v128 { return v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)); }
+
+/** scale * dot(w, q8) over 32 weights, as four i32 partial sums. */
+@inline function dot32(w0: v128, w1: v128, scale: v128, q: usize): v128 {
+  const q0 = v128.load(q);
+  const q1 = v128.load(q, 16);
+  const s = i16x8.add(
+    i16x8.add(i16x8.extmul_low_i8x16_s(w0, q0), i16x8.extmul_high_i8x16_s(w0, q0)),
+    i16x8.add(i16x8.extmul_low_i8x16_s(w1, q1), i16x8.extmul_high_i8x16_s(w1, q1)));
+  return i32x4.dot_i16x8_s(s, scale);
+}
+
+/** The i16 lanes [m0 m0 m1 m1 m2 m2 m3 m3] (half 0) or [m4 m4 ... m7 m7] (half 1): each min
+ * weighs the two 16-sums of its sub-block. */
+@inline function minsPairs(m03: u32, m47: u32, half: i32): v128 {
+  const v = i32x4.replace_lane(i32x4.splat(m03), 1, m47);
+  const z = i32x4.splat(0);
+  return half == 0
+    ? i8x16.shuffle(v, z, 0, 16, 0, 16, 1, 16, 1, 16, 2, 16, 2, 16, 3, 16, 3, 16)
+    : i8x16.shuffle(v, z, 4, 16, 4, 16, 5, 16, 5, 16, 6, 16, 6, 16, 7, 16, 7, 16);
+}
+
+/** sum_j bsums[j] * m[j/2] of one Q8_K block, as four i32 partial sums. */
+@inline function minTerm(xb: usize, mLo: v128, mHi: v128): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), mLo), i32x4.dot_i16x8_s(v128.load(xb, 276), mHi));
+}
+
+/** fa + dx*d*isum - dx*dmin*msum, lane-wise in f32. */
+@inline function combine(fa: v128, isum: v128, msum: v128, xb: usize, d: f32, dmin: f32): v128 {
+  const dx = load<f32>(xb);
+  return f32x4.add(fa, f32x4.sub(
+    f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(dx * d)),
+    f32x4.mul(f32x4.convert_i32x4_s(msum), f32x4.splat(dx * dmin))));
+}
+
+@inline function hsum(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+/** n weights from src to f32 at dst (dequantize_row_q4_K). */
+export function dequantize_q4_k(src: usize, dst: usize, n: i32): void {
+  for (let b = 0; b < n / QK_K; b++) {
+    const wb = src + <usize>b * BLOCK;
+    const y = dst + <usize>b * 1024;
+    const d = f16_to_f32(load<u16>(wb));
+    const dmin = f16_to_f32(load<u16>(wb, 2));
+    const a0 = load<u32>(wb, 4), a1 = load<u32>(wb, 8), a2 = load<u32>(wb, 12);
+    const s03 = scales03(a0), s47 = scales47(a0, a2), m03 = mins03(a1), m47 = mins47(a1, a2);
+    for (let c = 0; c < 4; c++) {
+      const d1 = d * <f32>byteOf(s03, s47, 2 * c), m1 = dmin * <f32>byteOf(m03, m47, 2 * c);
+      const d2 = d * <f32>byteOf(s03, s47, 2 * c + 1), m2 = dmin * <f32>byteOf(m03, m47, 2 * c + 1);
+      const q = wb + 16 + (<usize>c << 5);
+      const yc = y + (<usize>c << 8);
+      for (let l = 0; l < 32; l++) {
+        const v = <u32>load<u8>(q + <usize>l);
+        store<f32>(yc + (<usize>l << 2), d1 * <f32>(v & 0xf) - m1);
+        store<f32>(yc + 128 + (<usize>l << 2), d2 * <f32>(v >> 4) - m2);
+      }
+    }
+  }
+}
+
+/** Scalar reference (ggml's ggml_vec_dot_q4_K_q8_K_generic): exact integer sums per block, then
+ * the block's d and dmin applied in f32. */
+function dotRef(wr: usize, xr: usize, nb: i32): f32 {
+  let sumf: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    const xb = xr + <usize>b * Q8K;
+    const a0 = load<u32>(wb, 4), a1 = load<u32>(wb, 8), a2 = load<u32>(wb, 12);
+    const s03 = scales03(a0), s47 = scales47(a0, a2), m03 = mins03(a1), m47 = mins47(a1, a2);
+    let sumi = 0;
+    for (let j = 0; j < 16; j++) sumi += <i32>load<i16>(xb + 260 + (<usize>j << 1)) * byteOf(m03, m47, j >> 1);
+    let isum = 0;
+    for (let j = 0; j < 8; j++) {
+      const q = wb + 16 + (<usize>(j >> 1) << 5);
+      const shift = <u32>(j & 1) << 2;
+      let s = 0;
+      for (let l = 0; l < 32; l++) {
+        const w = <i32>((<u32>load<u8>(q + <usize>l) >> shift) & 0xf);
+        s += w * <i32>load<i8>(xb + 4 + <usize>(32 * j + l));
+      }
+      isum += byteOf(s03, s47, j) * s;
+    }
+    const dx = load<f32>(xb);
+    const d = f16_to_f32(load<u16>(wb)) * dx;
+    const dmin = f16_to_f32(load<u16>(wb, 2)) * dx;
+    sumf += d * <f32>isum;
+    sumf -= dmin * <f32>sumi;
+  }
+  return sumf;
+}
+
+export function matmul_q4_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32): void {
+  const nb = k / QK_K;
+  const rowBytes = <usize>nb * BLOCK;
+  for (let r = rowStart; r < rowEnd; r++) {
+    for (let t = 0; t < nTok; t++) {
+      store<f32>(out + (<usize>(t * outStride + r) << 2), dotRef(w + <usize>r * rowBytes, x + <usize>(t * xStride), nb));
+    }
+  }
+}
+
+/** One row against one token. */
+function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
+  let f0 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    const xb0 = x0 + <usize>b * Q8K;
+    const a0 = load<u32>(wb, 4), a1 = load<u32>(wb, 8), a2 = load<u32>(wb, 12);
+    const m03 = mins03(a1), m47 = mins47(a1, a2);
+    // the scales advance by shifts: TurboFan would recompute loop invariants at every iteration
+    let sc = <u64>scales03(a0) | (<u64>scales47(a0, a2) << 32);
+    let acc0 = i32x4.splat(0);
+    for (let c = 0; c < 4; c++) {
+      const q = wb + 16 + (<usize>c << 5);
+      const v0 = v128.load(q), v1 = v128.load(q, 16);
+      const scLo = i16x8.splat(<i16>(sc & 0xff));
+      const scHi = i16x8.splat(<i16>((sc >> 8) & 0xff));
+      sc >>= 16;
+      const xo = (<usize>c << 6) + 4;
+      acc0 = i32x4.add(acc0, dot32(lowNibbles(v0), lowNibbles(v1), scLo, xb0 + xo));
+      acc0 = i32x4.add(acc0, dot32(highNibbles(v0), highNibbles(v1), scHi, xb0 + xo + 32));
+    }
+    const mLo = minsPairs(m03, m47, 0), mHi = minsPairs(m03, m47, 1);
+    const d = f16_to_f32(load<u16>(wb)), dmin = f16_to_f32(load<u16>(wb, 2));
+    f0 = combine(f0, acc0, minTerm(xb0, mLo, mHi), xb0, d, dmin);
+  }
+  return hsum(f0);
+}
+
+/** 16 weights (u8 lanes) times their scale, widened to two i16x8 halves for the token loop. */
+@inline function widenLo(u: v128, scale: v128): v128 { return i16x8.mul(i16x8.extend_low_i8x16_u(u), scale); }
+@inline function widenHi(u: v128, scale: v128): v128 { return i16x8.mul(i16x8.extend_high_i8x16_u(u), scale); }
+
+/** dot of 16 pre-scaled i16 weights (wa, wb) with 16 q8 at q, as four i32 partial sums. */
+@inline function dot16w(wa: v128, wb: v128, q: usize): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(wa, v128.load8x8_s(q)), i32x4.dot_i16x8_s(wb, v128.load8x8_s(q, 8)));
+}
+
+/** One row against four tokens: each weight block is decoded (widened to i16 and scaled) once for
+ * the four, so a token costs two sign-extending loads and two i16 dot products per 16 weights. */
+function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
+  o0: usize, o1: usize, o2: usize, o3: usize): void {
+  let f0 = f32x4.splat(0), f1 = f32x4.splat(0), f2 = f32x4.splat(0), f3 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    const xo = <usize>b * Q8K;
+    const xb0 = x0 + xo, xb1 = x1 + xo, xb2 = x2 + xo, xb3 = x3 + xo;
+    const a0 = load<u32>(wb, 4), a1 = load<u32>(wb, 8), a2 = load<u32>(wb, 12);
+    const m03 = mins03(a1), m47 = mins47(a1, a2);
+    let sc = <u64>scales03(a0) | (<u64>scales47(a0, a2) << 32);
+    let acc0 = i32x4.splat(0), acc1 = i32x4.splat(0), acc2 = i32x4.splat(0), acc3 = i32x4.splat(0);
+    let qo: usize = 4;
+    for (let p = 0; p < 16; p++) {
+      // piece p: 16 bytes (p & 1) of chunk p >> 2, low nibbles (sub-block 2c) or high (2c+1)
+      const v = v128.load(wb + 16 + (<usize>(p >> 2) << 5) + (<usize>(p & 1) << 4));
+      const u = v128.and(i16x8.shr_u(v, (p & 2) << 1), i8x16.splat(0x0f));
+      const scv = i16x8.splat(<i16>(sc & 0xff));
+      const wa = widenLo(u, scv), wh = widenHi(u, scv);
+      acc0 = i32x4.add(acc0, dot16w(wa, wh, xb0 + qo));
+      acc1 = i32x4.add(acc1, dot16w(wa, wh, xb1 + qo));
+      acc2 = i32x4.add(acc2, dot16w(wa, wh, xb2 + qo));
+      acc3 = i32x4.add(acc3, dot16w(wa, wh, xb3 + qo));
+      qo += 16;
+      sc >>= <u64>(p & 1) << 3;
+    }
+    const mLo = minsPairs(m03, m47, 0), mHi = minsPairs(m03, m47, 1);
+    const d = f16_to_f32(load<u16>(wb)), dmin = f16_to_f32(load<u16>(wb, 2));
+    f0 = combine(f0, acc0, minTerm(xb0, mLo, mHi), xb0, d, dmin);
+    f1 = combine(f1, acc1, minTerm(xb1, mLo, mHi), xb1, d, dmin);
+    f2 = combine(f2, acc2, minTerm(xb2, mLo, mHi), xb2, d, dmin);
+    f3 = combine(f3, acc3, minTerm(xb3, mLo, mHi), xb3, d, dmin);
+  }
+  store<f32>(o0, hsum(f0));
+  store<f32>(o1, hsum(f1));
+  store<f32>(o2, hsum(f2));
+  store<f32>(o3, hsum(f3));
+}
+
+/** out[t][r] = dot(row r of W, x_t) for r in [rowStart, rowEnd), t in [0, nTok); see DEVELOPERS.md.
+ * Tokens go in groups whose activations stay in cache (~256 KiB) while every row passes over them;
+ * within a group each row takes the tokens four at a time. */
+export function matmul_q4_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32): void {
+  const nb = k / QK_K;
+  const group = max(4, (262144 / (nb * <i32>Q8K)) & ~3);
+  for (let t0 = 0; t0 < nTok; t0 += group) {
+    const n = min(group, nTok - t0);
+    matmulGroup(w, x + <usize>(t0 * xStride), out + (<usize>(t0 * outStride) << 2), nb, rowStart, rowEnd, n, xStride, outStride);
+  }
+}
+
+function matmulGroup(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32): void {
+  const rowBytes = <usize>nb * BLOCK;
+  const xs = <usize>xStride, os = <usize>outStride << 2;
+  for (let r = rowStart; r < rowEnd; r++) {
+    const wr = w + <usize>r * rowBytes;
+    const o = out + (<usize>r << 2);
+    let t = 0;
+    for (; t + 4 <= nTok; t += 4) {
+      const xt = x + <usize>t * xs, ot = o + <usize>t * os;
+      rowDot4(wr, xt, xt + xs, xt + 2 * xs, xt + 3 * xs, nb, ot, ot + os, ot + 2 * os, ot + 3 * os);
+    }
+    if (nTok - t == 3) {
+      // Three left: one four-token pass with the last token twice beats three one-token passes.
+      const xt = x + <usize>t * xs, ot = o + <usize>t * os;
+      rowDot4(wr, xt, xt + xs, xt + 2 * xs, xt + 2 * xs, nb, ot, ot + os, ot + 2 * os, ot + 2 * os);
+      t += 3;
+    }
+    for (; t < nTok; t++) store<f32>(o + <usize>t * os, rowDot1(wr, x + <usize>t * xs, nb));
+  }
+}
+
