@@ -8,6 +8,7 @@ import * as synth from "./commands/synth";
 import * as tokenize from "./commands/tokenize";
 import * as benchTokenizer from "./commands/bench-tokenizer";
 import * as bench from "./commands/bench";
+import * as serve from "./commands/serve";
 
 interface Command {
   help: string;
@@ -15,7 +16,7 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
-  run, bench, logits, inspect, tokenize, detokenize, synth, "bench-tokenizer": benchTokenizer,
+  run, serve, bench, logits, inspect, tokenize, detokenize, synth, "bench-tokenizer": benchTokenizer,
 };
 
 const USAGE = `qwasm — Qwen2 language models on the CPU, from JavaScript

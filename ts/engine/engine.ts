@@ -120,6 +120,18 @@ export class QwasmEngine implements Engine {
     if (options.stop !== undefined && (!Array.isArray(options.stop) || !options.stop.every((s) => typeof s === "string"))) {
       throw new QwasmError("INVALID_ARGUMENT", "stop must be an array of strings");
     }
+    const vocab = this.model.config.vocabSize;
+    const bias = options.logitBias instanceof Map ? [...options.logitBias.keys()] : Object.keys(options.logitBias ?? {});
+    for (const id of bias) {
+      if (!(Number(id) >= 0 && Number(id) < vocab && Number.isInteger(Number(id)))) {
+        throw new QwasmError("INVALID_ARGUMENT", `logit bias for token ${id}: token ids are 0..${vocab - 1}`);
+      }
+    }
+    for (const id of prompt) {
+      if (!Number.isInteger(id) || id < 0 || id >= vocab) {
+        throw new QwasmError("INVALID_ARGUMENT", `prompt token id ${id} is outside the vocabulary (0..${vocab - 1})`);
+      }
+    }
     const seq: Sequence = {
       tokens: [...prompt],
       promptLength: prompt.length,
@@ -174,6 +186,8 @@ export class QwasmEngine implements Engine {
         continue;
       }
       this.afterStep(step, logits);
+      // An inline step holds the thread: give I/O (streams, aborts, new requests) a turn.
+      if (this.info.threads === 1) await yieldToEventLoop();
     }
   }
 
@@ -334,4 +348,15 @@ export async function createEngine(source: GGUFSource, options: EngineOptions = 
     await model.dispose();
     throw e;
   }
+}
+
+/** Resolves after pending I/O callbacks have run (a macrotask, without setTimeout's clamping). */
+function yieldToEventLoop(): Promise<void> {
+  const g = globalThis as { setImmediate?: (f: () => void) => void };
+  if (typeof g.setImmediate === "function") return new Promise((resolve) => g.setImmediate!(resolve));
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => { channel.port1.close(); resolve(); };
+    channel.port2.postMessage(null);
+  });
 }

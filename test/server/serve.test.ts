@@ -1,0 +1,78 @@
+// `qwasm serve` with the engine loader replaced by the fake engine: options reach the engine and the
+// server, the URL is printed, and SIGINT/SIGTERM stop it cleanly.
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { FakeEngine } from "./fake-engine";
+
+const loaded: { source: string; options: unknown; engine: FakeEngine; disposed: boolean }[] = [];
+vi.mock("../../ts/engine/engine", () => ({
+  createEngine: async (source: string, options: unknown) => {
+    const engine = new FakeEngine();
+    const record = { source, options, engine, disposed: false };
+    engine.dispose = async () => { record.disposed = true; };
+    loaded.push(record);
+    return engine;
+  },
+}));
+
+const { main, help } = await import("../../ts/cli/commands/serve");
+
+afterEach(() => {
+  vi.restoreAllMocks();
+  loaded.length = 0;
+});
+
+/** Runs `serve` until it prints its URL; returns the URL and the pending exit code. */
+async function startServe(argv: string[]) {
+  let printed = "";
+  vi.spyOn(process.stdout, "write").mockImplementation((chunk) => { printed += String(chunk); return true; });
+  vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+  const exit = main(argv);
+  while (!printed.includes("\n")) {
+    await Promise.race([exit, new Promise((resolve) => setTimeout(resolve, 5))]);
+  }
+  return { url: printed.trim(), exit };
+}
+
+describe("qwasm serve", () => {
+  it("has help that names every option", () => {
+    for (const option of ["--host", "--port", "--api-key", "--threads", "--context", "--max-sequences", "--cors"]) {
+      expect(help).toContain(option);
+    }
+  });
+
+  it("serves until SIGINT, then closes and disposes the engine", async () => {
+    const sigintListeners = process.listenerCount("SIGINT");
+    const { url, exit } = await startServe(["model.gguf", "--port", "0", "--threads", "2", "--context", "512", "--api-key", "k", "--cors"]);
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v1$/);
+    expect(loaded[0]).toMatchObject({ source: "model.gguf", options: { threads: 2, contextLength: 512, maxSequences: 8 } });
+
+    const denied = await fetch(`${url}/models`);
+    expect(denied.status).toBe(401);
+    expect(denied.headers.get("access-control-allow-origin")).toBe("*");
+    const models = await fetch(`${url}/models`, { headers: { authorization: "Bearer k" } });
+    expect((await models.json()).data[0].id).toBe("fake-qwen2");
+
+    process.emit("SIGINT");
+    expect(await exit).toBe(0);
+    expect(loaded[0].disposed).toBe(true);
+    await expect(fetch(`${url}/models`)).rejects.toThrow();
+    expect(process.listenerCount("SIGINT")).toBe(sigintListeners);
+  });
+
+  it("stops on SIGTERM too", async () => {
+    const { exit } = await startServe(["model.gguf", "--port", "0", "--max-sequences", "3"]);
+    expect(loaded[0].options).toMatchObject({ maxSequences: 3 });
+    process.emit("SIGTERM");
+    expect(await exit).toBe(0);
+  });
+
+  it.each([
+    [["m", "--port", "70000"], /--port/],
+    [["m", "--port", "1.5"], /--port/],
+    [["m", "--max-sequences", "0"], /--max-sequences/],
+    [["a", "b"], /one MODEL/],
+  ])("rejects %j", async (argv, message) => {
+    await expect(main(argv)).rejects.toThrow(message);
+    expect(loaded).toHaveLength(0);
+  });
+});

@@ -1,0 +1,92 @@
+// qwasm serve: an OpenAI-compatible HTTP server (chat completions, completions, models) over one
+// model, until SIGINT or SIGTERM.
+import { QwasmError } from "../../errors";
+import { createEngine } from "../../engine/engine";
+import { createOpenAIHandler } from "../../server/openai";
+import { serveNode } from "../../runtime/http-node";
+import { numberOption, parseArgs, stringOption } from "../args";
+import { resolveModelPath } from "../default-model";
+import { progressBar } from "../load";
+
+export const help = `qwasm serve [MODEL] [options]
+
+Serves MODEL over an OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions
+(both with "stream": true for server-sent events) and GET /v1/models. MODEL defaults to the built-in
+synthetic model (created on first use).
+
+  --host H            address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
+  --port P            port (default 8080; 0 picks a free one)
+  --api-key K         require "Authorization: Bearer K" (default: $QWASM_API_KEY, else no key)
+  --cors              allow cross-origin requests from any origin (--cors=ORIGIN: from ORIGIN only)
+  --threads N         compute threads (default: the cores available)
+  --context N         context length (default: the model's, at most 4096)
+  --max-sequences N   requests computed together (default 8)
+
+The URL goes to stdout once the model is loaded; SIGINT or SIGTERM stops the server.`;
+
+export async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, ["cors"]);
+  if (args.positionals.length > 1) {
+    throw new QwasmError("INVALID_ARGUMENT", `serve takes one MODEL, got ${args.positionals.length}: ${args.positionals.join(" ")}\n\n${help}`);
+  }
+  const host = stringOption(args, "host") ?? "127.0.0.1";
+  const port = numberOption(args, "port", 8080)!;
+  if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) {
+    throw new QwasmError("INVALID_ARGUMENT", `option --port must be an integer from 0 to 65535, got ${port}`);
+  }
+  const maxSequences = numberOption(args, "max-sequences", 8)!;
+  if (!(Number.isInteger(maxSequences) && maxSequences >= 1)) {
+    throw new QwasmError("INVALID_ARGUMENT", `option --max-sequences must be an integer >= 1, got ${maxSequences}`);
+  }
+  const apiKey = stringOption(args, "api-key") ?? (process.env.QWASM_API_KEY || undefined);
+  const cors = args.options.get("cors") ?? false;
+
+  const modelPath = await resolveModelPath(args.positionals[0]);
+  const engine = await createEngine(modelPath, {
+    threads: numberOption(args, "threads"),
+    contextLength: numberOption(args, "context"),
+    maxSequences,
+    onProgress: progressBar(),
+  });
+  const handler = createOpenAIHandler(engine, {
+    apiKey,
+    cors,
+    onError: (error) => process.stderr.write(`qwasm serve: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`),
+  });
+  let server;
+  try {
+    server = await serveNode(handler, { host, port });
+  } catch (error) {
+    await engine.dispose();
+    throw error;
+  }
+
+  const info = engine.info;
+  process.stdout.write(`${server.url}/v1\n`);
+  process.stderr.write(`serving ${info.modelName} (context ${info.contextLength}, ${info.threads} thread${info.threads > 1 ? "s" : ""}, ` +
+    `${info.maxSequences} sequence${info.maxSequences > 1 ? "s" : ""} at once)${apiKey === undefined ? "" : "; API key required"}\n`);
+  if (apiKey === undefined && !isLoopback(host)) {
+    process.stderr.write(`warning: listening on ${host} without --api-key: anyone who can reach this address can use the model\n`);
+  }
+
+  const signal = await new Promise<string>((resolve) => {
+    const stop = (name: string) => () => {
+      process.off("SIGINT", onInt);
+      process.off("SIGTERM", onTerm);
+      resolve(name);
+    };
+    const onInt = stop("SIGINT");
+    const onTerm = stop("SIGTERM");
+    process.on("SIGINT", onInt);
+    process.on("SIGTERM", onTerm);
+  });
+  // A second signal now ends the process the default way.
+  process.stderr.write(`${signal}: stopping\n`);
+  await server.close();
+  await engine.dispose();
+  return 0;
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.");
+}
