@@ -52,3 +52,533 @@
 @inline export function round_even(x: f32): f32 {
   return nearest<f32>(x);
 }
+
+// ---- SIMD helpers shared by the weight types ----
+
+/** 2^112: rebiases a half's exponent field (bias 15) placed in an f32's (bias 127). */
+@inline const F16_REBIAS: f32 = reinterpret<f32>(0x77800000);
+
+/**
+ * Four halves, each in the upper 16 bits of an i32 lane (lower bits ignored), to four f32, exact
+ * for every half: subnormals come out right through the multiply, inf and NaN (exponent 31) are
+ * patched to exponent 255 with their payload kept.
+ */
+@inline export function f16x4_hi_to_f32x4(v: v128): v128 {
+  const bits = v128.and(i32x4.shr_s(v, 3), i32x4.splat(0x8fffe000)); // sign, exponent, mantissa
+  const f = f32x4.mul(bits, f32x4.splat(F16_REBIAS));
+  const expMask = i32x4.splat(0x0f800000);
+  const infNan = i32x4.eq(v128.and(bits, expMask), expMask);
+  return v128.or(f, v128.and(infNan, i32x4.splat(0x7f800000)));
+}
+
+/**
+ * f16x4_hi_to_f32x4 for block scales and mins: exact for every finite half, but an inf or NaN comes
+ * out finite (2^16 to 2^17). Quantizers never write one; an activation block gets one only when
+ * max|x| > 8.3e6, where llama.cpp's result is inf or NaN anyway. Half the work of the exact one.
+ */
+@inline export function f16x4_hi_to_f32x4_finite(v: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shr_s(v, 3), i32x4.splat(0x8fffe000)), f32x4.splat(F16_REBIAS));
+}
+
+/** Halves 0..3 of eight f16 at p, as f32x4. */
+@inline export function f16x8_lo_to_f32x4(p: usize): v128 {
+  return f16x4_hi_to_f32x4(i16x8.shuffle(i16x8.splat(0), v128.load(p), 0, 8, 1, 9, 2, 10, 3, 11));
+}
+
+/** Halves 4..7 of eight f16 at p, as f32x4. */
+@inline export function f16x8_hi_to_f32x4(p: usize): v128 {
+  return f16x4_hi_to_f32x4(i16x8.shuffle(i16x8.splat(0), v128.load(p), 4, 12, 5, 13, 6, 14, 7, 15));
+}
+
+/** bf16 0..3 of eight at p, as f32x4 (exact: a bf16 is the upper half of an f32). */
+@inline export function bf16x8_lo_to_f32x4(p: usize): v128 {
+  return i16x8.shuffle(i16x8.splat(0), v128.load(p), 0, 8, 1, 9, 2, 10, 3, 11);
+}
+
+/** bf16 4..7 of eight at p, as f32x4. */
+@inline export function bf16x8_hi_to_f32x4(p: usize): v128 {
+  return i16x8.shuffle(i16x8.splat(0), v128.load(p), 4, 12, 5, 13, 6, 14, 7, 15);
+}
+
+/** The f16 at p, p + stride, p + 2*stride, p + 3*stride as f32x4 (block scales of 4 blocks). */
+@inline export function f16_gather4(p: usize, stride: usize): v128 {
+  let v = i32x4.splat(0);
+  v = v128.load16_lane(p, v, 1);
+  v = v128.load16_lane(p + stride, v, 3);
+  v = v128.load16_lane(p + 2 * stride, v, 5);
+  v = v128.load16_lane(p + 3 * stride, v, 7);
+  return f16x4_hi_to_f32x4(v);
+}
+
+/** Sum of the four f32 lanes. */
+@inline export function f32x4_hsum(v: v128): f32 {
+  const s = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
+  return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
+}
+
+/** Sum of the four i32 lanes. */
+@inline export function i32x4_hsum(v: v128): i32 {
+  const s = i32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
+  return i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1);
+}
+
+/** (sum of a, sum of b, sum of c, sum of d): four horizontal sums in one vector. */
+@inline export function i32x4_hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7)); // a0+a2 b0+b2 a1+a3 b1+b3
+  const cd = i32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
+  return i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+/** i32x4 partial sums of the 32 products of i16x8 weights (wa..wd = weights 0-7, 8-15, 16-23,
+ *  24-31) with the 32 i8 quants at q. */
+@inline export function dot_i16x32_q8(wa: v128, wb: v128, wc: v128, wd: v128, q: usize): v128 {
+  const s0 = i32x4.dot_i16x8_s(wa, v128.load8x8_s(q));
+  const s1 = i32x4.dot_i16x8_s(wb, v128.load8x8_s(q, 8));
+  const s2 = i32x4.dot_i16x8_s(wc, v128.load8x8_s(q, 16));
+  const s3 = i32x4.dot_i16x8_s(wd, v128.load8x8_s(q, 24));
+  return i32x4.add(i32x4.add(s0, s1), i32x4.add(s2, s3));
+}
+
+// ---- Weights in blocks of 32 against q8_0 / q8_1 activations ----
+// (q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl share the loops below.)
+//
+// Each weight type is a codec: a @final class with no fields and these @inline methods
+//   bytes(): usize       block size in bytes; the f16 scale d is always at offset 0
+//   hasMin(): bool       an f16 min m at offset 2, w = d*q + m; activations are then q8_1, else q8_0
+//   q(p, j): i32         weight j (0..31) of the block at p as an integer (scalar reference)
+//   lo(p), hi(p): v128   weights 0..15 and 16..31 as i8x16
+//   wide(): bool         whether w16 exists: the types whose quants widen straight from memory
+//   w16(p, i): v128      weights 8i..8i+7 plus offset() as i16x8 (i a constant 0..3)
+//   offset(): i32        what w16 adds (q4_0 stores q + 8); the loops subtract offset * sum(x)
+// The loops call the methods on changetype<C>(0): AssemblyScript has no static members on type
+// parameters, and as the codecs hold no state the calls resolve and inline at compile time.
+//
+// The loops keep one block per iteration: V8 hoists every load of a basic block to its top, so
+// unrolling blocks only spills registers (x86 has 16 vector registers). They share work across
+// rows (one token: the activation loads and scale conversions serve four rows) or across tokens (a
+// tile of four tokens: each weight block is decoded once for the four). Without an i8 dot product
+// in SIMD128 the per-token work (widen, i32x4.dot_i16x8_s, scale) dominates either way, so a tile
+// gains only what the decode costs: 5-35% per token over four rows at a time (most for q5 and
+// iq4_nl, least for q8_0). Relaxed SIMD's i16x8.relaxed_dot_i8x16_i7x16_s would change that.
+
+export const QK: i32 = 32;
+export const Q8_0_BYTES: usize = 34; // f16 d; i8 qs[32]
+export const Q8_1_BYTES: usize = 36; // f16 d; f16 s; i8 qs[32]
+
+/** Rows done per pass over a tile of tokens: their weights stay in L2 while the tile's
+ *  activations stay in L1. */
+const ROWS_PER_PASS: i32 = 16;
+
+/** i32x4 partial sums of block pw's weights times activations widened to i16x8 (xa..xd); `sx` is
+ *  offset * sum(x) in the same form, for the wide codecs. */
+@inline function block_dot<C>(pw: usize, xa: v128, xb: v128, xc: v128, xd: v128, sx: v128): v128 {
+  const c = changetype<C>(0);
+  if (c.wide()) {
+    const s = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(c.w16(pw, 0), xa), i32x4.dot_i16x8_s(c.w16(pw, 1), xb)),
+      i32x4.add(i32x4.dot_i16x8_s(c.w16(pw, 2), xc), i32x4.dot_i16x8_s(c.w16(pw, 3), xd)));
+    return c.offset() != 0 ? i32x4.sub(s, sx) : s;
+  }
+  const lo = c.lo(pw), hi = c.hi(pw);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), xa), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), xb)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), xc), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), xd)));
+}
+
+/** offset * sum of the 32 activations (widened to i16x8 in xa..xd) as i32x4 partial sums. */
+@inline function offset_sum<C>(xa: v128, xb: v128, xc: v128, xd: v128): v128 {
+  const c = changetype<C>(0);
+  if (!c.wide() || c.offset() == 0) return i32x4.splat(0);
+  return i32x4.dot_i16x8_s(i16x8.add(i16x8.add(xa, xb), i16x8.add(xc, xd)), i16x8.splat(<i16>c.offset()));
+}
+
+/** dot(rows w, w + rowBytes, w + 2*rowBytes, w + 3*rowBytes, one token at x) stored at out[0..3]:
+ *  the activation loads and the scale conversions serve four rows. */
+@inline function dot_b32_rows4<C>(w: usize, rowBytes: usize, x: usize, nb: i32, out: usize): void {
+  const c = changetype<C>(0);
+  const wb = c.bytes();
+  const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
+  const xq: usize = c.hasMin() ? 4 : 2;
+  const r1 = rowBytes, r2 = rowBytes << 1, r3 = rowBytes * 3;
+  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
+  let accMin = f32x4.splat(0); // lane r: row r
+  let px = x;
+  const pend = w + <usize>nb * wb;
+  for (let pw = w; pw < pend; pw += wb, px += xb) {
+    // the four rows' scales (lane r: row r), row 0's from the splat
+    let h = v128.load16_splat(pw);
+    h = v128.load16_lane(pw + r1, h, 3);
+    h = v128.load16_lane(pw + r2, h, 5);
+    h = v128.load16_lane(pw + r3, h, 7);
+    const scale = f32x4.mul(f16x4_hi_to_f32x4_finite(h), f16x4_hi_to_f32x4_finite(v128.load16_splat(px)));
+    if (c.hasMin()) {
+      let m = v128.load16_splat(pw + 2);
+      m = v128.load16_lane(pw + r1 + 2, m, 3);
+      m = v128.load16_lane(pw + r2 + 2, m, 5);
+      m = v128.load16_lane(pw + r3 + 2, m, 7);
+      accMin = f32x4.add(accMin, f32x4.mul(f16x4_hi_to_f32x4_finite(m), f16x4_hi_to_f32x4_finite(v128.load16_splat(px + 2))));
+    }
+    const q = px + xq;
+    const xa = v128.load8x8_s(q), xbv = v128.load8x8_s(q, 8), xc = v128.load8x8_s(q, 16), xd = v128.load8x8_s(q, 24);
+    const sx = offset_sum<C>(xa, xbv, xc, xd);
+    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(block_dot<C>(pw, xa, xbv, xc, xd, sx)), i32x4.shuffle(scale, scale, 0, 0, 0, 0)));
+    acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(block_dot<C>(pw + r1, xa, xbv, xc, xd, sx)), i32x4.shuffle(scale, scale, 1, 1, 1, 1)));
+    acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(block_dot<C>(pw + r2, xa, xbv, xc, xd, sx)), i32x4.shuffle(scale, scale, 2, 2, 2, 2)));
+    acc3 = f32x4.add(acc3, f32x4.mul(f32x4.convert_i32x4_s(block_dot<C>(pw + r3, xa, xbv, xc, xd, sx)), i32x4.shuffle(scale, scale, 3, 3, 3, 3)));
+  }
+  v128.store(out, f32x4.add(f32x4_hsum4(acc0, acc1, acc2, acc3), accMin));
+}
+
+/** dot(one row at w, one token at x): the rows left over by dot_b32_rows4. */
+@inline function dot_b32_row<C>(w: usize, x: usize, nb: i32): f32 {
+  const c = changetype<C>(0);
+  const wb = c.bytes();
+  const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
+  const xq: usize = c.hasMin() ? 4 : 2;
+  let acc = f32x4.splat(0);
+  let accMin = f32x4.splat(0); // lane 0
+  let px = x;
+  const pend = w + <usize>nb * wb;
+  for (let pw = w; pw < pend; pw += wb, px += xb) {
+    const f = f16x4_hi_to_f32x4_finite(v128.load16_lane(px, v128.load16_splat(pw), 3)); // d_w, d_x
+    const scale = f32x4.mul(i32x4.shuffle(f, f, 0, 0, 0, 0), i32x4.shuffle(f, f, 1, 1, 1, 1));
+    if (c.hasMin()) {
+      const m = f16x4_hi_to_f32x4_finite(v128.load16_lane(px + 2, v128.load16_splat(pw + 2), 3)); // m_w, s_x
+      accMin = f32x4.add(accMin, f32x4.mul(m, i32x4.shuffle(m, m, 1, 1, 1, 1)));
+    }
+    const q = px + xq;
+    const xa = v128.load8x8_s(q), xbv = v128.load8x8_s(q, 8), xc = v128.load8x8_s(q, 16), xd = v128.load8x8_s(q, 24);
+    const sx = offset_sum<C>(xa, xbv, xc, xd);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(block_dot<C>(pw, xa, xbv, xc, xd, sx)), scale));
+  }
+  return f32x4_hsum(acc) + f32x4.extract_lane(accMin, 0);
+}
+
+/** (sum of a, sum of b, sum of c, sum of d): four horizontal f32 sums in one vector. */
+@inline export function f32x4_hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = f32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
+  const cd = f32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
+  return f32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+/** dot(row at w, tokens 0..3 at x, x + xStride, ...) stored at out, out + 4*outStride, ...: each
+ *  weight block is decoded once for the four tokens. */
+@inline function dot_b32_tile<C>(w: usize, x: usize, xStride: usize, nb: i32, out: usize, outStride: usize): void {
+  const c = changetype<C>(0);
+  const wb = c.bytes();
+  const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
+  const xq: usize = c.hasMin() ? 4 : 2;
+  const x1 = xStride, x2 = xStride << 1, x3 = xStride * 3;
+  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
+  let accMin = f32x4.splat(0); // lane t: token t
+  let px = x;
+  const pend = w + <usize>nb * wb;
+  for (let pw = w; pw < pend; pw += wb, px += xb) {
+    // the tokens' scales for this block, lane t = token t
+    let h = v128.load16_splat(px);
+    h = v128.load16_lane(px + x1, h, 3);
+    h = v128.load16_lane(px + x2, h, 5);
+    h = v128.load16_lane(px + x3, h, 7);
+    const scale = f32x4.mul(f16x4_hi_to_f32x4_finite(v128.load16_splat(pw)), f16x4_hi_to_f32x4_finite(h));
+    if (c.hasMin()) {
+      let m = v128.load16_splat(px + 2);
+      m = v128.load16_lane(px + x1 + 2, m, 3);
+      m = v128.load16_lane(px + x2 + 2, m, 5);
+      m = v128.load16_lane(px + x3 + 2, m, 7);
+      accMin = f32x4.add(accMin, f32x4.mul(f16x4_hi_to_f32x4_finite(v128.load16_splat(pw + 2)), f16x4_hi_to_f32x4_finite(m)));
+    }
+    let wa: v128, wbv: v128, wc: v128, wd: v128;
+    if (c.wide()) {
+      const o = i16x8.splat(<i16>c.offset());
+      wa = i16x8.sub(c.w16(pw, 0), o); wbv = i16x8.sub(c.w16(pw, 1), o);
+      wc = i16x8.sub(c.w16(pw, 2), o); wd = i16x8.sub(c.w16(pw, 3), o);
+    } else {
+      const lo = c.lo(pw), hi = c.hi(pw);
+      wa = i16x8.extend_low_i8x16_s(lo); wbv = i16x8.extend_high_i8x16_s(lo);
+      wc = i16x8.extend_low_i8x16_s(hi); wd = i16x8.extend_high_i8x16_s(hi);
+    }
+    const q = px + xq;
+    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(dot_i16x32_q8(wa, wbv, wc, wd, q)), i32x4.shuffle(scale, scale, 0, 0, 0, 0)));
+    acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(dot_i16x32_q8(wa, wbv, wc, wd, q + x1)), i32x4.shuffle(scale, scale, 1, 1, 1, 1)));
+    acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(dot_i16x32_q8(wa, wbv, wc, wd, q + x2)), i32x4.shuffle(scale, scale, 2, 2, 2, 2)));
+    acc3 = f32x4.add(acc3, f32x4.mul(f32x4.convert_i32x4_s(dot_i16x32_q8(wa, wbv, wc, wd, q + x3)), i32x4.shuffle(scale, scale, 3, 3, 3, 3)));
+  }
+  const sums = f32x4.add(f32x4_hsum4(acc0, acc1, acc2, acc3), accMin);
+  store<f32>(out, f32x4.extract_lane(sums, 0));
+  store<f32>(out + (outStride << 2), f32x4.extract_lane(sums, 1));
+  store<f32>(out + (outStride << 3), f32x4.extract_lane(sums, 2));
+  store<f32>(out + 3 * (outStride << 2), f32x4.extract_lane(sums, 3));
+}
+
+/** matmul (see DEVELOPERS.md, Kernel ABI) for a block-32 weight type, SIMD. */
+@inline export function matmul_b32<C>(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32): void {
+  const c = changetype<C>(0);
+  const nb = k / QK;
+  const rowBytes = <usize>nb * c.bytes();
+  const xs = <usize>xStride;
+  const os = <usize>outStride;
+  for (let r0 = rowStart; r0 < rowEnd; r0 += ROWS_PER_PASS) {
+    const r1 = min(r0 + ROWS_PER_PASS, rowEnd);
+    let t = 0;
+    for (; t + 3 < nTok; t += 4) { // tiles of four tokens
+      const xt = x + <usize>t * xs;
+      for (let r = r0; r < r1; r++) {
+        dot_b32_tile<C>(w + <usize>r * rowBytes, xt, xs, nb, out + ((<usize>t * os + <usize>r) << 2), os);
+      }
+    }
+    for (; t < nTok; t++) { // the tokens left, four rows at a time
+      const xt = x + <usize>t * xs;
+      const ot = out + (<usize>t * os << 2);
+      let r = r0;
+      for (; r + 3 < r1; r += 4) dot_b32_rows4<C>(w + <usize>r * rowBytes, rowBytes, xt, nb, ot + (<usize>r << 2));
+      for (; r < r1; r++) store<f32>(ot + (<usize>r << 2), dot_b32_row<C>(w + <usize>r * rowBytes, xt, nb));
+    }
+  }
+}
+
+/** matmul for a block-32 weight type, scalar: ggml's generic vec_dot, one block at a time. */
+@inline export function matmul_b32_ref<C>(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32): void {
+  const c = changetype<C>(0);
+  const nb = k / QK;
+  const wb = c.bytes();
+  const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
+  const xq: usize = c.hasMin() ? 4 : 2;
+  for (let r = rowStart; r < rowEnd; r++) {
+    for (let t = 0; t < nTok; t++) {
+      let sum: f32 = 0;
+      for (let b = 0; b < nb; b++) {
+        const pw = w + (<usize>r * <usize>nb + <usize>b) * wb;
+        const px = x + <usize>t * <usize>xStride + <usize>b * xb;
+        let isum = 0;
+        for (let j = 0; j < QK; j++) isum += c.q(pw, j) * <i32>load<i8>(px + xq + <usize>j);
+        sum += <f32>isum * (f16_to_f32(load<u16>(pw)) * f16_to_f32(load<u16>(px)));
+        if (c.hasMin()) sum += f16_to_f32(load<u16>(pw, 2)) * f16_to_f32(load<u16>(px, 2));
+      }
+      store<f32>(out + ((<usize>t * <usize>outStride + <usize>r) << 2), sum);
+    }
+  }
+}
+
+/** Dequantizes n weights (a multiple of 32) of a block-32 type to f32. */
+@inline export function dequantize_b32<C>(src: usize, dst: usize, n: i32): void {
+  const c = changetype<C>(0);
+  const wb = c.bytes();
+  const nb = n / QK;
+  for (let b = 0; b < nb; b++) {
+    const p = src + <usize>b * wb;
+    const o = dst + (<usize>b << 7);
+    const d = f32x4.splat(f16_to_f32(load<u16>(p)));
+    const m = f32x4.splat(c.hasMin() ? f16_to_f32(load<u16>(p, 2)) : 0);
+    store_i8x16_scaled(o, c.lo(p), d, m, c.hasMin());
+    store_i8x16_scaled(o + 64, c.hi(p), d, m, c.hasMin());
+  }
+}
+
+/** 16 i8 quants to f32 as q*d (+ m), stored at o. */
+@inline function store_i8x16_scaled(o: usize, q: v128, d: v128, m: v128, hasMin: bool): void {
+  const a = i16x8.extend_low_i8x16_s(q), b = i16x8.extend_high_i8x16_s(q);
+  let v0 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(a)), d);
+  let v1 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(a)), d);
+  let v2 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(b)), d);
+  let v3 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(b)), d);
+  if (hasMin) {
+    v0 = f32x4.add(v0, m); v1 = f32x4.add(v1, m); v2 = f32x4.add(v2, m); v3 = f32x4.add(v3, m);
+  }
+  v128.store(o, v0); v128.store(o, v1, 16); v128.store(o, v2, 32); v128.store(o, v3, 48);
+}
+
+/** The 5th bits of a q5 block (u32 qh at p, bit j for weight j) as bytes: 0xff in lane j where the
+ *  bit of weight j (hi = false) or of weight 16 + j (hi = true) is set, else 0. */
+@inline export function high_bits_set(p: usize, hi: bool): v128 {
+  const qh = v128.load32_splat(p);
+  const bytes = hi
+    ? i8x16.shuffle(qh, qh, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)
+    : i8x16.shuffle(qh, qh, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const bit = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  return i8x16.eq(v128.and(bytes, bit), bit);
+}
+
+/** Nibbles of the 16 bytes at p widened to i16x8: i = 0, 1: low nibbles of bytes 0-7, 8-15
+ *  (weights 0-15); i = 2, 3: high nibbles (weights 16-31). */
+@inline export function nibbles16(p: usize, i: i32): v128 {
+  const bytes = v128.load8x8_u(p + (<usize>(i & 1) << 3));
+  return i < 2 ? v128.and(bytes, i16x8.splat(15)) : i16x8.shr_u(bytes, 4);
+}
+
+// ---- Dense weights (f32, f16, bf16): activations in the same format, products summed in f32 ----
+//
+// A dense codec is a @final class with no fields and these @inline methods:
+//   size(): usize          bytes per element
+//   lo8(p), hi8(p): v128   elements 0-3 and 4-7 of the eight at p, as f32x4, exact
+//   elem(p): f32           the element at p (scalar reference and tails)
+//   special(): bool        whether elements can be inf or NaN that the fast conversion gets wrong
+//                          (f16); then also:
+//   lo8f(p), hi8f(p): v128 lo8, hi8 for finite elements only: half the work for f16
+//   exp8(p): v128          the eight elements' exponent fields (i16x8): 0x7c00 marks inf or NaN
+// f16 runs the fast conversion and keeps the largest exponent field seen; a row or an activation
+// that holds an inf or a NaN is redone with the exact one.
+
+/** Which conversion a loop uses, as a type argument so that the choice is made at compile time. */
+@final class Exact { @inline exact(): bool { return true; } }
+@final class Fast { @inline exact(): bool { return false; } }
+
+@inline function dense_lo<C, E>(p: usize): v128 {
+  const c = changetype<C>(0);
+  return changetype<E>(0).exact() || !c.special() ? c.lo8(p) : c.lo8f(p);
+}
+
+@inline function dense_hi<C, E>(p: usize): v128 {
+  const c = changetype<C>(0);
+  return changetype<E>(0).exact() || !c.special() ? c.hi8(p) : c.hi8f(p);
+}
+
+/** dot(rows w0 and w1, one token at x) stored at out0 and out1; x converted once for both rows.
+ *  Returns true when the fast conversion met an inf or NaN weight (the outputs are then wrong). */
+@inline function dot_dense_rows2<C, E>(w0: usize, w1: usize, x: usize, k: i32, out0: usize, out1: usize): bool {
+  const c = changetype<C>(0);
+  const exact = changetype<E>(0).exact();
+  const es = c.size();
+  const dw1 = w1 - w0;
+  let a0 = f32x4.splat(0), b0 = f32x4.splat(0), a1 = f32x4.splat(0), b1 = f32x4.splat(0);
+  let exps = i16x8.splat(0);
+  const k8 = k & ~7;
+  let px = x;
+  const pend = w0 + <usize>k8 * es;
+  for (let pw = w0; pw < pend; pw += 8 * es, px += 8 * es) {
+    const xl = dense_lo<C, E>(px), xh = dense_hi<C, E>(px);
+    a0 = f32x4.add(a0, f32x4.mul(dense_lo<C, E>(pw), xl));
+    b0 = f32x4.add(b0, f32x4.mul(dense_hi<C, E>(pw), xh));
+    a1 = f32x4.add(a1, f32x4.mul(dense_lo<C, E>(pw + dw1), xl));
+    b1 = f32x4.add(b1, f32x4.mul(dense_hi<C, E>(pw + dw1), xh));
+    if (!exact && c.special()) exps = i16x8.max_u(exps, i16x8.max_u(c.exp8(pw), c.exp8(pw + dw1)));
+  }
+  let s0 = f32x4_hsum(f32x4.add(a0, b0)), s1 = f32x4_hsum(f32x4.add(a1, b1));
+  for (let i = k8; i < k; i++) {
+    const xv = c.elem(x + <usize>i * es);
+    s0 += c.elem(w0 + <usize>i * es) * xv;
+    s1 += c.elem(w1 + <usize>i * es) * xv;
+  }
+  store<f32>(out0, s0);
+  store<f32>(out1, s1);
+  return !exact && c.special() && !i16x8.all_true(i16x8.ne(exps, i16x8.splat(0x7c00)));
+}
+
+/** dot(row at w, tokens 0..3 at x, x + xStride, ...) stored at out, out + 4*outStride, ...: the
+ *  row is converted once for the four tokens. Returns true as dot_dense_rows2 does. */
+@inline function dot_dense_tile<C, E>(w: usize, x: usize, xStride: usize, k: i32, out: usize, outStride: usize): bool {
+  const c = changetype<C>(0);
+  const exact = changetype<E>(0).exact();
+  const es = c.size();
+  const x1 = xStride, x2 = xStride << 1, x3 = xStride * 3;
+  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
+  let exps = i16x8.splat(0);
+  const k8 = k & ~7;
+  let px = x;
+  const pend = w + <usize>k8 * es;
+  for (let pw = w; pw < pend; pw += 8 * es, px += 8 * es) {
+    const wl = dense_lo<C, E>(pw), wh = dense_hi<C, E>(pw);
+    if (!exact && c.special()) exps = i16x8.max_u(exps, c.exp8(pw));
+    acc0 = f32x4.add(f32x4.add(acc0, f32x4.mul(wl, dense_lo<C, E>(px))), f32x4.mul(wh, dense_hi<C, E>(px)));
+    acc1 = f32x4.add(f32x4.add(acc1, f32x4.mul(wl, dense_lo<C, E>(px + x1))), f32x4.mul(wh, dense_hi<C, E>(px + x1)));
+    acc2 = f32x4.add(f32x4.add(acc2, f32x4.mul(wl, dense_lo<C, E>(px + x2))), f32x4.mul(wh, dense_hi<C, E>(px + x2)));
+    acc3 = f32x4.add(f32x4.add(acc3, f32x4.mul(wl, dense_lo<C, E>(px + x3))), f32x4.mul(wh, dense_hi<C, E>(px + x3)));
+  }
+  const sums = f32x4_hsum4(acc0, acc1, acc2, acc3);
+  let s0 = f32x4.extract_lane(sums, 0), s1 = f32x4.extract_lane(sums, 1);
+  let s2 = f32x4.extract_lane(sums, 2), s3 = f32x4.extract_lane(sums, 3);
+  for (let i = k8; i < k; i++) {
+    const wv = c.elem(w + <usize>i * es);
+    const pi = x + <usize>i * es;
+    s0 += wv * c.elem(pi);
+    s1 += wv * c.elem(pi + x1);
+    s2 += wv * c.elem(pi + x2);
+    s3 += wv * c.elem(pi + x3);
+  }
+  store<f32>(out, s0);
+  store<f32>(out + (outStride << 2), s1);
+  store<f32>(out + (outStride << 3), s2);
+  store<f32>(out + 3 * (outStride << 2), s3);
+  return !exact && c.special() && !i16x8.all_true(i16x8.ne(exps, i16x8.splat(0x7c00)));
+}
+
+/** Rows [r0, r1) times tokens [t0, t1), the conversions exact or fast (see the codec notes). */
+@inline function matmul_dense_block<C, E>(w: usize, x: usize, out: usize, k: i32, r0: i32, r1: i32, t0: i32, t1: i32,
+  xs: usize, os: usize): void {
+  const c = changetype<C>(0);
+  const rowBytes = <usize>k * c.size();
+  let t = t0;
+  for (; t + 3 < t1; t += 4) { // tiles of four tokens
+    const xt = x + <usize>t * xs;
+    for (let r = r0; r < r1; r++) {
+      const o = out + ((<usize>t * os + <usize>r) << 2);
+      if (dot_dense_tile<C, E>(w + <usize>r * rowBytes, xt, xs, k, o, os)) {
+        dot_dense_tile<C, Exact>(w + <usize>r * rowBytes, xt, xs, k, o, os);
+      }
+    }
+  }
+  for (; t < t1; t++) { // the tokens left, two rows at a time
+    const xt = x + <usize>t * xs;
+    const ot = out + (<usize>t * os << 2);
+    for (let r = r0; r < r1; r += 2) {
+      const wr = w + <usize>r * rowBytes;
+      const wr1 = r + 1 < r1 ? wr + rowBytes : wr; // an odd last row: computed twice, stored once
+      const o1 = r + 1 < r1 ? ot + (<usize>r << 2) + 4 : ot + (<usize>r << 2);
+      if (dot_dense_rows2<C, E>(wr, wr1, xt, k, ot + (<usize>r << 2), o1)) {
+        dot_dense_rows2<C, Exact>(wr, wr1, xt, k, ot + (<usize>r << 2), o1);
+      }
+    }
+  }
+}
+
+/** matmul (see DEVELOPERS.md, Kernel ABI) for a dense weight type, SIMD; any k. */
+@inline export function matmul_dense<C>(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32): void {
+  const c = changetype<C>(0);
+  const xs = <usize>xStride;
+  const os = <usize>outStride;
+  // activations with an inf or NaN take the exact conversion throughout
+  let exact = false;
+  if (c.special()) {
+    let exps = i16x8.splat(0);
+    for (let t = 0; t < nTok; t++) {
+      const xt = x + <usize>t * xs;
+      for (let i = 0; i + 8 <= k; i += 8) exps = i16x8.max_u(exps, c.exp8(xt + <usize>i * c.size()));
+    }
+    exact = !i16x8.all_true(i16x8.ne(exps, i16x8.splat(0x7c00)));
+  }
+  for (let r0 = rowStart; r0 < rowEnd; r0 += ROWS_PER_PASS) {
+    const r1 = min(r0 + ROWS_PER_PASS, rowEnd);
+    if (exact) matmul_dense_block<C, Exact>(w, x, out, k, r0, r1, 0, nTok, xs, os);
+    else matmul_dense_block<C, Fast>(w, x, out, k, r0, r1, 0, nTok, xs, os);
+  }
+}
+
+/** matmul for a dense weight type, scalar: products summed in f32, in order. */
+@inline export function matmul_dense_ref<C>(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32): void {
+  const c = changetype<C>(0);
+  const es = c.size();
+  for (let r = rowStart; r < rowEnd; r++) {
+    const wr = w + <usize>r * <usize>k * es;
+    for (let t = 0; t < nTok; t++) {
+      const xt = x + <usize>t * <usize>xStride;
+      let sum: f32 = 0;
+      for (let i = 0; i < k; i++) sum += c.elem(wr + <usize>i * es) * c.elem(xt + <usize>i * es);
+      store<f32>(out + ((<usize>t * <usize>outStride + <usize>r) << 2), sum);
+    }
+  }
+}
+
+/** Converts n elements of a dense type to f32. */
+@inline export function dequantize_dense<C>(src: usize, dst: usize, n: i32): void {
+  const c = changetype<C>(0);
+  const es = c.size();
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const p = src + <usize>i * es;
+    v128.store(dst + (<usize>i << 2), c.lo8(p));
+    v128.store(dst + (<usize>i << 2), c.hi8(p), 16);
+  }
+  for (; i < n; i++) store<f32>(dst + (<usize>i << 2), c.elem(src + <usize>i * es));
+}
