@@ -52,4 +52,11 @@ async function buildBundles() {
 }
 
 buildKernels();
-if (!kernelsOnly) await buildBundles();
+if (!kernelsOnly) {
+  await buildBundles();
+  // Further bundles (browser, demo) live in their own scripts, each exporting build(root).
+  for (const extra of ["build-browser.mjs"]) {
+    const path = join(root, "scripts", extra);
+    if (existsSync(path)) await (await import(path)).build(root);
+  }
+}
