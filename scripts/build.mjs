@@ -54,6 +54,9 @@ async function buildBundles() {
 buildKernels();
 if (!kernelsOnly) {
   await buildBundles();
+  // Type declarations of the public API (dist/types/ts/index.d.ts).
+  execFileSync(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.build.json"],
+    { cwd: root, stdio: "inherit" });
   // Further bundles (browser, demo) live in their own scripts, each exporting build(root).
   for (const extra of ["build-browser.mjs"]) {
     const path = join(root, "scripts", extra);

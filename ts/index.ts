@@ -11,6 +11,8 @@ export { Tokenizer, StreamDecoder, tokenizerFromMetadata } from "./tokenizer";
 export { Sampler, argmax } from "./sampler/sampler";
 export type { SamplingOptions } from "./sampler/sampler";
 export { QwasmError, GGUFError } from "./errors";
+export { createOpenAIHandler } from "./server/openai";
+export type { OpenAIHandlerOptions, FetchHandler } from "./server/openai";
 export type { ErrorCode } from "./errors";
 export { openGGUF, parseGGUFBytes } from "../weights/gguf/reader";
 export type { GGUFFile, GGUFTensorInfo } from "../weights/gguf/reader";

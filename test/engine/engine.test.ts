@@ -23,7 +23,7 @@ describe("continuous batching", () => {
     it(`greedy output is the same alone and among seven others (${threads} thread${threads > 1 ? "s" : ""})`, async () => {
       const e = await engine({ threads });
       const prompts = Array.from({ length: 8 }, (_, i) => randomPrompt(5 + 9 * i, 100 + i));
-      const alone = [];
+      const alone: number[][] = [];
       for (const p of prompts) alone.push((await e.generateTokens(p, { maxTokens: 24, ignoreEos: true })).tokens);
       const together = await Promise.all(prompts.map((p) => e.generateTokens(p, { maxTokens: 24, ignoreEos: true }).result));
       together.forEach((r, i) => expect(r.tokens, `request ${i}`).toEqual(alone[i]));

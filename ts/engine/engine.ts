@@ -338,7 +338,21 @@ export class QwasmEngine implements Engine {
   }
 }
 
-/** Loads a model and its tokenizer into an engine; `source` is a path, URL, stream, Blob or bytes. */
+/**
+ * Loads a Qwen2 GGUF and its tokenizer into an engine. `source` is a file path (Node, Deno), an
+ * http(s) URL, a Response, a ReadableStream, a Blob or the bytes; tensor data streams straight into
+ * the shared memory.
+ *
+ * @example
+ * import { createEngine } from "qwasm";
+ * const engine = await createEngine("qwen2-0_5b-instruct-q4_0.gguf", {
+ *   threads: 4, contextLength: 4096, maxSequences: 8,
+ *   onProgress: (p) => console.log(`${p.loadedBytes} / ${p.totalBytes}`),
+ * });
+ * const reply = await engine.chat([{ role: "user", content: "Hello!" }], { maxTokens: 64 });
+ * console.log(reply.text, reply.usage);
+ * await engine.dispose();
+ */
 export async function createEngine(source: GGUFSource, options: EngineOptions = {}): Promise<QwasmEngine> {
   const model = await loadQwen2(source, { ...options, maxSequences: options.maxSequences ?? 8 });
   try {

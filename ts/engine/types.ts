@@ -63,14 +63,34 @@ export interface EngineInfo {
   maxSequences: number;
 }
 
-/** What the OpenAI handler and other surfaces need from an engine. */
+/**
+ * What the OpenAI handler and other surfaces need from an engine. Invalid requests (bad sampling
+ * values, a prompt that does not fit the context) throw a QwasmError synchronously; an aborted
+ * request finishes with finishReason "abort".
+ */
 export interface Engine {
   readonly info: EngineInfo;
-  /** Chat completion with OpenAI-shaped messages rendered by the model's chat template. */
+  /**
+   * Chat completion with OpenAI-shaped messages rendered by the model's chat template. Text in the
+   * messages never becomes special tokens.
+   *
+   * @example
+   * const stream = engine.chat([{ role: "user", content: "Hi!" }], { maxTokens: 64, temperature: 0.7 });
+   * for await (const delta of stream) process.stdout.write(delta.text);
+   * const { usage, finishReason } = await stream;
+   */
   chat(messages: ChatMessage[], options?: RequestOptions): CompletionStream;
-  /** Completion of raw text (special tokens in it are not parsed). */
+  /**
+   * Completion of raw text (special tokens in it are not parsed).
+   *
+   * @example
+   * const { text } = await engine.generate("The capital of France is", { maxTokens: 8 });
+   */
   generate(prompt: string, options?: RequestOptions): CompletionStream;
+  /** @example engine.tokenize("Hello world") // [9707, 1879] */
   tokenize(text: string, options?: { special?: boolean }): number[];
+  /** @example engine.detokenize([9707, 1879]) // "Hello world" */
   detokenize(ids: number[]): string;
+  /** Stops the workers and frees the model's memory; pending requests fail with ABORTED. */
   dispose(): Promise<void>;
 }

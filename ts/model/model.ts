@@ -158,7 +158,15 @@ export interface Qwen2Model {
   dispose(): Promise<void>;
 }
 
-/** Opens and loads a Qwen2 GGUF from a path, URL, stream, Blob or bytes. */
+/**
+ * Opens and loads a Qwen2 GGUF from a path, URL, stream, Blob or bytes: the low-level model (config,
+ * tensors, forward steps). Most callers want createEngine, which adds the tokenizer and scheduler.
+ *
+ * @example
+ * const model = await loadQwen2("model.gguf", { threads: 2, contextLength: 512 });
+ * const logits = await model.forward.step([9707, 1879], 0); // the next-token logits
+ * await model.dispose();
+ */
 export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOptions = {}): Promise<Qwen2Model> {
   const file = source instanceof GGUFFile ? source : await openGGUF(source, { signal: options.signal });
   try {
@@ -223,7 +231,7 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
 /** Runs a prompt through the model in chunks of maxTokens, returning the last token's logits (or all). */
 export async function prefill(forward: Qwen2Forward, tokens: ArrayLike<number>, pos0 = 0, allLogits = false): Promise<Float32Array> {
   const chunks: Float32Array[] = [];
-  let last = new Float32Array(0);
+  let last: Float32Array = new Float32Array(0);
   for (let i = 0; i < tokens.length; i += forward.maxTokens) {
     const chunk = Array.from({ length: Math.min(forward.maxTokens, tokens.length - i) }, (_, j) => tokens[i + j]);
     last = await forward.step(chunk, pos0 + i, allLogits);

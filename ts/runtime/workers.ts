@@ -41,13 +41,25 @@ export async function spawnWorker(url: URL): Promise<WorkerHandle> {
     };
   }
   const worker = new Worker(url, { type: "module" });
+  // Deno reports a worker that cannot start (no --allow-read for its script, a syntax error) before
+  // the caller has had a turn to listen, and an error event that no listener prevents ends the
+  // whole process: listen from the start, and hold the errors until a handler is set.
+  const early: Error[] = [];
+  const errorHandlers: ((error: Error) => void)[] = [];
+  worker.addEventListener("error", (e) => {
+    e.preventDefault();
+    // A browser's event for a script that failed to load has no message.
+    const error = new Error((e as ErrorEvent).message || `cannot start the worker script ${url.href}`);
+    if (errorHandlers.length === 0) early.push(error);
+    for (const h of errorHandlers) h(error);
+  });
   return {
     postMessage: (m) => worker.postMessage(m),
     onMessage: (h) => worker.addEventListener("message", (e) => h((e as MessageEvent).data)),
-    onError: (h) => worker.addEventListener("error", (e) => {
-      e.preventDefault?.();
-      h(new Error((e as ErrorEvent).message ?? "worker error"));
-    }),
+    onError: (h) => {
+      errorHandlers.push(h);
+      for (const error of early.splice(0)) h(error);
+    },
     terminate: async () => worker.terminate(),
   };
 }

@@ -31,6 +31,15 @@ const DEFAULT_TEMPERATURE = 1;
 const DEFAULT_COMPLETION_MAX_TOKENS = 16;
 const MAX_STOP_STRINGS = 4;
 
+/**
+ * An OpenAI-compatible fetch handler (Request → Response): POST /v1/chat/completions,
+ * POST /v1/completions (stream: true gives server-sent events ending with `data: [DONE]`) and
+ * GET /v1/models. Mount it in Deno.serve, Bun.serve, or Node through the qwasm serve command.
+ *
+ * @example
+ * const engine = await createEngine("model.gguf");
+ * Deno.serve({ hostname: "127.0.0.1", port: 8080 }, createOpenAIHandler(engine, { apiKey: "secret" }));
+ */
 export function createOpenAIHandler(engine: Engine, options: OpenAIHandlerOptions = {}): FetchHandler {
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
   if (!(Number.isSafeInteger(maxBodyBytes) && maxBodyBytes > 0)) {

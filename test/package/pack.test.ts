@@ -1,0 +1,58 @@
+// The package as users get it: `npm pack` holds only what they need, and the packed tarball
+// installed into an empty folder runs its CLI.
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { writeGGUFBytes } from "../../weights/gguf/writer";
+import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
+import { projectRoot } from "../fixtures";
+
+const work = mkdtempSync(join(tmpdir(), "qwasm-pack-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const npm = (args: string[], cwd: string) =>
+  execFileSync("npm", args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 240_000 });
+
+describe.skipIf(!existsSync(join(projectRoot, "dist", "cli.js")))("npm package", () => {
+  let tarball = "";
+  it("npm pack contains the bundles, types, README and license, and no sources, tests or fixtures", () => {
+    // dist/ is already built by `npm install` (prepare); packing must not rebuild it.
+    const out = JSON.parse(npm(["pack", "--ignore-scripts", "--json", "--pack-destination", work], projectRoot));
+    tarball = join(work, out[0].filename);
+    const files: string[] = out[0].files.map((f: { path: string }) => f.path);
+    expect(files).toContain("dist/cli.js");
+    expect(files).toContain("dist/index.js");
+    expect(files).toContain("dist/compute-worker.js");
+    expect(files).toContain("dist/types/ts/index.d.ts");
+    expect(files).toContain("README.md");
+    expect(files.filter((f) => /^(test|assembly|weights|ts|workers|scripts|models|build)\//.test(f))).toEqual([]);
+    expect(files.some((f) => f.endsWith(".gguf"))).toBe(false);
+  });
+
+  it("installs into an empty folder and runs the CLI", async () => {
+    const app = join(work, "app");
+    execFileSync("mkdir", ["-p", app]);
+    writeFileSync(join(app, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
+    npm(["install", "--no-audit", "--no-fund", tarball], app);
+    const bin = join(app, "node_modules", ".bin", "qwasm");
+    expect(execFileSync(bin, ["--help"], { encoding: "utf8" })).toContain("qwasm <command>");
+    // A model written here, read by the installed CLI and library.
+    const model = join(app, "tiny.gguf");
+    writeFileSync(model, await writeGGUFBytes(synthQwen2({ shape: "tiny", vocabulary: await readQwen2Vocabulary(), type: "Q8_0", seed: 1 })));
+    const inspect = JSON.parse(execFileSync(bin, ["inspect", model, "--json"], { encoding: "utf8" }));
+    expect(inspect["qwen2 config"]).toMatchObject({ runnable: true, hidden: 64 });
+    const ids = JSON.parse(execFileSync(bin, ["tokenize", model, "--text", "Hello world"], { encoding: "utf8" }));
+    expect(Array.isArray(ids)).toBe(true);
+    writeFileSync(join(app, "use.mjs"), `
+      import { createEngine } from "qwasm";
+      const engine = await createEngine(${JSON.stringify(model)}, { threads: 2, contextLength: 64 });
+      const r = await engine.generate("Hello", { maxTokens: 4, ignoreEos: true });
+      console.log(JSON.stringify({ tokens: r.usage.completionTokens, threads: engine.info.threads }));
+      await engine.dispose();`);
+    const used = JSON.parse(execFileSync("node", ["use.mjs"], { cwd: app, encoding: "utf8", timeout: 60_000 }));
+    expect(used).toEqual({ tokens: 4, threads: 2 });
+    expect(readdirSync(join(app, "node_modules", "qwasm"))).not.toContain("test");
+  });
+});
