@@ -546,6 +546,11 @@ export function parseGGUFBytes(bytes: Uint8Array | ArrayBuffer): GGUFFile {
 /**
  * Opens a GGUF file from bytes, a path, a URL, a stream, a Response, a Blob or a RandomAccessFile, and
  * parses its header, reading only as much of the source as the header needs.
+ *
+ * @example
+ * const file = await openGGUF("model.gguf");
+ * console.log(file.metadata.getString("general.architecture"), file.tensors.length);
+ * await file.close();
  */
 export async function openGGUF(source: GGUFSource, options: OpenGGUFOptions = {}): Promise<GGUFFile> {
   const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
