@@ -9,6 +9,7 @@ import * as tokenize from "./commands/tokenize";
 import * as benchTokenizer from "./commands/bench-tokenizer";
 import * as bench from "./commands/bench";
 import * as serve from "./commands/serve";
+import * as chat from "./commands/chat";
 
 interface Command {
   help: string;
@@ -16,7 +17,7 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
-  run, serve, bench, logits, inspect, tokenize, detokenize, synth, "bench-tokenizer": benchTokenizer,
+  run, chat, serve, bench, logits, inspect, tokenize, detokenize, synth, "bench-tokenizer": benchTokenizer,
 };
 
 const USAGE = `qwasm — Qwen2 language models on the CPU, from JavaScript
