@@ -19,7 +19,8 @@ export class WorkerPool {
   private seq = 0;
 
   private constructor(
-    private readonly workers: WorkerHandle[],
+    /** The workers (tests terminate one to check that a dead worker cannot hang a step). */
+    readonly workers: WorkerHandle[],
     private readonly ctrl: Int32Array,
   ) {}
 

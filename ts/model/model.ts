@@ -56,7 +56,9 @@ export class Qwen2Forward {
     private readonly memory: WebAssembly.Memory,
     readonly layout: ForwardLayout,
     private readonly inline: ForwardRunner | undefined,
-    private readonly pool: WorkerPool | undefined,
+    private pool: WorkerPool | undefined,
+    /** Starts a fresh pool over the same memory (after a worker died). */
+    private readonly startPool?: () => Promise<WorkerPool>,
   ) {
     this.host = new Float32Array(layout.maxTokens * layout.config.headDim);
     this.ropeScaling = ropeTableScaling(layout.config);
@@ -69,7 +71,10 @@ export class Qwen2Forward {
   get kvPages(): number { return this.layout.kvPages; }
   get maxSequences(): number { return this.layout.maxGroups; }
   /** Compute threads in use. */
-  get threads(): number { return this.pool?.size ?? 1; }
+  get threads(): number { return this.pool?.size ?? this.layout.maxWorkers; }
+
+  /** The pool's workers, for tests that kill one (undefined when running inline). */
+  get workerPool(): WorkerPool | undefined { return this.pool; }
 
   /**
    * Runs one step: `tokens` laid out in `groups` (one per sequence, each a run of consecutive
@@ -127,7 +132,7 @@ export class Qwen2Forward {
     const table = ropeCosSin(positions, c.headDim, c.ropeBase, this.host.subarray(0, T * c.headDim), this.ropeScaling);
     new Float32Array(buffer, L.state.cosSin, T * c.headDim).set(table);
 
-    if (this.pool) await this.pool.run();
+    if (this.pool) await this.runOnPool();
     else this.inline!.runStep({ index: 0, count: 1, barrier: () => {} });
     return new Float32Array(this.memory.buffer, L.state.logits, outRows.length * c.vocabSize).slice();
   }
@@ -142,8 +147,31 @@ export class Qwen2Forward {
     return this.run(tokens, [{ tokenStart: 0, nTok: T, pos0, table: this.soloTable }], outRows);
   }
 
+  /**
+   * Runs the step on the pool. If a worker dies or throws, the step fails (every worker unwinds
+   * from its barrier, so this is bounded), the pool is replaced by a fresh one over the same
+   * memory, and the error goes to the caller: the requests in this step fail, later steps run.
+   */
+  private async runOnPool(): Promise<void> {
+    try {
+      await this.pool!.run();
+    } catch (error) {
+      const broken = this.pool!;
+      this.pool = undefined;
+      await broken.dispose();
+      try {
+        this.pool = await this.startPool!();
+      } catch (restartError) {
+        throw new QwasmError("WORKER_FAILED", `a compute worker failed and the pool could not be restarted: ${String(restartError)}`, { cause: error });
+      }
+      throw error;
+    }
+  }
+
   async dispose(): Promise<void> {
-    await this.pool?.dispose();
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.dispose();
   }
 }
 
@@ -212,9 +240,11 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
     });
     const control = arena.alloc(4 * CONTROL_WORDS);
     const kernels = await instantiateKernels(memory);
-    const pool = threads > 1 ? await WorkerPool.start(threads, memory, await kernelModule(), layout, control) : undefined;
+    const module = await kernelModule();
+    const startPool = () => WorkerPool.start(threads, memory, module, layout, control);
+    const pool = threads > 1 ? await startPool() : undefined;
     const inline = pool ? undefined : new ForwardRunner(kernels, memory, layout);
-    const forward = new Qwen2Forward(memory, layout, inline, pool);
+    const forward = new Qwen2Forward(memory, layout, inline, pool, startPool);
     return {
       file, config, tensors, arena, kernels, forward,
       async dispose() {

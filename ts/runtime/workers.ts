@@ -29,13 +29,22 @@ export async function spawnWorker(url: URL): Promise<WorkerHandle> {
   if (runtimeName() === "node") {
     const { Worker } = await import("node:worker_threads");
     const worker = new Worker(url);
-    // A worker waiting in Atomics.wait must not keep the process alive after dispose.
+    // An 'error' event with no listener ends the process: listen from the start, hold the errors
+    // until a handler is set (as in the web branch below).
+    const early: Error[] = [];
+    const errorHandlers: ((error: Error) => void)[] = [];
+    const report = (error: Error) => {
+      if (errorHandlers.length === 0) early.push(error);
+      for (const h of errorHandlers) h(error);
+    };
+    worker.on("error", report);
+    worker.on("exit", (code) => { if (code !== 0) report(new Error(`worker exited with code ${code}`)); });
     return {
       postMessage: (m) => worker.postMessage(m),
       onMessage: (h) => { worker.on("message", h); },
       onError: (h) => {
-        worker.on("error", h);
-        worker.on("exit", (code) => { if (code !== 0) h(new Error(`worker exited with code ${code}`)); });
+        errorHandlers.push(h);
+        for (const error of early.splice(0)) h(error);
       },
       terminate: async () => { await worker.terminate(); },
     };
