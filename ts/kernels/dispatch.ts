@@ -56,6 +56,13 @@ const KERNEL_TYPES: Record<number, { suffix: string; format: ActivationFormat }>
   [GGMLType.Q6_K]: { suffix: "q6_k", format: "q8_K" },
 };
 
+/** The format a weight type's activations are converted to before the dot product. */
+export function activationFormat(type: number): ActivationFormat {
+  const entry = KERNEL_TYPES[type];
+  if (!entry) throw new QwasmError("GGUF_UNSUPPORTED", `no kernels for weights of ${typeName(type)}`);
+  return entry.format;
+}
+
 /** The kernels for weights of ggml type `type`; `reference` picks the scalar matmul. */
 export function weightKernels(kernels: Kernels, type: number, reference = false): WeightKernels {
   const entry = KERNEL_TYPES[type];

@@ -10,7 +10,7 @@
 // `planForward` lays out the memory once (the ForwardLayout, plain data that can be posted to a
 // worker); `runStep` only reads it.
 import { QwasmError } from "../errors";
-import { ACTIVATION_FORMATS, activationRowBytes, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
+import { ACTIVATION_FORMATS, activationFormat, activationRowBytes, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
 import type { Kernels } from "../kernels/module";
 import type { Qwen2Config, Qwen2Tensors, TensorDesc } from "../../weights/qwen2";
 import type { Arena } from "./arena";
@@ -171,7 +171,7 @@ export function planForward(arena: Arena, config: Qwen2Config, tensors: Qwen2Ten
   const act: Partial<Record<ActivationFormat, number>> = {};
   const widest = Math.max(hidden, ffn, nHeads * headDim);
   for (const m of [...layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]), output]) {
-    const format = weightFormat(m.type);
+    const format = activationFormat(m.type);
     if (format !== "f32" && act[format] === undefined) act[format] = arena.alloc(T * activationRowBytes(format, widest));
   }
   const f32 = (n: number) => arena.alloc(4 * n);
@@ -209,14 +209,6 @@ export function planForward(arena: Arena, config: Qwen2Config, tensors: Qwen2Ten
     scoresStride,
   };
 }
-
-function weightFormat(type: number): ActivationFormat {
-  // Only the format is needed here; the kernels are looked up by the runner.
-  return weightKernels(FORMAT_ONLY, type).format;
-}
-
-/** A stand-in kernel table that has every export, for format lookups without a module. */
-const FORMAT_ONLY = new Proxy({}, { get: () => () => 0 }) as Kernels;
 
 /** Which part of each op one worker does: slice `index` of `count`, and the barrier between ops. */
 export interface WorkerSlice {
