@@ -143,3 +143,11 @@ describe("worker pool", () => {
     }
   });
 });
+
+describe("memory", () => {
+  it("refuses a layout past 4 GiB before allocating, with the numbers", async () => {
+    const bytes = await tinyModel("Q4_0");
+    await expect(loadQwen2(bytes, { threads: 1, contextLength: 32768, maxSequences: 512 }))
+      .rejects.toMatchObject({ code: "OUT_OF_MEMORY", message: expect.stringMatching(/needs .* GiB .*KV cache .* GiB/) });
+  });
+});

@@ -2,6 +2,8 @@
 // scratch are carved out once, outside the hot path. Offsets are plain byte addresses that the
 // kernels take as arguments.
 
+import { QwasmError } from "../errors";
+
 const PAGE = 65536;
 /** Offset 0 stays unused so that a zero pointer is never a valid buffer. */
 const FIRST_OFFSET = PAGE;
@@ -20,7 +22,7 @@ export class Arena {
     const offset = Math.ceil(this.top / align) * align;
     const end = offset + bytes;
     if (end > 4 * 1024 * 1024 * 1024) {
-      throw new RangeError(`arena: ${end} bytes exceed the 4 GiB limit of one WebAssembly memory`);
+      throw new QwasmError("OUT_OF_MEMORY", `the memory layout needs ${end} bytes, more than the 4 GiB of one WebAssembly memory`);
     }
     const have = this.memory.buffer.byteLength;
     if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));

@@ -126,7 +126,8 @@ export interface ForwardOptions {
 /** kv_store_paged's kvType argument. */
 const KV_TYPE_IDS: Record<KVType, number> = { f32: 0, f16: 1, q8_0: 2 };
 
-const KV_BYTES: Record<KVType, (n: number) => number> = {
+/** Bytes of one KV row of n values (one position, all KV heads) per cache type. */
+export const KV_BYTES: Record<KVType, (n: number) => number> = {
   f32: (n) => 4 * n,
   f16: (n) => 2 * n,
   q8_0: (n) => (n / 32) * 34,

@@ -10,7 +10,7 @@ import { QwasmError } from "../errors";
 import { createSharedMemory, instantiateKernels, kernelModule, type Kernels } from "../kernels/module";
 import { canUseWorkers } from "../runtime/workers";
 import { Arena } from "./arena";
-import { ForwardRunner, planForward, type ForwardLayout, type KVType, type StepGroup, type WeightTensor } from "./forward";
+import { ForwardRunner, KV_BYTES, planForward, type ForwardLayout, type KVType, type StepGroup, type WeightTensor } from "./forward";
 import { ropeCosSin, ropeYarnCorrDims, type RopeScaling } from "./rope";
 
 export interface LoadOptions {
@@ -216,9 +216,17 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
     const needed = new Set([described.tokenEmbd, described.outputNorm, described.output,
       ...described.layers.flatMap((l) => Object.values(l))]);
     const weightBytes = [...needed].reduce((sum, t) => sum + file.tensor(t.name)!.nbytes + 64, 0);
-    if (weightBytes > WASM_MEMORY_LIMIT) {
+    const kvType = options.kvType ?? "f32";
+    const kvBytes = 2 * config.nLayers * kvPages * pageSize * KV_BYTES[kvType](config.nKVHeads * config.headDim);
+    const activationBytes = 4 * maxTokens * (6 * config.hidden + 3 * config.nHeads * config.headDim + 2 * config.ffn + config.vocabSize) +
+      4 * threads * (contextLength + 4 * config.headDim);
+    const total = weightBytes + kvBytes + activationBytes + 65536;
+    if (total > WASM_MEMORY_LIMIT) {
+      const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
       throw new QwasmError("OUT_OF_MEMORY",
-        `the weights need ${(weightBytes / 2 ** 30).toFixed(2)} GiB, more than the 4 GiB of one WebAssembly memory`);
+        `the model needs ${gib(total)} (weights ${gib(weightBytes)}, KV cache ${gib(kvBytes)} for ${kvPages} pages of ` +
+        `${pageSize} positions in ${kvType}, activations ${gib(activationBytes)}), more than the 4 GiB of one WebAssembly ` +
+        "memory; a smaller quantization, context, maxSequences or an f16/q8_0 KV cache may fit");
     }
 
     const memory = createSharedMemory(Math.ceil((weightBytes + 65536) / 65536));
