@@ -111,7 +111,7 @@ export async function openModelUrl(url: string, options: OpenModelOptions = {}):
   const cache = options.cache === false ? undefined : await openCache();
   const nothingStored = { stored: Promise.resolve(undefined), discard: async () => {} };
   if (cache) {
-    const hit = await cache.match(url);
+    const hit = await cache.match(url).catch(() => undefined);
     if (hit?.body) {
       const size = Number(hit.headers.get(SIZE_HEADER) ?? NaN);
       const cachedSize = Number.isSafeInteger(size) ? size : undefined;
@@ -145,7 +145,7 @@ export async function openModelUrl(url: string, options: OpenModelOptions = {}):
   }
   const stored = cache.put(url, new Response(exactly(forCache, size, url), { headers })).then(
     () => undefined,
-    (e: unknown) => `the model was not kept in the browser cache: ${e instanceof Error ? e.message : String(e)}`,
+    (e: unknown) => `the model was not kept in the browser cache (a private window, or too little storage?): ${e instanceof Error ? e.message : String(e)}`,
   );
   return {
     stream: counted(forModel, "download", size, options.onProgress), size, from: "network", stored,

@@ -44,9 +44,14 @@ export interface BrowserEngineInfo extends EngineInfo {
 }
 
 /** One completion request, posted with the port its stream runs over. */
-export type CompletionRequest =
-  | { kind: "chat"; messages: ChatMessage[]; options: Omit<RequestOptions, "signal"> }
-  | { kind: "generate"; prompt: string; options: Omit<RequestOptions, "signal"> };
+export type CompletionRequest = (
+  | { kind: "chat"; messages: ChatMessage[] }
+  | { kind: "generate"; prompt: string }
+) & {
+  options: Omit<RequestOptions, "signal">;
+  /** The page's signal had fired already: the request finishes at once with finishReason "abort". */
+  aborted?: boolean;
+};
 
 /** Engine worker → page, on a completion's port. The last message is "done" or "error". */
 export type StreamMessage =
