@@ -10,6 +10,8 @@ import * as benchTokenizer from "./commands/bench-tokenizer";
 import * as bench from "./commands/bench";
 import * as serve from "./commands/serve";
 import * as chat from "./commands/chat";
+import * as fuzz from "./commands/fuzz";
+import * as loadtest from "./commands/loadtest";
 
 interface Command {
   help: string;
@@ -17,7 +19,7 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
-  run, chat, serve, bench, logits, inspect, tokenize, detokenize, synth, "bench-tokenizer": benchTokenizer,
+  run, chat, serve, bench, logits, inspect, tokenize, detokenize, synth, "bench-tokenizer": benchTokenizer, fuzz, loadtest,
 };
 
 const USAGE = `qwasm — Qwen2 language models on the CPU, from JavaScript

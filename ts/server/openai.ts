@@ -486,14 +486,44 @@ async function readJsonBody(request: Request, maxBytes: number): Promise<Json> {
   let at = 0;
   for (const chunk of chunks) { bytes.set(chunk, at); at += chunk.byteLength; }
 
+  let text: string;
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    value = JSON.parse(text);
   } catch (error) {
     throw new ApiError(400, `the request body is not valid JSON: ${(error as Error).message}`, null, "invalid_json");
   }
+  // Checked after parsing (JSON.parse does not recurse), before any code that walks the value does.
+  if (jsonDepth(text) > MAX_JSON_DEPTH) {
+    throw new ApiError(400, `the request body nests arrays and objects more than ${MAX_JSON_DEPTH} deep`, null, "invalid_json");
+  }
   if (!isObject(value)) throw new ApiError(400, "the request body must be a JSON object", null, "invalid_json");
   return value;
+}
+
+/** Deepest nesting the handler accepts: OpenAI requests need a handful of levels (tools' JSON schemas a few more). */
+const MAX_JSON_DEPTH = 64;
+
+/** How deep arrays and objects nest in JSON text (brackets inside strings do not count). */
+function jsonDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // a backslash escapes the next character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) max = depth;
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+  return max;
 }
 
 function preflight(request: Request): Response {

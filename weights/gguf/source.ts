@@ -70,20 +70,27 @@ export class StreamSource {
 
   /** The first n bytes, or fewer when the stream ends first. */
   async prefix(n: number): Promise<Uint8Array> {
-    if (n > this.head.length) {
-      const grown = new Uint8Array(n);
-      grown.set(this.head.subarray(0, this.headFilled));
-      this.head = grown;
-    }
     while (this.headFilled < n) {
       const chunk = await this.pull();
       if (chunk === null) break;
       const take = Math.min(chunk.length, n - this.headFilled);
+      this.reserveHead(this.headFilled + take, n);
       this.head.set(chunk.subarray(0, take), this.headFilled);
       this.headFilled += take;
       if (take < chunk.length) this.queued.unshift(chunk.subarray(take));
     }
     return this.head.subarray(0, this.headFilled);
+  }
+
+  /**
+   * Grows the header buffer to hold `need` bytes, doubling but never past `limit`: it stays within
+   * twice what the stream has delivered, whatever length a (hostile) header claims to need.
+   */
+  private reserveHead(need: number, limit: number): void {
+    if (need <= this.head.length) return;
+    const grown = new Uint8Array(Math.min(limit, Math.max(need, 2 * this.head.length, 64 * 1024)));
+    grown.set(this.head.subarray(0, this.headFilled));
+    this.head = grown;
   }
 
   /** Ends the header phase: `next()` continues at `offset`, which must lie within the prefix. */
