@@ -1,6 +1,7 @@
 // Single-thread speed of the K-quant matmul kernels: GB/s of weights streamed for a matvec (one token)
-// and for small token tiles, on random blocks. Loads build/kernels.wasm directly (npm run build:kernels).
-//   node scripts/bench-kquants.mjs [type ...]      types: q2_k q3_k q4_k q5_k q6_k
+// and for small token tiles, on random blocks. Loads build/kernels.wasm directly (npm run build:kernels),
+// or with --relaxed build/kernels-relaxed.wasm (Node 20 needs --experimental-wasm-relaxed-simd for it).
+//   node scripts/bench-kquants.mjs [type ...] [--relaxed]      types: q2_k q3_k q4_k q5_k q6_k
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,8 +11,11 @@ const TYPES = { q2_k: [84, [80, 82]], q3_k: [110, [108]], q4_k: [144, [0, 2]], q
 const SHAPES = [[4864, 1024], [896, 4864]]; // rows x k (k a multiple of 256)
 const TOKENS = [1, 2, 4, 16, 64];
 
+const argv = process.argv.slice(2);
+const relaxed = argv.includes("--relaxed");
+const wasmFile = join(root, "build", relaxed ? "kernels-relaxed.wasm" : "kernels.wasm");
 const memory = new WebAssembly.Memory({ initial: 2048, maximum: 65536, shared: true });
-const { instance } = await WebAssembly.instantiate(readFileSync(join(root, "build", "kernels.wasm")), {
+const { instance } = await WebAssembly.instantiate(readFileSync(wasmFile), {
   env: { memory, abort: () => { throw new Error("kernel abort"); } },
 });
 const K = instance.exports;
@@ -36,7 +40,9 @@ function bench(fn, minMs = 150) {
   return best;
 }
 
-const selected = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(TYPES);
+const names = argv.filter((a) => a !== "--relaxed");
+const selected = names.length ? names : Object.keys(TYPES);
+console.log(`${relaxed ? "relaxed-simd" : "simd128"} (${wasmFile})`);
 console.log("type  rows x k      tokens  ms/call   weight GB/s  (GB/s x tokens)");
 for (const name of selected) {
   const [typeSize, halves] = TYPES[name];

@@ -1,7 +1,8 @@
 // Micro-benchmark of the matmul kernels, one thread: a 4864 x 896 weight matrix (Qwen2-0.5B's
 // ffn_up) times one token (GB/s of weights streamed) and times 8 tokens (tokens/s).
-// Reads build/kernels.wasm directly (run `npm run build:kernels` first):
-//   node scripts/bench-matvec.mjs [type ...] [--rows N] [--k N] [--ms N]
+// Reads build/kernels.wasm directly (run `npm run build:kernels` first), or with --relaxed
+// build/kernels-relaxed.wasm (Node 20 needs --experimental-wasm-relaxed-simd for it; Deno runs it):
+//   node scripts/bench-matvec.mjs [type ...] [--rows N] [--k N] [--ms N] [--tokens N] [--relaxed]
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,10 +33,14 @@ const opt = (name, dflt) => {
 const rows = opt("--rows", 4864);
 const k = opt("--k", 896);
 const minMs = opt("--ms", 400);
+const manyTokens = opt("--tokens", 8);
+const relaxed = args.includes("--relaxed");
+if (relaxed) args.splice(args.indexOf("--relaxed"), 1);
 const selected = args.length ? args : Object.keys(TYPES);
 
 const memory = new WebAssembly.Memory({ initial: 2048, maximum: 65536, shared: true });
-const { instance } = await WebAssembly.instantiate(readFileSync(join(root, "build", "kernels.wasm")), {
+const wasmFile = join(root, "build", relaxed ? "kernels-relaxed.wasm" : "kernels.wasm");
+const { instance } = await WebAssembly.instantiate(readFileSync(wasmFile), {
   env: { memory, abort: () => { throw new Error("kernel abort"); } },
 });
 const kx = instance.exports;
@@ -77,7 +82,8 @@ const alloc = (bytes) => {
   return off;
 };
 
-console.log(`matmul ${rows} x ${k}, one thread, node ${process.version}`);
+console.log(`matmul ${rows} x ${k}, one thread, ${typeof Deno === "object" ? `deno ${Deno.version.deno}` : `node ${process.version}`}, ` +
+  `${relaxed ? "relaxed-simd" : "simd128"} (${wasmFile})`);
 for (const name of selected) {
   const spec = TYPES[name];
   if (!spec) throw new Error(`unknown type ${name}; known: ${Object.keys(TYPES).join(", ")}`);
@@ -103,7 +109,7 @@ for (const name of selected) {
       if (name === "q4_1" || name === "q5_1") dv.setUint16(w + b * tb + 2, toHalf(-0.05 * rand()), true);
     }
   }
-  const nTokMax = 8;
+  const nTokMax = Math.max(8, manyTokens);
   const xf = alloc(nTokMax * k * 4);
   const xf32 = new Float32Array(memory.buffer, xf, nTokMax * k);
   for (let i = 0; i < xf32.length; i++) xf32[i] = rand() * 2 - 1;
@@ -112,7 +118,7 @@ for (const name of selected) {
   if (conv) for (let t = 0; t < nTokMax; t++) kx[conv](xf + t * k * 4, x + t * xStride, k);
   const out = alloc(nTokMax * rows * 4);
   const t1 = time(() => fn(w, x, out, k, 0, rows, 1, xStride, rows));
-  const t8 = time(() => fn(w, x, out, k, 0, rows, 8, xStride, rows));
+  const tn = time(() => fn(w, x, out, k, 0, rows, manyTokens, xStride, rows));
   console.log(`${name.padEnd(7)} 1 token: ${(wBytes / t1 / 1e9).toFixed(2).padStart(6)} GB/s (${(t1 * 1e6).toFixed(0)} us)` +
-    `   8 tokens: ${(8 / t8).toFixed(0).padStart(6)} tokens/s (${(t8 * 1e6).toFixed(0)} us, ${(wBytes / t8 / 1e9).toFixed(2)} GB/s)`);
+    `   ${manyTokens} tokens: ${(manyTokens / tn).toFixed(0).padStart(6)} tokens/s (${(tn * 1e6).toFixed(0)} us, ${(wBytes / tn / 1e9).toFixed(2)} GB/s)`);
 }

@@ -150,16 +150,20 @@
 //   wide(): bool         whether w16 exists: the types whose quants widen straight from memory
 //   w16(p, i): v128      weights 8i..8i+7 plus offset() as i16x8 (i a constant 0..3)
 //   offset(): i32        what w16 adds (q4_0 stores q + 8); the loops subtract offset * sum(x)
+//   relaxed(): bool      whether the relaxed-SIMD build's tiles take i16x8.relaxed_dot_i8x16_i7x16_s
+//                        with these weights as its non-negative operand; then also:
+//   ulo(p), uhi(p): v128 weights 0..15 and 16..31 plus roffset() as u8 in [0, 127]
+//   roffset(): i32       what ulo and uhi add; the tiles subtract roffset * sum(x)
+// q8_0 and iq4_nl have signed weights: the relaxed dot then needs |w| and x with w's sign (ggml's
+// maddubs trick), which on x86 without AVX-VNNI costs as much as the SIMD128 loop (measured, q8_0
+// 4864x896, 8 tokens: 4600 tokens/s relaxed, 5700 SIMD128), so they keep the SIMD128 tiles.
 // The loops call the methods on changetype<C>(0): AssemblyScript has no static members on type
 // parameters, and as the codecs hold no state the calls resolve and inline at compile time.
 //
 // The loops keep one block per iteration: V8 hoists every load of a basic block to its top, so
 // unrolling blocks only spills registers (x86 has 16 vector registers). They share work across
 // rows (one token: the activation loads and scale conversions serve four rows) or across tokens (a
-// tile of four tokens: each weight block is decoded once for the four). Without an i8 dot product
-// in SIMD128 the per-token work (widen, i32x4.dot_i16x8_s, scale) dominates either way, so a tile
-// gains only what the decode costs: 5-35% per token over four rows at a time (most for q5 and
-// iq4_nl, least for q8_0). Relaxed SIMD's i16x8.relaxed_dot_i8x16_i7x16_s would change that.
+// tile of tokens, below: each weight block is decoded once for all of them).
 
 export const QK: i32 = 32;
 export const Q8_0_BYTES: usize = 34; // f16 d; i8 qs[32]
@@ -218,12 +222,25 @@ const ROWS_PER_PASS: i32 = 16;
       accMin = f32x4.add(accMin, f32x4.mul(f16x4_hi_to_f32x4_finite(m), f16x4_hi_to_f32x4_finite(v128.load16_splat(px + 2))));
     }
     const q = px + xq;
-    const xa = v128.load8x8_s(q), xbv = v128.load8x8_s(q, 8), xc = v128.load8x8_s(q, 16), xd = v128.load8x8_s(q, 24);
-    const sx = offset_sum<C>(xa, xbv, xc, xd);
-    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(block_dot<C>(pw, xa, xbv, xc, xd, sx)), i32x4.shuffle(scale, scale, 0, 0, 0, 0)));
-    acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(block_dot<C>(pw + r1, xa, xbv, xc, xd, sx)), i32x4.shuffle(scale, scale, 1, 1, 1, 1)));
-    acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(block_dot<C>(pw + r2, xa, xbv, xc, xd, sx)), i32x4.shuffle(scale, scale, 2, 2, 2, 2)));
-    acc3 = f32x4.add(acc3, f32x4.mul(f32x4.convert_i32x4_s(block_dot<C>(pw + r3, xa, xbv, xc, xd, sx)), i32x4.shuffle(scale, scale, 3, 3, 3, 3)));
+    let s0: v128, s1: v128, s2: v128, s3: v128;
+    if (relaxed<C>()) {
+      const x0 = v128.load(q), x1 = v128.load(q, 16), xo = token_offset<C>(q);
+      s0 = relaxed_dot32<C>(c.ulo(pw), c.uhi(pw), x0, x1, xo);
+      s1 = relaxed_dot32<C>(c.ulo(pw + r1), c.uhi(pw + r1), x0, x1, xo);
+      s2 = relaxed_dot32<C>(c.ulo(pw + r2), c.uhi(pw + r2), x0, x1, xo);
+      s3 = relaxed_dot32<C>(c.ulo(pw + r3), c.uhi(pw + r3), x0, x1, xo);
+    } else {
+      const xa = v128.load8x8_s(q), xbv = v128.load8x8_s(q, 8), xc = v128.load8x8_s(q, 16), xd = v128.load8x8_s(q, 24);
+      const sx = offset_sum<C>(xa, xbv, xc, xd);
+      s0 = block_dot<C>(pw, xa, xbv, xc, xd, sx);
+      s1 = block_dot<C>(pw + r1, xa, xbv, xc, xd, sx);
+      s2 = block_dot<C>(pw + r2, xa, xbv, xc, xd, sx);
+      s3 = block_dot<C>(pw + r3, xa, xbv, xc, xd, sx);
+    }
+    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(s0), i32x4.shuffle(scale, scale, 0, 0, 0, 0)));
+    acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(s1), i32x4.shuffle(scale, scale, 1, 1, 1, 1)));
+    acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(s2), i32x4.shuffle(scale, scale, 2, 2, 2, 2)));
+    acc3 = f32x4.add(acc3, f32x4.mul(f32x4.convert_i32x4_s(s3), i32x4.shuffle(scale, scale, 3, 3, 3, 3)));
   }
   const sums = f32x4.add(f32x4_hsum4(acc0, acc1, acc2, acc3), accMin);
   store<f32>(out, f32x4.extract_lane(sums, 0));
@@ -250,9 +267,14 @@ const ROWS_PER_PASS: i32 = 16;
       accMin = f32x4.add(accMin, f32x4.mul(m, i32x4.shuffle(m, m, 1, 1, 1, 1)));
     }
     const q = px + xq;
-    const xa = v128.load8x8_s(q), xbv = v128.load8x8_s(q, 8), xc = v128.load8x8_s(q, 16), xd = v128.load8x8_s(q, 24);
-    const sx = offset_sum<C>(xa, xbv, xc, xd);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(block_dot<C>(pw, xa, xbv, xc, xd, sx)), scale));
+    let s0: v128;
+    if (relaxed<C>()) {
+      s0 = relaxed_dot32<C>(c.ulo(pw), c.uhi(pw), v128.load(q), v128.load(q, 16), token_offset<C>(q));
+    } else {
+      const xa = v128.load8x8_s(q), xbv = v128.load8x8_s(q, 8), xc = v128.load8x8_s(q, 16), xd = v128.load8x8_s(q, 24);
+      s0 = block_dot<C>(pw, xa, xbv, xc, xd, offset_sum<C>(xa, xbv, xc, xd));
+    }
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s0), scale));
   }
   return f32x4_hsum(acc) + f32x4.extract_lane(accMin, 0);
 }
@@ -264,53 +286,222 @@ const ROWS_PER_PASS: i32 = 16;
   return f32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
 }
 
-/** dot(row at w, tokens 0..3 at x, x + xStride, ...) stored at out, out + 4*outStride, ...: each
- *  weight block is decoded once for the four tokens. */
-@inline function dot_b32_tile<C>(w: usize, x: usize, xStride: usize, nb: i32, out: usize, outStride: usize): void {
+// ---- Many tokens: tiles of two rows by four or eight tokens ----
+//
+// A tile decodes each weight block of its two rows once for all its tokens and loads (widens) each
+// token's activations once for both rows. The 32-weight dot of one (row, token) cell comes out as
+// i32x4 partial sums; cells_2x2 folds the partial sums of two rows by two tokens into one i32x4
+// (lanes: row 0 token 0, row 1 token 0, row 0 token 1, row 1 token 1), so that the scale
+// conversion and the f32 multiply-add serve four cells at once.
+//
+// V8 hoists every load of a basic block to its top: the sixteen activation loads of four tokens
+// would then all be live at once next to the eight weight vectors, and spill. A store after each
+// token's dot products orders the next token's loads after it (a load may not move above a
+// store); it writes the tile's first output cell, which the tile overwrites at the end. Measured
+// (q4_0, 4864x896, 8 tokens, Zen 4, Node 20): 3800 tokens/s with one row by four tokens, 5000
+// with two rows and the stores, 5600 with eight tokens a tile (Deno 2.9's V8 neither gains nor
+// loses by the stores: 4700).
+//
+// The relaxed-SIMD build (ASC_FEATURE_RELAXED_SIMD) takes i16x8.relaxed_dot_i8x16_i7x16_s where a
+// codec allows (see relaxed_dot32), in the tiles and in the one-token loops: q4_0 7000 tokens/s,
+// and 11.5 GB/s for one token instead of 8 (Node 20 with --experimental-wasm-relaxed-simd; Deno
+// 2.9 gains on q4_1, q5_1 and the K-quants but not on q4_0).
+
+/** Lanes (a0 + a2, b0 + b2, a1 + a3, b1 + b3): half of the horizontal sums of a and b. */
+@inline export function pair_halves(a: v128, b: v128): v128 {
+  return i32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
+}
+
+/** The cells (row 0, t), (row 1, t), (row 0, t'), (row 1, t') from the halves of pair_halves. */
+@inline export function pair_cells(u: v128, v: v128): v128 {
+  return i32x4.add(i32x4.shuffle(u, v, 0, 1, 4, 5), i32x4.shuffle(u, v, 2, 3, 6, 7));
+}
+
+/** Whether this is the relaxed-SIMD build and codec C has a relaxed form (see the codec notes). */
+@inline function relaxed<C>(): bool {
+  return ASC_FEATURE_RELAXED_SIMD && changetype<C>(0).relaxed();
+}
+
+/** Vector i (0..3) of block pw as a tile keeps it. SIMD128: the weights as i16x8, offset removed.
+ *  Relaxed: 0 and 1 are weights 0-15 and 16-31 as u8 (2 and 3 unused). */
+@inline function tile_weights<C>(pw: usize, i: i32): v128 {
+  const c = changetype<C>(0);
+  if (relaxed<C>()) return i == 0 || i == 2 ? c.ulo(pw) : c.uhi(pw);
+  if (c.wide()) return c.offset() != 0 ? i16x8.sub(c.w16(pw, i), i16x8.splat(<i16>c.offset())) : c.w16(pw, i);
+  if (i == 0) return i16x8.extend_low_i8x16_s(c.lo(pw));
+  if (i == 1) return i16x8.extend_high_i8x16_s(c.lo(pw));
+  if (i == 2) return i16x8.extend_low_i8x16_s(c.hi(pw));
+  return i16x8.extend_high_i8x16_s(c.hi(pw));
+}
+
+/** What a token's activations at q contribute to every row's cell: roffset() * (pairwise sums of
+ *  x) as i16x8, for the relaxed build's weights with an offset; else unused. */
+@inline function token_offset<C>(q: usize): v128 {
+  const c = changetype<C>(0);
+  if (!relaxed<C>() || c.roffset() == 0) return i16x8.splat(0);
+  const o = i8x16.splat(<i8>c.roffset());
+  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q), o), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q, 16), o));
+}
+
+/** Relaxed build: i32x4 partial sums of dot(x, u) - roffset * sum(x) for one block, weights u0
+ *  (0-15) and u1 (16-31) as u8, activations x0, x1 as i8, xo from token_offset. The i16 lanes hold
+ *  at most 4 * 127 * 31 in magnitude: no overflow. */
+@inline function relaxed_dot32<C>(u0: v128, u1: v128, x0: v128, x1: v128, xo: v128): v128 {
+  let s = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, u0), i16x8.relaxed_dot_i8x16_i7x16_s(x1, u1));
+  if (changetype<C>(0).roffset() != 0) s = i16x8.sub(s, xo);
+  return i32x4.dot_i16x8_s(s, i16x8.splat(1));
+}
+
+/** i32x4 partial sums of one cell: a row's weights (a..d from tile_weights) times the token's 32
+ *  activations at q; xo from token_offset. */
+@inline function cell_dot<C>(a: v128, b: v128, c: v128, d: v128, q: usize, xo: v128): v128 {
+  if (relaxed<C>()) return relaxed_dot32<C>(a, b, v128.load(q), v128.load(q, 16), xo);
+  return dot_i16x32_q8(a, b, c, d, q);
+}
+
+/** The four cells of rows (pw, pw + rowBytes) by tokens (q, q + dq), as i32 (see pair_cells). */
+@inline function cells_2x2<C>(a0: v128, b0: v128, c0: v128, d0: v128, a1: v128, b1: v128, c1: v128, d1: v128,
+  q: usize, dq: usize, seq: usize): v128 {
+  const xo = token_offset<C>(q);
+  const u = pair_halves(cell_dot<C>(a0, b0, c0, d0, q, xo), cell_dot<C>(a1, b1, c1, d1, q, xo));
+  v128.store32_lane(seq, u, 0); // orders the next token's loads after this token's (see above)
+  const q1 = q + dq;
+  const xo1 = token_offset<C>(q1);
+  const v = pair_halves(cell_dot<C>(a0, b0, c0, d0, q1, xo1), cell_dot<C>(a1, b1, c1, d1, q1, xo1));
+  const cells = pair_cells(u, v);
+  v128.store32_lane(seq, cells, 0);
+  return cells;
+}
+
+/** The f16 at p, p + stride, p + 2*stride, p + 3*stride as f32x4 (finite halves: scales). */
+@inline function f16x4_gather_finite(p: usize, stride: usize): v128 {
+  let h = v128.load16_splat(p);
+  h = v128.load16_lane(p + stride, h, 3);
+  h = v128.load16_lane(p + 2 * stride, h, 5);
+  h = v128.load16_lane(p + 3 * stride, h, 7);
+  return f16x4_hi_to_f32x4_finite(h);
+}
+
+/** The f16 at p and p + gap as f32x4 (at p, at p + gap, at p, at p + gap): two rows' scales. */
+@inline export function f16x2_rows_finite(p: usize, gap: usize): v128 {
+  let h = v128.load16_splat(p);
+  h = v128.load16_lane(p + gap, h, 3);
+  h = v128.load16_lane(p + gap, h, 7);
+  return f16x4_hi_to_f32x4_finite(h);
+}
+
+/** acc + cells (see pair_cells) times their scales: rows' dw (r0, r1, r0, r1) times the tokens'
+ *  dx lanes lo, lo, hi, hi. */
+@inline function scale_cells(acc: v128, cells: v128, dw: v128, dx: v128, hi: bool): v128 {
+  const d = hi ? i32x4.shuffle(dx, dx, 2, 2, 3, 3) : i32x4.shuffle(dx, dx, 0, 0, 1, 1);
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(cells), f32x4.mul(dw, d)));
+}
+
+/** acc + the min terms of four cells: the rows' m (r0, r1, r0, r1) times the tokens' s. */
+@inline function min_cells(acc: v128, mw: v128, sx: v128, hi: bool): v128 {
+  return f32x4.add(acc, f32x4.mul(mw, hi ? i32x4.shuffle(sx, sx, 2, 2, 3, 3) : i32x4.shuffle(sx, sx, 0, 0, 1, 1)));
+}
+
+/** Stores cells (see pair_cells) of tokens at out and out + os (bytes); row 1's only when `two`. */
+@inline function store_cells(out: usize, os: usize, cells: v128, two: bool): void {
+  if (two) {
+    v128.store64_lane(out, cells, 0);
+    v128.store64_lane(out + os, cells, 1);
+  } else {
+    v128.store32_lane(out, cells, 0);
+    v128.store32_lane(out + os, cells, 2);
+  }
+}
+
+/** Rows w and w + rowBytes (rowBytes 0: one row, `two` false) by eight tokens at x + t*xStride:
+ *  cell (r, t) lands at out + 4*(t*outStride + r). */
+@inline function tile_b32_2x8<C>(w: usize, rowBytes: usize, two: bool, x: usize, xStride: usize, nb: i32,
+  out: usize, outStride: usize): void {
   const c = changetype<C>(0);
   const wb = c.bytes();
   const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
   const xq: usize = c.hasMin() ? 4 : 2;
-  const x1 = xStride, x2 = xStride << 1, x3 = xStride * 3;
-  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
-  let accMin = f32x4.splat(0); // lane t: token t
+  const x2 = xStride << 1, x4 = xStride << 2;
+  let acc01 = f32x4.splat(0), acc23 = f32x4.splat(0), acc45 = f32x4.splat(0), acc67 = f32x4.splat(0);
   let px = x;
   const pend = w + <usize>nb * wb;
   for (let pw = w; pw < pend; pw += wb, px += xb) {
-    // the tokens' scales for this block, lane t = token t
+    const p1 = pw + rowBytes;
+    const a0 = tile_weights<C>(pw, 0), b0 = tile_weights<C>(pw, 1), c0 = tile_weights<C>(pw, 2), d0 = tile_weights<C>(pw, 3);
+    const a1 = tile_weights<C>(p1, 0), b1 = tile_weights<C>(p1, 1), c1 = tile_weights<C>(p1, 2), d1 = tile_weights<C>(p1, 3);
+    const q = px + xq;
+    const v01 = cells_2x2<C>(a0, b0, c0, d0, a1, b1, c1, d1, q, xStride, out);
+    const v23 = cells_2x2<C>(a0, b0, c0, d0, a1, b1, c1, d1, q + x2, xStride, out);
+    const v45 = cells_2x2<C>(a0, b0, c0, d0, a1, b1, c1, d1, q + x4, xStride, out);
+    const v67 = cells_2x2<C>(a0, b0, c0, d0, a1, b1, c1, d1, q + x4 + x2, xStride, out);
+    const dw = f16x2_rows_finite(pw, rowBytes);
+    const dx = f16x4_gather_finite(px, xStride), dy = f16x4_gather_finite(px + x4, xStride);
+    acc01 = scale_cells(acc01, v01, dw, dx, false);
+    acc23 = scale_cells(acc23, v23, dw, dx, true);
+    acc45 = scale_cells(acc45, v45, dw, dy, false);
+    acc67 = scale_cells(acc67, v67, dw, dy, true);
+    if (c.hasMin()) {
+      const mw = f16x2_rows_finite(pw + 2, rowBytes);
+      const sx = f16x4_gather_finite(px + 2, xStride), sy = f16x4_gather_finite(px + x4 + 2, xStride);
+      acc01 = min_cells(acc01, mw, sx, false);
+      acc23 = min_cells(acc23, mw, sx, true);
+      acc45 = min_cells(acc45, mw, sy, false);
+      acc67 = min_cells(acc67, mw, sy, true);
+    }
+  }
+  const os = outStride << 2;
+  store_cells(out, os, acc01, two);
+  store_cells(out + 2 * os, os, acc23, two);
+  store_cells(out + 4 * os, os, acc45, two);
+  store_cells(out + 6 * os, os, acc67, two);
+}
+
+/** tile_b32_2x8 for four tokens at x, x + x1, x + x2, x + x3 (offsets may repeat: a token computed
+ *  twice is stored twice, the same value), stored at out, out + o1, out + o2, out + o3 (bytes). */
+@inline function tile_b32_2x4<C>(w: usize, rowBytes: usize, two: bool, x: usize, x1: usize, x2: usize, x3: usize,
+  nb: i32, out: usize, o1: usize, o2: usize, o3: usize): void {
+  const c = changetype<C>(0);
+  const wb = c.bytes();
+  const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
+  const xq: usize = c.hasMin() ? 4 : 2;
+  let acc01 = f32x4.splat(0), acc23 = f32x4.splat(0);
+  let px = x;
+  const pend = w + <usize>nb * wb;
+  for (let pw = w; pw < pend; pw += wb, px += xb) {
+    const p1 = pw + rowBytes;
+    const a0 = tile_weights<C>(pw, 0), b0 = tile_weights<C>(pw, 1), c0 = tile_weights<C>(pw, 2), d0 = tile_weights<C>(pw, 3);
+    const a1 = tile_weights<C>(p1, 0), b1 = tile_weights<C>(p1, 1), c1 = tile_weights<C>(p1, 2), d1 = tile_weights<C>(p1, 3);
+    const q = px + xq;
+    const v01 = cells_2x2<C>(a0, b0, c0, d0, a1, b1, c1, d1, q, x1, out);
+    const v23 = cells_2x2<C>(a0, b0, c0, d0, a1, b1, c1, d1, q + x2, x3 - x2, out);
     let h = v128.load16_splat(px);
     h = v128.load16_lane(px + x1, h, 3);
     h = v128.load16_lane(px + x2, h, 5);
     h = v128.load16_lane(px + x3, h, 7);
-    const scale = f32x4.mul(f16x4_hi_to_f32x4_finite(v128.load16_splat(pw)), f16x4_hi_to_f32x4_finite(h));
+    const dw = f16x2_rows_finite(pw, rowBytes), dx = f16x4_hi_to_f32x4_finite(h);
+    acc01 = scale_cells(acc01, v01, dw, dx, false);
+    acc23 = scale_cells(acc23, v23, dw, dx, true);
     if (c.hasMin()) {
       let m = v128.load16_splat(px + 2);
       m = v128.load16_lane(px + x1 + 2, m, 3);
       m = v128.load16_lane(px + x2 + 2, m, 5);
       m = v128.load16_lane(px + x3 + 2, m, 7);
-      accMin = f32x4.add(accMin, f32x4.mul(f16x4_hi_to_f32x4_finite(v128.load16_splat(pw + 2)), f16x4_hi_to_f32x4_finite(m)));
+      const mw = f16x2_rows_finite(pw + 2, rowBytes), sx = f16x4_hi_to_f32x4_finite(m);
+      acc01 = min_cells(acc01, mw, sx, false);
+      acc23 = min_cells(acc23, mw, sx, true);
     }
-    let wa: v128, wbv: v128, wc: v128, wd: v128;
-    if (c.wide()) {
-      const o = i16x8.splat(<i16>c.offset());
-      wa = i16x8.sub(c.w16(pw, 0), o); wbv = i16x8.sub(c.w16(pw, 1), o);
-      wc = i16x8.sub(c.w16(pw, 2), o); wd = i16x8.sub(c.w16(pw, 3), o);
-    } else {
-      const lo = c.lo(pw), hi = c.hi(pw);
-      wa = i16x8.extend_low_i8x16_s(lo); wbv = i16x8.extend_high_i8x16_s(lo);
-      wc = i16x8.extend_low_i8x16_s(hi); wd = i16x8.extend_high_i8x16_s(hi);
-    }
-    const q = px + xq;
-    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(dot_i16x32_q8(wa, wbv, wc, wd, q)), i32x4.shuffle(scale, scale, 0, 0, 0, 0)));
-    acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(dot_i16x32_q8(wa, wbv, wc, wd, q + x1)), i32x4.shuffle(scale, scale, 1, 1, 1, 1)));
-    acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(dot_i16x32_q8(wa, wbv, wc, wd, q + x2)), i32x4.shuffle(scale, scale, 2, 2, 2, 2)));
-    acc3 = f32x4.add(acc3, f32x4.mul(f32x4.convert_i32x4_s(dot_i16x32_q8(wa, wbv, wc, wd, q + x3)), i32x4.shuffle(scale, scale, 3, 3, 3, 3)));
   }
-  const sums = f32x4.add(f32x4_hsum4(acc0, acc1, acc2, acc3), accMin);
-  store<f32>(out, f32x4.extract_lane(sums, 0));
-  store<f32>(out + (outStride << 2), f32x4.extract_lane(sums, 1));
-  store<f32>(out + (outStride << 3), f32x4.extract_lane(sums, 2));
-  store<f32>(out + 3 * (outStride << 2), f32x4.extract_lane(sums, 3));
+  if (two) {
+    v128.store64_lane(out, acc01, 0);
+    v128.store64_lane(out + o1, acc01, 1);
+    v128.store64_lane(out + o2, acc23, 0);
+    v128.store64_lane(out + o3, acc23, 1);
+  } else {
+    v128.store32_lane(out, acc01, 0);
+    v128.store32_lane(out + o1, acc01, 2);
+    v128.store32_lane(out + o2, acc23, 0);
+    v128.store32_lane(out + o3, acc23, 2);
+  }
 }
 
 /** matmul (see DEVELOPERS.md, Kernel ABI) for a block-32 weight type, SIMD. */
@@ -321,13 +512,29 @@ const ROWS_PER_PASS: i32 = 16;
   const rowBytes = <usize>nb * c.bytes();
   const xs = <usize>xStride;
   const os = <usize>outStride;
-  const tiled = nTok & ~3;
-  for (let r0 = rowStart; r0 < rowEnd; r0 += ROWS_PER_PASS) { // tiles of four tokens
+  // Tiles of eight tokens, then of four, then three as a tile of four with the last token repeated;
+  // one or two tokens left over take the one-token path (cheaper there than a tile of four).
+  const tiled8 = nTok & ~7;
+  const tiled = (nTok & ~3) + ((nTok & 3) == 3 ? 3 : 0);
+  for (let r0 = rowStart; r0 < rowEnd; r0 += ROWS_PER_PASS) {
     const r1 = min(r0 + ROWS_PER_PASS, rowEnd);
-    for (let t = 0; t < tiled; t += 4) {
+    for (let t = 0; t < tiled8; t += 8) {
       const xt = x + <usize>t * xs;
-      for (let r = r0; r < r1; r++) {
-        dot_b32_tile<C>(w + <usize>r * rowBytes, xt, xs, nb, out + ((<usize>t * os + <usize>r) << 2), os);
+      const ot = out + (<usize>t * os << 2);
+      for (let r = r0; r < r1; r += 2) {
+        const two = r + 1 < r1;
+        tile_b32_2x8<C>(w + <usize>r * rowBytes, two ? rowBytes : 0, two, xt, xs, nb, ot + (<usize>r << 2), os);
+      }
+    }
+    for (let t = tiled8; t < tiled; t += 4) {
+      const last = <usize>min(3, tiled - t - 1); // 2 or 3
+      const xt = x + <usize>t * xs;
+      const ot = out + (<usize>t * os << 2);
+      const x2 = min<usize>(2, last) * xs, o2 = (min<usize>(2, last) * os) << 2;
+      for (let r = r0; r < r1; r += 2) {
+        const two = r + 1 < r1;
+        tile_b32_2x4<C>(w + <usize>r * rowBytes, two ? rowBytes : 0, two, xt, xs, x2, last * xs, nb,
+          ot + (<usize>r << 2), os << 2, o2, (last * os) << 2);
       }
     }
   }

@@ -12,6 +12,7 @@ import { matmul_b32, matmul_b32_ref, dequantize_b32 } from "./common";
   @inline hasMin(): bool { return false; }
   @inline wide(): bool { return false; }
   @inline offset(): i32 { return 0; }
+  @inline relaxed(): bool { return false; }
   @inline w16(p: usize, i: i32): v128 { return i16x8.splat(0); } // not wide: lo and hi serve
   @inline q(p: usize, j: i32): i32 {
     const byte = <i32>load<u8>(p + 2 + <usize>(j & 15));

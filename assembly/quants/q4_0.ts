@@ -7,6 +7,10 @@ import { matmul_b32, matmul_b32_ref, dequantize_b32, nibbles16 } from "./common"
   @inline hasMin(): bool { return false; }
   @inline wide(): bool { return true; }
   @inline offset(): i32 { return 8; }
+  @inline relaxed(): bool { return true; }
+  @inline roffset(): i32 { return 8; }
+  @inline ulo(p: usize): v128 { return v128.and(v128.load(p, 2), i8x16.splat(15)); }
+  @inline uhi(p: usize): v128 { return v128.and(i16x8.shr_u(v128.load(p, 2), 4), i8x16.splat(15)); }
   @inline w16(p: usize, i: i32): v128 { return nibbles16(p + 2, i); }
   @inline q(p: usize, j: i32): i32 {
     const byte = <i32>load<u8>(p + 2 + <usize>(j & 15));

@@ -8,6 +8,15 @@ import { matmul_b32, matmul_b32_ref, dequantize_b32, high_bits_set } from "./com
   @inline hasMin(): bool { return false; }
   @inline wide(): bool { return false; }
   @inline offset(): i32 { return 0; }
+  @inline relaxed(): bool { return true; }
+  @inline roffset(): i32 { return 16; }
+  @inline ulo(p: usize): v128 {
+    return v128.or(v128.and(v128.load(p, 6), i8x16.splat(15)), v128.and(high_bits_set(p + 2, false), i8x16.splat(16)));
+  }
+  @inline uhi(p: usize): v128 {
+    const nibbles = v128.and(i16x8.shr_u(v128.load(p, 6), 4), i8x16.splat(15));
+    return v128.or(nibbles, v128.and(high_bits_set(p + 2, true), i8x16.splat(16)));
+  }
   @inline w16(p: usize, i: i32): v128 { return i16x8.splat(0); } // not wide: lo and hi serve
   @inline q(p: usize, j: i32): i32 {
     const byte = <i32>load<u8>(p + 6 + <usize>(j & 15));

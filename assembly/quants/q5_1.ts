@@ -8,6 +8,10 @@ import { matmul_b32, matmul_b32_ref, dequantize_b32, high_bits_set } from "./com
   @inline hasMin(): bool { return true; }
   @inline wide(): bool { return false; }
   @inline offset(): i32 { return 0; }
+  @inline relaxed(): bool { return true; }
+  @inline roffset(): i32 { return 0; }
+  @inline ulo(p: usize): v128 { return this.lo(p); }
+  @inline uhi(p: usize): v128 { return this.hi(p); }
   @inline w16(p: usize, i: i32): v128 { return i16x8.splat(0); } // not wide: lo and hi serve
   @inline q(p: usize, j: i32): i32 {
     const byte = <i32>load<u8>(p + 8 + <usize>(j & 15));

@@ -6,6 +6,7 @@ import { matmul_b32, matmul_b32_ref, dequantize_b32 } from "./common";
   @inline hasMin(): bool { return false; }
   @inline wide(): bool { return true; }
   @inline offset(): i32 { return 0; }
+  @inline relaxed(): bool { return false; }
   @inline w16(p: usize, i: i32): v128 { return v128.load8x8_s(p + 2 + (<usize>i << 3)); }
   @inline q(p: usize, j: i32): i32 { return <i32>load<i8>(p + 2 + <usize>j); }
   @inline lo(p: usize): v128 { return v128.load(p, 2); }

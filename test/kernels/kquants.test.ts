@@ -190,10 +190,12 @@ describe("quantize_q8_K", () => {
 
 const CASES: Case[] = [];
 for (const k of [256, 512, 768, 2816]) {
-  for (const nTok of [1, 2, 3, 4, 5, 9]) {
+  for (const nTok of [1, 2, 3, 4, 5, 7, 9]) {
     CASES.push({ rows: 7, k, rowStart: 2, rowEnd: 7, nTok, xPad: nTok > 1 ? 36 : 0, outPad: 3 });
   }
 }
+// more rows than one pass of the many-token tiles (16), an odd count
+CASES.push({ rows: 40, k: 512, rowStart: 3, rowEnd: 38, nTok: 11, xPad: 8, outPad: 5 });
 // long rows: the kernels take tokens in cache-sized groups (12 here), so 14 tokens span two
 CASES.push({ rows: 4, k: 16384, rowStart: 1, rowEnd: 4, nTok: 14, xPad: 4, outPad: 1 });
 

@@ -129,7 +129,7 @@ describe("dequantize", () => {
 // ---- matmul ----
 
 describe("matmul SIMD against the scalar reference", () => {
-  const TOKENS = [1, 2, 3, 4, 5, 9];
+  const TOKENS = [1, 2, 3, 4, 5, 7, 9, 11, 16];
   const ksFor = (t: SimpleType) => (t.block === 1 ? [1, 7, 13, 100, 263] : [32, 224, 288, 416]);
 
   for (const t of SIMPLE_TYPES) {

@@ -1,12 +1,24 @@
 // Loads the compiled AssemblyScript kernels over a shared WebAssembly.Memory.
 // The bytes are embedded by scripts/build.mjs (build/kernels-wasm.gen.ts), so the same code works in
-// Node, Deno, browsers and bundles without a file read.
-import { KERNELS_WASM_BASE64 } from "../../build/kernels-wasm.gen";
+// Node, Deno, browsers and bundles without a file read. There are two builds of the same source:
+// SIMD128, which every runtime takes, and relaxed SIMD (an i8 dot product for the many-token
+// matmuls), chosen where the runtime validates it and a probe finds that it computes what the SIMD128
+// build does: Node 20 refuses relaxed SIMD by default, and with --experimental-wasm-relaxed-simd
+// gets i32x4.relaxed_dot_i8x16_i7x16_add_s wrong.
+import { KERNELS_RELAXED_WASM_BASE64, KERNELS_WASM_BASE64 } from "../../build/kernels-wasm.gen";
 
 /** The kernel exports: every function takes and returns numbers (byte offsets, sizes, scalars). */
 export type Kernels = Record<string, (...args: number[]) => number>;
 
-let compiled: Promise<WebAssembly.Module> | undefined;
+/** Which build of the kernels runs. */
+export type KernelBuild = "simd128" | "relaxed-simd";
+
+export interface KernelChoice {
+  module: WebAssembly.Module;
+  build: KernelBuild;
+  /** Why the relaxed build was not taken (absent when it was). */
+  reason?: string;
+}
 
 function decodeBase64(text: string): Uint8Array {
   if (typeof atob === "function") {
@@ -18,10 +30,140 @@ function decodeBase64(text: string): Uint8Array {
   throw new Error("no base64 decoder (atob) in this runtime");
 }
 
-/** The compiled kernel module, compiled once per process and shared by every instance. */
-export function kernelModule(): Promise<WebAssembly.Module> {
-  compiled ??= WebAssembly.compile(decodeBase64(KERNELS_WASM_BASE64) as BufferSource);
-  return compiled;
+const compiledBuilds = new Map<KernelBuild, Promise<WebAssembly.Module>>();
+
+/** The module of one build, compiled once per process (rejects where the runtime lacks its features). */
+export function compileKernelBuild(build: KernelBuild): Promise<WebAssembly.Module> {
+  let module = compiledBuilds.get(build);
+  if (!module) {
+    const base64 = build === "relaxed-simd" ? KERNELS_RELAXED_WASM_BASE64 : KERNELS_WASM_BASE64;
+    module = WebAssembly.compile(decodeBase64(base64) as BufferSource);
+    compiledBuilds.set(build, module);
+  }
+  return module;
+}
+
+/** (func (param v128 v128) (result v128) (i16x8.relaxed_dot_i8x16_i7x16_s (local.get 0) (local.get 1))) */
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x07, 0x01, 0x60, 0x02, 0x7b, 0x7b, 0x01, 0x7b, // type: (v128, v128) -> v128
+  0x03, 0x02, 0x01, 0x00, // function 0 has type 0
+  0x0a, 0x0b, 0x01, 0x09, 0x00, 0x20, 0x00, 0x20, 0x01, 0xfd, 0x92, 0x02, 0x0b, // body
+]);
+
+/** Whether this runtime accepts relaxed-SIMD instructions (it may still compute them wrong). */
+export function relaxedSimdValidates(): boolean {
+  try {
+    return WebAssembly.validate(RELAXED_SIMD_PROBE);
+  } catch {
+    return false;
+  }
+}
+
+// ---- the correctness probe ----
+
+/** Weight types probed: export suffix, bytes per block of `block` weights, activation converter,
+ *  activation bytes per block, and the offsets of the f16 scales to set to sane values. */
+const PROBED: [suffix: string, block: number, bytes: number, convert: string, xBytes: number, halves: number[]][] = [
+  ["q4_0", 32, 18, "quantize_q8_0", 34, [0]],
+  ["q4_1", 32, 20, "quantize_q8_1", 36, [0, 2]],
+  ["q5_0", 32, 22, "quantize_q8_0", 34, [0]],
+  ["q5_1", 32, 24, "quantize_q8_1", 36, [0, 2]],
+  ["q8_0", 32, 34, "quantize_q8_0", 34, [0]],
+  ["iq4_nl", 32, 18, "quantize_q8_0", 34, [0]],
+  ["q2_k", 256, 84, "quantize_q8_K", 292, [80, 82]],
+  ["q3_k", 256, 110, "quantize_q8_K", 292, [108]],
+  ["q4_k", 256, 144, "quantize_q8_K", 292, [0, 2]],
+  ["q5_k", 256, 176, "quantize_q8_K", 292, [0, 2]],
+  ["q6_k", 256, 210, "quantize_q8_K", 292, [208]],
+];
+
+/**
+ * Runs every quantized matmul of `candidate` and of `reference` on the same fixed data (5 rows,
+ * k = 512, 11 tokens: the tiles of eight and of three tokens, two-row and one-row tiles, and the
+ * one-token path) in a scratch memory, and returns a description of the first disagreement beyond
+ * f32 rounding, or undefined when they agree. Throws what instantiation or a kernel throws.
+ */
+export async function probeKernels(reference: WebAssembly.Module, candidate: WebAssembly.Module): Promise<string | undefined> {
+  const memory = new WebAssembly.Memory({ initial: 4, maximum: 4, shared: true });
+  const imports = { env: { memory, abort: () => { throw new Error("kernel abort"); } } };
+  const ref = (await WebAssembly.instantiate(reference, imports)).exports as unknown as Kernels;
+  const cand = (await WebAssembly.instantiate(candidate, imports)).exports as unknown as Kernels;
+  const bytes = new Uint8Array(memory.buffer);
+  const view = new DataView(memory.buffer);
+  let seed = 0x2545f491;
+  const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296;
+  const rows = 5, k = 512, nTok = 11;
+  const W = 1024, XF = 65536, X = 98304, OUT_REF = 131072, OUT_CAND = 196608; // byte offsets
+  for (let i = 0; i < nTok * k; i++) view.setFloat32(XF + 4 * i, next() * 2 - 1, true);
+  for (const [suffix, block, blockBytes, convert, xBytes, halves] of PROBED) {
+    const nb = k / block;
+    for (let i = 0; i < rows * nb * blockBytes; i++) bytes[W + i] = (next() * 256) | 0;
+    for (let b = 0; b < rows * nb; b++) {
+      const p = W + b * blockBytes;
+      // q8_0 quants in [-127, 127], as ggml's quantizer writes them (see assembly/quants/common.ts)
+      if (suffix === "q8_0") for (let j = 2; j < 34; j++) if (bytes[p + j] === 0x80) bytes[p + j] = 0x81;
+      for (const h of halves) view.setUint16(p + h, 0x2000 + ((next() * 0x400) | 0), true);
+    }
+    const xStride = nb * xBytes;
+    for (let t = 0; t < nTok; t++) ref[convert](XF + 4 * k * t, X + xStride * t, k);
+    ref[`matmul_${suffix}`](W, X, OUT_REF, k, 0, rows, nTok, xStride, rows);
+    cand[`matmul_${suffix}`](W, X, OUT_CAND, k, 0, rows, nTok, xStride, rows);
+    const a = new Float32Array(memory.buffer, OUT_REF, rows * nTok);
+    const b = new Float32Array(memory.buffer, OUT_CAND, rows * nTok);
+    const scale = a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    for (let i = 0; i < a.length; i++) {
+      if (!(Math.abs(a[i] - b[i]) <= 1e-5 * scale)) {
+        return `matmul_${suffix} token ${Math.floor(i / rows)} row ${i % rows}: ${b[i]}, SIMD128 ${a[i]}`;
+      }
+    }
+  }
+  return undefined;
+}
+
+// ---- the choice ----
+
+export interface KernelChoiceOptions {
+  /** Whether the runtime accepts relaxed SIMD (default: validate a tiny relaxed module). */
+  validates?: () => boolean;
+  /** The relaxed module (default: the relaxed build, compiled). */
+  relaxed?: () => Promise<WebAssembly.Module>;
+  /** The probe (default: probeKernels). */
+  probe?: (reference: WebAssembly.Module, candidate: WebAssembly.Module) => Promise<string | undefined>;
+}
+
+/** Picks the relaxed build when the runtime validates it, it compiles, and the probe finds it agrees
+ *  with the SIMD128 build `plain`; else `plain`, with the reason. Never throws for the relaxed build. */
+export async function chooseKernels(plain: WebAssembly.Module, options: KernelChoiceOptions = {}): Promise<KernelChoice> {
+  const { validates = relaxedSimdValidates, relaxed = () => compileKernelBuild("relaxed-simd"), probe = probeKernels } = options;
+  try {
+    if (!validates()) return { module: plain, build: "simd128", reason: "the runtime does not validate relaxed SIMD" };
+    const candidate = await relaxed();
+    const mismatch = await probe(plain, candidate);
+    if (mismatch !== undefined) return { module: plain, build: "simd128", reason: `the relaxed build computes wrong results: ${mismatch}` };
+    return { module: candidate, build: "relaxed-simd" };
+  } catch (e) {
+    return { module: plain, build: "simd128", reason: `the relaxed build failed: ${(e as Error)?.message ?? e}` };
+  }
+}
+
+let chosen: Promise<KernelChoice> | undefined;
+
+/** The kernel build this process runs (chosen once; see chooseKernels). */
+export function kernelChoice(): Promise<KernelChoice> {
+  chosen ??= compileKernelBuild("simd128").then((plain) => chooseKernels(plain));
+  return chosen;
+}
+
+/** The compiled kernel module, chosen and compiled once per process and shared by every instance
+ *  (the worker pool posts it to its workers). */
+export async function kernelModule(): Promise<WebAssembly.Module> {
+  return (await kernelChoice()).module;
+}
+
+/** "simd128" or "relaxed-simd": which build kernelModule() gives (for benchmarks and diagnostics). */
+export async function kernelBuild(): Promise<KernelBuild> {
+  return (await kernelChoice()).build;
 }
 
 /** A shared memory that the kernels can import; sizes in 64 KiB pages (65536 pages = 4 GiB). */
@@ -29,9 +171,10 @@ export function createSharedMemory(initialPages: number, maximumPages = 65536): 
   return new WebAssembly.Memory({ initial: initialPages, maximum: maximumPages, shared: true });
 }
 
-/** Instantiates the kernels over `memory`. Instantiation writes nothing into the memory. */
-export async function instantiateKernels(memory: WebAssembly.Memory): Promise<Kernels> {
-  const instance = await WebAssembly.instantiate(await kernelModule(), {
+/** Instantiates the kernels (the chosen build, or `module`) over `memory`. Instantiation writes
+ *  nothing into the memory. */
+export async function instantiateKernels(memory: WebAssembly.Memory, module?: WebAssembly.Module): Promise<Kernels> {
+  const instance = await WebAssembly.instantiate(module ?? await kernelModule(), {
     env: {
       memory,
       abort: () => { throw new Error("kernel abort"); },

@@ -1,0 +1,149 @@
+// The two kernel builds (SIMD128 and relaxed SIMD) and how ts/kernels/module.ts picks one: the
+// relaxed build must agree with the SIMD128 one within f32 rounding where the runtime runs it (Node 20
+// does not by default: those tests skip with a message; `npx vitest run test/kernels
+// --execArgv=--experimental-wasm-relaxed-simd` runs them there), and any doubt must fall back to
+// SIMD128.
+import { describe, expect, it } from "vitest";
+import {
+  chooseKernels, compileKernelBuild, createSharedMemory, instantiateKernels, kernelBuild, kernelChoice, probeKernels,
+  relaxedSimdValidates, type Kernels,
+} from "../../ts/kernels/module";
+import { gaussian, rng } from "./harness";
+
+/** A module whose exports `names` are functions of nine i32 that do nothing. */
+function doNothingModule(names: string[]): WebAssembly.Module {
+  const bytes: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+  const section = (id: number, body: number[]) => bytes.push(id, ...leb(body.length), ...body);
+  const leb = (n: number) => { const out: number[] = []; do { let b = n & 0x7f; n >>>= 7; if (n) b |= 0x80; out.push(b); } while (n); return out; };
+  section(1, [0x01, 0x60, 0x09, ...Array(9).fill(0x7f), 0x00]); // type 0: (i32 x 9) -> ()
+  section(3, [...leb(names.length), ...names.map(() => 0x00)]);
+  const exports: number[] = [...leb(names.length)];
+  names.forEach((name, i) => exports.push(...leb(name.length), ...[...name].map((c) => c.charCodeAt(0)), 0x00, ...leb(i)));
+  section(7, exports);
+  section(10, [...leb(names.length), ...names.flatMap(() => [0x02, 0x00, 0x0b])]); // empty bodies
+  return new WebAssembly.Module(new Uint8Array(bytes));
+}
+
+const QUANTIZED = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"];
+
+describe("choosing the kernel build", () => {
+  it("takes SIMD128 when the runtime does not validate relaxed SIMD", async () => {
+    const plain = await compileKernelBuild("simd128");
+    let compiled = false;
+    const choice = await chooseKernels(plain, { validates: () => false, relaxed: async () => { compiled = true; return plain; } });
+    expect(choice.build).toBe("simd128");
+    expect(choice.module).toBe(plain);
+    expect(compiled).toBe(false);
+  });
+
+  it("takes SIMD128 when the probe finds a difference", async () => {
+    const plain = await compileKernelBuild("simd128");
+    const wrong = doNothingModule(QUANTIZED.map((t) => `matmul_${t}`));
+    const mismatch = await probeKernels(plain, wrong);
+    console.log(`probe of a module that computes nothing: ${mismatch}`);
+    expect(mismatch).toMatch(/^matmul_q4_0 /);
+    const choice = await chooseKernels(plain, { validates: () => true, relaxed: async () => wrong });
+    expect(choice.build).toBe("simd128");
+    expect(choice.module).toBe(plain);
+    expect(choice.reason).toMatch(/wrong results/);
+  });
+
+  it("takes SIMD128 when the relaxed build fails to compile, instantiate or run", async () => {
+    const plain = await compileKernelBuild("simd128");
+    const failures: (() => Promise<WebAssembly.Module>)[] = [
+      async () => { throw new WebAssembly.CompileError("relaxed SIMD is not enabled"); },
+      async () => doNothingModule([]), // lacks the matmul exports: the probe throws calling one
+    ];
+    for (const relaxed of failures) {
+      const choice = await chooseKernels(plain, { validates: () => true, relaxed });
+      expect(choice.build).toBe("simd128");
+      expect(choice.module).toBe(plain);
+      expect(choice.reason).toMatch(/failed/);
+    }
+    const choice = await chooseKernels(plain, { validates: () => { throw new Error("no"); } });
+    expect(choice.build).toBe("simd128");
+  });
+
+  it("takes the relaxed build when the probe finds it agrees", async () => {
+    const plain = await compileKernelBuild("simd128");
+    expect(await probeKernels(plain, plain)).toBeUndefined();
+    const stand = new WebAssembly.Module(new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]));
+    const choice = await chooseKernels(plain, { validates: () => true, relaxed: async () => stand, probe: async () => undefined });
+    expect(choice.build).toBe("relaxed-simd");
+    expect(choice.module).toBe(stand);
+  });
+
+  it("kernelModule() is the chosen build's module", async () => {
+    const choice = await kernelChoice();
+    console.log(`this runtime: relaxed SIMD ${relaxedSimdValidates() ? "validates" : "does not validate"}; ` +
+      `kernels ${choice.build}${choice.reason ? ` (${choice.reason})` : ""}`);
+    expect(await kernelBuild()).toBe(choice.build);
+    if (!relaxedSimdValidates()) expect(choice.build).toBe("simd128");
+  });
+});
+
+describe("the relaxed build agrees with the SIMD128 build", () => {
+  // name, block, bytes per block, activation converter, activation bytes per block, f16 scale offsets
+  const TYPES: [string, number, number, string, number, number[]][] = [
+    ["q4_0", 32, 18, "quantize_q8_0", 34, [0]],
+    ["q4_1", 32, 20, "quantize_q8_1", 36, [0, 2]],
+    ["q5_0", 32, 22, "quantize_q8_0", 34, [0]],
+    ["q5_1", 32, 24, "quantize_q8_1", 36, [0, 2]],
+    ["q8_0", 32, 34, "quantize_q8_0", 34, [0]],
+    ["iq4_nl", 32, 18, "quantize_q8_0", 34, [0]],
+    ["q2_k", 256, 84, "quantize_q8_K", 292, [80, 82]],
+    ["q3_k", 256, 110, "quantize_q8_K", 292, [108]],
+    ["q4_k", 256, 144, "quantize_q8_K", 292, [0, 2]],
+    ["q5_k", 256, 176, "quantize_q8_K", 292, [0, 2]],
+    ["q6_k", 256, 210, "quantize_q8_K", 292, [208]],
+  ];
+
+  it.each(TYPES)("matmul_%s: every token count 1..19, rows 3..38 of 41, f32 rounding apart", async (name, block, bytes, convert, xBytes, halves) => {
+    if (!relaxedSimdValidates()) {
+      console.log(`SKIPPED: this runtime does not validate relaxed SIMD (Node 20 needs --experimental-wasm-relaxed-simd)`);
+      return;
+    }
+    const memory = createSharedMemory(64);
+    const plain = await instantiateKernels(memory, await compileKernelBuild("simd128"));
+    let relaxed: Kernels;
+    try {
+      relaxed = await instantiateKernels(memory, await compileKernelBuild("relaxed-simd"));
+    } catch (e) {
+      console.log(`SKIPPED: the relaxed build does not compile here: ${(e as Error).message}`);
+      return;
+    }
+    const rand = rng(4242 + bytes), normal = gaussian(rand);
+    const rows = 41, rowStart = 3, rowEnd = 38, k = block === 32 ? 320 : 768, nTokMax = 19;
+    const nb = k / block, xStride = nb * xBytes + 12, outStride = rows + 5;
+    const u8 = () => new Uint8Array(memory.buffer);
+    const dv = () => new DataView(memory.buffer);
+    const after = (p: number, n: number) => Math.ceil((p + n) / 64) * 64 + 64;
+    const W = 65536, XF = after(W, rows * nb * bytes), X = after(XF, 4 * k * nTokMax);
+    const OUT_P = after(X, xStride * nTokMax), OUT_R = after(OUT_P, 4 * outStride * nTokMax);
+    for (let i = 0; i < rows * nb * bytes; i++) u8()[W + i] = (rand() * 256) | 0;
+    for (let b = 0; b < rows * nb; b++) {
+      const p = W + b * bytes;
+      if (name === "q8_0") for (let j = 2; j < 34; j++) if (u8()[p + j] === 0x80) u8()[p + j] = 0x81; // ggml never writes -128
+      for (const h of halves) dv().setUint16(p + h, 0x1c00 + ((rand() * 0x800) | 0), true);
+    }
+    for (let i = 0; i < k * nTokMax; i++) dv().setFloat32(XF + 4 * i, normal() * (rand() < 0.05 ? 20 : 1), true);
+    for (let t = 0; t < nTokMax; t++) plain[convert](XF + 4 * k * t, X + xStride * t, k);
+    let worst = 0;
+    for (let nTok = 1; nTok <= nTokMax; nTok++) {
+      u8().fill(0xa5, OUT_P, OUT_R + 4 * outStride * nTokMax);
+      plain[`matmul_${name}`](W, X, OUT_P, k, rowStart, rowEnd, nTok, xStride, outStride);
+      relaxed[`matmul_${name}`](W, X, OUT_R, k, rowStart, rowEnd, nTok, xStride, outStride);
+      const a = new Float32Array(memory.buffer, OUT_P, outStride * nTokMax);
+      const b = new Float32Array(memory.buffer, OUT_R, outStride * nTokMax);
+      const scale = a.subarray(0, outStride * nTok).reduce((m, v, i) => (i % outStride >= rowStart && i % outStride < rowEnd ? Math.max(m, Math.abs(v)) : m), 0);
+      for (let i = 0; i < outStride * nTokMax; i++) {
+        const inside = i < outStride * nTok && i % outStride >= rowStart && i % outStride < rowEnd;
+        if (!inside) { expect(Object.is(a[i], b[i]), `${name} nTok=${nTok}: output ${i} written`).toBe(true); continue; }
+        const diff = Math.abs(a[i] - b[i]) / scale;
+        worst = Math.max(worst, diff);
+        if (!(diff <= 1e-6)) throw new Error(`matmul_${name} nTok=${nTok} token ${Math.floor(i / outStride)} row ${i % outStride}: relaxed ${b[i]}, SIMD128 ${a[i]}`);
+      }
+    }
+    console.log(`matmul_${name}: relaxed vs SIMD128, largest |diff| / max|out| ${worst.toExponential(2)}`);
+  });
+});
