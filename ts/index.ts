@@ -2,6 +2,8 @@
 export { loadQwen2, prefill, defaultThreads, Qwen2Forward } from "./model/model";
 export type { LoadOptions, Qwen2Model } from "./model/model";
 export type { KVType } from "./model/forward";
+export { kernelBuild } from "./kernels/module";
+export type { KernelBuild } from "./kernels/module";
 export { createEngine, QwasmEngine } from "./engine/engine";
 export type { EngineOptions } from "./engine/engine";
 export type { Engine, EngineInfo, RequestOptions, CompletionStream, CompletionResult, Delta, Usage, FinishReason } from "./engine/types";

@@ -5,13 +5,14 @@
 // matmuls), chosen where the runtime validates it and a probe finds that it computes what the SIMD128
 // build does: Node 20 refuses relaxed SIMD by default, and with --experimental-wasm-relaxed-simd
 // gets i32x4.relaxed_dot_i8x16_i7x16_add_s wrong.
-import { KERNELS_RELAXED_WASM_BASE64, KERNELS_WASM_BASE64 } from "../../build/kernels-wasm.gen";
+// A third build imports an unshared memory, for runtimes with no SharedArrayBuffer: one thread.
+import { KERNELS_RELAXED_WASM_BASE64, KERNELS_SINGLE_WASM_BASE64, KERNELS_WASM_BASE64 } from "../../build/kernels-wasm.gen";
 
 /** The kernel exports: every function takes and returns numbers (byte offsets, sizes, scalars). */
 export type Kernels = Record<string, (...args: number[]) => number>;
 
 /** Which build of the kernels runs. */
-export type KernelBuild = "simd128" | "relaxed-simd";
+export type KernelBuild = "simd128" | "relaxed-simd" | "simd128-unshared";
 
 export interface KernelChoice {
   module: WebAssembly.Module;
@@ -36,7 +37,8 @@ const compiledBuilds = new Map<KernelBuild, Promise<WebAssembly.Module>>();
 export function compileKernelBuild(build: KernelBuild): Promise<WebAssembly.Module> {
   let module = compiledBuilds.get(build);
   if (!module) {
-    const base64 = build === "relaxed-simd" ? KERNELS_RELAXED_WASM_BASE64 : KERNELS_WASM_BASE64;
+    const base64 = build === "relaxed-simd" ? KERNELS_RELAXED_WASM_BASE64
+      : build === "simd128-unshared" ? KERNELS_SINGLE_WASM_BASE64 : KERNELS_WASM_BASE64;
     module = WebAssembly.compile(decodeBase64(base64) as BufferSource);
     compiledBuilds.set(build, module);
   }
@@ -149,9 +151,26 @@ export async function chooseKernels(plain: WebAssembly.Module, options: KernelCh
 
 let chosen: Promise<KernelChoice> | undefined;
 
+/**
+ * Whether memory can be shared with workers here: a SharedArrayBuffer global (absent in edge isolates
+ * and in pages that are not cross-origin isolated) and a shared WebAssembly.Memory that constructs.
+ */
+export function sharedMemorySupported(): boolean {
+  if (typeof SharedArrayBuffer === "undefined" || typeof Atomics === "undefined") return false;
+  try {
+    return new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
+  } catch {
+    return false;
+  }
+}
+
 /** The kernel build this process runs (chosen once; see chooseKernels). */
 export function kernelChoice(): Promise<KernelChoice> {
-  chosen ??= compileKernelBuild("simd128").then((plain) => chooseKernels(plain));
+  chosen ??= sharedMemorySupported()
+    ? compileKernelBuild("simd128").then((plain) => chooseKernels(plain))
+    : compileKernelBuild("simd128-unshared").then((module) => ({
+      module, build: "simd128-unshared" as const, reason: "no SharedArrayBuffer here: one thread, unshared memory",
+    }));
   return chosen;
 }
 
@@ -169,6 +188,12 @@ export async function kernelBuild(): Promise<KernelBuild> {
 /** A shared memory that the kernels can import; sizes in 64 KiB pages (65536 pages = 4 GiB). */
 export function createSharedMemory(initialPages: number, maximumPages = 65536): WebAssembly.Memory {
   return new WebAssembly.Memory({ initial: initialPages, maximum: maximumPages, shared: true });
+}
+
+/** The memory the chosen build imports: shared where workers can share it, unshared elsewhere. */
+export function createKernelMemory(initialPages: number, maximumPages = 65536): WebAssembly.Memory {
+  return sharedMemorySupported() ? createSharedMemory(initialPages, maximumPages)
+    : new WebAssembly.Memory({ initial: initialPages, maximum: maximumPages });
 }
 
 /** Instantiates the kernels (the chosen build, or `module`) over `memory`. Instantiation writes

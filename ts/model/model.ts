@@ -7,7 +7,7 @@ import { mapQwen2Tensors, parseQwen2Config, type Qwen2Config, type Qwen2Tensors 
 import { CONTROL_WORDS } from "../../workers/protocol";
 import { WorkerPool } from "../../workers/pool";
 import { QwasmError } from "../errors";
-import { createSharedMemory, instantiateKernels, kernelModule, type Kernels } from "../kernels/module";
+import { createKernelMemory, instantiateKernels, kernelModule, type Kernels } from "../kernels/module";
 import { canUseWorkers } from "../runtime/workers";
 import { Arena } from "./arena";
 import { ForwardRunner, KV_BYTES, planForward, type ForwardLayout, type KVType, type StepGroup, type WeightTensor } from "./forward";
@@ -229,7 +229,7 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
         "memory; a smaller quantization, context, maxSequences or an f16/q8_0 KV cache may fit");
     }
 
-    const memory = createSharedMemory(Math.ceil((weightBytes + 65536) / 65536));
+    const memory = createKernelMemory(Math.ceil((weightBytes + 65536) / 65536));
     const arena = new Arena(memory);
     const placed = new Map<string, WeightTensor>();
     for (const t of needed) {

@@ -2,6 +2,7 @@
 import { QwasmError } from "../../errors";
 import { prefill } from "../../model/model";
 import { createEngine } from "../../engine/engine";
+import { kernelBuild } from "../../kernels/module";
 import { progressBar } from "../load";
 import { argmax } from "../../sampler/sampler";
 import { numberOption, parseArgs } from "../args";
@@ -25,6 +26,7 @@ reuses the first one's KV pages.`;
 export interface BenchResult {
   model: string;
   threads: number;
+  kernels: string;
   promptTokens: number;
   genTokens: number;
   loadSeconds: number;
@@ -78,6 +80,7 @@ export async function main(argv: string[]): Promise<number> {
   const result: BenchResult = {
     model: modelPath,
     threads: model.forward.threads,
+    kernels: await kernelBuild(),
     promptTokens,
     genTokens,
     loadSeconds: loadMs / 1000,
@@ -95,6 +98,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write([
       `model            ${result.model}`,
       `threads          ${result.threads}`,
+      `kernels          ${result.kernels}`,
       `load             ${result.loadSeconds.toFixed(2)} s`,
       `prefill          ${result.prefillTokensPerSecond.toFixed(1)} tokens/s (${promptTokens} tokens)`,
       `decode           ${result.decodeTokensPerSecond.toFixed(2)} tokens/s (${genTokens} tokens)`,

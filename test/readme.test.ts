@@ -1,0 +1,117 @@
+// The README's examples, run as a user would copy them: Node, Deno, an edge function (no Worker, no
+// SharedArrayBuffer) and the browser page, each on a tiny synthetic model substituted for Qwen's file.
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeGGUFBytes } from "../weights/gguf/writer";
+import { readQwen2Vocabulary, synthQwen2 } from "../weights/synth";
+import { projectRoot } from "./fixtures";
+
+const run = promisify(execFile);
+const README = readFileSync(join(projectRoot, "README.md"), "utf8");
+const REAL_MODEL = "qwen2-0_5b-instruct-q4_0.gguf";
+
+/** The code block after `<!-- example: name -->`. */
+function example(name: string): string {
+  const match = README.match(new RegExp(`<!-- example: ${name} -->\\n\`\`\`\\w+\\n([\\s\\S]*?)\`\`\``));
+  if (!match) throw new Error(`README.md has no example "${name}"`);
+  return match[1];
+}
+
+const work = mkdtempSync(join(tmpdir(), "qwasm-readme-"));
+const model = join(work, REAL_MODEL);
+let server: Server;
+let baseUrl = "";
+afterAll(() => {
+  server?.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+beforeAll(async () => {
+  writeFileSync(model, await writeGGUFBytes(synthQwen2({ shape: "tiny", vocabulary: await readQwen2Vocabulary(), type: "Q4_0", seed: 5 })));
+  // `import "qwasm"` resolves to this checkout through the package's exports.
+  mkdirSync(join(work, "node_modules"));
+  symlinkSync(projectRoot, join(work, "node_modules", "qwasm"), "dir");
+  writeFileSync(join(work, "package.json"), JSON.stringify({ type: "module", private: true }));
+  // A static server with COOP/COEP: the model (for the edge function) and the browser page.
+  const browserDist = join(projectRoot, "dist", "browser");
+  server = createServer((req, res) => {
+    const path = new URL(req.url ?? "/", "http://x").pathname;
+    const file = path === "/" ? join(work, "index.html")
+      : path.startsWith("/models/") ? join(work, path.slice("/models/".length))
+      : join(browserDist, path.slice(1));
+    if (!existsSync(file) || file.includes("..")) { res.writeHead(404).end(); return; }
+    const type = file.endsWith(".html") ? "text/html" : file.endsWith(".js") ? "text/javascript" : "application/octet-stream";
+    res.writeHead(200, {
+      "Content-Type": type, "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
+      "Cross-Origin-Resource-Policy": "same-origin",
+    }).end(readFileSync(file));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  baseUrl = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+});
+
+describe.skipIf(!existsSync(join(projectRoot, "dist", "index.js")))("README examples", () => {
+  it("Node", async () => {
+    writeFileSync(join(work, "node.mjs"), example("node").replaceAll(`"${REAL_MODEL}"`, JSON.stringify(model)));
+    const { stdout } = await run("node", ["node.mjs"], { cwd: work, timeout: 60_000 });
+    expect(stdout).toMatch(/completionTokens: \d+/);
+  });
+
+  const denoScope = join(projectRoot, "node_modules", "@deno");
+  const deno = existsSync(denoScope) ? readdirSync(denoScope).map((p) => join(denoScope, p, "deno")).find(existsSync) : undefined;
+  it.skipIf(!deno)("Deno", async () => {
+    const code = example("deno").replace(`"npm:qwasm"`, JSON.stringify(pathToFileURL(join(projectRoot, "dist", "index.js")).href))
+      .replaceAll(`"${REAL_MODEL}"`, JSON.stringify(model));
+    writeFileSync(join(work, "deno.js"), code);
+    const { stdout } = await run(deno!, ["run", "--no-prompt", "--allow-read", "--allow-net=127.0.0.1", "deno.js"],
+      { cwd: work, timeout: 90_000, env: { ...process.env, NO_COLOR: "1" } });
+    expect(stdout.trim().split("\n").length).toBeGreaterThanOrEqual(2);
+  });
+
+  it("an edge function, with no Worker and no SharedArrayBuffer", async () => {
+    writeFileSync(join(work, "edge.mjs"), example("edge").replace(/const MODEL_URL = ".*";/, `const MODEL_URL = "${baseUrl}/models/${REAL_MODEL}";`));
+    writeFileSync(join(work, "edge-runner.mjs"), `
+      import edge from "./edge.mjs";
+      import { kernelBuild } from "qwasm";
+      if (typeof SharedArrayBuffer !== "undefined" || typeof Worker !== "undefined") throw new Error("not an edge-like isolate");
+      const ask = () => edge.fetch(new Request("http://edge/v1/chat/completions", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ messages: [{ role: "user", content: "Hi" }], max_tokens: 6, temperature: 0 }),
+      }));
+      const first = await (await ask()).json();
+      const second = await (await ask()).json();
+      console.log(JSON.stringify({ build: await kernelBuild(), first: first.choices[0].message.content,
+        second: second.choices[0].message.content, tokens: first.usage.completion_tokens }));
+      process.exit(0);`);
+    const { stdout } = await run("node", ["--no-harmony-sharedarraybuffer", "edge-runner.mjs"], { cwd: work, timeout: 60_000 });
+    const out = JSON.parse(stdout.trim().split("\n").pop()!);
+    expect(out.build).toBe("simd128-unshared");
+    expect(out.tokens).toBeGreaterThan(0);
+    expect(out.second).toBe(out.first); // greedy, the same isolate reuses its engine
+  });
+
+  it.skipIf(!existsSync("/usr/bin/chromium") || !existsSync(join(projectRoot, "dist", "browser", "qwasm.js")))("the browser page", async () => {
+    writeFileSync(join(work, "index.html"), `<!doctype html><body>${example("browser")}</body>`);
+    const { chromium } = await import("playwright-core");
+    const browser = await chromium.launch({
+      executablePath: "/usr/bin/chromium",
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    try {
+      const page = await browser.newPage();
+      await page.goto(baseUrl + "/");
+      await page.waitForFunction(() => (window as unknown as { result?: unknown }).result, undefined, { timeout: 60_000 });
+      const result = await page.evaluate(() => (window as unknown as { result: { usage: { completionTokens: number } } }).result);
+      expect(result.usage.completionTokens).toBeGreaterThan(0);
+    } finally {
+      await browser.close();
+    }
+  });
+});
