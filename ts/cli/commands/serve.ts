@@ -21,6 +21,8 @@ synthetic model (created on first use).
   --threads N         compute threads (default: the cores available)
   --context N         context length (default: the model's, at most 4096)
   --max-sequences N   requests computed together (default 8)
+  --max-body-bytes N  largest request body accepted (default 1048576)
+  --request-timeout S seconds a request may run before it is aborted (default: no limit)
 
 The URL goes to stdout once the model is loaded; SIGINT or SIGTERM stops the server.`;
 
@@ -48,9 +50,16 @@ export async function main(argv: string[]): Promise<number> {
     maxSequences,
     onProgress: progressBar(),
   });
+  const maxBodyBytes = numberOption(args, "max-body-bytes", 1024 * 1024)!;
+  const timeoutSeconds = numberOption(args, "request-timeout");
+  if (!(Number.isInteger(maxBodyBytes) && maxBodyBytes > 0) || (timeoutSeconds !== undefined && !(timeoutSeconds > 0))) {
+    throw new QwasmError("INVALID_ARGUMENT", "--max-body-bytes must be a positive integer and --request-timeout a positive number of seconds");
+  }
   const handler = createOpenAIHandler(engine, {
     apiKey,
     cors,
+    maxBodyBytes,
+    requestTimeoutMs: timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000,
     onError: (error) => process.stderr.write(`qwasm serve: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`),
   });
   let server;
