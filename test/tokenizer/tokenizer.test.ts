@@ -234,6 +234,15 @@ describe("building", () => {
     const t = tokenizerFromMetadata(meta);
     expect(t.eosId).toBe(257);
     expect(t.encode("<|x|>ab", { special: true })).toEqual([257, 256]);
+
+    // A qwen2 file from before llama.cpp recorded the pre-tokenizer gets Qwen2's; another
+    // architecture without the key is still refused.
+    const old = new Map(meta);
+    old.delete("tokenizer.ggml.pre");
+    old.set("general.architecture", "qwen2");
+    expect(tokenizerFromMetadata(old).pre).toBe("qwen2");
+    old.set("general.architecture", "llama");
+    expect(() => tokenizerFromMetadata(old)).toThrow(/tokenizer.ggml.pre is missing/);
   });
 
   it("refuses other pre-tokenizers and models, saying what is supported", () => {

@@ -20,7 +20,11 @@ export function tokenizerFromMetadata(meta: MetadataSource): Tokenizer {
   if (tokens === undefined) invalid("tokenizer.ggml.tokens is missing: the file has no tokenizer");
   return Tokenizer.fromGGUF({
     model: optionalString(meta, "tokenizer.ggml.model"),
-    pre: optionalString(meta, "tokenizer.ggml.pre"),
+    // Files converted before llama.cpp recorded the pre-tokenizer (spring 2024) lack the key; a
+    // qwen2 model's BPE is Qwen2's, so that is what they need (llama.cpp would fall back to GPT-2's
+    // pattern and tokenize digits and CJK differently).
+    pre: optionalString(meta, "tokenizer.ggml.pre") ??
+      (optionalString(meta, "general.architecture") === "qwen2" ? "qwen2" : undefined),
     tokens,
     merges: stringArray(meta, "tokenizer.ggml.merges") ?? invalid("tokenizer.ggml.merges is missing"),
     tokenTypes: numberArray(meta, "tokenizer.ggml.token_type"),
