@@ -4,10 +4,9 @@
 // weights) uses qs[32n .. 32n+32): weight 128n + 32s + l is (qs[32n + l] >> 2s) & 3, l in [0, 32),
 // in sub-block 8n + 2s + (l >= 16). The min term uses the Q8_K block sums: sum(q8 * m) = m * bsum.
 import { f16_to_f32 } from "./common";
+import { QK_K, Q8K, minTerm, hsum, combineMin, matmul_k_ref, matmul_k_quads } from "./kquants";
 
-@inline const QK_K: i32 = 256;
 @inline const BLOCK: usize = 84;
-@inline const Q8K: usize = 292;
 
 /** scale * dot(w, q8) over 16 weights, as four i32 partial sums. */
 @inline function dot16(w: v128, scale: v128, q: usize): v128 {
@@ -37,22 +36,8 @@ import { f16_to_f32 } from "./common";
 @inline function minsLo(wb: usize): v128 { return i16x8.extend_low_i8x16_u(v128.and(i16x8.shr_u(v128.load(wb), 4), i8x16.splat(0x0f))); }
 @inline function minsHi(wb: usize): v128 { return i16x8.extend_high_i8x16_u(v128.and(i16x8.shr_u(v128.load(wb), 4), i8x16.splat(0x0f))); }
 
-/** sum_j bsums[j] * min[j] of one Q8_K block, as four i32 partial sums. */
-@inline function minTerm(xb: usize, mLo: v128, mHi: v128): v128 {
-  return i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), mLo), i32x4.dot_i16x8_s(v128.load(xb, 276), mHi));
-}
 
-/** fa + dx*d*isum - dx*dmin*msum, lane-wise in f32. */
-@inline function combine(fa: v128, isum: v128, msum: v128, xb: usize, d: f32, dmin: f32): v128 {
-  const dx = load<f32>(xb);
-  return f32x4.add(fa, f32x4.sub(
-    f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(dx * d)),
-    f32x4.mul(f32x4.convert_i32x4_s(msum), f32x4.splat(dx * dmin))));
-}
 
-@inline function hsum(v: v128): f32 {
-  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
-}
 
 /** n weights from src to f32 at dst (dequantize_row_q2_K). */
 export function dequantize_q2_k(src: usize, dst: usize, n: i32): void {
@@ -104,13 +89,7 @@ function dotRef(wr: usize, xr: usize, nb: i32): f32 {
 
 export function matmul_q2_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32): void {
-  const nb = k / QK_K;
-  const rowBytes = <usize>nb * BLOCK;
-  for (let r = rowStart; r < rowEnd; r++) {
-    for (let t = 0; t < nTok; t++) {
-      store<f32>(out + (<usize>(t * outStride + r) << 2), dotRef(w + <usize>r * rowBytes, x + <usize>(t * xStride), nb));
-    }
-  }
+  matmul_k_ref<Q2K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
 /** One row against one token. */
@@ -132,7 +111,7 @@ function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
       }
     }
     const d = f16_to_f32(load<u16>(wb, 80)), dmin = f16_to_f32(load<u16>(wb, 82));
-    f0 = combine(f0, acc0, minTerm(xb0, minsLo(wb), minsHi(wb)), xb0, d, dmin);
+    f0 = combineMin(f0, acc0, minTerm(xb0, minsLo(wb), minsHi(wb)), xb0, d, dmin);
   }
   return hsum(f0);
 }
@@ -162,10 +141,10 @@ function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
     }
     const mLo = minsLo(wb), mHi = minsHi(wb);
     const d = f16_to_f32(load<u16>(wb, 80)), dmin = f16_to_f32(load<u16>(wb, 82));
-    f0 = combine(f0, acc0, minTerm(xb0, mLo, mHi), xb0, d, dmin);
-    f1 = combine(f1, acc1, minTerm(xb1, mLo, mHi), xb1, d, dmin);
-    f2 = combine(f2, acc2, minTerm(xb2, mLo, mHi), xb2, d, dmin);
-    f3 = combine(f3, acc3, minTerm(xb3, mLo, mHi), xb3, d, dmin);
+    f0 = combineMin(f0, acc0, minTerm(xb0, mLo, mHi), xb0, d, dmin);
+    f1 = combineMin(f1, acc1, minTerm(xb1, mLo, mHi), xb1, d, dmin);
+    f2 = combineMin(f2, acc2, minTerm(xb2, mLo, mHi), xb2, d, dmin);
+    f3 = combineMin(f3, acc3, minTerm(xb3, mLo, mHi), xb3, d, dmin);
   }
   store<f32>(o0, hsum(f0));
   store<f32>(o1, hsum(f1));
@@ -173,37 +152,16 @@ function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
   store<f32>(o3, hsum(f3));
 }
 
-/** out[t][r] = dot(row r of W, x_t) for r in [rowStart, rowEnd), t in [0, nTok); see DEVELOPERS.md.
- * Tokens go in groups whose activations stay in cache (~256 KiB) while every row passes over them;
- * within a group each row takes the tokens four at a time. */
 export function matmul_q2_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32): void {
-  const nb = k / QK_K;
-  const group = max(4, (262144 / (nb * <i32>Q8K)) & ~3);
-  for (let t0 = 0; t0 < nTok; t0 += group) {
-    const n = min(group, nTok - t0);
-    matmulGroup(w, x + <usize>(t0 * xStride), out + (<usize>(t0 * outStride) << 2), nb, rowStart, rowEnd, n, xStride, outStride);
-  }
+  matmul_k_quads<Q2K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
-function matmulGroup(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
-  const rowBytes = <usize>nb * BLOCK;
-  const xs = <usize>xStride, os = <usize>outStride << 2;
-  for (let r = rowStart; r < rowEnd; r++) {
-    const wr = w + <usize>r * rowBytes;
-    const o = out + (<usize>r << 2);
-    let t = 0;
-    for (; t + 4 <= nTok; t += 4) {
-      const xt = x + <usize>t * xs, ot = o + <usize>t * os;
-      rowDot4(wr, xt, xt + xs, xt + 2 * xs, xt + 3 * xs, nb, ot, ot + os, ot + 2 * os, ot + 3 * os);
-    }
-    if (nTok - t == 3) {
-      // Three left: one four-token pass with the last token twice beats three one-token passes.
-      const xt = x + <usize>t * xs, ot = o + <usize>t * os;
-      rowDot4(wr, xt, xt + xs, xt + 2 * xs, xt + 2 * xs, nb, ot, ot + os, ot + 2 * os, ot + 2 * os);
-      t += 3;
-    }
-    for (; t < nTok; t++) store<f32>(o + <usize>t * os, rowDot1(wr, x + <usize>t * xs, nb));
-  }
+/** Q2_K's row kernels, for the shared loops in kquants.ts. */
+@final class Q2K {
+  @inline bytes(): usize { return BLOCK; }
+  @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRef(wr, xr, nb); }
+  @inline dot1(wr: usize, x: usize, nb: i32): f32 { return rowDot1(wr, x, nb); }
+  @inline dot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
+    o0: usize, o1: usize, o2: usize, o3: usize): void { rowDot4(wr, x0, x1, x2, x3, nb, o0, o1, o2, o3); }
 }

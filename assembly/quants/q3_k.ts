@@ -5,10 +5,9 @@
 // is bit p of hmask[l], l in [0, 32); sub-blocks 2p (l < 16) and 2p+1. The 16 6-bit scales are
 // packed in scales[12] (low nibbles in bytes 0-7, high 2 bits in bytes 8-11).
 import { f16_to_f32 } from "./common";
+import { QK_K, Q8K, hsum, combine, matmul_k_ref, matmul_k_quads } from "./kquants";
 
-@inline const QK_K: i32 = 256;
 @inline const BLOCK: usize = 110;
-@inline const Q8K: usize = 292;
 
 // The 16 scales (+32) as four u32 words of bytes (ggml's aux[] dance), from the words a0 a1 a2.
 @inline function scales0(a0: u32, a2: u32): u32 { return (a0 & 0x0f0f0f0f) | ((a2 & 0x03030303) << 4); }
@@ -43,14 +42,7 @@ import { f16_to_f32 } from "./common";
   return i16x8.splat(<i16>(<i32>(sc & 0xff) - 32));
 }
 
-/** fa + dx*d*isum, lane-wise in f32. */
-@inline function combine(fa: v128, isum: v128, xb: usize, d: f32): v128 {
-  return f32x4.add(fa, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(load<f32>(xb) * d)));
-}
 
-@inline function hsum(v: v128): f32 {
-  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
-}
 
 /** Scale j of a block (0..63, before the -32). */
 @inline function scaleByte(wb: usize, j: i32): i32 {
@@ -111,13 +103,7 @@ function dotRef(wr: usize, xr: usize, nb: i32): f32 {
 
 export function matmul_q3_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32): void {
-  const nb = k / QK_K;
-  const rowBytes = <usize>nb * BLOCK;
-  for (let r = rowStart; r < rowEnd; r++) {
-    for (let t = 0; t < nTok; t++) {
-      store<f32>(out + (<usize>(t * outStride + r) << 2), dotRef(w + <usize>r * rowBytes, x + <usize>(t * xStride), nb));
-    }
-  }
+  matmul_k_ref<Q3K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
 /** One row against one token. The per-block state (scales, hmask, qs) advances by shifts inside
@@ -190,37 +176,16 @@ function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
   store<f32>(o3, hsum(f3));
 }
 
-/** out[t][r] = dot(row r of W, x_t) for r in [rowStart, rowEnd), t in [0, nTok); see DEVELOPERS.md.
- * Tokens go in groups whose activations stay in cache (~256 KiB) while every row passes over them;
- * within a group each row takes the tokens four at a time. */
 export function matmul_q3_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32): void {
-  const nb = k / QK_K;
-  const group = max(4, (262144 / (nb * <i32>Q8K)) & ~3);
-  for (let t0 = 0; t0 < nTok; t0 += group) {
-    const n = min(group, nTok - t0);
-    matmulGroup(w, x + <usize>(t0 * xStride), out + (<usize>(t0 * outStride) << 2), nb, rowStart, rowEnd, n, xStride, outStride);
-  }
+  matmul_k_quads<Q3K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
-function matmulGroup(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
-  const rowBytes = <usize>nb * BLOCK;
-  const xs = <usize>xStride, os = <usize>outStride << 2;
-  for (let r = rowStart; r < rowEnd; r++) {
-    const wr = w + <usize>r * rowBytes;
-    const o = out + (<usize>r << 2);
-    let t = 0;
-    for (; t + 4 <= nTok; t += 4) {
-      const xt = x + <usize>t * xs, ot = o + <usize>t * os;
-      rowDot4(wr, xt, xt + xs, xt + 2 * xs, xt + 3 * xs, nb, ot, ot + os, ot + 2 * os, ot + 3 * os);
-    }
-    if (nTok - t == 3) {
-      // Three left: one four-token pass with the last token twice beats three one-token passes.
-      const xt = x + <usize>t * xs, ot = o + <usize>t * os;
-      rowDot4(wr, xt, xt + xs, xt + 2 * xs, xt + 2 * xs, nb, ot, ot + os, ot + 2 * os, ot + 2 * os);
-      t += 3;
-    }
-    for (; t < nTok; t++) store<f32>(o + <usize>t * os, rowDot1(wr, x + <usize>t * xs, nb));
-  }
+/** Q3_K's row kernels, for the shared loops in kquants.ts. */
+@final class Q3K {
+  @inline bytes(): usize { return BLOCK; }
+  @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRef(wr, xr, nb); }
+  @inline dot1(wr: usize, x: usize, nb: i32): f32 { return rowDot1(wr, x, nb); }
+  @inline dot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
+    o0: usize, o1: usize, o2: usize, o3: usize): void { rowDot4(wr, x0, x1, x2, x3, nb, o0, o1, o2, o3); }
 }

@@ -4,23 +4,13 @@
 // (get_scale_min_k4). Chunk c of qs (32 bytes) holds sub-block 2c in its low nibbles and 2c+1 in
 // its high nibbles. The min term uses the Q8_K block sums: sum(q8 * m) = m * bsum.
 import { f16_to_f32, f16x2_rows_finite, pair_cells, pair_halves } from "./common";
+import { QK_K, Q8K, scales03, scales47, mins03, mins47, byteOf, minsPairs, minTerm, hsum, combineMin, matmul_k_ref } from "./kquants";
 
-@inline const QK_K: i32 = 256;
 @inline const BLOCK: usize = 144;
-@inline const Q8K: usize = 292;
 /** Rows done per pass over the tiles of tokens (see matmulGroup). */
 @inline const ROWS_PER_PASS: i32 = 16;
 
-// The 6-bit scales and mins, four to a u32 (ggml's utmp[] dance), from the words a0 a1 a2 of scales[12].
-@inline function scales03(a0: u32): u32 { return a0 & 0x3f3f3f3f; }
-@inline function scales47(a0: u32, a2: u32): u32 { return (a2 & 0x0f0f0f0f) | (((a0 >> 6) & 0x03030303) << 4); }
-@inline function mins03(a1: u32): u32 { return a1 & 0x3f3f3f3f; }
-@inline function mins47(a1: u32, a2: u32): u32 { return ((a2 >> 4) & 0x0f0f0f0f) | (((a1 >> 6) & 0x03030303) << 4); }
 
-/** Byte i of the eight 6-bit values held in (lo, hi). */
-@inline function byteOf(lo: u32, hi: u32, i: i32): i32 {
-  return <i32>(((i < 4 ? lo : hi) >> (<u32>(i & 3) << 3)) & 0xff);
-}
 
 /** Low / high nibbles of 16 bytes, as i8 weights. */
 @inline function lowNibbles(v: v128): v128 { return v128.and(v, i8x16.splat(0x0f)); }
@@ -40,32 +30,9 @@ import { f16_to_f32, f16x2_rows_finite, pair_cells, pair_halves } from "./common
   return i32x4.dot_i16x8_s(s, scale);
 }
 
-/** The i16 lanes [m0 m0 m1 m1 m2 m2 m3 m3] (half 0) or [m4 m4 ... m7 m7] (half 1): each min
- * weighs the two 16-sums of its sub-block. */
-@inline function minsPairs(m03: u32, m47: u32, half: i32): v128 {
-  const v = i32x4.replace_lane(i32x4.splat(m03), 1, m47);
-  const z = i32x4.splat(0);
-  return half == 0
-    ? i8x16.shuffle(v, z, 0, 16, 0, 16, 1, 16, 1, 16, 2, 16, 2, 16, 3, 16, 3, 16)
-    : i8x16.shuffle(v, z, 4, 16, 4, 16, 5, 16, 5, 16, 6, 16, 6, 16, 7, 16, 7, 16);
-}
 
-/** sum_j bsums[j] * m[j/2] of one Q8_K block, as four i32 partial sums. */
-@inline function minTerm(xb: usize, mLo: v128, mHi: v128): v128 {
-  return i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), mLo), i32x4.dot_i16x8_s(v128.load(xb, 276), mHi));
-}
 
-/** fa + dx*d*isum - dx*dmin*msum, lane-wise in f32. */
-@inline function combine(fa: v128, isum: v128, msum: v128, xb: usize, d: f32, dmin: f32): v128 {
-  const dx = load<f32>(xb);
-  return f32x4.add(fa, f32x4.sub(
-    f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(dx * d)),
-    f32x4.mul(f32x4.convert_i32x4_s(msum), f32x4.splat(dx * dmin))));
-}
 
-@inline function hsum(v: v128): f32 {
-  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
-}
 
 /** n weights from src to f32 at dst (dequantize_row_q4_K). */
 export function dequantize_q4_k(src: usize, dst: usize, n: i32): void {
@@ -123,13 +90,7 @@ function dotRef(wr: usize, xr: usize, nb: i32): f32 {
 
 export function matmul_q4_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32): void {
-  const nb = k / QK_K;
-  const rowBytes = <usize>nb * BLOCK;
-  for (let r = rowStart; r < rowEnd; r++) {
-    for (let t = 0; t < nTok; t++) {
-      store<f32>(out + (<usize>(t * outStride + r) << 2), dotRef(w + <usize>r * rowBytes, x + <usize>(t * xStride), nb));
-    }
-  }
+  matmul_k_ref<Q4K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
 /** One row against one token. */
@@ -155,7 +116,7 @@ function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
     }
     const mLo = minsPairs(m03, m47, 0), mHi = minsPairs(m03, m47, 1);
     const d = f16_to_f32(load<u16>(wb)), dmin = f16_to_f32(load<u16>(wb, 2));
-    f0 = combine(f0, acc0, minTerm(xb0, mLo, mHi), xb0, d, dmin);
+    f0 = combineMin(f0, acc0, minTerm(xb0, mLo, mHi), xb0, d, dmin);
   }
   return hsum(f0);
 }
@@ -301,4 +262,10 @@ function matmulGroup(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, row
   for (let t = tiled; t < nTok; t++) {
     for (let r = rowStart; r < rowEnd; r++) store<f32>(out + (<usize>r << 2) + <usize>t * os, rowDot1(w + <usize>r * rowBytes, x + <usize>t * xs, nb));
   }
+}
+
+/** Q4_K's row kernels, for the shared loops in kquants.ts. */
+@final class Q4K {
+  @inline bytes(): usize { return BLOCK; }
+  @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRef(wr, xr, nb); }
 }

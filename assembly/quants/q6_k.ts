@@ -6,10 +6,9 @@
 //                                   weight l+64 = ql[l] high nibble   | qh[l] bits 4-5 << 4,
 //                                   weight l+96 = ql[l+32] high nibble | qh[l] bits 6-7 << 4.
 import { f16_to_f32, f16x2_rows_finite, pair_cells, pair_halves } from "./common";
+import { QK_K, Q8K, hsum, combine, matmul_k_ref } from "./kquants";
 
-@inline const QK_K: i32 = 256;
 @inline const BLOCK: usize = 210;
-@inline const Q8K: usize = 292;
 /** Rows done per pass over the tiles of tokens (see matmulGroup). */
 @inline const ROWS_PER_PASS: i32 = 16;
 
@@ -42,14 +41,7 @@ import { f16_to_f32, f16x2_rows_finite, pair_cells, pair_halves } from "./common
   return i16x8.splat(<i16>load<i8>(wb + 192 + <usize>j));
 }
 
-/** fa + dx*d*isum, lane-wise in f32. */
-@inline function combine(fa: v128, isum: v128, xb: usize, d: f32): v128 {
-  return f32x4.add(fa, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(load<f32>(xb) * d)));
-}
 
-@inline function hsum(v: v128): f32 {
-  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
-}
 
 /** n weights from src to f32 at dst (dequantize_row_q6_K). */
 export function dequantize_q6_k(src: usize, dst: usize, n: i32): void {
@@ -108,13 +100,7 @@ function dotRef(wr: usize, xr: usize, nb: i32): f32 {
 
 export function matmul_q6_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32): void {
-  const nb = k / QK_K;
-  const rowBytes = <usize>nb * BLOCK;
-  for (let r = rowStart; r < rowEnd; r++) {
-    for (let t = 0; t < nTok; t++) {
-      store<f32>(out + (<usize>(t * outStride + r) << 2), dotRef(w + <usize>r * rowBytes, x + <usize>(t * xStride), nb));
-    }
-  }
+  matmul_k_ref<Q6K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
 /** One row against one token. */
@@ -300,4 +286,10 @@ function matmulGroup(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, row
   for (let t = tiled; t < nTok; t++) {
     for (let r = rowStart; r < rowEnd; r++) store<f32>(out + (<usize>r << 2) + <usize>t * os, rowDot1(w + <usize>r * rowBytes, x + <usize>t * xs, nb));
   }
+}
+
+/** Q6_K's row kernels, for the shared loops in kquants.ts. */
+@final class Q6K {
+  @inline bytes(): usize { return BLOCK; }
+  @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRef(wr, xr, nb); }
 }
