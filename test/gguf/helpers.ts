@@ -89,17 +89,7 @@ export function smallModelBytes(): Promise<Uint8Array> {
   return writeGGUFBytes(smallModel());
 }
 
-/** A small deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from "../random";
 
 /** A stream of `bytes` in chunks of random sizes 1..maxChunk. */
 export function chunkedStream(bytes: Uint8Array, random: () => number, maxChunk: number): ReadableStream<Uint8Array> {

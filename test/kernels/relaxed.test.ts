@@ -5,7 +5,7 @@
 // SIMD128.
 import { describe, expect, it } from "vitest";
 import {
-  chooseKernels, compileKernelBuild, createSharedMemory, instantiateKernels, kernelBuild, kernelChoice, probeKernels,
+  chooseKernels, compileKernelBuild, PROBED, createSharedMemory, instantiateKernels, kernelBuild, kernelChoice, probeKernels,
   relaxedSimdValidates, type Kernels,
 } from "../../ts/kernels/module";
 import { gaussian, rng } from "./harness";
@@ -83,20 +83,9 @@ describe("choosing the kernel build", () => {
 });
 
 describe("the relaxed build agrees with the SIMD128 build", () => {
-  // name, block, bytes per block, activation converter, activation bytes per block, f16 scale offsets
-  const TYPES: [string, number, number, string, number, number[]][] = [
-    ["q4_0", 32, 18, "quantize_q8_0", 34, [0]],
-    ["q4_1", 32, 20, "quantize_q8_1", 36, [0, 2]],
-    ["q5_0", 32, 22, "quantize_q8_0", 34, [0]],
-    ["q5_1", 32, 24, "quantize_q8_1", 36, [0, 2]],
-    ["q8_0", 32, 34, "quantize_q8_0", 34, [0]],
-    ["iq4_nl", 32, 18, "quantize_q8_0", 34, [0]],
-    ["q2_k", 256, 84, "quantize_q8_K", 292, [80, 82]],
-    ["q3_k", 256, 110, "quantize_q8_K", 292, [108]],
-    ["q4_k", 256, 144, "quantize_q8_K", 292, [0, 2]],
-    ["q5_k", 256, 176, "quantize_q8_K", 292, [0, 2]],
-    ["q6_k", 256, 210, "quantize_q8_K", 292, [208]],
-  ];
+  // name, block, bytes per block, activation converter, activation bytes per block, f16 scale offsets:
+  // every quantized type, as the run-time probe checks them.
+  const TYPES = PROBED;
 
   it.each(TYPES)("matmul_%s: every token count 1..19, rows 3..38 of 41, f32 rounding apart", async (name, block, bytes, convert, xBytes, halves) => {
     if (!relaxedSimdValidates()) {

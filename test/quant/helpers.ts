@@ -2,18 +2,9 @@
 // the activation formats (so a dot product can be checked against plain f64 arithmetic).
 import { f16ToF32, type ActivationFormat, type QuantTraits } from "../../weights/quant/index";
 import { bf16ToF32, f32ToF16 } from "../../weights/quant/half";
+import { rng } from "../random";
 
-/** mulberry32: small, seeded, good enough for test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from "../random";
 
 export function gaussian(next: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());

@@ -66,7 +66,7 @@ export function relaxedSimdValidates(): boolean {
 
 /** Weight types probed: export suffix, bytes per block of `block` weights, activation converter,
  *  activation bytes per block, and the offsets of the f16 scales to set to sane values. */
-const PROBED: [suffix: string, block: number, bytes: number, convert: string, xBytes: number, halves: number[]][] = [
+export const PROBED: [suffix: string, block: number, bytes: number, convert: string, xBytes: number, halves: number[]][] = [
   ["q4_0", 32, 18, "quantize_q8_0", 34, [0]],
   ["q4_1", 32, 20, "quantize_q8_1", 36, [0, 2]],
   ["q5_0", 32, 22, "quantize_q8_0", 34, [0]],
