@@ -20,3 +20,4 @@ export * from "./ops/norm";
 export * from "./ops/rope";
 export * from "./ops/elementwise";
 export * from "./ops/attention";
+export * from "./ops/peak";

@@ -1,7 +1,7 @@
 // The built package (dist/) under Deno 2, with the worker pool: test/deno/smoke.js runs in a Deno
 // process and checks its logits, tokens and OpenAI responses against what this Node process computes
-// for the same synthetic model. Deno comes from the devDependency @deno/<platform> (or QWASM_DENO, or
-// PATH); without it the test skips with a message.
+// for the same synthetic model. Deno comes from the devDependency `deno` (its platform package
+// node_modules/@deno/<platform> holds the binary), QWASM_DENO, or PATH; without it the test skips with a message.
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -87,7 +87,7 @@ function runDeno(denoPath: string): Promise<{ code: number | null; output: strin
 
 describe("Deno", () => {
   if (!deno) {
-    console.warn("deno: skipped, no Deno binary (npm install the devDependency @deno/<platform>, set QWASM_DENO, or put deno on PATH)");
+    console.warn("deno: skipped, no Deno binary (npm install the devDependency deno, set QWASM_DENO, or put deno on PATH)");
     it.skip("skipped: no Deno binary", () => {});
     return;
   }

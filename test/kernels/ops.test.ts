@@ -593,3 +593,21 @@ describe("attention", () => {
       `${worstVsF32.toExponential(2)} vs the f32 cache`);
   });
 });
+
+describe("dot_peak (the measuring stick of bench --batch)", () => {
+  it("computes its eight accumulators exactly as an independent emulation does", () => {
+    // i16 lanes all equal: dot(a, b) = 2ab per i32 lane; w steps by 5 with i16 wraparound.
+    for (const n of [0, 1, 7, 1000, 20000]) {
+      let w = 3;
+      const acc = [1, 2, 3, 4, 5, 6, 7, 8];
+      for (let i = 0; i < n; i++) {
+        const vw = 2 * 5 * w, vv = 2 * 5 * 5, ww = 2 * w * w;
+        const adds = [vw, vw, vv, ww, vw, vw, vv, ww];
+        for (let j = 0; j < 8; j++) acc[j] = (acc[j] + adds[j]) | 0;
+        w = ((w + 5) << 16) >> 16;
+      }
+      const expected = acc.reduce((s, a) => (s + a) | 0, 0);
+      expect(K.dot_peak(n), `n = ${n}`).toBe(expected);
+    }
+  });
+});

@@ -2,7 +2,7 @@
 import { QwasmError } from "../../errors";
 import { prefill } from "../../model/model";
 import { createEngine } from "../../engine/engine";
-import { kernelBuild } from "../../kernels/module";
+import { createKernelMemory, instantiateKernels, kernelBuild } from "../../kernels/module";
 import { progressBar } from "../load";
 import { argmax } from "../../sampler/sampler";
 import { numberOption, parseArgs } from "../args";
@@ -19,7 +19,9 @@ token ids (speed does not depend on the values). MODEL defaults to the built-in 
 With --repeat R, prefill and decode run R times on a fresh cache and the best run is reported.
 
 --batch B runs B concurrent requests through the engine (continuous batching) and reports the
-total decode tokens/s of all streams. --prefix-reuse runs two requests that share a prompt of
+total decode tokens/s of all streams, the decode tokens/s of one stream alone in the same engine,
+and the compute ceiling: the tokens/s the threads would reach if every cycle went to the matmuls'
+dot products at the peak rate of the kernels' dot_peak loop (measured on this machine). --prefix-reuse runs two requests that share a prompt of
 --prompt-tokens tokens (a system prompt) and reports the time to first token of each: the second
 reuses the first one's KV pages.`;
 
@@ -119,44 +121,97 @@ function print(args: ReturnType<typeof parseArgs>, result: Record<string, unknow
   process.stdout.write(args.options.has("json") ? JSON.stringify(result) + "\n" : lines.join("\n") + "\n");
 }
 
-/** B concurrent greedy streams through the engine; total decode throughput. */
+/** B concurrent greedy streams through the engine: their total decode throughput, against one
+ *  stream alone in the same engine and against the compute ceiling of the machine. */
 async function batchBench(args: ReturnType<typeof parseArgs>): Promise<number> {
   const modelPath = await resolveModelPath(args.positionals[0]);
   const batch = numberOption(args, "batch")!;
   const promptTokens = numberOption(args, "prompt-tokens", 128)!;
   const genTokens = numberOption(args, "gen-tokens", 64)!;
+  const repeat = numberOption(args, "repeat", 1)!;
   if (!Number.isInteger(batch) || batch < 1) throw new QwasmError("INVALID_ARGUMENT", "--batch must be a positive integer");
+  if (!Number.isInteger(repeat) || repeat < 1) throw new QwasmError("INVALID_ARGUMENT", "--repeat must be a positive integer");
+  if (!Number.isInteger(genTokens) || genTokens < 2) throw new QwasmError("INVALID_ARGUMENT", "--gen-tokens must be at least 2 with --batch");
   const engine = await createEngine(modelPath, {
     threads: numberOption(args, "threads"), maxSequences: batch, contextLength: promptTokens + genTokens,
     maxTokens: Math.max(batch, 64), onProgress: progressBar(),
   });
   try {
     const vocab = engine.model.config.vocabSize;
-    const t0 = performance.now();
-    const results = await Promise.all(Array.from({ length: batch }, (_, i) =>
-      engine.generateTokens(randomPrompt(promptTokens, vocab, 1000 + i), { maxTokens: genTokens, ignoreEos: true }).result));
-    const t1 = performance.now();
-    // Decode throughput: tokens after each stream's first, over the time after the last first token.
-    const lastFirstToken = Math.max(...results.map((r) => r.timings.timeToFirstTokenMs));
-    const decodeTokens = results.reduce((n, r) => n + r.usage.completionTokens - 1, 0);
-    const decodeMs = t1 - t0 - lastFirstToken;
+    // Decode throughput of n streams started together: the tokens after each stream's first, over
+    // the time after the last stream's first token. Best of `repeat` runs.
+    const decodeRate = async (n: number): Promise<number> => {
+      let best = 0;
+      for (let r = 0; r < repeat; r++) {
+        const t0 = performance.now();
+        const results = await Promise.all(Array.from({ length: n }, (_, i) =>
+          engine.generateTokens(randomPrompt(promptTokens, vocab, 1000 + i), { maxTokens: genTokens, ignoreEos: true }).result));
+        const elapsed = performance.now() - t0;
+        const lastFirstToken = Math.max(...results.map((x) => x.timings.timeToFirstTokenMs));
+        const decodeTokens = results.reduce((sum, x) => sum + x.usage.completionTokens - 1, 0);
+        best = Math.max(best, (1000 * decodeTokens) / (elapsed - lastFirstToken));
+      }
+      return best;
+    };
+    const single = await decodeRate(1);
+    const total = await decodeRate(batch);
+    const threads = engine.info.threads;
+    const peak = await dotPeakPerThread();
+    const macs = matmulMacsPerToken(engine.model.config);
+    const ceiling = (peak * threads) / macs;
     const result = {
-      model: modelPath, threads: engine.info.threads, batch, promptTokens, genTokens,
-      totalSeconds: (t1 - t0) / 1000,
-      decodeTokensPerSecond: (1000 * decodeTokens) / decodeMs,
-      perStreamDecodeTokensPerSecond: (1000 * decodeTokens) / decodeMs / batch,
+      model: modelPath, threads, kernels: await kernelBuild(), batch, promptTokens, genTokens,
+      decodeTokensPerSecond: total,
+      perStreamDecodeTokensPerSecond: total / batch,
+      singleStreamDecodeTokensPerSecond: single,
+      gainOverSingleStream: total / single,
+      dotPeakMultiplyAddsPerSecondPerThread: peak,
+      matmulMultiplyAddsPerToken: macs,
+      ceilingDecodeTokensPerSecond: ceiling,
     };
     print(args, result, [
       `model            ${modelPath}`,
-      `threads          ${result.threads}`,
+      `threads          ${threads}`,
+      `kernels          ${result.kernels}`,
       `streams          ${batch} x (${promptTokens} prompt + ${genTokens} generated tokens)`,
-      `total            ${result.totalSeconds.toFixed(2)} s`,
-      `decode           ${result.decodeTokensPerSecond.toFixed(2)} tokens/s in all (${result.perStreamDecodeTokensPerSecond.toFixed(2)} per stream)`,
+      `decode           ${total.toFixed(2)} tokens/s in all (${(total / batch).toFixed(2)} per stream)`,
+      `one stream       ${single.toFixed(2)} tokens/s alone: ${batch} streams give ${(total / single).toFixed(2)}x`,
+      `ceiling          ${ceiling.toFixed(0)} tokens/s (${(ceiling / single).toFixed(2)}x one stream) if every thread ran ` +
+        `${(peak / 1e9).toFixed(1)}e9 multiply-adds/s (the dot_i16x8 peak) on ${(macs / 1e6).toFixed(0)}e6 per token, and nothing else`,
     ]);
   } finally {
     await engine.dispose();
   }
   return 0;
+}
+
+/** Multiply-adds of the matmuls of one token's forward pass (attention scores excluded). */
+function matmulMacsPerToken(c: { hidden: number; nLayers: number; nHeads: number; nKVHeads: number; headDim: number;
+  headDimV: number; ffn: number; vocabSize: number }): number {
+  const qDim = c.nHeads * c.headDim;
+  const perLayer = c.hidden * (qDim + c.nKVHeads * c.headDim + c.nKVHeads * c.headDimV) + c.nHeads * c.headDimV * c.hidden +
+    3 * c.hidden * c.ffn;
+  return c.nLayers * perLayer + c.vocabSize * c.hidden;
+}
+
+/** Multiply-adds per second one thread issues in the kernels' dot_peak loop: best of five runs of
+ *  at least 100 ms each. */
+async function dotPeakPerThread(): Promise<number> {
+  const k = await instantiateKernels(createKernelMemory(1));
+  let n = 1 << 16;
+  for (;;) { // rounds for about 100 ms
+    const t0 = performance.now();
+    k.dot_peak(n);
+    if (performance.now() - t0 >= 100) break;
+    n *= 2;
+  }
+  let best = 0;
+  for (let r = 0; r < 5; r++) {
+    const t0 = performance.now();
+    k.dot_peak(n);
+    best = Math.max(best, (64 * n) / ((performance.now() - t0) / 1000));
+  }
+  return best;
 }
 
 /** Two requests with the same prompt prefix: the second's prefill reuses the first's KV pages. */
