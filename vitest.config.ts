@@ -1,10 +1,24 @@
 import { defineConfig } from "vitest/config";
 
+// Two projects. "simd128": every test, in Node 20 as it starts (no relaxed SIMD: the SIMD128 build).
+// "relaxed-simd": the relaxed build's own tests and the llama.cpp conformance again, with the V8
+// flag that the CLI turns on (ts/cli/main.ts), so that the build the CLI and Deno and Chromium run
+// is checked end to end in Node too.
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: "forks",
+    projects: [
+      { extends: true, test: { name: "simd128", include: ["test/**/*.test.ts"] } },
+      {
+        extends: true,
+        test: {
+          name: "relaxed-simd",
+          include: ["test/kernels/relaxed.test.ts", "test/kernels/ceiling.test.ts", "test/model/conformance.test.ts"],
+          execArgv: ["--experimental-wasm-relaxed-simd"],
+        },
+      },
+    ],
   },
 });

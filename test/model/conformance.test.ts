@@ -1,12 +1,14 @@
 // Conformance with llama.cpp: for every file and prompt of ../shared/fixtures/mini, our logits agree
 // with the references llama.cpp computed on the same file, within the tolerances of the fixtures
 // README (section 5): max |Δ|/std and rms(Δ)/std per position, top-1 where llama.cpp's margin is
-// >= 0.5, and greedy tokens up to the first low-margin step.
+// >= 0.5, and greedy tokens up to the first low-margin step. Runs in both vitest projects: with the
+// SIMD128 build and with the relaxed-SIMD build (vitest.config.ts).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { argmax } from "../../ts/sampler/sampler";
 import { loadQwen2, type Qwen2Model } from "../../ts/model/model";
+import { kernelBuild } from "../../ts/kernels/module";
 import { FIXTURES_DIR, fixturesAvailable } from "../fixtures";
 
 const MINI = join(FIXTURES_DIR, "mini");
@@ -99,7 +101,7 @@ describe.skipIf(!fixturesAvailable)("llama.cpp conformance (fixtures/mini)", () 
             expect(next, `${file} ${prompt} greedy step ${step}`).toBe(greedy.tokens[step]);
             logits = await model.forward.step([next], n + step);
           }
-          console.log(`${file} ${prompt}: worst max|Δ|/std ${worst.rel.toExponential(2)} ` +
+          console.log(`${file} ${prompt} (${await kernelBuild()}): worst max|Δ|/std ${worst.rel.toExponential(2)} ` +
             `(rms ${worst.rms.toExponential(2)}) at position ${worst.pos}`);
           await model.dispose();
         });

@@ -1,5 +1,6 @@
 // The qwasm command line: one file per command in commands/, each with `help` and `main(argv)`.
 import { QwasmError } from "../errors";
+import { allowRelaxedSimd, relaxedSimdValidates } from "../kernels/module";
 import * as detokenize from "./commands/detokenize";
 import * as inspect from "./commands/inspect-model";
 import * as logits from "./commands/logits";
@@ -48,7 +49,26 @@ async function main(argv: string[]): Promise<number> {
   return command.main(rest);
 }
 
-main(process.argv.slice(2)).then(
+/**
+ * Node 20 validates relaxed SIMD only behind a V8 flag (Node 22 and later, Deno and Chromium have
+ * it on). The CLI owns its process, so it turns the flag on before any WebAssembly is compiled; the
+ * kernels then take the relaxed build only where the correctness probe finds that it computes what
+ * the SIMD128 build does (ts/kernels/module.ts): Q4_0 decodes about 1.3-1.4x faster with it.
+ * QWASM_RELAXED_SIMD=0 keeps the SIMD128 build. (A library does not change its host's V8 flags:
+ * there, `node --experimental-wasm-relaxed-simd` does the same.)
+ */
+async function enableRelaxedSimd(): Promise<void> {
+  const allowed = process.env.QWASM_RELAXED_SIMD !== "0";
+  allowRelaxedSimd(allowed);
+  if (!allowed || relaxedSimdValidates()) return;
+  try {
+    (await import("node:v8")).setFlagsFromString("--experimental-wasm-relaxed-simd");
+  } catch {
+    // not Node, or the flag is gone: the runtime decides, and the probe still guards the choice
+  }
+}
+
+enableRelaxedSimd().then(() => main(process.argv.slice(2))).then(
   (code) => { process.exitCode = code; },
   (error: unknown) => {
     // Expected failures (bad input, bad files) get their message, not a stack trace.

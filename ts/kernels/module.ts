@@ -150,6 +150,15 @@ export async function chooseKernels(plain: WebAssembly.Module, options: KernelCh
 }
 
 let chosen: Promise<KernelChoice> | undefined;
+let relaxedAllowed = true;
+
+/**
+ * Whether the choice may take the relaxed build at all (default true). Call before anything loads:
+ * the choice is made once per process. The CLI turns it off for QWASM_RELAXED_SIMD=0.
+ */
+export function allowRelaxedSimd(allowed: boolean): void {
+  relaxedAllowed = allowed;
+}
 
 /**
  * Whether memory can be shared with workers here: a SharedArrayBuffer global (absent in edge isolates
@@ -167,7 +176,8 @@ export function sharedMemorySupported(): boolean {
 /** The kernel build this process runs (chosen once; see chooseKernels). */
 export function kernelChoice(): Promise<KernelChoice> {
   chosen ??= sharedMemorySupported()
-    ? compileKernelBuild("simd128").then((plain) => chooseKernels(plain))
+    ? compileKernelBuild("simd128").then((plain) => relaxedAllowed ? chooseKernels(plain)
+      : { module: plain, build: "simd128" as const, reason: "relaxed SIMD was turned off (QWASM_RELAXED_SIMD=0)" })
     : compileKernelBuild("simd128-unshared").then((module) => ({
       module, build: "simd128-unshared" as const, reason: "no SharedArrayBuffer here: one thread, unshared memory",
     }));
