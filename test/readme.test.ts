@@ -63,6 +63,14 @@ describe.skipIf(!existsSync(join(projectRoot, "dist", "index.js")))("README exam
     expect(stdout).toMatch(/completionTokens: \d+/);
   });
 
+  // The same example under Bun (JavaScriptCore), where .ci/run has installed it.
+  const bun = join(projectRoot, "node_modules", "@oven", "bun-linux-x64", "bin", "bun");
+  it.skipIf(!existsSync(bun))("Node's example under Bun", async () => {
+    writeFileSync(join(work, "bun.mjs"), example("node").replaceAll(`"${REAL_MODEL}"`, JSON.stringify(model)));
+    const { stdout } = await run(bun, ["bun.mjs"], { cwd: work, timeout: 60_000 });
+    expect(stdout).toMatch(/completionTokens: \d+/);
+  });
+
   const denoScope = join(projectRoot, "node_modules", "@deno");
   const deno = existsSync(denoScope) ? readdirSync(denoScope).map((p) => join(denoScope, p, "deno")).find(existsSync) : undefined;
   it.skipIf(!deno)("Deno", async () => {

@@ -1,18 +1,45 @@
-// The built package under Deno, run by deno.test.ts (plain JavaScript: Deno runs it as it is, and the
-// project's type check, which knows neither Deno nor dist/, leaves it alone):
+// The built package under Deno or Bun, run by runtimes.test.ts (plain JavaScript: both run it as it
+// is, and the project's type check, which knows neither runtime nor dist/, leaves it alone):
 //
-//   deno run --allow-read=<dist>,<dir> --allow-net=127.0.0.1 test/deno/smoke.js <dir>
+//   deno run --allow-read=<dist>,<dir> --allow-net=127.0.0.1 test/runtimes/smoke.js <dir>
+//   bun test/runtimes/smoke.js <dir>
 //
 // <dir> holds model.gguf and expected.json, written by the test from what Node computed: the logits
 // of a prompt (logits.f32), and the tokens and text of a batch of requests and of a chat. This script
 // replays the same work with the worker pool and checks that every number and token is identical,
-// then serves the OpenAI handler with Deno.serve. It ends with one line, "DENO SMOKE: PASS ..." or
-// "DENO SMOKE: FAIL ...", and must then exit by itself: a worker left running would keep it alive.
+// then serves the OpenAI handler with the runtime's own server (Deno.serve, Bun.serve). It ends with
+// one line, "SMOKE: PASS ..." or "SMOKE: FAIL ...", and must then exit by itself: a worker left
+// running would keep it alive.
 import * as qwasm from "../../dist/index.js";
 
+/** What differs between the runtimes: arguments, files, the HTTP server, the exit code. */
+const runtime = typeof Deno !== "undefined"
+  ? {
+    name: `Deno ${Deno.version.deno}`,
+    arg: Deno.args[0],
+    readText: (path) => Deno.readTextFile(path),
+    readBytes: (path) => Deno.readFile(path),
+    serve(handler) {
+      const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+      return { port: server.addr.port, close: () => server.shutdown() };
+    },
+    fail() { Deno.exitCode = 1; },
+  }
+  : {
+    name: `Bun ${Bun.version}`,
+    arg: Bun.argv[2],
+    readText: (path) => Bun.file(path).text(),
+    readBytes: async (path) => new Uint8Array(await Bun.file(path).arrayBuffer()),
+    serve(handler) {
+      const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: handler });
+      return { port: server.port, close: async () => server.stop(true) };
+    },
+    fail() { process.exitCode = 1; },
+  };
+
 const started = performance.now();
-const dir = Deno.args[0];
-const expected = JSON.parse(await Deno.readTextFile(`${dir}/expected.json`));
+const dir = runtime.arg;
+const expected = JSON.parse(await runtime.readText(`${dir}/expected.json`));
 const modelPath = `${dir}/model.gguf`;
 
 let passed = 0;
@@ -55,8 +82,12 @@ try {
   check("navigator.hardwareConcurrency and Atomics.waitAsync exist",
     navigator.hardwareConcurrency >= 1 && typeof Atomics.waitAsync === "function");
 
+  // Bit-identical results need the same kernel build as Node's (the runtimes choose it themselves).
+  const kernels = await qwasm.kernelBuild();
+  check(`the kernel build Node used (${expected.kernels})`, kernels === expected.kernels, `this runtime chose ${kernels}`);
+
   // Logits of one prompt, in chunks over several KV pages, with 1, 2 and 3 compute threads.
-  const want = new Float32Array((await Deno.readFile(`${dir}/logits.f32`)).buffer);
+  const want = new Float32Array((await runtime.readBytes(`${dir}/logits.f32`)).slice().buffer);
   for (const threads of [1, 2, 3]) {
     const model = await qwasm.loadQwen2(modelPath, { ...expected.loadOptions, threads });
     toDispose.push(model);
@@ -86,7 +117,7 @@ try {
   check("chat: the text Node generated", chat.text === expected.chat.text,
     `got ${JSON.stringify(chat.text)}, expected ${JSON.stringify(expected.chat.text)}`);
 
-  // The OpenAI handler on Deno.serve, over a wrapper of the engine that records how each chat ended.
+  // The OpenAI handler on the runtime's server, over a wrapper of the engine that records how each chat ended.
   const chatResults = [];
   const observed = new Proxy(engine, {
     get(target, key) {
@@ -101,9 +132,8 @@ try {
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
-  server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} },
-    qwasm.createOpenAIHandler(observed, { modelId: "qwen2-tiny" }));
-  const url = `http://127.0.0.1:${server.addr.port}/v1/chat/completions`;
+  server = runtime.serve(qwasm.createOpenAIHandler(observed, { modelId: "qwen2-tiny" }));
+  const url = `http://127.0.0.1:${server.port}/v1/chat/completions`;
   const o = expected.chat.options;
   const body = { model: "qwen2-tiny", messages: expected.chat.messages, max_tokens: o.maxTokens,
     temperature: o.temperature, ignore_eos: o.ignoreEos };
@@ -128,7 +158,7 @@ try {
   check("POST /v1/chat/completions stream: finish_reason length and [DONE]",
     events.finishReason === "length" && events.done, `${events.finishReason}, done: ${events.done}`);
 
-  // Deno.serve aborts request.signal when the client goes away: the generation stops (long before
+  // The server aborts request.signal when the client goes away: the generation stops (long before
   // its max_tokens) and frees its pages.
   const client = new AbortController();
   const maxTokens = engine.info.contextLength - 64;
@@ -151,14 +181,14 @@ try {
 } catch (error) {
   check("no exception", false, error?.stack ?? String(error));
 } finally {
-  await server?.shutdown();
+  await server?.close();
   for (const d of toDispose.reverse()) await d.dispose();
 }
 
 const seconds = ((performance.now() - started) / 1000).toFixed(1);
 if (failed.length === 0) {
-  console.log(`DENO SMOKE: PASS (${passed} checks, Deno ${Deno.version.deno}, ${seconds} s)`);
+  console.log(`SMOKE: PASS (${passed} checks, ${runtime.name}, ${seconds} s)`);
 } else {
-  console.log(`DENO SMOKE: FAIL (${failed.length} of ${passed + failed.length} checks failed: ${failed.join("; ")})`);
-  Deno.exitCode = 1;
+  console.log(`SMOKE: FAIL (${failed.length} of ${passed + failed.length} checks failed: ${failed.join("; ")})`);
+  runtime.fail();
 }
