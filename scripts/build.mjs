@@ -18,6 +18,7 @@ const KERNEL_BUILDS = [
   { name: "kernels", exportName: "KERNELS_WASM_BASE64", target: "simd", flags: [] },
   { name: "kernels-relaxed", exportName: "KERNELS_RELAXED_WASM_BASE64", target: "simd", flags: ["--enable", "relaxed-simd"] },
   { name: "kernels-single", exportName: "KERNELS_SINGLE_WASM_BASE64", target: "single", flags: [] },
+  { name: "kernels-single-relaxed", exportName: "KERNELS_SINGLE_RELAXED_WASM_BASE64", target: "single", flags: ["--enable", "relaxed-simd"] },
 ];
 
 function buildKernels() {

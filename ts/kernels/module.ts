@@ -5,19 +5,23 @@
 // matmuls), chosen where the runtime validates it and a probe finds that it computes what the SIMD128
 // build does: Node 20 refuses relaxed SIMD by default, and with --experimental-wasm-relaxed-simd
 // gets i32x4.relaxed_dot_i8x16_i7x16_add_s wrong.
-// A third build imports an unshared memory, for runtimes with no SharedArrayBuffer: one thread.
-import { KERNELS_RELAXED_WASM_BASE64, KERNELS_SINGLE_WASM_BASE64, KERNELS_WASM_BASE64 } from "../../build/kernels-wasm.gen";
+// The same two builds again import an unshared memory, for runtimes with no SharedArrayBuffer (edge
+// isolates, pages that are not cross-origin isolated): one thread, the same choice between them.
+import {
+  KERNELS_RELAXED_WASM_BASE64, KERNELS_SINGLE_RELAXED_WASM_BASE64, KERNELS_SINGLE_WASM_BASE64, KERNELS_WASM_BASE64,
+} from "../../build/kernels-wasm.gen";
 
 /** The kernel exports: every function takes and returns numbers (byte offsets, sizes, scalars). */
 export type Kernels = Record<string, (...args: number[]) => number>;
 
 /** Which build of the kernels runs. */
-export type KernelBuild = "simd128" | "relaxed-simd" | "simd128-unshared";
+export type KernelBuild = "simd128" | "relaxed-simd" | "simd128-unshared" | "relaxed-simd-unshared";
 
 export interface KernelChoice {
   module: WebAssembly.Module;
   build: KernelBuild;
-  /** Why the relaxed build was not taken (absent when it was). */
+  /** What limited the choice: why the relaxed build was not taken, or that memory is unshared
+   *  (one thread); absent when neither. */
   reason?: string;
 }
 
@@ -37,8 +41,8 @@ const compiledBuilds = new Map<KernelBuild, Promise<WebAssembly.Module>>();
 export function compileKernelBuild(build: KernelBuild): Promise<WebAssembly.Module> {
   let module = compiledBuilds.get(build);
   if (!module) {
-    const base64 = build === "relaxed-simd" ? KERNELS_RELAXED_WASM_BASE64
-      : build === "simd128-unshared" ? KERNELS_SINGLE_WASM_BASE64 : KERNELS_WASM_BASE64;
+    const base64 = { "simd128": KERNELS_WASM_BASE64, "relaxed-simd": KERNELS_RELAXED_WASM_BASE64,
+      "simd128-unshared": KERNELS_SINGLE_WASM_BASE64, "relaxed-simd-unshared": KERNELS_SINGLE_RELAXED_WASM_BASE64 }[build];
     module = WebAssembly.compile(decodeBase64(base64) as BufferSource);
     compiledBuilds.set(build, module);
   }
@@ -86,8 +90,8 @@ export const PROBED: [suffix: string, block: number, bytes: number, convert: str
  * one-token path) in a scratch memory, and returns a description of the first disagreement beyond
  * f32 rounding, or undefined when they agree. Throws what instantiation or a kernel throws.
  */
-export async function probeKernels(reference: WebAssembly.Module, candidate: WebAssembly.Module): Promise<string | undefined> {
-  const memory = new WebAssembly.Memory({ initial: 4, maximum: 4, shared: true });
+export async function probeKernels(reference: WebAssembly.Module, candidate: WebAssembly.Module, shared = true): Promise<string | undefined> {
+  const memory = new WebAssembly.Memory({ initial: 4, maximum: 4, shared });
   const imports = { env: { memory, abort: () => { throw new Error("kernel abort"); } } };
   const ref = (await WebAssembly.instantiate(reference, imports)).exports as unknown as Kernels;
   const cand = (await WebAssembly.instantiate(candidate, imports)).exports as unknown as Kernels;
@@ -178,9 +182,17 @@ export function kernelChoice(): Promise<KernelChoice> {
   chosen ??= sharedMemorySupported()
     ? compileKernelBuild("simd128").then((plain) => relaxedAllowed ? chooseKernels(plain)
       : { module: plain, build: "simd128" as const, reason: "relaxed SIMD was turned off (QWASM_RELAXED_SIMD=0)" })
-    : compileKernelBuild("simd128-unshared").then((module) => ({
-      module, build: "simd128-unshared" as const, reason: "no SharedArrayBuffer here: one thread, unshared memory",
-    }));
+    : compileKernelBuild("simd128-unshared").then(async (plain): Promise<KernelChoice> => {
+      const unshared = "no SharedArrayBuffer here: one thread, unshared memory";
+      if (!relaxedAllowed) return { module: plain, build: "simd128-unshared", reason: `${unshared}; relaxed SIMD was turned off` };
+      const choice = await chooseKernels(plain, {
+        relaxed: () => compileKernelBuild("relaxed-simd-unshared"),
+        probe: (reference, candidate) => probeKernels(reference, candidate, false),
+      });
+      return choice.build === "relaxed-simd"
+        ? { module: choice.module, build: "relaxed-simd-unshared", reason: unshared }
+        : { module: choice.module, build: "simd128-unshared", reason: `${unshared}; ${choice.reason}` };
+    });
   return chosen;
 }
 

@@ -158,7 +158,7 @@ async function batchBench(args: ReturnType<typeof parseArgs>): Promise<number> {
     const threads = engine.info.threads;
     const kernels = await kernelBuild();
     // dot_peak measures SIMD128's densest multiply; the relaxed build's 8-bit dot goes past it.
-    const simd128 = kernels !== "relaxed-simd";
+    const simd128 = !kernels.startsWith("relaxed");
     const peak = simd128 ? await dotPeakPerThread() : null;
     const macs = matmulMacsPerToken(engine.model.config);
     const ceiling = peak === null ? null : (peak * threads) / macs;
