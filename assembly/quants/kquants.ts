@@ -1,6 +1,8 @@
 // What the K-quant kernels (q2_k ... q6_k) share: the Q8_K activation block, the 6-bit scale/min
-// packing of Q4_K and Q5_K, the f32 combination of a block's integer sums, and the loops that run a
-// type's row kernels over rows and tokens. Not exported from index.ts.
+// packing of Q4_K and Q5_K, the f32 combination of a block's integer sums, the loops that run a
+// type's row kernels over rows and tokens, and the two-row tiles of Q4_K and Q5_K. Not exported
+// from index.ts.
+import { f16x2_rows_finite, pair_cells, pair_halves } from "./common";
 
 @inline export const QK_K: i32 = 256;
 /** Bytes of a Q8_K activation block: f32 d; i8 qs[256]; i16 bsums[16]. */
@@ -46,13 +48,30 @@
   return f32x4.add(fa, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(load<f32>(xb) * d)));
 }
 
+/** Q4_K and Q5_K, one token: scale * dot(w, q8) over 32 weights (u8, at most 31; w0 weights 0-15,
+ *  w1 16-31), as four i32 partial sums. Relaxed build: two relaxed dots summed in i16 (at most
+ *  4 * 31 * 127, no overflow), widened by the scale. */
+@inline export function dot32(w0: v128, w1: v128, scale: v128, q: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i32x4.dot_i16x8_s(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q), w0),
+      i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q, 16), w1)), scale);
+  }
+  const q0 = v128.load(q);
+  const q1 = v128.load(q, 16);
+  const s = i16x8.add(
+    i16x8.add(i16x8.extmul_low_i8x16_s(w0, q0), i16x8.extmul_high_i8x16_s(w0, q0)),
+    i16x8.add(i16x8.extmul_low_i8x16_s(w1, q1), i16x8.extmul_high_i8x16_s(w1, q1)));
+  return i32x4.dot_i16x8_s(s, scale);
+}
+
 @inline export function hsum(v: v128): f32 {
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
 
 // The loops call methods on changetype<K>(0) (AssemblyScript has no static members on type
-// parameters): K is a class with @inline bytes(), dotRef(wr, xr, nb), and for matmul_k_quads
-// dot1(wr, x, nb) and dot4(wr, x0, x1, x2, x3, nb, o0, o1, o2, o3).
+// parameters): K is a class with @inline bytes(), dotRef(wr, xr, nb), for matmul_k_quads
+// dot1(wr, x, nb) and dot4(wr, x0, x1, x2, x3, nb, o0, o1, o2, o3), for matmul_k_tiles dot1, qs(),
+// lo() and hi() (see the tiles below).
 
 /** The scalar matmul of a K-quant type: ggml's generic vec_dot, one row and one token at a time. */
 @inline export function matmul_k_ref<K>(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
@@ -100,5 +119,158 @@
       t += 3;
     }
     for (; t < nTok; t++) store<f32>(o + <usize>t * os, kq.dot1(wr, x + <usize>t * xs, nb));
+  }
+}
+
+// ---- Q4_K and Q5_K, many tokens: tiles of two rows by four tokens (see "Many tokens" in common.ts) ----
+// Each sub-block of 32 weights is decoded once for the four tokens: SIMD128 widens it to i16 and
+// multiplies in its scale; the relaxed-SIMD build keeps the weights as u8 for
+// i16x8.relaxed_dot_i8x16_i7x16_s and applies the scale in the i32x4.dot_i16x8_s that widens the
+// sums (weights at most 31: two relaxed dots summed in an i16 lane reach 4 * 31 * 127, no overflow).
+// The integer sums of a cell stay exact over the block; its d, dmin and the activations' d apply
+// once per block, four cells at once.
+// Measured (4864x1024, 16 tokens, Zen 4, Node 20): Q4_K 3000 tokens/s with one row by four tokens,
+// 4100 with these tiles, 6700 relaxed.
+//
+// The codec K (Q4K, Q5K) decodes: qs() the offset of qs[128] in the block; lo(v, wb, half, c) and
+// hi(v, wb, half, c) the weights (u8 lanes) of the 16 bytes v = qs[32c + 16 half ..] of block wb:
+// sub-block 2c (low nibbles) and 2c + 1 (high nibbles), with Q5_K's 5th bits from qh.
+
+/** The eight 6-bit sub-block scales of block wb (Q4_K/Q5_K packing) as i16 lanes. */
+@inline function scaleLanes(wb: usize): v128 {
+  const a0 = load<u32>(wb, 4), a2 = load<u32>(wb, 12);
+  return i16x8.extend_low_i8x16_u(i32x4.replace_lane(i32x4.splat(scales03(a0)), 1, scales47(a0, a2)));
+}
+
+/** i16 lane 0 (odd: lane 1) of v in every lane. */
+@inline function lane01(v: v128, odd: bool): v128 {
+  return odd ? i8x16.shuffle(v, v, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3)
+    : i8x16.shuffle(v, v, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
+}
+
+/** i32x4 partial sums of one cell and one sub-block: weights u0 (0-15), u1 (16-31) as u8 (at most
+ *  31), their scale s (i16 lanes), the token's 32 q8 at q. */
+@inline function cell(u0: v128, u1: v128, s: v128, q: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return dot32(u0, u1, s, q);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.mul(i16x8.extend_low_i8x16_u(u0), s), v128.load8x8_s(q)),
+      i32x4.dot_i16x8_s(i16x8.mul(i16x8.extend_high_i8x16_u(u0), s), v128.load8x8_s(q, 8))),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.mul(i16x8.extend_low_i8x16_u(u1), s), v128.load8x8_s(q, 16)),
+      i32x4.dot_i16x8_s(i16x8.mul(i16x8.extend_high_i8x16_u(u1), s), v128.load8x8_s(q, 24))));
+}
+
+/** The cells (r0 t) (r1 t) (r0 t') (r1 t') of one sub-block (see pair_cells in common.ts). The
+ *  stores order each token's loads after the previous token's dot products (see common.ts). */
+@inline function cells(u0: v128, u1: v128, s0: v128, v0: v128, v1: v128, s1: v128, q: usize, dq: usize, seq: usize): v128 {
+  const a = pair_halves(cell(u0, u1, s0, q), cell(v0, v1, s1, q));
+  v128.store32_lane(seq, a, 0);
+  const b = pair_halves(cell(u0, u1, s0, q + dq), cell(v0, v1, s1, q + dq));
+  const c = pair_cells(a, b);
+  v128.store32_lane(seq, c, 0);
+  return c;
+}
+
+/** The min sums of the cells of rows (mins mLo0/mHi0, mLo1/mHi1) by tokens at xb, xb + dx. */
+@inline function minCells(mLo0: v128, mHi0: v128, mLo1: v128, mHi1: v128, xb: usize, dx: usize): v128 {
+  return pair_cells(pair_halves(minTerm(xb, mLo0, mHi0), minTerm(xb, mLo1, mHi1)),
+    pair_halves(minTerm(xb + dx, mLo0, mHi0), minTerm(xb + dx, mLo1, mHi1)));
+}
+
+/** Rows wr and wr + rowBytes (rowBytes 0 and `two` false: one row) by four tokens at x, x + x1,
+ *  x + x2, x + x3 (offsets may repeat), stored at o, o + o1, o + o2, o + o3 (bytes). */
+@inline function tile2x4<K>(wr: usize, rowBytes: usize, two: bool, x: usize, x1: usize, x2: usize, x3: usize, nb: i32,
+  o: usize, o1: usize, o2: usize, o3: usize): void {
+  const kq = changetype<K>(0);
+  const bytes = kq.bytes(), qs = kq.qs();
+  let acc01 = f32x4.splat(0), acc23 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * bytes, wb1 = wb + rowBytes;
+    const xb = x + <usize>b * Q8K;
+    let sc0 = scaleLanes(wb), sc1 = scaleLanes(wb1);
+    let i01 = i32x4.splat(0), i23 = i32x4.splat(0);
+    for (let c = 0; c < 4; c++) {
+      const q = xb + 4 + (<usize>c << 6);
+      const p0 = wb + qs + (<usize>c << 5), p1 = wb1 + qs + (<usize>c << 5);
+      const a0 = v128.load(p0), a1 = v128.load(p0, 16), b0 = v128.load(p1), b1 = v128.load(p1, 16);
+      // sub-block 2c: the low nibbles
+      const l0 = kq.lo(a0, wb, 0, c), l1 = kq.lo(a1, wb, 1, c), k0 = kq.lo(b0, wb1, 0, c), k1 = kq.lo(b1, wb1, 1, c);
+      const lo0 = lane01(sc0, false), lo1 = lane01(sc1, false);
+      i01 = i32x4.add(i01, cells(l0, l1, lo0, k0, k1, lo1, q, x1, o));
+      i23 = i32x4.add(i23, cells(l0, l1, lo0, k0, k1, lo1, q + x2, x3 - x2, o));
+      // sub-block 2c + 1: the high nibbles
+      const h0 = kq.hi(a0, wb, 0, c), h1 = kq.hi(a1, wb, 1, c), g0 = kq.hi(b0, wb1, 0, c), g1 = kq.hi(b1, wb1, 1, c);
+      const hi0 = lane01(sc0, true), hi1 = lane01(sc1, true);
+      i01 = i32x4.add(i01, cells(h0, h1, hi0, g0, g1, hi1, q + 32, x1, o));
+      i23 = i32x4.add(i23, cells(h0, h1, hi0, g0, g1, hi1, q + 32 + x2, x3 - x2, o));
+      sc0 = i8x16.shuffle(sc0, sc0, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3);
+      sc1 = i8x16.shuffle(sc1, sc1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3);
+    }
+    const a10 = load<u32>(wb, 8), a12 = load<u32>(wb, 12), b10 = load<u32>(wb1, 8), b12 = load<u32>(wb1, 12);
+    const m03 = mins03(a10), m47 = mins47(a10, a12), n03 = mins03(b10), n47 = mins47(b10, b12);
+    const mLo0 = minsPairs(m03, m47, 0), mHi0 = minsPairs(m03, m47, 1);
+    const mLo1 = minsPairs(n03, n47, 0), mHi1 = minsPairs(n03, n47, 1);
+    const m01 = minCells(mLo0, mHi0, mLo1, mHi1, xb, x1);
+    const m23 = minCells(mLo0, mHi0, mLo1, mHi1, xb + x2, x3 - x2);
+    let dxv = v128.load32_splat(xb);
+    dxv = v128.load32_lane(xb + x1, dxv, 1);
+    dxv = v128.load32_lane(xb + x2, dxv, 2);
+    dxv = v128.load32_lane(xb + x3, dxv, 3);
+    const d = f16x2_rows_finite(wb, rowBytes), dmin = f16x2_rows_finite(wb + 2, rowBytes);
+    const dx01 = i32x4.shuffle(dxv, dxv, 0, 0, 1, 1), dx23 = i32x4.shuffle(dxv, dxv, 2, 2, 3, 3);
+    acc01 = f32x4.add(acc01, f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(i01), f32x4.mul(d, dx01)),
+      f32x4.mul(f32x4.convert_i32x4_s(m01), f32x4.mul(dmin, dx01))));
+    acc23 = f32x4.add(acc23, f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(i23), f32x4.mul(d, dx23)),
+      f32x4.mul(f32x4.convert_i32x4_s(m23), f32x4.mul(dmin, dx23))));
+  }
+  if (two) {
+    v128.store64_lane(o, acc01, 0);
+    v128.store64_lane(o + o1, acc01, 1);
+    v128.store64_lane(o + o2, acc23, 0);
+    v128.store64_lane(o + o3, acc23, 1);
+  } else {
+    v128.store32_lane(o, acc01, 0);
+    v128.store32_lane(o + o1, acc01, 2);
+    v128.store32_lane(o + o2, acc23, 0);
+    v128.store32_lane(o + o3, acc23, 2);
+  }
+}
+
+/** Rows done per pass over the tiles of tokens (see matmul_k_tiles_group). */
+@inline const ROWS_PER_PASS: i32 = 16;
+
+/** matmul for Q4_K and Q5_K (see DEVELOPERS.md): tokens in groups whose activations stay in cache
+ *  (~256 KiB) while every row passes over them; within a group, tiles of two rows by four tokens. */
+@inline export function matmul_k_tiles<K>(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32): void {
+  const nb = k / QK_K;
+  const group = max(4, (262144 / (nb * <i32>Q8K)) & ~3);
+  for (let t0 = 0; t0 < nTok; t0 += group) {
+    const n = min(group, nTok - t0);
+    matmul_k_tiles_group<K>(w, x + <usize>(t0 * xStride), out + (<usize>(t0 * outStride) << 2), nb, rowStart, rowEnd, n, xStride, outStride);
+  }
+}
+
+@inline function matmul_k_tiles_group<K>(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32): void {
+  const kq = changetype<K>(0);
+  const rowBytes = <usize>nb * kq.bytes();
+  const xs = <usize>xStride, os = <usize>outStride << 2;
+  // Tiles of four tokens, and three as a tile of four with the last repeated; one or two tokens
+  // left take the one-token path.
+  const tiled = (nTok & ~3) + ((nTok & 3) == 3 ? 3 : 0);
+  for (let r0 = rowStart; r0 < rowEnd; r0 += ROWS_PER_PASS) { // rows stay in L2, a tile's tokens in L1
+    const r1 = min(r0 + ROWS_PER_PASS, rowEnd);
+    for (let t = 0; t < tiled; t += 4) {
+      const last = <usize>min(3, tiled - t - 1);
+      const xt = x + <usize>t * xs, ot = out + <usize>t * os;
+      for (let r = r0; r < r1; r += 2) {
+        const two = r + 1 < r1;
+        tile2x4<K>(w + <usize>r * rowBytes, two ? rowBytes : 0, two, xt, xs, min<usize>(2, last) * xs, last * xs, nb,
+          ot + (<usize>r << 2), os, min<usize>(2, last) * os, last * os);
+      }
+    }
+  }
+  for (let t = tiled; t < nTok; t++) {
+    for (let r = rowStart; r < rowEnd; r++) store<f32>(out + (<usize>r << 2) + <usize>t * os, kq.dot1(w + <usize>r * rowBytes, x + <usize>t * xs, nb));
   }
 }

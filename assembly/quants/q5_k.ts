@@ -5,7 +5,7 @@
 // of 2c+1 in its high nibbles; their 5th bits are bits 2c and 2c+1 of qh[l]. The min term uses the
 // Q8_K block sums: sum(q8 * m) = m * bsum.
 import { f16_to_f32 } from "./common";
-import { QK_K, Q8K, scales03, scales47, mins03, mins47, byteOf, minsPairs, minTerm, hsum, combineMin, matmul_k_ref, matmul_k_quads } from "./kquants";
+import { QK_K, Q8K, scales03, scales47, mins03, mins47, byteOf, minsPairs, minTerm, hsum, combineMin, matmul_k_ref, matmul_k_tiles, dot32 } from "./kquants";
 
 @inline const BLOCK: usize = 176;
 
@@ -20,20 +20,6 @@ import { QK_K, Q8K, scales03, scales47, mins03, mins47, byteOf, minsPairs, minTe
 @inline function highWeights(v: v128, hc: v128): v128 {
   return v128.or(v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)), v128.and(i16x8.shl(hc, 3), i8x16.splat(0x10)));
 }
-
-/** scale * dot(w, q8) over 32 weights, as four i32 partial sums. */
-@inline function dot32(w0: v128, w1: v128, scale: v128, q: usize): v128 {
-  const q0 = v128.load(q);
-  const q1 = v128.load(q, 16);
-  const s = i16x8.add(
-    i16x8.add(i16x8.extmul_low_i8x16_s(w0, q0), i16x8.extmul_high_i8x16_s(w0, q0)),
-    i16x8.add(i16x8.extmul_low_i8x16_s(w1, q1), i16x8.extmul_high_i8x16_s(w1, q1)));
-  return i32x4.dot_i16x8_s(s, scale);
-}
-
-
-
-
 
 /** n weights from src to f32 at dst (dequantize_row_q5_K). */
 export function dequantize_q5_k(src: usize, dst: usize, n: i32): void {
@@ -127,68 +113,18 @@ function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
   return hsum(f0);
 }
 
-/** 16 weights (u8 lanes) times their scale, widened to two i16x8 halves for the token loop. */
-@inline function widenLo(u: v128, scale: v128): v128 { return i16x8.mul(i16x8.extend_low_i8x16_u(u), scale); }
-@inline function widenHi(u: v128, scale: v128): v128 { return i16x8.mul(i16x8.extend_high_i8x16_u(u), scale); }
-
-/** dot of 16 pre-scaled i16 weights (wa, wb) with 16 q8 at q, as four i32 partial sums. */
-@inline function dot16w(wa: v128, wb: v128, q: usize): v128 {
-  return i32x4.add(i32x4.dot_i16x8_s(wa, v128.load8x8_s(q)), i32x4.dot_i16x8_s(wb, v128.load8x8_s(q, 8)));
-}
-
-/** One row against four tokens: each weight block is decoded (widened to i16 and scaled) once for
- * the four, so a token costs two sign-extending loads and two i16 dot products per 16 weights. */
-function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
-  o0: usize, o1: usize, o2: usize, o3: usize): void {
-  let f0 = f32x4.splat(0), f1 = f32x4.splat(0), f2 = f32x4.splat(0), f3 = f32x4.splat(0);
-  for (let b = 0; b < nb; b++) {
-    const wb = wr + <usize>b * BLOCK;
-    const xo = <usize>b * Q8K;
-    const xb0 = x0 + xo, xb1 = x1 + xo, xb2 = x2 + xo, xb3 = x3 + xo;
-    const a0 = load<u32>(wb, 4), a1 = load<u32>(wb, 8), a2 = load<u32>(wb, 12);
-    const m03 = mins03(a1), m47 = mins47(a1, a2);
-    let sc = <u64>scales03(a0) | (<u64>scales47(a0, a2) << 32);
-    let acc0 = i32x4.splat(0), acc1 = i32x4.splat(0), acc2 = i32x4.splat(0), acc3 = i32x4.splat(0);
-    let qo: usize = 4;
-    for (let p = 0; p < 16; p++) {
-      // piece p: 16 bytes (p & 1) of chunk p >> 2, low nibbles (sub-block 2c) or high (2c+1);
-      // its 5th bits are bit p >> 1 of the matching qh bytes
-      const i = <usize>(p & 1) << 4;
-      const v = v128.load(wb + 48 + (<usize>(p >> 2) << 5) + i);
-      const h = i16x8.shl(i16x8.shr_u(v128.load(wb + 16 + i), p >> 1), 4);
-      const u = v128.or(v128.and(i16x8.shr_u(v, (p & 2) << 1), i8x16.splat(0x0f)), v128.and(h, i8x16.splat(0x10)));
-      const scv = i16x8.splat(<i16>(sc & 0xff));
-      const wa = widenLo(u, scv), wh = widenHi(u, scv);
-      acc0 = i32x4.add(acc0, dot16w(wa, wh, xb0 + qo));
-      acc1 = i32x4.add(acc1, dot16w(wa, wh, xb1 + qo));
-      acc2 = i32x4.add(acc2, dot16w(wa, wh, xb2 + qo));
-      acc3 = i32x4.add(acc3, dot16w(wa, wh, xb3 + qo));
-      qo += 16;
-      sc >>= <u64>(p & 1) << 3;
-    }
-    const mLo = minsPairs(m03, m47, 0), mHi = minsPairs(m03, m47, 1);
-    const d = f16_to_f32(load<u16>(wb)), dmin = f16_to_f32(load<u16>(wb, 2));
-    f0 = combineMin(f0, acc0, minTerm(xb0, mLo, mHi), xb0, d, dmin);
-    f1 = combineMin(f1, acc1, minTerm(xb1, mLo, mHi), xb1, d, dmin);
-    f2 = combineMin(f2, acc2, minTerm(xb2, mLo, mHi), xb2, d, dmin);
-    f3 = combineMin(f3, acc3, minTerm(xb3, mLo, mHi), xb3, d, dmin);
-  }
-  store<f32>(o0, hsum(f0));
-  store<f32>(o1, hsum(f1));
-  store<f32>(o2, hsum(f2));
-  store<f32>(o3, hsum(f3));
-}
-
 export function matmul_q5_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32): void {
-  matmul_k_quads<Q5K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
+  matmul_k_tiles<Q5K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
-/** Q5_K's row kernels, for the shared loops in kquants.ts. */
+/** Q5_K's row kernels and weight decoding, for the shared loops in kquants.ts: the 5th bits of the
+ *  16 weights from qs byte 16 half + l are bit 2c (low nibbles) or 2c + 1 (high) of qh[16 half + l]. */
 @final class Q5K {
   @inline bytes(): usize { return BLOCK; }
   @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRef(wr, xr, nb); }
   @inline dot1(wr: usize, x: usize, nb: i32): f32 { return rowDot1(wr, x, nb); }
-  @inline dot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
-    o0: usize, o1: usize, o2: usize, o3: usize): void { rowDot4(wr, x0, x1, x2, x3, nb, o0, o1, o2, o3); }
+  @inline qs(): usize { return 48; }
+  @inline lo(v: v128, wb: usize, half: usize, c: i32): v128 { return lowWeights(v, i16x8.shr_u(v128.load(wb + 16 + (half << 4)), c << 1)); }
+  @inline hi(v: v128, wb: usize, half: usize, c: i32): v128 { return highWeights(v, i16x8.shr_u(v128.load(wb + 16 + (half << 4)), c << 1)); }
 }
