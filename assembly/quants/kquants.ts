@@ -64,6 +64,15 @@ import { f16x2_rows_finite, pair_cells, pair_halves } from "./common";
   return i32x4.dot_i16x8_s(s, scale);
 }
 
+/** Q2_K and Q3_K: scale * dot(u, q8) over 16 weights u and the 16 q8 at q, as four i32 partial
+ *  sums. Relaxed build: u must be u8 at most 7 (one relaxed dot, pairs at most 2 * 7 * 127, widened
+ *  by the scale); SIMD128: any i8 in [-8, 7]. The integer sums are exact in both builds. */
+@inline export function dot16u(u: v128, scale: v128, q: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q), u), scale);
+  const qv = v128.load(q);
+  return i32x4.dot_i16x8_s(i16x8.add(i16x8.extmul_low_i8x16_s(u, qv), i16x8.extmul_high_i8x16_s(u, qv)), scale);
+}
+
 @inline export function hsum(v: v128): f32 {
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }

@@ -4,15 +4,9 @@
 // weights) uses qs[32n .. 32n+32): weight 128n + 32s + l is (qs[32n + l] >> 2s) & 3, l in [0, 32),
 // in sub-block 8n + 2s + (l >= 16). The min term uses the Q8_K block sums: sum(q8 * m) = m * bsum.
 import { f16_to_f32 } from "./common";
-import { QK_K, Q8K, minTerm, hsum, combineMin, matmul_k_ref, matmul_k_quads } from "./kquants";
+import { QK_K, Q8K, minTerm, hsum, combineMin, matmul_k_ref, matmul_k_quads, dot16u } from "./kquants";
 
 @inline const BLOCK: usize = 84;
-
-/** scale * dot(w, q8) over 16 weights, as four i32 partial sums. */
-@inline function dot16(w: v128, scale: v128, q: usize): v128 {
-  const qv = v128.load(q);
-  return i32x4.dot_i16x8_s(i16x8.add(i16x8.extmul_low_i8x16_s(w, qv), i16x8.extmul_high_i8x16_s(w, qv)), scale);
-}
 
 /** 16 weights times their scale, widened to i16 (two halves) for the token loop. */
 @inline function widenLo(w: v128, scale: v128): v128 { return i16x8.mul(i16x8.extend_low_i8x16_u(w), scale); }
@@ -104,8 +98,8 @@ function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
     for (let n = 0; n < 2; n++) {
       let qv0 = v128.load(wb + 16 + (<usize>n << 5)), qv1 = v128.load(wb + 32 + (<usize>n << 5));
       for (let s = 0; s < 4; s++) {
-        acc0 = i32x4.add(acc0, dot16(crumbs(qv0), scaleAt(sc, 0), xq));
-        acc0 = i32x4.add(acc0, dot16(crumbs(qv1), scaleAt(sc, 1), xq + 16));
+        acc0 = i32x4.add(acc0, dot16u(crumbs(qv0), scaleAt(sc, 0), xq));
+        acc0 = i32x4.add(acc0, dot16u(crumbs(qv1), scaleAt(sc, 1), xq + 16));
         qv0 = i16x8.shr_u(qv0, 2); qv1 = i16x8.shr_u(qv1, 2);
         xq += 32; sc += 2;
       }
@@ -116,8 +110,9 @@ function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
   return hsum(f0);
 }
 
-/** One row against four tokens: each weight block is decoded (widened to i16 and scaled) once for
- * the four, so a token costs two sign-extending loads and two i16 dot products per 16 weights. */
+/** One row against four tokens: each weight block is decoded once for the four. SIMD128 widens it
+ * to i16 and scales it, so a token costs two sign-extending loads and two i16 dot products per 16
+ * weights; the relaxed build keeps the crumbs as u8: one relaxed dot and one widening dot. */
 function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
   o0: usize, o1: usize, o2: usize, o3: usize): void {
   let f0 = f32x4.splat(0), f1 = f32x4.splat(0), f2 = f32x4.splat(0), f3 = f32x4.splat(0);
@@ -132,11 +127,18 @@ function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
       const v = v128.load(wb + 16 + (<usize>(p >> 3) << 5) + (<usize>(p & 1) << 4));
       const w = crumbs(i16x8.shr_u(v, p & 6));
       const scv = scaleAt(wb, p);
-      const wa = widenLo(w, scv), wh = widenHi(w, scv);
-      acc0 = i32x4.add(acc0, dot16w(wa, wh, xb0 + qo));
-      acc1 = i32x4.add(acc1, dot16w(wa, wh, xb1 + qo));
-      acc2 = i32x4.add(acc2, dot16w(wa, wh, xb2 + qo));
-      acc3 = i32x4.add(acc3, dot16w(wa, wh, xb3 + qo));
+      if (ASC_FEATURE_RELAXED_SIMD) { // the crumbs as u8 straight into the relaxed dot
+        acc0 = i32x4.add(acc0, dot16u(w, scv, xb0 + qo));
+        acc1 = i32x4.add(acc1, dot16u(w, scv, xb1 + qo));
+        acc2 = i32x4.add(acc2, dot16u(w, scv, xb2 + qo));
+        acc3 = i32x4.add(acc3, dot16u(w, scv, xb3 + qo));
+      } else {
+        const wa = widenLo(w, scv), wh = widenHi(w, scv);
+        acc0 = i32x4.add(acc0, dot16w(wa, wh, xb0 + qo));
+        acc1 = i32x4.add(acc1, dot16w(wa, wh, xb1 + qo));
+        acc2 = i32x4.add(acc2, dot16w(wa, wh, xb2 + qo));
+        acc3 = i32x4.add(acc3, dot16w(wa, wh, xb3 + qo));
+      }
       qo += 16;
     }
     const mLo = minsLo(wb), mHi = minsHi(wb);

@@ -5,7 +5,7 @@
 // is bit p of hmask[l], l in [0, 32); sub-blocks 2p (l < 16) and 2p+1. The 16 6-bit scales are
 // packed in scales[12] (low nibbles in bytes 0-7, high 2 bits in bytes 8-11).
 import { f16_to_f32 } from "./common";
-import { QK_K, Q8K, hsum, combine, matmul_k_ref, matmul_k_quads } from "./kquants";
+import { QK_K, Q8K, hsum, combine, matmul_k_ref, matmul_k_quads, dot16u } from "./kquants";
 
 @inline const BLOCK: usize = 110;
 
@@ -15,17 +15,36 @@ import { QK_K, Q8K, hsum, combine, matmul_k_ref, matmul_k_quads } from "./kquant
 @inline function scales2(a0: u32, a2: u32): u32 { return ((a0 >> 4) & 0x0f0f0f0f) | (((a2 >> 4) & 0x03030303) << 4); }
 @inline function scales3(a1: u32, a2: u32): u32 { return ((a1 >> 4) & 0x0f0f0f0f) | (((a2 >> 6) & 0x03030303) << 4); }
 
-/** 16 weights (i8 in [-4, 3]) from qs bytes `v` shifted right by 2s and hmask bytes `hc` shifted
- * right by p (i16 shifts are fine: only bits that stay inside their byte are kept). */
-@inline function weights(v: v128, hc: v128): v128 {
-  const low2 = v128.and(v, i8x16.splat(3));
-  return i8x16.sub(v128.or(low2, v128.and(i16x8.shl(hc, 2), i8x16.splat(4))), i8x16.splat(4));
+/** 16 weights plus 4 (u8 in [0, 7]: low2 | high bit << 2) from qs bytes `v` shifted right by 2s and
+ * hmask bytes `hc` shifted right by p (i16 shifts are fine: only bits that stay inside their byte
+ * are kept). The loops subtract 4 * sum(q8) per sub-block (offsetTerm). */
+@inline function biased(v: v128, hc: v128): v128 {
+  return v128.or(v128.and(v, i8x16.splat(3)), v128.and(i16x8.shl(hc, 2), i8x16.splat(4)));
 }
 
-/** scale * dot(w, q8) over 16 weights, as four i32 partial sums. */
-@inline function dot16(w: v128, scale: v128, q: usize): v128 {
-  const qv = v128.load(q);
-  return i32x4.dot_i16x8_s(i16x8.add(i16x8.extmul_low_i8x16_s(w, qv), i16x8.extmul_high_i8x16_s(w, qv)), scale);
+/** The 16 weights (i8 in [-4, 3]). */
+@inline function weights(v: v128, hc: v128): v128 {
+  return i8x16.sub(biased(v, hc), i8x16.splat(4));
+}
+
+/** The weights as the build's dot16u takes them: relaxed, biased (u8; the loops subtract
+ *  offsetTerm); SIMD128, as they are (measured: the bias and its correction cost it 7%). */
+@inline function decode(v: v128, hc: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? biased(v, hc) : weights(v, hc);
+}
+
+/** The 16 scales - 32 of block wb as i8 lanes. */
+@inline function scaleBytes(wb: usize): v128 {
+  const a0 = load<u32>(wb, 96), a1 = load<u32>(wb, 100), a2 = load<u32>(wb, 104);
+  return i8x16.sub(i32x4.replace_lane(i32x4.replace_lane(i32x4.replace_lane(i32x4.splat(
+    scales0(a0, a2)), 1, scales1(a1, a2)), 2, scales2(a0, a2)), 3, scales3(a1, a2)), i8x16.splat(32));
+}
+
+/** 4 * sum_j (scale_j - 32) * bsum_j of the Q8_K block at xb: what the +4 of biased() adds to a
+ *  block's integer sum, as four i32 partial sums. */
+@inline function offsetTerm(scales: v128, xb: usize): v128 {
+  return i32x4.shl(i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), i16x8.extend_low_i8x16_s(scales)),
+    i32x4.dot_i16x8_s(v128.load(xb, 276), i16x8.extend_high_i8x16_s(scales))), 2);
 }
 
 /** 16 weights times their scale, widened to i16 (two halves) for the token loop. */
@@ -120,8 +139,8 @@ function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
     for (let n = 0; n < 2; n++) {
       let qv0 = v128.load(wb + 32 + (<usize>n << 5)), qv1 = v128.load(wb + 48 + (<usize>n << 5));
       for (let s = 0; s < 4; s++) {
-        acc0 = i32x4.add(acc0, dot16(weights(qv0, hc0), scaleSplat(sc), xq));
-        acc0 = i32x4.add(acc0, dot16(weights(qv1, hc1), scaleSplat(sc >> 8), xq + 16));
+        acc0 = i32x4.add(acc0, dot16u(decode(qv0, hc0), scaleSplat(sc), xq));
+        acc0 = i32x4.add(acc0, dot16u(decode(qv1, hc1), scaleSplat(sc >> 8), xq + 16));
         qv0 = i16x8.shr_u(qv0, 2); qv1 = i16x8.shr_u(qv1, 2);
         hc0 = i16x8.shr_u(hc0, 1); hc1 = i16x8.shr_u(hc1, 1);
         sc >>= 16;
@@ -129,14 +148,16 @@ function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
       }
       sc = <u64>scales2(a0, a2) | (<u64>scales3(a1, a2) << 32);
     }
+    if (ASC_FEATURE_RELAXED_SIMD) acc0 = i32x4.sub(acc0, offsetTerm(scaleBytes(wb), xq - 260));
     f0 = combine(f0, acc0, xq - 260, f16_to_f32(load<u16>(wb, 108)));
   }
   return hsum(f0);
 }
 
-/** One row against four tokens: each weight block is decoded (widened to i16 and scaled) once for
- * the four, so a token costs two sign-extending loads and two i16 dot products per 16 weights.
- * The block state advances by shifts, as in rowDot1. */
+/** One row against four tokens: each weight block is decoded once for the four. SIMD128 widens it
+ * to i16 and scales it, so a token costs two sign-extending loads and two i16 dot products per 16
+ * weights; the relaxed build keeps the biased weights as u8: one relaxed dot and one widening dot,
+ * and subtracts the bias once per block. */
 function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
   o0: usize, o1: usize, o2: usize, o3: usize): void {
   let f0 = f32x4.splat(0), f1 = f32x4.splat(0), f2 = f32x4.splat(0), f3 = f32x4.splat(0);
@@ -146,23 +167,38 @@ function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
     const xb0 = x0 + xo, xb1 = x1 + xo, xb2 = x2 + xo, xb3 = x3 + xo;
     const a0 = load<u32>(wb, 96), a1 = load<u32>(wb, 100), a2 = load<u32>(wb, 104);
     // the 16 scales - 32, advanced by one byte per piece (a loop-carried value is computed once)
-    let scales = i8x16.sub(i32x4.replace_lane(i32x4.replace_lane(i32x4.replace_lane(i32x4.splat(
-      scales0(a0, a2)), 1, scales1(a1, a2)), 2, scales2(a0, a2)), 3, scales3(a1, a2)), i8x16.splat(32));
+    const scales0v = scaleBytes(wb);
+    let scales = scales0v;
     let acc0 = i32x4.splat(0), acc1 = i32x4.splat(0), acc2 = i32x4.splat(0), acc3 = i32x4.splat(0);
     let qo: usize = 4;
     for (let p = 0; p < 16; p++) {
       // piece p = sub-block p: bytes (p & 1) of half p >> 3, pass (p >> 1) & 3, hmask bit p >> 1
       const i = <usize>(p & 1) << 4;
       const v = i16x8.shr_u(v128.load(wb + 32 + (<usize>(p >> 3) << 5) + i), p & 6);
-      const w = weights(v, i16x8.shr_u(v128.load(wb + i), p >> 1));
+      const hc = i16x8.shr_u(v128.load(wb + i), p >> 1);
       const scv = i16x8.splat(<i16>i8x16.extract_lane_s(scales, 0));
-      const wa = widenLo(w, scv), wh = widenHi(w, scv);
-      acc0 = i32x4.add(acc0, dot16w(wa, wh, xb0 + qo));
-      acc1 = i32x4.add(acc1, dot16w(wa, wh, xb1 + qo));
-      acc2 = i32x4.add(acc2, dot16w(wa, wh, xb2 + qo));
-      acc3 = i32x4.add(acc3, dot16w(wa, wh, xb3 + qo));
+      if (ASC_FEATURE_RELAXED_SIMD) { // biased weights as u8 straight into the relaxed dot
+        const u = biased(v, hc);
+        acc0 = i32x4.add(acc0, dot16u(u, scv, xb0 + qo));
+        acc1 = i32x4.add(acc1, dot16u(u, scv, xb1 + qo));
+        acc2 = i32x4.add(acc2, dot16u(u, scv, xb2 + qo));
+        acc3 = i32x4.add(acc3, dot16u(u, scv, xb3 + qo));
+      } else {
+        const w = weights(v, hc);
+        const wa = widenLo(w, scv), wh = widenHi(w, scv);
+        acc0 = i32x4.add(acc0, dot16w(wa, wh, xb0 + qo));
+        acc1 = i32x4.add(acc1, dot16w(wa, wh, xb1 + qo));
+        acc2 = i32x4.add(acc2, dot16w(wa, wh, xb2 + qo));
+        acc3 = i32x4.add(acc3, dot16w(wa, wh, xb3 + qo));
+      }
       qo += 16;
       scales = i8x16.shuffle(scales, scales, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0);
+    }
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      acc0 = i32x4.sub(acc0, offsetTerm(scales0v, xb0));
+      acc1 = i32x4.sub(acc1, offsetTerm(scales0v, xb1));
+      acc2 = i32x4.sub(acc2, offsetTerm(scales0v, xb2));
+      acc3 = i32x4.sub(acc3, offsetTerm(scales0v, xb3));
     }
     const d = f16_to_f32(load<u16>(wb, 108));
     f0 = combine(f0, acc0, xb0, d);
