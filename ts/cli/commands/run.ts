@@ -1,5 +1,6 @@
 // qwasm run: generate from a prompt (raw text or a chat message), streaming text to stdout and the
 // speed to stderr.
+import { kernelBuild } from "../../kernels/module";
 import { QwasmError } from "../../errors";
 import { createEngine } from "../../engine/engine";
 import { numberOption, parseArgs, stringOption } from "../args";
@@ -64,7 +65,8 @@ export async function main(argv: string[]): Promise<number> {
     const threads = engine.info.threads;
     process.stderr.write(`load ${(loadMs / 1000).toFixed(2)} s; prefill ${promptTokens} tokens, ` +
       `${rate(promptTokens, prefillMs)} tokens/s; decode ${completionTokens} tokens, ` +
-      `${rate(Math.max(0, completionTokens - 1), decodeMs)} tokens/s (${threads} thread${threads > 1 ? "s" : ""}); ` +
+      `${rate(Math.max(0, completionTokens - 1), decodeMs)} tokens/s (${threads} thread${threads > 1 ? "s" : ""}, ` +
+      `${await kernelBuild()} kernels); ` +
       `finish: ${result.finishReason}\n`);
   } finally {
     process.off("SIGINT", onSigint);
