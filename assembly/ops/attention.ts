@@ -421,93 +421,136 @@ export function attention_q8_0(
   return pool + <usize>load<i32>(table + (<usize>r << 2)) * pageBytes;
 }
 
-/** Attention with a paged f32 KV cache; see the top of this file. */
+// The paged kernels take the query heads of one KV head together, page by page: each page of K
+// (and of V) is read once from memory for all of them and then from L1, instead of once per query
+// head (seven times for Qwen2-0.5B, whose 14 heads share 2 KV heads). At 3072 positions the K and V
+// of one KV head no longer fit in L2, and re-reading them per query head made attention bound by L3.
+// The arithmetic of every (head, token) is the same as one head at a time, in the same order.
+// Scratch: group * headDim floats (the converted queries of the group), then group rows of
+// pos0 + nTok floats (their scores), group = nHeads / nKVHeads.
+
+/** Byte offset of a query/output row: token t, head h. */
+@inline function rowOf(t: i32, h: i32, qStride: i32, headDim: i32): usize {
+  return (<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2;
+}
+
+/** The per-format steps of the paged kernels (see the cache formats at the top of this file). */
+@final class PagedF32 {
+  @inline headBytes(g: i32, headDim: i32): usize { return <usize>g * <usize>headDim << 2; }
+  /** Whether scores() takes a converted copy of the query (convert()) rather than the row itself. */
+  @inline converts(): bool { return false; }
+  @inline convert(qRow: usize, conv: usize, headDim: i32): void {}
+  @inline scores(qc: usize, kHead: usize, stride: usize, n: i32, headDim: i32, scale: f32, dst: usize): void {
+    scoresF32(qc, kHead, stride, n, headDim, scale, dst);
+  }
+  @inline roundP(): bool { return false; }
+  @inline mix(p: usize, vHead: usize, stride: usize, n: i32, headDim: i32, outRow: usize, first: bool): void {
+    mixF32(p, vHead, stride, n, headDim, outRow, first);
+  }
+}
+
+@final class PagedF16 {
+  @inline headBytes(g: i32, headDim: i32): usize { return <usize>g * <usize>headDim << 1; }
+  @inline converts(): bool { return true; }
+  @inline convert(qRow: usize, conv: usize, headDim: i32): void { roundRowF16(qRow, conv, headDim); }
+  @inline scores(qc: usize, kHead: usize, stride: usize, n: i32, headDim: i32, scale: f32, dst: usize): void {
+    scoresF16(qc, kHead, stride, n, headDim, scale, dst);
+  }
+  @inline roundP(): bool { return true; }
+  @inline mix(p: usize, vHead: usize, stride: usize, n: i32, headDim: i32, outRow: usize, first: bool): void {
+    mixF16(p, vHead, stride, n, headDim, outRow, first);
+  }
+}
+
+@final class PagedQ8_0 {
+  @inline headBytes(g: i32, headDim: i32): usize { return <usize>g * <usize>(headDim / QK) * Q8_0_BYTES; }
+  @inline converts(): bool { return true; }
+  @inline convert(qRow: usize, conv: usize, headDim: i32): void { quantize_q8_0(qRow, conv, headDim); }
+  @inline scores(qc: usize, kHead: usize, stride: usize, n: i32, headDim: i32, scale: f32, dst: usize): void {
+    scoresQ8_0(qc, kHead, stride, n, headDim, scale, dst);
+  }
+  @inline roundP(): bool { return false; }
+  @inline mix(p: usize, vHead: usize, stride: usize, n: i32, headDim: i32, outRow: usize, first: bool): void {
+    mixQ8_0(p, vHead, stride, n, headDim, outRow, first);
+  }
+}
+
+@inline function attentionPaged<F>(
+  q: usize, kPool: usize, vPool: usize, table: usize, pageSize: i32, out: usize, scratch: usize,
+  nTok: i32, pos0: i32, nHeads: i32, nKVHeads: i32, headDim: i32,
+  qStride: i32, kvRowBytes: i32, scale: f32, headStart: i32, headEnd: i32,
+): void {
+  const f = changetype<F>(0);
+  const group = nHeads / nKVHeads;
+  const stride = <usize>kvRowBytes;
+  const pageBytes = <usize>pageSize * stride;
+  const convBytes = <usize>headDim << 2;
+  const scoresBase = scratch + <usize>group * convBytes;
+  const rowBytes = <usize>(pos0 + nTok) << 2;
+  for (let h0 = headStart; h0 < headEnd;) {
+    const g = h0 / group;
+    const h1 = min(headEnd, (g + 1) * group); // the heads of KV head g
+    const hb = f.headBytes(g, headDim);
+    for (let t = 0; t < nTok; t++) {
+      const n = pos0 + t + 1;
+      // Every head's query is read (into its scores) before any output row is written: out may alias q.
+      if (f.converts()) {
+        for (let h = h0; h < h1; h++) f.convert(q + rowOf(t, h, qStride, headDim), scratch + <usize>(h - h0) * convBytes, headDim);
+      }
+      for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
+        const run = min(pageSize, n - j0);
+        const kPage = pageAt(kPool, table, r, pageBytes) + hb;
+        for (let h = h0; h < h1; h++) {
+          const qc = f.converts() ? scratch + <usize>(h - h0) * convBytes : q + rowOf(t, h, qStride, headDim);
+          f.scores(qc, kPage, stride, run, headDim, scale, scoresBase + <usize>(h - h0) * rowBytes + (<usize>j0 << 2));
+        }
+      }
+      for (let h = h0; h < h1; h++) {
+        const sc = scoresBase + <usize>(h - h0) * rowBytes;
+        softmaxRow(sc, sc, n);
+        if (f.roundP()) roundRowF16(sc, sc, n);
+      }
+      for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
+        const run = min(pageSize, n - j0);
+        const vPage = pageAt(vPool, table, r, pageBytes) + hb;
+        for (let h = h0; h < h1; h++) {
+          f.mix(scoresBase + <usize>(h - h0) * rowBytes + (<usize>j0 << 2), vPage, stride, run, headDim,
+            out + rowOf(t, h, qStride, headDim), r == 0);
+        }
+      }
+    }
+    h0 = h1;
+  }
+}
+
+/** Attention with a paged f32 KV cache; see the top of this file and above. */
 export function attention_paged_f32(
   q: usize, kPool: usize, vPool: usize, table: usize, pageSize: i32, out: usize, scratch: usize,
   nTok: i32, pos0: i32, nHeads: i32, nKVHeads: i32, headDim: i32,
   qStride: i32, kvRowBytes: i32, scale: f32, headStart: i32, headEnd: i32,
 ): void {
-  const group = nHeads / nKVHeads;
-  const scores = scratch + (<usize>headDim << 2);
-  const stride = <usize>kvRowBytes;
-  const pageBytes = <usize>pageSize * stride;
-  for (let h = headStart; h < headEnd; h++) {
-    const headBytes = <usize>(h / group) * <usize>headDim << 2;
-    for (let t = 0; t < nTok; t++) {
-      const n = pos0 + t + 1;
-      const row = (<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2;
-      for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
-        const run = min(pageSize, n - j0);
-        scoresF32(q + row, pageAt(kPool, table, r, pageBytes) + headBytes, stride, run, headDim, scale, scores + (<usize>j0 << 2));
-      }
-      softmaxRow(scores, scores, n);
-      for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
-        const run = min(pageSize, n - j0);
-        mixF32(scores + (<usize>j0 << 2), pageAt(vPool, table, r, pageBytes) + headBytes, stride, run, headDim, out + row, r == 0);
-      }
-    }
-  }
+  attentionPaged<PagedF32>(q, kPool, vPool, table, pageSize, out, scratch, nTok, pos0, nHeads, nKVHeads, headDim,
+    qStride, kvRowBytes, scale, headStart, headEnd);
 }
 
-/** Attention with a paged f16 KV cache; see the top of this file. */
+/** Attention with a paged f16 KV cache; see the top of this file and above. */
 export function attention_paged_f16(
   q: usize, kPool: usize, vPool: usize, table: usize, pageSize: i32, out: usize, scratch: usize,
   nTok: i32, pos0: i32, nHeads: i32, nKVHeads: i32, headDim: i32,
   qStride: i32, kvRowBytes: i32, scale: f32, headStart: i32, headEnd: i32,
 ): void {
-  const group = nHeads / nKVHeads;
-  const qh = scratch;
-  const scores = scratch + (<usize>headDim << 2);
-  const stride = <usize>kvRowBytes;
-  const pageBytes = <usize>pageSize * stride;
-  for (let h = headStart; h < headEnd; h++) {
-    const headBytes = <usize>(h / group) * <usize>headDim << 1;
-    for (let t = 0; t < nTok; t++) {
-      const n = pos0 + t + 1;
-      const row = (<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2;
-      roundRowF16(q + row, qh, headDim);
-      for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
-        const run = min(pageSize, n - j0);
-        scoresF16(qh, pageAt(kPool, table, r, pageBytes) + headBytes, stride, run, headDim, scale, scores + (<usize>j0 << 2));
-      }
-      softmaxRow(scores, scores, n);
-      roundRowF16(scores, scores, n);
-      for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
-        const run = min(pageSize, n - j0);
-        mixF16(scores + (<usize>j0 << 2), pageAt(vPool, table, r, pageBytes) + headBytes, stride, run, headDim, out + row, r == 0);
-      }
-    }
-  }
+  attentionPaged<PagedF16>(q, kPool, vPool, table, pageSize, out, scratch, nTok, pos0, nHeads, nKVHeads, headDim,
+    qStride, kvRowBytes, scale, headStart, headEnd);
 }
 
-/** Attention with a paged q8_0 KV cache (headDim a multiple of 32); see the top of this file. */
+/** Attention with a paged q8_0 KV cache (headDim a multiple of 32); see the top of this file and above. */
 export function attention_paged_q8_0(
   q: usize, kPool: usize, vPool: usize, table: usize, pageSize: i32, out: usize, scratch: usize,
   nTok: i32, pos0: i32, nHeads: i32, nKVHeads: i32, headDim: i32,
   qStride: i32, kvRowBytes: i32, scale: f32, headStart: i32, headEnd: i32,
 ): void {
-  const group = nHeads / nKVHeads;
-  const qq = scratch;
-  const scores = scratch + (<usize>headDim << 2);
-  const stride = <usize>kvRowBytes;
-  const pageBytes = <usize>pageSize * stride;
-  for (let h = headStart; h < headEnd; h++) {
-    const headBytes = <usize>(h / group) * <usize>(headDim / QK) * Q8_0_BYTES;
-    for (let t = 0; t < nTok; t++) {
-      const n = pos0 + t + 1;
-      const row = (<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2;
-      quantize_q8_0(q + row, qq, headDim);
-      for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
-        const run = min(pageSize, n - j0);
-        scoresQ8_0(qq, pageAt(kPool, table, r, pageBytes) + headBytes, stride, run, headDim, scale, scores + (<usize>j0 << 2));
-      }
-      softmaxRow(scores, scores, n);
-      for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
-        const run = min(pageSize, n - j0);
-        mixQ8_0(scores + (<usize>j0 << 2), pageAt(vPool, table, r, pageBytes) + headBytes, stride, run, headDim, out + row, r == 0);
-      }
-    }
-  }
+  attentionPaged<PagedQ8_0>(q, kPool, vPool, table, pageSize, out, scratch, nTok, pos0, nHeads, nKVHeads, headDim,
+    qStride, kvRowBytes, scale, headStart, headEnd);
 }
 
 /**

@@ -116,7 +116,8 @@ function runPaged(type: CacheType, c: Case, s: Setup, p: ReturnType<typeof setup
   ranges: [number, number][], inPlace = false): Float32Array {
   const q = putQ(s, c);
   const out = inPlace ? q : freshOut(s, c);
-  const scratch = H.alloc((c.headDim + s.nPos) * 4, 16);
+  // the paged kernels take the query heads of one KV head together: their queries and score rows
+  const scratch = H.alloc((c.nHeads / c.nKVHeads) * (c.headDim + s.nPos) * 4, 16);
   for (const [h0, h1] of ranges) {
     H.call(`attention_paged_${type}`, q, p.kPool, p.vPool, p.table, pageSize, out, scratch, c.nTok, c.pos0,
       c.nHeads, c.nKVHeads, c.headDim, s.qStride, s.kvRowBytes, scaleOf(c), h0, h1);

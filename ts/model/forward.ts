@@ -176,7 +176,10 @@ export function planForward(arena: Arena, config: Qwen2Config, tensors: Qwen2Ten
     if (format !== "f32" && act[format] === undefined) act[format] = arena.alloc(T * activationRowBytes(format, widest));
   }
   const f32 = (n: number) => arena.alloc(4 * n);
-  const scoresStride = 4 * (ctx + 4 * headDim);
+  // Attention scratch per worker: the query heads of one KV head together (assembly/ops/attention.ts,
+  // paged kernels): their converted queries and their rows of scores.
+  const group = nHeads / nKVHeads;
+  const scoresStride = 4 * (group * (headDim + ctx) + 4 * headDim);
   return {
     config,
     contextLength: ctx,
