@@ -37,3 +37,15 @@ export function numberOption(args: ParsedArgs, name: string, fallback?: number):
   if (!Number.isFinite(n)) throw new QwasmError("INVALID_ARGUMENT", `option --${name} must be a number, got "${v}"`);
   return n;
 }
+
+const KV_TYPES = ["f32", "f16", "q8_0"] as const;
+
+/** --kv-type: the KV cache's element type (default f32, as llama.cpp's conformance fixtures were made;
+ *  f16 halves the cache, q8_0 takes about a quarter). */
+export function kvTypeOption(args: ParsedArgs): (typeof KV_TYPES)[number] | undefined {
+  const v = stringOption(args, "kv-type");
+  if (v === undefined) return undefined;
+  const t = KV_TYPES.find((k) => k === v);
+  if (!t) throw new QwasmError("INVALID_ARGUMENT", `option --kv-type must be one of ${KV_TYPES.join(", ")}, got "${v}"`);
+  return t;
+}

@@ -5,12 +5,12 @@ import { createEngine } from "../../engine/engine";
 import { createKernelMemory, instantiateKernels, kernelBuild } from "../../kernels/module";
 import { progressBar } from "../load";
 import { argmax } from "../../sampler/sampler";
-import { numberOption, parseArgs } from "../args";
+import { kvTypeOption, numberOption, parseArgs } from "../args";
 import { loadForCli } from "../load";
 import { resolveModelPath } from "../default-model";
 
 export const help = `qwasm bench [MODEL] [--threads N] [--prompt-tokens 128] [--gen-tokens 64] [--repeat 1]
-            [--batch B] [--prefix-reuse] [--json]
+            [--kv-type f32|f16|q8_0] [--batch B] [--prefix-reuse] [--json]
 
 Measures one model: load time, prefill tokens/s (the prompt in one step of up to 512 tokens),
 decode tokens/s (greedy, one token per step), time to first token (prefill + first sample) and
@@ -55,6 +55,7 @@ export async function main(argv: string[]): Promise<number> {
   const { model, loadMs } = await loadForCli(modelPath, {
     threads: numberOption(args, "threads"),
     contextLength: promptTokens + genTokens,
+    kvType: kvTypeOption(args),
     maxTokens: Math.min(promptTokens, 512),
   });
   sampleRss();
@@ -133,7 +134,7 @@ async function batchBench(args: ReturnType<typeof parseArgs>): Promise<number> {
   if (!Number.isInteger(repeat) || repeat < 1) throw new QwasmError("INVALID_ARGUMENT", "--repeat must be a positive integer");
   if (!Number.isInteger(genTokens) || genTokens < 2) throw new QwasmError("INVALID_ARGUMENT", "--gen-tokens must be at least 2 with --batch");
   const engine = await createEngine(modelPath, {
-    threads: numberOption(args, "threads"), maxSequences: batch, contextLength: promptTokens + genTokens,
+    threads: numberOption(args, "threads"), maxSequences: batch, contextLength: promptTokens + genTokens, kvType: kvTypeOption(args),
     maxTokens: Math.max(batch, 64), onProgress: progressBar(),
   });
   try {
@@ -224,7 +225,7 @@ async function prefixBench(args: ReturnType<typeof parseArgs>): Promise<number> 
   const modelPath = await resolveModelPath(args.positionals[0]);
   const promptTokens = numberOption(args, "prompt-tokens", 512)!;
   const engine = await createEngine(modelPath, {
-    threads: numberOption(args, "threads"), maxSequences: 1, contextLength: promptTokens + 32, onProgress: progressBar(),
+    threads: numberOption(args, "threads"), maxSequences: 1, contextLength: promptTokens + 32, kvType: kvTypeOption(args), onProgress: progressBar(),
   });
   try {
     const vocab = engine.model.config.vocabSize;

@@ -4,12 +4,12 @@
 import { createEngine } from "../../engine/engine";
 import type { ChatMessage } from "../../engine/types";
 import { createLineReader } from "../../runtime/terminal";
-import { numberOption, parseArgs, stringOption } from "../args";
+import { numberOption, parseArgs, stringOption, kvTypeOption } from "../args";
 import { resolveModelPath } from "../default-model";
 import { progressBar } from "../load";
 
 export const help = `qwasm chat [MODEL] [--system T] [--max-tokens 512] [--temperature 0.7] [--top-p 0.9] [--seed S]
-           [--context N] [--threads N]
+           [--context N] [--kv-type f32|f16|q8_0] [--threads N]
 
 An interactive chat in the terminal, with line history. Ctrl-C stops the current reply without
 quitting; Ctrl-C at the prompt or Ctrl-D quits; /reset starts a new conversation. MODEL defaults to
@@ -19,7 +19,7 @@ export async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
   const modelPath = await resolveModelPath(args.positionals[0]);
   const engine = await createEngine(modelPath, {
-    maxSequences: 1, contextLength: numberOption(args, "context"), threads: numberOption(args, "threads"),
+    maxSequences: 1, contextLength: numberOption(args, "context"), kvType: kvTypeOption(args), threads: numberOption(args, "threads"),
     onProgress: progressBar(),
   });
   const system = stringOption(args, "system");

@@ -3,7 +3,7 @@
 import { kernelBuild } from "../../kernels/module";
 import { QwasmError } from "../../errors";
 import { createEngine } from "../../engine/engine";
-import { numberOption, parseArgs, stringOption } from "../args";
+import { numberOption, parseArgs, stringOption, kvTypeOption } from "../args";
 import { progressBar } from "../load";
 import { resolveModelPath } from "../default-model";
 
@@ -20,6 +20,7 @@ template. MODEL defaults to the built-in synthetic model (created on first use).
   --seed S           PRNG seed (default 0)
   --ignore-eos       keep going past end-of-generation tokens
   --context N        context length (default: the model's, at most 4096)
+  --kv-type T        KV cache type: f32 (default), f16 (half the memory) or q8_0 (about a quarter)
   --threads N        compute threads (default: the cores available)
 
 Prefill and decode tokens/s go to stderr.`;
@@ -36,6 +37,7 @@ export async function main(argv: string[]): Promise<number> {
   const engine = await createEngine(modelPath, {
     maxSequences: 1,
     contextLength: numberOption(args, "context"),
+    kvType: kvTypeOption(args),
     threads: numberOption(args, "threads"),
     onProgress: progressBar(),
   });

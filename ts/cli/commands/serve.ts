@@ -4,7 +4,7 @@ import { QwasmError } from "../../errors";
 import { createEngine } from "../../engine/engine";
 import { createOpenAIHandler } from "../../server/openai";
 import { serveNode } from "../../runtime/http-node";
-import { numberOption, parseArgs, stringOption } from "../args";
+import { numberOption, parseArgs, stringOption, kvTypeOption } from "../args";
 import { resolveModelPath } from "../default-model";
 import { progressBar } from "../load";
 
@@ -20,6 +20,7 @@ synthetic model (created on first use).
   --cors              allow cross-origin requests from any origin (--cors=ORIGIN: from ORIGIN only)
   --threads N         compute threads (default: the cores available)
   --context N         context length (default: the model's, at most 4096)
+  --kv-type T         KV cache type: f32 (default), f16 (half the memory) or q8_0 (about a quarter)
   --max-sequences N   requests computed together (default 8)
   --max-body-bytes N  largest request body accepted (default 1048576)
   --request-timeout S seconds a request may run before it is aborted (default: no limit)
@@ -47,6 +48,7 @@ export async function main(argv: string[]): Promise<number> {
   const engine = await createEngine(modelPath, {
     threads: numberOption(args, "threads"),
     contextLength: numberOption(args, "context"),
+    kvType: kvTypeOption(args),
     maxSequences,
     onProgress: progressBar(),
   });
