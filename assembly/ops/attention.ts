@@ -44,7 +44,7 @@
 //     alias q: a query row is fully read, into the scores, before its first V run writes it.)
 // The table must hold ceil((pos0 + nTok) / pageSize) entries; nothing is bounds-checked.
 import { convert_f32_f16, quantize_q8_0 } from "../quants/activations";
-import { f16_gather4, f16_to_f32, f16x4_hi_to_f32x4, f32_to_f16, i32x4_hsum, i32x4_hsum4, Q8_0_BYTES, QK } from "../quants/common";
+import { f16_gather4, f16_to_f32, f16x4_hi_to_f32x4, f16x4_hi_to_f32x4_finite, f32_to_f16, i32x4_hsum, i32x4_hsum4, Q8_0_BYTES, QK } from "../quants/common";
 import { hsum4, hsum4x4, softmaxRow } from "./math";
 
 // ---------------------------------------------------------------------------------------------- f32
@@ -164,9 +164,26 @@ export function attention_f32(
 
 // ---------------------------------------------------------------------------------------------- f16
 
-/** The four halves at p as f32x4, exactly. */
-@inline function loadF16x4(p: usize): v128 {
-  return f16x4_hi_to_f32x4(i32x4.shl(v128.load16x4_u(p), 16));
+/** The four halves at p as f32x4, exactly. With finite = true, half the work, exact for finite
+ *  halves only (an inf or NaN comes out finite): the paged kernels take it for the runs of keys that
+ *  specialF16 finds free of them. */
+@inline function loadF16x4(p: usize, finite: bool = false): v128 {
+  const h = i32x4.shl(v128.load16x4_u(p), 16);
+  return finite ? f16x4_hi_to_f32x4_finite(h) : f16x4_hi_to_f32x4(h);
+}
+
+/** Whether any of the first `count` halves of the n rows at p (stride bytes apart) is an inf or a
+ *  NaN (exponent bits all ones). */
+@inline function specialF16(p: usize, stride: usize, n: i32, count: i32): bool {
+  const e = i16x8.splat(0x7c00);
+  let any = i16x8.splat(0);
+  for (let j = 0; j < n; j++) {
+    const row = p + <usize>j * stride;
+    let d = 0;
+    for (; d + 8 <= count; d += 8) any = v128.or(any, i16x8.eq(v128.and(v128.load(row + (<usize>d << 1)), e), e));
+    for (; d < count; d++) if ((load<u16>(row + (<usize>d << 1)) & 0x7c00) == 0x7c00) return true;
+  }
+  return v128.any_true(any);
 }
 
 /** dst[d] = f32(f16(src[d])): a query row rounded to f16 as ggml_cpu_fp32_to_fp16 does. */
@@ -183,7 +200,8 @@ export function attention_f32(
 }
 
 /** scores[j] = (qh · k_j) · scale with qh already rounded to f16 (as f32) and k_j in f16. */
-@inline function scoresF16(qh: usize, kHead: usize, kvStride: usize, n: i32, headDim: i32, scale: f32, scores: usize): void {
+@inline function scoresF16(qh: usize, kHead: usize, kvStride: usize, n: i32, headDim: i32, scale: f32, scores: usize,
+  finite: bool = false): void {
   const vscale = f32x4.splat(scale);
   let j = 0;
   for (; j + 4 <= n; j += 4) {
@@ -196,10 +214,10 @@ export function attention_f32(
     for (; d + 4 <= headDim; d += 4) {
       const qv = v128.load(qh + (<usize>d << 2));
       const o = <usize>d << 1;
-      a0 = f32x4.add(a0, f32x4.mul(qv, loadF16x4(k0 + o)));
-      a1 = f32x4.add(a1, f32x4.mul(qv, loadF16x4(k1 + o)));
-      a2 = f32x4.add(a2, f32x4.mul(qv, loadF16x4(k2 + o)));
-      a3 = f32x4.add(a3, f32x4.mul(qv, loadF16x4(k3 + o)));
+      a0 = f32x4.add(a0, f32x4.mul(qv, loadF16x4(k0 + o, finite)));
+      a1 = f32x4.add(a1, f32x4.mul(qv, loadF16x4(k1 + o, finite)));
+      a2 = f32x4.add(a2, f32x4.mul(qv, loadF16x4(k2 + o, finite)));
+      a3 = f32x4.add(a3, f32x4.mul(qv, loadF16x4(k3 + o, finite)));
     }
     let s = hsum4x4(a0, a1, a2, a3);
     if (d < headDim) {
@@ -214,7 +232,7 @@ export function attention_f32(
     let a0 = f32x4.splat(0);
     let d = 0;
     for (; d + 4 <= headDim; d += 4) {
-      a0 = f32x4.add(a0, f32x4.mul(v128.load(qh + (<usize>d << 2)), loadF16x4(k0 + (<usize>d << 1))));
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(qh + (<usize>d << 2)), loadF16x4(k0 + (<usize>d << 1), finite)));
     }
     let s = hsum4(a0);
     if (d < headDim) s += dotTailF16(qh, k0, d, headDim);
@@ -223,7 +241,8 @@ export function attention_f32(
 }
 
 /** outRow[d] (+)= Σ_j p_j · v_j[d] with v in f16 (p already rounded to f16); as mixF32. */
-@inline function mixF16(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize, first: bool): void {
+@inline function mixF16(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize, first: bool,
+  finite: bool = false): void {
   let d = 0;
   for (; d + 16 <= headDim; d += 16) {
     const o = outRow + (<usize>d << 2);
@@ -232,10 +251,10 @@ export function attention_f32(
     let vr = vHead + (<usize>d << 1);
     for (let j = 0; j < n; j++) {
       const pj = f32x4.splat(load<f32>(p + (<usize>j << 2)));
-      a0 = f32x4.add(a0, f32x4.mul(pj, loadF16x4(vr)));
-      a1 = f32x4.add(a1, f32x4.mul(pj, loadF16x4(vr + 8)));
-      a2 = f32x4.add(a2, f32x4.mul(pj, loadF16x4(vr + 16)));
-      a3 = f32x4.add(a3, f32x4.mul(pj, loadF16x4(vr + 24)));
+      a0 = f32x4.add(a0, f32x4.mul(pj, loadF16x4(vr, finite)));
+      a1 = f32x4.add(a1, f32x4.mul(pj, loadF16x4(vr + 8, finite)));
+      a2 = f32x4.add(a2, f32x4.mul(pj, loadF16x4(vr + 16, finite)));
+      a3 = f32x4.add(a3, f32x4.mul(pj, loadF16x4(vr + 24, finite)));
       vr += kvStride;
     }
     v128.store(o, a0);
@@ -247,7 +266,7 @@ export function attention_f32(
     let a0 = first ? f32x4.splat(0) : v128.load(outRow + (<usize>d << 2));
     let vr = vHead + (<usize>d << 1);
     for (let j = 0; j < n; j++) {
-      a0 = f32x4.add(a0, f32x4.mul(f32x4.splat(load<f32>(p + (<usize>j << 2))), loadF16x4(vr)));
+      a0 = f32x4.add(a0, f32x4.mul(f32x4.splat(load<f32>(p + (<usize>j << 2))), loadF16x4(vr, finite)));
       vr += kvStride;
     }
     v128.store(outRow + (<usize>d << 2), a0);
@@ -440,11 +459,13 @@ export function attention_q8_0(
   /** Whether scores() takes a converted copy of the query (convert()) rather than the row itself. */
   @inline converts(): bool { return false; }
   @inline convert(qRow: usize, conv: usize, headDim: i32): void {}
-  @inline scores(qc: usize, kHead: usize, stride: usize, n: i32, headDim: i32, scale: f32, dst: usize): void {
+  /** Whether a run of keys holds an inf or NaN that a fast conversion would get wrong (f16 only). */
+  @inline special(p: usize, stride: usize, n: i32, headDim: i32): bool { return false; }
+  @inline scores(qc: usize, kHead: usize, stride: usize, n: i32, headDim: i32, scale: f32, dst: usize, exact: bool): void {
     scoresF32(qc, kHead, stride, n, headDim, scale, dst);
   }
   @inline roundP(): bool { return false; }
-  @inline mix(p: usize, vHead: usize, stride: usize, n: i32, headDim: i32, outRow: usize, first: bool): void {
+  @inline mix(p: usize, vHead: usize, stride: usize, n: i32, headDim: i32, outRow: usize, first: bool, exact: bool): void {
     mixF32(p, vHead, stride, n, headDim, outRow, first);
   }
 }
@@ -453,12 +474,15 @@ export function attention_q8_0(
   @inline headBytes(g: i32, headDim: i32): usize { return <usize>g * <usize>headDim << 1; }
   @inline converts(): bool { return true; }
   @inline convert(qRow: usize, conv: usize, headDim: i32): void { roundRowF16(qRow, conv, headDim); }
-  @inline scores(qc: usize, kHead: usize, stride: usize, n: i32, headDim: i32, scale: f32, dst: usize): void {
-    scoresF16(qc, kHead, stride, n, headDim, scale, dst);
+  @inline special(p: usize, stride: usize, n: i32, headDim: i32): bool { return specialF16(p, stride, n, headDim); }
+  @inline scores(qc: usize, kHead: usize, stride: usize, n: i32, headDim: i32, scale: f32, dst: usize, exact: bool): void {
+    if (exact) scoresF16(qc, kHead, stride, n, headDim, scale, dst);
+    else scoresF16(qc, kHead, stride, n, headDim, scale, dst, true);
   }
   @inline roundP(): bool { return true; }
-  @inline mix(p: usize, vHead: usize, stride: usize, n: i32, headDim: i32, outRow: usize, first: bool): void {
-    mixF16(p, vHead, stride, n, headDim, outRow, first);
+  @inline mix(p: usize, vHead: usize, stride: usize, n: i32, headDim: i32, outRow: usize, first: bool, exact: bool): void {
+    if (exact) mixF16(p, vHead, stride, n, headDim, outRow, first);
+    else mixF16(p, vHead, stride, n, headDim, outRow, first, true);
   }
 }
 
@@ -466,11 +490,12 @@ export function attention_q8_0(
   @inline headBytes(g: i32, headDim: i32): usize { return <usize>g * <usize>(headDim / QK) * Q8_0_BYTES; }
   @inline converts(): bool { return true; }
   @inline convert(qRow: usize, conv: usize, headDim: i32): void { quantize_q8_0(qRow, conv, headDim); }
-  @inline scores(qc: usize, kHead: usize, stride: usize, n: i32, headDim: i32, scale: f32, dst: usize): void {
+  @inline special(p: usize, stride: usize, n: i32, headDim: i32): bool { return false; }
+  @inline scores(qc: usize, kHead: usize, stride: usize, n: i32, headDim: i32, scale: f32, dst: usize, exact: bool): void {
     scoresQ8_0(qc, kHead, stride, n, headDim, scale, dst);
   }
   @inline roundP(): bool { return false; }
-  @inline mix(p: usize, vHead: usize, stride: usize, n: i32, headDim: i32, outRow: usize, first: bool): void {
+  @inline mix(p: usize, vHead: usize, stride: usize, n: i32, headDim: i32, outRow: usize, first: bool, exact: bool): void {
     mixQ8_0(p, vHead, stride, n, headDim, outRow, first);
   }
 }
@@ -500,9 +525,10 @@ export function attention_q8_0(
       for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
         const run = min(pageSize, n - j0);
         const kPage = pageAt(kPool, table, r, pageBytes) + hb;
+        const exact = f.special(kPage, stride, run, headDim); // once for all the heads
         for (let h = h0; h < h1; h++) {
           const qc = f.converts() ? scratch + <usize>(h - h0) * convBytes : q + rowOf(t, h, qStride, headDim);
-          f.scores(qc, kPage, stride, run, headDim, scale, scoresBase + <usize>(h - h0) * rowBytes + (<usize>j0 << 2));
+          f.scores(qc, kPage, stride, run, headDim, scale, scoresBase + <usize>(h - h0) * rowBytes + (<usize>j0 << 2), exact);
         }
       }
       for (let h = h0; h < h1; h++) {
@@ -513,9 +539,10 @@ export function attention_q8_0(
       for (let j0 = 0, r = 0; j0 < n; j0 += pageSize, r++) {
         const run = min(pageSize, n - j0);
         const vPage = pageAt(vPool, table, r, pageBytes) + hb;
+        const exact = f.special(vPage, stride, run, headDim);
         for (let h = h0; h < h1; h++) {
           f.mix(scoresBase + <usize>(h - h0) * rowBytes + (<usize>j0 << 2), vPage, stride, run, headDim,
-            out + rowOf(t, h, qStride, headDim), r == 0);
+            out + rowOf(t, h, qStride, headDim), r == 0, exact);
         }
       }
     }

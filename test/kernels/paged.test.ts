@@ -148,6 +148,32 @@ const GEOMETRIES: Omit<Case, "nTok" | "pos0">[] = [
 const PAGE_SIZES = [1, 5, 7, 16, 32];
 
 describe("attention_paged_* (bit-identical to the contiguous kernels)", () => {
+  // The paged f16 kernel converts a run of keys with the fast (finite-only) conversion unless the run
+  // holds an inf or NaN: with some in K and in V, the pages that hold them must take the exact one.
+  it("f16 with inf and NaN in the cache: the same bits as the contiguous kernel (exact conversion there)", () => {
+    let runs = 0;
+    for (const [nTok, pos0] of [[1, 40], [5, 3], [17, 0]]) {
+      H.reset();
+      const c: Case = { nHeads: 14, nKVHeads: 2, headDim: 64, nTok, pos0 };
+      const s = setupCase("f16", c, 4242 + nTok);
+      const patch = (rows: Uint8Array[], base: number, j: number, byte: number, half: number) => {
+        rows[j][byte] = half & 0xff; rows[j][byte + 1] = half >> 8;
+        H.u8(base + j * s.kvRowBytes, rows[j].length).set(rows[j]);
+      };
+      patch(s.kRows, s.kC, 1, 2 * 5, 0x7c00);            // K: +inf, KV head 0, dim 5
+      patch(s.vRows, s.vC, s.nPos - 1, 2 * 70, 0xfc00);   // V: -inf, KV head 1, dim 6
+      patch(s.vRows, s.vC, 0, 2 * 3, 0x7e00);             // V: NaN, KV head 0
+      const ranges: [number, number][] = [[0, 3], [3, 14]];
+      const want = runContiguous("f16", c, s, ranges);
+      for (const pageSize of [1, 5, 16]) {
+        const got = runPaged("f16", c, s, setupPages(s, pageSize, true), pageSize, ranges);
+        expect(bitDiff(got, want).words, `${JSON.stringify(c)} pageSize=${pageSize}`).toBe(0);
+        runs++;
+      }
+    }
+    expect(runs).toBe(9);
+  });
+
   for (const type of TYPES) {
     it(`${type}: nTok 1/5/17, pos0 0/3/40, pages of 1/5/7/16/32 in order and permuted, GQA 2 and 7, head dims 64 and 128`, () => {
       let runs = 0, mismatched = 0, worst = 0, seed = 1000;
