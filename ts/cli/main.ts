@@ -1,6 +1,7 @@
 // The qwasm command line: one file per command in commands/, each with `help` and `main(argv)`.
 import { QwasmError } from "../errors";
 import { allowRelaxedSimd, relaxedSimdValidates } from "../kernels/module";
+import { enableRelaxedSimdFlag } from "../runtime/node";
 import * as detokenize from "./commands/detokenize";
 import * as inspect from "./commands/inspect-model";
 import * as logits from "./commands/logits";
@@ -61,11 +62,7 @@ async function enableRelaxedSimd(): Promise<void> {
   const allowed = process.env.QWASM_RELAXED_SIMD !== "0";
   allowRelaxedSimd(allowed);
   if (!allowed || relaxedSimdValidates()) return;
-  try {
-    (await import("node:v8")).setFlagsFromString("--experimental-wasm-relaxed-simd");
-  } catch {
-    // not Node, or the flag is gone: the runtime decides, and the probe still guards the choice
-  }
+  await enableRelaxedSimdFlag();
 }
 
 enableRelaxedSimd().then(() => main(process.argv.slice(2))).then(

@@ -34,3 +34,17 @@ export async function createFileNode(path: string | URL): Promise<WritableFile> 
     close: () => handle.close(),
   };
 }
+
+/**
+ * Turns on Node 20's --experimental-wasm-relaxed-simd for this process (Node 22 and later have it
+ * on). Only for a process qwasm owns (the CLI): the flag is process-wide. Must run before any
+ * WebAssembly is compiled. A runtime without node:v8, or one that drops the flag, keeps its own
+ * default; the kernels' probe decides either way.
+ */
+export async function enableRelaxedSimdFlag(): Promise<void> {
+  try {
+    (await import("node:v8")).setFlagsFromString("--experimental-wasm-relaxed-simd");
+  } catch {
+    // no node:v8 here
+  }
+}
