@@ -33,9 +33,8 @@ import { QK_K, Q8K, hsum, combine, matmul_k_ref, matmul_k_quads, dot16u } from "
   return ASC_FEATURE_RELAXED_SIMD ? biased(v, hc) : weights(v, hc);
 }
 
-/** The 16 scales - 32 of block wb as i8 lanes. */
-@inline function scaleBytes(wb: usize): v128 {
-  const a0 = load<u32>(wb, 96), a1 = load<u32>(wb, 100), a2 = load<u32>(wb, 104);
+/** The 16 scales - 32 of a block as i8 lanes, from its words a0 a1 a2 of scales[12]. */
+@inline function scaleBytes(a0: u32, a1: u32, a2: u32): v128 {
   return i8x16.sub(i32x4.replace_lane(i32x4.replace_lane(i32x4.replace_lane(i32x4.splat(
     scales0(a0, a2)), 1, scales1(a1, a2)), 2, scales2(a0, a2)), 3, scales3(a1, a2)), i8x16.splat(32));
 }
@@ -148,7 +147,7 @@ function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
       }
       sc = <u64>scales2(a0, a2) | (<u64>scales3(a1, a2) << 32);
     }
-    if (ASC_FEATURE_RELAXED_SIMD) acc0 = i32x4.sub(acc0, offsetTerm(scaleBytes(wb), xq - 260));
+    if (ASC_FEATURE_RELAXED_SIMD) acc0 = i32x4.sub(acc0, offsetTerm(scaleBytes(a0, a1, a2), xq - 260));
     f0 = combine(f0, acc0, xq - 260, f16_to_f32(load<u16>(wb, 108)));
   }
   return hsum(f0);
@@ -167,7 +166,7 @@ function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
     const xb0 = x0 + xo, xb1 = x1 + xo, xb2 = x2 + xo, xb3 = x3 + xo;
     const a0 = load<u32>(wb, 96), a1 = load<u32>(wb, 100), a2 = load<u32>(wb, 104);
     // the 16 scales - 32, advanced by one byte per piece (a loop-carried value is computed once)
-    const scales0v = scaleBytes(wb);
+    const scales0v = scaleBytes(a0, a1, a2);
     let scales = scales0v;
     let acc0 = i32x4.splat(0), acc1 = i32x4.splat(0), acc2 = i32x4.splat(0), acc3 = i32x4.splat(0);
     let qo: usize = 4;

@@ -179,21 +179,24 @@ export function sharedMemorySupported(): boolean {
 
 /** The kernel build this process runs (chosen once; see chooseKernels). */
 export function kernelChoice(): Promise<KernelChoice> {
-  chosen ??= sharedMemorySupported()
-    ? compileKernelBuild("simd128").then((plain) => relaxedAllowed ? chooseKernels(plain)
-      : { module: plain, build: "simd128" as const, reason: "relaxed SIMD was turned off (QWASM_RELAXED_SIMD=0)" })
-    : compileKernelBuild("simd128-unshared").then(async (plain): Promise<KernelChoice> => {
-      const unshared = "no SharedArrayBuffer here: one thread, unshared memory";
-      if (!relaxedAllowed) return { module: plain, build: "simd128-unshared", reason: `${unshared}; relaxed SIMD was turned off` };
-      const choice = await chooseKernels(plain, {
-        relaxed: () => compileKernelBuild("relaxed-simd-unshared"),
-        probe: (reference, candidate) => probeKernels(reference, candidate, false),
-      });
-      return choice.build === "relaxed-simd"
-        ? { module: choice.module, build: "relaxed-simd-unshared", reason: unshared }
-        : { module: choice.module, build: "simd128-unshared", reason: `${unshared}; ${choice.reason}` };
-    });
+  chosen ??= choosePair(sharedMemorySupported());
   return chosen;
+}
+
+/** SIMD128 or relaxed, over a shared memory or (no SharedArrayBuffer) an unshared one. */
+async function choosePair(shared: boolean): Promise<KernelChoice> {
+  const plain = await compileKernelBuild(shared ? "simd128" : "simd128-unshared");
+  const choice: KernelChoice = !relaxedAllowed
+    ? { module: plain, build: "simd128", reason: "relaxed SIMD was turned off (QWASM_RELAXED_SIMD=0)" }
+    : await chooseKernels(plain, shared ? {} : {
+      relaxed: () => compileKernelBuild("relaxed-simd-unshared"),
+      probe: (reference, candidate) => probeKernels(reference, candidate, false),
+    });
+  if (shared) return choice;
+  const unshared = "no SharedArrayBuffer here: one thread, unshared memory";
+  return choice.build === "relaxed-simd"
+    ? { module: choice.module, build: "relaxed-simd-unshared", reason: unshared }
+    : { module: choice.module, build: "simd128-unshared", reason: `${unshared}; ${choice.reason}` };
 }
 
 /** The compiled kernel module, chosen and compiled once per process and shared by every instance
