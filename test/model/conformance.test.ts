@@ -8,12 +8,14 @@
 //     llama.cpp's top-1/top-2 margin is >= 0.5;
 //   - 32 greedy steps, teacher-forced: llama.cpp's token is fed at every step, so every step is
 //     compared: the logit llama.cpp chose (chosen_logit) at every step, and our argmax equals
-//     llama.cpp's token at every step whose margin is >= 0.5 (at least one per case).
+//     llama.cpp's token at every step whose margin is >= 0.5 (at least one per case);
+//   - the prompt and generated tokens' bytes (pieces_hex) from the file's vocabulary.
 // Runs in both vitest projects: with the SIMD128 build and with the relaxed-SIMD build
 // (vitest.config.ts); the build is checked to be the project's.
 import { describe, expect, it } from "vitest";
 import { argmax } from "../../ts/sampler/sampler";
 import { loadQwen2 } from "../../ts/model/model";
+import { tokenizerFromMetadata } from "../../ts/tokenizer/from-model";
 import { describeFixtures, fixturePath, readFixtureF32, readFixtureJSON } from "../fixtures";
 import { checkedKernelBuild } from "../kernel-build";
 
@@ -72,12 +74,12 @@ function compareRow(ours: Float32Array, ref: Float32Array): { rel: number; rms: 
   return { rel: max / std, rms: Math.sqrt(sq / ref.length) / std };
 }
 
-interface Tokens { name: string; n_tokens: number; tokens: number[] }
+interface Tokens { name: string; n_tokens: number; tokens: number[]; pieces_hex: string[] }
 interface Top10 {
   n_vocab: number;
   positions: { pos: number; token: number; logits_mean: number; logits_std: number; top: [number, number][] }[];
 }
-interface Greedy { n_gen: number; tokens: number[]; chosen_logit: number[]; top1_minus_top2: number[] }
+interface Greedy { n_gen: number; tokens: number[]; chosen_logit: number[]; top1_minus_top2: number[]; pieces_hex: string[] }
 
 it("runs on the kernel build its vitest project names", async () => {
   console.log(`conformance: kernels ${await checkedKernelBuild()}`);
@@ -107,6 +109,10 @@ for (const suite of SUITES) {
             const model = await loadQwen2(fixturePath(suite.dir, `${file}.gguf`), { contextLength: n + N_GEN, maxTokens: n, threads: 1 });
             try {
               expect(model.config.vocabSize).toBe(N_VOCAB);
+              // The tokens' bytes (llama_token_to_piece, specials rendered) from the file's vocabulary.
+              const tokenizer = tokenizerFromMetadata(model.file.metadata);
+              const hex = (id: number) => Buffer.from(tokenizer.tokenBytes(id)).toString("hex");
+              expect(tokens.map(hex), `${at}: tokens.json pieces_hex`).toEqual(refTokens.pieces_hex);
               // The whole prompt in one step, as the references were made (one batch).
               const all = (await model.forward.step(tokens, 0, true)).slice();
               const row = (i: number) => all.subarray(i * N_VOCAB, (i + 1) * N_VOCAB);
@@ -153,9 +159,10 @@ for (const suite of SUITES) {
               // Greedy, teacher-forced: step s's logits are those after feeding llama.cpp's tokens of
               // steps < s, so every step is compared whatever happened at earlier ones.
               expect(greedy.n_gen).toBe(N_GEN);
-              for (const key of ["tokens", "chosen_logit", "top1_minus_top2"] as const) {
+              for (const key of ["tokens", "chosen_logit", "top1_minus_top2", "pieces_hex"] as const) {
                 expect(greedy[key].length, `${at}: greedy.json ${key}`).toBe(N_GEN);
               }
+              expect(greedy.tokens.map(hex), `${at}: greedy.json pieces_hex`).toEqual(greedy.pieces_hex);
               let logits: Float32Array = row(n - 1);
               let steps = 0;
               let worstChosen = 0;
