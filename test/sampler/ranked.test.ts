@@ -211,11 +211,12 @@ describe("partial ranking", () => {
     expect(compared).toBe(cases.length * 4 * 3);
   });
 
-  it("draws the top token where all others are below the 50-nat floor, and survives non-finite rows", () => {
+  it("draws the top token where all others are below the 50-nat floor, ranks -0 with +0, survives non-finite rows", () => {
     const row = new Float32Array(1000).fill(-100);
     row[123] = 0;
     expect(new Sampler({ temperature: 1, topP: 0.9, seed: 3 }).sample(row.slice())).toBe(123);
     expect(new Sampler({ temperature: 1, topK: 5, seed: 3 }).sample(row.slice())).toBe(123);
+    expect(new Sampler({ temperature: 1, topK: 1 }).sample(Float32Array.from([-1, -0, 0, -0, 0]))).toBe(1); // ties to the lowest id
     expect(new Sampler({ temperature: 1, topP: 0.9 }).sample(new Float32Array(10).fill(-Infinity))).toBe(0);
     const nan = new Float32Array(10).fill(NaN);
     nan[4] = 1;

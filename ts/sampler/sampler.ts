@@ -183,30 +183,17 @@ export class Sampler {
    */
   private sampleRanked(logits: Float32Array, max: number): number {
     const o = this.options;
-    const n = logits.length;
     const invT = 1 / o.temperature;
     const floor = max - 50 * o.temperature;
-    const scale = BUCKETS / (50 * o.temperature);
-    // Bucket 0 holds the top logits; the bucket index never decreases as the logit falls.
-    const bucketOf = (l: number) => Math.min(BUCKETS - 1, Math.floor((max - l) * scale));
+    const scale = BUCKETS / (50 * o.temperature); // buckets per logit
     // top-p without top-k normalizes over all candidates: their weights, summed in id order.
     const needMass = o.topK === 0 && o.topP < 1;
     const inBucket = new Int32Array(BUCKETS);
     const massIn = new Float64Array(needMass ? BUCKETS : 0);
+    let sum = needMass ? histogramWithMass(logits, floor, max, scale, invT, inBucket, massIn) : 0;
+    if (!needMass) histogram(logits, floor, max, scale, inBucket);
     let candidates = 0;
-    let sum = 0;
-    for (let i = 0; i < n; i++) {
-      const l = logits[i];
-      if (!(l >= floor)) continue;
-      const b = bucketOf(l);
-      inBucket[b]++;
-      candidates++;
-      if (needMass) {
-        const w = tokenWeight(l, max, invT);
-        sum += w;
-        massIn[b] += w;
-      }
-    }
+    for (let b = 0; b < BUCKETS; b++) candidates += inBucket[b];
 
     // The last bucket the ranked prefix needs.
     let cut = BUCKETS - 1;
@@ -218,12 +205,14 @@ export class Sampler {
     } else {
       // min-p alone keeps weights >= minP (the top token weighs 1): logits >= max + T ln(minP). One
       // bucket more, and every token past the prefix weighs under 0.96 minP: min-p stops before it.
-      cut = Math.min(BUCKETS - 1, Math.max(0, bucketOf(max + o.temperature * Math.log(o.minP)) + 1));
+      cut = Math.min(BUCKETS - 1, Math.max(0, bucketIndex(max + o.temperature * Math.log(o.minP), max, scale) + 1));
     }
     const prefixDecidesMinP = o.topK === 0 && o.topP === 1;
 
     for (;;) {
-      const ids = rankedPrefix(logits, floor, cut, bucketOf);
+      let size = 0;
+      for (let b = 0; b <= cut; b++) size += inBucket[b];
+      const ids = rankedPrefix(logits, floor, max, scale, cut, size);
       const complete = ids.length === candidates; // the prefix is every candidate
       const kept = o.topK > 0 ? ids.subarray(0, Math.min(o.topK, ids.length)) : ids;
       const probs = scratch(kept.length);
@@ -256,6 +245,36 @@ export class Sampler {
 
 /** Histogram buckets over the 50 tempered nats below the top logit. */
 const BUCKETS = 1024;
+
+/** Counts the candidates (logit >= floor) of each bucket. */
+function histogram(logits: Float32Array, floor: number, max: number, scale: number, inBucket: Int32Array): void {
+  for (let i = 0; i < logits.length; i++) {
+    const l = logits[i];
+    if (l >= floor) inBucket[bucketIndex(l, max, scale)]++;
+  }
+}
+
+/** histogram, and the weight of each bucket's tokens; returns the weight of all, summed in id order. */
+function histogramWithMass(logits: Float32Array, floor: number, max: number, scale: number, invT: number,
+  inBucket: Int32Array, massIn: Float64Array): number {
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const l = logits[i];
+    if (!(l >= floor)) continue;
+    const b = bucketIndex(l, max, scale);
+    const w = tokenWeight(l, max, invT);
+    inBucket[b]++;
+    massIn[b] += w;
+    sum += w;
+  }
+  return sum;
+}
+
+/** The bucket of a logit (>= the floor): 0 for the top, never less for a lower logit. */
+function bucketIndex(l: number, max: number, scale: number): number {
+  const b = ((max - l) * scale) | 0;
+  return b < 1024 ? b : 1023; // BUCKETS, as literals (see expNonPositive)
+}
 
 /**
  * How many of the ranked candidates top-p then min-p keep, reading `probs` (weights of the first
@@ -293,65 +312,73 @@ function draw(rng: Rng, probs: Float64Array, count: number, total: number, id: (
 }
 
 /**
- * The candidates (logit >= floor) whose bucket is at most `cut`, sorted by logit, highest first,
- * ties to the lowest id: the first ranks of the sort of every candidate, since a bucket holds all
- * the tokens of its logit range. Sorted as numbers (no comparator): each key packs the logit's
- * order-preserving bits (32) above the id (21 bits), exact in a float64.
+ * The `size` candidates (logit >= floor) whose bucket is at most `cut`, sorted by logit, highest
+ * first, ties to the lowest id: the first ranks of the sort of every candidate, since a bucket holds
+ * all the tokens of its logit range. A stable radix sort of the logits' order-preserving bits, over
+ * ids collected in increasing order: equal logits keep the lowest id first.
  */
-function rankedPrefix(logits: Float32Array, floor: number, cut: number, bucketOf: (l: number) => number): Int32Array {
-  const n = logits.length;
-  const picked: number[] = [];
-  for (let i = 0; i < n; i++) {
+function rankedPrefix(logits: Float32Array, floor: number, max: number, scale: number, cut: number, size: number): Int32Array {
+  const bits = new Uint32Array(logits.buffer, logits.byteOffset, logits.length);
+  let ids = new Int32Array(size);
+  let keys = new Uint32Array(size);
+  let m = 0;
+  // Every logit of the buckets up to `cut` is above `low` (by a bucket's width, far past rounding):
+  // one comparison turns most tokens away.
+  const low = Math.max(floor, max - (cut + 2) / scale);
+  for (let i = 0; i < logits.length; i++) {
     const l = logits[i];
-    if (l >= floor && bucketOf(l) <= cut) picked.push(i);
-  }
-  if (n > ID_SPAN) {
-    picked.sort((a, b) => logits[b] - logits[a] || a - b);
-    return Int32Array.from(picked);
-  }
-  const bits = new Uint32Array(logits.buffer, logits.byteOffset, n);
-  const keys = new Float64Array(picked.length);
-  for (let j = 0; j < picked.length; j++) {
-    const i = picked[j];
+    if (!(l >= low) || bucketIndex(l, max, scale) > cut) continue;
     let u = bits[i];
     if (u === 0x80000000) u = 0; // -0 ranks with +0
-    // Descending order of the float as an ascending unsigned integer.
-    const rank = u >= 0x80000000 ? u : 0x7fffffff - u;
-    keys[j] = rank * ID_SPAN + i;
+    keys[m] = u >= 0x80000000 ? u : 0x7fffffff - u; // the float's descending order as an ascending integer
+    ids[m++] = i;
   }
-  keys.sort();
-  const ids = new Int32Array(keys.length);
-  for (let j = 0; j < keys.length; j++) ids[j] = keys[j] % ID_SPAN;
+  let spareIds = new Int32Array(size);
+  let spareKeys = new Uint32Array(size);
+  const counts = new Int32Array(RADIX);
+  for (let shift = 0; shift < 32; shift += RADIX_BITS) {
+    counts.fill(0);
+    for (let j = 0; j < m; j++) counts[(keys[j] >>> shift) & (RADIX - 1)]++;
+    if (counts[(keys[0] >>> shift) & (RADIX - 1)] === m) continue; // one digit for all: order unchanged
+    for (let d = 0, at = 0; d < RADIX; d++) { const c = counts[d]; counts[d] = at; at += c; }
+    for (let j = 0; j < m; j++) {
+      const to = counts[(keys[j] >>> shift) & (RADIX - 1)]++;
+      spareKeys[to] = keys[j];
+      spareIds[to] = ids[j];
+    }
+    [keys, spareKeys] = [spareKeys, keys];
+    [ids, spareIds] = [spareIds, ids];
+  }
   return ids;
 }
 
-/** Token ids below this fit under a 32-bit rank in a float64's 53 bits. */
-const ID_SPAN = 2 ** 21;
+const RADIX_BITS = 11;
+const RADIX = 1 << RADIX_BITS;
 
 /** exp((logit - max) / T), the unnormalized probability of a token at temperature T. */
 export function tokenWeight(logit: number, max: number, invT: number): number {
   return expNonPositive((logit - max) * invT);
 }
 
-const EXP_TABLE_STEPS = 128;
 /** 2^(-j/128) for j in 0..127, and 2^-i for i in 0..1023. */
-const EXP_FRACTION = Float64Array.from({ length: EXP_TABLE_STEPS }, (_, j) => 2 ** (-j / EXP_TABLE_STEPS));
+const EXP_FRACTION = Float64Array.from({ length: 128 }, (_, j) => 2 ** (-j / 128));
 const EXP_POWER = Float64Array.from({ length: 1024 }, (_, i) => 2 ** -i);
-const LN2_HI = 6.93147180369123816490e-1; // ln 2 = LN2_HI + LN2_LO; k·LN2_HI is exact for |k| < 2^21
-const LN2_LO = 1.90821492927058770002e-10;
 
 /**
- * e^x for x <= 0, within 2 ulp of Math.exp and about four times faster (the sampler takes one per
+ * e^x for x <= 0, within 2 ulp of Math.exp and several times faster (the sampler takes one per
  * token of the vocabulary): x = -(i + j/128) ln 2 + r with |r| <= ln2/256, e^r by its series to r^5.
+ * The constants are literals so that the compiler folds them (a module variable is reloaded).
  */
 export function expNonPositive(x: number): number {
   if (!(x > -700 && x <= 0)) return Math.exp(x);
   const magic = 6755399441055744; // 1.5 * 2^52: adding and subtracting it rounds to an integer
-  const k = x * (EXP_TABLE_STEPS / Math.LN2) + magic - magic;
-  const r = x - k * (LN2_HI / EXP_TABLE_STEPS) - k * (LN2_LO / EXP_TABLE_STEPS);
+  const k = x * 184.6649652337873 + magic - magic; // 128 / ln 2
+  // ln2/128 = 0.00541521234663378 + 1.4907929134926466e-12, the first part with 32 significant bits
+  // (fdlibm's ln2_hi / 128), so that k times it is exact.
+  const r = x - k * 0.00541521234663378 - k * 1.4907929134926466e-12;
   const p = 1 + r * (1 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120)))));
   const steps = -k;
-  return p * EXP_FRACTION[steps & (EXP_TABLE_STEPS - 1)] * EXP_POWER[steps >> 7];
+  return p * EXP_FRACTION[steps & 127] * EXP_POWER[steps >> 7];
 }
 
 /** A float64 scratch row, reused across calls (sampling is synchronous). */
