@@ -100,7 +100,7 @@ export class Sampler {
   private readonly rng: Rng;
   /** Whether any penalty is on: otherwise accepted tokens need not be remembered. */
   private readonly penalize: boolean;
-  /** The penalty window, oldest first (a ring of penaltyLastN tokens; unbounded for -1). */
+  /** The penalty window: a ring of the last penaltyLastN tokens, oldest at windowStart (unused for -1). */
   private readonly window: number[] = [];
   private windowStart = 0;
   /** Occurrences of each token in the window. */
@@ -144,8 +144,8 @@ export class Sampler {
       else this.counts.set(old, c);
       this.window[this.windowStart] = token;
       this.windowStart = (this.windowStart + 1) % lastN;
-    } else {
-      this.window.push(token);
+    } else if (lastN > 0) {
+      this.window.push(token); // -1 never evicts: the counts are the whole window
     }
   }
 
