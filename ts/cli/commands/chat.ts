@@ -16,7 +16,7 @@ quitting; Ctrl-C at the prompt or Ctrl-D quits; /reset starts a new conversation
 the built-in synthetic model.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv);
+  const args = parseArgs(argv, [], help);
   const modelPath = await resolveModelPath(args.positionals[0]);
   const engine = await createEngine(modelPath, {
     maxSequences: 1, contextLength: numberOption(args, "context"), kvType: kvTypeOption(args), threads: numberOption(args, "threads"),

@@ -45,12 +45,12 @@ export async function* stdinLines(): AsyncGenerator<string> {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["special", "jsonl"]);
+  const args = parseArgs(argv, ["special", "jsonl"], help);
   const text = stringOption(args, "text");
   const file = stringOption(args, "file");
   const jsonl = args.options.has("jsonl");
   if (args.positionals.length !== 1 || [text !== undefined, file !== undefined, jsonl].filter(Boolean).length !== 1) {
-    throw new QwasmError("INVALID_ARGUMENT", "give MODEL and exactly one of --text, --file or --jsonl\n\n" + help);
+    throw new QwasmError("INVALID_ARGUMENT", "give MODEL and exactly one of --text, --file or --jsonl");
   }
   const tokenizer = await loadTokenizerForCli(args.positionals[0]);
   const special = args.options.has("special");
