@@ -42,7 +42,7 @@ describe.skipIf(!existsSync(join(projectRoot, "dist", "cli.js")))("npm package",
     const model = join(app, "tiny.gguf");
     writeFileSync(model, await writeGGUFBytes(synthQwen2({ shape: "tiny", vocabulary: await readQwen2Vocabulary(), type: "Q8_0", seed: 1 })));
     const inspect = JSON.parse(execFileSync(bin, ["inspect", model, "--json"], { encoding: "utf8" }));
-    expect(inspect["qwen2 config"]).toMatchObject({ runnable: true, hidden: 64 });
+    expect(inspect.qwen2Config).toMatchObject({ runnable: true, hidden: 64 });
     // The CLI turns on Node 20's relaxed-SIMD flag, so it picks what the library picks in a Node
     // started with that flag (relaxed-simd wherever the probe accepts the build: here, x86-64);
     // QWASM_RELAXED_SIMD=0 keeps SIMD128.
