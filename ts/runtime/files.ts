@@ -4,12 +4,12 @@ import { QwasmError } from "../errors";
 import { openFile, runtimeName, type RandomAccessFile } from "./index";
 
 declare const Deno: {
-  stat(path: string): Promise<unknown>;
+  stat(path: string | URL): Promise<unknown>;
   rename(from: string, to: string): Promise<void>;
   mkdir(path: string, options: { recursive: boolean }): Promise<void>;
 };
 
-export async function fileExists(path: string): Promise<boolean> {
+export async function fileExists(path: string | URL): Promise<boolean> {
   try {
     if (runtimeName() === "deno") await Deno.stat(path);
     else await (await import("node:fs/promises")).stat(path);
