@@ -106,6 +106,13 @@ describe.skipIf(!cliBuilt)("the CLI (dist/cli.js; run node scripts/build.mjs)", 
     expect(results.length).toBe(40);
   });
 
+  it("a missing tokenizer.json is FILE_NOT_FOUND too (not TOKENIZER_INVALID)", async () => {
+    const source = join(tmp, "missing.json");
+    const { code, stderr } = await runCli(["tokenize", source, "--text", "hi"]);
+    expect(code).toBe(2);
+    expect(stderr).toBe(`qwasm: cannot read ${source}: no such file (ENOENT) [FILE_NOT_FOUND]\n`);
+  });
+
   it("QWASM_DEBUG=1 adds the stack", async () => {
     const source = join(tmp, "missing.gguf");
     const { code, stderr } = await runCli(["run", source, "--prompt", "hi"], { env: { QWASM_DEBUG: "1" } });

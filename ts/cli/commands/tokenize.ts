@@ -17,9 +17,10 @@ is read) or a Hugging Face tokenizer.json.
 /** The tokenizer of a GGUF model, or of a tokenizer.json file (path ending in .json). */
 export async function loadTokenizerForCli(path: string): Promise<Tokenizer> {
   if (/\.json$/i.test(path)) {
+    const bytes = await readFile(path);
     let json: TokenizerJSON;
     try {
-      json = JSON.parse(new TextDecoder().decode(await readFile(path))) as TokenizerJSON;
+      json = JSON.parse(new TextDecoder().decode(bytes)) as TokenizerJSON;
     } catch (e) {
       throw new QwasmError("TOKENIZER_INVALID", `${path} is not a JSON file: ${(e as Error).message}`, { cause: e });
     }
