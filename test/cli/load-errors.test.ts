@@ -113,11 +113,17 @@ describe.skipIf(!cliBuilt)("the CLI (dist/cli.js; run node scripts/build.mjs)", 
     expect(stderr).toBe(`qwasm: cannot read ${source}: no such file (ENOENT) [FILE_NOT_FOUND]\n`);
   });
 
-  it("QWASM_DEBUG=1 adds the stack", async () => {
+  it("QWASM_DEBUG=1 or --verbose adds the stack", async () => {
     const source = join(tmp, "missing.gguf");
-    const { code, stderr } = await runCli(["run", source, "--prompt", "hi"], { env: { QWASM_DEBUG: "1" } });
-    expect(code).not.toBe(0);
-    expect(stderr).toContain("[FILE_NOT_FOUND]");
-    expect(stderr).toMatch(/\n\s+at /);
+    for (const [argv, env] of [
+      [["run", source, "--prompt", "hi"], { QWASM_DEBUG: "1" }],
+      [["run", source, "--prompt", "hi", "--verbose"], {}],
+      [["inspect", "--verbose", source], {}],
+    ] as const) {
+      const { code, stderr } = await runCli([...argv], { env });
+      expect(code, argv.join(" ")).not.toBe(0);
+      expect(stderr, argv.join(" ")).toContain("[FILE_NOT_FOUND]");
+      expect(stderr, argv.join(" ")).toMatch(/\n\s+at /);
+    }
   });
 });

@@ -1,4 +1,5 @@
-// How the CLI reports a failure: one line on stderr, never a stack trace unless QWASM_DEBUG=1.
+// How the CLI reports a failure: one line on stderr, never a stack trace unless asked for
+// (--verbose or QWASM_DEBUG=1).
 import { QwasmError } from "../errors";
 
 /** `qwasm: message [CODE]` for a QwasmError, `qwasm: message` for anything else; with `debug`, the stack too. */
@@ -6,7 +7,7 @@ export function errorReport(error: unknown, debug: boolean): string {
   const message = error instanceof Error ? error.message : String(error);
   const line = `qwasm: ${oneLine(message)}${error instanceof QwasmError ? ` [${error.code}]` : ""}`;
   if (debug) return `${line}\n${stackOf(error)}\n`;
-  return error instanceof QwasmError ? `${line}\n` : `${line} (QWASM_DEBUG=1 prints the stack)\n`;
+  return error instanceof QwasmError ? `${line}\n` : `${line} (--verbose prints the stack)\n`;
 }
 
 function oneLine(text: string): string {

@@ -45,7 +45,7 @@ usage: qwasm <command> [options]      qwasm <command> --help
 commands:
 ${Object.entries(COMMANDS).map(([name, [, summary]]) => `  ${name.padEnd(16)} ${summary}`).join("\n")}
 
-MODEL is a GGUF file path or an http(s) URL. QWASM_DEBUG=1 prints the stack of an error.
+MODEL is a GGUF file path or an http(s) URL. --verbose (or QWASM_DEBUG=1) prints the stack of an error.
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -89,11 +89,15 @@ async function enableRelaxedSimd(): Promise<void> {
   await enableRelaxedSimdFlag();
 }
 
-enableRelaxedSimd().then(() => main(process.argv.slice(2))).then(
+// --verbose, anywhere on the line and for every command, asks for the stack of an error.
+const argv = process.argv.slice(2);
+const verbose = argv.includes("--verbose") || process.env.QWASM_DEBUG === "1";
+
+enableRelaxedSimd().then(() => main(argv.filter((a) => a !== "--verbose"))).then(
   (code) => { process.exitCode = code; },
   (error: unknown) => {
-    // Every failure is one line (bad input and bad files say what is wrong); QWASM_DEBUG=1 adds the stack.
-    process.stderr.write(errorReport(error, process.env.QWASM_DEBUG === "1"));
+    // Every failure is one line (bad input and bad files say what is wrong); --verbose adds the stack.
+    process.stderr.write(errorReport(error, verbose));
     process.exitCode = error instanceof QwasmError ? 2 : 1;
   },
 );

@@ -60,7 +60,7 @@ export async function main(argv: string[], hooks: InspectHooks = {}): Promise<nu
   } catch (e) {
     // A bad file, or one that cannot be opened (no such file, a directory, HTTP errors): the
     // message names the path; one line, like every command's errors (ts/cli/errors.ts).
-    console.error(errorReport(e, process.env.QWASM_DEBUG === "1").trimEnd());
+    console.error(errorReport(e, process.env.QWASM_DEBUG === "1" || process.argv.includes("--verbose")).trimEnd());
     return 1;
   }
   try {
