@@ -101,7 +101,7 @@ async function timedRequest(engine: QwasmEngine, prompt: number[], options: Requ
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["json", "prefix-reuse"]);
+  const args = parseArgs(argv, ["json", "prefix-reuse"], help);
   if (args.options.has("batch")) return batchBench(args);
   if (args.options.has("prefix-reuse")) return prefixBench(args);
   const modelPath = await resolveModelPath(args.positionals[0]);
