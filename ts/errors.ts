@@ -11,7 +11,9 @@ export type ErrorCode =
   | "INVALID_ARGUMENT"    // a caller passed a bad option
   | "OUT_OF_MEMORY"       // the model does not fit in one 4 GiB WebAssembly memory
   | "WORKER_FAILED"       // a compute worker died or threw during a step
-  | "ABORTED";
+  | "ABORTED"
+  | "QUEUE_FULL"          // the engine already holds maxSequences running and maxQueue waiting requests: retry later
+  | "TIMEOUT";            // the request ran past its time limit (timeoutMs, requestTimeoutMs)
 
 export class QwasmError extends Error {
   readonly code: ErrorCode;

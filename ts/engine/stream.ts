@@ -5,11 +5,17 @@ export class CompletionStreamImpl implements CompletionStream {
   readonly result: Promise<CompletionResult>;
   /** All text pushed so far. */
   text = "";
+  private tokenCount = 0;
+  /** What the iterator has handed out, once someone iterates. */
+  private taken: { text: string; tokens: number } | undefined;
   private readonly queue: Delta[] = [];
   private wake: (() => void) | undefined;
   private done = false;
   private failed = false;
   private error: unknown;
+  /** No more deltas (an abort, a timeout, a failure); the result may come later. */
+  private closed = false;
+  private closeError: unknown;
   private resolveResult!: (r: CompletionResult) => void;
   private rejectResult!: (e: unknown) => void;
 
@@ -23,10 +29,29 @@ export class CompletionStreamImpl implements CompletionStream {
   }
 
   push(delta: Delta): void {
-    if (this.done || (delta.text === "" && delta.tokens.length === 0)) return;
+    if (this.done || this.closed || (delta.text === "" && delta.tokens.length === 0)) return;
     this.text += delta.text;
+    this.tokenCount += delta.tokens.length;
     this.queue.push(delta);
     this.wake?.();
+  }
+
+  /**
+   * Stops the deltas at once: later pushes are ignored and, when someone iterates, the deltas it has
+   * not taken yet are dropped, so an abort is the last thing the caller sees. The iterator then ends
+   * (throws `error` when given); the result still comes with finish or fail.
+   */
+  close(error?: unknown): void {
+    if (this.done || this.closed) return;
+    this.closed = true;
+    this.closeError = error;
+    if (this.taken !== undefined) this.queue.length = 0;
+    this.wake?.();
+  }
+
+  /** The text and number of tokens the caller was given: what the iterator took, or all when nobody iterates. */
+  get delivered(): { text: string; tokens: number } {
+    return this.taken ?? { text: this.text, tokens: this.tokenCount };
   }
 
   finish(result: CompletionResult): void {
@@ -46,12 +71,20 @@ export class CompletionStreamImpl implements CompletionStream {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Delta> {
+    const taken = (this.taken ??= { text: "", tokens: 0 });
     for (;;) {
-      while (this.queue.length > 0) yield this.queue.shift()!;
+      while (this.queue.length > 0) {
+        const delta = this.queue.shift()!;
+        taken.text += delta.text;
+        taken.tokens += delta.tokens.length;
+        yield delta;
+      }
+      if (this.closed && this.closeError !== undefined) throw this.closeError;
       if (this.done) {
         if (this.failed) throw this.error;
         return;
       }
+      if (this.closed) return;
       await new Promise<void>((resolve) => { this.wake = resolve; });
       this.wake = undefined;
     }
