@@ -222,8 +222,7 @@ export class QwasmEngine implements Engine {
   private endEarly(seq: Sequence, how: NonNullable<Sequence["ended"]>): void {
     if (seq.ended || !(this.running.includes(seq) || this.waiting.includes(seq))) return;
     if (!this.inFlight.has(seq)) {
-      if ("error" in how) this.finish(seq, undefined, how.error);
-      else this.finish(seq, "abort");
+      this.finishEnded(seq, how);
       return;
     }
     seq.ended = how;
@@ -287,17 +286,22 @@ export class QwasmEngine implements Engine {
   /** Finishes requests that an abort or a timeout ended while their step was computing. */
   private dropEnded(): void {
     for (const seq of [...this.waiting, ...this.running]) {
-      if (seq.ended) {
-        if ("error" in seq.ended) this.finish(seq, undefined, seq.ended.error);
-        else this.finish(seq, "abort");
-      } else if (seq.signal?.aborted) {
-        this.finish(seq, "abort");
-      }
+      if (seq.ended) this.finishEnded(seq, seq.ended);
+      else if (seq.signal?.aborted) this.finish(seq, "abort");
     }
   }
 
+  private finishEnded(seq: Sequence, how: NonNullable<Sequence["ended"]>): void {
+    if ("error" in how) this.finish(seq, undefined, how.error);
+    else this.finish(seq, "abort");
+  }
+
+  /** A step failed: its requests fail with the error, except those an abort or a timeout ended first. */
   private failAll(sequences: Sequence[], error: unknown): void {
-    for (const seq of sequences) this.finish(seq, undefined, error);
+    for (const seq of sequences) {
+      if (seq.ended) this.finishEnded(seq, seq.ended);
+      else this.finish(seq, undefined, error);
+    }
   }
 
   /** Moves waiting requests into free slots while their pages can be reserved (FIFO). */
