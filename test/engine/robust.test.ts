@@ -191,12 +191,21 @@ describe("bounded queue", () => {
 });
 
 describe("time limits", () => {
-  // Generations of ~2000 tokens: far longer than the limits below on any machine, so the limit ends them.
+  // Generations of 2000 tokens, each step at least 2 ms: far longer than the limits below on any
+  // machine, so the limit is what ends them.
   const long = { maxTokens: 2000, ignoreEos: true };
   const big = { contextLength: 2048 };
+  function slowSteps(e: QwasmEngine): void {
+    const run = e.model.forward.run.bind(e.model.forward);
+    vi.spyOn(e.model.forward, "run").mockImplementation(async (...args) => {
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      return run(...args);
+    });
+  }
 
   it("a request past timeoutMs fails with TIMEOUT and frees its pages", async () => {
     const e = await engine(big);
+    slowSteps(e);
     const stream = e.generateTokens(prompt(8, 1), { ...long, timeoutMs: 50 });
     let deltas = 0;
     const error = await (async () => { for await (const delta of stream) deltas += delta.tokens.length; })().catch((err: unknown) => err);
@@ -210,6 +219,7 @@ describe("time limits", () => {
 
   it("the engine's requestTimeoutMs applies to every request, a request's timeoutMs overrides it, and waiting counts", async () => {
     const e = await engine({ ...big, maxSequences: 1, requestTimeoutMs: 50 });
+    slowSteps(e);
     const running = e.generateTokens(prompt(8, 2), long);
     const waiting = e.generateTokens(prompt(8, 3), long); // waits for the one slot, and its time runs meanwhile
     await expect(running.result).rejects.toMatchObject({ code: "TIMEOUT" });
@@ -223,6 +233,7 @@ describe("time limits", () => {
 
   it("with worker threads, the time limit ends a request whose step is computing", async () => {
     const e = await engine({ ...big, threads: 2 });
+    slowSteps(e);
     await expect(e.generateTokens(prompt(100, 5), { ...long, timeoutMs: 30 }).result).rejects.toMatchObject({ code: "TIMEOUT" });
     expectIdle(e);
     await expectServes(e);
@@ -232,10 +243,18 @@ describe("time limits", () => {
 describe("abort", () => {
   for (const threads of [1, 2]) {
     it(`yields no delta after the signal fires, with a fast and a slow reader (${threads} thread${threads > 1 ? "s" : ""})`, async () => {
-      const e = await engine({ threads, contextLength: 512 });
-      for (const pauseMs of [0, 20]) {
+      const e = await engine({ threads, contextLength: 2048 });
+      let sampled = 0;
+      const sample = Sampler.prototype.sample;
+      vi.spyOn(Sampler.prototype, "sample").mockImplementation(function (this: Sampler, logits: Float32Array) {
+        sampled++;
+        return sample.call(this, logits);
+      });
+      for (const slow of [false, true]) {
         const abort = new AbortController();
-        const stream = e.generateTokens(prompt(12, threads + pauseMs), { maxTokens: 400, ignoreEos: true, signal: abort.signal });
+        // 2000 tokens: the request is still generating when the reader aborts after a few.
+        const stream = e.generateTokens(prompt(12, threads + Number(slow)), { maxTokens: 2000, ignoreEos: true, signal: abort.signal });
+        sampled = 0;
         let seen = 0;
         let afterAbort = 0;
         let text = "";
@@ -245,11 +264,13 @@ describe("abort", () => {
           seen++;
           text += delta.text;
           tokens.push(...delta.tokens);
-          if (seen === 3) abort.abort();
-          // A slow reader: the engine runs several steps meanwhile.
-          if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
+          if (seen === 3) {
+            // A slow reader: the engine has sampled five more tokens (deltas waiting to be read) by the abort.
+            while (slow && sampled < seen + 5) await new Promise((resolve) => setTimeout(resolve, 1));
+            abort.abort();
+          }
         }
-        expect(afterAbort, `deltas after the abort (reader pause ${pauseMs} ms)`).toBe(0);
+        expect(afterAbort, `deltas after the abort (${slow ? "slow" : "fast"} reader)`).toBe(0);
         const result = await stream;
         expect(result.finishReason).toBe("abort");
         // The result is what the reader was given.

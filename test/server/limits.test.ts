@@ -1,7 +1,7 @@
 // The engine's limits through the OpenAI handler, on the real engine and a tiny model: a full queue
 // is a 429 with Retry-After, a request past its time limit a 504 (an error event once streaming),
 // another model a 404; afterwards no KV page, reservation or slot is held.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createEngine, type QwasmEngine } from "../../ts/engine/engine";
 import { createOpenAIHandler, type FetchHandler } from "../../ts/server/openai";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
@@ -52,6 +52,12 @@ describe("limits over HTTP", () => {
   });
 
   it("answers 504 for a request past its time limit, or an error event once streaming, and frees its pages", async () => {
+    // Each step at least 2 ms: 2000 tokens take far longer than the limit on any machine.
+    const run = engine.model.forward.run.bind(engine.model.forward);
+    const slow = vi.spyOn(engine.model.forward, "run").mockImplementation(async (...args) => {
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      return run(...args);
+    });
     const timed = createOpenAIHandler(engine, { modelId: "tiny", requestTimeoutMs: 40, onError: (e) => serverErrors.push(e) });
     const ask = (stream: boolean) => timed(new Request("http://qwasm.test/v1/chat/completions", {
       method: "POST", headers: { "content-type": "application/json" },
@@ -68,6 +74,7 @@ describe("limits over HTTP", () => {
     expect(events.at(-1)).not.toBe("data: [DONE]");
     expect(JSON.parse(events.at(-1)!.slice("data: ".length)).error.code).toBe("timeout");
     expectIdle();
+    slow.mockRestore();
   });
 
   it("answers 404 for another model without touching the engine", async () => {

@@ -216,8 +216,9 @@ export class QwasmEngine implements Engine {
   }
 
   /**
-   * An abort or a timeout: the stream stops at once. The pages are freed now, or, when the request
-   * is in the step being computed (the workers are writing its pages), as soon as that step returns.
+   * An abort or a timeout: the stream's deltas stop at once. The pages are freed now, or, when the
+   * request is in the step being computed (the workers are writing its pages), as soon as that step
+   * returns; the stream ends (its result settles) then.
    */
   private endEarly(seq: Sequence, how: NonNullable<Sequence["ended"]>): void {
     if (seq.ended || !(this.running.includes(seq) || this.waiting.includes(seq))) return;
@@ -226,7 +227,7 @@ export class QwasmEngine implements Engine {
       return;
     }
     seq.ended = how;
-    seq.stream.close("error" in how ? how.error : undefined);
+    seq.stream.close();
   }
 
   private startLoop(): void {
@@ -451,9 +452,8 @@ export class QwasmEngine implements Engine {
       error ??= e;
     }
     if (error !== undefined || reason === undefined) {
-      const failure = error ?? new QwasmError("ABORTED", "the request ended without a result");
-      seq.stream.close(failure);
-      seq.stream.fail(failure);
+      seq.stream.close();
+      seq.stream.fail(error ?? new QwasmError("ABORTED", "the request ended without a result"));
     } else {
       if (reason === "abort") seq.stream.close();
       seq.stream.finish(this.result(seq, reason));

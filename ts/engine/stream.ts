@@ -13,9 +13,8 @@ export class CompletionStreamImpl implements CompletionStream {
   private done = false;
   private failed = false;
   private error: unknown;
-  /** No more deltas (an abort, a timeout, a failure); the result may come later. */
+  /** No more deltas (an abort, a timeout, a failure); the result comes with finish or fail. */
   private closed = false;
-  private closeError: unknown;
   private resolveResult!: (r: CompletionResult) => void;
   private rejectResult!: (e: unknown) => void;
 
@@ -38,15 +37,13 @@ export class CompletionStreamImpl implements CompletionStream {
 
   /**
    * Stops the deltas at once: later pushes are ignored and, when someone iterates, the deltas it has
-   * not taken yet are dropped, so an abort is the last thing the caller sees. The iterator then ends
-   * (throws `error` when given); the result still comes with finish or fail.
+   * not taken yet are dropped, so nothing reaches the caller after an abort. The iterator ends (or
+   * throws) with finish (or fail), once the request has given its pages back.
    */
-  close(error?: unknown): void {
+  close(): void {
     if (this.done || this.closed) return;
     this.closed = true;
-    this.closeError = error;
     if (this.taken !== undefined) this.queue.length = 0;
-    this.wake?.();
   }
 
   /** The text and number of tokens the caller was given: what the iterator took, or all when nobody iterates. */
@@ -79,12 +76,10 @@ export class CompletionStreamImpl implements CompletionStream {
         taken.tokens += delta.tokens.length;
         yield delta;
       }
-      if (this.closed && this.closeError !== undefined) throw this.closeError;
       if (this.done) {
         if (this.failed) throw this.error;
         return;
       }
-      if (this.closed) return;
       await new Promise<void>((resolve) => { this.wake = resolve; });
       this.wake = undefined;
     }
