@@ -6,14 +6,14 @@ import { numberOption, parseArgs, stringOption } from "../args";
 import { loadForCli } from "../load";
 import { readFile } from "../io";
 
-export const help = `qwasm logits MODEL (--ids 1,2,3 | --ids-file F.json) [--out F.f32] [--threads N]
+export const help = `qwasm logits MODEL (--ids 1,2,3 | --ids-file F.json) [--out F.f32] [--threads N] [--oversubscribe]
 
 Runs the token ids through the model in one pass (no BOS is added) and prints, per position, the
 top 10 logits as JSON. With --out, writes the logits of every position instead: n_tokens x n_vocab
 float32 little-endian, position-major.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, [], help);
+  const args = parseArgs(argv, ["oversubscribe"], help);
   const [modelPath] = args.positionals;
   if (!modelPath) throw new QwasmError("INVALID_ARGUMENT", "logits needs a MODEL path");
   const idsText = stringOption(args, "ids");
@@ -30,7 +30,7 @@ export async function main(argv: string[]): Promise<number> {
     throw new QwasmError("INVALID_ARGUMENT", `${given}: the ids must be a non-empty list of non-negative integers`);
   }
   const { model } = await loadForCli(modelPath, {
-    contextLength: ids.length, maxTokens: Math.min(ids.length, 512), threads: numberOption(args, "threads"),
+    contextLength: ids.length, maxTokens: Math.min(ids.length, 512), threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"),
   });
   const logits = await prefill(model.forward, ids, 0, true);
   const vocab = model.config.vocabSize;
