@@ -83,7 +83,7 @@ describe.skipIf(!cliBuilt)("the built CLI", () => {
       [["logits", model], /^qwasm: give exactly one of --ids or --ids-file \(see qwasm logits --help\) \[INVALID_ARGUMENT\]$/],
       [["tokenize", model], /^qwasm: give MODEL and exactly one of .* \(see qwasm tokenize --help\) \[INVALID_ARGUMENT\]$/],
       [["serve", "a", "b"], /^qwasm: serve takes one MODEL.* \(see qwasm serve --help\) \[INVALID_ARGUMENT\]$/],
-      [["bench", model, "--repeat", "0"], /^qwasm: --repeat must be a positive integer \(see qwasm bench --help\) \[INVALID_ARGUMENT\]$/],
+      [["bench", model, "--repeat", "0"], /^qwasm: --repeat must be an integer >= 1, got 0 \(see qwasm bench --help\) \[INVALID_ARGUMENT\]$/],
       [["run", model, "--max-tokens"], /^qwasm: option --max-tokens needs a value \(see qwasm run --help\) \[INVALID_ARGUMENT\]$/],
       [["inspect"], /^qwasm inspect: give one MODEL, got 0 \(see qwasm inspect --help\)$/],
       [["runn"], /^qwasm: unknown command "runn"; did you mean run\? \(see qwasm --help\) \[INVALID_ARGUMENT\]$/],
