@@ -14,6 +14,7 @@ import { ACTIVATION_FORMATS, activationFormat, activationRowBytes, weightKernels
 import type { Kernels } from "../kernels/module";
 import type { Qwen2Config, Qwen2Tensors, TensorDesc } from "../../weights/qwen2";
 import type { Arena } from "./arena";
+import { MoEFeedForward, planMoEState, type MoELayerLayout, type MoEMatrix, type MoEStateLayout, type Parallel } from "./moe";
 
 export type KVType = "f32" | "f16" | "q8_0";
 
@@ -42,6 +43,7 @@ export interface LayerLayout {
   gate: MatrixLayout; up: MatrixLayout;              // (ffn, hidden)
   down: MatrixLayout;                                // (hidden, ffn)
   kPool: number; vPool: number;                      // (kvPages, pageSize, nKV*headDim) in kvType
+  moe?: MoELayerLayout;                              // qwen2moe: router and experts; gate/up/down = shared expert
 }
 
 /** Activation buffers, sized once for the largest step (maxTokens tokens). */
@@ -59,6 +61,7 @@ export interface StateLayout {
   cosSin: number;  // (T, headDim) per token: headDim/2 cosines, then headDim/2 sines
   scores: number;  // (maxWorkers, contextLength + 4*headDim) attention scratch, one slice per worker
   logits: number;  // (T, vocab)
+  moe?: MoEStateLayout; // qwen2moe: routing, grouped expert rows (ts/model/moe.ts)
 }
 
 /**
@@ -149,6 +152,10 @@ export function planForward(arena: Arena, config: Qwen2Config, tensors: Qwen2Ten
   const matrix = (t: WeightTensor): MatrixLayout => ({
     type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / t.dims[1],
   });
+  // A 3-D expert tensor {cols, rows, E}: `rows` per expert, expert e at offset + e * rows * rowBytes.
+  const experts = (t: WeightTensor): MatrixLayout => ({
+    type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / (t.dims[1] * t.dims[2]),
+  });
   const T = options.maxTokens;
   const ctx = options.contextLength;
   const G = options.maxGroups;
@@ -165,13 +172,20 @@ export function planForward(arena: Arena, config: Qwen2Config, tensors: Qwen2Ten
     gate: matrix(l.gate), up: matrix(l.up), down: matrix(l.down),
     kPool: arena.alloc(poolBytes),
     vPool: arena.alloc(poolBytes),
+    ...(l.moe ? {
+      moe: {
+        router: l.moe.router.offset, sharedGate: l.moe.sharedGate.offset,
+        gateExps: experts(l.moe.gateExps), upExps: experts(l.moe.upExps), downExps: experts(l.moe.downExps),
+      },
+    } : {}),
   }));
   const output = matrix(tensors.output);
 
   // One conversion buffer per activation format the model's matrices use, sized for the widest input.
   const act: Partial<Record<ActivationFormat, number>> = {};
   const widest = Math.max(hidden, ffn, nHeads * headDim);
-  for (const m of [...layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]), output]) {
+  const expertMatrices = layers.flatMap((l) => l.moe ? [l.moe.gateExps, l.moe.upExps, l.moe.downExps] : []);
+  for (const m of [...layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]), output, ...expertMatrices]) {
     const format = activationFormat(m.type);
     if (format !== "f32" && act[format] === undefined) act[format] = arena.alloc(T * activationRowBytes(format, widest));
   }
@@ -205,6 +219,10 @@ export function planForward(arena: Arena, config: Qwen2Config, tensors: Qwen2Ten
       cosSin: f32(T * headDim),
       scores: arena.alloc(options.maxWorkers * scoresStride),
       logits: f32(T * vocabSize),
+      ...(config.moe ? {
+        moe: planMoEState((n) => arena.alloc(n), layers.length, hidden, T, config.moe,
+          expertMatrices.map((m) => activationFormat(m.type))),
+      } : {}),
     },
     step: {
       header: arena.alloc(16), tokens: arena.alloc(4 * T), groups: arena.alloc(16 * G),
@@ -229,6 +247,19 @@ export function sliceRange(n: number, index: number, count: number, align = 1): 
   return [start, end];
 }
 
+/**
+ * `n` items over the workers, then a barrier: every worker calls it with the same n, each item runs
+ * on exactly one worker, and an item's result does not depend on which. (To be replaced by
+ * WorkerSlice.parallel.)
+ */
+function parallelOf(w: WorkerSlice): Parallel {
+  return (n, fn) => {
+    const [a, b] = sliceRange(n, w.index, w.count);
+    for (let i = a; i < b; i++) fn(i);
+    w.barrier();
+  };
+}
+
 interface Matrix extends MatrixLayout {
   kernels: WeightKernels;
   format: ActivationFormat;
@@ -237,10 +268,11 @@ interface Matrix extends MatrixLayout {
 
 /** Executes forward steps described by a ForwardLayout; one per worker, over the shared memory. */
 export class ForwardRunner {
-  private readonly layers: (Omit<LayerLayout, "q" | "k" | "v" | "o" | "gate" | "up" | "down"> &
-    Record<"q" | "k" | "v" | "o" | "gate" | "up" | "down", Matrix>)[];
+  private readonly layers: (Omit<LayerLayout, "q" | "k" | "v" | "o" | "gate" | "up" | "down" | "moe"> &
+    Record<"q" | "k" | "v" | "o" | "gate" | "up" | "down", Matrix> & { moe?: MoELayerLayout<MoEMatrix> })[];
   private readonly tokenEmbd: Matrix;
   private readonly output: Matrix;
+  private readonly moe?: MoEFeedForward;
 
   constructor(private readonly k: Kernels, private readonly memory: WebAssembly.Memory, readonly layout: ForwardLayout) {
     const matrix = (m: MatrixLayout): Matrix => {
@@ -251,9 +283,12 @@ export class ForwardRunner {
       ...l,
       q: matrix(l.q), k: matrix(l.k), v: matrix(l.v), o: matrix(l.o),
       gate: matrix(l.gate), up: matrix(l.up), down: matrix(l.down),
+      moe: l.moe && { ...l.moe, gateExps: matrix(l.moe.gateExps), upExps: matrix(l.moe.upExps), downExps: matrix(l.moe.downExps) },
     }));
     this.tokenEmbd = matrix(layout.tokenEmbd);
     this.output = matrix(layout.output);
+    const c = layout.config;
+    if (c.moe && layout.state.moe) this.moe = new MoEFeedForward(k, memory, c.hidden, c.eps, layout.maxTokens, c.moe, layout.state, layout.state.moe);
   }
 
   /**
@@ -288,7 +323,7 @@ export class ForwardRunner {
       this.tokenEmbd.kernels.dequantize(this.tokenEmbd.offset + ids[t] * this.tokenEmbd.rowBytes, s.x + 4 * t * hidden, hidden);
     }
 
-    for (const l of this.layers) {
+    for (const [layer, l] of this.layers.entries()) {
       // Attention: rmsnorm → q, k, v (+ bias) → RoPE → KV write → attention → o → residual.
       if (mine) k.rmsnorm(row(s.x, hidden), l.attnNorm, row(s.xb, hidden), hidden, t1 - t0, c.eps);
       this.convert(l.q, s.xb, t0, t1);
@@ -333,6 +368,11 @@ export class ForwardRunner {
       w.barrier();
       this.matmul(l.o, s.att, s.proj, T, w);
       w.barrier();
+      if (l.moe) {
+        // qwen2moe: residual, rmsnorm, routed experts + shared expert, residual (ts/model/moe.ts).
+        this.moe!.run({ ...l, moe: l.moe }, layer, T, parallelOf(w));
+        continue;
+      }
 
       // Feed-forward: residual → rmsnorm → gate, up → SwiGLU → down → residual.
       if (mine) {

@@ -3,7 +3,7 @@
 // instantiate the kernels over it, and start the worker pool (or run inline on one thread).
 import { GGUFFile, openGGUF, type GGUFReadProgress } from "../../weights/gguf/reader";
 import type { GGUFSource } from "../../weights/gguf/source";
-import { mapQwen2Tensors, parseQwen2Config, type Qwen2Config, type Qwen2Tensors } from "../../weights/qwen2";
+import { layerTensorList, mapQwen2Tensors, parseQwen2Config, type Qwen2Config, type Qwen2Tensors } from "../../weights/qwen2";
 import { CONTROL_WORDS } from "../../workers/protocol";
 import { WorkerPool } from "../../workers/pool";
 import { QwasmError } from "../errors";
@@ -11,6 +11,7 @@ import { createKernelMemory, instantiateKernels, kernelModule, type Kernels } fr
 import { canUseWorkers } from "../runtime/workers";
 import { Arena } from "./arena";
 import { ForwardRunner, KV_BYTES, planForward, type ForwardLayout, type KVType, type StepGroup, type WeightTensor } from "./forward";
+import { moeStateBytes } from "./moe";
 import { ropeCosSin, ropeYarnCorrDims, type RopeScaling } from "./rope";
 
 export interface LoadOptions {
@@ -72,6 +73,29 @@ export class Qwen2Forward {
   get maxSequences(): number { return this.layout.maxGroups; }
   /** Compute threads in use. */
   get threads(): number { return this.pool?.size ?? this.layout.maxWorkers; }
+
+  /**
+   * qwen2moe: the routing of the last step, per layer and token row (undefined for dense models):
+   * `experts` (nLayers × nTok × K) the chosen experts by descending probability, `router`
+   * (nLayers × nTok × E) the router logits. A copy; for debugging and the conformance tests.
+   */
+  lastExperts(): { nTok: number; experts: Int32Array; router: Float32Array } | undefined {
+    const m = this.layout.state.moe;
+    const moe = this.layout.config.moe;
+    if (!m || !moe) return undefined;
+    const buffer = this.memory.buffer;
+    const T = new Int32Array(buffer, this.layout.step.header, 1)[0];
+    const L = this.layout.config.nLayers;
+    const { nExperts: E, nExpertsUsed: K } = moe;
+    const experts = new Int32Array(L * T * K);
+    const router = new Float32Array(L * T * E);
+    const maxT = this.layout.maxTokens;
+    for (let l = 0; l < L; l++) {
+      experts.set(new Int32Array(buffer, m.selected + 4 * l * maxT * K, T * K), l * T * K);
+      router.set(new Float32Array(buffer, m.router + 4 * l * maxT * E, T * E), l * T * E);
+    }
+    return { nTok: T, experts, router };
+  }
 
   /** The pool's workers, for tests that kill one (undefined when running inline). */
   get workerPool(): WorkerPool | undefined { return this.pool; }
@@ -214,18 +238,20 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
 
     // Refuse before allocating anything when the weights alone cannot fit in one wasm memory.
     const needed = new Set([described.tokenEmbd, described.outputNorm, described.output,
-      ...described.layers.flatMap((l) => Object.values(l))]);
+      ...described.layers.flatMap((l) => layerTensorList(l))]);
     const weightBytes = [...needed].reduce((sum, t) => sum + file.tensor(t.name)!.nbytes + 64, 0);
     const kvType = options.kvType ?? "f32";
     const kvBytes = 2 * config.nLayers * kvPages * pageSize * KV_BYTES[kvType](config.nKVHeads * config.headDim);
     const activationBytes = 4 * maxTokens * (6 * config.hidden + 3 * config.nHeads * config.headDim + 2 * config.ffn + config.vocabSize) +
       4 * threads * (contextLength + 4 * config.headDim);
-    const total = weightBytes + kvBytes + activationBytes + 65536;
+    // qwen2moe: the routing and grouped-expert scratch (ts/model/moe.ts), at most 6 activation formats.
+    const moeBytes = config.moe ? moeStateBytes(config.nLayers, config.hidden, maxTokens, config.moe, 6) : 0;
+    const total = weightBytes + kvBytes + activationBytes + moeBytes + 65536;
     if (total > WASM_MEMORY_LIMIT) {
       const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
       throw new QwasmError("OUT_OF_MEMORY",
         `the model needs ${gib(total)} (weights ${gib(weightBytes)}, KV cache ${gib(kvBytes)} for ${kvPages} pages of ` +
-        `${pageSize} positions in ${kvType}, activations ${gib(activationBytes)}), more than the 4 GiB of one WebAssembly ` +
+        `${pageSize} positions in ${kvType}, activations ${gib(activationBytes + moeBytes)}), more than the 4 GiB of one WebAssembly ` +
         "memory; a smaller quantization, context, maxSequences or an f16/q8_0 KV cache may fit");
     }
 
