@@ -222,7 +222,7 @@ export function mapQwen2Tensors<T extends TensorDesc>(config: Qwen2Config, tenso
     if (matrix) checkSupportedWeightType(name, t.type);
     else if (t.type !== 0) {
       throw new QwasmError("MODEL_UNSUPPORTED",
-        `tensor ${name} has type ${typeName(t.type)}; norms, biases and the MoE router/gate must be F32`);
+        `tensor ${name} has ${typeName(t.type)}; norms, biases and the MoE router/gate must be F32`);
     }
     return t;
   }
