@@ -14,6 +14,7 @@
 // count.
 import { ACTIVATION_FORMATS, activationRowBytes, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
 import type { Kernels } from "../kernels/module";
+import type { Qwen2Config, Qwen2Tensors, TensorDesc } from "../../weights/qwen2";
 
 /** A matrix the kernels can run: rows = output features, cols = input features (GGUF ne0). For a
  *  3-D expert tensor, `rows` is one expert's: expert e is the slab at offset + e * rows * rowBytes. */
@@ -290,4 +291,36 @@ export class MoEFeedForward {
 
 function unique<T>(values: T[]): T[] {
   return [...new Set(values)];
+}
+
+/** Weight bytes one decoded token reads, by part: what a MoE decode streams (the K experts' slabs
+ *  only, never the other E - K), for bandwidth figures and `qwasm inspect`. */
+export interface TokenReadBytes {
+  attention: number;    // q, k, v, o (+ biases) and both norms of every layer
+  router: number;       // ffn_gate_inp and ffn_gate_inp_shexp of every layer
+  sharedExpert: number; // ffn_{gate,up,down}_shexp, or the dense FFN of a qwen2 model
+  experts: number;      // K experts' gate, up and down slabs of every layer
+  head: number;         // output_norm, output.weight and one token_embd row
+  total: number;
+  /** All routed-expert bytes of the model (what a token does not read, plus what it does). */
+  allExperts: number;
+}
+
+export function tokenReadBytes(config: Qwen2Config, t: Qwen2Tensors<TensorDesc & { nbytes: number }>): TokenReadBytes {
+  const K = config.moe?.nExpertsUsed ?? 0;
+  const E = config.moe?.nExperts ?? 1;
+  const sum = (xs: ({ nbytes: number } | undefined)[]) => xs.reduce((n, x) => n + (x?.nbytes ?? 0), 0);
+  let attention = 0, router = 0, sharedExpert = 0, experts = 0, allExperts = 0;
+  for (const l of t.layers) {
+    attention += sum([l.attnNorm, l.q, l.qBias, l.k, l.kBias, l.v, l.vBias, l.o, l.ffnNorm]);
+    sharedExpert += sum([l.gate, l.up, l.down]);
+    if (l.moe) {
+      router += sum([l.moe.router, l.moe.sharedGate]);
+      const all = sum([l.moe.gateExps, l.moe.upExps, l.moe.downExps]);
+      allExperts += all;
+      experts += (all / E) * K;
+    }
+  }
+  const head = sum([t.outputNorm, t.output]) + t.tokenEmbd.nbytes / t.tokenEmbd.dims[1];
+  return { attention, router, sharedExpert, experts, head, total: attention + router + sharedExpert + experts + head, allExperts };
 }
