@@ -169,6 +169,37 @@ describe.skipIf(!available)("llama.cpp conformance (fixtures/moe, qwen2moe)", ()
   }
 });
 
+describe.skipIf(!available)("qwasm logits --experts (fixtures/moe)", () => {
+  it("prints the selected experts and router logits of every layer and position, as router.json has them", async () => {
+    const { main } = await import("../../ts/cli/commands/logits");
+    const written: string[] = [];
+    const write = process.stdout.write;
+    process.stdout.write = ((chunk: string) => { written.push(String(chunk)); return true; }) as typeof process.stdout.write;
+    let rc;
+    try {
+      rc = await main([join(MOE, "Q8_0-pure.gguf"), "--ids-file", join(MOE, "prompts", "p64.json"), "--experts", "--threads", "1"]);
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(rc).toBe(0);
+    const printed = JSON.parse(written.join("")) as { experts: { layer: number; n_used: number; positions: { experts: number[]; router: [number, number][] }[] }[] };
+    const router: Router = JSON.parse(readFileSync(join(MOE, "ref", "Q8_0-pure", "p64.router.json"), "utf8"));
+    expect(printed.experts.length).toBe(router.layers.length);
+    let compared = 0;
+    for (const [l, layer] of printed.experts.entries()) {
+      expect(layer.positions.length).toBe(64);
+      layer.positions.forEach((p, pos) => {
+        const ranked = router.layers[l].positions[pos];
+        // the README's Q8_0 p64 has margins down to 3.4e-4: a flip is allowed only there
+        if (ranked[1][1] - ranked[2][1] >= FLIP_MARGIN) expect([...p.experts].sort(), `layer ${l} position ${pos}`).toEqual(ranked.slice(0, 2).map(([e]) => e).sort());
+        expect(p.router.map(([e]) => e).slice(0, 2).sort()).toEqual([...p.experts].sort());
+        compared++;
+      });
+    }
+    expect(compared).toBe(2 * 64);
+  });
+});
+
 if (!available) {
   describe("llama.cpp conformance (fixtures/moe, qwen2moe)", () => {
     it.skip(`skipped: ${MOE} is absent (see ../shared/fixtures/moe/README.md)`, () => {});

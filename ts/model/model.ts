@@ -292,13 +292,16 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
   }
 }
 
-/** Runs a prompt through the model in chunks of maxTokens, returning the last token's logits (or all). */
-export async function prefill(forward: Qwen2Forward, tokens: ArrayLike<number>, pos0 = 0, allLogits = false): Promise<Float32Array> {
+/** Runs a prompt through the model in chunks of maxTokens, returning the last token's logits (or all);
+ *  `afterStep` runs after each chunk (e.g. to read forward.lastExperts()). */
+export async function prefill(forward: Qwen2Forward, tokens: ArrayLike<number>, pos0 = 0, allLogits = false,
+  afterStep?: () => void): Promise<Float32Array> {
   const chunks: Float32Array[] = [];
   let last: Float32Array = new Float32Array(0);
   for (let i = 0; i < tokens.length; i += forward.maxTokens) {
     const chunk = Array.from({ length: Math.min(forward.maxTokens, tokens.length - i) }, (_, j) => tokens[i + j]);
     last = await forward.step(chunk, pos0 + i, allLogits);
+    afterStep?.();
     if (allLogits) chunks.push(last);
   }
   if (!allLogits) return last;
