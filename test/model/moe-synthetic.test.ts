@@ -125,7 +125,9 @@ describe("qwen2moe steps", () => {
 
   it("logits are bit-identical for 1, 2 and 3 workers, with the step's tokens routed unevenly", async () => {
     // 16 experts, 2 used: 19 tokens give each expert between 0 and many of the 38 (token, slot) rows.
-    const bytes = await tinyMoE("Q4_1", 5, { moe: { experts: 16, expertsUsed: 2, expertFfn: 64, sharedFfn: 96 } });
+    // Expert and shared FFN widths past one row chunk (MOE_ROW_CHUNK) so that an expert's rows are
+    // split between items too.
+    const bytes = await tinyMoE("Q4_1", 5, { moe: { experts: 16, expertsUsed: 2, expertFfn: 320, sharedFfn: 288 } });
     const tokens = prompt(19);
     const results: Float32Array[] = [];
     const loads: number[][] = [];

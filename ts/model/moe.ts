@@ -61,8 +61,11 @@ export interface MoEStateLayout {
   out: number;         // (T*K, hidden) f32 the experts' outputs
 }
 
-/** Output rows per item of the expert and shared-expert matmuls (a multiple of the 16-row unit). */
-export const MOE_ROW_CHUNK = 64;
+/** Output rows per item of the expert and shared-expert matmuls (a multiple of the 16-row unit).
+ *  Large enough that the one-token kernel's four quarter-streams stay long (DEVELOPERS.md: short
+ *  interleaved runs defeat the prefetcher), small enough to spread K experts over the workers.
+ *  A row's result does not depend on the range it is computed in, so this changes no logits. */
+export const MOE_ROW_CHUNK = 256;
 
 /** Allocates the MoE scratch for steps of up to T tokens. */
 export function planMoEState(alloc: (bytes: number) => number, nLayers: number, hidden: number, T: number,

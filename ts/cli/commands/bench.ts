@@ -1,4 +1,5 @@
 // qwasm bench: load time, prefill and decode speed, time to first token and memory of one model.
+import { tokenReadBytes } from "../../model/moe";
 import { QwasmError } from "../../errors";
 import { prefill } from "../../model/model";
 import { createEngine } from "../../engine/engine";
@@ -34,6 +35,9 @@ export interface BenchResult {
   loadSeconds: number;
   prefillTokensPerSecond: number;
   decodeTokensPerSecond: number;
+  /** Weight bytes one decoded token reads (a MoE token: attention, router, shared expert, its K
+   *  experts, LM head) times decode tokens/s. */
+  decodeWeightGBps: number;
   timeToFirstTokenMs: number;
   wasmMemoryBytes: number;
   peakRssBytes: number;
@@ -89,6 +93,7 @@ export async function main(argv: string[]): Promise<number> {
     loadSeconds: loadMs / 1000,
     prefillTokensPerSecond: (1000 * promptTokens) / best.prefillMs,
     decodeTokensPerSecond: genTokens > 1 ? (1000 * (genTokens - 1)) / best.decodeMs : 0,
+    decodeWeightGBps: genTokens > 1 ? tokenReadBytes(model.config, model.tensors).total * (genTokens - 1) / (1e6 * best.decodeMs) : 0,
     timeToFirstTokenMs: best.ttftMs,
     wasmMemoryBytes: model.arena.memory.buffer.byteLength,
     peakRssBytes: peakRss,
@@ -104,7 +109,8 @@ export async function main(argv: string[]): Promise<number> {
       `kernels          ${result.kernels}`,
       `load             ${result.loadSeconds.toFixed(2)} s`,
       `prefill          ${result.prefillTokensPerSecond.toFixed(1)} tokens/s (${promptTokens} tokens)`,
-      `decode           ${result.decodeTokensPerSecond.toFixed(2)} tokens/s (${genTokens} tokens)`,
+      `decode           ${result.decodeTokensPerSecond.toFixed(2)} tokens/s (${genTokens} tokens), ` +
+        `${result.decodeWeightGBps.toFixed(2)} GB/s of the weights a token reads`,
       `first token      ${result.timeToFirstTokenMs.toFixed(0)} ms`,
       `wasm memory      ${mib(result.wasmMemoryBytes)}`,
       `peak RSS         ${mib(result.peakRssBytes)}`,
