@@ -142,6 +142,7 @@ export class MoEFeedForward {
     const selected = m.selected + 4 * layer * this.maxTokens * K;
     const inputFormats = unique([l.gate.format, l.up.format, e.gateExps.format, e.upExps.format]);
     const logits = new Float64Array(E);
+    const used = new Uint8Array(E);
 
     // (1) Per token.
     parallel(T, (t) => {
@@ -169,12 +170,15 @@ export class MoEFeedForward {
       for (let j = 0; j < E; j++) sum += (logits[j] = Math.fround(Math.exp(Math.fround(f32[r + j] - max))));
       const inv = Math.fround(1 / sum);
       for (let j = 0; j < E; j++) logits[j] = Math.fround(logits[j] * inv);
+      // (NaN probabilities, from broken weights, lose every comparison: the lowest free id is taken,
+      // so the selection is always K distinct valid experts.)
+      used.fill(0);
       for (let slot = 0; slot < K; slot++) {
         let best = -1;
-        for (let j = 0; j < E; j++) if (logits[j] >= 0 && (best < 0 || logits[j] > logits[best])) best = j;
+        for (let j = 0; j < E; j++) if (!used[j] && (best < 0 || logits[j] > logits[best])) best = j;
+        used[best] = 1;
         i32[(selected >> 2) + t * K + slot] = best;
         f32[(m.probs >> 2) + t * K + slot] = logits[best];
-        logits[best] = -1;
       }
     });
 
