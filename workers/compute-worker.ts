@@ -1,7 +1,7 @@
 // A compute worker: instantiates the kernels over the shared memory, then runs its slice of every
 // forward step the engine starts, until told to exit. Bundled to dist/compute-worker.js.
 import { parentPort } from "../ts/runtime/workers";
-import { ForwardRunner } from "../ts/model/forward";
+import { ForwardRunner, sliceRange, type WorkerSlice } from "../ts/model/forward";
 import type { Kernels } from "../ts/kernels/module";
 import { COMMAND_EXIT, CONTROL_WORDS, Control, type ComputeInit } from "./protocol";
 import { barrier, failStep, finishStep, StepFailed, waitForStep } from "./sync";
@@ -25,7 +25,15 @@ port.onMessage(async (message) => {
 });
 
 function serve(runner: ForwardRunner, ctrl: Int32Array, init: ComputeInit): void {
-  const slice = { index: init.index, count: init.count, barrier: () => barrier(ctrl, init.count) };
+  const { index, count } = init;
+  const slice: WorkerSlice = {
+    index, count,
+    parallel(n, item) {
+      const [a, b] = sliceRange(n, index, count);
+      for (let i = a; i < b; i++) item(i);
+      barrier(ctrl, count);
+    },
+  };
   // The pool zeroes the control block before starting workers; a step may already have been started
   // by the time this loop begins, so the baseline is 0, not the current value.
   let seq = 0;

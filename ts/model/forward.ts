@@ -14,7 +14,7 @@ import { ACTIVATION_FORMATS, activationFormat, activationRowBytes, weightKernels
 import type { Kernels } from "../kernels/module";
 import type { Qwen2Config, Qwen2Tensors, TensorDesc } from "../../weights/qwen2";
 import type { Arena } from "./arena";
-import { MoEFeedForward, planMoEState, type MoELayerLayout, type MoEMatrix, type MoEStateLayout, type Parallel } from "./moe";
+import { MoEFeedForward, planMoEState, type MoELayerLayout, type MoEMatrix, type MoEStateLayout } from "./moe";
 
 export type KVType = "f32" | "f16" | "q8_0";
 
@@ -232,12 +232,25 @@ export function planForward(arena: Arena, config: Qwen2Config, tensors: Qwen2Ten
   };
 }
 
-/** Which part of each op one worker does: slice `index` of `count`, and the barrier between ops. */
+/**
+ * How one worker takes part in a step. Every worker runs the same sequence of `parallel` calls
+ * (the control flow never depends on the worker), and each call is one op: its `n` items are done
+ * once each, by whichever worker takes them, and the call returns when all `n` are done, so the next
+ * op may read what any item wrote. An item's result must not depend on which worker runs it; per
+ * worker scratch is addressed by `index` (< layout.maxWorkers).
+ */
 export interface WorkerSlice {
   index: number;
   count: number;
-  barrier(): void;
+  parallel(n: number, item: (i: number) => void): void;
 }
+
+/** One thread does every item (inline steps, no workers). */
+export const INLINE_SLICE: WorkerSlice = {
+  index: 0,
+  count: 1,
+  parallel(n, item) { for (let i = 0; i < n; i++) item(i); },
+};
 
 /** [start, end) of `n` items for worker `index` of `count`, boundaries on multiples of `align`. */
 export function sliceRange(n: number, index: number, count: number, align = 1): [number, number] {
@@ -247,31 +260,53 @@ export function sliceRange(n: number, index: number, count: number, align = 1): 
   return [start, end];
 }
 
-/**
- * `n` items over the workers, then a barrier: every worker calls it with the same n, each item runs
- * on exactly one worker, and an item's result does not depend on which. (To be replaced by
- * WorkerSlice.parallel.)
- */
-function parallelOf(w: WorkerSlice): Parallel {
-  return (n, fn) => {
-    const [a, b] = sliceRange(n, w.index, w.count);
-    for (let i = a; i < b; i++) fn(i);
-    w.barrier();
-  };
-}
-
 interface Matrix extends MatrixLayout {
   kernels: WeightKernels;
   format: ActivationFormat;
   xStride: number; // bytes of one converted input row
 }
 
+/** One item of a matmul op: rows [r0, r1) of a matrix, for every token of the step. */
+interface RowChunk {
+  m: Matrix;
+  r0: number;
+  r1: number;
+  input: number; // f32 input rows (T, m.cols); converted to m.format by the op before
+  out: number;   // f32 output (T, m.rows)
+}
+
+/** Row chunks per worker in a matmul op (see rowChunks). */
+const CHUNKS_PER_WORKER = 2;
+
+/**
+ * The items of a matmul op over one or more matrices: each matrix cut into chunks of whole 16-row
+ * units, a few per worker, so that a worker that is slow or descheduled does not hold the others
+ * up, while each chunk still streams its rows as long sequential runs.
+ */
+function rowChunks(parts: readonly { m: Matrix; input: number; out: number }[], workers: number): RowChunk[] {
+  const chunks: RowChunk[] = [];
+  for (const { m, input, out } of parts) {
+    const n = Math.min(Math.ceil(m.rows / 16), workers === 1 ? 1 : CHUNKS_PER_WORKER * workers);
+    for (let i = 0; i < n; i++) {
+      const [r0, r1] = sliceRange(m.rows, i, n, 16);
+      if (r1 > r0) chunks.push({ m, r0, r1, input, out });
+    }
+  }
+  return chunks;
+}
+
 /** Executes forward steps described by a ForwardLayout; one per worker, over the shared memory. */
 export class ForwardRunner {
   private readonly layers: (Omit<LayerLayout, "q" | "k" | "v" | "o" | "gate" | "up" | "down" | "moe"> &
-    Record<"q" | "k" | "v" | "o" | "gate" | "up" | "down", Matrix> & { moe?: MoELayerLayout<MoEMatrix> })[];
+    Record<"q" | "k" | "v" | "o" | "gate" | "up" | "down", Matrix> &
+    { qkvChunks: RowChunk[]; oChunks: RowChunk[]; gateUpChunks: RowChunk[]; downChunks: RowChunk[] } &
+    { moe?: MoELayerLayout<MoEMatrix> })[];
   private readonly tokenEmbd: Matrix;
   private readonly output: Matrix;
+  private readonly outputChunks: RowChunk[];
+  /** Attention items of one sequence: [first query head, end) runs within one KV head. */
+  private readonly headRuns: [number, number][];
+  /** qwen2moe: the routed-expert FFN (gate/up/down of a layer are then its shared expert). */
   private readonly moe?: MoEFeedForward;
 
   constructor(private readonly k: Kernels, private readonly memory: WebAssembly.Memory, readonly layout: ForwardLayout) {
@@ -279,16 +314,37 @@ export class ForwardRunner {
       const kernels = weightKernels(k, m.type, layout.reference);
       return { ...m, kernels, format: kernels.format, xStride: activationRowBytes(kernels.format, m.cols) };
     };
-    this.layers = layout.layers.map((l) => ({
-      ...l,
-      q: matrix(l.q), k: matrix(l.k), v: matrix(l.v), o: matrix(l.o),
-      gate: matrix(l.gate), up: matrix(l.up), down: matrix(l.down),
-      moe: l.moe && { ...l.moe, gateExps: matrix(l.moe.gateExps), upExps: matrix(l.moe.upExps), downExps: matrix(l.moe.downExps) },
-    }));
+    const s = layout.state;
+    const W = layout.maxWorkers;
+    this.layers = layout.layers.map((l) => {
+      const q = matrix(l.q), kk = matrix(l.k), v = matrix(l.v), o = matrix(l.o);
+      const gate = matrix(l.gate), up = matrix(l.up), down = matrix(l.down);
+      return {
+        ...l, q, k: kk, v, o, gate, up, down,
+        moe: l.moe && { ...l.moe, gateExps: matrix(l.moe.gateExps), upExps: matrix(l.moe.upExps), downExps: matrix(l.moe.downExps) },
+        qkvChunks: rowChunks([{ m: q, input: s.xb, out: s.q }, { m: kk, input: s.xb, out: s.k }, { m: v, input: s.xb, out: s.v }], W),
+        oChunks: rowChunks([{ m: o, input: s.att, out: s.proj }], W),
+        gateUpChunks: rowChunks([{ m: gate, input: s.xb, out: s.gate }, { m: up, input: s.xb, out: s.up }], W),
+        downChunks: rowChunks([{ m: down, input: s.gate, out: s.proj }], W),
+      };
+    });
     this.tokenEmbd = matrix(layout.tokenEmbd);
     this.output = matrix(layout.output);
+    this.outputChunks = rowChunks([{ m: this.output, input: s.xb, out: s.logits }], W);
     const c = layout.config;
-    if (c.moe && layout.state.moe) this.moe = new MoEFeedForward(k, memory, c.hidden, c.eps, layout.maxTokens, c.moe, layout.state, layout.state.moe);
+    if (c.moe && s.moe) this.moe = new MoEFeedForward(k, memory, c.hidden, c.eps, layout.maxTokens, c.moe, s, s.moe);
+    // The query heads of one KV head go together (the paged kernel reads each page of K and V once
+    // for all of them); a KV head's group is cut further only when there are more workers than KV heads.
+    const { nHeads, nKVHeads } = layout.config;
+    const group = nHeads / nKVHeads;
+    const parts = Math.min(group, Math.max(1, Math.ceil(W / nKVHeads)));
+    this.headRuns = [];
+    for (let kv = 0; kv < nKVHeads; kv++) {
+      for (let p = 0; p < parts; p++) {
+        const [a, b] = sliceRange(group, p, parts);
+        if (b > a) this.headRuns.push([kv * group + a, kv * group + b]);
+      }
+    }
   }
 
   /**
@@ -310,117 +366,94 @@ export class ForwardRunner {
     const scale = 1 / Math.sqrt(headDim);
     const attention = k[`attention_paged_${L.kvType}`];
     const kvTypeId = KV_TYPE_IDS[L.kvType];
-    // This worker's token rows (per-token ops) and (group, head) units (attention).
-    const [t0, t1] = sliceRange(T, w.index, w.count);
-    const mine = t1 > t0;
-    const row = (base: number, width: number) => base + 4 * t0 * width;
-    const [u0, u1] = sliceRange(nGroups * nHeads, w.index, w.count);
     const scratch = s.scores + w.index * L.scoresStride;
-
-    // Embeddings: x[t] = token_embd[id] (the row dequantized to f32).
+    const row = (base: number, t: number, width: number) => base + 4 * t * width;
     const ids = new Int32Array(buffer, L.step.tokens, T);
-    for (let t = t0; t < t1; t++) {
-      this.tokenEmbd.kernels.dequantize(this.tokenEmbd.offset + ids[t] * this.tokenEmbd.rowBytes, s.x + 4 * t * hidden, hidden);
-    }
+    const headRuns = this.headRuns;
+    // Which group (sequence) each token of the step belongs to.
+    const groupOf = new Int32Array(T);
+    for (let g = 0; g < nGroups; g++) groupOf.fill(g, groups[4 * g], groups[4 * g] + groups[4 * g + 1]);
+    const matmuls = (chunks: RowChunk[], nTok: number) => w.parallel(chunks.length, (i) => this.matmul(chunks[i], nTok));
 
+    let prev: (typeof this.layers)[number] | undefined;
     for (const [layer, l] of this.layers.entries()) {
-      // Attention: rmsnorm → q, k, v (+ bias) → RoPE → KV write → attention → o → residual.
-      if (mine) k.rmsnorm(row(s.x, hidden), l.attnNorm, row(s.xb, hidden), hidden, t1 - t0, c.eps);
-      this.convert(l.q, s.xb, t0, t1);
-      if (l.k.format !== l.q.format) this.convert(l.k, s.xb, t0, t1);
-      if (l.v.format !== l.q.format && l.v.format !== l.k.format) this.convert(l.v, s.xb, t0, t1);
-      w.barrier();
-      this.matmul(l.q, s.xb, s.q, T, w);
-      this.matmul(l.k, s.xb, s.k, T, w);
-      this.matmul(l.v, s.xb, s.v, T, w);
-      w.barrier();
-      if (mine) {
-        k.add_bias(row(s.q, qDim), l.qBias, t1 - t0, qDim);
-        k.add_bias(row(s.k, kvDim), l.kBias, t1 - t0, kvDim);
-        k.add_bias(row(s.v, kvDim), l.vBias, t1 - t0, kvDim);
-        k.rope_neox(row(s.q, qDim), t1 - t0, nHeads, headDim, qDim, s.cosSin + 4 * t0 * headDim);
-        k.rope_neox(row(s.k, kvDim), t1 - t0, nKVHeads, headDim, kvDim, s.cosSin + 4 * t0 * headDim);
-        // K and V rows of my tokens into their sequences' pages.
-        for (let g = 0; g < nGroups; g++) {
-          const start = groups[4 * g];
-          const a = Math.max(t0, start);
-          const b = Math.min(t1, start + groups[4 * g + 1]);
-          if (a >= b) continue;
-          const pos = groups[4 * g + 2] + (a - start);
-          const table = groups[4 * g + 3];
-          k.kv_store_paged(s.k + 4 * a * kvDim, l.kPool, table, L.pageSize, pos, b - a, kvDim, L.kvRowBytes, kvTypeId);
-          k.kv_store_paged(s.v + 4 * a * kvDim, l.vPool, table, L.pageSize, pos, b - a, kvDim, L.kvRowBytes, kvTypeId);
-        }
-      }
-      w.barrier();
-      // Attention per (sequence, head) unit: my units are a run of heads in one or more groups.
-      for (let u = u0; u < u1;) {
-        const g = Math.floor(u / nHeads);
-        const h0 = u - g * nHeads;
-        const h1 = Math.min(nHeads, h0 + (u1 - u));
+      // Per token: the residual of the layer before (or the embedding), rmsnorm, q/k/v inputs.
+      w.parallel(T, (t) => {
+        if (prev) k.add(row(s.x, t, hidden), row(s.proj, t, hidden), row(s.x, t, hidden), hidden);
+        else this.tokenEmbd.kernels.dequantize(this.tokenEmbd.offset + ids[t] * this.tokenEmbd.rowBytes, row(s.x, t, hidden), hidden);
+        k.rmsnorm(row(s.x, t, hidden), l.attnNorm, row(s.xb, t, hidden), hidden, 1, c.eps);
+        this.convert(l.q, s.xb, t);
+        if (l.k.format !== l.q.format) this.convert(l.k, s.xb, t);
+        if (l.v.format !== l.q.format && l.v.format !== l.k.format) this.convert(l.v, s.xb, t);
+      });
+      matmuls(l.qkvChunks, T);
+      // Per token: biases, RoPE, and the K and V rows into the sequence's pages.
+      w.parallel(T, (t) => {
+        k.add_bias(row(s.q, t, qDim), l.qBias, 1, qDim);
+        k.add_bias(row(s.k, t, kvDim), l.kBias, 1, kvDim);
+        k.add_bias(row(s.v, t, kvDim), l.vBias, 1, kvDim);
+        k.rope_neox(row(s.q, t, qDim), 1, nHeads, headDim, qDim, row(s.cosSin, t, headDim));
+        k.rope_neox(row(s.k, t, kvDim), 1, nKVHeads, headDim, kvDim, row(s.cosSin, t, headDim));
+        const g = groupOf[t];
+        const pos = groups[4 * g + 2] + (t - groups[4 * g]);
+        k.kv_store_paged(row(s.k, t, kvDim), l.kPool, groups[4 * g + 3], L.pageSize, pos, 1, kvDim, L.kvRowBytes, kvTypeId);
+        k.kv_store_paged(row(s.v, t, kvDim), l.vPool, groups[4 * g + 3], L.pageSize, pos, 1, kvDim, L.kvRowBytes, kvTypeId);
+      });
+      // Attention per (sequence, run of query heads of one KV head).
+      w.parallel(nGroups * headRuns.length, (u) => {
+        const g = Math.floor(u / headRuns.length);
+        const [h0, h1] = headRuns[u - g * headRuns.length];
         const start = groups[4 * g];
         attention(s.q + 4 * start * qDim, l.kPool, l.vPool, groups[4 * g + 3], L.pageSize, s.att + 4 * start * qDim,
           scratch, groups[4 * g + 1], groups[4 * g + 2], nHeads, nKVHeads, headDim, qDim, L.kvRowBytes, scale, h0, h1);
-        u += h1 - h0;
-      }
-      w.barrier();
-      this.convert(l.o, s.att, t0, t1);
-      w.barrier();
-      this.matmul(l.o, s.att, s.proj, T, w);
-      w.barrier();
+      });
+      w.parallel(T, (t) => this.convert(l.o, s.att, t));
+      matmuls(l.oChunks, T);
       if (l.moe) {
-        // qwen2moe: residual, rmsnorm, routed experts + shared expert, residual (ts/model/moe.ts).
-        this.moe!.run({ ...l, moe: l.moe }, layer, T, parallelOf(w));
+        // qwen2moe: residual, rmsnorm, routed experts + shared expert into proj (ts/model/moe.ts).
+        this.moe!.run({ ...l, moe: l.moe }, layer, T, (n, item) => w.parallel(n, item));
+        prev = l;
         continue;
       }
-
-      // Feed-forward: residual → rmsnorm → gate, up → SwiGLU → down → residual.
-      if (mine) {
-        k.add(row(s.x, hidden), row(s.proj, hidden), row(s.x, hidden), (t1 - t0) * hidden);
-        k.rmsnorm(row(s.x, hidden), l.ffnNorm, row(s.xb, hidden), hidden, t1 - t0, c.eps);
-      }
-      this.convert(l.gate, s.xb, t0, t1);
-      if (l.up.format !== l.gate.format) this.convert(l.up, s.xb, t0, t1);
-      w.barrier();
-      this.matmul(l.gate, s.xb, s.gate, T, w);
-      this.matmul(l.up, s.xb, s.up, T, w);
-      w.barrier();
-      const [e0, e1] = sliceRange(T * ffn, w.index, w.count, 16);
-      if (e1 > e0) k.swiglu(s.gate + 4 * e0, s.up + 4 * e0, s.gate + 4 * e0, e1 - e0);
-      w.barrier();
-      this.convert(l.down, s.gate, t0, t1);
-      w.barrier();
-      this.matmul(l.down, s.gate, s.proj, T, w);
-      w.barrier();
-      if (mine) k.add(row(s.x, hidden), row(s.proj, hidden), row(s.x, hidden), (t1 - t0) * hidden);
+      // Per token: residual, rmsnorm, gate/up inputs.
+      w.parallel(T, (t) => {
+        k.add(row(s.x, t, hidden), row(s.proj, t, hidden), row(s.x, t, hidden), hidden);
+        k.rmsnorm(row(s.x, t, hidden), l.ffnNorm, row(s.xb, t, hidden), hidden, 1, c.eps);
+        this.convert(l.gate, s.xb, t);
+        if (l.up.format !== l.gate.format) this.convert(l.up, s.xb, t);
+      });
+      matmuls(l.gateUpChunks, T);
+      // Per token: SwiGLU, down's input.
+      w.parallel(T, (t) => {
+        k.swiglu(row(s.gate, t, ffn), row(s.up, t, ffn), row(s.gate, t, ffn), ffn);
+        this.convert(l.down, s.gate, t);
+      });
+      matmuls(l.downChunks, T);
+      prev = l;
     }
 
-    // Final norm of the out rows (gathered to rows 0..nOut-1 of xb), then the LM head.
+    // The out rows: the last residual, the final norm (gathered to rows 0..nOut-1 of xb), the LM head.
     const outRows = new Int32Array(buffer, L.step.outRows, nOut);
-    const [o0, o1] = sliceRange(nOut, w.index, w.count);
-    w.barrier();
-    for (let i = o0; i < o1; i++) k.rmsnorm(s.x + 4 * outRows[i] * hidden, L.outputNorm, s.xb + 4 * i * hidden, hidden, 1, c.eps);
-    this.convert(this.output, s.xb, o0, o1);
-    w.barrier();
-    this.matmul(this.output, s.xb, s.logits, nOut, w);
-    w.barrier();
+    w.parallel(nOut, (i) => {
+      const r = outRows[i];
+      k.add(row(s.x, r, hidden), row(s.proj, r, hidden), row(s.xb, i, hidden), hidden);
+      k.rmsnorm(row(s.xb, i, hidden), L.outputNorm, row(s.xb, i, hidden), hidden, 1, c.eps);
+      this.convert(this.output, s.xb, i);
+    });
+    matmuls(this.outputChunks, nOut);
   }
 
-  /** Converts input rows [t0, t1) to the matrix's activation format (nothing for f32 weights). */
-  private convert(m: Matrix, input: number, t0: number, t1: number): void {
+  /** Converts input row t to the matrix's activation format (nothing for f32 weights). */
+  private convert(m: Matrix, input: number, t: number): void {
     if (m.format === "f32") return;
-    const convert = this.k[ACTIVATION_FORMATS[m.format].convert!];
-    const buffer = this.layout.state.act[m.format]!;
-    for (let t = t0; t < t1; t++) convert(input + 4 * t * m.cols, buffer + t * m.xStride, m.cols);
+    this.k[ACTIVATION_FORMATS[m.format].convert!](input + 4 * t * m.cols, this.layout.state.act[m.format]! + t * m.xStride, m.cols);
   }
 
-  /** out (T, m.rows) = input (T, m.cols) · mᵀ, this worker's rows of it. */
-  private matmul(m: Matrix, input: number, out: number, T: number, w: WorkerSlice): void {
-    const [r0, r1] = sliceRange(m.rows, w.index, w.count, 16);
-    if (r1 <= r0) return;
-    const x = m.format === "f32" ? input : this.layout.state.act[m.format]!;
+  /** One chunk of rows of out (T, m.rows) = input (T, m.cols) · mᵀ. */
+  private matmul(c: RowChunk, T: number): void {
+    const m = c.m;
+    const x = m.format === "f32" ? c.input : this.layout.state.act[m.format]!;
     const xStride = m.format === "f32" ? 4 * m.cols : m.xStride;
-    m.kernels.matmul(m.offset, x, out, m.cols, r0, r1, T, xStride, m.rows);
+    m.kernels.matmul(m.offset, x, c.out, m.cols, c.r0, c.r1, T, xStride, m.rows);
   }
-
 }

@@ -10,7 +10,7 @@ import { QwasmError } from "../errors";
 import { createKernelMemory, instantiateKernels, kernelModule, type Kernels } from "../kernels/module";
 import { canUseWorkers } from "../runtime/workers";
 import { Arena } from "./arena";
-import { ForwardRunner, KV_BYTES, planForward, type ForwardLayout, type KVType, type StepGroup, type WeightTensor } from "./forward";
+import { ForwardRunner, INLINE_SLICE, KV_BYTES, planForward, type ForwardLayout, type KVType, type StepGroup, type WeightTensor } from "./forward";
 import { moeStateBytes } from "./moe";
 import { ropeCosSin, ropeYarnCorrDims, type RopeScaling } from "./rope";
 
@@ -157,7 +157,7 @@ export class Qwen2Forward {
     new Float32Array(buffer, L.state.cosSin, T * c.headDim).set(table);
 
     if (this.pool) await this.runOnPool();
-    else this.inline!.runStep({ index: 0, count: 1, barrier: () => {} });
+    else this.inline!.runStep(INLINE_SLICE);
     return new Float32Array(this.memory.buffer, L.state.logits, outRows.length * c.vocabSize).slice();
   }
 
