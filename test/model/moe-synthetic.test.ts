@@ -103,6 +103,68 @@ describe("synthetic qwen2moe models vs the scalar float64 reference", () => {
   });
 });
 
+/**
+ * Runs `tokens` after `prefix` on two copies of the model; in the second, before that step, every
+ * expert the first copy's step did not select (per layer) has its gate, up and down slabs overwritten
+ * with NaN. The step's logits must be bit-identical: no unselected expert is read into the result.
+ */
+async function poisonUnselected(bytes: Uint8Array, prefix: number[], tokens: number[], threads: number) {
+  const clean = await loadQwen2(bytes, { threads, contextLength: 64, maxTokens: 32 });
+  const poisoned = await loadQwen2(bytes, { threads, contextLength: 64, maxTokens: 32 });
+  const { nExperts: E, nExpertsUsed: K } = clean.config.moe!;
+  await clean.forward.step(prefix, 0);
+  await poisoned.forward.step(prefix, 0);
+  const expected = await clean.forward.step(tokens, prefix.length, true);
+  const routed = clean.forward.lastExperts()!;
+  let poisonedSlabs = 0;
+  poisoned.tensors.layers.forEach((l, layer) => {
+    const chosen = new Set(routed.experts.subarray(layer * tokens.length * K, (layer + 1) * tokens.length * K));
+    for (const t of [l.moe!.gateExps, l.moe!.upExps, l.moe!.downExps]) {
+      const slab = t.nbytes / E;
+      for (let e = 0; e < E; e++) {
+        if (chosen.has(e)) continue;
+        poisoned.arena.u8(t.offset + e * slab, slab).fill(0xff); // F32 NaN
+        poisonedSlabs++;
+      }
+    }
+  });
+  const logits = await poisoned.forward.step(tokens, prefix.length, true);
+  await clean.dispose();
+  await poisoned.dispose();
+  return { expected, logits, poisonedSlabs };
+}
+
+describe("qwen2moe reads only the selected experts", () => {
+  for (const [what, prefix, tokens, threads] of [
+    ["a decode step (one token)", prompt(9), [17], 1],
+    ["a prefill step of 6 tokens, 2 workers", prompt(5), prompt(6, 8), 2],
+  ] as const) {
+    it(`${what}: the other experts' weights, set to NaN, change nothing`, async () => {
+      const bytes = await tinyMoE("F32", 9, { moe: { experts: 16, expertsUsed: 2, expertFfn: 64, sharedFfn: 96 } });
+      const { expected, logits, poisonedSlabs } = await poisonUnselected(bytes, [...prefix], [...tokens], threads);
+      expect(poisonedSlabs, "slabs poisoned").toBeGreaterThanOrEqual(3 * 2 * (16 - 2 * tokens.length));
+      expect(logits.every(Number.isFinite)).toBe(true);
+      expect(Buffer.from(logits.buffer).equals(Buffer.from(expected.buffer))).toBe(true);
+    });
+  }
+
+  it("a router that outputs NaN still selects K valid, distinct experts (and nothing crashes)", async () => {
+    const model = synthQwen2({ shape: "tiny-moe", vocabulary, type: "F32", seed: 4 });
+    const router = model.tensors.find((t) => t.name === "blk.1.ffn_gate_inp.weight")!;
+    router.data = function* () { yield new Uint8Array(4 * router.dims[0] * router.dims[1]).fill(0xff); };
+    const loaded = await loadQwen2(await writeGGUFBytes(model), { threads: 1, contextLength: 16, maxTokens: 8 });
+    await loaded.forward.step([1, 2, 3], 0);
+    const { experts } = loaded.forward.lastExperts()!;
+    const { nExperts: E, nExpertsUsed: K } = loaded.config.moe!;
+    for (let row = 0; row < 2 * 3; row++) {
+      const chosen = Array.from(experts.subarray(row * K, (row + 1) * K));
+      expect(chosen.every((e) => Number.isInteger(e) && e >= 0 && e < E)).toBe(true);
+      expect(new Set(chosen).size).toBe(K);
+    }
+    await loaded.dispose();
+  });
+});
+
 describe("qwen2moe steps", () => {
   it("decoding token by token gives the logits of a one-shot prefill; chunked prefill too", async () => {
     const bytes = await tinyMoE("Q8_0");
