@@ -134,7 +134,7 @@ function parseRopeScaling(meta: GGUFMetadata, contextLength: number, arch: strin
   return scaling;
 }
 
-/** Parses the qwen2.* keys into one config; `tensors` supplies the vocabulary size and tying. */
+/** Parses the qwen2.* (or qwen2moe.*) keys into one config; `tensors` supplies the vocabulary size and tying. */
 export function parseQwen2Config(meta: GGUFMetadata, tensors: readonly TensorDesc[]): Qwen2Config {
   const arch = checkArchitecture(meta);
   const hidden = positiveInt(meta, `${arch}.embedding_length`);
