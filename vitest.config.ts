@@ -4,7 +4,9 @@ import { defineConfig } from "vitest/config";
 // the SIMD128 build). "relaxed-simd": the relaxed build's own tests and the llama.cpp conformance
 // again, with the V8 flag that the CLI turns on (ts/cli/main.ts), so that the build the CLI, Deno,
 // Bun and Chromium run is checked end to end in Node too; and the Deno and Bun comparison, which
-// wants Node on the same build as those runtimes.
+// wants Node on the same build as those runtimes. QWASM_TEST_KERNELS tells the tests of the relaxed
+// project that they must run the relaxed build: they fail, rather than test SIMD128 silently, where
+// it is not taken (test/kernel-build.ts).
 export default defineConfig({
   test: {
     testTimeout: 120_000,
@@ -19,6 +21,7 @@ export default defineConfig({
           include: ["test/kernels/relaxed.test.ts", "test/kernels/ceiling.test.ts", "test/model/conformance.test.ts",
             "test/runtimes/runtimes.test.ts"],
           execArgv: ["--experimental-wasm-relaxed-simd"],
+          env: { QWASM_TEST_KERNELS: "relaxed-simd" },
         },
       },
     ],

@@ -1,10 +1,10 @@
 // A compute worker: instantiates the kernels over the shared memory, then runs its slice of every
 // forward step the engine starts, until told to exit. Bundled to dist/compute-worker.js.
 import { parentPort } from "../ts/runtime/workers";
-import { ForwardRunner, sliceRange, type WorkerSlice } from "../ts/model/forward";
+import { ForwardRunner } from "../ts/model/forward";
 import type { Kernels } from "../ts/kernels/module";
 import { COMMAND_EXIT, CONTROL_WORDS, Control, type ComputeInit } from "./protocol";
-import { barrier, failStep, finishStep, StepFailed, waitForStep } from "./sync";
+import { ClaimingSlice, failStep, finishStep, StepFailed, waitForStep } from "./sync";
 
 const port = await parentPort();
 port.onMessage(async (message) => {
@@ -25,21 +25,14 @@ port.onMessage(async (message) => {
 });
 
 function serve(runner: ForwardRunner, ctrl: Int32Array, init: ComputeInit): void {
-  const { index, count } = init;
-  const slice: WorkerSlice = {
-    index, count,
-    parallel(n, item) {
-      const [a, b] = sliceRange(n, index, count);
-      for (let i = a; i < b; i++) item(i);
-      barrier(ctrl, count);
-    },
-  };
+  const slice = new ClaimingSlice(ctrl, init.index, init.count);
   // The pool zeroes the control block before starting workers; a step may already have been started
   // by the time this loop begins, so the baseline is 0, not the current value.
   let seq = 0;
   for (;;) {
-    seq = waitForStep(ctrl, seq);
+    seq = waitForStep(ctrl, seq, init.index);
     if (Atomics.load(ctrl, Control.COMMAND) === COMMAND_EXIT) break;
+    slice.begin(seq);
     try {
       runner.runStep(slice);
     } catch (e) {
@@ -48,7 +41,8 @@ function serve(runner: ForwardRunner, ctrl: Int32Array, init: ComputeInit): void
         port.postMessage({ kind: "error", index: init.index, message: e instanceof Error ? e.message : String(e) });
       }
     }
-    finishStep(ctrl, init.count, seq);
+    // A worker that fell behind (the step finished without it) has nothing to publish.
+    if (!slice.lagged) finishStep(ctrl, seq);
   }
   // Returning lets the worker end; the parent terminates it anyway.
 }

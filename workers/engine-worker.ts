@@ -19,8 +19,8 @@ let engine: QwasmEngine | undefined;
 let loading = false;
 
 /** How many compute threads this worker can run, and why, in words for the page. */
-function chooseThreads(requested: number | undefined): { threads: number; reason: string } {
-  const cores = defaultThreads();
+async function chooseThreads(requested: number | undefined): Promise<{ threads: number; reason: string }> {
+  const cores = await defaultThreads();
   const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
   if (!isolated) {
     return {
@@ -60,7 +60,7 @@ async function load(source: string | Blob, options: WorkerLoadOptions, onProgres
   }
   loading = true;
   const progress = throttled(onProgress);
-  const { threads, reason } = chooseThreads(options.threads);
+  const { threads, reason } = await chooseThreads(options.threads);
   let opened: OpenedModel | undefined;
   try {
     const engineOptions = {
@@ -86,7 +86,7 @@ async function load(source: string | Blob, options: WorkerLoadOptions, onProgres
       ...created.info,
       crossOriginIsolated: (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true,
       threadsReason: created.info.threads === threads ? reason : `${created.info.threads} thread(s): workers are unavailable here`,
-      hardwareConcurrency: defaultThreads(),
+      hardwareConcurrency: await defaultThreads(),
       source: opened ? opened.from : "file",
       fileBytes,
       ...(cacheError ? { cacheError } : {}),

@@ -4,7 +4,8 @@
 import { QwasmError } from "../ts/errors";
 import type { ForwardLayout } from "../ts/model/forward";
 import { spawnWorker, type WorkerHandle } from "../ts/runtime/workers";
-import { COMMAND_EXIT, COMMAND_RUN, CONTROL_WORDS, Control, type ComputeInit, type ComputeReply } from "./protocol";
+import { COMMAND_EXIT, COMMAND_RUN, CONTROL_WORDS, Control, MAX_WORKERS, TAG_PERIOD, type ComputeInit, type ComputeReply } from "./protocol";
+import { armStep } from "./sync";
 
 /** Where the compute worker bundle is: beside this module when bundled, in dist/ when run from source. */
 export function defaultWorkerUrl(): URL {
@@ -29,6 +30,7 @@ export class WorkerPool {
   /** Starts `count` workers over `memory` and waits until each has instantiated the kernels. */
   static async start(count: number, memory: WebAssembly.Memory, module: WebAssembly.Module,
     layout: ForwardLayout, control: number, workerUrl: URL = defaultWorkerUrl()): Promise<WorkerPool> {
+    if (count > MAX_WORKERS) throw new QwasmError("INVALID_ARGUMENT", `a pool has at most ${MAX_WORKERS} workers, asked for ${count}`);
     const ctrl = new Int32Array(memory.buffer, control, CONTROL_WORDS);
     ctrl.fill(0);
     const workers = await Promise.all(Array.from({ length: count }, () => spawnWorker(workerUrl)));
@@ -54,8 +56,8 @@ export class WorkerPool {
   private fail(error: Error, reject?: (e: Error) => void): void {
     this.failure ??= error;
     Atomics.store(this.ctrl, Control.FAILED, 1);
-    Atomics.add(this.ctrl, Control.BARRIER_GEN, 1);
-    Atomics.notify(this.ctrl, Control.BARRIER_GEN);
+    Atomics.notify(this.ctrl, Control.DONE);
+    Atomics.notify(this.ctrl, Control.DONE_SEQ);
     reject?.(error);
   }
 
@@ -63,9 +65,18 @@ export class WorkerPool {
   async run(): Promise<void> {
     if (this.failure) throw this.failure;
     const ctrl = this.ctrl;
+    const seq = ++this.seq;
+    // Step tags repeat every TAG_PERIOD steps: never start a step while a worker is still inside
+    // one half a period old (it would take the new step's items for its own). It never happens
+    // unless the OS stops a worker for a thousand steps; then the step waits for it.
+    while (this.workers.some((_, i) => seq - Atomics.load(ctrl, Control.WORKER_SEQ + i) > TAG_PERIOD / 2 &&
+      Atomics.load(ctrl, Control.WORKER_SEQ + i) !== 0)) {
+      if (this.failure) throw this.failure;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    armStep(ctrl, seq);
     Atomics.store(ctrl, Control.FAILED, 0);
     Atomics.store(ctrl, Control.COMMAND, COMMAND_RUN);
-    const seq = ++this.seq;
     Atomics.store(ctrl, Control.STEP_SEQ, seq);
     Atomics.notify(ctrl, Control.STEP_SEQ);
     await waitUntil(ctrl, Control.DONE_SEQ, seq, () => this.failure);

@@ -1,6 +1,7 @@
 // The worker protocol, in one file: the one message that starts a compute worker, and the control
-// block in the shared memory through which steps are started, synchronised and finished. No message
-// is posted per step or per op: the engine writes the step into the memory and bumps STEP_SEQ.
+// block in the shared memory through which steps are started, their work items claimed and counted,
+// and steps finished. No message is posted per step or per op: the engine writes the step into the
+// memory and bumps STEP_SEQ.
 import type { ForwardLayout } from "../ts/model/forward";
 
 /** Posted once to each compute worker. */
@@ -27,18 +28,33 @@ export const Control = {
   STEP_SEQ: 0,
   /** 0 = run the step, 1 = exit. */
   COMMAND: 1,
-  /** Workers that reached the current barrier. */
-  BARRIER_COUNT: 2,
-  /** Incremented each time a barrier opens (workers wait on it). */
-  BARRIER_GEN: 3,
-  /** Workers that finished the current step. */
-  DONE_COUNT: 4,
+  /**
+   * The next work item of the step, tagged: (step tag << ITEM_BITS) | item. Workers claim items
+   * with compareExchange, so a worker still in an older step (a different tag) can never take one.
+   */
+  CLAIM: 2,
+  /** Items of the step finished, tagged the same way; ops wait on it. */
+  DONE: 3,
   /** The STEP_SEQ of the last finished step (the engine waits on it). */
   DONE_SEQ: 5,
   /** Nonzero when a worker failed during the step: everyone unwinds and the step fails. */
   FAILED: 6,
+  /** First of MAX_WORKERS words: the STEP_SEQ each worker last started (bounds how far one lags). */
+  WORKER_SEQ: 16,
 } as const;
 
-export const CONTROL_WORDS = 16;
+/** Most compute workers a pool may have. */
+export const MAX_WORKERS = 64;
+export const CONTROL_WORDS = Control.WORKER_SEQ + MAX_WORKERS;
 export const COMMAND_RUN = 0;
 export const COMMAND_EXIT = 1;
+
+/** Items of one step are numbered below 2^ITEM_BITS; the step tag takes the bits above. */
+export const ITEM_BITS = 20;
+export const MAX_STEP_ITEMS = 1 << ITEM_BITS;
+/** Step tags wrap after this many steps; the engine never lets a worker fall half as far behind. */
+export const TAG_PERIOD = 1 << (31 - ITEM_BITS);
+
+export function stepTag(seq: number): number {
+  return (seq & (TAG_PERIOD - 1)) << ITEM_BITS;
+}

@@ -1,64 +1,119 @@
-// Synchronisation over the control block: a barrier that spins briefly and then sleeps in
-// Atomics.wait (spinning threads that outnumber free cores collapse to milliseconds per barrier),
-// and the step start/finish handshake.
-import { Control } from "./protocol";
+// Synchronisation over the control block. Within a step, work is claimed, not assigned: each op's
+// items go to whichever worker asks next, and an op is over when all its items are done, not when
+// every worker has arrived. A worker that the OS has descheduled (another process took its core)
+// then holds nobody up unless it is in the middle of an item: the others take the rest of its
+// share. Waits spin briefly and then sleep in Atomics.wait.
+import type { WorkerSlice } from "../ts/model/forward";
+import { Control, MAX_STEP_ITEMS, stepTag } from "./protocol";
 
-/** Spin iterations (about 0.1 ms) before sleeping: long enough to cover the imbalance of an op (a
- *  sleep costs a futex wake-up, 50-100 us), short enough to yield when threads outnumber cores.
- *  qwasm bench, 0.5b Q4_0, 2 threads, decode best of 3: 20000 spins 45.9 tokens/s, 200000 48.9. */
+/** Spin iterations before sleeping (about 0.1 ms): longer than the imbalance at the end of an op
+ *  on a quiet machine, short against a scheduler's time slice when threads outnumber free cores. */
 const SPIN = 100000;
+const ITEM_MASK = MAX_STEP_ITEMS - 1;
+/** Past every item of a step. */
+const BEYOND = MAX_STEP_ITEMS;
 
 /** Thrown inside a worker when another worker failed during the step: unwinds the step. */
 export class StepFailed extends Error {}
 
-/** Waits until ctrl[index] != value: spins first, then sleeps. Throws StepFailed when a worker failed. */
-function waitWhileEqual(ctrl: Int32Array, index: number, value: number): void {
-  for (let i = 0; i < SPIN; i++) {
-    if (Atomics.load(ctrl, index) !== value) return;
+/**
+ * One worker's part in the steps: claims the items of each op from the shared counter, runs them,
+ * counts them done, and waits for the op's last item. `begin(seq)` starts a step.
+ */
+export class ClaimingSlice implements WorkerSlice {
+  private tag = 0;
+  private base = 0;        // first item of the current op
+  private pending = -1;    // an item claimed and not run yet (it belongs to a later op), or BEYOND
+  private over = false;    // the step ended without this worker (it lagged): skip the rest
+
+  constructor(private readonly ctrl: Int32Array, readonly index: number, readonly count: number) {}
+
+  begin(seq: number): void {
+    this.tag = stepTag(seq);
+    this.base = 0;
+    this.pending = -1;
+    this.over = false;
   }
-  while (Atomics.load(ctrl, index) === value) {
-    Atomics.wait(ctrl, index, value, 50);
-    if (Atomics.load(ctrl, Control.FAILED) !== 0) throw new StepFailed("another worker failed");
+
+  /** Whether the step ended while this worker was behind (the engine has moved on). */
+  get lagged(): boolean { return this.over; }
+
+  parallel(n: number, item: (i: number) => void): void {
+    if (this.over) return;
+    const ctrl = this.ctrl;
+    const end = this.base + n;
+    if (end >= MAX_STEP_ITEMS) throw new Error(`a step has more than ${MAX_STEP_ITEMS} work items`);
+    for (;;) {
+      if (this.pending < 0) this.pending = this.claim();
+      if (this.pending >= end) break;
+      item(this.pending - this.base);
+      this.pending = -1;
+      if ((Atomics.add(ctrl, Control.DONE, 1) & ITEM_MASK) + 1 === end) Atomics.notify(ctrl, Control.DONE);
+    }
+    this.waitDone(end);
+    this.base = end;
+  }
+
+  /** The next item of this step, or BEYOND when the step has moved on. */
+  private claim(): number {
+    const ctrl = this.ctrl;
+    for (;;) {
+      const v = Atomics.load(ctrl, Control.CLAIM);
+      if ((v & ~ITEM_MASK) !== this.tag) return BEYOND;
+      if (Atomics.compareExchange(ctrl, Control.CLAIM, v, v + 1) === v) return v & ITEM_MASK;
+    }
+  }
+
+  /** Waits until `end` items of this step are done (or the step is over, or failed). */
+  private waitDone(end: number): void {
+    const ctrl = this.ctrl;
+    let spins = 0;
+    for (;;) {
+      const d = Atomics.load(ctrl, Control.DONE);
+      if ((d & ~ITEM_MASK) !== this.tag) { this.over = true; return; }
+      if ((d & ITEM_MASK) >= end) return;
+      if (Atomics.load(ctrl, Control.FAILED) !== 0) throw new StepFailed("another worker failed");
+      if (spins < SPIN) spins++;
+      else Atomics.wait(ctrl, Control.DONE, d, 50);
+    }
   }
 }
 
-/** A sense-reversing barrier for `count` workers. */
-export function barrier(ctrl: Int32Array, count: number): void {
-  if (count === 1) return;
-  const generation = Atomics.load(ctrl, Control.BARRIER_GEN);
-  if (Atomics.add(ctrl, Control.BARRIER_COUNT, 1) === count - 1) {
-    Atomics.store(ctrl, Control.BARRIER_COUNT, 0);
-    Atomics.add(ctrl, Control.BARRIER_GEN, 1);
-    Atomics.notify(ctrl, Control.BARRIER_GEN);
-    return;
-  }
-  waitWhileEqual(ctrl, Control.BARRIER_GEN, generation);
-  if (Atomics.load(ctrl, Control.FAILED) !== 0) throw new StepFailed("another worker failed");
-}
-
-/** Worker side: waits for the step after `lastSeq` and returns its sequence number. */
-export function waitForStep(ctrl: Int32Array, lastSeq: number): number {
-  for (let i = 0; i < SPIN; i++) {
-    const seq = Atomics.load(ctrl, Control.STEP_SEQ);
-    if (seq !== lastSeq) return seq;
-  }
+/**
+ * Worker side: waits for a step after `lastSeq`, records in WORKER_SEQ that this worker is in it,
+ * and returns its sequence number (the newest one: a worker that lagged skips the steps it missed).
+ */
+export function waitForStep(ctrl: Int32Array, lastSeq: number, index: number): number {
+  for (let i = 0; i < SPIN && Atomics.load(ctrl, Control.STEP_SEQ) === lastSeq; i++);
   while (Atomics.load(ctrl, Control.STEP_SEQ) === lastSeq) Atomics.wait(ctrl, Control.STEP_SEQ, lastSeq);
-  return Atomics.load(ctrl, Control.STEP_SEQ);
+  // Published before the step is joined, and checked against STEP_SEQ again, so that the engine's
+  // lag check (WorkerPool.run) sees every worker that could still take an item of this step.
+  for (;;) {
+    const seq = Atomics.load(ctrl, Control.STEP_SEQ);
+    Atomics.store(ctrl, Control.WORKER_SEQ + index, seq);
+    if (Atomics.load(ctrl, Control.STEP_SEQ) === seq) return seq;
+  }
 }
 
-/** Worker side: counts this worker done; the last one publishes the step as finished. */
-export function finishStep(ctrl: Int32Array, count: number, seq: number): void {
-  if (Atomics.add(ctrl, Control.DONE_COUNT, 1) === count - 1) {
-    Atomics.store(ctrl, Control.DONE_COUNT, 0);
-    Atomics.store(ctrl, Control.BARRIER_COUNT, 0);
-    Atomics.store(ctrl, Control.DONE_SEQ, seq);
-    Atomics.notify(ctrl, Control.DONE_SEQ);
-  }
+/**
+ * Worker side: publishes step `seq` as finished. Every worker that saw its last op end does; only
+ * the first moves DONE_SEQ on (from seq - 1), so a late one can never move it back.
+ */
+export function finishStep(ctrl: Int32Array, seq: number): void {
+  if (Atomics.compareExchange(ctrl, Control.DONE_SEQ, seq - 1, seq) === seq - 1) Atomics.notify(ctrl, Control.DONE_SEQ);
 }
 
 /** Marks the step failed and wakes every sleeper so that they unwind. */
 export function failStep(ctrl: Int32Array): void {
   Atomics.store(ctrl, Control.FAILED, 1);
-  Atomics.add(ctrl, Control.BARRIER_GEN, 1);
-  Atomics.notify(ctrl, Control.BARRIER_GEN);
+  Atomics.notify(ctrl, Control.DONE);
+  Atomics.notify(ctrl, Control.DONE_SEQ);
 }
+
+/** Engine side: arms the counters of step `seq` (before bumping STEP_SEQ). */
+export function armStep(ctrl: Int32Array, seq: number): void {
+  const tag = stepTag(seq);
+  Atomics.store(ctrl, Control.DONE, tag);
+  Atomics.store(ctrl, Control.CLAIM, tag);
+}
+

@@ -3,18 +3,16 @@
 // and is written back byte for byte by the writer.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { GGUFError } from "../../ts/errors";
 import { GGUFValueType } from "../../weights/gguf/metadata";
 import { openGGUF, parseGGUFBytes, type GGUFFile } from "../../weights/gguf/reader";
 import { GGMLType, typeInfo, type GGMLTypeName } from "../../weights/gguf/types";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { FIXTURES_DIR, fixturesAvailable } from "../fixtures";
+import { describeFixtures, FIXTURES_DIR } from "../fixtures";
 import { chunkedStream, rng } from "./helpers";
 
 const MINI = join(FIXTURES_DIR, "mini");
-if (!fixturesAvailable) console.warn(`skipping GGUF fixture tests: ${FIXTURES_DIR} is absent (see DEVELOPERS.md)`);
-const describeFixtures = fixturesAvailable ? describe : describe.skip;
 
 // README section 2: file -> [general.file_type, token_embd type, matmul weight type, size in bytes]
 const FILES: Record<string, [number, GGMLTypeName, GGMLTypeName, number]> = {

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { main } from "../../ts/cli/commands/inspect";
 import { writeGGUFFile } from "../../weights/gguf/writer";
-import { FIXTURES_DIR, fixturesAvailable } from "../fixtures";
+import { fixturePath, skipWithoutFixtures } from "../fixtures";
 import { rawGGUF, smallModel } from "./helpers";
 
 const tmp = mkdtempSync(join(tmpdir(), "qwasm-inspect-"));
@@ -53,8 +53,9 @@ describe("qwasm inspect", () => {
     expect(report.totals.byType.F32).toEqual({ tensors: 1, elements: 4, bytes: 16 });
   });
 
-  it.skipIf(!fixturesAvailable)("summarizes long arrays unless --full", async () => {
-    const path = join(FIXTURES_DIR, "mini", "Q4_K_M.gguf");
+  it("summarizes long arrays unless --full", async (ctx) => {
+    skipWithoutFixtures(ctx);
+    const path = fixturePath("mini", "Q4_K_M.gguf");
     const { out } = await run([path, "--json"]);
     const tokens = JSON.parse(out).metadata["tokenizer.ggml.tokens"];
     expect(tokens).toMatchObject({ type: "ARRAY", itemType: "STRING", length: 4099, truncated: true });

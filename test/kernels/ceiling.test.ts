@@ -7,8 +7,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { relaxedSimdValidates } from "../../ts/kernels/module";
 import { projectRoot } from "../fixtures";
+import { requireRelaxedSimd } from "../kernel-build";
 import { rng } from "./harness";
 
 const work = mkdtempSync(join(tmpdir(), "qwasm-loops-"));
@@ -26,11 +26,8 @@ async function loops(relaxed: boolean): Promise<{ exports: Record<string, (...a:
 }
 
 describe.each([false, true])("scripts/ceiling/loops.ts (relaxed %s)", (relaxed) => {
-  it("ideal(): every (row, token) cell is the scaled dot product of its 8-bit operands", async () => {
-    if (relaxed && !relaxedSimdValidates()) {
-      console.log("SKIPPED: this runtime does not validate relaxed SIMD (the relaxed-simd vitest project has the flag)");
-      return;
-    }
+  it("ideal(): every (row, token) cell is the scaled dot product of its 8-bit operands", async (ctx) => {
+    if (relaxed) requireRelaxedSimd(ctx);
     const { exports: L, memory } = await loops(relaxed);
     const k = 384, rows = 5, nTok = 8, ng = k / 128, gb = L.group_bytes(), data = gb - 16;
     const rand = rng(relaxed ? 7 : 8);
@@ -78,11 +75,11 @@ describe.each([false, true])("scripts/ceiling/loops.ts (relaxed %s)", (relaxed) 
     }
   });
 
-  it("relaxed_peak(): the relaxed build's dot products as emulated; -1 in the SIMD128 build", async () => {
-    if (relaxed && !relaxedSimdValidates()) return;
+  it("relaxed_peak(): the relaxed build's dot products as emulated; -1 in the SIMD128 build", async (ctx) => {
+    if (relaxed) requireRelaxedSimd(ctx);
     const { exports: L } = await loops(relaxed);
-    if (!relaxed) { expect(L.relaxed_peak(10)).toBe(-1); return; }
-    for (const n of [0, 1, 5, 300]) {
+    if (!relaxed) expect(L.relaxed_peak(10)).toBe(-1);
+    else for (const n of [0, 1, 5, 300]) {
       // i8 lanes all equal: relaxed_dot(a, b) = 2ab per i16 lane (no saturation: |2ab| <= 2*128*5),
       // the i16 sum of two such, then dot with ones = 2 * that per i32 lane; x steps by 5 (i8 wrap).
       let x = 3;

@@ -1,11 +1,16 @@
 // K-quant kernels (Q2_K Q3_K Q4_K Q5_K Q6_K against Q8_K activations): the SIMD matmul against the
 // scalar reference on random blocks, the reference against an f64 dot of the dequantized operands,
 // quantize_q8_K against its scalar twin, and the dequantizers against the TypeScript ones.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseGGUFBytes } from "../../weights/gguf/reader";
-import { FIXTURES_DIR, fixturesAvailable } from "../fixtures";
+import { quantizeQ8_KActivations } from "../../weights/quant/activations";
+import { dequantizeRow, vecDot } from "../../weights/quant/index";
+import { dequantize_q2_K } from "../../weights/quant/q2_k";
+import { dequantize_q3_K } from "../../weights/quant/q3_k";
+import { dequantize_q4_K } from "../../weights/quant/q4_k";
+import { dequantize_q5_K } from "../../weights/quant/q5_k";
+import { dequantize_q6_K } from "../../weights/quant/q6_k";
+import { describeFixtures, readFixture } from "../fixtures";
 import { gaussian, KernelHarness, rng } from "./harness";
 
 interface KType {
@@ -23,6 +28,11 @@ const KTYPES: KType[] = [
   { name: "q5_k", ggml: "Q5_K", id: 13, typeSize: 176, halfOffsets: [0, 2] },
   { name: "q6_k", ggml: "Q6_K", id: 14, typeSize: 210, halfOffsets: [208] },
 ];
+
+/** The TypeScript dequantizers (weights/quant), the independent decoders the kernels are checked against. */
+const TS_DEQUANTIZE: Record<string, (b: Uint8Array, n: number) => Float32Array> = {
+  q2_k: dequantize_q2_K, q3_k: dequantize_q3_K, q4_k: dequantize_q4_K, q5_k: dequantize_q5_K, q6_k: dequantize_q6_K,
+};
 
 const QK_K = 256;
 const Q8K_BYTES = 292;
@@ -172,18 +182,11 @@ describe("quantize_q8_K", () => {
     expect([dv.getInt8(6 * Q8K_BYTES + 4), dv.getInt8(6 * Q8K_BYTES + 5)]).toEqual([28, 28]); // 28.5, 27.5
   });
 
-  it("matches the TypeScript Q8_K quantizer bitwise when it exists", async () => {
-    let mod: { quantizeQ8_KActivations?: (x: Float32Array) => Uint8Array };
-    try {
-      mod = await import("../../weights/quant/activations");
-    } catch {
-      console.log("SKIPPED: weights/quant/activations.ts is not there yet");
-      return;
-    }
-    if (!mod.quantizeQ8_KActivations) { console.log("SKIPPED: no quantizeQ8_KActivations"); return; }
+  it("matches the TypeScript Q8_K quantizer (weights/quant/activations.ts) bitwise", () => {
     const x = awkwardActivations().subarray(0, 256 * 9); // the finite, non-vanishing blocks
     const ours = quantizeQ8K(x);
-    const theirs = mod.quantizeQ8_KActivations(x);
+    const theirs = quantizeQ8_KActivations(x);
+    expect(theirs.length).toBe(9 * Q8K_BYTES);
     expect(Buffer.from(ours).equals(Buffer.from(theirs))).toBe(true);
   });
 });
@@ -243,22 +246,15 @@ describe.each(KTYPES)("$ggml", (t) => {
     expect(worst).toBeLessThan(2e-6);
   });
 
-  it("dequantize equals the TypeScript dequantizer bitwise when it exists", async () => {
-    let mod: Record<string, unknown>;
-    try {
-      mod = await import(`../../weights/quant/${t.name}.ts`);
-    } catch {
-      console.log(`SKIPPED: weights/quant/${t.name}.ts is not there yet`);
-      return;
-    }
-    const deq = mod[`dequantize_${t.name.replace("_k", "_K")}`] as ((b: Uint8Array, n: number) => Float32Array) | undefined;
-    if (!deq) { console.log(`SKIPPED: weights/quant/${t.name}.ts has no dequantizer`); return; }
+  it(`dequantize equals the TypeScript dequantizer (weights/quant/${t.name}.ts) bitwise`, () => {
+    const deq = TS_DEQUANTIZE[t.name];
     H.reset();
     const nb = 40;
     const w = randomBlocks(t, nb, rng(77));
     const ours = dequantW(t, w, nb * QK_K);
     const theirs = deq(w, nb * QK_K);
     let diff = 0;
+    expect(theirs.length).toBe(nb * QK_K);
     for (let i = 0; i < ours.length; i++) if (!Object.is(ours[i], theirs[i])) diff++;
     expect(diff).toBe(0);
   });
@@ -299,14 +295,7 @@ describe("extreme blocks (no i16 overflow)", () => {
 });
 
 describe("against the TypeScript scalar dot products (weights/quant)", () => {
-  it.each(KTYPES)("$ggml: matmul_ref = vecDot within f32 rounding", async (t) => {
-    let vecDot: ((type: string, w: Uint8Array, x: Uint8Array, n: number) => number) | undefined;
-    try {
-      vecDot = (await import("../../weights/quant/index")).vecDot;
-    } catch {
-      console.log("SKIPPED: weights/quant/index.ts is not there yet");
-      return;
-    }
+  it.each(KTYPES)("$ggml: matmul_ref = vecDot within f32 rounding", (t) => {
     const c = { rows: 5, k: 2816, rowStart: 0, rowEnd: 5, nTok: 2, xPad: 0, outPad: 0 };
     const { ref, wf, xf, outStride, wBytes, xs } = runCase(t, c, 99);
     const rowBytes = (c.k / QK_K) * t.typeSize;
@@ -332,64 +321,53 @@ const FIXTURE_BOUNDS: Record<string, number> = {
 };
 const FIXTURE_FILES = ["Q2_K-pure", "Q3_K-pure", "Q4_K-pure", "Q5_K-pure", "Q6_K-pure", "Q4_0", "Q4_K_M"];
 
-if (!fixturesAvailable) {
-  describe.skip("K-quant tensors of the llama.cpp fixtures", () => {
-    it(`skipped: ${FIXTURES_DIR} is absent`, () => {});
-  });
-  console.warn(`[kquants] fixture tests skipped: no fixtures at ${FIXTURES_DIR}`);
-} else {
-  describe("K-quant tensors of the llama.cpp fixtures (mini)", () => {
-    const open = (name: string) => parseGGUFBytes(readFileSync(join(FIXTURES_DIR, "mini", `${name}.gguf`)));
-    for (const file of FIXTURE_FILES) {
-      it(`${file}.gguf: dequantize = TypeScript decoder and ≈ F32.gguf; matmul = matmul_ref on the real rows`, async () => {
-        const f32 = open("F32");
-        const g = open(file);
-        const tensors = g.tensors.filter((info) => KTYPES.some((t) => t.id === info.type));
-        expect(tensors.length).toBeGreaterThan(0);
-        const ts = await import("../../weights/quant/index").catch(() => undefined);
-        if (!ts) console.log("[kquants] weights/quant/index.ts is absent: no bitwise check against the TypeScript decoder");
-        let worstRel = 0, worstName = "";
-        for (const info of tensors) {
-          const t = KTYPES.find((x) => x.id === info.type)!;
-          H.reset();
-          const [k, rows] = info.dims;
-          const n = k * rows;
-          const bytes = Uint8Array.from(await g.readTensor(info));
-          const ours = dequantW(t, bytes, n);
-          if (ts) {
-            const theirs = ts.dequantizeRow(t.ggml, bytes, n);
-            let diff = 0;
-            for (let i = 0; i < n; i++) if (!Object.is(ours[i], theirs[i])) diff++;
-            expect(diff, `${file} ${info.name}: values that differ from the TypeScript decoder`).toBe(0);
+describeFixtures("K-quant tensors of the llama.cpp fixtures (mini)", () => {
+  const open = (name: string) => parseGGUFBytes(readFixture("mini", `${name}.gguf`));
+  for (const file of FIXTURE_FILES) {
+    it(`${file}.gguf: dequantize = TypeScript decoder and ≈ F32.gguf; matmul = matmul_ref on the real rows`, async () => {
+      const f32 = open("F32");
+      const g = open(file);
+      const tensors = g.tensors.filter((info) => KTYPES.some((t) => t.id === info.type));
+      expect(tensors.length).toBeGreaterThan(0);
+      let worstRel = 0, worstName = "";
+      for (const info of tensors) {
+        const t = KTYPES.find((x) => x.id === info.type)!;
+        H.reset();
+        const [k, rows] = info.dims;
+        const n = k * rows;
+        const bytes = Uint8Array.from(await g.readTensor(info));
+        const ours = dequantW(t, bytes, n);
+        const theirs = dequantizeRow(t.ggml, bytes, n);
+        let diff = 0;
+        for (let i = 0; i < n; i++) if (!Object.is(ours[i], theirs[i])) diff++;
+        expect(diff, `${file} ${info.name}: values that differ from the TypeScript decoder`).toBe(0);
+        const ref = new Float32Array(Uint8Array.from(await f32.readTensor(info.name)).buffer);
+        let se = 0, ss = 0;
+        for (let i = 0; i < n; i++) { se += (ours[i] - ref[i]) ** 2; ss += ref[i] ** 2; }
+        const rel = Math.sqrt(se / ss);
+        if (rel > worstRel) { worstRel = rel; worstName = `${info.name} (${t.ggml})`; }
+        expect(rel, `${file} ${info.name}: relative RMS error vs F32`).toBeLessThan(FIXTURE_BOUNDS[t.ggml]);
+        // the SIMD matmul against the reference on the real rows, three tokens
+        const r = rng(5);
+        const xq = [0, 1, 2].map(() => quantizeQ8K(randomActivations(k, r)));
+        const w = H.put(bytes, 1), x = H.alloc(3 * xq[0].length, 1);
+        xq.forEach((q, i) => H.u8(x + i * q.length, q.length).set(q));
+        const a = H.alloc(12 * rows, 4), b = H.alloc(12 * rows, 4);
+        call(`matmul_${t.name}`, w, x, a, k, 0, rows, 3, xq[0].length, rows);
+        call(`matmul_${t.name}_ref`, w, x, b, k, 0, rows, 3, xq[0].length, rows);
+        const sa = H.getF32(a, 3 * rows), sb = H.getF32(b, 3 * rows);
+        const xf = xq.map(dequantQ8K);
+        let worst = 0;
+        for (let tk = 0; tk < 3; tk++) {
+          for (let row = 0; row < rows; row++) {
+            let mag = 0;
+            for (let j = 0; j < k; j++) mag += Math.abs(ours[row * k + j] * xf[tk][j]);
+            worst = Math.max(worst, Math.abs(sa[tk * rows + row] - sb[tk * rows + row]) / mag);
           }
-          const ref = new Float32Array(Uint8Array.from(await f32.readTensor(info.name)).buffer);
-          let se = 0, ss = 0;
-          for (let i = 0; i < n; i++) { se += (ours[i] - ref[i]) ** 2; ss += ref[i] ** 2; }
-          const rel = Math.sqrt(se / ss);
-          if (rel > worstRel) { worstRel = rel; worstName = `${info.name} (${t.ggml})`; }
-          expect(rel, `${file} ${info.name}: relative RMS error vs F32`).toBeLessThan(FIXTURE_BOUNDS[t.ggml]);
-          // the SIMD matmul against the reference on the real rows, three tokens
-          const r = rng(5);
-          const xq = [0, 1, 2].map(() => quantizeQ8K(randomActivations(k, r)));
-          const w = H.put(bytes, 1), x = H.alloc(3 * xq[0].length, 1);
-          xq.forEach((q, i) => H.u8(x + i * q.length, q.length).set(q));
-          const a = H.alloc(12 * rows, 4), b = H.alloc(12 * rows, 4);
-          call(`matmul_${t.name}`, w, x, a, k, 0, rows, 3, xq[0].length, rows);
-          call(`matmul_${t.name}_ref`, w, x, b, k, 0, rows, 3, xq[0].length, rows);
-          const sa = H.getF32(a, 3 * rows), sb = H.getF32(b, 3 * rows);
-          const xf = xq.map(dequantQ8K);
-          let worst = 0;
-          for (let tk = 0; tk < 3; tk++) {
-            for (let row = 0; row < rows; row++) {
-              let mag = 0;
-              for (let j = 0; j < k; j++) mag += Math.abs(ours[row * k + j] * xf[tk][j]);
-              worst = Math.max(worst, Math.abs(sa[tk * rows + row] - sb[tk * rows + row]) / mag);
-            }
-          }
-          expect(worst, `${file} ${info.name}: matmul vs matmul_ref, |diff| / sum|w*x|`).toBeLessThan(1e-5);
         }
-        console.log(`${file}: ${tensors.length} K-quant tensors, largest relative RMS error vs F32 ${worstRel.toExponential(2)} (${worstName})`);
-      });
-    }
-  });
-}
+        expect(worst, `${file} ${info.name}: matmul vs matmul_ref, |diff| / sum|w*x|`).toBeLessThan(1e-5);
+      }
+      console.log(`${file}: ${tensors.length} K-quant tensors, largest relative RMS error vs F32 ${worstRel.toExponential(2)} (${worstName})`);
+    });
+  }
+});

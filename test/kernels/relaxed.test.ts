@@ -1,13 +1,14 @@
 // The two kernel builds (SIMD128 and relaxed SIMD) and how ts/kernels/module.ts picks one: the
-// relaxed build must agree with the SIMD128 one within f32 rounding where the runtime runs it (Node 20
-// does not by default: those tests skip with a message; `npx vitest run test/kernels
-// --execArgv=--experimental-wasm-relaxed-simd` runs them there), and any doubt must fall back to
-// SIMD128.
+// relaxed build must agree with the SIMD128 one within f32 rounding where the runtime runs it, and any
+// doubt must fall back to SIMD128. Where the runtime validates relaxed SIMD, the relaxed build must be
+// the one taken. Node 20 does not validate it by default: the relaxed build's tests are skipped by the
+// runner there (the "relaxed-simd" vitest project runs them with the flag, and fails where it cannot).
 import { describe, expect, it } from "vitest";
 import {
   chooseKernels, compileKernelBuild, PROBED, createSharedMemory, instantiateKernels, kernelBuild, kernelChoice, probeKernels,
   relaxedSimdValidates, type Kernels,
 } from "../../ts/kernels/module";
+import { checkedKernelBuild, requireRelaxedSimd } from "../kernel-build";
 import { gaussian, rng } from "./harness";
 
 /** A module whose exports `names` are functions of nine i32 that do nothing. */
@@ -73,12 +74,25 @@ describe("choosing the kernel build", () => {
     expect(choice.module).toBe(stand);
   });
 
-  it("kernelModule() is the chosen build's module", async () => {
+  it("kernelModule() is the chosen build's module: the relaxed one wherever the runtime validates relaxed SIMD", async () => {
     const choice = await kernelChoice();
     console.log(`this runtime: relaxed SIMD ${relaxedSimdValidates() ? "validates" : "does not validate"}; ` +
       `kernels ${choice.build}${choice.reason ? ` (${choice.reason})` : ""}`);
     expect(await kernelBuild()).toBe(choice.build);
-    if (!relaxedSimdValidates()) expect(choice.build).toBe("simd128");
+    // relaxed-simd where the runtime validates it (and, in the relaxed-simd project, that it does)
+    expect(await checkedKernelBuild()).toBe(relaxedSimdValidates() ? "relaxed-simd" : "simd128");
+  });
+
+  it("the build check fails where relaxed SIMD validates and SIMD128 was taken, or where the relaxed project cannot run it", async () => {
+    const stand = new WebAssembly.Module(new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]));
+    const simd128 = { module: stand, build: "simd128" as const, reason: "the relaxed build computes wrong results: ..." };
+    const relaxed = { module: stand, build: "relaxed-simd" as const };
+    await expect(checkedKernelBuild(simd128, true, false)).rejects.toThrow(/should be relaxed-simd, but they are simd128 \(the relaxed build computes wrong/);
+    await expect(checkedKernelBuild(simd128, true, true)).rejects.toThrow(/should be relaxed-simd/);
+    await expect(checkedKernelBuild(simd128, false, true)).rejects.toThrow(/relaxed-simd vitest project runs where relaxed SIMD does not validate/);
+    await expect(checkedKernelBuild(relaxed, false, false)).rejects.toThrow(/should be simd128/);
+    expect(await checkedKernelBuild(simd128, false, false)).toBe("simd128");
+    expect(await checkedKernelBuild(relaxed, true, true)).toBe("relaxed-simd");
   });
 });
 
@@ -87,20 +101,12 @@ describe("the relaxed build agrees with the SIMD128 build", () => {
   // every quantized type, as the run-time probe checks them.
   const TYPES = PROBED;
 
-  it.each(TYPES)("matmul_%s: every token count 1..19, rows 3..38 of 41, f32 rounding apart", async (name, block, bytes, convert, xBytes, halves) => {
-    if (!relaxedSimdValidates()) {
-      console.log(`SKIPPED: this runtime does not validate relaxed SIMD (Node 20 needs --experimental-wasm-relaxed-simd)`);
-      return;
-    }
+  it.for(TYPES)("matmul_%s: every token count 1..19, rows 3..38 of 41, f32 rounding apart", async ([name, block, bytes, convert, xBytes, halves], ctx) => {
+    requireRelaxedSimd(ctx);
     const memory = createSharedMemory(64);
     const plain = await instantiateKernels(memory, await compileKernelBuild("simd128"));
-    let relaxed: Kernels;
-    try {
-      relaxed = await instantiateKernels(memory, await compileKernelBuild("relaxed-simd"));
-    } catch (e) {
-      console.log(`SKIPPED: the relaxed build does not compile here: ${(e as Error).message}`);
-      return;
-    }
+    // where the runtime validates relaxed SIMD, the relaxed build must compile: a failure fails the test
+    const relaxed: Kernels = await instantiateKernels(memory, await compileKernelBuild("relaxed-simd"));
     const rand = rng(4242 + bytes), normal = gaussian(rand);
     const rows = 41, rowStart = 3, rowEnd = 38, k = block === 32 ? 320 : 768, nTokMax = 19;
     const nb = k / block, xStride = nb * xBytes + 12, outStride = rows + 5;

@@ -1,22 +1,49 @@
-// Conformance with llama.cpp: for every file and prompt of ../shared/fixtures/mini, our logits agree
-// with the references llama.cpp computed on the same file, within the tolerances of the fixtures
-// README (section 5): max |Δ|/std and rms(Δ)/std per position, top-1 where llama.cpp's margin is
-// >= 0.5, and greedy tokens up to the first low-margin step. Runs in both vitest projects: with the
-// SIMD128 build and with the relaxed-SIMD build (vitest.config.ts).
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+// Conformance with llama.cpp: for every file and prompt of ../shared/fixtures/mini and
+// ../shared/fixtures/yarn (Qwen2 with YaRN rope scaling, prompts past the original context), our
+// logits agree with the references llama.cpp computed on the same file, within the tolerances of
+// the fixtures README (section 5), on everything the fixture holds:
+//   - full logit rows (max |Δ|/std and rms(Δ)/std): the last prompt position (last_logits), and every
+//     position where the fixture has all_logits (mini p64; yarn p64 and p700);
+//   - every prompt position's top-10 logits, mean and std (top10.json), and the top-1 wherever
+//     llama.cpp's top-1/top-2 margin is >= 0.5;
+//   - 32 greedy steps, teacher-forced: llama.cpp's token is fed at every step, so every step is
+//     compared: the logit llama.cpp chose (chosen_logit) at every step, and our argmax equals
+//     llama.cpp's token at every step whose margin is >= 0.5 (at least one per case);
+//   - the prompt and generated tokens' bytes (pieces_hex) from the file's vocabulary.
+// Runs in both vitest projects: with the SIMD128 build and with the relaxed-SIMD build
+// (vitest.config.ts); the build is checked to be the project's.
 import { describe, expect, it } from "vitest";
 import { argmax } from "../../ts/sampler/sampler";
-import { loadQwen2, type Qwen2Model } from "../../ts/model/model";
-import { kernelBuild } from "../../ts/kernels/module";
-import { FIXTURES_DIR, fixturesAvailable } from "../fixtures";
+import { loadQwen2 } from "../../ts/model/model";
+import { tokenizerFromMetadata } from "../../ts/tokenizer/from-model";
+import { describeFixtures, fixturePath, readFixtureF32, readFixtureJSON } from "../fixtures";
+import { checkedKernelBuild } from "../kernel-build";
 
-const MINI = join(FIXTURES_DIR, "mini");
-const FILES = [
-  "F32", "F16", "BF16", "Q8_0-pure", "Q4_0-pure", "Q4_1-pure", "Q5_0-pure", "Q5_1-pure", "Q2_K-pure",
-  "Q3_K-pure", "Q4_K-pure", "Q5_K-pure", "Q6_K-pure", "IQ4_NL-pure", "Q4_0", "Q4_K_M",
+interface Suite {
+  dir: string;
+  files: string[];
+  prompts: string[];
+  /** prompts whose references hold all_logits (every position's row) */
+  allLogits: string[];
+}
+
+const SUITES: Suite[] = [
+  {
+    dir: "mini",
+    files: [
+      "F32", "F16", "BF16", "Q8_0-pure", "Q4_0-pure", "Q4_1-pure", "Q5_0-pure", "Q5_1-pure", "Q2_K-pure",
+      "Q3_K-pure", "Q4_K-pure", "Q5_K-pure", "Q6_K-pure", "IQ4_NL-pure", "Q4_0", "Q4_K_M",
+    ],
+    prompts: ["p8", "p64", "p200"],
+    allLogits: ["p64"],
+  },
+  // yarn/README.md: mini's tolerances and rules, all_logits for both prompts.
+  { dir: "yarn", files: ["F32", "Q8_0-pure", "Q4_K_M"], prompts: ["p64", "p700"], allLogits: ["p64", "p700"] },
 ];
-const PROMPTS = ["p8", "p64", "p200"];
+
+const N_VOCAB = 4099;
+const N_GEN = 32;
+const MARGIN = 0.5;
 
 /** Fixtures README §5: max |Δ|/std and rms(Δ)/std per position. */
 function tolerance(file: string): { max: number; rms: number } {
@@ -26,22 +53,17 @@ function tolerance(file: string): { max: number; rms: number } {
   return { max: 0.25, rms: 0.05 };
 }
 
-function readF32(path: string): Float32Array {
-  const b = readFileSync(path);
-  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-}
-
-function std(row: Float32Array): number {
+function meanStd(row: Float32Array): { mean: number; std: number } {
   let mean = 0;
   for (const v of row) mean += v;
   mean /= row.length;
   let s = 0;
   for (const v of row) s += (v - mean) ** 2;
-  return Math.sqrt(s / row.length);
+  return { mean, std: Math.sqrt(s / row.length) };
 }
 
 function compareRow(ours: Float32Array, ref: Float32Array): { rel: number; rms: number } {
-  const s = std(ref);
+  const { std } = meanStd(ref);
   let max = 0;
   let sq = 0;
   for (let i = 0; i < ref.length; i++) {
@@ -49,70 +71,123 @@ function compareRow(ours: Float32Array, ref: Float32Array): { rel: number; rms: 
     if (!(d <= max)) max = Number.isNaN(d) ? Infinity : d;
     sq += d * d;
   }
-  return { rel: max / s, rms: Math.sqrt(sq / ref.length) / s };
+  return { rel: max / std, rms: Math.sqrt(sq / ref.length) / std };
 }
 
-interface Top10 { positions: { pos: number; top: [number, number][] }[] }
-interface Greedy { tokens: number[]; top1_minus_top2: number[] }
+interface Tokens { name: string; n_tokens: number; tokens: number[]; pieces_hex: string[] }
+interface Top10 {
+  n_vocab: number;
+  positions: { pos: number; token: number; logits_mean: number; logits_std: number; top: [number, number][] }[];
+}
+interface Greedy { n_gen: number; tokens: number[]; chosen_logit: number[]; top1_minus_top2: number[]; pieces_hex: string[] }
 
-describe.skipIf(!fixturesAvailable)("llama.cpp conformance (fixtures/mini)", () => {
-  for (const file of FILES) {
-    describe(file, () => {
-      const tol = tolerance(file);
-      for (const prompt of PROMPTS) {
-        it(`${prompt}: logits at every position, top-1 and greedy`, async () => {
-          const tokens: number[] = JSON.parse(readFileSync(join(MINI, "prompts", `${prompt}.json`), "utf8"));
-          const refDir = join(MINI, "ref", file);
-          const n = tokens.length;
-          const model: Qwen2Model = await loadQwen2(join(MINI, `${file}.gguf`), {
-            contextLength: n + 48, maxTokens: n, threads: 1,
-          });
-          const vocab = model.config.vocabSize;
-          // The whole prompt in one step, as the references were made (one batch).
-          const all = await model.forward.step(tokens, 0, true);
-          const row = (i: number) => all.subarray(i * vocab, (i + 1) * vocab);
-
-          let worst = { rel: 0, rms: 0, pos: -1 };
-          const check = (pos: number, ref: Float32Array) => {
-            const d = compareRow(row(pos), ref);
-            if (d.rel > worst.rel) worst = { ...d, pos };
-            expect(d.rel, `${file} ${prompt} position ${pos}: max |Δ|/std`).toBeLessThanOrEqual(tol.max);
-            expect(d.rms, `${file} ${prompt} position ${pos}: rms(Δ)/std`).toBeLessThanOrEqual(tol.rms);
-          };
-          check(n - 1, readF32(join(refDir, `${prompt}.last_logits.f32`)));
-          if (prompt === "p64") {
-            const allRef = readF32(join(refDir, "p64.all_logits.f32"));
-            for (let i = 0; i < n; i++) check(i, allRef.subarray(i * vocab, (i + 1) * vocab));
-          }
-
-          // Top-1 wherever llama.cpp's top-1/top-2 margin is at least 0.5.
-          const top10: Top10 = JSON.parse(readFileSync(join(refDir, `${prompt}.top10.json`), "utf8"));
-          for (const p of top10.positions) {
-            const margin = p.top[0][1] - p.top[1][1];
-            if (margin >= 0.5) expect(argmax(row(p.pos)), `${file} ${prompt} top-1 at position ${p.pos}`).toBe(p.top[0][0]);
-          }
-
-          // Greedy generation, compared up to the first step whose margin is below 0.5.
-          const greedy: Greedy = JSON.parse(readFileSync(join(refDir, `${prompt}.greedy.json`), "utf8"));
-          let logits = row(n - 1);
-          for (let step = 0; step < greedy.tokens.length; step++) {
-            if (greedy.top1_minus_top2[step] < 0.5) break;
-            const next = argmax(logits);
-            expect(next, `${file} ${prompt} greedy step ${step}`).toBe(greedy.tokens[step]);
-            logits = await model.forward.step([next], n + step);
-          }
-          console.log(`${file} ${prompt} (${await kernelBuild()}): worst max|Δ|/std ${worst.rel.toExponential(2)} ` +
-            `(rms ${worst.rms.toExponential(2)}) at position ${worst.pos}`);
-          await model.dispose();
-        });
-      }
-    });
-  }
+it("runs on the kernel build its vitest project names", async () => {
+  console.log(`conformance: kernels ${await checkedKernelBuild()}`);
 });
 
-if (!fixturesAvailable) {
-  describe("llama.cpp conformance (fixtures/mini)", () => {
-    it.skip(`skipped: ${FIXTURES_DIR} is absent (see ../shared/fixtures/README.md)`, () => {});
+for (const suite of SUITES) {
+  describeFixtures(`llama.cpp conformance (fixtures/${suite.dir})`, () => {
+    for (const file of suite.files) {
+      describe(file, () => {
+        const tol = tolerance(file);
+        for (const prompt of suite.prompts) {
+          const full = suite.allLogits.includes(prompt);
+          it(`${prompt}: ${full ? "logits at every position" : "the last position's logits"}, every position's top-10 and top-1, ` +
+            `${N_GEN} teacher-forced greedy steps`, async () => {
+            const at = `${suite.dir}/${file} ${prompt}`;
+            const tokens = readFixtureJSON<number[]>(suite.dir, "prompts", `${prompt}.json`);
+            const refDir = ["ref", file];
+            const n = tokens.length;
+            const refTokens = readFixtureJSON<Tokens>(suite.dir, ...refDir, `${prompt}.tokens.json`);
+            expect(refTokens.n_tokens, `${at}: tokens.json n_tokens`).toBe(n);
+            expect(refTokens.tokens, `${at}: tokens.json is the prompt`).toEqual(tokens);
+            const top10 = readFixtureJSON<Top10>(suite.dir, ...refDir, `${prompt}.top10.json`);
+            const greedy = readFixtureJSON<Greedy>(suite.dir, ...refDir, `${prompt}.greedy.json`);
+            const lastRef = readFixtureF32(N_VOCAB, suite.dir, ...refDir, `${prompt}.last_logits.f32`);
+            const allRef = full ? readFixtureF32(n * N_VOCAB, suite.dir, ...refDir, `${prompt}.all_logits.f32`) : undefined;
+
+            const model = await loadQwen2(fixturePath(suite.dir, `${file}.gguf`), { contextLength: n + N_GEN, maxTokens: n, threads: 1 });
+            try {
+              expect(model.config.vocabSize).toBe(N_VOCAB);
+              // The tokens' bytes (llama_token_to_piece, specials rendered) from the file's vocabulary.
+              const tokenizer = tokenizerFromMetadata(model.file.metadata);
+              const hex = (id: number) => Buffer.from(tokenizer.tokenBytes(id)).toString("hex");
+              expect(tokens.map(hex), `${at}: tokens.json pieces_hex`).toEqual(refTokens.pieces_hex);
+              // The whole prompt in one step, as the references were made (one batch).
+              const all = (await model.forward.step(tokens, 0, true)).slice();
+              const row = (i: number) => all.subarray(i * N_VOCAB, (i + 1) * N_VOCAB);
+
+              // Full rows: the last position, and every position where the fixture holds them.
+              let worst = { rel: 0, rms: 0, pos: -1 };
+              let rows = 0;
+              const check = (pos: number, ref: Float32Array) => {
+                const d = compareRow(row(pos), ref);
+                if (d.rel > worst.rel) worst = { ...d, pos };
+                expect(d.rel, `${at} position ${pos}: max |Δ|/std`).toBeLessThanOrEqual(tol.max);
+                expect(d.rms, `${at} position ${pos}: rms(Δ)/std`).toBeLessThanOrEqual(tol.rms);
+                rows++;
+              };
+              check(n - 1, lastRef);
+              if (allRef) for (let i = 0; i < n; i++) check(i, allRef.subarray(i * N_VOCAB, (i + 1) * N_VOCAB));
+              expect(rows, `${at}: full rows compared`).toBe(allRef ? n + 1 : 1);
+
+              // Every position's top-10 logits, mean and std (implied by the row tolerances: |Δ| <=
+              // max|Δ|, and |Δmean|, |Δstd| <= rms(Δ)), and top-1 where llama.cpp's margin is >= 0.5.
+              expect(top10.n_vocab).toBe(N_VOCAB);
+              expect(top10.positions.length, `${at}: top10.json positions`).toBe(n);
+              let worstTop = 0;
+              let top1 = 0;
+              top10.positions.forEach((p, i) => {
+                expect(p.pos, `${at}: top10.json position ${i}`).toBe(i);
+                expect(p.token, `${at}: top10.json token at position ${i}`).toBe(tokens[i]);
+                expect(p.top.length).toBe(10);
+                const ours = row(i);
+                for (const [id, logit] of p.top) {
+                  const rel = Math.abs(ours[id] - logit) / p.logits_std;
+                  worstTop = Math.max(worstTop, Number.isNaN(rel) ? Infinity : rel);
+                  expect(rel, `${at} position ${i}: logit of token ${id}, |Δ|/std`).toBeLessThanOrEqual(tol.max);
+                }
+                const { mean, std } = meanStd(ours);
+                expect(Math.abs(mean - p.logits_mean) / p.logits_std, `${at} position ${i}: |Δmean|/std`).toBeLessThanOrEqual(tol.rms);
+                expect(Math.abs(std - p.logits_std) / p.logits_std, `${at} position ${i}: |Δstd|/std`).toBeLessThanOrEqual(tol.rms);
+                if (p.top[0][1] - p.top[1][1] >= MARGIN) {
+                  expect(argmax(ours), `${at} top-1 at position ${i}`).toBe(p.top[0][0]);
+                  top1++;
+                }
+              });
+
+              // Greedy, teacher-forced: step s's logits are those after feeding llama.cpp's tokens of
+              // steps < s, so every step is compared whatever happened at earlier ones.
+              expect(greedy.n_gen).toBe(N_GEN);
+              for (const key of ["tokens", "chosen_logit", "top1_minus_top2", "pieces_hex"] as const) {
+                expect(greedy[key].length, `${at}: greedy.json ${key}`).toBe(N_GEN);
+              }
+              expect(greedy.tokens.map(hex), `${at}: greedy.json pieces_hex`).toEqual(greedy.pieces_hex);
+              let logits: Float32Array = row(n - 1);
+              let steps = 0;
+              let worstChosen = 0;
+              for (let s = 0; s < N_GEN; s++) {
+                if (s > 0) logits = await model.forward.step([greedy.tokens[s - 1]], n + s - 1);
+                const token = greedy.tokens[s];
+                // The fixture holds one logit per generated step, no std: |Δ| against our row's std.
+                const rel = Math.abs(logits[token] - greedy.chosen_logit[s]) / meanStd(logits).std;
+                worstChosen = Math.max(worstChosen, Number.isNaN(rel) ? Infinity : rel);
+                expect(rel, `${at} greedy step ${s}: logit of llama.cpp's token ${token}, |Δ|/std`).toBeLessThanOrEqual(tol.max);
+                if (greedy.top1_minus_top2[s] >= MARGIN) {
+                  expect(argmax(logits), `${at} greedy step ${s} (llama.cpp margin ${greedy.top1_minus_top2[s]})`).toBe(token);
+                  steps++;
+                }
+              }
+              expect(steps, `${at}: greedy steps with margin >= ${MARGIN}`).toBeGreaterThan(0);
+              console.log(`${at} (${await checkedKernelBuild()}): ${rows} full rows, worst max|Δ|/std ${worst.rel.toExponential(2)} ` +
+                `(rms ${worst.rms.toExponential(2)}) at position ${worst.pos}; top-10 of ${n} positions, worst ${worstTop.toExponential(2)}; ` +
+                `top-1 at ${top1}/${n}; greedy argmax at ${steps}/${N_GEN} steps, chosen logits worst ${worstChosen.toExponential(2)}`);
+            } finally {
+              await model.dispose();
+            }
+          });
+        }
+      });
+    }
   });
-  console.warn(`conformance: skipped, ${FIXTURES_DIR} is absent`);
 }

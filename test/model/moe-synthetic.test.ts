@@ -109,8 +109,8 @@ describe("synthetic qwen2moe models vs the scalar float64 reference", () => {
  * with NaN. The step's logits must be bit-identical: no unselected expert is read into the result.
  */
 async function poisonUnselected(bytes: Uint8Array, prefix: number[], tokens: number[], threads: number) {
-  const clean = await loadQwen2(bytes, { threads, contextLength: 64, maxTokens: 32 });
-  const poisoned = await loadQwen2(bytes, { threads, contextLength: 64, maxTokens: 32 });
+  const clean = await loadQwen2(bytes, { threads, oversubscribe: true, contextLength: 64, maxTokens: 32 });
+  const poisoned = await loadQwen2(bytes, { threads, oversubscribe: true, contextLength: 64, maxTokens: 32 });
   const { nExperts: E, nExpertsUsed: K } = clean.config.moe!;
   await clean.forward.step(prefix, 0);
   await poisoned.forward.step(prefix, 0);
@@ -194,7 +194,7 @@ describe("qwen2moe steps", () => {
     const results: Float32Array[] = [];
     const loads: number[][] = [];
     for (const threads of [1, 2, 3]) {
-      const model = await loadQwen2(bytes, { threads, contextLength: 32, maxTokens: 32 });
+      const model = await loadQwen2(bytes, { threads, oversubscribe: true, contextLength: 32, maxTokens: 32 });
       expect(model.forward.threads).toBe(threads);
       const all = await model.forward.step(tokens, 0, true);
       const routed = model.forward.lastExperts()!;

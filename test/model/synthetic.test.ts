@@ -124,7 +124,7 @@ describe("worker pool", () => {
     const tokens = prompt(19);
     const results: Float32Array[] = [];
     for (const threads of [1, 2, 3, 4]) {
-      const model = await loadQwen2(bytes, { threads, contextLength: 32, maxTokens: 32 });
+      const model = await loadQwen2(bytes, { threads, oversubscribe: true, contextLength: 32, maxTokens: 32 });
       expect(model.forward.threads).toBe(threads);
       const all = await model.forward.step(tokens, 0, true);
       const next = await model.forward.step([5], tokens.length);
@@ -147,7 +147,7 @@ describe("worker pool", () => {
 describe("memory", () => {
   it("refuses a layout past 4 GiB before allocating, with the numbers", async () => {
     const bytes = await tinyModel("Q4_0");
-    await expect(loadQwen2(bytes, { threads: 1, contextLength: 32768, maxSequences: 512 }))
+    await expect(loadQwen2(bytes, { threads: 1, contextLength: 32768, maxSequences: 512, kvPages: 512 * 2048 }))
       .rejects.toMatchObject({ code: "OUT_OF_MEMORY", message: expect.stringMatching(/needs .* GiB .*KV cache .* GiB/) });
   });
 });

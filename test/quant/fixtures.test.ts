@@ -3,16 +3,13 @@
 // quantizing F32.gguf's tensors reproduces llama-quantize's output byte for byte, every type
 // dequantizes close to the F32 weights, and dot products with real weight rows stay within the
 // activation rounding.
-import { beforeAll, describe, expect, test } from "vitest";
+import { beforeAll, expect, test } from "vitest";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { FIXTURES_DIR, fixturesAvailable } from "../fixtures";
+import { describeFixtures, fixturePath, fixturesAvailable } from "../fixtures";
 import { parseGGUFBytes } from "../../weights/gguf/reader";
 import { dequantizeRow, quantTraits, quantizeRow, vecDotF32 } from "../../weights/quant/index";
 import { activationErrorBounds, randomRow, relRms } from "./helpers";
 
-const MINI = join(FIXTURES_DIR, "mini");
-if (!fixturesAvailable) console.warn(`test/quant/fixtures.test.ts: skipped, ${FIXTURES_DIR} not found`);
 
 interface Tensor {
   name: string;
@@ -22,8 +19,8 @@ interface Tensor {
 }
 
 /** Every tensor of a fixture file, by name. */
-async function readTensors(path: string): Promise<Map<string, Tensor>> {
-  const buffer = readFileSync(path);
+async function readTensors(name: string): Promise<Map<string, Tensor>> {
+  const buffer = readFileSync(fixturePath("mini", `${name}.gguf`));
   // a plain Uint8Array: a Buffer's slice() would be a view, not a copy
   const file = parseGGUFBytes(new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength));
   const out = new Map<string, Tensor>();
@@ -39,17 +36,17 @@ function f32Data(t: Tensor): Float32Array {
   return new Float32Array(t.data.slice(0, 4 * elements(t)).buffer);
 }
 
-describe.skipIf(!fixturesAvailable)("llama.cpp fixtures", () => {
+describeFixtures("llama.cpp fixtures", () => {
   let f32 = new Map<string, Tensor>();
   beforeAll(async () => {
-    f32 = await readTensors(join(MINI, "F32.gguf"));
+    if (fixturesAvailable) f32 = await readTensors("F32"); // else every test is skipped
   });
 
   // Files whose every quantized tensor qwasm can write: quantizing F32.gguf row by row must give the
   // same bytes (F16/BF16 were written by gguf-py from the same f32 draws, the rest by llama-quantize).
   for (const file of ["F16", "BF16", "Q8_0-pure", "Q4_0-pure", "Q4_1-pure", "Q5_0-pure", "Q5_1-pure"]) {
     test(`quantizeRow reproduces ${file}.gguf byte for byte`, async () => {
-      const q = await readTensors(join(MINI, `${file}.gguf`));
+      const q = await readTensors(file);
       expect(q.size).toBe(f32.size);
       let checked = 0;
       for (const [name, src] of f32) {
@@ -84,8 +81,9 @@ describe.skipIf(!fixturesAvailable)("llama.cpp fixtures", () => {
 
   for (const file of files) {
     test(`${file}.gguf dequantizes close to F32.gguf`, async () => {
-      const q = await readTensors(join(MINI, `${file}.gguf`));
+      const q = await readTensors(file);
       const seen = new Set<string>();
+      let compared = 0;
       for (const [name, src] of f32) {
         const t = q.get(name)!;
         expect(t.dims, name).toEqual(src.dims);
@@ -100,7 +98,9 @@ describe.skipIf(!fixturesAvailable)("llama.cpp fixtures", () => {
         const err = relRms(got, want);
         expect(err, `${file} ${name} (${traits.name})`).toBeLessThan(worstRelRms[traits.name]);
         expect(err, `${file} ${name} (${traits.name}): suspiciously exact`).toBeGreaterThan(worstRelRms[traits.name] / 20);
+        compared++;
       }
+      expect(compared).toBe(15); // token_embd + 7 matrices x 2 layers
       // the mixes hold what the README says
       if (file === "Q4_0") expect([...seen].sort()).toEqual(["F32", "Q4_0", "Q6_K"]);
       if (file === "Q4_K_M") expect([...seen].sort()).toEqual(["F32", "Q4_K", "Q6_K"]);
@@ -109,7 +109,7 @@ describe.skipIf(!fixturesAvailable)("llama.cpp fixtures", () => {
 
   test("k-quant errors are ordered by bits", async () => {
     const errs = await Promise.all(["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_0"].map(async (type) => {
-      const q = await readTensors(join(MINI, `${type}-pure.gguf`));
+      const q = await readTensors(`${type}-pure`);
       const t = q.get("blk.0.ffn_down.weight")!;
       return relRms(dequantizeRow(t.type, t.data, elements(t)), f32Data(f32.get(t.name)!));
     }));
@@ -120,7 +120,7 @@ describe.skipIf(!fixturesAvailable)("llama.cpp fixtures", () => {
   // dequantized row: the difference must stay within the activation format's rounding.
   for (const file of files) {
     test(`${file}.gguf: vecDot of real rows with quantized activations`, async () => {
-      const q = await readTensors(join(MINI, `${file}.gguf`));
+      const q = await readTensors(file);
       for (const name of ["token_embd.weight", "blk.1.attn_v.weight", "blk.1.ffn_down.weight"]) {
         const t = q.get(name)!;
         const traits = quantTraits(t.type);

@@ -7,11 +7,10 @@ import { beforeAll, describe, expect, it, vi } from "vitest";
 import { formatFuzzTally, fuzzGGUF, synthFuzzSeeds, type FuzzSeed, type FuzzTally } from "../../weights/gguf/fuzz";
 import { openGGUF } from "../../weights/gguf/reader";
 import { readQwen2Vocabulary } from "../../weights/synth";
-import { FIXTURES_DIR, fixturesAvailable } from "../fixtures";
+import { FIXTURES_DIR, skipWithoutFixtures } from "../fixtures";
 
 const CASE_LIMIT_MS = 2000;
 const MINI = join(FIXTURES_DIR, "mini");
-if (!fixturesAvailable) console.warn(`skipping the fixture fuzz campaign: ${FIXTURES_DIR} is absent (see DEVELOPERS.md)`);
 
 let synthSeeds: FuzzSeed[];
 beforeAll(async () => {
@@ -103,9 +102,11 @@ describe("GGUF fuzzing", () => {
     expectClean(await fuzzGGUF(synthSeeds, { cases: 20_000, seed: 1, caseTimeoutMs: CASE_LIMIT_MS, memory }), 20_000);
   }, 300_000);
 
-  it.skipIf(!fixturesAvailable)("1,000 mutants of the llama.cpp fixtures", async () => {
+  it("1,000 mutants of the llama.cpp fixtures", async (ctx) => {
+    skipWithoutFixtures(ctx);
     const seeds = readdirSync(MINI).filter((f) => f.endsWith(".gguf")).sort()
       .map((f) => ({ name: f, bytes: new Uint8Array(readFileSync(join(MINI, f))) }));
+    expect(seeds.length, `GGUF files in ${MINI}`).toBe(16);
     expectClean(await fuzzGGUF(seeds, { cases: 1000, seed: 2, caseTimeoutMs: CASE_LIMIT_MS, memory }), 1000);
   }, 300_000);
 });

@@ -86,10 +86,19 @@ try {
   const kernels = await qwasm.kernelBuild();
   check(`the kernel build Node used (${expected.kernels})`, kernels === expected.kernels, `this runtime chose ${kernels}`);
 
+  // With no thread count given, a model runs one thread per core.
+  const cores = Math.min(16, navigator.hardwareConcurrency);
+  check(`defaultThreads() is the cores (${cores})`, (await qwasm.defaultThreads()) === cores, `it is ${await qwasm.defaultThreads()}`);
+  {
+    const model = await qwasm.loadQwen2(modelPath, expected.loadOptions);
+    check(`loadQwen2 without threads runs ${cores} thread(s)`, model.forward.threads === cores, `it runs ${model.forward.threads}`);
+    await model.dispose();
+  }
+
   // Logits of one prompt, in chunks over several KV pages, with 1, 2 and 3 compute threads.
   const want = new Float32Array((await runtime.readBytes(`${dir}/logits.f32`)).slice().buffer);
   for (const threads of [1, 2, 3]) {
-    const model = await qwasm.loadQwen2(modelPath, { ...expected.loadOptions, threads });
+    const model = await qwasm.loadQwen2(modelPath, { ...expected.loadOptions, threads, oversubscribe: true });
     toDispose.push(model);
     check(`loadQwen2 with ${threads} thread(s) runs ${threads} thread(s)`, model.forward.threads === threads,
       `it runs ${model.forward.threads}`);
@@ -101,7 +110,7 @@ try {
   }
 
   // A batch of requests on the pool, submitted together as Node did (continuous batching).
-  const engine = await qwasm.createEngine(modelPath, { ...expected.engineOptions, threads: 3 });
+  const engine = await qwasm.createEngine(modelPath, { ...expected.engineOptions, threads: 3, oversubscribe: true });
   toDispose.push(engine);
   check("the engine runs 3 threads", engine.info.threads === 3, `it runs ${engine.info.threads}`);
   const streams = expected.requests.map((r) => engine.generate(r.prompt, r.options));

@@ -1,13 +1,12 @@
 // The chat template: Qwen2-Instruct's ChatML rendered exactly, and prompt tokens in which only the
 // template can produce special tokens.
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { QwasmError } from "../../ts/errors";
 import {
   QWEN2_CHATML_TEMPLATE, renderChatTemplate, renderChatTokens, type ChatMessage,
 } from "../../ts/engine/chat-template";
 import { loadTokenizerFromModel } from "../../ts/tokenizer";
-import { FIXTURES_DIR, fixturesAvailable } from "../fixtures";
+import { describeFixtures, fixturePath } from "../fixtures";
 import { miniTokenizer, qwen2Tokenizer } from "./qwen-vocab";
 
 const conversation: ChatMessage[] = [
@@ -100,9 +99,9 @@ describe("renderChatTokens", () => {
   });
 });
 
-describe.skipIf(!fixturesAvailable)("the mini fixture model's tokenizer", () => {
+describeFixtures("the mini fixture model's tokenizer", () => {
   it("loads from the GGUF header, with Qwen2-Instruct's template", async () => {
-    const { tokenizer, chatTemplate } = await loadTokenizerFromModel(join(FIXTURES_DIR, "mini", "F32.gguf"));
+    const { tokenizer, chatTemplate } = await loadTokenizerFromModel(fixturePath("mini", "F32.gguf"));
     expect(chatTemplate).toBe(QWEN2_CHATML_TEMPLATE);
     expect(tokenizer.vocabSize).toBe(4099);
     expect(tokenizer.encode("Hello world, this is a test.")).toEqual([39, 301, 385, 1879, 11, 419, 374, 264, 1273, 13]);
@@ -110,4 +109,3 @@ describe.skipIf(!fixturesAvailable)("the mini fixture model's tokenizer", () => 
     expect(tokenizer.eosId).toBe(4098);
   });
 });
-if (!fixturesAvailable) console.warn(`SKIPPED mini fixture tokenizer test: ${FIXTURES_DIR} is absent`);

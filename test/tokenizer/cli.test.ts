@@ -8,7 +8,7 @@ import * as benchTokenizer from "../../ts/cli/commands/bench-tokenizer";
 import * as detokenize from "../../ts/cli/commands/detokenize";
 import * as tokenize from "../../ts/cli/commands/tokenize";
 import { QwasmError } from "../../ts/errors";
-import { FIXTURES_DIR, fixturesAvailable } from "../fixtures";
+import { describeFixtures, fixturePath } from "../fixtures";
 import { QWEN_TOKENIZER_JSON_PATH, miniTokenizer, qwen2TokenizerJSON } from "./qwen-vocab";
 
 async function run(command: { main(argv: string[]): Promise<number> }, argv: string[], stdin?: string[]): Promise<string> {
@@ -76,9 +76,9 @@ describe("qwasm tokenize / detokenize with a tokenizer.json", () => {
   });
 });
 
-describe.skipIf(!fixturesAvailable)("qwasm tokenize with a GGUF model", () => {
+describeFixtures("qwasm tokenize with a GGUF model", () => {
   it("reads the tokenizer from the mini fixture's header", async () => {
-    const model = join(FIXTURES_DIR, "mini", "Q4_0.gguf");
+    const model = fixturePath("mini", "Q4_0.gguf");
     expect(await run(tokenize, [model, "--text", "<|im_start|>user\nhi<|im_end|>", "--special"])).toBe("[4097,872,198,71,72,4098]\n");
     expect(await run(detokenize, [model, "--ids", "39,301,385,1879"])).toBe("Hello world\n");
   });

@@ -1,22 +1,14 @@
 // llama.cpp's own Qwen2 tokenizer vectors (../shared/fixtures/tokenizer): encoded with the full
 // vocabulary, no special-token parsing, no BOS, every id must be identical.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { describe, expect, it } from "vitest";
-import { FIXTURES_DIR, fixturesAvailable } from "../fixtures";
+import { expect, it } from "vitest";
+import { describeFixtures, readFixture } from "../fixtures";
 import { qwen2Tokenizer } from "./qwen-vocab";
 
-const dir = join(FIXTURES_DIR, "tokenizer");
-
-if (!fixturesAvailable) {
-  console.warn(`SKIPPED llama.cpp tokenizer vectors: ${FIXTURES_DIR} is absent (see test/fixtures.ts)`);
-}
-
-describe.skipIf(!fixturesAvailable)("llama.cpp Qwen2 tokenizer vectors", () => {
+describeFixtures("llama.cpp Qwen2 tokenizer vectors", () => {
   const load = () => {
-    const inputs = readFileSync(join(dir, "ggml-vocab-qwen2.gguf.inp"), "utf8").split("\n__ggml_vocab_test__\n");
+    const inputs = readFixture("tokenizer", "ggml-vocab-qwen2.gguf.inp").toString("utf8").split("\n__ggml_vocab_test__\n");
     inputs.pop(); // after the last separator
-    const outputs = readFileSync(join(dir, "ggml-vocab-qwen2.gguf.out"), "utf8").split("\n");
+    const outputs = readFixture("tokenizer", "ggml-vocab-qwen2.gguf.out").toString("utf8").split("\n");
     return inputs.map((text, i) => ({ text, ids: outputs[i].trim() === "" ? [] : outputs[i].trim().split(/\s+/).map(Number) }));
   };
 

@@ -8,7 +8,32 @@ const PAGE = 65536;
 /** Offset 0 stays unused so that a zero pointer is never a valid buffer. */
 const FIRST_OFFSET = PAGE;
 
-export class Arena {
+/** What lays a memory out: hands out aligned byte ranges, and says how far it has come. */
+export interface Allocator {
+  alloc(bytes: number, align?: number): number;
+  readonly used: number;
+}
+
+/**
+ * Sizes a layout without a memory: the same offsets as an Arena for the same calls, so a layout
+ * planned on it first tells exactly how many bytes the real one will take.
+ */
+export class ArenaSizer implements Allocator {
+  private top = FIRST_OFFSET;
+
+  alloc(bytes: number, align = 64): number {
+    if (!(bytes >= 0) || !Number.isFinite(bytes)) throw new RangeError(`arena: bad size ${bytes}`);
+    const offset = Math.ceil(this.top / align) * align;
+    this.top = offset + bytes;
+    return offset;
+  }
+
+  get used(): number {
+    return this.top;
+  }
+}
+
+export class Arena implements Allocator {
   readonly memory: WebAssembly.Memory;
   private top = FIRST_OFFSET;
 

@@ -13,8 +13,9 @@ import { QwasmError } from "../errors";
 import { ACTIVATION_FORMATS, activationFormat, activationRowBytes, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
 import type { Kernels } from "../kernels/module";
 import type { Qwen2Config, Qwen2Tensors, TensorDesc } from "../../weights/qwen2";
-import type { Arena } from "./arena";
-import { MoEFeedForward, planMoEState, type MoELayerLayout, type MoEMatrix, type MoEStateLayout } from "./moe";
+import type { Allocator } from "./arena";
+import { MAX_STEP_ITEMS } from "../../workers/protocol";
+import { MoEFeedForward, moeStepItems, planMoEState, type MoELayerLayout, type MoEMatrix, type MoEStateLayout } from "./moe";
 
 export type KVType = "f32" | "f16" | "q8_0";
 
@@ -137,7 +138,7 @@ export const KV_BYTES: Record<KVType, (n: number) => number> = {
 };
 
 /** Lays out the KV cache, the activations and the step inputs in the arena. */
-export function planForward(arena: Arena, config: Qwen2Config, tensors: Qwen2Tensors<WeightTensor>,
+export function planForward(arena: Allocator, config: Qwen2Config, tensors: Qwen2Tensors<WeightTensor>,
   options: ForwardOptions): ForwardLayout {
   const { hidden, nHeads, nKVHeads, headDim, headDimV, ffn, vocabSize, ropeDim } = config;
   if (options.kvType === "q8_0" && headDim % 32 !== 0) {
@@ -159,6 +160,13 @@ export function planForward(arena: Arena, config: Qwen2Config, tensors: Qwen2Ten
   const T = options.maxTokens;
   const ctx = options.contextLength;
   const G = options.maxGroups;
+  // A step's work items are numbered in one counter (workers/protocol.ts): bound them from above.
+  const chunks = Math.min(Math.ceil(Math.max(hidden, ffn, vocabSize, nHeads * headDim) / 16), CHUNKS_PER_WORKER * options.maxWorkers);
+  const items = config.nLayers * (5 * T + 7 * chunks + G * nHeads + (config.moe ? moeStepItems(T, hidden, config.moe) : 0)) + T + chunks;
+  if (items >= MAX_STEP_ITEMS) {
+    throw new QwasmError("INVALID_ARGUMENT", `a step of ${T} tokens (maxTokens) over ${G} sequences makes up to ${items} work ` +
+      `items, more than the ${MAX_STEP_ITEMS} a step can count; use a smaller maxTokens`);
+  }
   const kvRowBytes = KV_BYTES[options.kvType](nKVHeads * headDim);
   const pagesPerSequence = Math.ceil(ctx / options.pageSize);
   const poolBytes = options.kvPages * options.pageSize * kvRowBytes;

@@ -4,14 +4,14 @@
 import { GGUFFile, openGGUF, type GGUFReadProgress } from "../../weights/gguf/reader";
 import type { GGUFSource } from "../../weights/gguf/source";
 import { layerTensorList, mapQwen2Tensors, parseQwen2Config, type Qwen2Config, type Qwen2Tensors } from "../../weights/qwen2";
-import { CONTROL_WORDS } from "../../workers/protocol";
+import { CONTROL_WORDS, MAX_WORKERS } from "../../workers/protocol";
 import { WorkerPool } from "../../workers/pool";
 import { QwasmError } from "../errors";
 import { createKernelMemory, instantiateKernels, kernelModule, type Kernels } from "../kernels/module";
 import { canUseWorkers } from "../runtime/workers";
-import { Arena } from "./arena";
+import { availableCores } from "../runtime/index";
+import { Arena, ArenaSizer, type Allocator } from "./arena";
 import { ForwardRunner, INLINE_SLICE, KV_BYTES, planForward, type ForwardLayout, type KVType, type StepGroup, type WeightTensor } from "./forward";
-import { moeStateBytes } from "./moe";
 import { ropeCosSin, ropeYarnCorrDims, type RopeScaling } from "./rope";
 
 export interface LoadOptions {
@@ -25,10 +25,22 @@ export interface LoadOptions {
   maxSequences?: number;
   /** Positions per KV page; default 16. */
   pageSize?: number;
-  /** Pages in the KV pool shared by all sequences; default enough for maxSequences full contexts. */
+  /**
+   * Pages in the KV pool shared by all sequences; at least one full context. Default: enough for
+   * maxSequences full contexts, or as many as the 4 GiB memory holds beside the weights and
+   * activations when that is fewer (requests wait for pages then).
+   */
   kvPages?: number;
-  /** Compute threads; 1 runs inline on the calling thread. Default: the cores available. */
+  /**
+   * Compute threads; 1 runs inline on the calling thread. Default: the cores available (at most 16).
+   * More than the cores are capped at the cores, with a warning, unless `oversubscribe` is set:
+   * threads that outnumber cores only take turns.
+   */
   threads?: number;
+  /** Allow more threads than cores. */
+  oversubscribe?: boolean;
+  /** Where warnings go (a capped thread count); default console.warn. */
+  onWarning?: (message: string) => void;
   /** Scalar reference kernels (slow; for tests). */
   reference?: boolean;
   onProgress?: (p: GGUFReadProgress) => void;
@@ -38,10 +50,12 @@ export interface LoadOptions {
 const WASM_MEMORY_LIMIT = 4 * 1024 * 1024 * 1024;
 const DEFAULT_CONTEXT = 4096;
 
-/** The cores this process may use (navigator.hardwareConcurrency in every runtime qwasm targets). */
-export function defaultThreads(): number {
-  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
-  return Math.max(1, Math.min(16, n ?? 1));
+/** Most threads a model uses unless told otherwise. */
+const MAX_DEFAULT_THREADS = 16;
+
+/** The default thread count: the cores this process may use (at most 16). */
+export async function defaultThreads(): Promise<number> {
+  return Math.max(1, Math.min(MAX_DEFAULT_THREADS, await availableCores()));
 }
 
 /**
@@ -63,7 +77,7 @@ export class Qwen2Forward {
   ) {
     this.host = new Float32Array(layout.maxTokens * layout.config.headDim);
     this.ropeScaling = ropeTableScaling(layout.config);
-    this.soloTable = Int32Array.from({ length: layout.pagesPerSequence }, (_, p) => Math.min(p, layout.kvPages - 1));
+    this.soloTable = Int32Array.from({ length: layout.pagesPerSequence }, (_, p) => p);
   }
 
   get contextLength(): number { return this.layout.contextLength; }
@@ -163,7 +177,8 @@ export class Qwen2Forward {
 
   /**
    * One sequence on its own (tests, the logits command): `tokens` at positions pos0.. using pages
-   * 0, 1, 2, ... of the pool; the logits of the last token, or of all with `allLogits`.
+   * 0, 1, 2, ... of the pool (which always holds one full context); the logits of the last token,
+   * or of all with `allLogits`.
    */
   step(tokens: ArrayLike<number>, pos0: number, allLogits = false): Promise<Float32Array> {
     const T = tokens.length;
@@ -224,55 +239,16 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
   try {
     const config = parseQwen2Config(file.metadata, file.tensors);
     const described = mapQwen2Tensors(config, file.tensors);
-    const contextLength = options.contextLength ?? Math.min(config.contextLength, DEFAULT_CONTEXT);
-    const maxTokens = options.maxTokens ?? 64;
-    const requested = options.threads ?? defaultThreads();
-    const maxSequences = options.maxSequences ?? 1;
-    const pageSize = options.pageSize ?? 16;
-    const kvPages = options.kvPages ?? maxSequences * Math.ceil(contextLength / pageSize);
-    for (const [name, v] of [["contextLength", contextLength], ["maxTokens", maxTokens], ["threads", requested],
-      ["maxSequences", maxSequences], ["pageSize", pageSize], ["kvPages", kvPages]] as const) {
-      if (!Number.isInteger(v) || v < 1) throw new QwasmError("INVALID_ARGUMENT", `${name} must be a positive integer, got ${v}`);
-    }
-    const threads = requested > 1 && canUseWorkers() ? requested : 1;
-
-    // Refuse before allocating anything when the weights alone cannot fit in one wasm memory.
-    const needed = new Set([described.tokenEmbd, described.outputNorm, described.output,
-      ...described.layers.flatMap((l) => layerTensorList(l))]);
-    const weightBytes = [...needed].reduce((sum, t) => sum + file.tensor(t.name)!.nbytes + 64, 0);
-    const kvType = options.kvType ?? "f32";
-    const kvBytes = 2 * config.nLayers * kvPages * pageSize * KV_BYTES[kvType](config.nKVHeads * config.headDim);
-    const activationBytes = 4 * maxTokens * (6 * config.hidden + 3 * config.nHeads * config.headDim + 2 * config.ffn + config.vocabSize) +
-      4 * threads * (contextLength + 4 * config.headDim);
-    // qwen2moe: the routing and grouped-expert scratch (ts/model/moe.ts), at most 6 activation formats.
-    const moeBytes = config.moe ? moeStateBytes(config.nLayers, config.hidden, maxTokens, config.moe, 6) : 0;
-    const total = weightBytes + kvBytes + activationBytes + moeBytes + 65536;
-    if (total > WASM_MEMORY_LIMIT) {
-      const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
-      throw new QwasmError("OUT_OF_MEMORY",
-        `the model needs ${gib(total)} (weights ${gib(weightBytes)}, KV cache ${gib(kvBytes)} for ${kvPages} pages of ` +
-        `${pageSize} positions in ${kvType}, activations ${gib(activationBytes + moeBytes)}), more than the 4 GiB of one WebAssembly ` +
-        "memory; a smaller quantization, context, maxSequences or an f16/q8_0 KV cache may fit");
-    }
-
-    const memory = createKernelMemory(Math.ceil((weightBytes + 65536) / 65536));
+    const plan = await planModel(file, config, described, options);
+    const { threads, kvPages } = plan;
+    if (plan.warning) (options.onWarning ?? console.warn)(plan.warning);
+    const memory = createKernelMemory(Math.ceil(plan.bytes / 65536));
     const arena = new Arena(memory);
-    const placed = new Map<string, WeightTensor>();
-    for (const t of needed) {
-      const info = file.tensor(t.name)!;
-      placed.set(t.name, { ...t, offset: arena.alloc(info.nbytes), nbytes: info.nbytes });
-    }
+    const { placed, tensors, layout, control } = plan.lay(arena, kvPages);
     await file.readTensorData((t) => {
       const w = placed.get(t.name);
       return w ? arena.u8(w.offset, w.nbytes) : null;
     }, options.onProgress);
-
-    const tensors = mapQwen2Tensors(config, [...placed.values()]);
-    const layout = planForward(arena, config, tensors, {
-      contextLength, maxTokens, maxGroups: maxSequences, pageSize, kvPages,
-      kvType: options.kvType ?? "f32", maxWorkers: threads, reference: options.reference,
-    });
-    const control = arena.alloc(4 * CONTROL_WORDS);
     const kernels = await instantiateKernels(memory);
     const module = await kernelModule();
     const startPool = () => WorkerPool.start(threads, memory, module, layout, control);
@@ -290,6 +266,98 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
     await file.close();
     throw e;
   }
+}
+
+/** How a model will be laid out in its memory, worked out before anything is allocated. */
+export interface MemoryPlan {
+  /** Bytes of the memory: weights, KV cache, activations, step inputs, control block. */
+  bytes: number;
+  weightBytes: number;
+  kvBytes: number;
+  /** Activations, scratch, step inputs and the control block. */
+  otherBytes: number;
+  kvPages: number;
+  threads: number;
+  /** Why the thread count differs from what was asked, if it does. */
+  warning?: string;
+  /** Lays the model out in `arena` (the real one, or a sizer): the weights first, then the forward state. */
+  lay(arena: Allocator, kvPages: number): { placed: Map<string, WeightTensor>; tensors: Qwen2Tensors<WeightTensor>; layout: ForwardLayout; control: number };
+}
+
+/**
+ * Plans the memory of a model exactly: the same layout code runs on a sizer first, so a model that
+ * cannot fit is refused, with the numbers, before a byte is allocated or read. The default KV pool
+ * shrinks to what fits beside the weights (never below one full context).
+ */
+export async function planModel(file: GGUFFile, config: Qwen2Config, described: Qwen2Tensors, options: LoadOptions): Promise<MemoryPlan> {
+  const contextLength = options.contextLength ?? Math.min(config.contextLength, DEFAULT_CONTEXT);
+  const maxTokens = options.maxTokens ?? 64;
+  const cores = await availableCores();
+  const requested = options.threads ?? await defaultThreads();
+  const maxSequences = options.maxSequences ?? 1;
+  const pageSize = options.pageSize ?? 16;
+  for (const [name, v] of [["contextLength", contextLength], ["maxTokens", maxTokens], ["threads", requested],
+    ["maxSequences", maxSequences], ["pageSize", pageSize], ["kvPages", options.kvPages ?? 1]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new QwasmError("INVALID_ARGUMENT", `${name} must be a positive integer, got ${v}`);
+  }
+  let threads = requested > 1 && canUseWorkers() ? requested : 1;
+  let warning: string | undefined;
+  if (threads > cores && !options.oversubscribe) {
+    warning = `${threads} threads asked for, but this process has ${cores} core${cores === 1 ? "" : "s"}: using ${cores} ` +
+      "(threads beyond the cores only take turns and slow every step; oversubscribe: true allows it)";
+    threads = cores;
+  }
+  if (threads > MAX_WORKERS) {
+    throw new QwasmError("INVALID_ARGUMENT", `threads must be at most ${MAX_WORKERS}, got ${threads}`);
+  }
+  const pagesPerSequence = Math.ceil(contextLength / pageSize);
+  if (options.kvPages !== undefined && options.kvPages < pagesPerSequence) {
+    throw new QwasmError("INVALID_ARGUMENT", `kvPages ${options.kvPages} hold ${options.kvPages * pageSize} positions; one sequence ` +
+      `of contextLength ${contextLength} needs ${pagesPerSequence} pages of ${pageSize}: ask for at least that many, or a shorter context`);
+  }
+  const kvType = options.kvType ?? "f32";
+  const needed = new Set([described.tokenEmbd, described.outputNorm, described.output,
+    ...described.layers.flatMap((l) => layerTensorList(l))]);
+  const lay = (arena: Allocator, kvPages: number) => {
+    const placed = new Map<string, WeightTensor>();
+    for (const t of needed) {
+      const info = file.tensor(t.name)!;
+      placed.set(t.name, { ...t, offset: arena.alloc(info.nbytes), nbytes: info.nbytes });
+    }
+    const tensors = mapQwen2Tensors(config, [...placed.values()]);
+    const layout = planForward(arena, config, tensors, {
+      contextLength, maxTokens, maxGroups: maxSequences, pageSize, kvPages, kvType, maxWorkers: threads, reference: options.reference,
+    });
+    const control = arena.alloc(4 * CONTROL_WORDS);
+    return { placed, tensors, layout, control };
+  };
+  const size = (kvPages: number) => {
+    const sizer = new ArenaSizer();
+    lay(sizer, kvPages);
+    return sizer.used;
+  };
+  const sizer = new ArenaSizer();
+  for (const t of needed) sizer.alloc(file.tensor(t.name)!.nbytes);
+  const weightBytes = sizer.used;
+  const pageBytes = 2 * config.nLayers * pageSize * KV_BYTES[kvType](config.nKVHeads * config.headDim);
+  const withoutKV = size(0);
+  let kvPages = options.kvPages ?? maxSequences * pagesPerSequence;
+  if (options.kvPages === undefined && withoutKV + kvPages * pageBytes > WASM_MEMORY_LIMIT) {
+    // As many pages as fit (alignment adds at most a few bytes per pool), at least one context.
+    kvPages = Math.max(pagesPerSequence, Math.floor((WASM_MEMORY_LIMIT - withoutKV) / pageBytes));
+    while (kvPages > pagesPerSequence && size(kvPages) > WASM_MEMORY_LIMIT) kvPages--;
+  }
+  const bytes = size(kvPages);
+  const kvBytes = kvPages * pageBytes;
+  const plan = { bytes, weightBytes, kvBytes, otherBytes: bytes - weightBytes - kvBytes, kvPages, threads, warning, lay };
+  if (bytes > WASM_MEMORY_LIMIT) {
+    const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+    throw new QwasmError("OUT_OF_MEMORY",
+      `the model needs ${gib(bytes)} (weights ${gib(weightBytes)}, KV cache ${gib(kvBytes)} for ${kvPages} pages of ` +
+      `${pageSize} positions in ${kvType}, activations and scratch ${gib(plan.otherBytes)}), more than the 4 GiB of one ` +
+      "WebAssembly memory; a smaller quantization, context, maxSequences or an f16/q8_0 KV cache may fit");
+  }
+  return plan;
 }
 
 /** Runs a prompt through the model in chunks of maxTokens, returning the last token's logits (or all);

@@ -89,13 +89,13 @@ export function planMoEState(alloc: (bytes: number) => number, nLayers: number, 
   };
 }
 
-/** Bytes planMoEState allocates (without alignment padding), for the memory estimate. */
-export function moeStateBytes(nLayers: number, hidden: number, T: number,
-  moe: { nExperts: number; nExpertsUsed: number; expertFfn: number }, nFormats: number): number {
-  const { nExperts: E, nExpertsUsed: K, expertFfn: Fe } = moe;
-  const rows = T * K;
-  return nFormats * rows * 4 * Math.max(hidden, Fe) + 4 * nLayers * T * (E + K) + 4 * (3 * rows + T + E + 1) +
-    4 * rows * (2 * Fe + hidden);
+/** Most work items the MoE FFN of one layer makes in a step of T tokens (the ops of MoEFeedForward.run). */
+export function moeStepItems(T: number, hidden: number, moe: { nExperts: number; nExpertsUsed: number; expertFfn: number; sharedFfn: number }): number {
+  const rows = T * moe.nExpertsUsed;
+  const active = Math.min(moe.nExperts, rows);
+  const chunks = (n: number) => Math.ceil(n / MOE_ROW_CHUNK);
+  return T + 1 + rows + (active * chunks(moe.expertFfn) + chunks(moe.sharedFfn)) + (rows + T) +
+    (active * chunks(hidden) + chunks(hidden)) + T;
 }
 
 /** Runs `fn(item)` for items 0..n-1, spread over the workers; returns when all are done. */

@@ -49,3 +49,14 @@ export async function createFile(path: string | URL): Promise<WritableFile> {
     default: return noFiles(path);
   }
 }
+
+/**
+ * The cores this process may use: navigator.hardwareConcurrency where the runtime has it (Deno,
+ * Bun, browsers, Node 21+), else Node's os.availableParallelism() (Node 20 has no navigator).
+ */
+export async function availableCores(): Promise<number> {
+  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  if (typeof n === "number" && n >= 1) return n;
+  if (runtimeName() === "node") return (await import("./node")).availableCoresNode();
+  return 1;
+}

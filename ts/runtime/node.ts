@@ -1,5 +1,6 @@
 // File access in Node (and Bun), behind the interfaces of ./index.
 import { open } from "node:fs/promises";
+import { availableParallelism, cpus } from "node:os";
 import type { RandomAccessFile, WritableFile } from "./index";
 
 export async function openFileNode(path: string | URL): Promise<RandomAccessFile> {
@@ -47,4 +48,9 @@ export async function enableRelaxedSimdFlag(): Promise<void> {
   } catch {
     // no node:v8 here
   }
+}
+
+/** os.availableParallelism() (the CPUs this process may run on), or the CPU count before Node 18.14. */
+export function availableCoresNode(): number {
+  return typeof availableParallelism === "function" ? availableParallelism() : Math.max(1, cpus().length);
 }
