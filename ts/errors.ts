@@ -11,6 +11,10 @@ export type ErrorCode =
   | "INVALID_ARGUMENT"    // a caller passed a bad option
   | "OUT_OF_MEMORY"       // the model does not fit in one 4 GiB WebAssembly memory
   | "WORKER_FAILED"       // a compute worker died or threw during a step
+  | "FILE_NOT_FOUND"      // a local path names no file (the path is in the message)
+  | "FILE_UNREADABLE"     // a local path exists but cannot be read as a file (a directory, no permission)
+  | "NETWORK"             // a URL could not be fetched, or its download stopped mid-body (the URL is in the message)
+  | "HTTP_STATUS"         // a URL answered with an HTTP error status (status and URL in the message)
   | "ABORTED";
 
 export class QwasmError extends Error {

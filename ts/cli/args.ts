@@ -1,4 +1,6 @@
-// A small argument parser for the CLI: `--name value`, `--name=value`, boolean `--flag`, positionals.
+// A small strict argument parser for the CLI: `--name value`, `--name=value`, boolean `--flag`,
+// positionals. A command passes its help text: the options it documents are the options it takes, so
+// a misspelt one (`--max-token 3`) is refused with the closest known name instead of being ignored.
 import { QwasmError } from "../errors";
 
 export interface ParsedArgs {
@@ -6,8 +8,12 @@ export interface ParsedArgs {
   options: Map<string, string | true>;
 }
 
-/** Parses argv; `booleans` lists the flags that take no value. */
-export function parseArgs(argv: string[], booleans: readonly string[] = []): ParsedArgs {
+/**
+ * Parses argv; `booleans` lists the flags that take no value. With `help`, every `--option` must be
+ * one that the help text names (else INVALID_ARGUMENT with a suggestion); without, any is kept.
+ */
+export function parseArgs(argv: string[], booleans: readonly string[] = [], help?: string): ParsedArgs {
+  const known = help === undefined ? undefined : optionsOf(help, booleans);
   const positionals: string[] = [];
   const options = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i++) {
@@ -16,12 +22,52 @@ export function parseArgs(argv: string[], booleans: readonly string[] = []): Par
     if (!arg.startsWith("--")) { positionals.push(arg); continue; }
     const eq = arg.indexOf("=");
     const name = arg.slice(2, eq < 0 ? undefined : eq);
+    if (known && !known.has(name)) throw unknownOption(name, known, help!);
     if (eq >= 0) options.set(name, arg.slice(eq + 1));
     else if (booleans.includes(name)) options.set(name, true);
     else if (i + 1 < argv.length) options.set(name, argv[++i]);
     else throw new QwasmError("INVALID_ARGUMENT", `option --${name} needs a value`);
   }
   return { positionals, options };
+}
+
+/** The command a help text is about: "run" for "qwasm run [MODEL] ...". */
+export function commandOf(help: string): string {
+  return /qwasm ([a-z][a-z-]*)/.exec(help)?.[1] ?? "";
+}
+
+/** Every `--name` a help text mentions, plus the boolean flags. */
+function optionsOf(help: string, booleans: readonly string[]): Set<string> {
+  const names = new Set(booleans);
+  for (const m of help.matchAll(/(?<![\w-])--([a-z][a-z0-9-]*)/g)) names.add(m[1]);
+  names.add("help");
+  return names;
+}
+
+function unknownOption(name: string, known: Set<string>, help: string): QwasmError {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of known) {
+    const d = editDistance(name, candidate);
+    if (d < bestDistance) { best = candidate; bestDistance = d; }
+  }
+  // A suggestion only when it is close: at most a third of the name's letters differ.
+  const close = best !== undefined && bestDistance <= Math.max(1, Math.floor(name.length / 3));
+  return new QwasmError("INVALID_ARGUMENT",
+    `unknown option --${name}${close ? `; did you mean --${best}?` : ""} (see qwasm ${commandOf(help)} --help)`);
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions. */
+export function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = row;
+  }
+  return previous[b.length];
 }
 
 export function stringOption(args: ParsedArgs, name: string): string | undefined {

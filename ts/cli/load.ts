@@ -4,6 +4,7 @@ import type { GGUFReadProgress } from "../../weights/gguf/reader";
 import { loadQwen2, type LoadOptions, type Qwen2Model } from "../model/model";
 import { tokenizerFromMetadata, type Tokenizer } from "../tokenizer";
 import { chatTemplateFromMetadata } from "../tokenizer/from-model";
+import { progressReporter } from "./progress";
 
 export interface CliModel {
   model: Qwen2Model;
@@ -12,18 +13,11 @@ export interface CliModel {
   loadMs: number;
 }
 
+/** The loading bar on stderr when it is a terminal (a pipe or a log gets nothing). */
 export function progressBar(): ((p: GGUFReadProgress) => void) | undefined {
   if (!process.stderr.isTTY) return undefined;
-  let last = -1;
-  return (p) => {
-    const pct = Math.floor((100 * p.loadedBytes) / Math.max(1, p.totalBytes));
-    if (pct === last) return;
-    last = pct;
-    const width = 30;
-    const filled = Math.round((width * pct) / 100);
-    process.stderr.write(`\rloading [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${pct}%` +
-      (pct === 100 ? "\n" : ""));
-  };
+  const report = progressReporter("loading");
+  return (p) => report(p.loadedBytes, p.totalBytes);
 }
 
 export async function loadForCli(path: string, options: LoadOptions = {}): Promise<CliModel> {

@@ -1,5 +1,7 @@
 // The qwasm command line: one file per command in commands/, each with `help` and `main(argv)`.
 import { QwasmError } from "../errors";
+import { editDistance } from "./args";
+import { errorReport } from "./errors";
 import { allowRelaxedSimd, relaxedSimdValidates } from "../kernels/module";
 import { enableRelaxedSimdFlag } from "../runtime/node";
 import * as detokenize from "./commands/detokenize";
@@ -20,8 +22,20 @@ interface Command {
   main(argv: string[]): Promise<number>;
 }
 
-const COMMANDS: Record<string, Command> = {
-  run, chat, serve, bench, logits, inspect, tokenize, detokenize, synth, "bench-tokenizer": benchTokenizer, fuzz, loadtest,
+/** Every command, with the one line the top-level help shows for it. */
+const COMMANDS: Record<string, [Command, string]> = {
+  run: [run, "generate text from a prompt (or one chat message), streamed to stdout"],
+  chat: [chat, "an interactive chat in the terminal"],
+  serve: [serve, "an OpenAI-compatible HTTP server"],
+  bench: [bench, "load time, prefill and decode tokens/s, time to first token, memory"],
+  logits: [logits, "the logits of every position of a prompt of token ids"],
+  inspect: [inspect, "a GGUF file's metadata, Qwen2 config and tensor table"],
+  tokenize: [tokenize, "text to token ids with a model's tokenizer"],
+  detokenize: [detokenize, "token ids back to text"],
+  synth: [synth, "write a synthetic Qwen2 GGUF (random weights, the real vocabulary)"],
+  "bench-tokenizer": [benchTokenizer, "the tokenizer's speed in MB/s"],
+  fuzz: [fuzz, "a seeded GGUF mutation campaign against the reader"],
+  loadtest: [loadtest, "streaming clients against a server: latency percentiles"],
 };
 
 const USAGE = `qwasm — Qwen2 language models on the CPU, from JavaScript
@@ -29,7 +43,9 @@ const USAGE = `qwasm — Qwen2 language models on the CPU, from JavaScript
 usage: qwasm <command> [options]      qwasm <command> --help
 
 commands:
-${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(16)} ${c.help.split("\n")[0].replace(/^qwasm \S+ ?/, "")}`).join("\n")}
+${Object.entries(COMMANDS).map(([name, [, summary]]) => `  ${name.padEnd(16)} ${summary}`).join("\n")}
+
+MODEL is a GGUF file path or an http(s) URL. --verbose (or QWASM_DEBUG=1) prints the stack of an error.
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -38,16 +54,24 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return name ? 0 : 1;
   }
-  const command = COMMANDS[name];
+  const command = COMMANDS[name]?.[0];
   if (!command) {
-    process.stderr.write(`qwasm: unknown command "${name}"\n\n${USAGE}`);
-    return 1;
+    const near = Object.keys(COMMANDS).find((known) => editDistance(name, known) <= 2);
+    throw new QwasmError("INVALID_ARGUMENT", `unknown command "${name}"${near ? `; did you mean ${near}?` : ""} (see qwasm --help)`);
   }
   if (rest.includes("--help") || rest.includes("-h")) {
     process.stdout.write(command.help + "\n");
     return 0;
   }
-  return command.main(rest);
+  try {
+    return await command.main(rest);
+  } catch (error) {
+    // A usage error says where the usage is.
+    if (error instanceof QwasmError && error.code === "INVALID_ARGUMENT" && !error.message.includes("--help")) {
+      throw new QwasmError(error.code, `${error.message} (see qwasm ${name} --help)`, { cause: error });
+    }
+    throw error;
+  }
 }
 
 /**
@@ -65,12 +89,15 @@ async function enableRelaxedSimd(): Promise<void> {
   await enableRelaxedSimdFlag();
 }
 
-enableRelaxedSimd().then(() => main(process.argv.slice(2))).then(
+// --verbose, anywhere on the line and for every command, asks for the stack of an error.
+const argv = process.argv.slice(2);
+const verbose = argv.includes("--verbose") || process.env.QWASM_DEBUG === "1";
+
+enableRelaxedSimd().then(() => main(argv.filter((a) => a !== "--verbose"))).then(
   (code) => { process.exitCode = code; },
   (error: unknown) => {
-    // Expected failures (bad input, bad files) get their message, not a stack trace.
-    if (error instanceof QwasmError) process.stderr.write(`qwasm: ${error.message} [${error.code}]\n`);
-    else process.stderr.write(`qwasm: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+    // Every failure is one line (bad input and bad files say what is wrong); --verbose adds the stack.
+    process.stderr.write(errorReport(error, verbose));
     process.exitCode = error instanceof QwasmError ? 2 : 1;
   },
 );

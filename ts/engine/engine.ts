@@ -150,6 +150,8 @@ export class QwasmEngine implements Engine {
       stream: new CompletionStreamImpl(),
       start: performance.now(),
     };
+    // The penalties' window starts in the prompt (llama.cpp's server accepts the prompt tokens too).
+    for (const id of prompt) seq.sampler.accept(id);
     if (this.pagesFor(seq) > this.cache.pageCount) {
       throw new QwasmError("CONTEXT_OVERFLOW", `the request needs ${this.pagesFor(seq)} KV pages; the pool has ${this.cache.pageCount}`);
     }

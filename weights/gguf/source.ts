@@ -2,7 +2,8 @@
 // sequential (a ReadableStream, a fetch Response). The reader asks both for a prefix of the file to
 // parse the header from; then random sources are read at offsets and streams are consumed in order.
 import { GGUFError, QwasmError } from "../../ts/errors";
-import { openFile, type RandomAccessFile } from "../../ts/runtime/index";
+import type { RandomAccessFile } from "../../ts/runtime/index";
+import { openLocalFile } from "../../ts/runtime/files";
 
 /** Anything openGGUF reads from. A string is a file path, or a URL when it starts with http(s)://. */
 export type GGUFSource =
@@ -58,8 +59,11 @@ export class StreamSource {
   /** File offset of the next byte `next()` returns. */
   position = 0;
 
-  /** `declaredSize` is the length the server announced (Content-Length), when there is one. */
-  constructor(stream: ReadableStream<Uint8Array>, readonly declaredSize?: number) {
+  /**
+   * `declaredSize` is the length the server announced (Content-Length), when there is one; `url`
+   * names the download in the error when the stream fails (a connection closed mid-body).
+   */
+  constructor(stream: ReadableStream<Uint8Array>, readonly declaredSize?: number, private readonly url?: string) {
     this.reader = stream.getReader();
   }
 
@@ -120,7 +124,15 @@ export class StreamSource {
     const queued = this.queued.shift();
     if (queued) return queued;
     while (!this.ended) {
-      const { done, value } = await this.reader.read();
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await this.reader.read();
+      } catch (e) {
+        if (this.url === undefined || isAbort(e)) throw e;
+        throw new QwasmError("NETWORK", `the download of ${this.url} failed after ${this.pulledBytes} bytes` +
+          `${this.declaredSize === undefined ? "" : ` of ${this.declaredSize}`}: ${networkReason(e)}`, { cause: e });
+      }
+      const { done, value } = chunk;
       if (done) this.ended = true;
       else if (!(value instanceof Uint8Array)) {
         throw new QwasmError("INVALID_ARGUMENT", "a GGUF stream must deliver Uint8Array chunks");
@@ -163,19 +175,39 @@ function isRandomAccessFile(x: unknown): x is RandomAccessFile {
 
 function responseSource(response: Response, what: string): StreamSource {
   if (!response.ok) {
-    throw new QwasmError("INVALID_ARGUMENT", `fetching ${what} failed: HTTP ${response.status} ${response.statusText}`);
+    void response.body?.cancel().catch(() => undefined);
+    throw new QwasmError("HTTP_STATUS", `cannot fetch ${what}: HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ""}`);
   }
-  if (!response.body) throw new QwasmError("INVALID_ARGUMENT", `fetching ${what}: the response has no body`);
+  if (!response.body) throw new QwasmError("NETWORK", `cannot fetch ${what}: the response has no body`);
   // Content-Length counts encoded bytes; only an unencoded body has the file's size.
   const encoding = response.headers.get("content-encoding");
   const length = response.headers.get("content-length");
   const size = length !== null && (!encoding || encoding === "identity") ? Number(length) : undefined;
-  return new StreamSource(response.body, Number.isSafeInteger(size) ? size : undefined);
+  return new StreamSource(response.body, Number.isSafeInteger(size) ? size : undefined, what);
 }
 
 async function urlSource(url: URL, options: SourceOptions): Promise<ByteSource> {
-  if (url.protocol === "file:") return new RandomAccessSource(await openFile(url));
-  return responseSource(await fetch(url, { signal: options.signal }), url.href);
+  if (url.protocol === "file:") return new RandomAccessSource(await openLocalFile(url));
+  let response: Response;
+  try {
+    response = await fetch(url, { signal: options.signal });
+  } catch (e) {
+    if (isAbort(e)) throw e;
+    throw new QwasmError("NETWORK", `cannot fetch ${url.href}: ${networkReason(e)}`, { cause: e });
+  }
+  return responseSource(response, url.href);
+}
+
+function isAbort(e: unknown): boolean {
+  return (e as { name?: unknown })?.name === "AbortError";
+}
+
+/** fetch's own message ("fetch failed", "terminated") with the cause that says why (ECONNREFUSED ...). */
+function networkReason(e: unknown): string {
+  const message = e instanceof Error ? e.message : String(e);
+  const cause = (e as { cause?: unknown })?.cause;
+  const because = cause instanceof Error ? (cause as { code?: string }).code ?? cause.message : undefined;
+  return because && !message.includes(because) ? `${message} (${because})` : message;
 }
 
 /** Opens any GGUFSource as a ByteSource. */
@@ -183,7 +215,7 @@ export async function openSource(source: GGUFSource, options: SourceOptions = {}
   if (source instanceof Uint8Array || source instanceof ArrayBuffer) return bytesSource(source);
   if (typeof source === "string") {
     if (/^https?:\/\//i.test(source)) return urlSource(new URL(source), options);
-    return new RandomAccessSource(await openFile(source));
+    return new RandomAccessSource(await openLocalFile(source));
   }
   if (source instanceof URL) return urlSource(source, options);
   if (typeof ReadableStream !== "undefined" && source instanceof ReadableStream) return new StreamSource(source);

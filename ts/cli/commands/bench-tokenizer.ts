@@ -23,13 +23,13 @@ function defaultTokenizerPath(): string {
     const url = import.meta.resolve(DEFAULT_TOKENIZER_JSON);
     return decodeURIComponent(new URL(url).pathname);
   } catch {
-    throw new QwasmError("INVALID_ARGUMENT", `give MODEL: ${DEFAULT_TOKENIZER_JSON} is not installed here\n\n${help}`);
+    throw new QwasmError("INVALID_ARGUMENT", `give MODEL: ${DEFAULT_TOKENIZER_JSON} is not installed here`);
   }
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["json"]);
-  if (args.positionals.length > 1) throw new QwasmError("INVALID_ARGUMENT", help);
+  const args = parseArgs(argv, ["json"], help);
+  if (args.positionals.length > 1) throw new QwasmError("INVALID_ARGUMENT", `bench-tokenizer takes at most one MODEL, got ${args.positionals.length}`);
   const path = args.positionals[0] ?? defaultTokenizerPath();
   const t0 = performance.now();
   const tokenizer = await loadTokenizerForCli(path);

@@ -1,30 +1,39 @@
-// qwasm bench: load time, prefill and decode speed, time to first token and memory of one model.
-import { tokenReadBytes } from "../../model/moe";
+// qwasm bench: load time, end-to-end prefill and decode speed through the engine, time to first
+// token, the forward pass alone, the engine's own cost per token, the sampler, and memory.
 import { QwasmError } from "../../errors";
 import { prefill } from "../../model/model";
-import { createEngine } from "../../engine/engine";
+import { createEngine, type QwasmEngine } from "../../engine/engine";
+import type { Delta, RequestOptions } from "../../engine/types";
 import { createKernelMemory, instantiateKernels, kernelBuild } from "../../kernels/module";
 import { progressBar } from "../load";
-import { argmax } from "../../sampler/sampler";
+import { Sampler, argmax, type SamplingOptions } from "../../sampler/sampler";
 import { kvTypeOption, numberOption, parseArgs } from "../args";
-import { loadForCli } from "../load";
 import { resolveModelPath } from "../default-model";
+import { tokenReadBytes } from "../../model/moe";
 
 export const help = `qwasm bench [MODEL] [--threads N] [--prompt-tokens 128] [--gen-tokens 64] [--repeat 1]
-            [--kv-type f32|f16|q8_0] [--batch B] [--prefix-reuse] [--json]
+            [--kv-type f32|f16|q8_0] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
+            [--batch B] [--prefix-reuse] [--json]
 
-Measures one model: load time, prefill tokens/s (the prompt in one step of up to 512 tokens),
-decode tokens/s (greedy, one token per step), time to first token (prefill + first sample) and
-peak memory (the WebAssembly memory and the process's resident set). The prompt is random regular
-token ids (speed does not depend on the values). MODEL defaults to the built-in synthetic model.
-With --repeat R, prefill and decode run R times on a fresh cache and the best run is reported.
+Measures one model, end to end through the engine (what engine.generate streams: scheduler,
+forward steps, sampler, detokenizer, stop-string check), after one warm-up request that is not
+counted: time to first token (from the request to the first streamed delta), prefill tokens/s (the
+prompt over that time) and decode tokens/s (the tokens after the first, from the first delta to
+the last). Greedy unless --temperature (with --top-k/--top-p/--min-p/--seed) says otherwise. Then
+the forward pass alone (forward.step and an argmax, no engine) as a separate line, the engine's own
+cost per decode step (the difference), the sampler's time per token at temperature 0.7 / top-p 0.9
+on the last step's logits, load time and peak memory (the WebAssembly memory and the process's
+resident set). The prompt is random regular token ids (speed does not depend on the values), a
+fresh one per request so that no prefix is reused. MODEL defaults to the built-in synthetic model.
+With --repeat R, every figure is the best of R runs.
 
 --batch B runs B concurrent requests through the engine (continuous batching) and reports the
-total decode tokens/s of all streams, the decode tokens/s of one stream alone in the same engine,
-and the compute ceiling: the tokens/s the threads would reach if every cycle went to the matmuls'
-dot products at the peak rate of the kernels' dot_peak loop (measured on this machine). --prefix-reuse runs two requests that share a prompt of
---prompt-tokens tokens (a system prompt) and reports the time to first token of each: the second
-reuses the first one's KV pages.`;
+total decode tokens/s of all streams while all B are decoding (only tokens streamed inside that
+window count), the decode tokens/s of one stream alone in the same engine, and the compute ceiling:
+the tokens/s the threads would reach if every cycle went to the matmuls' dot products at the peak
+rate of the kernels' dot_peak loop (measured on this machine). --prefix-reuse runs two requests
+that share a prompt of --prompt-tokens tokens (a system prompt) and reports the time to first token
+of each: the second reuses the first one's KV pages.`;
 
 export interface BenchResult {
   model: string;
@@ -32,91 +41,179 @@ export interface BenchResult {
   kernels: string;
   promptTokens: number;
   genTokens: number;
+  /** The sampling of the timed requests ({} = greedy). */
+  sampling: SamplingOptions;
   loadSeconds: number;
-  prefillTokensPerSecond: number;
-  decodeTokensPerSecond: number;
-  /** Weight bytes one decoded token reads (a MoE token: attention, router, shared expert, its K
-   *  experts, LM head) times decode tokens/s. */
-  decodeWeightGBps: number;
+  /** Engine, end to end: from the request to the first streamed delta. */
   timeToFirstTokenMs: number;
+  /** Engine: prompt tokens over the time to first token. */
+  prefillTokensPerSecond: number;
+  /** Engine: tokens after the first over the time from the first streamed delta to the last. */
+  decodeTokensPerSecond: number;
+  engineDecodeMsPerToken: number;
+  /** forward.step alone (the prompt in steps of up to the chunk size), plus an argmax. */
+  forwardPrefillTokensPerSecond: number;
+  /** forward.step of one token plus an argmax, one after another. */
+  forwardDecodeTokensPerSecond: number;
+  forwardDecodeMsPerToken: number;
+  /** Weight bytes one decoded token reads (for a MoE model: attention, router, shared expert, its K
+   *  experts' slabs, LM head; ts/model/moe.ts tokenReadBytes) times the forward-only decode rate. */
+  forwardDecodeWeightGBps: number;
+  /** engineDecodeMsPerToken - forwardDecodeMsPerToken, and that as a percentage of the engine's step. */
+  engineOverheadMsPerToken: number;
+  engineOverheadPercent: number;
+  /** Sampler.sample at temperature 0.7 / top-p 0.9 on the last step's logits (vocabSize of them). */
+  samplerMsPerToken: number;
+  vocabSize: number;
   wasmMemoryBytes: number;
   peakRssBytes: number;
 }
 
+/** --temperature, --top-k, --top-p, --min-p, --seed: the sampling of the timed requests. */
+function samplingOptions(args: ReturnType<typeof parseArgs>): SamplingOptions {
+  const options: SamplingOptions = {
+    temperature: numberOption(args, "temperature"), topK: numberOption(args, "top-k"), topP: numberOption(args, "top-p"),
+    minP: numberOption(args, "min-p"), seed: numberOption(args, "seed"),
+  };
+  for (const key of Object.keys(options) as (keyof SamplingOptions)[]) if (options[key] === undefined) delete options[key];
+  new Sampler(options); // throws INVALID_ARGUMENT with the option's rule
+  return options;
+}
+
+function positiveInteger(name: string, v: number, least = 1): number {
+  if (!Number.isInteger(v) || v < least) throw new QwasmError("INVALID_ARGUMENT", `--${name} must be an integer >= ${least}, got ${v}`);
+  return v;
+}
+
+/** One request, timed as its caller sees it: when each delta carrying tokens arrives. */
+async function timedRequest(engine: QwasmEngine, prompt: number[], options: RequestOptions):
+  Promise<{ firstTokenMs: number; decodeMs: number; decodeTokens: number }> {
+  const t0 = performance.now();
+  const stream = engine.generateTokens(prompt, options);
+  let first = -1;
+  let last = -1;
+  let decodeTokens = 0;
+  for await (const delta of stream) {
+    if (delta.tokens.length === 0) continue;
+    const now = performance.now();
+    if (first < 0) first = now;
+    else decodeTokens += delta.tokens.length;
+    last = now;
+  }
+  await stream;
+  return { firstTokenMs: first - t0, decodeMs: last - first, decodeTokens };
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["json", "prefix-reuse"]);
+  const args = parseArgs(argv, ["json", "prefix-reuse"], help);
   if (args.options.has("batch")) return batchBench(args);
   if (args.options.has("prefix-reuse")) return prefixBench(args);
   const modelPath = await resolveModelPath(args.positionals[0]);
-  const promptTokens = numberOption(args, "prompt-tokens", 128)!;
-  const genTokens = numberOption(args, "gen-tokens", 64)!;
-  const repeat = numberOption(args, "repeat", 1)!;
-  for (const [name, v] of [["prompt-tokens", promptTokens], ["gen-tokens", genTokens], ["repeat", repeat]] as const) {
-    if (!Number.isInteger(v) || v < 1) throw new QwasmError("INVALID_ARGUMENT", `--${name} must be a positive integer`);
-  }
+  const promptTokens = positiveInteger("prompt-tokens", numberOption(args, "prompt-tokens", 128)!);
+  const genTokens = positiveInteger("gen-tokens", numberOption(args, "gen-tokens", 64)!);
+  const repeat = positiveInteger("repeat", numberOption(args, "repeat", 1)!);
+  const sampling = samplingOptions(args);
   let peakRss = process.memoryUsage().rss;
   const sampleRss = () => { peakRss = Math.max(peakRss, process.memoryUsage().rss); };
-  const { model, loadMs } = await loadForCli(modelPath, {
-    threads: numberOption(args, "threads"),
-    contextLength: promptTokens + genTokens,
-    kvType: kvTypeOption(args),
-    maxTokens: Math.min(promptTokens, 512),
+  const t0 = performance.now();
+  const engine = await createEngine(modelPath, {
+    threads: numberOption(args, "threads"), maxSequences: 1, contextLength: promptTokens + genTokens,
+    kvType: kvTypeOption(args), maxTokens: Math.min(promptTokens, 512), onProgress: progressBar(),
   });
-  sampleRss();
-  const vocab = model.config.vocabSize;
-  let seed = 12345;
-  const prompt = Array.from({ length: promptTokens }, () => (seed = (seed * 1103515245 + 12345) >>> 0) % Math.min(vocab, 150000));
-
-  let best = { prefillMs: Infinity, ttftMs: Infinity, decodeMs: Infinity };
-  for (let r = 0; r < repeat; r++) {
-    const t0 = performance.now();
-    const logits = await prefill(model.forward, prompt);
-    let token = argmax(logits);
-    const t1 = performance.now();
-    for (let i = 1; i < genTokens; i++) {
-      token = argmax(await model.forward.step([token], promptTokens + i - 1));
-    }
-    const t2 = performance.now();
+  const loadMs = performance.now() - t0;
+  try {
     sampleRss();
-    best = {
-      prefillMs: Math.min(best.prefillMs, t1 - t0),
-      ttftMs: Math.min(best.ttftMs, t1 - t0),
-      decodeMs: Math.min(best.decodeMs, t2 - t1),
+    const forward = engine.model.forward;
+    const vocab = engine.model.config.vocabSize;
+    const request: RequestOptions = { ...sampling, maxTokens: genTokens, ignoreEos: true };
+    // Warm-up (not counted): the same shape, a few tokens.
+    await timedRequest(engine, randomPrompt(promptTokens, vocab, 999), { ...request, maxTokens: Math.min(genTokens, 4) });
+
+    const best = { firstTokenMs: Infinity, engineDecodeMs: Infinity, forwardPrefillMs: Infinity, forwardDecodeMs: Infinity };
+    let lastLogits: Float32Array = new Float32Array(0);
+    for (let r = 0; r < repeat; r++) {
+      const e = await timedRequest(engine, randomPrompt(promptTokens, vocab, 12345 + r), request);
+      best.firstTokenMs = Math.min(best.firstTokenMs, e.firstTokenMs);
+      if (e.decodeTokens > 0) best.engineDecodeMs = Math.min(best.engineDecodeMs, e.decodeMs / e.decodeTokens);
+      // The forward pass alone: forward.step writes the pages from 0 up, under the engine's feet;
+      // harmless here, since no later prompt shares a prefix with an earlier one.
+      const prompt = randomPrompt(promptTokens, vocab, 54321 + r);
+      const f0 = performance.now();
+      let logits = await prefill(forward, prompt);
+      let token = argmax(logits);
+      const f1 = performance.now();
+      for (let i = 1; i < genTokens; i++) {
+        logits = await forward.step([token], promptTokens + i - 1);
+        token = argmax(logits);
+      }
+      const f2 = performance.now();
+      lastLogits = logits;
+      sampleRss();
+      best.forwardPrefillMs = Math.min(best.forwardPrefillMs, f1 - f0);
+      if (genTokens > 1) best.forwardDecodeMs = Math.min(best.forwardDecodeMs, (f2 - f1) / (genTokens - 1));
+    }
+    const decoded = genTokens > 1;
+    const overhead = decoded ? best.engineDecodeMs - best.forwardDecodeMs : 0;
+    const result: BenchResult = {
+      model: modelPath,
+      threads: engine.info.threads,
+      kernels: await kernelBuild(),
+      promptTokens,
+      genTokens,
+      sampling,
+      loadSeconds: loadMs / 1000,
+      timeToFirstTokenMs: best.firstTokenMs,
+      prefillTokensPerSecond: (1000 * promptTokens) / best.firstTokenMs,
+      decodeTokensPerSecond: decoded ? 1000 / best.engineDecodeMs : 0,
+      engineDecodeMsPerToken: decoded ? best.engineDecodeMs : 0,
+      forwardPrefillTokensPerSecond: (1000 * promptTokens) / best.forwardPrefillMs,
+      forwardDecodeTokensPerSecond: decoded ? 1000 / best.forwardDecodeMs : 0,
+      forwardDecodeMsPerToken: decoded ? best.forwardDecodeMs : 0,
+      forwardDecodeWeightGBps: decoded ? tokenReadBytes(engine.model.config, engine.model.tensors).total / (1e6 * best.forwardDecodeMs) : 0,
+      engineOverheadMsPerToken: overhead,
+      engineOverheadPercent: decoded ? (100 * overhead) / best.engineDecodeMs : 0,
+      samplerMsPerToken: samplerTime(lastLogits),
+      vocabSize: vocab,
+      wasmMemoryBytes: engine.model.arena.memory.buffer.byteLength,
+      peakRssBytes: peakRss,
     };
-  }
-  const result: BenchResult = {
-    model: modelPath,
-    threads: model.forward.threads,
-    kernels: await kernelBuild(),
-    promptTokens,
-    genTokens,
-    loadSeconds: loadMs / 1000,
-    prefillTokensPerSecond: (1000 * promptTokens) / best.prefillMs,
-    decodeTokensPerSecond: genTokens > 1 ? (1000 * (genTokens - 1)) / best.decodeMs : 0,
-    decodeWeightGBps: genTokens > 1 ? tokenReadBytes(model.config, model.tensors).total * (genTokens - 1) / (1e6 * best.decodeMs) : 0,
-    timeToFirstTokenMs: best.ttftMs,
-    wasmMemoryBytes: model.arena.memory.buffer.byteLength,
-    peakRssBytes: peakRss,
-  };
-  await model.dispose();
-  if (args.options.has("json")) {
-    process.stdout.write(JSON.stringify(result) + "\n");
-  } else {
     const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
-    process.stdout.write([
+    const samplingName = sampling.temperature ? Object.entries(sampling).map(([k, v]) => `${k} ${v}`).join(", ") : "greedy";
+    print(args, result as unknown as Record<string, unknown>, [
       `model            ${result.model}`,
       `threads          ${result.threads}`,
       `kernels          ${result.kernels}`,
       `load             ${result.loadSeconds.toFixed(2)} s`,
-      `prefill          ${result.prefillTokensPerSecond.toFixed(1)} tokens/s (${promptTokens} tokens)`,
-      `decode           ${result.decodeTokensPerSecond.toFixed(2)} tokens/s (${genTokens} tokens), ` +
-        `${result.decodeWeightGBps.toFixed(2)} GB/s of the weights a token reads`,
-      `first token      ${result.timeToFirstTokenMs.toFixed(0)} ms`,
+      `first token      ${result.timeToFirstTokenMs.toFixed(1)} ms: engine, from the request to the first streamed delta ` +
+        `(scheduling, prefill of ${promptTokens} tokens, sampling, detokenizing)`,
+      `prefill          ${result.prefillTokensPerSecond.toFixed(1)} tokens/s: engine, ${promptTokens} prompt tokens over the time to first token`,
+      `decode           ${result.decodeTokensPerSecond.toFixed(2)} tokens/s: engine, ${genTokens - 1} tokens from the first streamed ` +
+        `delta to the last (forward steps, ${samplingName} sampling, detokenizer, stop check, scheduler, stream)`,
+      `forward only     prefill ${result.forwardPrefillTokensPerSecond.toFixed(1)} tokens/s, decode ${result.forwardDecodeTokensPerSecond.toFixed(2)} ` +
+        `tokens/s: forward.step and an argmax, nothing else (kernels and worker hand-off); decode streams ` +
+        `${result.forwardDecodeWeightGBps.toFixed(2)} GB/s of the weights a token reads`,
+      `engine cost      ${result.engineOverheadMsPerToken.toFixed(3)} ms per decode step (${result.engineOverheadPercent.toFixed(1)}% of it): ` +
+        `engine decode ms/token minus forward-only decode ms/token`,
+      `sampler          ${result.samplerMsPerToken.toFixed(3)} ms/token: Sampler.sample at temperature 0.7, top-p 0.9 on ` +
+        `${vocab} logits (the last forward step's), alone`,
       `wasm memory      ${mib(result.wasmMemoryBytes)}`,
       `peak RSS         ${mib(result.peakRssBytes)}`,
-    ].join("\n") + "\n");
+    ]);
+  } finally {
+    await engine.dispose();
   }
   return 0;
+}
+
+/** Mean time of Sampler.sample at temperature 0.7 / top-p 0.9 on a row of logits (after a warm-up).
+ *  The row is not modified (no bias, no penalties), so every draw sees the same logits. */
+function samplerTime(logits: Float32Array): number {
+  const sampler = new Sampler({ temperature: 0.7, topP: 0.9, seed: 1 });
+  for (let i = 0; i < 20; i++) sampler.sample(logits);
+  const draws = 200;
+  const t0 = performance.now();
+  for (let i = 0; i < draws; i++) sampler.sample(logits);
+  return (performance.now() - t0) / draws;
 }
 
 function randomPrompt(n: number, vocab: number, seed: number): number[] {
@@ -132,34 +229,41 @@ function print(args: ReturnType<typeof parseArgs>, result: Record<string, unknow
  *  stream alone in the same engine and against the compute ceiling of the machine. */
 async function batchBench(args: ReturnType<typeof parseArgs>): Promise<number> {
   const modelPath = await resolveModelPath(args.positionals[0]);
-  const batch = numberOption(args, "batch")!;
-  const promptTokens = numberOption(args, "prompt-tokens", 128)!;
-  const genTokens = numberOption(args, "gen-tokens", 64)!;
-  const repeat = numberOption(args, "repeat", 1)!;
-  if (!Number.isInteger(batch) || batch < 1) throw new QwasmError("INVALID_ARGUMENT", "--batch must be a positive integer");
-  if (!Number.isInteger(repeat) || repeat < 1) throw new QwasmError("INVALID_ARGUMENT", "--repeat must be a positive integer");
-  if (!Number.isInteger(genTokens) || genTokens < 2) throw new QwasmError("INVALID_ARGUMENT", "--gen-tokens must be at least 2 with --batch");
+  const batch = positiveInteger("batch", numberOption(args, "batch")!);
+  const promptTokens = positiveInteger("prompt-tokens", numberOption(args, "prompt-tokens", 128)!);
+  const genTokens = positiveInteger("gen-tokens", numberOption(args, "gen-tokens", 64)!, 2);
+  const repeat = positiveInteger("repeat", numberOption(args, "repeat", 1)!);
+  const sampling = samplingOptions(args);
   const engine = await createEngine(modelPath, {
     threads: numberOption(args, "threads"), maxSequences: batch, contextLength: promptTokens + genTokens, kvType: kvTypeOption(args),
     maxTokens: Math.max(batch, 64), onProgress: progressBar(),
   });
   try {
     const vocab = engine.model.config.vocabSize;
-    // Decode throughput of n streams started together: the tokens after each stream's first, over
-    // the time after the last stream's first token. Best of `repeat` runs.
+    const request: RequestOptions = { ...sampling, maxTokens: genTokens, ignoreEos: true };
+    // Decode throughput of n streams started together, over the window in which all n are decoding:
+    // from the moment the last of them streams its first token to the moment the first of them
+    // streams its last. Only tokens streamed inside that window count (the deltas of one step reach
+    // their streams microseconds apart, so an edge may gain or lose part of one step's tokens).
+    // Every request gets its own prompt: none reuses another's prefix. Best of `repeat` runs.
+    let promptSeed = 1000;
     const decodeRate = async (n: number): Promise<number> => {
       let best = 0;
       for (let r = 0; r < repeat; r++) {
-        const t0 = performance.now();
-        const results = await Promise.all(Array.from({ length: n }, (_, i) =>
-          engine.generateTokens(randomPrompt(promptTokens, vocab, 1000 + i), { maxTokens: genTokens, ignoreEos: true }).result));
-        const elapsed = performance.now() - t0;
-        const lastFirstToken = Math.max(...results.map((x) => x.timings.timeToFirstTokenMs));
-        const decodeTokens = results.reduce((sum, x) => sum + x.usage.completionTokens - 1, 0);
-        best = Math.max(best, (1000 * decodeTokens) / (elapsed - lastFirstToken));
+        const arrivals = await Promise.all(Array.from({ length: n }, () =>
+          tokenArrivals(engine.generateTokens(randomPrompt(promptTokens, vocab, promptSeed++), request))));
+        const start = Math.max(...arrivals.map((a) => a[0].at));
+        const end = Math.min(...arrivals.map((a) => a[a.length - 1].at));
+        let tokens = 0;
+        for (const a of arrivals) for (const { at, count } of a) if (at > start && at <= end) tokens += count;
+        if (!(end > start) || tokens === 0) {
+          throw new QwasmError("INVALID_ARGUMENT", `the ${n} streams were never all decoding at once: raise --gen-tokens (now ${genTokens})`);
+        }
+        best = Math.max(best, (1000 * tokens) / (end - start));
       }
       return best;
     };
+    await tokenArrivals(engine.generateTokens(randomPrompt(promptTokens, vocab, 999), { ...request, maxTokens: Math.min(genTokens, 4) })); // warm-up
     const single = await decodeRate(1);
     const total = await decodeRate(batch);
     const threads = engine.info.threads;
@@ -170,7 +274,7 @@ async function batchBench(args: ReturnType<typeof parseArgs>): Promise<number> {
     const macs = matmulMacsPerToken(engine.model.config);
     const ceiling = peak === null ? null : (peak * threads) / macs;
     const result = {
-      model: modelPath, threads, kernels, batch, promptTokens, genTokens,
+      model: modelPath, threads, kernels, batch, promptTokens, genTokens, sampling,
       decodeTokensPerSecond: total,
       perStreamDecodeTokensPerSecond: total / batch,
       singleStreamDecodeTokensPerSecond: single,
@@ -184,7 +288,8 @@ async function batchBench(args: ReturnType<typeof parseArgs>): Promise<number> {
       `threads          ${threads}`,
       `kernels          ${result.kernels}`,
       `streams          ${batch} x (${promptTokens} prompt + ${genTokens} generated tokens)`,
-      `decode           ${total.toFixed(2)} tokens/s in all (${(total / batch).toFixed(2)} per stream)`,
+      `decode           ${total.toFixed(2)} tokens/s in all (${(total / batch).toFixed(2)} per stream): engine, tokens streamed ` +
+        `while all ${batch} streams were decoding`,
       `one stream       ${single.toFixed(2)} tokens/s alone: ${batch} streams give ${(total / single).toFixed(2)}x`,
       peak === null || ceiling === null
         ? `ceiling          measured for the SIMD128 build only (QWASM_RELAXED_SIMD=0)`
@@ -197,12 +302,21 @@ async function batchBench(args: ReturnType<typeof parseArgs>): Promise<number> {
   return 0;
 }
 
+/** When each delta carrying tokens arrived, and how many it carried. */
+async function tokenArrivals(stream: AsyncIterable<Delta>): Promise<{ at: number; count: number }[]> {
+  const arrivals: { at: number; count: number }[] = [];
+  for await (const delta of stream) if (delta.tokens.length > 0) arrivals.push({ at: performance.now(), count: delta.tokens.length });
+  return arrivals;
+}
+
 /** Multiply-adds of the matmuls of one token's forward pass (attention scores excluded). */
 function matmulMacsPerToken(c: { hidden: number; nLayers: number; nHeads: number; nKVHeads: number; headDim: number;
-  headDimV: number; ffn: number; vocabSize: number }): number {
+  headDimV: number; ffn: number; vocabSize: number; moe?: { nExperts: number; nExpertsUsed: number; expertFfn: number } }): number {
   const qDim = c.nHeads * c.headDim;
+  // A MoE layer: the shared expert (ffn), the router and the K experts a token is routed to.
+  const experts = c.moe ? c.hidden * c.moe.nExperts + 3 * c.hidden * c.moe.expertFfn * c.moe.nExpertsUsed : 0;
   const perLayer = c.hidden * (qDim + c.nKVHeads * c.headDim + c.nKVHeads * c.headDimV) + c.nHeads * c.headDimV * c.hidden +
-    3 * c.hidden * c.ffn;
+    3 * c.hidden * c.ffn + experts;
   return c.nLayers * perLayer + c.vocabSize * c.hidden;
 }
 

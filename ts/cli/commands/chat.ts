@@ -1,6 +1,6 @@
 // qwasm chat: an interactive conversation in the terminal. Earlier turns stay in the KV cache's
 // prefix pages, so each reply only computes the new turn. Ctrl-C stops the current reply; Ctrl-C at
-// the prompt (or Ctrl-D) quits.
+// the prompt, or Ctrl-D at any time, quits. What is typed during a reply is dropped.
 import { createEngine } from "../../engine/engine";
 import type { ChatMessage } from "../../engine/types";
 import { createLineReader } from "../../runtime/terminal";
@@ -12,11 +12,12 @@ export const help = `qwasm chat [MODEL] [--system T] [--max-tokens 512] [--tempe
            [--context N] [--kv-type f32|f16|q8_0] [--threads N]
 
 An interactive chat in the terminal, with line history. Ctrl-C stops the current reply without
-quitting; Ctrl-C at the prompt or Ctrl-D quits; /reset starts a new conversation. MODEL defaults to
+quitting; Ctrl-C at the prompt, or Ctrl-D at any time, quits; /reset starts a new conversation.
+Text typed while a reply is written is dropped. MODEL defaults to
 the built-in synthetic model.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv);
+  const args = parseArgs(argv, [], help);
   const modelPath = await resolveModelPath(args.positionals[0]);
   const engine = await createEngine(modelPath, {
     maxSequences: 1, contextLength: numberOption(args, "context"), kvType: kvTypeOption(args), threads: numberOption(args, "threads"),
@@ -28,8 +29,9 @@ export async function main(argv: string[]): Promise<number> {
   const reader = createLineReader();
   process.stderr.write(`${engine.info.modelName}: ${engine.info.threads} thread(s), context ${engine.info.contextLength}. ` +
     "Ctrl-C stops a reply, Ctrl-D quits, /reset starts over.\n");
+  let quit = false;
   try {
-    for (;;) {
+    while (!quit) {
       reader.onInterrupt(() => reader.close());
       const line = await reader.question("> ");
       if (line === null) break;
@@ -38,6 +40,8 @@ export async function main(argv: string[]): Promise<number> {
       messages.push({ role: "user", content: line });
       const abort = new AbortController();
       reader.onInterrupt(() => abort.abort());
+      reader.onEnd(() => { quit = true; abort.abort(); });
+      reader.replying(true);
       let reply = "";
       try {
         const stream = engine.chat(messages, {
@@ -57,6 +61,8 @@ export async function main(argv: string[]): Promise<number> {
         process.stderr.write(`\n${e instanceof Error ? e.message : String(e)}\n`);
         messages.pop();
         continue;
+      } finally {
+        reader.replying(false);
       }
       messages.push({ role: "assistant", content: reply });
     }

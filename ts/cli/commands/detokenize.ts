@@ -30,11 +30,11 @@ function safeJSON(text: string): unknown {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["skip-special", "jsonl"]);
+  const args = parseArgs(argv, ["skip-special", "jsonl"], help);
   const ids = stringOption(args, "ids");
   const jsonl = args.options.has("jsonl");
   if (args.positionals.length !== 1 || (ids !== undefined) === jsonl) {
-    throw new QwasmError("INVALID_ARGUMENT", "give MODEL and exactly one of --ids or --jsonl\n\n" + help);
+    throw new QwasmError("INVALID_ARGUMENT", "give MODEL and exactly one of --ids or --jsonl");
   }
   const tokenizer = await loadTokenizerForCli(args.positionals[0]);
   const skipSpecial = args.options.has("skip-special");

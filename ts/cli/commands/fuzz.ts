@@ -25,7 +25,7 @@ Prints the tally: ok, refusals by error code, crashes (non-qwasm exceptions, han
 reads that disagree, oversized allocations) and the slowest case. Exits 1 if there was any crash.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv);
+  const args = parseArgs(argv, [], help);
   const seconds = numberOption(args, "seconds");
   const replay = numberOption(args, "case");
   const cases = replay !== undefined ? 1 : numberOption(args, "cases", seconds !== undefined ? Number.MAX_SAFE_INTEGER : 1000)!;

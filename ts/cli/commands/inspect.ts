@@ -1,6 +1,7 @@
 // `qwasm inspect MODEL [--json] [--full]`: a GGUF file's metadata and tensor table, with totals.
 // Only the header is read, so this is quick even for a large model or a URL.
 import { parseArgs } from "../args";
+import { errorReport } from "../errors";
 import { GGUFValueType, valueTypeName, type GGUFArray, type GGUFEntry } from "../../../weights/gguf/metadata";
 import { openGGUF, type GGUFFile } from "../../../weights/gguf/reader";
 import { typeInfo } from "../../../weights/gguf/types";
@@ -18,7 +19,7 @@ export interface InspectSection {
   title: string;
   /** Lines for the text report. */
   text: string[];
-  /** The value under `title` in the JSON report. */
+  /** The value in the JSON report, under `title` in camelCase ("qwen2 config" → "qwen2Config"). */
   json: unknown;
 }
 
@@ -37,9 +38,9 @@ export async function main(argv: string[], hooks: InspectHooks = {}): Promise<nu
   const print = hooks.print ?? ((text: string) => console.log(text));
   let args;
   try {
-    args = parseArgs(argv, ["json", "full", "help"]);
+    args = parseArgs(argv, ["json", "full", "help"], help);
   } catch (e) {
-    console.error(`${(e as Error).message}\n\n${help}`);
+    console.error(`qwasm inspect: ${(e as Error).message}`);
     return 2;
   }
   if (args.options.has("help")) {
@@ -47,7 +48,7 @@ export async function main(argv: string[], hooks: InspectHooks = {}): Promise<nu
     return 0;
   }
   if (args.positionals.length !== 1) {
-    console.error(help);
+    console.error(`qwasm inspect: give one MODEL, got ${args.positionals.length} (see qwasm inspect --help)`);
     return 2;
   }
   const path = args.positionals[0];
@@ -57,8 +58,9 @@ export async function main(argv: string[], hooks: InspectHooks = {}): Promise<nu
   try {
     file = await openGGUF(path);
   } catch (e) {
-    // A bad file (QwasmError) or one that cannot be opened (ENOENT, EACCES, HTTP errors).
-    console.error(`qwasm inspect: ${path}: ${(e as Error).message}`);
+    // A bad file, or one that cannot be opened (no such file, a directory, HTTP errors): the
+    // message names the path; one line, like every command's errors (ts/cli/errors.ts).
+    console.error(errorReport(e, process.env.QWASM_DEBUG === "1" || process.argv.includes("--verbose")).trimEnd());
     return 1;
   }
   try {
@@ -152,6 +154,11 @@ function jsonReplacer(_key: string, value: unknown): unknown {
 
 // --- reports
 
+/** A JSON key without spaces: "qwen2 config" → "qwen2Config". */
+function camelCase(title: string): string {
+  return title.trim().split(/\s+/).map((w, i) => (i === 0 ? w : w[0].toUpperCase() + w.slice(1))).join("");
+}
+
 function textReport(path: string, file: GGUFFile, full: boolean, extra?: InspectSection): string[] {
   const lines: string[] = [];
   const size = file.fileSize === undefined ? "size unknown" : `${file.fileSize} bytes`;
@@ -196,7 +203,7 @@ function jsonReport(path: string, file: GGUFFile, full: boolean, extra?: Inspect
     alignment: file.alignment,
     dataOffset: file.dataOffset,
     metadata,
-    ...(extra ? { [extra.title]: extra.json } : {}),
+    ...(extra ? { [camelCase(extra.title)]: extra.json } : {}),
     tensors: file.tensors.map((t) => ({
       name: t.name, type: typeLabel(t.type), typeId: t.type, dims: t.dims, offset: t.offset, bytes: t.nbytes,
     })),

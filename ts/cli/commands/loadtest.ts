@@ -276,8 +276,8 @@ export function formatLoadTest(r: LoadTestResult): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["allow-remote", "json"]);
-  if (args.positionals.length !== 1) invalid(`loadtest takes one URL, got ${args.positionals.length}\n\n${help}`);
+  const args = parseArgs(argv, ["allow-remote", "json"], help);
+  if (args.positionals.length !== 1) invalid(`loadtest takes one URL, got ${args.positionals.length}`);
   const result = await loadTest({
     url: args.positionals[0],
     clients: numberOption(args, "clients"),

@@ -15,19 +15,21 @@ With --experts (qwen2moe models), the JSON also holds "experts": per layer and p
 chosen (by descending weight) and the router logits of all experts, sorted descending.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["experts"]);
+  const args = parseArgs(argv, ["experts"], help);
   const [modelPath] = args.positionals;
-  if (!modelPath) throw new QwasmError("INVALID_ARGUMENT", "logits needs a MODEL path\n\n" + help);
+  if (!modelPath) throw new QwasmError("INVALID_ARGUMENT", "logits needs a MODEL path");
   const idsText = stringOption(args, "ids");
   const idsFile = stringOption(args, "ids-file");
   if ((idsText === undefined) === (idsFile === undefined)) {
     throw new QwasmError("INVALID_ARGUMENT", "give exactly one of --ids or --ids-file");
   }
   const ids: unknown = idsText !== undefined
-    ? idsText.split(",").map((s) => Number(s.trim()))
-    : JSON.parse(new TextDecoder().decode(await readFile(idsFile!)));
+    // An empty item is no id (Number("") would be token 0).
+    ? idsText.split(",").map((s) => (s.trim() === "" ? NaN : Number(s.trim())))
+    : parseJSON(new TextDecoder().decode(await readFile(idsFile!)));
   if (!Array.isArray(ids) || ids.length === 0 || !ids.every((v) => Number.isInteger(v) && v >= 0)) {
-    throw new QwasmError("INVALID_ARGUMENT", "the ids must be a non-empty list of non-negative integers");
+    const given = idsText !== undefined ? `--ids ${JSON.stringify(idsText.slice(0, 80))}` : `--ids-file ${idsFile}`;
+    throw new QwasmError("INVALID_ARGUMENT", `${given}: the ids must be a non-empty list of non-negative integers`);
   }
   const { model } = await loadForCli(modelPath, {
     contextLength: ids.length, maxTokens: Math.min(ids.length, 512), threads: numberOption(args, "threads"),
@@ -80,4 +82,12 @@ function expertRouting(nLayers: number, nExperts: number, nUsed: number) {
       }
     },
   };
+}
+
+function parseJSON(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }

@@ -26,11 +26,11 @@ template. MODEL defaults to the built-in synthetic model (created on first use).
 Prefill and decode tokens/s go to stderr.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["ignore-eos"]);
+  const args = parseArgs(argv, ["ignore-eos"], help);
   const prompt = stringOption(args, "prompt");
   const chat = stringOption(args, "chat");
   if ((prompt === undefined) === (chat === undefined)) {
-    throw new QwasmError("INVALID_ARGUMENT", "give exactly one of --prompt or --chat\n\n" + help);
+    throw new QwasmError("INVALID_ARGUMENT", "give exactly one of --prompt or --chat");
   }
   const modelPath = await resolveModelPath(args.positionals[0]);
   const t0 = performance.now();

@@ -28,9 +28,9 @@ synthetic model (created on first use).
 The URL goes to stdout once the model is loaded; SIGINT or SIGTERM stops the server.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["cors"]);
+  const args = parseArgs(argv, ["cors"], help);
   if (args.positionals.length > 1) {
-    throw new QwasmError("INVALID_ARGUMENT", `serve takes one MODEL, got ${args.positionals.length}: ${args.positionals.join(" ")}\n\n${help}`);
+    throw new QwasmError("INVALID_ARGUMENT", `serve takes one MODEL, got ${args.positionals.length}: ${args.positionals.join(" ")}`);
   }
   const host = stringOption(args, "host") ?? "127.0.0.1";
   const port = numberOption(args, "port", 8080)!;

@@ -63,7 +63,7 @@ interface SynthCommand {
 
 /** The command line, checked; throws with a message for the usage text. */
 function parseCommand(argv: string[]): SynthCommand | "help" {
-  const args = parseArgs(argv, ["tied", "untied", "help"]);
+  const args = parseArgs(argv, ["tied", "untied", "help"], help);
   if (args.options.has("help")) return "help";
   if (args.positionals.length !== 1) throw new QwasmError("INVALID_ARGUMENT", "qwasm synth needs one output path");
   const presetName = stringOption(args, "shape") ?? "tiny";
@@ -112,7 +112,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     cmd = parseCommand(argv);
   } catch (e) {
-    console.error(`${(e as Error).message}\n\n${help}`);
+    console.error(`${(e as Error).message}`);
     return 2;
   }
   if (cmd === "help") {

@@ -17,9 +17,10 @@ is read) or a Hugging Face tokenizer.json.
 /** The tokenizer of a GGUF model, or of a tokenizer.json file (path ending in .json). */
 export async function loadTokenizerForCli(path: string): Promise<Tokenizer> {
   if (/\.json$/i.test(path)) {
+    const bytes = await readFile(path);
     let json: TokenizerJSON;
     try {
-      json = JSON.parse(new TextDecoder().decode(await readFile(path))) as TokenizerJSON;
+      json = JSON.parse(new TextDecoder().decode(bytes)) as TokenizerJSON;
     } catch (e) {
       throw new QwasmError("TOKENIZER_INVALID", `${path} is not a JSON file: ${(e as Error).message}`, { cause: e });
     }
@@ -45,12 +46,12 @@ export async function* stdinLines(): AsyncGenerator<string> {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["special", "jsonl"]);
+  const args = parseArgs(argv, ["special", "jsonl"], help);
   const text = stringOption(args, "text");
   const file = stringOption(args, "file");
   const jsonl = args.options.has("jsonl");
   if (args.positionals.length !== 1 || [text !== undefined, file !== undefined, jsonl].filter(Boolean).length !== 1) {
-    throw new QwasmError("INVALID_ARGUMENT", "give MODEL and exactly one of --text, --file or --jsonl\n\n" + help);
+    throw new QwasmError("INVALID_ARGUMENT", "give MODEL and exactly one of --text, --file or --jsonl");
   }
   const tokenizer = await loadTokenizerForCli(args.positionals[0]);
   const special = args.options.has("special");
