@@ -52,7 +52,8 @@ export interface MoEStateLayout {
   selected: number;    // (nLayers, maxTokens, K) i32 experts chosen per token, by descending probability
   probs: number;       // (T, K) f32 their softmax probabilities
   sharedGate: number;  // (T) f32 the shared expert's gate g
-  expertStart: number; // (E + 1) i32 first grouped row of each expert (rows of expert e: [start_e, start_e+1))
+  expertStart: number; // (nLayers, E + 1) i32 first grouped row of each expert (rows of expert e: [start_e, start_e+1)),
+                       // one row per layer: see MoEFeedForward.run on why it is never overwritten within a step
   rowToken: number;    // (T*K) i32 the token of each grouped row
   slotRow: number;     // (T*K) i32 the grouped row of (token, slot)
   act: Partial<Record<ActivationFormat, number>>; // (T*K, rowBytes(max(hidden, F_e))) grouped matmul inputs per format
@@ -79,7 +80,7 @@ export function planMoEState(alloc: (bytes: number) => number, nLayers: number, 
     selected: alloc(4 * nLayers * T * K),
     probs: alloc(4 * rows),
     sharedGate: alloc(4 * T),
-    expertStart: alloc(4 * (E + 1)),
+    expertStart: alloc(4 * nLayers * (E + 1)),
     rowToken: alloc(4 * rows),
     slotRow: alloc(4 * rows),
     act,
@@ -141,6 +142,11 @@ export class MoEFeedForward {
     const e = l.moe;
     const router = m.router + 4 * layer * this.maxTokens * E;
     const selected = m.selected + 4 * layer * this.maxTokens * K;
+    // Ops (4) and (6) have as many items as experts got tokens, which every worker reads from the
+    // grouping after op (2). Items are claimed, not assigned: a worker descheduled between ops may
+    // read it after the others have run on into later layers, so each layer keeps its own grouping
+    // (a later layer's would give this worker another item count, and other items).
+    const expertStart = m.expertStart + 4 * layer * (E + 1);
     const inputFormats = unique([l.gate.format, l.up.format, e.gateExps.format, e.upExps.format]);
     const logits = new Float64Array(E);
     const used = new Uint8Array(E);
@@ -185,7 +191,7 @@ export class MoEFeedForward {
 
     // (2) Grouping: the (token, slot) pairs of expert 0, then expert 1, ..., tokens ascending.
     parallel(1, () => {
-      const start = m.expertStart >> 2;
+      const start = expertStart >> 2;
       i32.fill(0, start, start + E + 1);
       for (let i = 0; i < T * K; i++) i32[start + i32[(selected >> 2) + i] + 1]++;
       for (let j = 0; j < E; j++) i32[start + j + 1] += i32[start + j];
@@ -212,7 +218,7 @@ export class MoEFeedForward {
     });
 
     // The experts that got tokens this step (the same list on every worker: read after the grouping).
-    const starts = i32.subarray(m.expertStart >> 2, (m.expertStart >> 2) + E + 1);
+    const starts = i32.subarray(expertStart >> 2, (expertStart >> 2) + E + 1);
     const active: number[] = [];
     for (let j = 0; j < E; j++) if (starts[j + 1] > starts[j]) active.push(j);
     const expertItems = (rows: number) => active.length * Math.ceil(rows / MOE_ROW_CHUNK);
