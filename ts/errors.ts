@@ -15,7 +15,9 @@ export type ErrorCode =
   | "FILE_UNREADABLE"     // a local path exists but cannot be read as a file (a directory, no permission)
   | "NETWORK"             // a URL could not be fetched, or its download stopped mid-body (the URL is in the message)
   | "HTTP_STATUS"         // a URL answered with an HTTP error status (status and URL in the message)
-  | "ABORTED";
+  | "ABORTED"
+  | "QUEUE_FULL"          // the engine already holds maxSequences running and maxQueue waiting requests: retry later
+  | "TIMEOUT";            // the request ran past its time limit (timeoutMs, requestTimeoutMs)
 
 export class QwasmError extends Error {
   readonly code: ErrorCode;

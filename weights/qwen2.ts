@@ -1,7 +1,7 @@
 // The Qwen2 model as a GGUF file describes it: one typed config parsed from the qwen2.* keys, and
 // the map from tensor names to the weights of the forward pass, each shape checked.
 import { GGUFError, QwasmError } from "../ts/errors";
-import type { GGUFMetadata } from "./gguf/metadata";
+import { GGUFValueType, type GGUFArray, type GGUFMetadata } from "./gguf/metadata";
 import { checkSupportedWeightType, typeName } from "./gguf/types";
 
 export interface RopeScaling {
@@ -24,7 +24,7 @@ export interface Qwen2Config {
   headDim: number;         // key/query head size (attention.key_length, else hidden / nHeads)
   headDimV: number;        // value head size (attention.value_length, else headDim)
   ffn: number;             // feed_forward_length
-  vocabSize: number;       // rows of token_embd (may exceed the tokenizer's token count)
+  vocabSize: number;       // rows of token_embd = entries of tokenizer.ggml.tokens
   ropeDim: number;         // rope.dimension_count, else headDim
   ropeBase: number;        // rope.freq_base
   ropeScaling: RopeScaling;
@@ -134,6 +134,23 @@ function parseRopeScaling(meta: GGUFMetadata, contextLength: number, arch: strin
   return scaling;
 }
 
+/**
+ * One embedding row (and one LM head row) per token, as llama.cpp requires (it builds token_embd as
+ * {n_embd, n_tokens} and refuses any other shape): with fewer tokens than rows, a sampled id would
+ * have no text; with more, a prompt token would have no embedding. Converters pad the token list
+ * ([PAD{id}]) to the rows, so real files agree. A missing or mistyped list is the tokenizer's to report.
+ */
+function checkVocabularySize(meta: GGUFMetadata, rows: number): void {
+  const entry = meta.entry("tokenizer.ggml.tokens");
+  if (entry?.type !== GGUFValueType.ARRAY) return;
+  const count = (entry.value as GGUFArray).items.length;
+  if (count !== rows) {
+    throw new QwasmError("MODEL_INVALID",
+      `tokenizer.ggml.tokens has ${count} entries but token_embd.weight has ${rows} rows; a Qwen2 GGUF needs ` +
+      "exactly one embedding row per token (llama.cpp refuses this file too): its tokenizer does not belong to its weights");
+  }
+}
+
 /** Parses the qwen2.* (or qwen2moe.*) keys into one config; `tensors` supplies the vocabulary size and tying. */
 export function parseQwen2Config(meta: GGUFMetadata, tensors: readonly TensorDesc[]): Qwen2Config {
   const arch = checkArchitecture(meta);
@@ -155,6 +172,8 @@ export function parseQwen2Config(meta: GGUFMetadata, tensors: readonly TensorDes
   const moe = arch === "qwen2moe" ? parseMoEConfig(meta) : undefined;
   const embd = tensors.find((t) => t.name === "token_embd.weight");
   if (!embd) throw new QwasmError("MODEL_INVALID", "tensor token_embd.weight is missing");
+  const vocabSize = embd.dims[1] ?? 0;
+  checkVocabularySize(meta, vocabSize);
   return {
     name: meta.getString("general.name", "qwen2"),
     contextLength,
@@ -165,7 +184,7 @@ export function parseQwen2Config(meta: GGUFMetadata, tensors: readonly TensorDes
     headDim,
     headDimV,
     ffn: moe ? moe.sharedFfn : positiveInt(meta, `${arch}.feed_forward_length`),
-    vocabSize: embd.dims[1] ?? 0,
+    vocabSize,
     ropeDim,
     ropeBase: positiveFloat(meta, `${arch}.rope.freq_base`, 10000),
     ropeScaling: parseRopeScaling(meta, contextLength, arch),

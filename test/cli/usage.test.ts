@@ -2,7 +2,7 @@
 // known name, usage errors are one line that says where the usage is, and the top-level help has a
 // description per command.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { editDistance, parseArgs } from "../../ts/cli/args";
@@ -57,6 +57,18 @@ describe.skipIf(!cliBuilt)("the built CLI", () => {
     writeFileSync(model, await writeGGUFBytes(synthQwen2({ shape: "tiny", vocabulary: await readQwen2Vocabulary(), type: "Q8_0", seed: 1 })));
   });
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it("caps --threads at the cores with a warning, unless --oversubscribe", async () => {
+    const cores = availableParallelism();
+    const capped = await runCli(["run", model, "--prompt", "hi", "--max-tokens", "2", "--threads", String(cores + 7)]);
+    expect(capped.code, capped.stderr).toBe(0);
+    expect(capped.stderr).toContain(`${cores + 7} threads asked for, but this process has ${cores} core`);
+    expect(capped.stderr).toMatch(new RegExp(`\\(${cores} threads?,`));
+    const forced = await runCli(["run", model, "--prompt", "hi", "--max-tokens", "2", "--threads", String(cores + 1), "--oversubscribe"]);
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(forced.stderr).not.toContain("threads asked for");
+    expect(forced.stderr).toMatch(new RegExp(`\\(${cores + 1} threads,`));
+  });
 
   it("refuses a misspelt option instead of ignoring it", async () => {
     const { code, stdout, stderr } = await runCli(["run", model, "--prompt", "hi", "--max-token", "3"]);

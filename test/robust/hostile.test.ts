@@ -215,11 +215,13 @@ describe("hostile requests", () => {
     expect(pulled).toBeLessThan(4 * MAX_BODY);
   });
 
-  it("unknown fields are ignored", async () => {
+  it("unknown fields are ignored; known ones asking for what qwasm does not do are refused, naming them", async () => {
     expectCompletion(await chat({
-      functions: [{ name: "f" }], response_format: { type: "json_object" }, user: "u", store: true,
-      metadata: { a: 1 }, parallel_tool_calls: false, constructor: 1, toString: "x", hasOwnProperty: 2,
+      user: "u", store: true, metadata: { a: 1 }, parallel_tool_calls: false, constructor: 1, toString: "x", hasOwnProperty: 2,
     }));
+    expect400(await chat({ functions: [{ name: "f" }] }), "functions");
+    expect400(await chat({ response_format: { type: "json_object" } }), "response_format");
+    expect400(await chat({ tools: [{ type: "function", function: { name: "f" } }], tool_choice: "required" }), "tools");
     // JSON.parse makes "__proto__" an own property, never a prototype.
     expectCompletion(await post("/v1/chat/completions",
       `{"__proto__":{"polluted":true,"max_tokens":999},"messages":[{"role":"user","content":"Hi","__proto__":{"role":"system"}}],"max_tokens":2}`));

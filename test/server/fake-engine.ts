@@ -5,7 +5,9 @@
 //   CRASH     throws a plain Error at the call
 //   WORKER    throws QwasmError WORKER_FAILED at the call
 //   MIDWAY    fails after the first piece
-// A prompt longer than info.contextLength characters throws CONTEXT_OVERFLOW.
+//   BUSY      throws QwasmError QUEUE_FULL at the call (as the real engine does past maxQueue)
+// A prompt longer than info.contextLength characters throws CONTEXT_OVERFLOW; a request with
+// timeoutMs fails with QwasmError TIMEOUT once that time has passed (FOREVER reaches it).
 import { QwasmError } from "../../ts/errors";
 import type { ChatMessage, CompletionResult, CompletionStream, Delta, Engine, FinishReason, RequestOptions } from "../../ts/engine/types";
 
@@ -52,6 +54,7 @@ export class FakeEngine implements Engine {
     if (prompt.includes("INVALID")) throw new QwasmError("INVALID_ARGUMENT", "sampling option topK = 7: the fake says no");
     if (prompt.includes("CRASH")) throw new Error("secret internal detail");
     if (prompt.includes("WORKER")) throw new QwasmError("WORKER_FAILED", "worker 3 died: secret detail");
+    if (prompt.includes("BUSY")) throw new QwasmError("QUEUE_FULL", "the engine is busy: 4 running and 64 waiting");
     if (prompt.length > this.info.contextLength) {
       throw new QwasmError("CONTEXT_OVERFLOW", `the prompt has ${prompt.length} tokens; the context holds ${this.info.contextLength}`);
     }
@@ -64,6 +67,7 @@ export class FakeEngine implements Engine {
 
     const promptTokens = prompt.length;
     const pieces = this.pieces;
+    const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
     return fakeStream(async (emit) => {
       await Promise.resolve();
       let text = "";
@@ -78,6 +82,7 @@ export class FakeEngine implements Engine {
         if (prompt.includes("FOREVER")) {
           await new Promise((resolve) => setTimeout(resolve, 1));
           if (signal?.aborted) return finish("abort");
+          if (Date.now() >= deadline) throw new QwasmError("TIMEOUT", `the request ran longer than its time limit of ${options.timeoutMs} ms`);
           tokens.push(i);
           text += "tick ";
           emit({ text: "tick ", tokens: [i] });

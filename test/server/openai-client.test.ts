@@ -46,15 +46,15 @@ describe("the openai client", () => {
   });
 
   it("runs the stream helper to the final message", async () => {
-    const runner = client.chat.completions.stream({ model: "m", messages: [{ role: "user", content: "Hi" }] });
+    const runner = client.chat.completions.stream({ model: "fake-qwen2", messages: [{ role: "user", content: "Hi" }] });
     const final = await runner.finalChatCompletion();
     expect(final.choices[0].message.content).toBe("Hello, world!");
   });
 
   it("creates a text completion, streamed and not", async () => {
-    const completion = await client.completions.create({ model: "m", prompt: "Once", max_tokens: 3 });
+    const completion = await client.completions.create({ model: "fake-qwen2", prompt: "Once", max_tokens: 3 });
     expect(completion.choices[0]).toMatchObject({ text: "Hello,", finish_reason: "length" });
-    const stream = await client.completions.create({ model: "m", prompt: "Once", stream: true });
+    const stream = await client.completions.create({ model: "fake-qwen2", prompt: "Once", stream: true });
     let text = "";
     for await (const chunk of stream) text += chunk.choices[0]?.text ?? "";
     expect(text).toBe("Hello, world!");
@@ -68,7 +68,7 @@ describe("the openai client", () => {
   });
 
   it("surfaces a bad parameter as an APIError with status 400", async () => {
-    const error = await client.chat.completions.create({ model: "m", messages: [{ role: "user", content: "Hi" }], temperature: 5 })
+    const error = await client.chat.completions.create({ model: "fake-qwen2", messages: [{ role: "user", content: "Hi" }], temperature: 5 })
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OpenAI.APIError);
     expect(error).toBeInstanceOf(OpenAI.BadRequestError);
@@ -76,7 +76,7 @@ describe("the openai client", () => {
   });
 
   it("surfaces a context overflow", async () => {
-    const error = await client.completions.create({ model: "m", prompt: "x".repeat(500) }).catch((e: unknown) => e);
+    const error = await client.completions.create({ model: "fake-qwen2", prompt: "x".repeat(500) }).catch((e: unknown) => e);
     expect(error).toMatchObject({ status: 400, code: "context_length_exceeded" });
   });
 

@@ -22,7 +22,7 @@ function post(path: string, body: unknown, headers: Record<string, string> = {},
 }
 
 const chat = (body: Record<string, unknown> = {}) =>
-  post("/v1/chat/completions", { model: "anything", messages: [{ role: "user", content: "Hi" }], ...body });
+  post("/v1/chat/completions", { model: "fake-qwen2", messages: [{ role: "user", content: "Hi" }], ...body });
 
 /** The events of an SSE body, each `data:` payload as a string. */
 function events(text: string): string[] {
@@ -153,7 +153,7 @@ describe("completions", () => {
   it("returns one text_completion; the prompt may be an array of one string", async () => {
     const { engine, handler } = setup();
     for (const prompt of ["Once upon", ["Once upon"]]) {
-      const response = await handler(post("/v1/completions", { model: "x", prompt, max_tokens: 100 }));
+      const response = await handler(post("/v1/completions", { model: "fake-qwen2", prompt, max_tokens: 100 }));
       expect(response.status).toBe(200);
       const body = await response.json();
       expect(body.id).toMatch(/^cmpl-[0-9a-f]{32}$/);
@@ -366,6 +366,106 @@ describe("engine errors", () => {
     }
     expect(errors.map((e) => (e as Error).message)).toEqual(["secret internal detail", "worker 3 died: secret detail", "secret midway failure"]);
   });
+
+  it("maps QUEUE_FULL to 429 with Retry-After, in OpenAI's rate-limit shape, without blaming the server", async () => {
+    const errors: unknown[] = [];
+    const { handler } = setup({ onError: (e) => errors.push(e) });
+    for (const request of [chat(user("BUSY")), chat({ ...user("BUSY"), stream: true }), post("/v1/completions", { prompt: "BUSY" })]) {
+      const response = await handler(request);
+      expect(response.headers.get("retry-after")).toBe("1");
+      const error = await errorOf(response, 429);
+      expect(error).toMatchObject({ type: "requests", param: null, code: "rate_limit_exceeded" });
+      expect(error.message).toMatch(/busy.*retry/);
+    }
+    expect(errors).toEqual([]);
+  });
+});
+
+describe("model", () => {
+  it("answers a request that names the served model or none (null counts as none)", async () => {
+    const { engine, handler } = setup();
+    for (const model of ["fake-qwen2", undefined, null]) {
+      expect((await handler(chat({ model }))).status).toBe(200);
+      expect((await handler(post("/v1/completions", { model, prompt: "Once" }))).status).toBe(200);
+    }
+    expect(engine.calls).toHaveLength(6);
+    const named = createOpenAIHandler(new FakeEngine(), { modelId: "qwen2-0.5b" });
+    expect((await named(chat({ model: "qwen2-0.5b" }))).status).toBe(200);
+  });
+
+  it("answers another model with OpenAI's 404 model_not_found, naming the served one", async () => {
+    const { engine, handler } = setup();
+    for (const request of [chat({ model: "gpt-4o" }), chat({ model: "gpt-4o", stream: true }), post("/v1/completions", { model: "FAKE-QWEN2", prompt: "Once" })]) {
+      const error = await errorOf(await handler(request), 404);
+      expect(error).toMatchObject({ type: "invalid_request_error", param: "model", code: "model_not_found" });
+      expect(error.message).toContain('"fake-qwen2"');
+    }
+    expect(engine.calls).toHaveLength(0);
+  });
+
+  it("accepts any model with anyModel, and still refuses one that is not a string", async () => {
+    const { engine, handler } = setup({ anyModel: true });
+    const response = await handler(chat({ model: "gpt-4o" }));
+    expect(response.status).toBe(200);
+    expect((await response.json()).model).toBe("fake-qwen2");
+    expect((await errorOf(await handler(chat({ model: 5 })), 400)).param).toBe("model");
+    expect(engine.calls).toHaveLength(1);
+  });
+});
+
+describe("what qwasm does not do", () => {
+  const refused: [string, Record<string, unknown>, string][] = [
+    ["tools", { tools: [{ type: "function", function: { name: "f", parameters: {} } }] }, "tools"],
+    ["tool_choice required", { tool_choice: "required" }, "tool_choice"],
+    ["tool_choice naming a function", { tool_choice: { type: "function", function: { name: "f" } } }, "tool_choice"],
+    ["functions", { functions: [{ name: "f", parameters: {} }] }, "functions"],
+    ["function_call naming a function", { function_call: { name: "f" } }, "function_call"],
+    ["JSON mode", { response_format: { type: "json_object" } }, "response_format"],
+    ["a JSON schema", { response_format: { type: "json_schema", json_schema: { name: "x", schema: {} } } }, "response_format"],
+    ["logprobs", { logprobs: true }, "logprobs"],
+    ["top_logprobs", { top_logprobs: 3 }, "top_logprobs"],
+    ["audio output", { modalities: ["text", "audio"], audio: { voice: "alloy", format: "wav" } }, "modalities"],
+    ["audio", { audio: { voice: "alloy", format: "wav" } }, "audio"],
+    ["predicted outputs", { prediction: { type: "content", content: "x" } }, "prediction"],
+    ["web search", { web_search_options: {} }, "web_search_options"],
+    ["n = 2", { n: 2 }, "n"],
+  ];
+  it.each(refused)("refuses a chat request asking for %s with 400 naming the field", async (_, fields, param) => {
+    const { engine, handler } = setup();
+    for (const stream of [false, true]) {
+      const error = await errorOf(await handler(chat({ ...fields, stream })), 400);
+      expect(error).toMatchObject({ type: "invalid_request_error", param });
+      expect(error.message).toContain(param);
+    }
+    expect(engine.calls).toHaveLength(0);
+  });
+
+  it.each([
+    ["logprobs", { logprobs: 2 }],
+    ["logprobs 0", { logprobs: 0 }],
+    ["echo", { echo: true }],
+    ["best_of", { best_of: 3 }],
+    ["suffix", { suffix: " the end." }],
+  ])("refuses a completion asking for %s", async (_, fields) => {
+    const { engine, handler } = setup();
+    const param = Object.keys(fields)[0];
+    expect((await errorOf(await handler(post("/v1/completions", { prompt: "Once", ...fields })), 400)).param).toBe(param);
+    expect(engine.calls).toHaveLength(0);
+  });
+
+  it("takes the values that ask for nothing, as OpenAI does", async () => {
+    const { engine, handler } = setup();
+    const neutral = {
+      tools: [], tool_choice: "none", functions: [], function_call: "none", response_format: { type: "text" },
+      logprobs: false, top_logprobs: 0, modalities: ["text"], audio: null, prediction: null, web_search_options: null,
+      parallel_tool_calls: true, n: 1, user: "someone", metadata: { a: "b" }, store: false,
+    };
+    expect((await handler(chat(neutral))).status).toBe(200);
+    expect((await handler(chat({ tool_choice: "auto", function_call: "auto" }))).status).toBe(200);
+    const completion = { prompt: "Once", logprobs: null, echo: false, best_of: 1, suffix: "", n: 1 };
+    expect((await handler(post("/v1/completions", completion))).status).toBe(200);
+    expect(engine.calls).toHaveLength(3);
+  });
 });
 
 describe("request body limit", () => {
@@ -496,17 +596,27 @@ describe("aborts", () => {
     await engine.lastCall.aborted;
   });
 
-  it("aborts a generation that runs past requestTimeoutMs", async () => {
+  it("gives the engine requestTimeoutMs as the request's time limit; its TIMEOUT is a 504, or an error event once streaming", async () => {
     const { engine, handler } = setup({ requestTimeoutMs: 30 });
     const error = await errorOf(await handler(forever(false)), 504);
-    expect(error).toMatchObject({ type: "server_error", code: "timeout" });
-    await engine.lastCall.aborted;
+    expect(error).toMatchObject({ type: "server_error", code: "timeout", param: null });
+    expect(error.message).toMatch(/time limit/);
+    expect(engine.lastCall.options.timeoutMs).toBe(30);
 
     const text = await (await handler(forever(true))).text();
     const all = events(text);
     expect(all).not.toContain("[DONE]");
-    expect(JSON.parse(all.at(-1)!).error.code).toBe("timeout");
-    await engine.lastCall.aborted;
+    expect(all.length).toBeGreaterThan(1); // the stream had started: chunks, then the error event
+    expect(JSON.parse(all.at(-1)!).error).toMatchObject({ type: "server_error", code: "timeout" });
+    expect(engine.lastCall.options.timeoutMs).toBe(30);
+  });
+
+  it("maps the engine's own TIMEOUT (its requestTimeoutMs) the same way, and sets no limit unless told", async () => {
+    const { engine, handler } = setup();
+    await (await handler(chat())).json();
+    expect(engine.lastCall.options.timeoutMs).toBeUndefined();
+    engine.chat = (messages, options) => FakeEngine.prototype.chat.call(engine, messages, { ...options, timeoutMs: 20 });
+    expect((await errorOf(await handler(forever(false)), 504)).code).toBe("timeout");
   });
 
   it("does not abort requests that finish", async () => {

@@ -35,7 +35,8 @@ async function startServe(argv: string[]) {
 
 describe("qwasm serve", () => {
   it("has help that names every option", () => {
-    for (const option of ["--host", "--port", "--api-key", "--threads", "--context", "--max-sequences", "--cors"]) {
+    for (const option of ["--host", "--port", "--api-key", "--threads", "--context", "--max-sequences", "--cors",
+      "--max-queue", "--request-timeout", "--any-model"]) {
       expect(help).toContain(option);
     }
   });
@@ -66,7 +67,32 @@ describe("qwasm serve", () => {
     expect(await exit).toBe(0);
   });
 
+  it("passes --max-queue and --request-timeout to the engine; --any-model answers any model, else 404", async () => {
+    const strict = await startServe(["model.gguf", "--port", "0", "--max-queue", "5", "--request-timeout", "2.5"]);
+    expect(loaded[0].options).toMatchObject({ maxQueue: 5, requestTimeoutMs: 2500 });
+    const ask = (url: string, model: string) => fetch(`${url}/chat/completions`, {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model, messages: [{ role: "user", content: "Hi" }] }),
+    });
+    const refused = await ask(strict.url, "gpt-4o");
+    expect(refused.status).toBe(404);
+    expect((await refused.json()).error.code).toBe("model_not_found");
+    expect((await ask(strict.url, "fake-qwen2")).status).toBe(200);
+    process.emit("SIGINT");
+    expect(await strict.exit).toBe(0);
+
+    const any = await startServe(["model.gguf", "--port", "0", "--any-model"]);
+    expect(loaded[1].options).toMatchObject({ maxQueue: undefined, requestTimeoutMs: undefined });
+    expect((await ask(any.url, "gpt-4o")).status).toBe(200);
+    process.emit("SIGINT");
+    expect(await any.exit).toBe(0);
+  });
+
   it.each([
+    [["m", "--max-queue", "-1"], /--max-queue/],
+    [["m", "--max-queue", "2.5"], /--max-queue/],
+    [["m", "--request-timeout", "0"], /--request-timeout/],
+    [["m", "--max-body-bytes", "0"], /--max-body-bytes/],
     [["m", "--port", "70000"], /--port/],
     [["m", "--port", "1.5"], /--port/],
     [["m", "--max-sequences", "0"], /--max-sequences/],

@@ -3,6 +3,8 @@
 // prefill chunks of the others, under a token budget, so the matmuls read each weight block once
 // for all of them. KV pages are reserved when a request is admitted, shared across requests when
 // they start with the same full pages, and released the moment a request finishes or is aborted.
+// Whatever throws while a step is built, run or finished fails the requests it concerns and nothing
+// else: their streams reject, their pages come back, and the loop goes on with the other requests.
 import { QwasmError } from "../errors";
 import { loadQwen2, type LoadOptions, type Qwen2Model } from "../model/model";
 import { PagedKVCache } from "../model/kv-cache";
@@ -21,7 +23,20 @@ import type {
 export interface EngineOptions extends Omit<LoadOptions, "maxSequences"> {
   /** Requests computed together (continuous batching); default 8. */
   maxSequences?: number;
+  /**
+   * Requests that may wait for a slot while maxSequences run; one more is refused at once with
+   * QwasmError QUEUE_FULL (the HTTP handler answers 429). Default 64; 0 waits for none.
+   */
+  maxQueue?: number;
+  /** Time limit of every request in milliseconds (RequestOptions.timeoutMs overrides it); default none. */
+  requestTimeoutMs?: number;
 }
+
+/** EngineOptions.maxQueue when none is given: a burst of clients waits; past it, clients are told to retry. */
+export const DEFAULT_MAX_QUEUE = 64;
+
+/** Past this setTimeout fires at once (a 32-bit delay): a longer limit is no limit. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 interface Sequence {
   tokens: number[];            // prompt, then every generated token
@@ -41,7 +56,13 @@ interface Sequence {
   stream: CompletionStreamImpl;
   start: number;
   firstToken?: number;
+  /** Ended by an abort or its time limit while its step was computing: the loop finishes it after the step. */
+  ended?: { reason: "abort" } | { error: QwasmError };
+  /** Frees the listener and the timer when the request ends. */
+  cleanup?: () => void;
 }
+
+type Step = { tokens: number[]; groups: StepGroup[]; outRows: number[]; sequences: Sequence[]; outSeqs: (Sequence | undefined)[] };
 
 export class QwasmEngine implements Engine {
   readonly info: EngineInfo;
@@ -51,8 +72,16 @@ export class QwasmEngine implements Engine {
   private reservedPages = 0;
   private loop: Promise<void> | undefined;
   private disposed = false;
+  /** The sequences of the step being computed: their pages are in use until the step returns. */
+  private readonly inFlight = new Set<Sequence>();
+  private readonly maxQueue: number;
+  private readonly requestTimeoutMs: number | undefined;
 
-  constructor(readonly model: Qwen2Model, readonly tokenizer: Tokenizer, private readonly chatTemplate?: string) {
+  constructor(readonly model: Qwen2Model, readonly tokenizer: Tokenizer, private readonly chatTemplate?: string,
+    limits: { maxQueue?: number; requestTimeoutMs?: number } = {}) {
+    checkLimits(limits);
+    this.maxQueue = limits.maxQueue ?? DEFAULT_MAX_QUEUE;
+    this.requestTimeoutMs = limits.requestTimeoutMs;
     const f = model.forward;
     this.cache = new PagedKVCache(f.kvPages, f.pageSize);
     this.info = {
@@ -98,10 +127,9 @@ export class QwasmEngine implements Engine {
 
   async dispose(): Promise<void> {
     this.disposed = true;
-    for (const seq of [...this.waiting, ...this.running]) seq.stream.fail(new QwasmError("ABORTED", "the engine was disposed"));
-    this.waiting.length = 0;
-    this.running.length = 0;
-    await this.loop?.catch(() => {});
+    const error = new QwasmError("ABORTED", "the engine was disposed");
+    for (const seq of [...this.waiting, ...this.running]) this.finish(seq, undefined, error);
+    await this.loop;
     await this.model.dispose();
   }
 
@@ -132,6 +160,16 @@ export class QwasmEngine implements Engine {
         throw new QwasmError("INVALID_ARGUMENT", `prompt token id ${id} is outside the vocabulary (0..${vocab - 1})`);
       }
     }
+    if (options.timeoutMs !== undefined && !(typeof options.timeoutMs === "number" && options.timeoutMs > 0)) {
+      throw new QwasmError("INVALID_ARGUMENT", `timeoutMs must be a number of milliseconds > 0, got ${options.timeoutMs}`);
+    }
+    const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
+    const outstanding = this.waiting.length + this.running.length;
+    if (outstanding >= this.info.maxSequences + this.maxQueue) {
+      throw new QwasmError("QUEUE_FULL",
+        `the engine is busy: ${this.running.length} requests running and ${this.waiting.length} waiting, the most it ` +
+        `holds (maxSequences ${this.info.maxSequences} + maxQueue ${this.maxQueue}); retry later`);
+    }
     const seq: Sequence = {
       tokens: [...prompt],
       promptLength: prompt.length,
@@ -159,9 +197,51 @@ export class QwasmEngine implements Engine {
       seq.stream.finish(this.result(seq, "abort"));
       return seq.stream;
     }
+    this.watch(seq, timeoutMs);
     this.waiting.push(seq);
-    this.loop ??= this.run().finally(() => { this.loop = undefined; });
+    this.startLoop();
     return seq.stream;
+  }
+
+  /** Ends the request when its signal fires or its time runs out, whatever the loop is doing. */
+  private watch(seq: Sequence, timeoutMs: number | undefined): void {
+    const onAbort = () => this.endEarly(seq, { reason: "abort" });
+    seq.signal?.addEventListener("abort", onAbort, { once: true });
+    const timer = timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS
+      ? setTimeout(() => this.endEarly(seq, { error: new QwasmError("TIMEOUT",
+        `the request ran longer than its time limit of ${timeoutMs} ms (timeoutMs or the engine's requestTimeoutMs)`) }), timeoutMs)
+      : undefined;
+    seq.cleanup = () => {
+      seq.signal?.removeEventListener("abort", onAbort);
+      clearTimeout(timer);
+    };
+  }
+
+  /**
+   * An abort or a timeout: the stream's deltas stop at once. The pages are freed now, or, when the
+   * request is in the step being computed (the workers are writing its pages), as soon as that step
+   * returns; the stream ends (its result settles) then.
+   */
+  private endEarly(seq: Sequence, how: NonNullable<Sequence["ended"]>): void {
+    if (seq.ended || !(this.running.includes(seq) || this.waiting.includes(seq))) return;
+    if (!this.inFlight.has(seq)) {
+      this.finishEnded(seq, how);
+      return;
+    }
+    seq.ended = how;
+    seq.stream.close();
+  }
+
+  private startLoop(): void {
+    if (this.loop) return;
+    // The loop catches every failure itself; this handler is the last net, so that nothing hangs.
+    this.loop = this.run().catch((error) => {
+      for (const seq of [...this.waiting, ...this.running]) this.finish(seq, undefined, error);
+    }).finally(() => {
+      this.loop = undefined;
+      // A request that came in while the loop was returning.
+      if (!this.disposed && (this.waiting.length > 0 || this.running.length > 0)) this.startLoop();
+    });
   }
 
   /** Pages a sequence can need in all: its prompt plus every token it may generate. */
@@ -169,33 +249,61 @@ export class QwasmEngine implements Engine {
     return Math.ceil((seq.promptLength + seq.maxTokens) / this.cache.pageSize);
   }
 
-  /** The scheduler loop: runs while any request is waiting or running. */
+  /**
+   * The scheduler loop: runs while any request is waiting or running. A throw while building a step
+   * fails the requests built into it; while running it, every request of the step; while finishing
+   * it, the request being sampled (or, outside sampling, every request of the step).
+   */
   private async run(): Promise<void> {
     while (!this.disposed && (this.running.length > 0 || this.waiting.length > 0)) {
-      this.dropAborted();
+      this.dropEnded();
       this.admit();
-      const step = this.buildStep();
+      const built: Sequence[] = [];
+      let step: Step | undefined;
+      try {
+        step = this.buildStep(built);
+      } catch (e) {
+        this.failAll(built, e);
+        continue;
+      }
       if (!step) {
         // Nothing can run now (waiting requests need pages that running ones hold): wait a tick.
         await new Promise((resolve) => setTimeout(resolve, 1));
         continue;
       }
-      let logits: Float32Array;
+      for (const seq of step.sequences) this.inFlight.add(seq);
       try {
-        logits = await this.model.forward.run(step.tokens, step.groups, step.outRows);
+        const logits = await this.model.forward.run(step.tokens, step.groups, step.outRows);
+        this.afterStep(step, logits);
       } catch (e) {
-        for (const seq of step.sequences) this.finish(seq, undefined, e);
-        continue;
+        this.failAll(step.sequences, e);
+      } finally {
+        this.inFlight.clear();
       }
-      this.afterStep(step, logits);
+      this.dropEnded();
       // An inline step holds the thread: give I/O (streams, aborts, new requests) a turn.
       if (this.info.threads === 1) await yieldToEventLoop();
     }
   }
 
-  private dropAborted(): void {
+  /** Finishes requests that an abort or a timeout ended while their step was computing. */
+  private dropEnded(): void {
     for (const seq of [...this.waiting, ...this.running]) {
-      if (seq.signal?.aborted) this.finish(seq, "abort");
+      if (seq.ended) this.finishEnded(seq, seq.ended);
+      else if (seq.signal?.aborted) this.finish(seq, "abort");
+    }
+  }
+
+  private finishEnded(seq: Sequence, how: NonNullable<Sequence["ended"]>): void {
+    if ("error" in how) this.finish(seq, undefined, how.error);
+    else this.finish(seq, "abort");
+  }
+
+  /** A step failed: its requests fail with the error, except those an abort or a timeout ended first. */
+  private failAll(sequences: Sequence[], error: unknown): void {
+    for (const seq of sequences) {
+      if (seq.ended) this.finishEnded(seq, seq.ended);
+      else this.finish(seq, undefined, error);
     }
   }
 
@@ -204,42 +312,52 @@ export class QwasmEngine implements Engine {
     const pageSize = this.cache.pageSize;
     while (this.waiting.length > 0 && this.running.length < this.info.maxSequences) {
       const seq = this.waiting[0];
-      // Full pages of the prompt that are cached already; the last prompt token is always computed.
-      const shared = this.cache.acquirePrefix(seq.tokens, Math.floor((seq.promptLength - 1) / pageSize));
-      const need = this.pagesFor(seq) - shared.length;
-      if (need > this.cache.available - this.reservedPages) {
-        this.cache.release(shared);
-        return;
+      try {
+        if (!this.reserve(seq, pageSize)) return;
+      } catch (e) {
+        this.finish(seq, undefined, e);
       }
-      this.waiting.shift();
-      seq.pages = shared;
-      seq.published = shared.length;
-      seq.computed = shared.length * pageSize;
-      seq.cachedPromptTokens = seq.computed;
-      seq.reserved = need;
-      this.reservedPages += need;
-      this.running.push(seq);
     }
   }
 
+  /** Takes the request's shared prefix pages and reserves the rest; false when they are not free yet. */
+  private reserve(seq: Sequence, pageSize: number): boolean {
+    // Full pages of the prompt that are cached already; the last prompt token is always computed.
+    const shared = this.cache.acquirePrefix(seq.tokens, Math.floor((seq.promptLength - 1) / pageSize));
+    seq.pages = shared;
+    const need = this.pagesFor(seq) - shared.length;
+    if (need > this.cache.available - this.reservedPages) {
+      seq.pages = [];
+      this.cache.release(shared);
+      return false;
+    }
+    this.waiting.shift();
+    seq.published = shared.length;
+    seq.computed = shared.length * pageSize;
+    seq.cachedPromptTokens = seq.computed;
+    seq.reserved = need;
+    this.reservedPages += need;
+    this.running.push(seq);
+    return true;
+  }
+
   /** One step: a decode token per generating sequence, then prefill chunks, within the budget. */
-  private buildStep(): { tokens: number[]; groups: StepGroup[]; outRows: number[]; sequences: Sequence[]; outSeqs: Sequence[] } | undefined {
+  private buildStep(sequences: Sequence[]): Step | undefined {
     const budget = this.model.forward.maxTokens;
     const tokens: number[] = [];
     const groups: StepGroup[] = [];
     const outRows: number[] = [];
-    const sequences: Sequence[] = [];
-    const outSeqs: Sequence[] = [];
+    const outSeqs: (Sequence | undefined)[] = [];
     const decoding = this.running.filter((s) => s.computed === s.tokens.length - 1 && s.computed >= s.promptLength);
     const prefilling = this.running.filter((s) => s.computed < s.promptLength);
     for (const seq of [...decoding, ...prefilling]) {
       const room = budget - tokens.length;
       if (room <= 0) break;
       const n = Math.min(room, seq.tokens.length - seq.computed);
+      sequences.push(seq);
       this.ensurePages(seq, seq.computed + n);
       groups.push({ tokenStart: tokens.length, nTok: n, pos0: seq.computed, table: seq.pages });
       for (let i = 0; i < n; i++) tokens.push(seq.tokens[seq.computed + i]);
-      sequences.push(seq);
       if (seq.computed + n === seq.tokens.length) {
         outRows.push(tokens.length - 1);
         outSeqs.push(seq);
@@ -249,7 +367,7 @@ export class QwasmEngine implements Engine {
     if (outRows.length === 0) {
       // A step of prefill chunks that end no prompt: compute the last row's logits anyway (unused).
       outRows.push(tokens.length - 1);
-      outSeqs.push(undefined as unknown as Sequence);
+      outSeqs.push(undefined);
     }
     return { tokens, groups, outRows, sequences, outSeqs };
   }
@@ -263,17 +381,24 @@ export class QwasmEngine implements Engine {
     }
   }
 
-  private afterStep(step: NonNullable<ReturnType<QwasmEngine["buildStep"]>>, logits: Float32Array): void {
+  private afterStep(step: Step, logits: Float32Array): void {
     const vocab = this.model.config.vocabSize;
     for (const [i, group] of step.groups.entries()) {
       const seq = step.sequences[i];
+      // Disposed while the step ran: its pages went back already.
+      if (!this.running.includes(seq)) continue;
       seq.computed += group.nTok;
       this.publishFullPages(seq);
     }
     step.outSeqs.forEach((seq, i) => {
-      if (!seq || !this.running.includes(seq)) return;
+      if (!seq || seq.ended || !this.running.includes(seq)) return;
       const row = logits.subarray(i * vocab, (i + 1) * vocab);
-      this.sampleNext(seq, row);
+      try {
+        this.sampleNext(seq, row);
+      } catch (e) {
+        // Sampling, detokenizing, stop strings and the stream are this request's own: the others go on.
+        this.finish(seq, undefined, e);
+      }
     });
   }
 
@@ -308,25 +433,47 @@ export class QwasmEngine implements Engine {
     }
   }
 
-  /** Ends a sequence: releases its pages and reservation, and finishes (or fails) its stream. */
+  /**
+   * Ends a sequence: releases its pages and reservation, and finishes (or fails) its stream. Never
+   * throws: the stream ends even if giving the pages back fails.
+   */
   private finish(seq: Sequence, reason: FinishReason | undefined, error?: unknown): void {
     const at = this.running.indexOf(seq);
     if (at >= 0) this.running.splice(at, 1);
     const waitingAt = this.waiting.indexOf(seq);
     if (waitingAt >= 0) this.waiting.splice(waitingAt, 1);
-    this.cache.release(seq.pages);
+    seq.cleanup?.();
+    seq.cleanup = undefined;
+    const pages = seq.pages;
     seq.pages = [];
     this.reservedPages -= seq.reserved;
     seq.reserved = 0;
-    if (error !== undefined || reason === undefined) seq.stream.fail(error);
-    else seq.stream.finish(this.result(seq, reason));
+    try {
+      this.cache.release(pages);
+    } catch (e) {
+      error ??= e;
+    }
+    if (error !== undefined || reason === undefined) {
+      seq.stream.close();
+      seq.stream.fail(error ?? new QwasmError("ABORTED", "the request ended without a result"));
+    } else {
+      if (reason === "abort") seq.stream.close();
+      seq.stream.finish(this.result(seq, reason));
+    }
   }
 
   private result(seq: Sequence, finishReason: FinishReason): CompletionResult {
     const now = performance.now();
-    const generatedTokens = seq.tokens.slice(seq.promptLength);
+    let generatedTokens = seq.tokens.slice(seq.promptLength);
+    let text = seq.stream.text;
+    if (finishReason === "abort") {
+      // What the caller was given before the abort, no more.
+      const delivered = seq.stream.delivered;
+      text = delivered.text;
+      generatedTokens = generatedTokens.slice(0, delivered.tokens);
+    }
     return {
-      text: seq.stream.text,
+      text,
       tokens: generatedTokens,
       finishReason,
       usage: {
@@ -356,13 +503,24 @@ export class QwasmEngine implements Engine {
  * await engine.dispose();
  */
 export async function createEngine(source: GGUFSource, options: EngineOptions = {}): Promise<QwasmEngine> {
-  const model = await loadQwen2(source, { ...options, maxSequences: options.maxSequences ?? 8 });
+  const { maxQueue, requestTimeoutMs, ...loadOptions } = options;
+  checkLimits({ maxQueue, requestTimeoutMs });
+  const model = await loadQwen2(source, { ...loadOptions, maxSequences: options.maxSequences ?? 8 });
   try {
     const tokenizer = tokenizerFromMetadata(model.file.metadata);
-    return new QwasmEngine(model, tokenizer, chatTemplateFromMetadata(model.file.metadata));
+    return new QwasmEngine(model, tokenizer, chatTemplateFromMetadata(model.file.metadata), { maxQueue, requestTimeoutMs });
   } catch (e) {
     await model.dispose();
     throw e;
+  }
+}
+
+function checkLimits({ maxQueue, requestTimeoutMs }: { maxQueue?: number; requestTimeoutMs?: number }): void {
+  if (maxQueue !== undefined && !(Number.isSafeInteger(maxQueue) && maxQueue >= 0)) {
+    throw new QwasmError("INVALID_ARGUMENT", `maxQueue must be an integer >= 0, got ${maxQueue}`);
+  }
+  if (requestTimeoutMs !== undefined && !(typeof requestTimeoutMs === "number" && requestTimeoutMs > 0)) {
+    throw new QwasmError("INVALID_ARGUMENT", `requestTimeoutMs must be a number of milliseconds > 0, got ${requestTimeoutMs}`);
   }
 }
 

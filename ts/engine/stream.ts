@@ -5,11 +5,16 @@ export class CompletionStreamImpl implements CompletionStream {
   readonly result: Promise<CompletionResult>;
   /** All text pushed so far. */
   text = "";
+  private tokenCount = 0;
+  /** What the iterator has handed out, once someone iterates. */
+  private taken: { text: string; tokens: number } | undefined;
   private readonly queue: Delta[] = [];
   private wake: (() => void) | undefined;
   private done = false;
   private failed = false;
   private error: unknown;
+  /** No more deltas (an abort, a timeout, a failure); the result comes with finish or fail. */
+  private closed = false;
   private resolveResult!: (r: CompletionResult) => void;
   private rejectResult!: (e: unknown) => void;
 
@@ -23,10 +28,27 @@ export class CompletionStreamImpl implements CompletionStream {
   }
 
   push(delta: Delta): void {
-    if (this.done || (delta.text === "" && delta.tokens.length === 0)) return;
+    if (this.done || this.closed || (delta.text === "" && delta.tokens.length === 0)) return;
     this.text += delta.text;
+    this.tokenCount += delta.tokens.length;
     this.queue.push(delta);
     this.wake?.();
+  }
+
+  /**
+   * Stops the deltas at once: later pushes are ignored and, when someone iterates, the deltas it has
+   * not taken yet are dropped, so nothing reaches the caller after an abort. The iterator ends (or
+   * throws) with finish (or fail), once the request has given its pages back.
+   */
+  close(): void {
+    if (this.done || this.closed) return;
+    this.closed = true;
+    if (this.taken !== undefined) this.queue.length = 0;
+  }
+
+  /** The text and number of tokens the caller was given: what the iterator took, or all when nobody iterates. */
+  get delivered(): { text: string; tokens: number } {
+    return this.taken ?? { text: this.text, tokens: this.tokenCount };
   }
 
   finish(result: CompletionResult): void {
@@ -46,8 +68,14 @@ export class CompletionStreamImpl implements CompletionStream {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Delta> {
+    const taken = (this.taken ??= { text: "", tokens: 0 });
     for (;;) {
-      while (this.queue.length > 0) yield this.queue.shift()!;
+      while (this.queue.length > 0) {
+        const delta = this.queue.shift()!;
+        taken.text += delta.text;
+        taken.tokens += delta.tokens.length;
+        yield delta;
+      }
       if (this.done) {
         if (this.failed) throw this.error;
         return;

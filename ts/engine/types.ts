@@ -12,8 +12,16 @@ export interface RequestOptions extends SamplingOptions {
   stop?: string[];
   /** Keep going past end-of-generation tokens. */
   ignoreEos?: boolean;
-  /** Cancels the request: it finishes with finishReason "abort" and its KV pages are freed. */
+  /**
+   * Cancels the request: it finishes with finishReason "abort", its KV pages are freed, and its
+   * stream yields no delta after the signal fires (the result's text is what the stream gave).
+   */
   signal?: AbortSignal;
+  /**
+   * Time limit in milliseconds, from the call (queueing included): past it the request fails with
+   * QwasmError TIMEOUT and its KV pages are freed. Default: the engine's requestTimeoutMs (none unless set).
+   */
+  timeoutMs?: number;
 }
 
 export type FinishReason = "stop" | "length" | "abort";
@@ -65,8 +73,9 @@ export interface EngineInfo {
 
 /**
  * What the OpenAI handler and other surfaces need from an engine. Invalid requests (bad sampling
- * values, a prompt that does not fit the context) throw a QwasmError synchronously; an aborted
- * request finishes with finishReason "abort".
+ * values, a prompt that does not fit the context) and requests past a full queue (QUEUE_FULL) throw
+ * a QwasmError synchronously; an aborted request finishes with finishReason "abort"; a request past
+ * its time limit, or one whose step failed, rejects with the error.
  */
 export interface Engine {
   readonly info: EngineInfo;

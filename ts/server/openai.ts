@@ -4,8 +4,13 @@
 //   POST /v1/chat/completions   POST /v1/completions   GET /v1/models   GET /v1/models/{id}
 //
 // Known request fields are validated strictly (a wrong type or value is a 400 naming the field);
-// unknown fields are ignored, since OpenAI clients send many. Nothing a request says ever reaches the
-// file system.
+// fields that ask for something qwasm does not do (tools, JSON mode, logprobs, ...) are a 400 naming
+// the field unless their value asks for nothing; unknown fields are ignored, since OpenAI clients send
+// many. Nothing a request says ever reaches the file system.
+//
+// Status codes of the engine's refusals: 429 with Retry-After when its queue is full (QUEUE_FULL),
+// 504 when a request runs past its time limit (TIMEOUT; an error event, then the end, once a stream
+// has started), 404 model_not_found for a model other than the one served.
 import { QwasmError } from "../errors";
 import type { ChatMessage, CompletionResult, CompletionStream, Delta, Engine, RequestOptions } from "../engine/types";
 
@@ -16,15 +21,26 @@ export interface OpenAIHandlerOptions {
   cors?: boolean | string;
   /** Largest request body read; larger ones get 413. Default 1 MiB. */
   maxBodyBytes?: number;
-  /** The id /v1/models lists and responses carry. Default: engine.info.modelName. */
+  /**
+   * The id /v1/models lists and responses carry; a request's `model` must be this id or absent.
+   * Default: engine.info.modelName (the file's general.name).
+   */
   modelId?: string;
-  /** A generation that runs longer is aborted (504, or an error event when streaming). Default: none. */
+  /** Accept any `model` in a request (it is still answered by the one model served). Default false: 404. */
+  anyModel?: boolean;
+  /**
+   * Time limit of each generation, passed to the engine as timeoutMs: past it the request ends with
+   * 504 (or an error event once streaming). Default: the engine's own (requestTimeoutMs), else none.
+   */
   requestTimeoutMs?: number;
   /** Told about failures that are the server's fault (the client only sees a generic 500). Default: console.error. */
   onError?: (error: unknown) => void;
 }
 
 export type FetchHandler = (request: Request) => Promise<Response>;
+
+/** Seconds a client is told to wait (Retry-After) when the engine's queue is full. */
+const RETRY_AFTER_SECONDS = 1;
 
 /** OpenAI's documented defaults where the engine's differ (its default temperature is 0, greedy). */
 const DEFAULT_TEMPERATURE = 1;
@@ -54,7 +70,7 @@ export function createOpenAIHandler(engine: Engine, options: OpenAIHandlerOption
   const keyDigest = options.apiKey === undefined ? undefined : sha256(options.apiKey);
   const onError = options.onError ?? ((error: unknown) => console.error("qwasm server:", error));
 
-  const generation: Generation = { engine, modelId, timeoutMs, onError };
+  const generation: Generation = { engine, modelId, anyModel: options.anyModel ?? false, timeoutMs, onError };
 
   async function route(request: Request): Promise<Response> {
     if (request.method === "OPTIONS" && corsOrigin !== undefined) return preflight(request);
@@ -108,6 +124,7 @@ export function createOpenAIHandler(engine: Engine, options: OpenAIHandlerOption
 interface Generation {
   engine: Engine;
   modelId: string;
+  anyModel: boolean;
   timeoutMs: number | undefined;
   onError: (error: unknown) => void;
 }
@@ -125,6 +142,7 @@ interface Shape {
 }
 
 async function chatCompletions(g: Generation, body: Json, requestSignal: AbortSignal): Promise<Response> {
+  checkModel(g, body);
   const messages = parseMessages(body.messages);
   const parsed = parseCommon(body, "chat");
   const id = `chatcmpl-${randomId()}`;
@@ -149,6 +167,7 @@ async function chatCompletions(g: Generation, body: Json, requestSignal: AbortSi
 }
 
 async function completions(g: Generation, body: Json, requestSignal: AbortSignal): Promise<Response> {
+  checkModel(g, body);
   const prompt = parsePrompt(body.prompt);
   const parsed = parseCommon(body, "completion");
   const id = `cmpl-${randomId()}`;
@@ -168,40 +187,37 @@ async function completions(g: Generation, body: Json, requestSignal: AbortSignal
 }
 
 /**
- * The request's own AbortSignal: fires when the client goes away (request.signal), when the
- * generation runs past the timeout, or when the streamed response is cancelled.
+ * The request's own AbortSignal: fires when the client goes away (request.signal) or when the
+ * streamed response is cancelled. (Time limits are the engine's: timeoutMs.)
  */
 class Cancellation {
   private readonly controller = new AbortController();
-  private readonly timer: ReturnType<typeof setTimeout> | undefined;
-  timedOut = false;
 
-  constructor(private readonly requestSignal: AbortSignal, readonly timeoutMs: number | undefined) {
+  constructor(private readonly requestSignal: AbortSignal) {
     if (requestSignal.aborted) this.abort();
     else requestSignal.addEventListener("abort", this.abort);
-    if (timeoutMs !== undefined) {
-      this.timer = setTimeout(() => { this.timedOut = true; this.abort(); }, timeoutMs);
-    }
   }
 
   get signal(): AbortSignal { return this.controller.signal; }
 
   readonly abort = (): void => { this.controller.abort(); };
 
-  /** The request is over: drop the timer and the listener. */
+  /** The request is over: drop the listener. */
   end(): void {
-    clearTimeout(this.timer);
     this.requestSignal.removeEventListener("abort", this.abort);
   }
 }
 
 async function run(g: Generation, requestSignal: AbortSignal, parsed: ParsedRequest, shape: Shape,
   start: (options: RequestOptions) => CompletionStream): Promise<Response> {
-  const cancellation = new Cancellation(requestSignal, g.timeoutMs);
+  const cancellation = new Cancellation(requestSignal);
   let completion: CompletionStream;
   try {
-    // Invalid requests (bad sampling values, a prompt past the context) throw here, before any output.
-    completion = start({ ...parsed.options, signal: cancellation.signal });
+    // Invalid requests (bad sampling values, a prompt past the context, a full queue) throw here,
+    // before any output.
+    const options: RequestOptions = { ...parsed.options, signal: cancellation.signal };
+    if (g.timeoutMs !== undefined) options.timeoutMs = g.timeoutMs;
+    completion = start(options);
   } catch (error) {
     cancellation.end();
     throw error;
@@ -214,16 +230,9 @@ async function run(g: Generation, requestSignal: AbortSignal, parsed: ParsedRequ
   } finally {
     cancellation.end();
   }
-  if (result.finishReason === "abort") throw abortError(cancellation);
-  return json(200, shape.body(result.text, result.finishReason, usageJson(result)));
-}
-
-function abortError(cancellation: Cancellation): ApiError {
-  if (cancellation.timedOut) {
-    return new ApiError(504, `the request ran longer than the server's limit of ${cancellation.timeoutMs} ms`, null, "timeout", {}, "server_error");
-  }
   // The client has gone; nobody reads this.
-  return new ApiError(499, "the client closed the request", null, "client_closed_request");
+  if (result.finishReason === "abort") throw new ApiError(499, "the client closed the request", null, "client_closed_request");
+  return json(200, shape.body(result.text, result.finishReason, usageJson(result)));
 }
 
 /** Server-sent events in OpenAI's chunk format, ended by `data: [DONE]`. */
@@ -240,8 +249,7 @@ function streamResponse(g: Generation, completion: CompletionStream, cancellatio
     cancellation.end();
     if (cancelled) return;
     if (result.finishReason === "abort") {
-      // Only a timeout gets here with someone listening: say so the way OpenAI streams report errors.
-      if (cancellation.timedOut) controller.enqueue(event({ error: errorJson(abortError(cancellation)) }));
+      // The client went away (request.signal); nobody reads more.
       controller.close();
       return;
     }
@@ -338,10 +346,53 @@ function booleanField(body: Json, name: string, param = name): boolean | undefin
   return value;
 }
 
-function parseCommon(body: Json, kind: "chat" | "completion"): ParsedRequest {
+/** A request names the served model, or none; another is OpenAI's 404 unless anyModel. */
+function checkModel(g: Generation, body: Json): void {
   const model = field(body, "model");
-  if (model !== undefined && typeof model !== "string") invalid("model", "model must be a string");
+  if (model === undefined) return;
+  if (typeof model !== "string") invalid("model", "model must be a string");
+  if (model !== g.modelId && !g.anyModel) {
+    throw new ApiError(404, `The model "${model}" does not exist; this server has "${g.modelId}" (or leave model out)`,
+      "model", "model_not_found");
+  }
+}
 
+/**
+ * Fields of OpenAI's API that ask for something qwasm does not do, each with the values that ask for
+ * nothing (OpenAI's defaults): a client relying on them gets a 400 naming the field instead of an
+ * answer that silently lacks what it asked for.
+ */
+const UNSUPPORTED: Record<"chat" | "completion", [name: string, neutral: (v: unknown) => boolean, what: string][]> = {
+  chat: [
+    ["tools", (v) => Array.isArray(v) && v.length === 0, "tool calling is not supported; send no tools (or [])"],
+    ["tool_choice", (v) => v === "none" || v === "auto", 'tool calling is not supported; tool_choice may only be "none" or "auto"'],
+    ["functions", (v) => Array.isArray(v) && v.length === 0, "function calling is not supported; send no functions"],
+    ["function_call", (v) => v === "none" || v === "auto", 'function calling is not supported; function_call may only be "none" or "auto"'],
+    ["response_format", (v) => isObject(v) && v.type === "text", 'structured output (JSON mode, JSON schema) is not supported; response_format may only be {"type": "text"}'],
+    ["logprobs", (v) => v === false, "log probabilities are not supported; logprobs may only be false"],
+    ["top_logprobs", (v) => v === 0, "log probabilities are not supported; top_logprobs may only be 0"],
+    ["modalities", (v) => Array.isArray(v) && v.length === 1 && v[0] === "text", 'only text output is supported; modalities may only be ["text"]'],
+    ["audio", () => false, "audio output is not supported"],
+    ["prediction", () => false, "predicted outputs are not supported"],
+    ["web_search_options", () => false, "web search is not supported"],
+  ],
+  completion: [
+    ["logprobs", () => false, "log probabilities are not supported; send logprobs: null"],
+    ["echo", (v) => v === false, "echo is not supported; echo may only be false"],
+    ["best_of", (v) => v === 1, "best_of is not supported; best_of may only be 1"],
+    ["suffix", (v) => v === "", "suffix (insertion) is not supported"],
+  ],
+};
+
+function refuseUnsupported(body: Json, kind: "chat" | "completion"): void {
+  for (const [name, neutral, what] of UNSUPPORTED[kind]) {
+    const value = field(body, name);
+    if (value !== undefined && !neutral(value)) throw new ApiError(400, `${name}: ${what}`, name, "unsupported_parameter");
+  }
+}
+
+function parseCommon(body: Json, kind: "chat" | "completion"): ParsedRequest {
+  refuseUnsupported(body, kind);
   numberField(body, "n", "1 (qwasm generates one choice per request)", (v) => v === 1, true);
 
   let maxTokens = numberField(body, "max_tokens", "an integer >= 1", (v) => v >= 1, true);
@@ -583,6 +634,13 @@ function toApiError(error: unknown, onError: (error: unknown) => void): ApiError
     ? (error as QwasmError).code : undefined;
   if (code === "INVALID_ARGUMENT") return new ApiError(400, (error as Error).message, null, "invalid_value");
   if (code === "CONTEXT_OVERFLOW") return new ApiError(400, (error as Error).message, null, "context_length_exceeded");
+  if (code === "QUEUE_FULL") {
+    return new ApiError(429, `the server is busy (its queue of waiting requests is full); retry in ${RETRY_AFTER_SECONDS} s`,
+      null, "rate_limit_exceeded", { "retry-after": String(RETRY_AFTER_SECONDS) }, "requests");
+  }
+  if (code === "TIMEOUT") {
+    return new ApiError(504, "the request ran longer than the server's time limit and was stopped", null, "timeout", {}, "server_error");
+  }
   onError(error);
   return new ApiError(500, "the server failed to complete the request; its log says why", null, "internal_error");
 }

@@ -11,7 +11,7 @@ import { kvTypeOption, numberOption, parseArgs } from "../args";
 import { resolveModelPath } from "../default-model";
 import { tokenReadBytes } from "../../model/moe";
 
-export const help = `qwasm bench [MODEL] [--threads N] [--prompt-tokens 128] [--gen-tokens 64] [--repeat 1]
+export const help = `qwasm bench [MODEL] [--threads N] [--oversubscribe] [--prompt-tokens 128] [--gen-tokens 64] [--repeat 1]
             [--kv-type f32|f16|q8_0] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
             [--batch B] [--prefix-reuse] [--json]
 
@@ -105,7 +105,7 @@ async function timedRequest(engine: QwasmEngine, prompt: number[], options: Requ
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["json", "prefix-reuse"], help);
+  const args = parseArgs(argv, ["json", "prefix-reuse", "oversubscribe"], help);
   if (args.options.has("batch")) return batchBench(args);
   if (args.options.has("prefix-reuse")) return prefixBench(args);
   const modelPath = await resolveModelPath(args.positionals[0]);
@@ -117,7 +117,7 @@ export async function main(argv: string[]): Promise<number> {
   const sampleRss = () => { peakRss = Math.max(peakRss, process.memoryUsage().rss); };
   const t0 = performance.now();
   const engine = await createEngine(modelPath, {
-    threads: numberOption(args, "threads"), maxSequences: 1, contextLength: promptTokens + genTokens,
+    threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"), maxSequences: 1, contextLength: promptTokens + genTokens,
     kvType: kvTypeOption(args), maxTokens: Math.min(promptTokens, 512), onProgress: progressBar(),
   });
   const loadMs = performance.now() - t0;
@@ -235,7 +235,7 @@ async function batchBench(args: ReturnType<typeof parseArgs>): Promise<number> {
   const repeat = positiveInteger("repeat", numberOption(args, "repeat", 1)!);
   const sampling = samplingOptions(args);
   const engine = await createEngine(modelPath, {
-    threads: numberOption(args, "threads"), maxSequences: batch, contextLength: promptTokens + genTokens, kvType: kvTypeOption(args),
+    threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"), maxSequences: batch, contextLength: promptTokens + genTokens, kvType: kvTypeOption(args),
     maxTokens: Math.max(batch, 64), onProgress: progressBar(),
   });
   try {
@@ -345,7 +345,7 @@ async function prefixBench(args: ReturnType<typeof parseArgs>): Promise<number> 
   const modelPath = await resolveModelPath(args.positionals[0]);
   const promptTokens = numberOption(args, "prompt-tokens", 512)!;
   const engine = await createEngine(modelPath, {
-    threads: numberOption(args, "threads"), maxSequences: 1, contextLength: promptTokens + 32, kvType: kvTypeOption(args), onProgress: progressBar(),
+    threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"), maxSequences: 1, contextLength: promptTokens + 32, kvType: kvTypeOption(args), onProgress: progressBar(),
   });
   try {
     const vocab = engine.model.config.vocabSize;

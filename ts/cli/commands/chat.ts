@@ -9,7 +9,7 @@ import { resolveModelPath } from "../default-model";
 import { progressBar } from "../load";
 
 export const help = `qwasm chat [MODEL] [--system T] [--max-tokens 512] [--temperature 0.7] [--top-p 0.9] [--seed S]
-           [--context N] [--kv-type f32|f16|q8_0] [--threads N]
+           [--context N] [--kv-type f32|f16|q8_0] [--threads N] [--oversubscribe]
 
 An interactive chat in the terminal, with line history. Ctrl-C stops the current reply without
 quitting; Ctrl-C at the prompt, or Ctrl-D at any time, quits; /reset starts a new conversation.
@@ -17,10 +17,10 @@ Text typed while a reply is written is dropped. MODEL defaults to
 the built-in synthetic model.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, [], help);
+  const args = parseArgs(argv, ["oversubscribe"], help);
   const modelPath = await resolveModelPath(args.positionals[0]);
   const engine = await createEngine(modelPath, {
-    maxSequences: 1, contextLength: numberOption(args, "context"), kvType: kvTypeOption(args), threads: numberOption(args, "threads"),
+    maxSequences: 1, contextLength: numberOption(args, "context"), kvType: kvTypeOption(args), threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"),
     onProgress: progressBar(),
   });
   const system = stringOption(args, "system");

@@ -6,7 +6,7 @@ import { numberOption, parseArgs, stringOption } from "../args";
 import { loadForCli } from "../load";
 import { readFile } from "../io";
 
-export const help = `qwasm logits MODEL (--ids 1,2,3 | --ids-file F.json) [--out F.f32] [--threads N] [--experts]
+export const help = `qwasm logits MODEL (--ids 1,2,3 | --ids-file F.json) [--out F.f32] [--threads N] [--oversubscribe] [--experts]
 
 Runs the token ids through the model in one pass (no BOS is added) and prints, per position, the
 top 10 logits as JSON. With --out, writes the logits of every position instead: n_tokens x n_vocab
@@ -15,7 +15,7 @@ With --experts (qwen2moe models), the JSON also holds "experts": per layer and p
 chosen (by descending weight) and the router logits of all experts, sorted descending.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["experts"], help);
+  const args = parseArgs(argv, ["oversubscribe", "experts"], help);
   const [modelPath] = args.positionals;
   if (!modelPath) throw new QwasmError("INVALID_ARGUMENT", "logits needs a MODEL path");
   const idsText = stringOption(args, "ids");
@@ -32,7 +32,7 @@ export async function main(argv: string[]): Promise<number> {
     throw new QwasmError("INVALID_ARGUMENT", `${given}: the ids must be a non-empty list of non-negative integers`);
   }
   const { model } = await loadForCli(modelPath, {
-    contextLength: ids.length, maxTokens: Math.min(ids.length, 512), threads: numberOption(args, "threads"),
+    contextLength: ids.length, maxTokens: Math.min(ids.length, 512), threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"),
   });
   const wantExperts = args.options.has("experts");
   if (wantExperts && !model.config.moe) {

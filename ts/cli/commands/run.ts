@@ -22,11 +22,12 @@ template. MODEL defaults to the built-in synthetic model (created on first use).
   --context N        context length (default: the model's, at most 4096)
   --kv-type T        KV cache type: f32 (default), f16 (half the memory) or q8_0 (about a quarter)
   --threads N        compute threads (default: the cores available)
+  --oversubscribe    allow more threads than cores (default: capped at the cores, with a warning)
 
 Prefill and decode tokens/s go to stderr.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["ignore-eos"], help);
+  const args = parseArgs(argv, ["ignore-eos", "oversubscribe"], help);
   const prompt = stringOption(args, "prompt");
   const chat = stringOption(args, "chat");
   if ((prompt === undefined) === (chat === undefined)) {
@@ -38,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
     maxSequences: 1,
     contextLength: numberOption(args, "context"),
     kvType: kvTypeOption(args),
-    threads: numberOption(args, "threads"),
+    threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"),
     onProgress: progressBar(),
   });
   const loadMs = performance.now() - t0;

@@ -19,16 +19,20 @@ synthetic model (created on first use).
   --api-key K         require "Authorization: Bearer K" (default: $QWASM_API_KEY, else no key)
   --cors              allow cross-origin requests from any origin (--cors=ORIGIN: from ORIGIN only)
   --threads N         compute threads (default: the cores available)
+  --oversubscribe     allow more threads than cores (default: capped at the cores, with a warning)
   --context N         context length (default: the model's, at most 4096)
   --kv-type T         KV cache type: f32 (default), f16 (half the memory) or q8_0 (about a quarter)
   --max-sequences N   requests computed together (default 8)
+  --max-queue N       requests that may wait for a free slot (default 64); past them: HTTP 429 with Retry-After
   --max-body-bytes N  largest request body accepted (default 1048576)
-  --request-timeout S seconds a request may run before it is aborted (default: no limit)
+  --request-timeout S seconds a request may run, waiting included, before it is stopped with HTTP 504
+                      (or an error event when streaming); default: no limit
+  --any-model         answer requests whatever their "model" says (default: only the served id, else 404)
 
 The URL goes to stdout once the model is loaded; SIGINT or SIGTERM stops the server.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["cors"], help);
+  const args = parseArgs(argv, ["cors", "any-model", "oversubscribe"], help);
   if (args.positionals.length > 1) {
     throw new QwasmError("INVALID_ARGUMENT", `serve takes one MODEL, got ${args.positionals.length}: ${args.positionals.join(" ")}`);
   }
@@ -41,27 +45,36 @@ export async function main(argv: string[]): Promise<number> {
   if (!(Number.isInteger(maxSequences) && maxSequences >= 1)) {
     throw new QwasmError("INVALID_ARGUMENT", `option --max-sequences must be an integer >= 1, got ${maxSequences}`);
   }
+  const maxQueue = numberOption(args, "max-queue");
+  if (maxQueue !== undefined && !(Number.isInteger(maxQueue) && maxQueue >= 0)) {
+    throw new QwasmError("INVALID_ARGUMENT", `option --max-queue must be an integer >= 0, got ${maxQueue}`);
+  }
+  const timeoutSeconds = numberOption(args, "request-timeout");
+  if (timeoutSeconds !== undefined && !(timeoutSeconds > 0)) {
+    throw new QwasmError("INVALID_ARGUMENT", `option --request-timeout must be a positive number of seconds, got ${timeoutSeconds}`);
+  }
+  const maxBodyBytes = numberOption(args, "max-body-bytes", 1024 * 1024)!;
+  if (!(Number.isInteger(maxBodyBytes) && maxBodyBytes > 0)) {
+    throw new QwasmError("INVALID_ARGUMENT", "--max-body-bytes must be a positive integer");
+  }
   const apiKey = stringOption(args, "api-key") ?? (process.env.QWASM_API_KEY || undefined);
   const cors = args.options.get("cors") ?? false;
 
   const modelPath = await resolveModelPath(args.positionals[0]);
   const engine = await createEngine(modelPath, {
-    threads: numberOption(args, "threads"),
+    threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"),
     contextLength: numberOption(args, "context"),
     kvType: kvTypeOption(args),
     maxSequences,
+    maxQueue,
+    requestTimeoutMs: timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000,
     onProgress: progressBar(),
   });
-  const maxBodyBytes = numberOption(args, "max-body-bytes", 1024 * 1024)!;
-  const timeoutSeconds = numberOption(args, "request-timeout");
-  if (!(Number.isInteger(maxBodyBytes) && maxBodyBytes > 0) || (timeoutSeconds !== undefined && !(timeoutSeconds > 0))) {
-    throw new QwasmError("INVALID_ARGUMENT", "--max-body-bytes must be a positive integer and --request-timeout a positive number of seconds");
-  }
   const handler = createOpenAIHandler(engine, {
     apiKey,
     cors,
     maxBodyBytes,
-    requestTimeoutMs: timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000,
+    anyModel: args.options.has("any-model"),
     onError: (error) => process.stderr.write(`qwasm serve: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`),
   });
   let server;
