@@ -19,6 +19,7 @@ export default defineConfig({
         test: {
           name: "relaxed-simd",
           include: ["test/kernels/relaxed.test.ts", "test/kernels/ceiling.test.ts", "test/model/conformance.test.ts",
+            "test/model/moe-conformance.test.ts",
             "test/runtimes/runtimes.test.ts"],
           execArgv: ["--experimental-wasm-relaxed-simd"],
           env: { QWASM_TEST_KERNELS: "relaxed-simd" },

@@ -4,7 +4,7 @@
 export type ErrorCode =
   | "GGUF_INVALID"        // the file is not a well-formed GGUF (field and offset in the message)
   | "GGUF_UNSUPPORTED"    // well-formed, but uses something qwasm does not support (version, type)
-  | "MODEL_UNSUPPORTED"   // architecture or tensor layout qwasm does not run (e.g. qwen2moe)
+  | "MODEL_UNSUPPORTED"   // architecture or tensor layout qwasm does not run (e.g. llama)
   | "MODEL_INVALID"       // a tensor is missing or has the wrong shape
   | "TOKENIZER_INVALID"   // tokenizer metadata is missing or inconsistent
   | "CONTEXT_OVERFLOW"    // the prompt does not fit in the context

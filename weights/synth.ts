@@ -38,9 +38,19 @@ export interface Qwen2SynthShape {
   contextLength: number;
   ropeTheta: number;
   rmsEps: number;
+  /** A qwen2moe model (general.architecture = qwen2moe): routed experts and a shared expert in every
+   *  layer instead of the dense FFN; `ffn` is then HF's intermediate_size (feed_forward_length). */
+  moe?: SynthMoEShape;
 }
 
-export type SynthPresetName = "tiny" | "0.5b" | "1.5b" | "7b";
+export interface SynthMoEShape {
+  experts: number;     // expert_count (num_experts)
+  expertsUsed: number; // expert_used_count (num_experts_per_tok)
+  expertFfn: number;   // expert_feed_forward_length (moe_intermediate_size)
+  sharedFfn: number;   // expert_shared_feed_forward_length (shared_expert_intermediate_size)
+}
+
+export type SynthPresetName = "tiny" | "0.5b" | "1.5b" | "7b" | "tiny-moe" | "57b-a14b" | "moe-a2.7b";
 
 /** The real Qwen2-Instruct shapes (config.json of Qwen/Qwen2-*-Instruct), and a tiny one for tests. */
 export const QWEN2_PRESETS: Readonly<Record<SynthPresetName, Readonly<Qwen2SynthShape>>> = {
@@ -48,6 +58,20 @@ export const QWEN2_PRESETS: Readonly<Record<SynthPresetName, Readonly<Qwen2Synth
   "0.5b": { hidden: 896, layers: 24, heads: 14, kvHeads: 2, ffn: 4864, vocabSize: 151936, tied: true, contextLength: 32768, ropeTheta: 1e6, rmsEps: 1e-6 },
   "1.5b": { hidden: 1536, layers: 28, heads: 12, kvHeads: 2, ffn: 8960, vocabSize: 151936, tied: true, contextLength: 32768, ropeTheta: 1e6, rmsEps: 1e-6 },
   "7b": { hidden: 3584, layers: 28, heads: 28, kvHeads: 4, ffn: 18944, vocabSize: 152064, tied: false, contextLength: 32768, ropeTheta: 1e6, rmsEps: 1e-6 },
+  // qwen2moe: a small one for tests (8 experts, 2 used), and config.json of Qwen/Qwen2-57B-A14B-Instruct
+  // and Qwen/Qwen1.5-MoE-A2.7B-Chat (untied: qwen2moe has no tied LM head).
+  "tiny-moe": {
+    hidden: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 128, vocabSize: 151936, vocab: 512, tied: false, contextLength: 4096,
+    ropeTheta: 1e6, rmsEps: 1e-6, moe: { experts: 8, expertsUsed: 2, expertFfn: 64, sharedFfn: 128 },
+  },
+  "57b-a14b": {
+    hidden: 3584, layers: 28, heads: 28, kvHeads: 4, ffn: 18944, vocabSize: 151936, tied: false, contextLength: 32768,
+    ropeTheta: 1e6, rmsEps: 1e-6, moe: { experts: 64, expertsUsed: 8, expertFfn: 2560, sharedFfn: 20480 },
+  },
+  "moe-a2.7b": {
+    hidden: 2048, layers: 24, heads: 16, kvHeads: 16, ffn: 5632, vocabSize: 151936, tied: false, contextLength: 32768,
+    ropeTheta: 1e6, rmsEps: 1e-6, moe: { experts: 60, expertsUsed: 4, expertFfn: 1408, sharedFfn: 5632 },
+  },
 };
 
 /** The weight types synth writes (the ones weights/quant can quantize byte-identically to llama.cpp). */
@@ -239,7 +263,7 @@ export interface SynthOptions {
 export interface SynthTensor extends GGUFTensorToWrite {
   type: GGMLTypeId;
   rows: number;
-  /** Row r (length dims[0]) of the generated f32 values, before quantization. */
+  /** Row r (length dims[0]; rows of all experts in turn for a 3-D tensor) of the generated f32 values, before quantization. */
   values(r: number): Float32Array;
 }
 
@@ -266,9 +290,18 @@ function checkShape(shape: Qwen2SynthShape, types: SynthType[]): void {
   if (shape.hidden % shape.heads !== 0) throw invalidShape(`hidden ${shape.hidden} is not a multiple of heads ${shape.heads}`);
   if (shape.heads % shape.kvHeads !== 0) throw invalidShape(`heads ${shape.heads} is not a multiple of kv heads ${shape.kvHeads}`);
   if ((shape.hidden / shape.heads) % 2 !== 0) throw invalidShape(`head size ${shape.hidden / shape.heads} must be even (RoPE)`);
+  const moe = shape.moe;
+  if (moe) {
+    for (const key of ["experts", "expertsUsed", "expertFfn", "sharedFfn"] as const) {
+      if (!Number.isSafeInteger(moe[key]) || moe[key] <= 0) throw invalidShape(`moe ${key} must be a positive integer, got ${moe[key]}`);
+    }
+    if (moe.expertsUsed > moe.experts) throw invalidShape(`${moe.expertsUsed} experts per token is more than the ${moe.experts} experts`);
+    if (shape.tied) throw invalidShape("a qwen2moe model has its own LM head (output.weight): it cannot be tied");
+  }
   for (const type of types) {
     const block = quantTraits(type).blockSize;
-    for (const [what, n] of [["hidden", shape.hidden], ["ffn", shape.ffn]] as const) {
+    const widths = moe ? [["expert ffn", moe.expertFfn], ["shared ffn", moe.sharedFfn]] as const : [["ffn", shape.ffn]] as const;
+    for (const [what, n] of [["hidden", shape.hidden], ...widths] as const) {
       if (n % block !== 0) throw invalidShape(`${what} ${n} is not a multiple of the ${type} block size ${block}`);
     }
   }
@@ -302,7 +335,8 @@ export function synthQwen2(options: SynthOptions): SynthModel {
   const seed = (options.seed ?? 0) >>> 0;
   const vocab = fileVocabulary(options.vocabulary, shape.vocab, shape.vocabSize);
   const nVocab = vocab.tokens.length;
-  const { hidden, ffn } = shape;
+  const { hidden, ffn, moe } = shape;
+  const arch = moe ? "qwen2moe" : "qwen2";
   const kvDim = (hidden / shape.heads) * shape.kvHeads;
 
   const tensors: SynthTensor[] = [];
@@ -321,9 +355,24 @@ export function synthQwen2(options: SynthOptions): SynthModel {
     add(`${p}attn_v.bias`, [kvDim], "F32", 0, 0.1);
     add(`${p}attn_output.weight`, [hidden, hidden], type, 0, 1 / Math.sqrt(hidden));
     add(`${p}ffn_norm.weight`, [hidden], "F32", 1, 0.1);
-    add(`${p}ffn_gate.weight`, [hidden, ffn], type, 0, 1 / Math.sqrt(hidden));
-    add(`${p}ffn_up.weight`, [hidden, ffn], type, 0, 1 / Math.sqrt(hidden));
-    add(`${p}ffn_down.weight`, [ffn, hidden], type, 0, 1 / Math.sqrt(ffn));
+    if (moe) {
+      // As convert_hf_to_gguf writes a Qwen2MoeForCausalLM layer: the router and the shared expert's
+      // gate in F32 (the gate as {H, 1}), the experts stacked in 3-D tensors (slice e = expert e).
+      // Router logits of std ~2, like the fixtures'.
+      const { experts: E, expertFfn: fe, sharedFfn: fs } = moe;
+      add(`${p}ffn_gate_inp.weight`, [hidden, E], "F32", 0, 2 / Math.sqrt(hidden));
+      add(`${p}ffn_gate_exps.weight`, [hidden, fe, E], type, 0, 1 / Math.sqrt(hidden));
+      add(`${p}ffn_up_exps.weight`, [hidden, fe, E], type, 0, 1 / Math.sqrt(hidden));
+      add(`${p}ffn_down_exps.weight`, [fe, hidden, E], type, 0, 1 / Math.sqrt(fe));
+      add(`${p}ffn_gate_inp_shexp.weight`, [hidden, 1], "F32", 0, 1 / Math.sqrt(hidden));
+      add(`${p}ffn_gate_shexp.weight`, [hidden, fs], type, 0, 1 / Math.sqrt(hidden));
+      add(`${p}ffn_up_shexp.weight`, [hidden, fs], type, 0, 1 / Math.sqrt(hidden));
+      add(`${p}ffn_down_shexp.weight`, [fs, hidden], type, 0, 1 / Math.sqrt(fs));
+    } else {
+      add(`${p}ffn_gate.weight`, [hidden, ffn], type, 0, 1 / Math.sqrt(hidden));
+      add(`${p}ffn_up.weight`, [hidden, ffn], type, 0, 1 / Math.sqrt(hidden));
+      add(`${p}ffn_down.weight`, [ffn, hidden], type, 0, 1 / Math.sqrt(ffn));
+    }
   }
   add("output_norm.weight", [hidden], "F32", 1, 0.1);
   if (!shape.tied) add("output.weight", [hidden, nVocab], embeddingType, 0, embeddingStd);
@@ -331,18 +380,24 @@ export function synthQwen2(options: SynthOptions): SynthModel {
   const parameterCount = tensors.reduce((n, t) => n + t.dims.reduce((a, b) => a * b, 1), 0);
   const dimsText = `${hidden}x${shape.layers}`;
   const metadata: [string, GGUFEntry][] = [
-    ["general.architecture", kv.string("qwen2")],
+    ["general.architecture", kv.string(arch)],
     ["general.type", kv.string("model")],
     ["general.name", kv.string(options.name ?? `Qwen2 synthetic ${presetName ?? dimsText}`)],
     ["general.size_label", kv.string(sizeLabel(parameterCount))],
-    ["qwen2.block_count", kv.u32(shape.layers)],
-    ["qwen2.context_length", kv.u32(shape.contextLength)],
-    ["qwen2.embedding_length", kv.u32(hidden)],
-    ["qwen2.feed_forward_length", kv.u32(ffn)],
-    ["qwen2.attention.head_count", kv.u32(shape.heads)],
-    ["qwen2.attention.head_count_kv", kv.u32(shape.kvHeads)],
-    ["qwen2.rope.freq_base", kv.f32(shape.ropeTheta)],
-    ["qwen2.attention.layer_norm_rms_epsilon", kv.f32(shape.rmsEps)],
+    [`${arch}.block_count`, kv.u32(shape.layers)],
+    [`${arch}.context_length`, kv.u32(shape.contextLength)],
+    [`${arch}.embedding_length`, kv.u32(hidden)],
+    [`${arch}.feed_forward_length`, kv.u32(ffn)],
+    [`${arch}.attention.head_count`, kv.u32(shape.heads)],
+    [`${arch}.attention.head_count_kv`, kv.u32(shape.kvHeads)],
+    [`${arch}.rope.freq_base`, kv.f32(shape.ropeTheta)],
+    [`${arch}.attention.layer_norm_rms_epsilon`, kv.f32(shape.rmsEps)],
+    ...(moe ? [
+      ["qwen2moe.expert_count", kv.u32(moe.experts)],
+      ["qwen2moe.expert_used_count", kv.u32(moe.expertsUsed)],
+      ["qwen2moe.expert_feed_forward_length", kv.u32(moe.expertFfn)],
+      ["qwen2moe.expert_shared_feed_forward_length", kv.u32(moe.sharedFfn)],
+    ] as [string, GGUFEntry][] : []),
     ["general.file_type", kv.u32(FILE_TYPE[type])],
     ["general.quantization_version", kv.u32(2)],
     ["tokenizer.ggml.model", kv.string("gpt2")],
@@ -361,7 +416,7 @@ export function synthQwen2(options: SynthOptions): SynthModel {
 
 function synthTensor(name: string, dims: number[], type: GGMLTypeId, seed: number, mean: number, std: number): SynthTensor {
   const rowLength = dims[0];
-  const rows = dims.length > 1 ? dims[1] : 1;
+  const rows = dims.slice(1).reduce((a, b) => a * b, 1); // a 3-D expert tensor: F rows of each expert in turn
   const traits = quantTraits(type);
   const values = (r: number): Float32Array => {
     if (!Number.isInteger(r) || r < 0 || r >= rows) throw new RangeError(`${name} has rows 0..${rows - 1}, not ${r}`);

@@ -15,6 +15,7 @@ import type { Kernels } from "../kernels/module";
 import type { Qwen2Config, Qwen2Tensors, TensorDesc } from "../../weights/qwen2";
 import type { Allocator } from "./arena";
 import { MAX_STEP_ITEMS } from "../../workers/protocol";
+import { MoEFeedForward, moeStepItems, planMoEState, type MoELayerLayout, type MoEMatrix, type MoEStateLayout } from "./moe";
 
 export type KVType = "f32" | "f16" | "q8_0";
 
@@ -43,6 +44,7 @@ export interface LayerLayout {
   gate: MatrixLayout; up: MatrixLayout;              // (ffn, hidden)
   down: MatrixLayout;                                // (hidden, ffn)
   kPool: number; vPool: number;                      // (kvPages, pageSize, nKV*headDim) in kvType
+  moe?: MoELayerLayout;                              // qwen2moe: router and experts; gate/up/down = shared expert
 }
 
 /** Activation buffers, sized once for the largest step (maxTokens tokens). */
@@ -60,6 +62,7 @@ export interface StateLayout {
   cosSin: number;  // (T, headDim) per token: headDim/2 cosines, then headDim/2 sines
   scores: number;  // (maxWorkers, contextLength + 4*headDim) attention scratch, one slice per worker
   logits: number;  // (T, vocab)
+  moe?: MoEStateLayout; // qwen2moe: routing, grouped expert rows (ts/model/moe.ts)
 }
 
 /**
@@ -150,12 +153,16 @@ export function planForward(arena: Allocator, config: Qwen2Config, tensors: Qwen
   const matrix = (t: WeightTensor): MatrixLayout => ({
     type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / t.dims[1],
   });
+  // A 3-D expert tensor {cols, rows, E}: `rows` per expert, expert e at offset + e * rows * rowBytes.
+  const experts = (t: WeightTensor): MatrixLayout => ({
+    type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / (t.dims[1] * t.dims[2]),
+  });
   const T = options.maxTokens;
   const ctx = options.contextLength;
   const G = options.maxGroups;
   // A step's work items are numbered in one counter (workers/protocol.ts): bound them from above.
   const chunks = Math.min(Math.ceil(Math.max(hidden, ffn, vocabSize, nHeads * headDim) / 16), CHUNKS_PER_WORKER * options.maxWorkers);
-  const items = config.nLayers * (5 * T + 7 * chunks + G * nHeads) + T + chunks;
+  const items = config.nLayers * (5 * T + 7 * chunks + G * nHeads + (config.moe ? moeStepItems(T, hidden, config.moe) : 0)) + T + chunks;
   if (items >= MAX_STEP_ITEMS) {
     throw new QwasmError("INVALID_ARGUMENT", `a step of ${T} tokens (maxTokens) over ${G} sequences makes up to ${items} work ` +
       `items, more than the ${MAX_STEP_ITEMS} a step can count; use a smaller maxTokens`);
@@ -173,13 +180,20 @@ export function planForward(arena: Allocator, config: Qwen2Config, tensors: Qwen
     gate: matrix(l.gate), up: matrix(l.up), down: matrix(l.down),
     kPool: arena.alloc(poolBytes),
     vPool: arena.alloc(poolBytes),
+    ...(l.moe ? {
+      moe: {
+        router: l.moe.router.offset, sharedGate: l.moe.sharedGate.offset,
+        gateExps: experts(l.moe.gateExps), upExps: experts(l.moe.upExps), downExps: experts(l.moe.downExps),
+      },
+    } : {}),
   }));
   const output = matrix(tensors.output);
 
   // One conversion buffer per activation format the model's matrices use, sized for the widest input.
   const act: Partial<Record<ActivationFormat, number>> = {};
   const widest = Math.max(hidden, ffn, nHeads * headDim);
-  for (const m of [...layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]), output]) {
+  const expertMatrices = layers.flatMap((l) => l.moe ? [l.moe.gateExps, l.moe.upExps, l.moe.downExps] : []);
+  for (const m of [...layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]), output, ...expertMatrices]) {
     const format = activationFormat(m.type);
     if (format !== "f32" && act[format] === undefined) act[format] = arena.alloc(T * activationRowBytes(format, widest));
   }
@@ -213,6 +227,10 @@ export function planForward(arena: Allocator, config: Qwen2Config, tensors: Qwen
       cosSin: f32(T * headDim),
       scores: arena.alloc(options.maxWorkers * scoresStride),
       logits: f32(T * vocabSize),
+      ...(config.moe ? {
+        moe: planMoEState((n) => arena.alloc(n), layers.length, hidden, T, config.moe,
+          expertMatrices.map((m) => activationFormat(m.type))),
+      } : {}),
     },
     step: {
       header: arena.alloc(16), tokens: arena.alloc(4 * T), groups: arena.alloc(16 * G),
@@ -287,14 +305,17 @@ function rowChunks(parts: readonly { m: Matrix; input: number; out: number }[], 
 
 /** Executes forward steps described by a ForwardLayout; one per worker, over the shared memory. */
 export class ForwardRunner {
-  private readonly layers: (Omit<LayerLayout, "q" | "k" | "v" | "o" | "gate" | "up" | "down"> &
+  private readonly layers: (Omit<LayerLayout, "q" | "k" | "v" | "o" | "gate" | "up" | "down" | "moe"> &
     Record<"q" | "k" | "v" | "o" | "gate" | "up" | "down", Matrix> &
-    { qkvChunks: RowChunk[]; oChunks: RowChunk[]; gateUpChunks: RowChunk[]; downChunks: RowChunk[] })[];
+    { qkvChunks: RowChunk[]; oChunks: RowChunk[]; gateUpChunks: RowChunk[]; downChunks: RowChunk[] } &
+    { moe?: MoELayerLayout<MoEMatrix> })[];
   private readonly tokenEmbd: Matrix;
   private readonly output: Matrix;
   private readonly outputChunks: RowChunk[];
   /** Attention items of one sequence: [first query head, end) runs within one KV head. */
   private readonly headRuns: [number, number][];
+  /** qwen2moe: the routed-expert FFN (gate/up/down of a layer are then its shared expert). */
+  private readonly moe?: MoEFeedForward;
 
   constructor(private readonly k: Kernels, private readonly memory: WebAssembly.Memory, readonly layout: ForwardLayout) {
     const matrix = (m: MatrixLayout): Matrix => {
@@ -308,6 +329,7 @@ export class ForwardRunner {
       const gate = matrix(l.gate), up = matrix(l.up), down = matrix(l.down);
       return {
         ...l, q, k: kk, v, o, gate, up, down,
+        moe: l.moe && { ...l.moe, gateExps: matrix(l.moe.gateExps), upExps: matrix(l.moe.upExps), downExps: matrix(l.moe.downExps) },
         qkvChunks: rowChunks([{ m: q, input: s.xb, out: s.q }, { m: kk, input: s.xb, out: s.k }, { m: v, input: s.xb, out: s.v }], W),
         oChunks: rowChunks([{ m: o, input: s.att, out: s.proj }], W),
         gateUpChunks: rowChunks([{ m: gate, input: s.xb, out: s.gate }, { m: up, input: s.xb, out: s.up }], W),
@@ -317,6 +339,8 @@ export class ForwardRunner {
     this.tokenEmbd = matrix(layout.tokenEmbd);
     this.output = matrix(layout.output);
     this.outputChunks = rowChunks([{ m: this.output, input: s.xb, out: s.logits }], W);
+    const c = layout.config;
+    if (c.moe && s.moe) this.moe = new MoEFeedForward(k, memory, c.hidden, c.eps, layout.maxTokens, c.moe, s, s.moe);
     // The query heads of one KV head go together (the paged kernel reads each page of K and V once
     // for all of them); a KV head's group is cut further only when there are more workers than KV heads.
     const { nHeads, nKVHeads } = layout.config;
@@ -360,7 +384,7 @@ export class ForwardRunner {
     const matmuls = (chunks: RowChunk[], nTok: number) => w.parallel(chunks.length, (i) => this.matmul(chunks[i], nTok));
 
     let prev: (typeof this.layers)[number] | undefined;
-    for (const l of this.layers) {
+    for (const [layer, l] of this.layers.entries()) {
       // Per token: the residual of the layer before (or the embedding), rmsnorm, q/k/v inputs.
       w.parallel(T, (t) => {
         if (prev) k.add(row(s.x, t, hidden), row(s.proj, t, hidden), row(s.x, t, hidden), hidden);
@@ -393,6 +417,12 @@ export class ForwardRunner {
       });
       w.parallel(T, (t) => this.convert(l.o, s.att, t));
       matmuls(l.oChunks, T);
+      if (l.moe) {
+        // qwen2moe: residual, rmsnorm, routed experts + shared expert into proj (ts/model/moe.ts).
+        this.moe!.run({ ...l, moe: l.moe }, layer, T, (n, item) => w.parallel(n, item));
+        prev = l;
+        continue;
+      }
       // Per token: residual, rmsnorm, gate/up inputs.
       w.parallel(T, (t) => {
         k.add(row(s.x, t, hidden), row(s.proj, t, hidden), row(s.x, t, hidden), hidden);

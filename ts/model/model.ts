@@ -3,7 +3,7 @@
 // instantiate the kernels over it, and start the worker pool (or run inline on one thread).
 import { GGUFFile, openGGUF, type GGUFReadProgress } from "../../weights/gguf/reader";
 import type { GGUFSource } from "../../weights/gguf/source";
-import { mapQwen2Tensors, parseQwen2Config, type Qwen2Config, type Qwen2Tensors } from "../../weights/qwen2";
+import { layerTensorList, mapQwen2Tensors, parseQwen2Config, type Qwen2Config, type Qwen2Tensors } from "../../weights/qwen2";
 import { CONTROL_WORDS, MAX_WORKERS } from "../../workers/protocol";
 import { WorkerPool } from "../../workers/pool";
 import { QwasmError } from "../errors";
@@ -87,6 +87,29 @@ export class Qwen2Forward {
   get maxSequences(): number { return this.layout.maxGroups; }
   /** Compute threads in use. */
   get threads(): number { return this.pool?.size ?? this.layout.maxWorkers; }
+
+  /**
+   * qwen2moe: the routing of the last step, per layer and token row (undefined for dense models):
+   * `experts` (nLayers × nTok × K) the chosen experts by descending probability, `router`
+   * (nLayers × nTok × E) the router logits. A copy; for debugging and the conformance tests.
+   */
+  lastExperts(): { nTok: number; experts: Int32Array; router: Float32Array } | undefined {
+    const m = this.layout.state.moe;
+    const moe = this.layout.config.moe;
+    if (!m || !moe) return undefined;
+    const buffer = this.memory.buffer;
+    const T = new Int32Array(buffer, this.layout.step.header, 1)[0];
+    const L = this.layout.config.nLayers;
+    const { nExperts: E, nExpertsUsed: K } = moe;
+    const experts = new Int32Array(L * T * K);
+    const router = new Float32Array(L * T * E);
+    const maxT = this.layout.maxTokens;
+    for (let l = 0; l < L; l++) {
+      experts.set(new Int32Array(buffer, m.selected + 4 * l * maxT * K, T * K), l * T * K);
+      router.set(new Float32Array(buffer, m.router + 4 * l * maxT * E, T * E), l * T * E);
+    }
+    return { nTok: T, experts, router };
+  }
 
   /** The pool's workers, for tests that kill one (undefined when running inline). */
   get workerPool(): WorkerPool | undefined { return this.pool; }
@@ -294,7 +317,7 @@ export async function planModel(file: GGUFFile, config: Qwen2Config, described: 
   }
   const kvType = options.kvType ?? "f32";
   const needed = new Set([described.tokenEmbd, described.outputNorm, described.output,
-    ...described.layers.flatMap((l) => Object.values(l))]);
+    ...described.layers.flatMap((l) => layerTensorList(l))]);
   const lay = (arena: Allocator, kvPages: number) => {
     const placed = new Map<string, WeightTensor>();
     for (const t of needed) {
@@ -337,13 +360,16 @@ export async function planModel(file: GGUFFile, config: Qwen2Config, described: 
   return plan;
 }
 
-/** Runs a prompt through the model in chunks of maxTokens, returning the last token's logits (or all). */
-export async function prefill(forward: Qwen2Forward, tokens: ArrayLike<number>, pos0 = 0, allLogits = false): Promise<Float32Array> {
+/** Runs a prompt through the model in chunks of maxTokens, returning the last token's logits (or all);
+ *  `afterStep` runs after each chunk (e.g. to read forward.lastExperts()). */
+export async function prefill(forward: Qwen2Forward, tokens: ArrayLike<number>, pos0 = 0, allLogits = false,
+  afterStep?: () => void): Promise<Float32Array> {
   const chunks: Float32Array[] = [];
   let last: Float32Array = new Float32Array(0);
   for (let i = 0; i < tokens.length; i += forward.maxTokens) {
     const chunk = Array.from({ length: Math.min(forward.maxTokens, tokens.length - i) }, (_, j) => tokens[i + j]);
     last = await forward.step(chunk, pos0 + i, allLogits);
+    afterStep?.();
     if (allLogits) chunks.push(last);
   }
   if (!allLogits) return last;

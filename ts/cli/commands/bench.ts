@@ -9,6 +9,7 @@ import { progressBar } from "../load";
 import { Sampler, argmax, type SamplingOptions } from "../../sampler/sampler";
 import { kvTypeOption, numberOption, parseArgs } from "../args";
 import { resolveModelPath } from "../default-model";
+import { tokenReadBytes } from "../../model/moe";
 
 export const help = `qwasm bench [MODEL] [--threads N] [--oversubscribe] [--prompt-tokens 128] [--gen-tokens 64] [--repeat 1]
             [--kv-type f32|f16|q8_0] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
@@ -55,6 +56,9 @@ export interface BenchResult {
   /** forward.step of one token plus an argmax, one after another. */
   forwardDecodeTokensPerSecond: number;
   forwardDecodeMsPerToken: number;
+  /** Weight bytes one decoded token reads (for a MoE model: attention, router, shared expert, its K
+   *  experts' slabs, LM head; ts/model/moe.ts tokenReadBytes) times the forward-only decode rate. */
+  forwardDecodeWeightGBps: number;
   /** engineDecodeMsPerToken - forwardDecodeMsPerToken, and that as a percentage of the engine's step. */
   engineOverheadMsPerToken: number;
   engineOverheadPercent: number;
@@ -165,6 +169,7 @@ export async function main(argv: string[]): Promise<number> {
       forwardPrefillTokensPerSecond: (1000 * promptTokens) / best.forwardPrefillMs,
       forwardDecodeTokensPerSecond: decoded ? 1000 / best.forwardDecodeMs : 0,
       forwardDecodeMsPerToken: decoded ? best.forwardDecodeMs : 0,
+      forwardDecodeWeightGBps: decoded ? tokenReadBytes(engine.model.config, engine.model.tensors).total / (1e6 * best.forwardDecodeMs) : 0,
       engineOverheadMsPerToken: overhead,
       engineOverheadPercent: decoded ? (100 * overhead) / best.engineDecodeMs : 0,
       samplerMsPerToken: samplerTime(lastLogits),
@@ -185,7 +190,8 @@ export async function main(argv: string[]): Promise<number> {
       `decode           ${result.decodeTokensPerSecond.toFixed(2)} tokens/s: engine, ${genTokens - 1} tokens from the first streamed ` +
         `delta to the last (forward steps, ${samplingName} sampling, detokenizer, stop check, scheduler, stream)`,
       `forward only     prefill ${result.forwardPrefillTokensPerSecond.toFixed(1)} tokens/s, decode ${result.forwardDecodeTokensPerSecond.toFixed(2)} ` +
-        `tokens/s: forward.step and an argmax, nothing else (kernels and worker hand-off)`,
+        `tokens/s: forward.step and an argmax, nothing else (kernels and worker hand-off); decode streams ` +
+        `${result.forwardDecodeWeightGBps.toFixed(2)} GB/s of the weights a token reads`,
       `engine cost      ${result.engineOverheadMsPerToken.toFixed(3)} ms per decode step (${result.engineOverheadPercent.toFixed(1)}% of it): ` +
         `engine decode ms/token minus forward-only decode ms/token`,
       `sampler          ${result.samplerMsPerToken.toFixed(3)} ms/token: Sampler.sample at temperature 0.7, top-p 0.9 on ` +
@@ -305,10 +311,12 @@ async function tokenArrivals(stream: AsyncIterable<Delta>): Promise<{ at: number
 
 /** Multiply-adds of the matmuls of one token's forward pass (attention scores excluded). */
 function matmulMacsPerToken(c: { hidden: number; nLayers: number; nHeads: number; nKVHeads: number; headDim: number;
-  headDimV: number; ffn: number; vocabSize: number }): number {
+  headDimV: number; ffn: number; vocabSize: number; moe?: { nExperts: number; nExpertsUsed: number; expertFfn: number } }): number {
   const qDim = c.nHeads * c.headDim;
+  // A MoE layer: the shared expert (ffn), the router and the K experts a token is routed to.
+  const experts = c.moe ? c.hidden * c.moe.nExperts + 3 * c.hidden * c.moe.expertFfn * c.moe.nExpertsUsed : 0;
   const perLayer = c.hidden * (qDim + c.nKVHeads * c.headDim + c.nKVHeads * c.headDimV) + c.nHeads * c.headDimV * c.hidden +
-    3 * c.hidden * c.ffn;
+    3 * c.hidden * c.ffn + experts;
   return c.nLayers * perLayer + c.vocabSize * c.hidden;
 }
 

@@ -7,14 +7,19 @@ import {
 } from "../../../weights/synth";
 import { writeGGUFFile } from "../../../weights/gguf/writer";
 
-export const help = `usage: qwasm synth OUT.gguf [--shape tiny|0.5b|1.5b|7b] [--type T] [--vocab N] [--seed S] [options]
+export const help = `usage: qwasm synth OUT.gguf [--shape ${Object.keys(QWEN2_PRESETS).join("|")}] [--type T] [--vocab N] [--seed S] [options]
 
 Writes a synthetic Qwen2 model: random weights from a seed, the tensor names and metadata that
-llama.cpp's converter writes for Qwen2-Instruct, the real Qwen2 vocabulary. Tensors are generated
-while the file is written (the 7b preset is ~30 GB in F32, ~8 GB in Q8_0).
+llama.cpp's converter writes for Qwen2-Instruct (qwen2moe for the MoE shapes), the real Qwen2
+vocabulary. Tensors are generated while the file is written (the 7b preset is ~30 GB in F32, ~8 GB
+in Q8_0).
 
   --shape S          tiny | 0.5b | 1.5b | 7b (default tiny: hidden 64, 2 layers, 4/2 heads, FFN 128,
-                     the first 512 tokens)
+                     the first 512 tokens); the qwen2moe shapes: 57b-a14b (Qwen2-57B-A14B: 64 experts,
+                     8 used), moe-a2.7b (Qwen1.5-MoE-A2.7B: 60 experts, 4 used), tiny-moe (tiny with
+                     8 experts of FFN 64, 2 used, shared expert FFN 128); --layers N makes a big one fit
+  --experts E --experts-used K --expert-ffn F --shared-ffn F
+                     override a qwen2moe shape's expert layout
   --type T           weight matrices: ${SYNTH_TYPES.join(" ")} (default F32); norms and biases stay F32
   --embedding-type T token_embd (and output.weight when untied); default: same as --type
   --vocab N|all      keep the first N BPE tokens (and their merges) + 3 specials, or the whole
@@ -29,6 +34,10 @@ while the file is written (the 7b preset is ~30 GB in F32, ~8 GB in Q8_0).
 const DIMENSIONS: [string, keyof Qwen2SynthShape][] = [
   ["hidden", "hidden"], ["layers", "layers"], ["heads", "heads"], ["kv-heads", "kvHeads"], ["ffn", "ffn"],
   ["vocab-size", "vocabSize"], ["context", "contextLength"],
+];
+
+const MOE_DIMENSIONS: [string, keyof NonNullable<Qwen2SynthShape["moe"]>][] = [
+  ["experts", "experts"], ["experts-used", "expertsUsed"], ["expert-ffn", "expertFfn"], ["shared-ffn", "sharedFfn"],
 ];
 
 function typeOption(value: string | undefined, flag: string): SynthType | undefined {
@@ -69,6 +78,13 @@ function parseCommand(argv: string[]): SynthCommand | "help" {
       (shape[key] as number) = v;
       custom.push(`${flag} ${v}`);
     }
+  }
+  for (const [flag, key] of MOE_DIMENSIONS) {
+    const v = numberOption(args, flag);
+    if (v === undefined) continue;
+    if (!shape.moe) throw new QwasmError("INVALID_ARGUMENT", `--${flag} applies to the qwen2moe shapes (57b-a14b, moe-a2.7b, tiny-moe)`);
+    shape.moe = { ...shape.moe, [key]: v };
+    custom.push(`${flag} ${v}`);
   }
   if (args.options.has("tied") && args.options.has("untied")) throw new QwasmError("INVALID_ARGUMENT", "--tied and --untied contradict each other");
   if (args.options.has("tied")) shape.tied = true;
