@@ -48,6 +48,7 @@ const pageErrors: string[] = [];
 let expected: { generate: number[]; chat: number[]; sampled: number[]; ids: number[] };
 /** Node's logits (one thread) for every position of LOGITS_PROMPT, and its token ids. */
 let expectedLogits: Float32Array;
+let expectedMoELogits: Float32Array;
 let logitIds: number[];
 let vocab: number;
 const LOGITS_PROMPT = "The quick brown fox jumps over the lazy dog, and then it runs away into the woods.";
@@ -64,8 +65,8 @@ function pageRun(page: Page) {
 }
 
 /** The logits of every position of `logitIds`, computed in a worker of the page on `threads` threads. */
-async function pageLogits(page: Page, threads: number): Promise<{ threads: number; logits: Float32Array }> {
-  const r = await page.evaluate(({ ids, threads }) => new Promise<{ threads: number; base64: string }>((resolve, reject) => {
+async function pageLogits(page: Page, threads: number, file = "tiny.gguf"): Promise<{ threads: number; logits: Float32Array }> {
+  const r = await page.evaluate(({ ids, threads, file }) => new Promise<{ threads: number; base64: string }>((resolve, reject) => {
     const worker = new Worker("/logits-worker.js", { type: "module" });
     worker.onmessage = (e) => {
       worker.terminate();
@@ -75,8 +76,8 @@ async function pageLogits(page: Page, threads: number): Promise<{ threads: numbe
       resolve({ threads: e.data.threads, base64: btoa(text) });
     };
     worker.onerror = (e) => reject(new Error(e.message));
-    worker.postMessage({ url: new URL("/models/tiny.gguf", location.href).href, threads, ids });
-  }), { ids: logitIds, threads });
+    worker.postMessage({ url: new URL(`/models/${file}`, location.href).href, threads, ids });
+  }), { ids: logitIds, threads, file });
   const bytes = Buffer.from(r.base64, "base64");
   return { threads: r.threads, logits: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4) };
 }
@@ -117,6 +118,9 @@ beforeAll(async () => {
   modelBytes = await writeGGUFBytes(synthQwen2({ shape: "tiny", vocabulary: await readQwen2Vocabulary(), type: "Q4_0", seed: 7 }));
   dir = mkdtempSync(join(tmpdir(), "qwasm-browser-"));
   writeFileSync(join(dir, "tiny.gguf"), modelBytes);
+  // A qwen2moe model too: its logits in the page's worker pool must be Node's as well.
+  const moeBytes = await writeGGUFBytes(synthQwen2({ shape: "tiny-moe", vocabulary: await readQwen2Vocabulary(), type: "Q4_0", seed: 8 }));
+  writeFileSync(join(dir, "tiny-moe.gguf"), moeBytes);
 
   await esbuild.build({
     bundle: true, platform: "browser", format: "esm", target: "es2022", logLevel: "warning", plugins: [build.stubNodeModules],
@@ -129,6 +133,9 @@ beforeAll(async () => {
   expectedLogits = await prefill(reference.forward, logitIds, 0, true);
   vocab = reference.config.vocabSize;
   await reference.dispose();
+  const moeReference = await loadQwen2(moeBytes, { threads: 1, contextLength: 256, maxTokens: 16 });
+  expectedMoELogits = await prefill(moeReference.forward, logitIds, 0, true);
+  await moeReference.dispose();
   const ids = node.tokenize(PROMPT);
   expected = {
     ids,
@@ -181,6 +188,9 @@ describe.skipIf(!hasChromium)("the demo page in Chromium", () => {
       const pool = await pageLogits(page, 2);
       expect(pool.threads).toBe(2);
       expect(firstDifference(pool.logits, expectedLogits, vocab)).toBe("");
+      const moePool = await pageLogits(page, 2, "tiny-moe.gguf");
+      expect(moePool.threads).toBe(2);
+      expect(firstDifference(moePool.logits, expectedMoELogits, vocab)).toBe("");
 
       // A streamed reply, stopped by the button as the third token arrives (clicked from inside the
       // page, so that how fast the tiny model runs does not matter).

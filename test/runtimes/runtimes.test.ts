@@ -57,6 +57,18 @@ async function writeExpected(): Promise<void> {
       await model.dispose();
     }
 
+    // A qwen2moe model (8 experts, 2 used, a shared expert): its logits too, with the tokens of a
+    // step routed unevenly over the experts.
+    const moe = await writeGGUFBytes(synthQwen2({ shape: "tiny-moe", vocabulary: await readQwen2Vocabulary(), type: "Q8_0", seed: 12 }));
+    writeFileSync(join(work, "moe.gguf"), moe);
+    const moeModel = await loadQwen2(moe, { ...loadOptions, threads: 1 });
+    try {
+      const logits = await prefill(moeModel.forward, promptIds, 0, true);
+      writeFileSync(join(work, "moe-logits.f32"), new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength));
+    } finally {
+      await moeModel.dispose();
+    }
+
     const greedy: RequestOptions = { maxTokens: 12, temperature: 0, ignoreEos: true };
     const requests: { prompt: string; options: RequestOptions; tokens?: number[]; text?: string }[] = [
       { prompt: "Once upon a time", options: greedy },

@@ -109,6 +109,18 @@ try {
     toDispose.pop();
   }
 
+  // The same for a qwen2moe model.
+  const wantMoE = new Float32Array((await runtime.readBytes(`${dir}/moe-logits.f32`)).slice().buffer);
+  for (const threads of [1, 2, 3]) {
+    const model = await qwasm.loadQwen2(`${dir}/moe.gguf`, { ...expected.loadOptions, threads, oversubscribe: true });
+    toDispose.push(model);
+    const logits = await qwasm.prefill(model.forward, expected.promptIds, 0, true);
+    const difference = firstDifference(logits, wantMoE, model.config.vocabSize);
+    check(`qwen2moe logits with ${threads} thread(s) are bit-identical to Node's`, difference === "", difference);
+    await model.dispose();
+    toDispose.pop();
+  }
+
   // A batch of requests on the pool, submitted together as Node did (continuous batching).
   const engine = await qwasm.createEngine(modelPath, { ...expected.engineOptions, threads: 3, oversubscribe: true });
   toDispose.push(engine);
