@@ -1,9 +1,10 @@
 // Per-token time of Sampler.sample on vocabulary-sized rows of several shapes, for the sampling
 // settings people use (temperature 0.7 with top-p 0.9, top-k 40, min-p 0.05, ...). Bundles
-// ts/sampler/sampler.ts with esbuild on the fly (no build needed), or another copy of it with
-// --source (e.g. the previous version, to compare). Prints numbers; asserts nothing.
-//   node scripts/bench-sampler.mjs [--vocab 152064] [--source path/to/sampler.ts] [--ms 300]
-// Times are CPU time of this process (process.cpuUsage), the best of 5 rounds, so that other
+// ts/sampler/sampler.ts with esbuild on the fly (no build needed), or other copies of it with
+// --source (repeatable: e.g. the previous version and this one, to compare: their rounds alternate,
+// so that a busy machine slows both alike). Prints numbers; asserts nothing.
+//   node scripts/bench-sampler.mjs [--vocab 152064] [--source path/to/sampler.ts ...] [--ms 20] [--rounds 15]
+// Times are CPU time of this process (process.cpuUsage), the best of the rounds, so that other
 // processes on the machine disturb less; still, say the load average when quoting them.
 import { loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -16,12 +17,18 @@ const option = (name, fallback) => {
   return at >= 0 && at + 1 < argv.length ? argv[at + 1] : fallback;
 };
 const vocab = Number(option("vocab", "152064"));
-const source = resolve(option("source", join(root, "ts", "sampler", "sampler.ts")));
-const minMs = Number(option("ms", "300"));
+const sources = argv.flatMap((a, i) => (a === "--source" && i + 1 < argv.length ? [resolve(argv[i + 1])] : []));
+if (sources.length === 0) sources.push(join(root, "ts", "sampler", "sampler.ts"));
+const minMs = Number(option("ms", "20"));
+const rounds = Number(option("rounds", "15"));
 
 const esbuild = await import("esbuild");
-const bundle = await esbuild.build({ entryPoints: [source], bundle: true, format: "esm", platform: "node", write: false, logLevel: "error" });
-const { Sampler } = await import("data:text/javascript;base64," + Buffer.from(bundle.outputFiles[0].text).toString("base64"));
+const samplers = [];
+for (const source of sources) {
+  const bundle = await esbuild.build({ entryPoints: [source], bundle: true, format: "esm", platform: "node", write: false, logLevel: "error" });
+  // A query string per source: the same text twice would be one module.
+  samplers.push((await import("data:text/javascript;base64," + Buffer.from(bundle.outputFiles[0].text + `\n// ${source}`).toString("base64"))).Sampler);
+}
 
 let seed = 12345;
 const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
@@ -50,31 +57,36 @@ const SETTINGS = {
 
 const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
 
-/** Milliseconds per call: the best of 5 rounds of at least minMs each. */
-function bench(fn) {
-  for (let i = 0; i < 10; i++) fn();
-  let best = Infinity;
-  for (let round = 0; round < 5; round++) {
-    let reps = 0;
-    const t0 = cpuMs();
-    let t = t0;
-    while (t - t0 < minMs) { fn(); reps++; t = cpuMs(); }
-    best = Math.min(best, (t - t0) / reps);
+/** Milliseconds per call of each function: the best of `rounds` rounds of at least minMs each,
+ *  the functions' rounds alternating. */
+function bench(fns) {
+  for (const fn of fns) for (let i = 0; i < 10; i++) fn();
+  const best = fns.map(() => Infinity);
+  for (let round = 0; round < rounds; round++) {
+    fns.forEach((fn, f) => {
+      let reps = 0;
+      const t0 = cpuMs();
+      let t = t0;
+      while (t - t0 < minMs) { fn(); reps++; t = cpuMs(); }
+      best[f] = Math.min(best[f], (t - t0) / reps);
+    });
   }
   return best;
 }
 
-console.log(`sampler ${source}, vocabulary ${vocab}, node ${process.version}, load average ${loadavg().map((v) => v.toFixed(2)).join(" ")}`);
+console.log(`vocabulary ${vocab}, node ${process.version}, load average ${loadavg().map((v) => v.toFixed(2)).join(" ")}`);
+sources.forEach((source, s) => console.log(`[${s}] ${source}`));
 const rows = Object.fromEntries(Object.entries(SHAPES).map(([name, make]) => [name, make()]));
 const width = Math.max(...Object.keys(SETTINGS).map((s) => s.length));
-console.log(`${"ms/token".padEnd(width)}  ${Object.keys(SHAPES).map((s) => s.padStart(9)).join(" ")}`);
+const cell = (text) => text.padStart(sources.length > 1 ? 10 + 7 * (sources.length - 1) : 10);
+console.log(`${"ms/token".padEnd(width)} ${Object.keys(SHAPES).map(cell).join("")}`);
 for (const [name, options] of Object.entries(SETTINGS)) {
   const cells = [];
   for (const row of Object.values(rows)) {
     // The sampler modifies its row only through bias and penalties, which are off: one row serves.
-    const sampler = new Sampler({ ...options, seed: 7 });
-    cells.push(bench(() => sampler.sample(row)).toFixed(3).padStart(9));
+    const instances = samplers.map((Sampler) => new Sampler({ ...options, seed: 7 }));
+    cells.push(cell(bench(instances.map((sampler) => () => sampler.sample(row))).map((ms) => ms.toFixed(3)).join(" ")));
   }
-  console.log(`${name.padEnd(width)}  ${cells.join(" ")}`);
+  console.log(`${name.padEnd(width)} ${cells.join("")}`);
 }
 console.log(`load average after: ${loadavg().map((v) => v.toFixed(2)).join(" ")}`);

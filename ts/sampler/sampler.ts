@@ -221,24 +221,35 @@ function rankedDraw(logits: Float32Array, max: number, o: Filters, rng: Rng): nu
   const minPPasses = Math.floor(thresholdStep - 0.52);
   const minPFails = Math.ceil(thresholdStep + 0.52);
 
-  // The kept tokens: every bucket before cutB, and the first cutRanks tokens of bucket cutB.
+  // The kept tokens: every bucket before cutB, and the first cutRanks tokens of bucket cutB (all
+  // of them if ALL). An empty bucket weighs 0; a count is known where it is needed: for a bucket
+  // ranked, and for every bucket with top-k.
   let cutB = 0;
-  let cutRanks = 0;
+  let cutRanks = ALL;
   const smallTopK = o.topK > 0 && o.topK <= GATHER_TOP_K;
-  if (smallTopK) buckets.countAll();
-  else buckets.weighAll();
   if (o.topK > 0) {
+    // A small top-k: every token of the buckets that a sample of the vocabulary says hold twice k
+    // tokens, ranked (and weighed), tells where the k-th is; if they hold fewer, count them all.
+    const enough = smallTopK && buckets.rank(0, buckets.sampledBucket(2 * o.topK), true) >= o.topK;
+    if (!enough) buckets.start(logits, max, invT, max - 50 * o.temperature).countAll();
     for (let b = 0, before = 0; b < BUCKETS && before < o.topK; b++) {
       if (count[b] === 0) continue;
       cutB = b;
-      cutRanks = Math.min(count[b], o.topK - before);
+      cutRanks = o.topK - before < count[b] ? o.topK - before : ALL;
       before += count[b];
     }
-    if (smallTopK) buckets.rank(0, cutB); // a few tokens: rank them all (this weighs them)
+    if (!smallTopK) buckets.weighAll();
+    else if (!enough) buckets.rank(0, cutB); // a few tokens: rank them all (this weighs them)
+  } else if (o.topP === 1 && minPFails <= BUCKETS && buckets.sampled(minPFails - 1) * 16 <= GATHER_TOP_K) {
+    // min-p alone, and few tokens above its threshold (by a sample): rank them all, weigh no other.
+    buckets.rank(0, minPFails - 1, true);
+    cutB = minPFails - 1;
+    while (mass[cutB] === 0) cutB--; // bucket 0 holds the top token
   } else {
+    count.fill(0); // (stale counts would read as candidates to rank)
+    buckets.weighAll();
     cutB = BUCKETS - 1;
-    while (count[cutB] === 0) cutB--; // bucket 0 holds the top token
-    cutRanks = count[cutB];
+    while (mass[cutB] === 0) cutB--;
   }
   const u = rng.next();
   if (!smallTopK) buckets.fetchFor(cutB, cutRanks, o.topP, minPPasses, minPFails, u);
@@ -248,13 +259,14 @@ function rankedDraw(logits: Float32Array, max: number, o: Filters, rng: Rng): nu
     const target = o.topP * buckets.keptWeight(cutB, cutRanks);
     let sum = 0;
     cut: for (let b = 0; b <= cutB; b++) {
-      if (count[b] === 0) continue;
-      const ranks = b < cutB ? count[b] : cutRanks;
-      if (ranks === count[b] && sum + mass[b] < target) { sum += mass[b]; continue; }
+      if (mass[b] === 0) continue;
+      if (b >= minPFails) { cutB = b; cutRanks = ALL; break; } // min-p cuts before b anyway
+      const ranks = b < cutB ? ALL : cutRanks;
+      if (ranks === ALL && sum + mass[b] < target) { sum += mass[b]; continue; }
       const at = buckets.ranked(b);
-      for (let j = 0; j < ranks; j++) {
+      for (let j = 0, end = Math.min(ranks, count[b]); j < end; j++) {
         sum += buckets.weights[at + j];
-        if (sum >= target) { cutB = b; cutRanks = j + 1; break cut; }
+        if (sum >= target) { cutB = b; cutRanks = j + 1 < count[b] ? j + 1 : ALL; break cut; }
       }
     }
   }
@@ -263,14 +275,14 @@ function rankedDraw(logits: Float32Array, max: number, o: Filters, rng: Rng): nu
     // The ranks before the first (after the top token) whose weight is below the threshold.
     let previous = 0;
     cut: for (let b = 0; b <= cutB; b++) {
-      if (count[b] === 0) continue;
-      if (b >= minPFails) { cutB = previous; cutRanks = count[previous]; break; } // bucket 0 never fails
+      if (mass[b] === 0) continue;
+      if (b >= minPFails) { cutB = previous; cutRanks = ALL; break; } // bucket 0 never fails
       if (b > minPPasses) {
-        const ranks = b < cutB ? count[b] : cutRanks;
+        const ranks = b < cutB ? ALL : cutRanks;
         const at = buckets.ranked(b);
-        for (let j = b === 0 ? 1 : 0; j < ranks; j++) {
+        for (let j = b === 0 ? 1 : 0, end = Math.min(ranks, count[b]); j < end; j++) {
           if (buckets.weights[at + j] >= threshold) continue;
-          if (j > 0) { cutB = b; cutRanks = j; } else { cutB = previous; cutRanks = count[previous]; }
+          if (j > 0) { cutB = b; cutRanks = j; } else { cutB = previous; cutRanks = ALL; }
           break cut;
         }
       }
@@ -281,15 +293,20 @@ function rankedDraw(logits: Float32Array, max: number, o: Filters, rng: Rng): nu
   // The draw: the bucket where it lands, then the rank.
   let r = u * buckets.keptWeight(cutB, cutRanks);
   for (let b = 0; b <= cutB; b++) {
-    if (count[b] === 0) continue;
-    const ranks = b < cutB ? count[b] : cutRanks;
-    if (ranks === count[b] && r >= mass[b]) { r -= mass[b]; continue; }
+    if (mass[b] === 0) continue;
+    const ranks = b < cutB ? ALL : cutRanks;
+    if (ranks === ALL && r >= mass[b]) { r -= mass[b]; continue; }
     const at = buckets.ranked(b);
-    for (let j = 0; j < ranks; j++) if ((r -= buckets.weights[at + j]) < 0) return buckets.ids[at + j];
-    return buckets.ids[at + ranks - 1]; // rounding at the bucket's edge
+    const end = Math.min(ranks, count[b]);
+    for (let j = 0; j < end; j++) if ((r -= buckets.weights[at + j]) < 0) return buckets.ids[at + j];
+    return buckets.ids[at + end - 1]; // rounding at the bucket's edge
   }
-  return buckets.ids[buckets.ranked(cutB) + cutRanks - 1]; // rounding at the end
+  const at = buckets.ranked(cutB); // rounding at the end
+  return buckets.ids[at + Math.min(cutRanks, count[cutB]) - 1];
 }
+
+/** cutRanks for a whole bucket. */
+const ALL = 0x7fffffff;
 
 /**
  * Buckets over the 50 tempered nats below the top: a candidate's bucket is where its tempered logit
@@ -303,10 +320,10 @@ const BUCKETS = 9240; // 50 nats are 9233.2 steps
 /** The scratch of rankedDraw, reused by every draw (sampling is synchronous; nothing is allocated
  *  per draw once the largest vocabulary has been seen). */
 class Buckets {
-  /** Candidates of each bucket. */
+  /** Candidates of each bucket: of every bucket after countAll, of the ranked ones after ranking. */
   readonly count = new Int32Array(BUCKETS);
-  /** The weight of each bucket's candidates (weighed, or summed over the ranked tokens), and its
-   *  sum of e^r. */
+  /** The weight of each bucket's candidates (weighed, or summed over the ranked tokens; 0 for an
+   *  empty bucket), and its sum of e^r. */
   readonly mass = new Float64Array(BUCKETS);
   private readonly series = new Float64Array(BUCKETS);
   /** The ranked candidates of the buckets ranked in this draw, bucket after bucket, and their weights. */
@@ -316,6 +333,7 @@ class Buckets {
   /** Where each bucket's ranked candidates start in `ids`; -1 if not ranked in this draw. */
   private readonly rankedAt = new Int32Array(BUCKETS).fill(-1);
   private readonly rankedBuckets: number[] = [];
+  private readonly pending: number[] = [];
   /** Tokens fetched by a pass (then their bucket's next free place), sort scratch. */
   private fetched = new Int32Array(0);
   private readonly next = new Int32Array(BUCKETS);
@@ -324,6 +342,8 @@ class Buckets {
   private spareKeys = new Uint32Array(0);
   private readonly digits = new Int32Array(RADIX);
   private logits: Float32Array = new Float32Array(0);
+  /** The logits' bits. */
+  private bits: Uint32Array = new Uint32Array(0);
   private max = 0;
   private invT = 1;
   private floor = 0;
@@ -335,6 +355,7 @@ class Buckets {
     this.rankedBuckets.length = 0;
     this.used = 0;
     this.logits = logits;
+    this.bits = new Uint32Array(logits.buffer, logits.byteOffset, logits.length);
     this.max = max;
     this.invT = invT;
     this.floor = floor;
@@ -353,6 +374,33 @@ class Buckets {
     return -((l - this.max) * this.scale + 6755399441055744 - 6755399441055744) | 0;
   }
 
+  /**
+   * The first bucket where the candidates of every 16th token reach `tokens` / 16 (and 8 more: the
+   * buckets up to there likely hold `tokens`), or the last bucket. Sets `count` (of the sample).
+   */
+  sampledBucket(tokens: number): number {
+    this.sampled(BUCKETS - 1);
+    const want = Math.ceil(tokens / 16) + 8;
+    for (let b = 0, have = 0; b < BUCKETS; b++) if ((have += this.count[b]) >= want) return b;
+    return BUCKETS - 1;
+  }
+
+  /** How many of every 16th token are candidates of the buckets up to `last`; sets `count` (of
+   *  that sample). */
+  sampled(last: number): number {
+    const { logits, floor, count } = this;
+    count.fill(0);
+    this.mass.fill(0);
+    let have = 0;
+    for (let i = 0; i < logits.length; i += 16) {
+      const l = logits[i];
+      if (!(l >= floor)) continue;
+      const b = this.bucket(l);
+      if (b <= last) { count[b]++; have++; }
+    }
+    return have;
+  }
+
   /** Counts the candidates of each bucket. */
   countAll(): void {
     const { logits, max, scale, floor, count } = this;
@@ -367,11 +415,10 @@ class Buckets {
     }
   }
 
-  /** Counts and weighs the candidates of each bucket: e^r to r^4 (within 1.3e-15, since
-   *  |r| <= ln2/256), 2^(-s/128) once per bucket. */
+  /** Weighs the candidates of each bucket: e^r to r^4 (within 1.3e-15, since |r| <= ln2/256),
+   *  2^(-s/128) once per bucket. (No count: that would cost a quarter more.) */
   weighAll(): void {
-    const { logits, max, scale, floor, count, series } = this;
-    count.fill(0);
+    const { logits, max, scale, floor, series } = this;
     series.fill(0);
     for (let i = 0; i < logits.length; i++) {
       const l = logits[i];
@@ -381,7 +428,6 @@ class Buckets {
       const s = -k | 0;
       if (s >= 9240) continue; // BUCKETS
       const r = (y - k) * 0.005415212348111709; // ln2 / 128
-      count[s]++;
       series[s] += 1 + r * (1 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24))));
     }
     for (let b = 0; b < BUCKETS; b++) this.mass[b] = series[b] * EXP_FRACTION[b & 127] * EXP_POWER[b >> 7];
@@ -391,7 +437,7 @@ class Buckets {
   keptWeight(cutB: number, cutRanks: number): number {
     let sum = 0;
     for (let b = 0; b < cutB; b++) sum += this.mass[b];
-    if (cutRanks === this.count[cutB]) return sum + this.mass[cutB];
+    if (cutRanks === ALL) return sum + this.mass[cutB];
     const at = this.ranked(cutB);
     for (let j = 0; j < cutRanks; j++) sum += this.weights[at + j];
     return sum;
@@ -403,8 +449,8 @@ class Buckets {
    * min-p's uncertain buckets before it, and where the draw `u` lands for any cut among those.
    */
   fetchFor(cutB: number, cutRanks: number, topP: number, minPPasses: number, minPFails: number, u: number): void {
-    const { count, mass } = this;
-    if (cutRanks < count[cutB]) this.rank(cutB, cutB); // top-k's cut, for top-p's normalizer
+    const mass = this.mass;
+    if (cutRanks !== ALL) this.rank(cutB, cutB); // top-k's cut, for top-p's normalizer
     let topPCut = cutB;
     if (topP < 1) {
       const target = topP * this.keptWeight(cutB, cutRanks);
@@ -415,7 +461,7 @@ class Buckets {
     let last = topPCut;
     if (minPFails <= topPCut) {
       last = minPFails - 1;
-      while (last > 0 && count[last] === 0) last--;
+      while (last > 0 && mass[last] === 0) last--;
     }
     if (minPPasses + 1 < first) first = minPPasses + 1;
     let below = 0;
@@ -425,12 +471,12 @@ class Buckets {
     const landsFrom = this.landing(u * below, last);
     const landsTo = this.landing(u * through, last);
     if (landsTo + 1 >= first) this.rank(Math.min(first, landsFrom), last);
-    else this.rank(landsFrom, landsTo, first, last);
+    else this.rank(landsFrom, landsTo, false, first, last);
   }
 
   /** The bucket where a draw r lands, walking bucket weights (at most `last`). */
   private landing(r: number, last: number): number {
-    for (let b = 0; b < last; b++) if (this.count[b] > 0 && (r -= this.mass[b]) < 0) return b;
+    for (let b = 0; b < last; b++) if (this.mass[b] > 0 && (r -= this.mass[b]) < 0) return b;
     return last;
   }
 
@@ -442,61 +488,80 @@ class Buckets {
 
   /**
    * Ranks the buckets from..to and from2..to2 (not yet ranked): fetches their candidates in one pass
-   * over the logits (no branch on the data: a token in range advances the end), places them by
-   * bucket, then ranks each (highest logit first, ties to the lowest id), weighs them and sums each
-   * bucket's weight in rank order.
+   * over the logits (no branch on the data: a token in range advances the end), counts and places
+   * them by bucket, then ranks each (highest logit first, ties to the lowest id), weighs them and
+   * sums each bucket's weight in rank order.
    */
-  rank(from: number, to: number, from2 = 1, to2 = 0): void {
-    const { logits, max, invT, count, rankedAt, next } = this;
-    let total = 0;
+  rank(from: number, to: number, every = false, from2 = 1, to2 = 0): number {
+    const { logits, max, invT, floor, count, mass, rankedAt, next } = this;
+    const pending = this.pending;
+    pending.length = 0;
+    // The tokens to fetch, about (a count, or a weight over the bucket's least weight).
+    let expected = 0;
     for (let pass = 0; pass < 2; pass++) {
       for (let b = pass ? from2 : from; b <= (pass ? to2 : to); b++) {
-        if (count[b] === 0 || rankedAt[b] >= 0) continue;
-        rankedAt[b] = next[b] = this.used + total; // placed below from there
-        this.rankedBuckets.push(b);
-        total += count[b];
+        if (!(every || count[b] > 0 || mass[b] > 0) || rankedAt[b] >= 0) continue;
+        pending.push(b);
+        expected += every ? 16 * count[b] : count[b] || mass[b] * 2 ** ((b + 1) / 128);
       }
     }
-    if (total === 0) return;
+    if (pending.length === 0) return 0;
+    for (const b of pending) { rankedAt[b] = PENDING; count[b] = 0; }
+    this.rankedBuckets.push(...pending);
     const step = 1 / this.scale; // a bucket's width in logits; the ranges hold a quarter more each side
-    const low = Math.max(this.floor, max - (to + 0.75) * step);
+    const low = Math.max(floor, max - (to + 0.75) * step);
     const high = max - (from - 0.75) * step;
-    const low2 = from2 <= to2 ? Math.max(this.floor, max - (to2 + 0.75) * step) : Infinity;
+    const low2 = from2 <= to2 ? Math.max(floor, max - (to2 + 0.75) * step) : Infinity;
     const high2 = max - (from2 - 0.75) * step;
     const fetched = this.fetched;
     let m = 0;
-    for (let i = 0; i < logits.length; i++) {
-      const l = logits[i];
-      fetched[m] = i;
-      m += (+(l >= low) & +(l <= high)) | (+(l >= low2) & +(l <= high2));
-    }
-    let placed = 0;
-    for (let j = 0; j < m; j++) {
-      const id = fetched[j];
-      const l = logits[id];
-      const b = this.bucket(l);
-      if (l >= this.floor && b >= 0 && b < BUCKETS && rankedAt[b] >= this.used && next[b] < rankedAt[b] + count[b]) {
-        this.ids[next[b]++] = id; // in increasing id order
-        placed++;
+    if (expected < logits.length / 32) {
+      // Few: one branch, taken rarely, is cheaper than a store for every token (but a branch per
+      // comparison would be mispredicted: many tokens are above one end of a range).
+      for (let i = 0; i < logits.length; i++) {
+        const l = logits[i];
+        if ((+(l >= low) & +(l <= high)) | (+(l >= low2) & +(l <= high2))) fetched[m++] = i;
+      }
+    } else {
+      // Many: no branch on the data.
+      for (let i = 0; i < logits.length; i++) {
+        const l = logits[i];
+        fetched[m] = i;
+        m += (+(l >= low) & +(l <= high)) | (+(l >= low2) & +(l <= high2));
       }
     }
-    if (placed !== total) throw new Error(`sampler: ${total} candidates to rank, ${placed} found`); // cannot happen
-    for (let at = this.used; at < this.used + total;) {
-      const b = this.bucket(logits[this.ids[at]]);
-      this.sortRun(at, count[b]);
-      let sum = 0;
-      for (let j = at; j < at + count[b]; j++) sum += this.weights[j] = tokenWeight(logits[this.ids[j]], max, invT);
-      this.mass[b] = sum;
+    // Keep the candidates of the pending buckets (the ranges hold a little more), and count them.
+    let kept = 0;
+    for (let j = 0; j < m; j++) {
+      const l = logits[fetched[j]];
+      const b = this.bucket(l);
+      if (l >= floor && b < BUCKETS && rankedAt[b] === PENDING) { count[b]++; fetched[kept++] = fetched[j]; }
+    }
+    let at = this.used;
+    for (const b of pending) {
+      if (count[b] === 0 && !every) throw new Error(`sampler: no candidate found in bucket ${b}`); // cannot happen
+      rankedAt[b] = next[b] = at;
       at += count[b];
     }
-    this.used += total;
+    for (let j = 0; j < kept; j++) this.ids[next[this.bucket(logits[fetched[j]])]++] = fetched[j]; // in increasing id order
+    for (const b of pending) {
+      const start = rankedAt[b];
+      const end = start + count[b];
+      if (count[b] > 1) this.sortRun(start, count[b]);
+      let sum = 0;
+      for (let j = start; j < end; j++) sum += this.weights[j] = tokenWeight(logits[this.ids[j]], max, invT);
+      mass[b] = sum;
+    }
+    const ranked = at - this.used;
+    this.used = at;
+    return ranked;
   }
 
   /** Sorts ids[at, at + size) by logit, highest first, stably: a radix sort of the logits'
    *  order-preserving bits (insertion for a few). */
   private sortRun(at: number, size: number): void {
     this.reserve(size);
-    const bits = new Uint32Array(this.logits.buffer, this.logits.byteOffset, this.logits.length);
+    const bits = this.bits;
     const run = this.ids.subarray(at, at + size);
     let keys = this.keys;
     for (let j = 0; j < size; j++) {
@@ -545,6 +610,8 @@ class Buckets {
   }
 }
 
+/** rankedAt of a bucket being ranked. */
+const PENDING = -2;
 const RADIX_BITS = 11;
 const RADIX = 1 << RADIX_BITS;
 let theBuckets: Buckets | undefined;
