@@ -331,13 +331,18 @@ describe("partial ranking", () => {
     expect(compared).toBe(4 * 400);
   });
 
-  it("draws the top token where all others are below the 50-nat floor, ranks -0 with +0, survives non-finite rows", () => {
+  it("draws the top token where all others are below the 50-nat floor (or T is tiny), ranks -0 with +0, survives non-finite rows", () => {
     const row = new Float32Array(1000).fill(-100);
     row[123] = 0;
     expect(new Sampler({ temperature: 1, topP: 0.9, seed: 3 }).sample(row.slice())).toBe(123);
     expect(new Sampler({ temperature: 1, topK: 5, seed: 3 }).sample(row.slice())).toBe(123);
     expect(new Sampler({ temperature: 1, topK: 1 }).sample(Float32Array.from([-1, -0, 0, -0, 0]))).toBe(1); // ties to the lowest id
     expect(new Sampler({ temperature: 1, topP: 0.9 }).sample(new Float32Array(10).fill(-Infinity))).toBe(0);
+    const close = Float32Array.from([0.5, 2, 1, 2 - 2 ** -22, -3]);
+    for (const temperature of [1e-300, 1e-306, 5e-324]) {
+      expect(new Sampler({ temperature, topP: 0.9, seed: 1 }).sample(close.slice()), `T ${temperature}`).toBe(1);
+      expect(new Sampler({ temperature, topK: 2, seed: 1 }).sample(close.slice()), `T ${temperature}`).toBe(1);
+    }
     const nan = new Float32Array(10).fill(NaN);
     nan[4] = 1;
     expect(new Sampler({ temperature: 1, minP: 0.1 }).sample(nan)).toBe(4);

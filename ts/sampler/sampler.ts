@@ -209,7 +209,7 @@ const GATHER_TOP_K = 4096;
  */
 function rankedDraw(logits: Float32Array, max: number, o: Filters, rng: Rng): number {
   const invT = 1 / o.temperature;
-  if (!(invT < Infinity)) return argmax(logits); // T so small that 1/T overflows: only the top counts
+  if (!(invT * 184.6649652337873 < Infinity)) return argmax(logits); // T so small that the buckets overflow: only the top counts
   const buckets = (theBuckets ??= new Buckets()).start(logits, max, invT, max - 50 * o.temperature);
   const { count, mass } = buckets;
 
