@@ -1,7 +1,8 @@
 // Turns a row of logits into the next token: logit bias, repetition/presence/frequency penalties,
 // then greedy (temperature 0) or temperature → top-k → top-p → min-p → a draw from a seeded PRNG.
-// The filters need the candidates in rank order, but never more of that order than they read: a
-// histogram of the logits finds how many of the best tokens can matter, and only those are sorted.
+// The filters and the draw read the candidates in rank order, but never need the whole order: the
+// candidates go to buckets of tempered logit, whole buckets are walked by their weights, and only
+// the bucket where a cut falls or the draw lands is sorted (see rankedDraw).
 import { QwasmError } from "../errors";
 
 export interface SamplingOptions {
@@ -190,7 +191,8 @@ export class Sampler {
 /** The filters' options, defaults filled in. */
 type Filters = Pick<Required<SamplingOptions>, "temperature" | "topK" | "topP" | "minP">;
 
-/** Up to this top-k, every token of the buckets the top k reach is ranked, and no other weighed. */
+/** Up to this top-k (or this many tokens above min-p's threshold, min-p alone), every token of the
+ *  buckets that can be kept is ranked, and no other weighed. */
 const GATHER_TOP_K = 4096;
 
 /**
@@ -334,7 +336,7 @@ class Buckets {
   private readonly rankedAt = new Int32Array(BUCKETS).fill(-1);
   private readonly rankedBuckets: number[] = [];
   private readonly pending: number[] = [];
-  /** Tokens fetched by a pass (then their bucket's next free place), sort scratch. */
+  /** Tokens fetched by a pass, each bucket's next free place in `ids`, sort scratch. */
   private fetched = new Int32Array(0);
   private readonly next = new Int32Array(BUCKETS);
   private keys = new Uint32Array(0);
