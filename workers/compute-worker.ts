@@ -29,9 +29,13 @@ function serve(runner: ForwardRunner, ctrl: Int32Array, init: ComputeInit): void
   // The pool zeroes the control block before starting workers; a step may already have been started
   // by the time this loop begins, so the baseline is 0, not the current value.
   let seq = 0;
+  let sitting = false;
   for (;;) {
-    seq = waitForStep(ctrl, seq, init.index);
+    // A worker that sat the last step out sleeps at once: spinning would take a core from those at work.
+    seq = waitForStep(ctrl, seq, init.index, !sitting);
     if (Atomics.load(ctrl, Control.COMMAND) === COMMAND_EXIT) break;
+    sitting = init.index >= Atomics.load(ctrl, Control.ACTIVE);
+    if (sitting) continue;
     slice.begin(seq);
     try {
       runner.runStep(slice);

@@ -6,6 +6,7 @@ import type { ForwardLayout } from "../ts/model/forward";
 import { spawnWorker, type WorkerHandle } from "../ts/runtime/workers";
 import { COMMAND_EXIT, COMMAND_RUN, CONTROL_WORDS, Control, MAX_WORKERS, TAG_PERIOD, type ComputeInit, type ComputeReply } from "./protocol";
 import { armStep } from "./sync";
+import { ActiveWorkers } from "./active";
 
 /** Where the compute worker bundle is: beside this module when bundled, in dist/ when run from source. */
 export function defaultWorkerUrl(): URL {
@@ -18,12 +19,18 @@ export function defaultWorkerUrl(): URL {
 export class WorkerPool {
   private failure: Error | undefined;
   private seq = 0;
+  private readonly active: ActiveWorkers;
 
   private constructor(
     /** The workers (tests terminate one to check that a dead worker cannot hang a step). */
     readonly workers: WorkerHandle[],
     private readonly ctrl: Int32Array,
-  ) {}
+  ) {
+    this.active = new ActiveWorkers(workers.length);
+  }
+
+  /** Workers that took part in the last step (fewer than `size` while other processes hold cores). */
+  get activeWorkers(): number { return Atomics.load(this.ctrl, Control.ACTIVE); }
 
   get size(): number { return this.workers.length; }
 
@@ -61,8 +68,11 @@ export class WorkerPool {
     reject?.(error);
   }
 
-  /** Runs the step already written into the memory on every worker; resolves when all are done. */
-  async run(): Promise<void> {
+  /**
+   * Runs the step already written into the memory (of `tokens` tokens) on the workers; resolves when
+   * it is done.
+   */
+  async run(tokens = 1): Promise<void> {
     if (this.failure) throw this.failure;
     const ctrl = this.ctrl;
     const seq = ++this.seq;
@@ -74,13 +84,16 @@ export class WorkerPool {
       if (this.failure) throw this.failure;
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
-    armStep(ctrl, seq);
+    const active = this.active.next();
+    armStep(ctrl, seq, active);
+    const start = performance.now();
     Atomics.store(ctrl, Control.FAILED, 0);
     Atomics.store(ctrl, Control.COMMAND, COMMAND_RUN);
     Atomics.store(ctrl, Control.STEP_SEQ, seq);
     Atomics.notify(ctrl, Control.STEP_SEQ);
     await waitUntil(ctrl, Control.DONE_SEQ, seq, () => this.failure);
     if (this.failure) throw this.failure;
+    this.active.record(active, tokens, performance.now() - start, Atomics.load(ctrl, Control.BLOCKED_US) / 1000);
     if (Atomics.load(ctrl, Control.FAILED) !== 0) {
       throw new QwasmError("WORKER_FAILED", "a compute worker failed during the forward step");
     }

@@ -39,6 +39,10 @@ export const Control = {
   DONE_SEQ: 5,
   /** Nonzero when a worker failed during the step: everyone unwinds and the step fails. */
   FAILED: 6,
+  /** Workers that take part in the step: those with index < ACTIVE (workers/active.ts). */
+  ACTIVE: 7,
+  /** Microseconds the workers slept during the step, waiting for an item another worker holds. */
+  BLOCKED_US: 8,
   /** First of MAX_WORKERS words: the STEP_SEQ each worker last started (bounds how far one lags). */
   WORKER_SEQ: 16,
 } as const;

@@ -73,8 +73,13 @@ export class ClaimingSlice implements WorkerSlice {
       if ((d & ~ITEM_MASK) !== this.tag) { this.over = true; return; }
       if ((d & ITEM_MASK) >= end) return;
       if (Atomics.load(ctrl, Control.FAILED) !== 0) throw new StepFailed("another worker failed");
-      if (spins < SPIN) spins++;
-      else Atomics.wait(ctrl, Control.DONE, d, 50);
+      if (spins < SPIN) {
+        spins++;
+      } else {
+        const t = performance.now();
+        Atomics.wait(ctrl, Control.DONE, d, 50);
+        Atomics.add(ctrl, Control.BLOCKED_US, Math.round(1000 * (performance.now() - t)));
+      }
     }
   }
 }
@@ -83,8 +88,8 @@ export class ClaimingSlice implements WorkerSlice {
  * Worker side: waits for a step after `lastSeq`, records in WORKER_SEQ that this worker is in it,
  * and returns its sequence number (the newest one: a worker that lagged skips the steps it missed).
  */
-export function waitForStep(ctrl: Int32Array, lastSeq: number, index: number): number {
-  for (let i = 0; i < SPIN && Atomics.load(ctrl, Control.STEP_SEQ) === lastSeq; i++);
+export function waitForStep(ctrl: Int32Array, lastSeq: number, index: number, spin = true): number {
+  for (let i = 0; spin && i < SPIN && Atomics.load(ctrl, Control.STEP_SEQ) === lastSeq; i++);
   while (Atomics.load(ctrl, Control.STEP_SEQ) === lastSeq) Atomics.wait(ctrl, Control.STEP_SEQ, lastSeq);
   // Published before the step is joined, and checked against STEP_SEQ again, so that the engine's
   // lag check (WorkerPool.run) sees every worker that could still take an item of this step.
@@ -111,8 +116,10 @@ export function failStep(ctrl: Int32Array): void {
 }
 
 /** Engine side: arms the counters of step `seq` (before bumping STEP_SEQ). */
-export function armStep(ctrl: Int32Array, seq: number): void {
+export function armStep(ctrl: Int32Array, seq: number, active: number): void {
   const tag = stepTag(seq);
+  Atomics.store(ctrl, Control.ACTIVE, active);
+  Atomics.store(ctrl, Control.BLOCKED_US, 0);
   Atomics.store(ctrl, Control.DONE, tag);
   Atomics.store(ctrl, Control.CLAIM, tag);
 }

@@ -170,7 +170,7 @@ export class Qwen2Forward {
     const table = ropeCosSin(positions, c.headDim, c.ropeBase, this.host.subarray(0, T * c.headDim), this.ropeScaling);
     new Float32Array(buffer, L.state.cosSin, T * c.headDim).set(table);
 
-    if (this.pool) await this.runOnPool();
+    if (this.pool) await this.runOnPool(T);
     else this.inline!.runStep(INLINE_SLICE);
     return new Float32Array(this.memory.buffer, L.state.logits, outRows.length * c.vocabSize).slice();
   }
@@ -191,9 +191,9 @@ export class Qwen2Forward {
    * from its barrier, so this is bounded), the pool is replaced by a fresh one over the same
    * memory, and the error goes to the caller: the requests in this step fail, later steps run.
    */
-  private async runOnPool(): Promise<void> {
+  private async runOnPool(tokens: number): Promise<void> {
     try {
-      await this.pool!.run();
+      await this.pool!.run(tokens);
     } catch (error) {
       const broken = this.pool!;
       this.pool = undefined;
