@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
 import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
 import { parsePrometheus, value } from "./prometheus";
+import { loadTest } from "../../ts/cli/commands/loadtest";
 
 const HAPROXY = ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy", "/usr/bin/haproxy"].find((p) => existsSync(p));
 const CLI = join(import.meta.dirname, "../../dist/cli.js");
@@ -200,6 +201,23 @@ describe.skipIf(!HAPROXY)("three qwasm serve replicas behind HAProxy (skipped: H
     for (const [i, m] of metrics.entries()) {
       expect(value(m, "qwasm_sessions_total"), replicas[i].id).toBe([...bySession.values()].filter((s) => s.has(replicas[i].id)).length);
     }
+
+    // qwasm loadtest through the balancer reports what it reports against one replica; with a session
+    // header per client ({client}), each client's session lands on one replica.
+    const sessionsBefore = (await Promise.all(replicas.map(replicaMetrics))).reduce((a, m) => a + value(m, "qwasm_sessions_total"), 0);
+    const through = await loadTest({ url: `${balancer}/v1`, clients: 3, seconds: 1, maxTokens: 4, headers: { "X-Session-Id": "load-{client}" } });
+    const direct = await loadTest({ url: replicas[0].url, clients: 3, seconds: 1, maxTokens: 4 });
+    for (const report of [through, direct]) {
+      expect(Object.keys(report)).toEqual(Object.keys(through));
+      expect(report.errors, JSON.stringify(report.errorKinds)).toBe(0);
+      expect(report.completed).toBeGreaterThan(0);
+      expect(report.started).toBe(report.completed);
+      expect(report.timeToFirstTokenMs.count).toBe(report.completed);
+      expect(report.tokens).toBeGreaterThanOrEqual(report.completed);
+      expect(report.tokens).toBeLessThanOrEqual(4 * report.completed);
+    }
+    const sessionsAfter = (await Promise.all(replicas.map(replicaMetrics))).reduce((a, m) => a + value(m, "qwasm_sessions_total"), 0);
+    expect(sessionsAfter - sessionsBefore).toBe(3);
 
     // 2. Drain the busiest replica mid-load: every request still completes.
     const drained = replicas.find((r) => r.id === [...served.entries()].sort((a, b) => b[1] - a[1])[0][0])!;
