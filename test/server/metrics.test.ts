@@ -108,6 +108,7 @@ describe("GET /metrics", () => {
     expect(value(m, "qwasm_kv_pages_in_use")).toBe(kv.inUse);
     expect(value(m, "qwasm_kv_cache_usage_ratio")).toBe(kv.inUse / kv.pages);
     expect(value(m, "qwasm_draining")).toBe(0);
+    expect(value(m, "vllm:cache_config_info", { block_size: String(kv.pageSize), num_gpu_blocks: String(kv.pages) })).toBe(1);
 
     // vLLM's names: the same numbers, labelled model_name.
     const aliases: [string, string][] = [

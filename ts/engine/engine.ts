@@ -127,7 +127,7 @@ export class QwasmEngine implements Engine {
   /** Pages held by running requests, and idle pages kept for prefix reuse. */
   kvStats(): KVStats {
     return {
-      pages: this.cache.pageCount, inUse: this.cache.inUse, cached: this.cache.cached,
+      pages: this.cache.pageCount, pageSize: this.cache.pageSize, inUse: this.cache.inUse, cached: this.cache.cached,
       reserved: this.reservedPages, running: this.running.length, waiting: this.waiting.length,
     };
   }

@@ -58,6 +58,8 @@ export class EngineStats {
 export interface KVStats {
   /** Pages in the pool. */
   pages: number;
+  /** Tokens per page (the prefix cache shares whole pages). */
+  pageSize: number;
   /** Pages held by requests (running, or idle ones still shared). */
   inUse: number;
   /** Idle pages kept for prefix reuse (free to take). */

@@ -94,6 +94,9 @@ export function renderMetrics(engine: Engine, modelName: string, sessions: Sessi
     const usage = kv.pages > 0 ? Math.min(1, (kv.inUse + kv.reserved) / kv.pages) : 0;
     out.family(["qwasm_kv_cache_usage_ratio", "vllm:kv_cache_usage_perc"], "gauge",
       "KV cache usage, 0 to 1: pages held or promised by requests over the pool (idle cached pages count as free).", [[{}, usage]]);
+    // What the Gateway API Inference Extension's prefix-cache scorer reads for the block size and count.
+    out.family(["vllm:cache_config_info"], "gauge", "KV cache configuration (labels); the value is always 1.",
+      [[{ block_size: String(kv.pageSize), num_gpu_blocks: String(kv.pages) }, 1]]);
   }
   out.family(["qwasm_draining"], "gauge", "1 while the server drains (refuses new requests), else 0.", [[{}, engine.draining ? 1 : 0]]);
   const s = engine.stats;
