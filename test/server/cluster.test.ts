@@ -177,7 +177,8 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-describe.skipIf(!HAPROXY)("three qwasm serve replicas behind HAProxy (skipped: HAProxy is not installed; apt-get install haproxy)", () => {
+const TITLE = "three qwasm serve replicas behind HAProxy";
+describe.skipIf(!HAPROXY)(HAPROXY ? TITLE : `${TITLE} (skipped: HAProxy is not installed; apt-get install haproxy, as .ci/run does)`, () => {
   it("sticky sessions reuse their replica's prefix cache; a drained replica loses no request; a killed one fails only its own", async () => {
     // 1. 24 conversations of 3 turns.
     const first = await load(sessionsOf("chat", 24), 3, { maxTokens: 4, stream: false });
