@@ -17,7 +17,8 @@ export type ErrorCode =
   | "HTTP_STATUS"         // a URL answered with an HTTP error status (status and URL in the message)
   | "ABORTED"
   | "QUEUE_FULL"          // the engine already holds maxSequences running and maxQueue waiting requests: retry later
-  | "TIMEOUT";            // the request ran past its time limit (timeoutMs, requestTimeoutMs)
+  | "TIMEOUT"             // the request ran past its time limit (timeoutMs, requestTimeoutMs)
+  | "DRAINING";           // the engine is draining (engine.drain(), serve on SIGTERM): it takes no new requests
 
 export class QwasmError extends Error {
   readonly code: ErrorCode;

@@ -7,6 +7,7 @@ export type { KernelBuild } from "./kernels/module";
 export { createEngine, QwasmEngine } from "./engine/engine";
 export type { EngineOptions } from "./engine/engine";
 export type { Engine, EngineInfo, RequestOptions, CompletionStream, CompletionResult, Delta, Usage, FinishReason } from "./engine/types";
+export type { EngineStats, KVStats, Histogram } from "./engine/stats";
 export { renderChatTemplate, renderChatTokens, QWEN2_CHATML_TEMPLATE } from "./engine/chat-template";
 export type { ChatMessage, ChatTemplateOptions } from "./engine/chat-template";
 export { Tokenizer, StreamDecoder, tokenizerFromMetadata } from "./tokenizer";

@@ -50,7 +50,21 @@ export class FakeEngine implements Engine {
 
   async dispose(): Promise<void> {}
 
+  /** Set by drain(): new requests throw QwasmError DRAINING. */
+  draining = false;
+  /** The options of each drain() call. */
+  readonly drains: ({ deadlineMs?: number } | undefined)[] = [];
+  /** drain() resolves when this does (default: at once). */
+  drainGate: Promise<void> = Promise.resolve();
+
+  async drain(options?: { deadlineMs?: number }): Promise<void> {
+    this.draining = true;
+    this.drains.push(options);
+    await this.drainGate;
+  }
+
   private start(kind: FakeCall["kind"], prompt: string, options: RequestOptions, messages?: ChatMessage[]): CompletionStream {
+    if (this.draining) throw new QwasmError("DRAINING", "the engine is draining and accepts no new requests");
     if (prompt.includes("INVALID")) throw new QwasmError("INVALID_ARGUMENT", "sampling option topK = 7: the fake says no");
     if (prompt.includes("CRASH")) throw new Error("secret internal detail");
     if (prompt.includes("WORKER")) throw new QwasmError("WORKER_FAILED", "worker 3 died: secret detail");

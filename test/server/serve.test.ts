@@ -36,7 +36,7 @@ async function startServe(argv: string[]) {
 describe("qwasm serve", () => {
   it("has help that names every option", () => {
     for (const option of ["--host", "--port", "--api-key", "--threads", "--context", "--max-sequences", "--cors",
-      "--max-queue", "--request-timeout", "--any-model"]) {
+      "--max-queue", "--request-timeout", "--any-model", "--drain-timeout", "--replica-id", "--access-log"]) {
       expect(help).toContain(option);
     }
   });
@@ -88,7 +88,46 @@ describe("qwasm serve", () => {
     expect(await any.exit).toBe(0);
   });
 
+  it("on SIGTERM drains with --drain-timeout: /ready 503 and new requests 503 at once, /health 200; then exits 0", async () => {
+    let stderr = "";
+    const { url, exit } = await startServe(["model.gguf", "--port", "0", "--drain-timeout", "7.5", "--replica-id", "r2", "--access-log"]);
+    vi.mocked(process.stderr.write).mockImplementation((chunk) => { stderr += String(chunk); return true; });
+    const root = url.replace(/\/v1$/, "");
+    const engine = loaded[0].engine;
+    let release!: () => void;
+    engine.drainGate = new Promise((resolve) => { release = resolve; });
+    const ask = () => fetch(`${url}/chat/completions`, {
+      method: "POST", headers: { "content-type": "application/json", "x-session-id": "s-1" },
+      body: JSON.stringify({ messages: [{ role: "user", content: "Hi" }] }),
+    });
+    const before = await ask();
+    expect(before.status).toBe(200);
+    expect(before.headers.get("x-qwasm-replica")).toBe("r2");
+    await before.text();
+    expect((await fetch(`${root}/ready`)).status).toBe(200);
+    const metrics = await fetch(`${root}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toContain("qwasm_sessions_total{model_name=\"fake-qwen2\"} 1");
+
+    process.emit("SIGTERM");
+    await vi.waitFor(() => expect(engine.drains).toEqual([{ deadlineMs: 7500 }]));
+    const ready = await fetch(`${root}/ready`);
+    expect(ready.status).toBe(503);
+    expect((await fetch(`${root}/health`)).status).toBe(200);
+    const refused = await ask();
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(loaded[0].disposed).toBe(false);
+    release();
+    expect(await exit).toBe(0);
+    expect(loaded[0].disposed).toBe(true);
+    expect(stderr).toMatch(/POST \/v1\/chat\/completions 503 [\d.]+ms session="s-1"/);
+    expect(stderr).toContain("SIGTERM: draining");
+  });
+
   it.each([
+    [["m", "--drain-timeout", "-1"], /--drain-timeout/],
+    [["m", "--replica-id", "has space"], /--replica-id/],
     [["m", "--max-queue", "-1"], /--max-queue/],
     [["m", "--max-queue", "2.5"], /--max-queue/],
     [["m", "--request-timeout", "0"], /--request-timeout/],

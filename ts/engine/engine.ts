@@ -15,6 +15,7 @@ import { chatTemplateFromMetadata } from "../tokenizer/from-model";
 import { renderChatTokens } from "./chat-template";
 import { StopMatcher } from "./stop";
 import { CompletionStreamImpl } from "./stream";
+import { EngineStats, type KVStats } from "./stats";
 import type { GGUFSource } from "../../weights/gguf/source";
 import type {
   ChatMessage, CompletionResult, CompletionStream, Engine, EngineInfo, FinishReason, RequestOptions,
@@ -56,6 +57,8 @@ interface Sequence {
   stream: CompletionStreamImpl;
   start: number;
   firstToken?: number;
+  /** When the latest token was sampled (inter-token latency). */
+  lastToken?: number;
   /** Ended by an abort or its time limit while its step was computing: the loop finishes it after the step. */
   ended?: { reason: "abort" } | { error: QwasmError };
   /** Frees the listener and the timer when the request ends. */
@@ -76,6 +79,10 @@ export class QwasmEngine implements Engine {
   private readonly inFlight = new Set<Sequence>();
   private readonly maxQueue: number;
   private readonly requestTimeoutMs: number | undefined;
+  /** Counters and latency histograms since creation (the server's GET /metrics reads them). */
+  readonly stats = new EngineStats();
+  /** Set by drain(): new requests are refused, and it resolves when the last request has ended. */
+  private drainState: { idle: () => void; done: Promise<void>; timer?: ReturnType<typeof setTimeout> } | undefined;
 
   constructor(readonly model: Qwen2Model, readonly tokenizer: Tokenizer, private readonly chatTemplate?: string,
     limits: { maxQueue?: number; requestTimeoutMs?: number } = {}) {
@@ -118,15 +125,55 @@ export class QwasmEngine implements Engine {
   }
 
   /** Pages held by running requests, and idle pages kept for prefix reuse. */
-  kvStats(): { pages: number; inUse: number; cached: number; reserved: number; running: number; waiting: number } {
+  kvStats(): KVStats {
     return {
-      pages: this.cache.pageCount, inUse: this.cache.inUse, cached: this.cache.cached,
+      pages: this.cache.pageCount, pageSize: this.cache.pageSize, inUse: this.cache.inUse, cached: this.cache.cached,
       reserved: this.reservedPages, running: this.running.length, waiting: this.waiting.length,
     };
   }
 
+  /** True once drain() has been called: the engine refuses new requests (QwasmError DRAINING). */
+  get draining(): boolean {
+    return this.drainState !== undefined;
+  }
+
+  /**
+   * Graceful shutdown: from now on new requests are refused with QwasmError DRAINING; running and
+   * waiting ones go on. Resolves when none is left. Past deadlineMs (default: none) the rest are
+   * stopped: they fail with DRAINING and their pages come back. Calling it again returns the same promise.
+   *
+   * @example
+   * process.on("SIGTERM", async () => { await engine.drain({ deadlineMs: 30_000 }); await engine.dispose(); });
+   */
+  drain(options: { deadlineMs?: number } = {}): Promise<void> {
+    if (this.drainState) return this.drainState.done;
+    const deadlineMs = options.deadlineMs;
+    if (deadlineMs !== undefined && !(typeof deadlineMs === "number" && deadlineMs >= 0)) {
+      throw new QwasmError("INVALID_ARGUMENT", `deadlineMs must be a number of milliseconds >= 0, got ${deadlineMs}`);
+    }
+    let idle!: () => void;
+    const done = new Promise<void>((resolve) => { idle = resolve; })
+      .then(() => { clearTimeout(state.timer); return this.loop; })
+      .then(() => undefined);
+    const state: NonNullable<QwasmEngine["drainState"]> = { idle, done };
+    this.drainState = state;
+    if (deadlineMs !== undefined && deadlineMs <= MAX_TIMER_MS) {
+      state.timer = setTimeout(() => {
+        const error = new QwasmError("DRAINING", `the server is shutting down and the request did not finish within the drain deadline of ${deadlineMs} ms`);
+        for (const seq of [...this.waiting, ...this.running]) this.endEarly(seq, { error });
+      }, deadlineMs);
+    }
+    this.checkDrained();
+    return done;
+  }
+
+  private checkDrained(): void {
+    if (this.drainState && this.waiting.length === 0 && this.running.length === 0) this.drainState.idle();
+  }
+
   async dispose(): Promise<void> {
     this.disposed = true;
+    clearTimeout(this.drainState?.timer);
     const error = new QwasmError("ABORTED", "the engine was disposed");
     for (const seq of [...this.waiting, ...this.running]) this.finish(seq, undefined, error);
     await this.loop;
@@ -134,7 +181,19 @@ export class QwasmEngine implements Engine {
   }
 
   private submit(prompt: number[], options: RequestOptions): CompletionStream {
+    try {
+      return this.enqueue(prompt, options);
+    } catch (error) {
+      this.stats.countFailure(error);
+      throw error;
+    }
+  }
+
+  private enqueue(prompt: number[], options: RequestOptions): CompletionStream {
     if (this.disposed) throw new QwasmError("INVALID_ARGUMENT", "the engine was disposed");
+    if (this.drainState) {
+      throw new QwasmError("DRAINING", "the engine is draining (shutting down) and accepts no new requests; send them to another server");
+    }
     const contextLength = this.info.contextLength;
     if (prompt.length === 0) throw new QwasmError("INVALID_ARGUMENT", "the prompt is empty");
     if (prompt.length >= contextLength) {
@@ -194,6 +253,7 @@ export class QwasmEngine implements Engine {
       throw new QwasmError("CONTEXT_OVERFLOW", `the request needs ${this.pagesFor(seq)} KV pages; the pool has ${this.cache.pageCount}`);
     }
     if (options.signal?.aborted) {
+      this.stats.finished.abort = (this.stats.finished.abort ?? 0) + 1;
       seq.stream.finish(this.result(seq, "abort"));
       return seq.stream;
     }
@@ -335,6 +395,9 @@ export class QwasmEngine implements Engine {
     seq.published = shared.length;
     seq.computed = shared.length * pageSize;
     seq.cachedPromptTokens = seq.computed;
+    this.stats.prefixQueryTokens += seq.promptLength;
+    this.stats.prefixHitTokens += seq.computed;
+    this.stats.queueTime.observe((performance.now() - seq.start) / 1000);
     seq.reserved = need;
     this.reservedPages += need;
     this.running.push(seq);
@@ -416,7 +479,12 @@ export class QwasmEngine implements Engine {
     const token = seq.sampler.sample(logits);
     seq.sampler.accept(token);
     seq.generated++;
-    seq.firstToken ??= performance.now();
+    const now = performance.now();
+    if (seq.lastToken === undefined) this.stats.timeToFirstToken.observe((now - seq.start) / 1000);
+    else this.stats.interTokenLatency.observe((now - seq.lastToken) / 1000);
+    seq.firstToken ??= now;
+    seq.lastToken = now;
+    this.stats.generationTokens++;
     if (!seq.ignoreEos && this.tokenizer.endOfGenerationIds.has(token)) {
       seq.stream.push({ text: seq.stops.push(seq.decoder.flush()).text + seq.stops.flush(), tokens: [token] });
       this.finish(seq, "stop");
@@ -454,12 +522,18 @@ export class QwasmEngine implements Engine {
       error ??= e;
     }
     if (error !== undefined || reason === undefined) {
+      error ??= new QwasmError("ABORTED", "the request ended without a result");
+      this.stats.countFailure(error);
       seq.stream.close();
-      seq.stream.fail(error ?? new QwasmError("ABORTED", "the request ended without a result"));
+      seq.stream.fail(error);
     } else {
+      this.stats.finished[reason] = (this.stats.finished[reason] ?? 0) + 1;
+      this.stats.promptTokens += seq.promptLength;
+      this.stats.e2eLatency.observe((performance.now() - seq.start) / 1000);
       if (reason === "abort") seq.stream.close();
       seq.stream.finish(this.result(seq, reason));
     }
+    this.checkDrained();
   }
 
   private result(seq: Sequence, finishReason: FinishReason): CompletionResult {

@@ -2,6 +2,7 @@
 // the library API, the OpenAI handler and (later) the browser worker boundary.
 import type { ChatMessage } from "./chat-template";
 import type { SamplingOptions } from "../sampler/sampler";
+import type { EngineStats, KVStats } from "./stats";
 
 export type { ChatMessage };
 
@@ -102,4 +103,12 @@ export interface Engine {
   detokenize(ids: number[]): string;
   /** Stops the workers and frees the model's memory; pending requests fail with ABORTED. */
   dispose(): Promise<void>;
+  /** Counters and latency histograms for monitoring (QwasmEngine keeps them; the server's /metrics reads them). */
+  readonly stats?: EngineStats;
+  /** The KV page pool and the queues now (QwasmEngine). */
+  kvStats?(): KVStats;
+  /** True once drain() was called (the server's /ready answers 503). */
+  readonly draining?: boolean;
+  /** Refuses new requests (QwasmError DRAINING), lets the others finish within deadlineMs, resolves when idle. */
+  drain?(options?: { deadlineMs?: number }): Promise<void>;
 }

@@ -7,8 +7,11 @@ import { QwasmError } from "../errors";
 export interface NodeServer {
   /** Where the server listens, e.g. http://127.0.0.1:8080 (the real port when 0 was asked). */
   url: string;
-  /** Stops listening and closes every connection, aborting the requests still running. */
-  close(): Promise<void>;
+  /**
+   * Stops listening and closes every connection, aborting the requests still running. With graceMs,
+   * responses still being sent get up to that long to end first (idle connections close at once).
+   */
+  close(options?: { graceMs?: number }): Promise<void>;
 }
 
 export async function serveNode(
@@ -28,9 +31,22 @@ export async function serveNode(
   base = `http://${host.includes(":") ? `[${host}]` : host}:${actualPort}`;
   return {
     url: base,
-    close: () => new Promise<void>((resolve, reject) => {
-      server.close((error) => (error ? reject(error) : resolve()));
-      server.closeAllConnections();
+    close: ({ graceMs = 0 } = {}) => new Promise<void>((resolve, reject) => {
+      let sweep: ReturnType<typeof setInterval> | undefined;
+      let force: ReturnType<typeof setTimeout> | undefined;
+      server.close((error) => {
+        clearInterval(sweep);
+        clearTimeout(force);
+        if (error) reject(error); else resolve();
+      });
+      if (graceMs <= 0) {
+        server.closeAllConnections();
+        return;
+      }
+      // A keep-alive connection turns idle when its response ends: close it then.
+      server.closeIdleConnections();
+      sweep = setInterval(() => server.closeIdleConnections(), 20);
+      force = setTimeout(() => { clearInterval(sweep); server.closeAllConnections(); }, graceMs);
     }),
   };
 }

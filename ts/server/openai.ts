@@ -2,6 +2,7 @@
 // Bun.serve mount as it is, and Node through runtime/http-node. It knows only the Engine interface.
 //
 //   POST /v1/chat/completions   POST /v1/completions   GET /v1/models   GET /v1/models/{id}
+//   GET /health (alive)   GET /ready (200 accepting, 503 draining)   GET /metrics (Prometheus; options.metrics)
 //
 // Known request fields are validated strictly (a wrong type or value is a 400 naming the field);
 // fields that ask for something qwasm does not do (tools, JSON mode, logprobs, ...) are a 400 naming
@@ -10,9 +11,15 @@
 //
 // Status codes of the engine's refusals: 429 with Retry-After when its queue is full (QUEUE_FULL),
 // 504 when a request runs past its time limit (TIMEOUT; an error event, then the end, once a stream
-// has started), 404 model_not_found for a model other than the one served.
+// has started), 404 model_not_found for a model other than the one served, 503 with Retry-After
+// while the engine drains (DRAINING).
+//
+// Sticky sessions: a request's session is its X-Session-Id header, else the body's `user` field. The
+// handler counts distinct sessions (qwasm_sessions_total) and hands the id to onAccess; a balancer
+// hashes on the header so that a conversation's turns reach the replica that holds its KV pages.
 import { QwasmError } from "../errors";
 import type { ChatMessage, CompletionResult, CompletionStream, Delta, Engine, RequestOptions } from "../engine/types";
+import { METRICS_CONTENT_TYPE, renderMetrics, SessionCounter } from "./metrics";
 
 export interface OpenAIHandlerOptions {
   /** Requests must carry `Authorization: Bearer <apiKey>`; none needed when unset. */
@@ -35,11 +42,31 @@ export interface OpenAIHandlerOptions {
   requestTimeoutMs?: number;
   /** Told about failures that are the server's fault (the client only sees a generic 500). Default: console.error. */
   onError?: (error: unknown) => void;
+  /** Serve GET /metrics (Prometheus text format; behind the API key when one is set). Default false: 404. */
+  metrics?: boolean;
+  /** Sent as the header X-Qwasm-Replica on every response (which replica behind a balancer answered). */
+  replicaId?: string;
+  /** Told about every request once its response (its status and headers) is ready: an access log. */
+  onAccess?: (entry: AccessLogEntry) => void;
 }
+
+/** One request, as onAccess is told about it. */
+export interface AccessLogEntry {
+  method: string;
+  path: string;
+  status: number;
+  /** X-Session-Id, else the body's `user` (at most MAX_SESSION_ID_LENGTH characters); undefined when neither. */
+  sessionId?: string;
+  /** Milliseconds until the response started (a stream goes on after it). */
+  ms: number;
+}
+
+/** Longer session ids are cut to this many characters (they only label metrics and logs). */
+export const MAX_SESSION_ID_LENGTH = 256;
 
 export type FetchHandler = (request: Request) => Promise<Response>;
 
-/** Seconds a client is told to wait (Retry-After) when the engine's queue is full. */
+/** Seconds a client is told to wait (Retry-After) when the engine's queue is full or it drains. */
 const RETRY_AFTER_SECONDS = 1;
 
 /** OpenAI's documented defaults where the engine's differ (its default temperature is 0, greedy). */
@@ -71,24 +98,50 @@ export function createOpenAIHandler(engine: Engine, options: OpenAIHandlerOption
   const onError = options.onError ?? ((error: unknown) => console.error("qwasm server:", error));
 
   const generation: Generation = { engine, modelId, anyModel: options.anyModel ?? false, timeoutMs, onError };
+  const sessions = new SessionCounter();
+  const replicaId = options.replicaId;
+  const onAccess = options.onAccess;
 
-  async function route(request: Request): Promise<Response> {
+  async function route(request: Request, path: string, context: { sessionId?: string }): Promise<Response> {
     if (request.method === "OPTIONS" && corsOrigin !== undefined) return preflight(request);
-    if (keyDigest !== undefined) await authorize(request, await keyDigest);
-
-    const path = new URL(request.url).pathname.replace(/\/+$/, "");
     const allow = (methods: string) => {
       if (!methods.split(", ").includes(request.method)) {
         throw new ApiError(405, `${request.method} is not allowed on ${path}; use ${methods}`, null, "method_not_allowed", { allow: methods });
       }
     };
+    // Probes of load balancers and orchestrators carry no key; these two tell nothing about the data.
+    if (path === "/health") {
+      allow("GET, HEAD");
+      return json(200, { status: "ok" });
+    }
+    if (path === "/ready") {
+      allow("GET, HEAD");
+      if (engine.draining) return json(503, { status: "draining" }, { "retry-after": String(RETRY_AFTER_SECONDS) });
+      return json(200, { status: "ready" });
+    }
+    if (keyDigest !== undefined) await authorize(request, await keyDigest);
+
+    const header = request.headers.get("x-session-id");
+    if (header !== null && header !== "") context.sessionId = header.slice(0, MAX_SESSION_ID_LENGTH);
+    const readBody = async () => {
+      const body = await readJsonBody(request, maxBodyBytes);
+      if (context.sessionId === undefined && typeof body.user === "string" && body.user !== "") {
+        context.sessionId = body.user.slice(0, MAX_SESSION_ID_LENGTH);
+      }
+      if (context.sessionId !== undefined) sessions.add(context.sessionId);
+      return body;
+    };
+    if (path === "/metrics" && options.metrics === true) {
+      allow("GET");
+      return new Response(renderMetrics(engine, modelId, sessions), { status: 200, headers: { "content-type": METRICS_CONTENT_TYPE } });
+    }
     if (path === "/v1/chat/completions") {
       allow("POST");
-      return chatCompletions(generation, await readJsonBody(request, maxBodyBytes), request.signal);
+      return chatCompletions(generation, await readBody(), request.signal);
     }
     if (path === "/v1/completions") {
       allow("POST");
-      return completions(generation, await readJsonBody(request, maxBodyBytes), request.signal);
+      return completions(generation, await readBody(), request.signal);
     }
     if (path === "/v1/models") {
       allow("GET");
@@ -101,19 +154,31 @@ export function createOpenAIHandler(engine: Engine, options: OpenAIHandlerOption
       return json(200, modelObject(modelId));
     }
     throw new ApiError(404, `Unknown request URL: ${request.method} ${path || "/"}; qwasm serves ` +
-      "POST /v1/chat/completions, POST /v1/completions and GET /v1/models", null, "unknown_url");
+      `POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health and GET /ready${options.metrics === true ? " and GET /metrics" : ""}`,
+    null, "unknown_url");
   }
 
   return async (request: Request): Promise<Response> => {
+    const started = performance.now();
+    const path = new URL(request.url).pathname.replace(/\/+$/, "");
+    const context: { sessionId?: string } = {};
     let response: Response;
     try {
-      response = await route(request);
+      response = await route(request, path, context);
     } catch (error) {
       response = errorResponse(error, onError);
     }
     if (corsOrigin !== undefined) {
       response.headers.set("access-control-allow-origin", corsOrigin);
       if (corsOrigin !== "*") response.headers.append("vary", "Origin");
+    }
+    if (replicaId !== undefined) response.headers.set("x-qwasm-replica", replicaId);
+    if (onAccess) {
+      try {
+        onAccess({ method: request.method, path: path || "/", status: response.status, sessionId: context.sessionId, ms: performance.now() - started });
+      } catch (error) {
+        onError(error);
+      }
     }
     return response;
   };
@@ -637,6 +702,10 @@ function toApiError(error: unknown, onError: (error: unknown) => void): ApiError
   if (code === "QUEUE_FULL") {
     return new ApiError(429, `the server is busy (its queue of waiting requests is full); retry in ${RETRY_AFTER_SECONDS} s`,
       null, "rate_limit_exceeded", { "retry-after": String(RETRY_AFTER_SECONDS) }, "requests");
+  }
+  if (code === "DRAINING") {
+    return new ApiError(503, `the server is shutting down and takes no new requests; retry in ${RETRY_AFTER_SECONDS} s (another replica, behind a balancer)`,
+      null, "server_draining", { "retry-after": String(RETRY_AFTER_SECONDS) }, "server_error");
   }
   if (code === "TIMEOUT") {
     return new ApiError(504, "the request ran longer than the server's time limit and was stopped", null, "timeout", {}, "server_error");

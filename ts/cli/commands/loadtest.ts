@@ -4,7 +4,7 @@ import { QwasmError } from "../../errors";
 import { numberOption, parseArgs, stringOption } from "../args";
 
 export const help = `qwasm loadtest URL [--clients 16] [--seconds 30] [--max-tokens 64] [--prompt T] [--api-key K]
-               [--model M] [--grace 30] [--allow-remote] [--json]
+               [--model M] [--grace 30] [--header "Name: value"]... [--allow-remote] [--json]
 
 Drives an OpenAI-compatible server (e.g. qwasm serve; URL as it prints it, http://127.0.0.1:8080/v1)
 with --clients concurrent streaming chat completions, each client starting its next request as
@@ -19,6 +19,9 @@ counted error. Only loopback addresses are accepted unless --allow-remote is giv
   --api-key K      sent as "Authorization: Bearer K" (default: $QWASM_API_KEY)
   --model M        the model field (default: the first id GET /v1/models lists)
   --grace S        seconds in-flight requests may take after the end (default 30)
+  --header H       an extra request header "Name: value" (repeatable); {client} in the value becomes the
+                   client's number, e.g. --header "X-Session-Id: load-{client}" gives each client its own
+                   session, so that a balancer hashing on it keeps each client on one replica
   --json           print the result as JSON
 
 Prints: requests completed and errors (by kind); p50/p99 in ms of the time to first token, of the
@@ -37,6 +40,8 @@ export interface LoadTestOptions {
   apiKey?: string;
   model?: string;
   graceSeconds?: number;
+  /** Extra request headers; "{client}" in a value becomes the client's number (0, 1, ...). */
+  headers?: Record<string, string>;
   /** Accept a host that is not a loopback address. */
   allowRemote?: boolean;
 }
@@ -194,7 +199,13 @@ export async function loadTest(options: LoadTestOptions): Promise<LoadTestResult
 
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
-  const model = options.model ?? await firstModel(root, headers);
+  const extra = checkHeaders(options.headers ?? {});
+  const headersOf = (client: number) => {
+    const all = { ...headers };
+    for (const [name, value] of extra) all[name] = value.replaceAll("{client}", String(client));
+    return all;
+  };
+  const model = options.model ?? await firstModel(root, headersOf(0));
   const body = JSON.stringify({
     model, messages: [{ role: "user", content: options.prompt ?? DEFAULT_PROMPT }], max_tokens: maxTokens,
     stream: true, stream_options: { include_usage: true },
@@ -204,13 +215,14 @@ export async function loadTest(options: LoadTestOptions): Promise<LoadTestResult
   const inFlight = new Set<AbortController>();
   const t0 = performance.now();
   const deadline = t0 + seconds * 1000;
-  const client = async () => {
+  const client = async (_: unknown, index: number) => {
+    const clientHeaders = headersOf(index);
     while (performance.now() < deadline) {
       const controller = new AbortController();
       inFlight.add(controller);
       tally.started++;
       try {
-        await streamOne(`${root}/chat/completions`, headers, body, controller.signal, tally);
+        await streamOne(`${root}/chat/completions`, clientHeaders, body, controller.signal, tally);
         tally.completed++;
       } catch (error) {
         if (!(error instanceof RequestFailed)) throw error;
@@ -244,6 +256,36 @@ export async function loadTest(options: LoadTestOptions): Promise<LoadTestResult
     timeToFirstTokenMs: percentiles(tally.ttft), interTokenMs: percentiles(tally.itl), timePerOutputTokenMs: percentiles(tally.tpot),
     tokens: tally.tokens, seconds: elapsed, tokensPerSecond: tally.tokens / elapsed,
   };
+}
+
+/** Header names as HTTP defines them (tokens); values without line breaks. */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Headers loadtest sets itself. */
+const OWN_HEADERS = new Set(["content-type", "content-length", "host", "connection", "transfer-encoding"]);
+
+function checkHeaders(headers: Record<string, string>): [string, string][] {
+  return Object.entries(headers).map(([name, value]) => {
+    if (!HEADER_NAME.test(name)) invalid(`loadtest: header name ${JSON.stringify(name)} is not a valid HTTP header name`);
+    if (OWN_HEADERS.has(name.toLowerCase())) invalid(`loadtest: header ${name} is set by loadtest itself; it cannot be overridden`);
+    if (typeof value !== "string" || /[\r\n\0]/.test(value)) invalid(`loadtest: the value of header ${name} must be a string without line breaks`);
+    return [name.toLowerCase(), value.trim()];
+  });
+}
+
+/** "Name: value" arguments of --header (every occurrence; the option parser keeps only the last). */
+export function parseHeaderArgs(argv: string[]): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--") break;
+    let text: string | undefined;
+    if (argv[i] === "--header" && i + 1 < argv.length) text = argv[++i];
+    else if (argv[i].startsWith("--header=")) text = argv[i].slice("--header=".length);
+    if (text === undefined) continue;
+    const colon = text.indexOf(":");
+    if (colon <= 0) invalid(`loadtest: --header ${JSON.stringify(text)} must be "Name: value"`);
+    headers[text.slice(0, colon).trim()] = text.slice(colon + 1);
+  }
+  return headers;
 }
 
 /** The first model the server lists; also tells early whether the server is there at all. */
@@ -287,6 +329,7 @@ export async function main(argv: string[]): Promise<number> {
     apiKey: stringOption(args, "api-key") ?? (process.env.QWASM_API_KEY || undefined),
     model: stringOption(args, "model"),
     graceSeconds: numberOption(args, "grace"),
+    headers: parseHeaderArgs(argv),
     allowRemote: args.options.has("allow-remote"),
   });
   process.stdout.write((args.options.has("json") ? JSON.stringify(result, null, 2) : formatLoadTest(result)) + "\n");

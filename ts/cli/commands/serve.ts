@@ -1,5 +1,6 @@
-// qwasm serve: an OpenAI-compatible HTTP server (chat completions, completions, models) over one
-// model, until SIGINT or SIGTERM.
+// qwasm serve: an OpenAI-compatible HTTP server (chat completions, completions, models, health,
+// readiness and Prometheus metrics) over one model, until SIGINT or SIGTERM, which drain it: new
+// requests get 503, running ones finish (up to --drain-timeout), then the process exits 0.
 import { QwasmError } from "../../errors";
 import { createEngine } from "../../engine/engine";
 import { createOpenAIHandler } from "../../server/openai";
@@ -11,8 +12,10 @@ import { progressBar } from "../load";
 export const help = `qwasm serve [MODEL] [options]
 
 Serves MODEL over an OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions
-(both with "stream": true for server-sent events) and GET /v1/models. MODEL defaults to the built-in
-synthetic model (created on first use).
+(both with "stream": true for server-sent events) and GET /v1/models; GET /health (200 while the
+process lives), GET /ready (200 while it accepts requests, 503 once it drains) and GET /metrics
+(Prometheus text format, with vLLM's metric names beside qwasm's; behind --api-key when set).
+MODEL defaults to the built-in synthetic model (created on first use).
 
   --host H            address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
   --port P            port (default 8080; 0 picks a free one)
@@ -28,11 +31,17 @@ synthetic model (created on first use).
   --request-timeout S seconds a request may run, waiting included, before it is stopped with HTTP 504
                       (or an error event when streaming); default: no limit
   --any-model         answer requests whatever their "model" says (default: only the served id, else 404)
+  --drain-timeout S   on SIGTERM or SIGINT, seconds running and queued requests get to finish before
+                      they are stopped (default 30); new requests get HTTP 503 with Retry-After meanwhile
+  --replica-id NAME   send the header X-Qwasm-Replica: NAME on every response (default: none)
+  --access-log        one line per request on stderr: time, method, path, status, ms and session id
+                      (X-Session-Id, else the body's "user")
 
-The URL goes to stdout once the model is loaded; SIGINT or SIGTERM stops the server.`;
+The URL goes to stdout once the model is loaded. SIGINT or SIGTERM drains the server (/ready turns
+503 at once), then it exits 0; a second signal while draining ends it at once.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["cors", "any-model", "oversubscribe"], help);
+  const args = parseArgs(argv, ["cors", "any-model", "oversubscribe", "access-log"], help);
   if (args.positionals.length > 1) {
     throw new QwasmError("INVALID_ARGUMENT", `serve takes one MODEL, got ${args.positionals.length}: ${args.positionals.join(" ")}`);
   }
@@ -57,6 +66,15 @@ export async function main(argv: string[]): Promise<number> {
   if (!(Number.isInteger(maxBodyBytes) && maxBodyBytes > 0)) {
     throw new QwasmError("INVALID_ARGUMENT", "--max-body-bytes must be a positive integer");
   }
+  const drainSeconds = numberOption(args, "drain-timeout", 30)!;
+  if (!(Number.isFinite(drainSeconds) && drainSeconds >= 0)) {
+    throw new QwasmError("INVALID_ARGUMENT", `option --drain-timeout must be a number of seconds >= 0, got ${drainSeconds}`);
+  }
+  const replicaId = stringOption(args, "replica-id");
+  if (replicaId !== undefined && !/^[\x21-\x7e]{1,128}$/.test(replicaId)) {
+    throw new QwasmError("INVALID_ARGUMENT", `option --replica-id must be 1 to 128 printable ASCII characters without spaces, got ${JSON.stringify(replicaId)}`);
+  }
+  const accessLog = args.options.has("access-log");
   const apiKey = stringOption(args, "api-key") ?? (process.env.QWASM_API_KEY || undefined);
   const cors = args.options.get("cors") ?? false;
 
@@ -75,6 +93,10 @@ export async function main(argv: string[]): Promise<number> {
     cors,
     maxBodyBytes,
     anyModel: args.options.has("any-model"),
+    metrics: true,
+    replicaId,
+    onAccess: accessLog ? (e) => process.stderr.write(`${new Date().toISOString()} ${e.method} ${e.path} ${e.status} ${e.ms.toFixed(1)}ms` +
+      ` session=${e.sessionId === undefined ? "-" : JSON.stringify(e.sessionId)}\n`) : undefined,
     onError: (error) => process.stderr.write(`qwasm serve: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`),
   });
   let server;
@@ -105,8 +127,11 @@ export async function main(argv: string[]): Promise<number> {
     process.on("SIGTERM", onTerm);
   });
   // A second signal now ends the process the default way.
-  process.stderr.write(`${signal}: stopping\n`);
-  await server.close();
+  process.stderr.write(`${signal}: draining (new requests get 503; running ones have up to ${drainSeconds} s)\n`);
+  await engine.drain({ deadlineMs: drainSeconds * 1000 });
+  process.stderr.write("drained: stopping\n");
+  // The last responses' final bytes may still be on their way out.
+  await server.close({ graceMs: 2000 });
   await engine.dispose();
   return 0;
 }
