@@ -12,10 +12,14 @@ const CONTENDED_STEPS = 3;
 /** Sleep, as a share of the other workers' time in the step, that counts as contention. */
 const CONTENDED_SHARE = 0.25;
 /** Steps between two tries of one more worker (doubling after each try that loses, up to MAX). */
-const PROBE_INTERVAL = 32;
-const MAX_PROBE_INTERVAL = 1024;
-/** Steps a try lasts; it wins when its time per token beats the current one's by this factor. */
-const PROBE_STEPS = 4;
+const PROBE_INTERVAL = 64;
+const MAX_PROBE_INTERVAL = 4096;
+/**
+ * Steps a try lasts at most; it wins when its time per token beats the current one's by PROBE_GAIN,
+ * and ends after its first step when that step was no faster (a try on a busy machine is slow: one
+ * step is enough to tell).
+ */
+const PROBE_STEPS = 2;
 const PROBE_GAIN = 0.9;
 
 export class ActiveWorkers {
@@ -43,6 +47,7 @@ export class ActiveWorkers {
     if (this.probing > 0) {
       this.probeMs += perToken;
       this.probeSteps++;
+      if (perToken >= this.msPerToken) this.probing = 1; // no faster: stop here
       if (--this.probing === 0) {
         const tried = this.probeMs / this.probeSteps;
         if (this.msPerToken > 0 && tried < PROBE_GAIN * this.msPerToken) {
