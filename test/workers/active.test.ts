@@ -24,6 +24,16 @@ describe("ActiveWorkers", () => {
     expect(used.every((n) => n === 4)).toBe(true);
   });
 
+  it("keeps every worker when they sleep on uneven work but fewer would be slower, trying fewer ever more rarely", () => {
+    const a = new ActiveWorkers(2);
+    // A quiet machine with coarse items: two workers sleep a third of the step, yet are faster.
+    const used = run(a, 5000, (n) => (n === 2 ? [12, 4] : [20, 0]));
+    const tries = used.filter((n) => n === 1).length;
+    expect(tries).toBeGreaterThan(0);
+    expect(tries).toBeLessThan(10); // 64, 128, ... 4096 steps apart
+    expect(used.slice(-1000).filter((n) => n === 2).length).toBeGreaterThanOrEqual(999);
+  });
+
   it("drops workers that sleep waiting for each other, down to what runs fastest", () => {
     const a = new ActiveWorkers(2);
     // One core taken: two workers take 60 ms a token and sleep half of it; one takes 40.
@@ -50,7 +60,8 @@ describe("ActiveWorkers", () => {
 
   it("never goes below one worker", () => {
     const a = new ActiveWorkers(3);
-    const used = run(a, 300, (n) => [50, 49 * (n - 1)]);
+    // Every worker more makes a step slower, and they sleep most of it.
+    const used = run(a, 300, (n) => [20 + 15 * (n - 1), 0.9 * (20 + 15 * (n - 1)) * (n - 1)]);
     expect(Math.min(...used)).toBe(1);
     expect(used.slice(-50).filter((n) => n === 1).length).toBeGreaterThan(40);
   });
