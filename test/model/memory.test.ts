@@ -8,7 +8,7 @@ import { parseQwen2Config, mapQwen2Tensors } from "../../weights/qwen2";
 import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
 import { loadQwen2, planModel, type LoadOptions } from "../../ts/model/model";
 import { createEngine } from "../../ts/engine/engine";
-import type { RandomAccessFile } from "../../ts/runtime/index";
+import { virtualFile } from "./helpers";
 
 const vocabulary = await readQwen2Vocabulary();
 const tiny = await writeGGUFBytes(synthQwen2({ shape: "tiny", vocabulary, type: "Q8_0", seed: 1 }));
@@ -86,17 +86,3 @@ describe("memory plan", () => {
   });
 });
 
-/** A file of `size` bytes: `header`, then zeros. */
-function virtualFile(header: Uint8Array, size: number, dataOffset: number, onTensorRead?: () => void): RandomAccessFile {
-  return {
-    size,
-    async read(offset: number, length: number): Promise<Uint8Array> {
-      const end = Math.min(size, offset + length);
-      const bytes = new Uint8Array(Math.max(0, end - offset));
-      if (offset < header.length) bytes.set(header.subarray(offset, Math.min(header.length, end)));
-      if (offset >= dataOffset) onTensorRead?.();
-      return bytes;
-    },
-    async close() {},
-  };
-}

@@ -7,7 +7,7 @@ import { layoutGGUF, writeGGUFBytes } from "../../weights/gguf/writer";
 import { mapQwen2Tensors, parseQwen2Config } from "../../weights/qwen2";
 import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
 import { loadQwen2, planModel, type LoadOptions } from "../../ts/model/model";
-import type { RandomAccessFile } from "../../ts/runtime/index";
+import { virtualFile } from "./helpers";
 
 const vocabulary = await readQwen2Vocabulary();
 
@@ -68,17 +68,3 @@ describe("qwen2moe memory plan", () => {
   });
 });
 
-/** A file of `size` bytes: `header`, then zeros. */
-function virtualFile(header: Uint8Array, size: number, dataOffset: number, onTensorRead?: () => void): RandomAccessFile {
-  return {
-    size,
-    async read(offset: number, length: number): Promise<Uint8Array> {
-      const end = Math.min(size, offset + length);
-      const bytes = new Uint8Array(Math.max(0, end - offset));
-      if (offset < header.length) bytes.set(header.subarray(offset, Math.min(header.length, end)));
-      if (offset >= dataOffset) onTensorRead?.();
-      return bytes;
-    },
-    async close() {},
-  };
-}

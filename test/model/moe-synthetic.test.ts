@@ -8,6 +8,7 @@ import { writeGGUFBytes } from "../../weights/gguf/writer";
 import { readQwen2Vocabulary, synthQwen2, SYNTH_TYPES, type Qwen2SynthShape, type SynthType } from "../../weights/synth";
 import { loadQwen2, prefill } from "../../ts/model/model";
 import { ReferenceQwen2 } from "../reference/qwen2-reference";
+import { relDiff, tolerance, prompt } from "./helpers";
 
 const vocabulary = await readQwen2Vocabulary();
 
@@ -17,36 +18,6 @@ async function tinyMoE(type: SynthType, seed = 7, shape: Partial<Qwen2SynthShape
 
 function synthQwen2Shape(name: "tiny-moe"): Qwen2SynthShape {
   return synthQwen2({ shape: name, vocabulary }).shape;
-}
-
-/** A prompt of regular token ids (the tiny models keep the first 512 tokens). */
-function prompt(n: number, seed = 3): number[] {
-  let x = seed;
-  return Array.from({ length: n }, () => (x = (x * 1103515245 + 12345) >>> 0) % 512);
-}
-
-function relDiff(ours: ArrayLike<number>, ref: ArrayLike<number>): { rel: number; rms: number } {
-  let mean = 0;
-  for (let i = 0; i < ref.length; i++) mean += ref[i];
-  mean /= ref.length;
-  let variance = 0;
-  let max = 0;
-  let sq = 0;
-  for (let i = 0; i < ref.length; i++) {
-    variance += (ref[i] - mean) ** 2;
-    const d = Math.abs(ours[i] - ref[i]);
-    max = Number.isNaN(d) ? Infinity : Math.max(max, d);
-    sq += d * d;
-  }
-  const std = Math.sqrt(variance / ref.length);
-  return { rel: max / std, rms: Math.sqrt(sq / ref.length) / std };
-}
-
-function tolerance(type: SynthType): { max: number; rms: number } {
-  if (type === "F32") return { max: 1e-4, rms: 2e-5 };
-  if (type === "F16") return { max: 1e-2, rms: 3e-3 };
-  if (type === "BF16") return { max: 5e-2, rms: 1.5e-2 };
-  return { max: 0.25, rms: 0.05 };
 }
 
 describe("synthetic qwen2moe models vs the scalar float64 reference", () => {

@@ -1,0 +1,51 @@
+// Helpers the model tests share: comparing logit rows, the synthetic models' tolerances, prompts of
+// regular token ids, and a virtual GGUF file (a real header, zeros for the weights).
+import type { SynthType } from "../../weights/synth";
+import type { RandomAccessFile } from "../../ts/runtime/index";
+
+/** Largest and rms |Δ| of a row against a reference row, both divided by the reference's std. */
+export function relDiff(ours: ArrayLike<number>, ref: ArrayLike<number>): { rel: number; rms: number } {
+  let mean = 0;
+  for (let i = 0; i < ref.length; i++) mean += ref[i];
+  mean /= ref.length;
+  let variance = 0;
+  let max = 0;
+  let sq = 0;
+  for (let i = 0; i < ref.length; i++) {
+    variance += (ref[i] - mean) ** 2;
+    const d = Math.abs(ours[i] - ref[i]);
+    max = Number.isNaN(d) ? Infinity : Math.max(max, d);
+    sq += d * d;
+  }
+  const std = Math.sqrt(variance / ref.length);
+  return { rel: max / std, rms: Math.sqrt(sq / ref.length) / std };
+}
+
+/** The fixtures' tolerances (max and rms |Δ|/std) by weight type. */
+export function tolerance(type: SynthType): { max: number; rms: number } {
+  if (type === "F32") return { max: 1e-4, rms: 2e-5 };
+  if (type === "F16") return { max: 1e-2, rms: 3e-3 };
+  if (type === "BF16") return { max: 5e-2, rms: 1.5e-2 };
+  return { max: 0.25, rms: 0.05 };
+}
+
+/** A prompt of regular token ids (the tiny models keep the first 512 tokens). */
+export function prompt(n: number, seed = 3): number[] {
+  let x = seed;
+  return Array.from({ length: n }, () => (x = (x * 1103515245 + 12345) >>> 0) % 512);
+}
+
+/** A file of `size` bytes: `header`, then zeros; `onTensorRead` hears of reads at or past `dataOffset`. */
+export function virtualFile(header: Uint8Array, size: number, dataOffset: number, onTensorRead?: () => void): RandomAccessFile {
+  return {
+    size,
+    async read(offset: number, length: number): Promise<Uint8Array> {
+      const end = Math.min(size, offset + length);
+      const bytes = new Uint8Array(Math.max(0, end - offset));
+      if (offset < header.length) bytes.set(header.subarray(offset, Math.min(header.length, end)));
+      if (offset >= dataOffset) onTensorRead?.();
+      return bytes;
+    },
+    async close() {},
+  };
+}
