@@ -56,7 +56,13 @@ beforeAll(async () => {
   baseUrl = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
 });
 
-describe.skipIf(!existsSync(join(projectRoot, "dist", "index.js")))("README examples", () => {
+/** A test's title, with the reason when the runner skips it. */
+function titled(title: string, skipped: boolean, reason: string): string {
+  return skipped ? `${title} (skipped: ${reason})` : title;
+}
+
+const built = existsSync(join(projectRoot, "dist", "index.js"));
+describe.skipIf(!built)(titled("README examples", !built, "dist/index.js is not built: npm run build"), () => {
   it("Node", async () => {
     writeFileSync(join(work, "node.mjs"), example("node").replaceAll(`"${REAL_MODEL}"`, JSON.stringify(model)));
     const { stdout } = await run("node", ["node.mjs"], { cwd: work, timeout: 60_000 });
@@ -65,7 +71,7 @@ describe.skipIf(!existsSync(join(projectRoot, "dist", "index.js")))("README exam
 
   // The same example under Bun (JavaScriptCore), where .ci/run has installed it.
   const bun = join(projectRoot, "node_modules", "@oven", "bun-linux-x64", "bin", "bun");
-  it.skipIf(!existsSync(bun))("Node's example under Bun", async () => {
+  it.skipIf(!existsSync(bun))(titled("Node's example under Bun", !existsSync(bun), "no Bun binary: .ci/run installs @oven/bun-linux-x64"), async () => {
     writeFileSync(join(work, "bun.mjs"), example("node").replaceAll(`"${REAL_MODEL}"`, JSON.stringify(model)));
     const { stdout } = await run(bun, ["bun.mjs"], { cwd: work, timeout: 60_000 });
     expect(stdout).toMatch(/completionTokens: \d+/);
@@ -73,7 +79,7 @@ describe.skipIf(!existsSync(join(projectRoot, "dist", "index.js")))("README exam
 
   const denoScope = join(projectRoot, "node_modules", "@deno");
   const deno = existsSync(denoScope) ? readdirSync(denoScope).map((p) => join(denoScope, p, "deno")).find(existsSync) : undefined;
-  it.skipIf(!deno)("Deno", async () => {
+  it.skipIf(!deno)(titled("Deno", !deno, "no Deno binary in node_modules/@deno"), async () => {
     const code = example("deno").replace(`"npm:qwasm"`, JSON.stringify(pathToFileURL(join(projectRoot, "dist", "index.js")).href))
       .replaceAll(`"${REAL_MODEL}"`, JSON.stringify(model));
     writeFileSync(join(work, "deno.js"), code);
@@ -113,7 +119,8 @@ describe.skipIf(!existsSync(join(projectRoot, "dist", "index.js")))("README exam
     expect(relaxed.second).toBe(relaxed.first);
   });
 
-  it.skipIf(!existsSync("/usr/bin/chromium") || !existsSync(join(projectRoot, "dist", "browser", "qwasm.js")))("the browser page", async () => {
+  const noBrowser = !existsSync("/usr/bin/chromium") || !existsSync(join(projectRoot, "dist", "browser", "qwasm.js"));
+  it.skipIf(noBrowser)(titled("the browser page", noBrowser, "no /usr/bin/chromium (apt-get install -y chromium) or no dist/browser build"), async () => {
     writeFileSync(join(work, "index.html"), `<!doctype html><body>${example("browser")}</body>`);
     const { chromium } = await import("playwright-core");
     const browser = await chromium.launch({

@@ -169,7 +169,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-describe.skipIf(!hasChromium)("the demo page in Chromium", () => {
+describe.skipIf(!hasChromium)(hasChromium ? "the demo page in Chromium" : `the demo page in Chromium (skipped: no Chromium at ${chromiumPath}; apt-get install -y chromium, or set CHROMIUM_PATH)`, () => {
   it("cross-origin isolated: loads a URL with progress on 2 threads, streams, stops, caches, matches Node", async () => {
     const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
     try {

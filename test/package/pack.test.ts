@@ -16,7 +16,8 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 const npm = (args: string[], cwd: string) =>
   execFileSync("npm", args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 240_000 });
 
-describe.skipIf(!existsSync(join(projectRoot, "dist", "cli.js")))("npm package", () => {
+const built = existsSync(join(projectRoot, "dist", "cli.js"));
+describe.skipIf(!built)(built ? "npm package" : "npm package (skipped: dist/cli.js is not built: npm run build)", () => {
   let tarball = "";
   it("npm pack contains the bundles, types, README and license, and no sources, tests or fixtures", () => {
     // dist/ is already built by `npm install` (prepare); packing must not rebuild it.
