@@ -16,6 +16,10 @@ export function defaultWorkerUrl(): URL {
     : new URL("./compute-worker.js", here);
 }
 
+/** How long one forward step may take before the pool is declared stuck (a 72B prefill chunk on two
+ *  cores takes about a minute). */
+export const DEFAULT_STEP_TIMEOUT_MS = 300_000;
+
 export class WorkerPool {
   private failure: Error | undefined;
   private seq = 0;
@@ -25,6 +29,7 @@ export class WorkerPool {
     /** The workers (tests terminate one to check that a dead worker cannot hang a step). */
     readonly workers: WorkerHandle[],
     private readonly ctrl: Int32Array,
+    private readonly stepTimeoutMs: number,
   ) {
     this.active = new ActiveWorkers(workers.length);
   }
@@ -36,12 +41,13 @@ export class WorkerPool {
 
   /** Starts `count` workers over `memory` and waits until each has instantiated the kernels. */
   static async start(count: number, memory: WebAssembly.Memory, module: WebAssembly.Module,
-    layout: ForwardLayout, control: number, workerUrl: URL = defaultWorkerUrl()): Promise<WorkerPool> {
+    layout: ForwardLayout, control: number, workerUrl: URL = defaultWorkerUrl(),
+    stepTimeoutMs = DEFAULT_STEP_TIMEOUT_MS): Promise<WorkerPool> {
     if (count > MAX_WORKERS) throw new QwasmError("INVALID_ARGUMENT", `a pool has at most ${MAX_WORKERS} workers, asked for ${count}`);
     const ctrl = new Int32Array(memory.buffer, control, CONTROL_WORDS);
     ctrl.fill(0);
     const workers = await Promise.all(Array.from({ length: count }, () => spawnWorker(workerUrl)));
-    const pool = new WorkerPool(workers, ctrl);
+    const pool = new WorkerPool(workers, ctrl, stepTimeoutMs);
     try {
       await Promise.all(workers.map((worker, index) => new Promise<void>((resolve, reject) => {
         worker.onMessage((m) => {
@@ -91,7 +97,16 @@ export class WorkerPool {
     Atomics.store(ctrl, Control.COMMAND, COMMAND_RUN);
     Atomics.store(ctrl, Control.STEP_SEQ, seq);
     Atomics.notify(ctrl, Control.STEP_SEQ);
-    await waitUntil(ctrl, Control.DONE_SEQ, seq, () => this.failure);
+    // The watchdog: a worker that never finishes an item (an endless loop, a frozen tab) would hold
+    // every request; past the deadline the step fails and the caller replaces the pool.
+    const deadline = start + this.stepTimeoutMs;
+    await waitUntil(ctrl, Control.DONE_SEQ, seq, () => {
+      if (!this.failure && performance.now() > deadline) {
+        this.fail(new QwasmError("WORKER_FAILED", `a forward step did not finish within ${this.stepTimeoutMs} ms ` +
+          "(a compute worker is stuck); the step failed and the workers are restarted"));
+      }
+      return this.failure;
+    });
     if (this.failure) throw this.failure;
     this.active.record(active, tokens, performance.now() - start, Atomics.load(ctrl, Control.BLOCKED_US) / 1000);
     if (Atomics.load(ctrl, Control.FAILED) !== 0) {

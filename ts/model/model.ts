@@ -39,6 +39,11 @@ export interface LoadOptions {
   threads?: number;
   /** Allow more threads than cores. */
   oversubscribe?: boolean;
+  /**
+   * A forward step that takes longer fails (WORKER_FAILED) and the workers are restarted: the
+   * watchdog for a stuck worker. Default 300000 (5 minutes).
+   */
+  stepTimeoutMs?: number;
   /** Where warnings go (a capped thread count); default console.warn. */
   onWarning?: (message: string) => void;
   /** Scalar reference kernels (slow; for tests). */
@@ -251,7 +256,7 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
     }, options.onProgress);
     const kernels = await instantiateKernels(memory);
     const module = await kernelModule();
-    const startPool = () => WorkerPool.start(threads, memory, module, layout, control);
+    const startPool = () => WorkerPool.start(threads, memory, module, layout, control, undefined, options.stepTimeoutMs);
     const pool = threads > 1 ? await startPool() : undefined;
     const inline = pool ? undefined : new ForwardRunner(kernels, memory, layout);
     const forward = new Qwen2Forward(memory, layout, inline, pool, startPool);
@@ -299,6 +304,9 @@ export async function planModel(file: GGUFFile, config: Qwen2Config, described: 
   for (const [name, v] of [["contextLength", contextLength], ["maxTokens", maxTokens], ["threads", requested],
     ["maxSequences", maxSequences], ["pageSize", pageSize], ["kvPages", options.kvPages ?? 1]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new QwasmError("INVALID_ARGUMENT", `${name} must be a positive integer, got ${v}`);
+  }
+  if (options.stepTimeoutMs !== undefined && !(options.stepTimeoutMs > 0)) {
+    throw new QwasmError("INVALID_ARGUMENT", `stepTimeoutMs must be a positive number of milliseconds, got ${options.stepTimeoutMs}`);
   }
   let threads = requested > 1 && canUseWorkers() ? requested : 1;
   let warning: string | undefined;
