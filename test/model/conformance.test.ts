@@ -18,6 +18,7 @@ import { loadQwen2 } from "../../ts/model/model";
 import { tokenizerFromMetadata } from "../../ts/tokenizer/from-model";
 import { describeFixtures, fixturePath, readFixtureF32, readFixtureJSON } from "../fixtures";
 import { checkedKernelBuild } from "../kernel-build";
+import { meanStd, relDiff } from "./helpers";
 
 interface Suite {
   dir: string;
@@ -51,27 +52,6 @@ function tolerance(file: string): { max: number; rms: number } {
   if (file === "F16") return { max: 1e-2, rms: 3e-3 };
   if (file === "BF16") return { max: 5e-2, rms: 1.5e-2 };
   return { max: 0.25, rms: 0.05 };
-}
-
-function meanStd(row: Float32Array): { mean: number; std: number } {
-  let mean = 0;
-  for (const v of row) mean += v;
-  mean /= row.length;
-  let s = 0;
-  for (const v of row) s += (v - mean) ** 2;
-  return { mean, std: Math.sqrt(s / row.length) };
-}
-
-function compareRow(ours: Float32Array, ref: Float32Array): { rel: number; rms: number } {
-  const { std } = meanStd(ref);
-  let max = 0;
-  let sq = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const d = Math.abs(ours[i] - ref[i]);
-    if (!(d <= max)) max = Number.isNaN(d) ? Infinity : d;
-    sq += d * d;
-  }
-  return { rel: max / std, rms: Math.sqrt(sq / ref.length) / std };
 }
 
 interface Tokens { name: string; n_tokens: number; tokens: number[]; pieces_hex: string[] }
@@ -121,7 +101,7 @@ for (const suite of SUITES) {
               let worst = { rel: 0, rms: 0, pos: -1 };
               let rows = 0;
               const check = (pos: number, ref: Float32Array) => {
-                const d = compareRow(row(pos), ref);
+                const d = relDiff(row(pos), ref);
                 if (d.rel > worst.rel) worst = { ...d, pos };
                 expect(d.rel, `${at} position ${pos}: max |Δ|/std`).toBeLessThanOrEqual(tol.max);
                 expect(d.rms, `${at} position ${pos}: rms(Δ)/std`).toBeLessThanOrEqual(tol.rms);

@@ -3,6 +3,16 @@
 import type { SynthType } from "../../weights/synth";
 import type { RandomAccessFile } from "../../ts/runtime/index";
 
+/** Mean and standard deviation of a row. */
+export function meanStd(row: ArrayLike<number>): { mean: number; std: number } {
+  let mean = 0;
+  for (let i = 0; i < row.length; i++) mean += row[i];
+  mean /= row.length;
+  let s = 0;
+  for (let i = 0; i < row.length; i++) s += (row[i] - mean) ** 2;
+  return { mean, std: Math.sqrt(s / row.length) };
+}
+
 /** Largest and rms |Δ| of a row against a reference row, both divided by the reference's std. */
 export function relDiff(ours: ArrayLike<number>, ref: ArrayLike<number>): { rel: number; rms: number } {
   let mean = 0;

@@ -19,6 +19,7 @@ import { loadQwen2 } from "../../ts/model/model";
 import { tokenizerFromMetadata } from "../../ts/tokenizer/from-model";
 import { describeFixtures, fixturePath, readFixtureF32, readFixtureJSON } from "../fixtures";
 import { checkedKernelBuild } from "../kernel-build";
+import { meanStd, relDiff } from "./helpers";
 
 const FILES = ["F32", "F16", "Q8_0-pure", "Q4_0-pure", "Q4_K_M", "Q6_K-pure"];
 const PROMPTS = ["p8", "p64", "p200"];
@@ -39,27 +40,6 @@ function tolerance(file: string): { max: number; rms: number; nearTie: number } 
   if (file === "F32") return { max: 1e-4, rms: 2e-5, nearTie: 1e-4 };
   if (file === "F16") return { max: 1e-2, rms: 3e-3, nearTie: 1e-2 };
   return { max: 0.25, rms: 0.05, nearTie: 0.05 };
-}
-
-function meanStd(row: Float32Array): { mean: number; std: number } {
-  let mean = 0;
-  for (const v of row) mean += v;
-  mean /= row.length;
-  let s = 0;
-  for (const v of row) s += (v - mean) ** 2;
-  return { mean, std: Math.sqrt(s / row.length) };
-}
-
-function compareRow(ours: Float32Array, ref: Float32Array): { rel: number; rms: number } {
-  const { std } = meanStd(ref);
-  let max = 0;
-  let sq = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const d = Math.abs(ours[i] - ref[i]);
-    if (!(d <= max)) max = Number.isNaN(d) ? Infinity : d;
-    sq += d * d;
-  }
-  return { rel: max / std, rms: Math.sqrt(sq / ref.length) / std };
 }
 
 interface Tokens { n_tokens: number; tokens: number[]; pieces_hex: string[] }
@@ -149,7 +129,7 @@ describeFixtures("llama.cpp conformance (fixtures/moe, qwen2moe)", () => {
             let rows = 0;
             const check = (pos: number, ref: Float32Array) => {
               if (pos >= firstFlip) return;
-              const d = compareRow(row(pos), ref);
+              const d = relDiff(row(pos), ref);
               if (d.rel > worst.rel) worst = { ...d, pos };
               expect(d.rel, `${at} position ${pos}: max |Δ|/std`).toBeLessThanOrEqual(tol.max);
               expect(d.rms, `${at} position ${pos}: rms(Δ)/std`).toBeLessThanOrEqual(tol.rms);
