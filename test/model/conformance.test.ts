@@ -18,7 +18,7 @@ import { loadQwen2 } from "../../ts/model/model";
 import { tokenizerFromMetadata } from "../../ts/tokenizer/from-model";
 import { describeFixtures, fixturePath, readFixtureF32, readFixtureJSON } from "../fixtures";
 import { checkedKernelBuild } from "../kernel-build";
-import { meanStd, relDiff } from "./helpers";
+import { checkTop10, meanStd, relDiff } from "./helpers";
 
 interface Suite {
   dir: string;
@@ -121,19 +121,9 @@ for (const suite of SUITES) {
                 expect(p.pos, `${at}: top10.json position ${i}`).toBe(i);
                 expect(p.token, `${at}: top10.json token at position ${i}`).toBe(tokens[i]);
                 expect(p.top.length).toBe(10);
-                const ours = row(i);
-                for (const [id, logit] of p.top) {
-                  const rel = Math.abs(ours[id] - logit) / p.logits_std;
-                  worstTop = Math.max(worstTop, Number.isNaN(rel) ? Infinity : rel);
-                  expect(rel, `${at} position ${i}: logit of token ${id}, |Δ|/std`).toBeLessThanOrEqual(tol.max);
-                }
-                const { mean, std } = meanStd(ours);
-                expect(Math.abs(mean - p.logits_mean) / p.logits_std, `${at} position ${i}: |Δmean|/std`).toBeLessThanOrEqual(tol.rms);
-                expect(Math.abs(std - p.logits_std) / p.logits_std, `${at} position ${i}: |Δstd|/std`).toBeLessThanOrEqual(tol.rms);
-                if (p.top[0][1] - p.top[1][1] >= MARGIN) {
-                  expect(argmax(ours), `${at} top-1 at position ${i}`).toBe(p.top[0][0]);
-                  top1++;
-                }
+                const checked = checkTop10(at, i, p, row(i), tol, MARGIN);
+                worstTop = Math.max(worstTop, checked.worst);
+                if (checked.top1) top1++;
               });
 
               // Greedy, teacher-forced: step s's logits are those after feeding llama.cpp's tokens of

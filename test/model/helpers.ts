@@ -1,5 +1,7 @@
 // Helpers the model tests share: comparing logit rows, the synthetic models' tolerances, prompts of
 // regular token ids, and a virtual GGUF file (a real header, zeros for the weights).
+import { expect } from "vitest";
+import { argmax } from "../../ts/sampler/sampler";
 import type { SynthType } from "../../weights/synth";
 import type { RandomAccessFile } from "../../ts/runtime/index";
 
@@ -58,4 +60,28 @@ export function virtualFile(header: Uint8Array, size: number, dataOffset: number
     },
     async close() {},
   };
+}
+
+/** One position of a fixture's top10.json. */
+export interface Top10Position { pos: number; token: number; logits_mean: number; logits_std: number; top: [number, number][] }
+
+/**
+ * Checks our logits at one position against llama.cpp's top10.json entry: each listed logit within
+ * `tol.max` (|Δ|/std), the row's mean and std within `tol.rms`, and the top-1 token wherever
+ * llama.cpp's margin is at least `margin`. Returns the worst |Δ|/std and whether top-1 was compared.
+ */
+export function checkTop10(at: string, i: number, p: Top10Position, ours: Float32Array,
+  tol: { max: number; rms: number }, margin: number): { worst: number; top1: boolean } {
+  let worst = 0;
+  for (const [id, logit] of p.top) {
+    const rel = Math.abs(ours[id] - logit) / p.logits_std;
+    worst = Math.max(worst, Number.isNaN(rel) ? Infinity : rel);
+    expect(rel, `${at} position ${i}: logit of token ${id}, |Δ|/std`).toBeLessThanOrEqual(tol.max);
+  }
+  const { mean, std } = meanStd(ours);
+  expect(Math.abs(mean - p.logits_mean) / p.logits_std, `${at} position ${i}: |Δmean|/std`).toBeLessThanOrEqual(tol.rms);
+  expect(Math.abs(std - p.logits_std) / p.logits_std, `${at} position ${i}: |Δstd|/std`).toBeLessThanOrEqual(tol.rms);
+  const top1 = p.top[0][1] - p.top[1][1] >= margin;
+  if (top1) expect(argmax(ours), `${at} top-1 at position ${i}`).toBe(p.top[0][0]);
+  return { worst, top1 };
 }

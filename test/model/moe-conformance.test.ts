@@ -19,7 +19,7 @@ import { loadQwen2 } from "../../ts/model/model";
 import { tokenizerFromMetadata } from "../../ts/tokenizer/from-model";
 import { describeFixtures, fixturePath, readFixtureF32, readFixtureJSON } from "../fixtures";
 import { checkedKernelBuild } from "../kernel-build";
-import { meanStd, relDiff } from "./helpers";
+import { checkTop10, meanStd, relDiff } from "./helpers";
 
 const FILES = ["F32", "F16", "Q8_0-pure", "Q4_0-pure", "Q4_K_M", "Q6_K-pure"];
 const PROMPTS = ["p8", "p64", "p200"];
@@ -150,19 +150,9 @@ describeFixtures("llama.cpp conformance (fixtures/moe, qwen2moe)", () => {
               expect(p.token, `${at}: top10.json token at position ${i}`).toBe(tokens[i]);
               if (i >= firstFlip) return;
               topRows++;
-              const ours = row(i);
-              for (const [id, logit] of p.top) {
-                const rel = Math.abs(ours[id] - logit) / p.logits_std;
-                worstTop = Math.max(worstTop, Number.isNaN(rel) ? Infinity : rel);
-                expect(rel, `${at} position ${i}: logit of token ${id}, |Δ|/std`).toBeLessThanOrEqual(tol.max);
-              }
-              const { mean, std } = meanStd(ours);
-              expect(Math.abs(mean - p.logits_mean) / p.logits_std, `${at} position ${i}: |Δmean|/std`).toBeLessThanOrEqual(tol.rms);
-              expect(Math.abs(std - p.logits_std) / p.logits_std, `${at} position ${i}: |Δstd|/std`).toBeLessThanOrEqual(tol.rms);
-              if (p.top[0][1] - p.top[1][1] >= MARGIN) {
-                expect(argmax(ours), `${at} top-1 at position ${i}`).toBe(p.top[0][0]);
-                top1++;
-              }
+              const checked = checkTop10(at, i, p, row(i), tol, MARGIN);
+              worstTop = Math.max(worstTop, checked.worst);
+              if (checked.top1) top1++;
             });
             expect(topRows).toBe(firstFlip);
 
