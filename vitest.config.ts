@@ -2,7 +2,7 @@ import { defineConfig } from "vitest/config";
 
 // Two projects. "simd128": every test but the runtimes', in Node 20 as it starts (no relaxed SIMD:
 // the SIMD128 build). "relaxed-simd": the relaxed build's own tests and the llama.cpp conformance
-// again, with the V8 flag that the CLI turns on (ts/cli/main.ts), so that the build the CLI, Deno,
+// again, with the V8 flag that the CLI turns on (cli/main.ts), so that the build the CLI, Deno,
 // Bun and Chromium run is checked end to end in Node too; and the Deno and Bun comparison, which
 // wants Node on the same build as those runtimes. QWASM_TEST_KERNELS tells the tests of the relaxed
 // project that they must run the relaxed build: they fail, rather than test SIMD128 silently, where

@@ -1,6 +1,6 @@
 // Per-token time of Sampler.sample on vocabulary-sized rows of several shapes, for the sampling
 // settings people use (temperature 0.7 with top-p 0.9, top-k 40, min-p 0.05, ...). Bundles
-// ts/sampler/sampler.ts with esbuild on the fly (no build needed), or other copies of it with
+// engine/sampler/sampler.ts with esbuild on the fly (no build needed), or other copies of it with
 // --source (repeatable: e.g. the previous version and this one, to compare: their rounds alternate,
 // so that a busy machine slows both alike). Prints numbers; asserts nothing.
 //   node scripts/bench-sampler.mjs [--vocab 152064] [--source path/to/sampler.ts ...] [--ms 20] [--rounds 15]

@@ -10,7 +10,7 @@ const kernelsOnly = process.argv.includes("--kernels-only");
 mkdirSync(join(root, "build"), { recursive: true });
 
 // Two builds of the same source: SIMD128, the baseline every runtime takes, and one with relaxed
-// SIMD (ASC_FEATURE_RELAXED_SIMD: the i8 dot product), which ts/kernels/module.ts picks at run time
+// SIMD (ASC_FEATURE_RELAXED_SIMD: the i8 dot product), which compute/kernels/module.ts picks at run time
 // where the runtime validates it and a probe finds it computes what the baseline does.
 // A third build imports an unshared memory, for runtimes without SharedArrayBuffer (edge isolates,
 // pages that are not cross-origin isolated): one thread, same kernels.
@@ -92,20 +92,20 @@ function writeBuiltInVocabulary() {
 async function buildBundles() {
   const esbuild = await import("esbuild");
   const common = { bundle: true, platform: "node", format: "esm", target: "es2022", logLevel: "warning" };
-  if (existsSync(join(root, "ts", "cli", "main.ts"))) {
+  if (existsSync(join(root, "cli", "main.ts"))) {
     await esbuild.build({
       ...common,
-      entryPoints: [join(root, "ts", "cli", "main.ts")],
+      entryPoints: [join(root, "cli", "main.ts")],
       outfile: join(root, "dist", "cli.js"),
       banner: { js: "#!/usr/bin/env node\nimport { createRequire as __qwasmRequire } from 'node:module'; const require = __qwasmRequire(import.meta.url);" },
     });
     chmodSync(join(root, "dist", "cli.js"), 0o755);
     writeBuiltInVocabulary();
   }
-  await esbuild.build({ ...common, platform: "neutral", entryPoints: [join(root, "workers", "compute-worker.ts")],
+  await esbuild.build({ ...common, platform: "neutral", entryPoints: [join(root, "compute", "workers", "compute-worker.ts")],
     outfile: join(root, "dist", "compute-worker.js"), external: ["node:*"] });
-  if (existsSync(join(root, "ts", "index.ts"))) {
-    await esbuild.build({ ...common, entryPoints: [join(root, "ts", "index.ts")], outfile: join(root, "dist", "index.js"),
+  if (existsSync(join(root, "api", "index.ts"))) {
+    await esbuild.build({ ...common, entryPoints: [join(root, "api", "index.ts")], outfile: join(root, "dist", "index.js"),
       banner: { js: "import { createRequire as __qwasmRequire } from 'node:module'; const require = __qwasmRequire(import.meta.url);" } });
   }
 }
@@ -113,7 +113,7 @@ async function buildBundles() {
 buildKernels();
 if (!kernelsOnly) {
   await buildBundles();
-  // Type declarations of the public API (dist/types/ts/index.d.ts), from a clean folder (no stale
+  // Type declarations of the public API (dist/types/api/index.d.ts), from a clean folder (no stale
   // declarations of deleted files), with specifiers that resolve under every moduleResolution.
   rmSync(join(root, "dist", "types"), { recursive: true, force: true });
   execFileSync(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.build.json"],

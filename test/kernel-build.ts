@@ -1,6 +1,6 @@
 // Which kernel build a test process must be running, so that the "relaxed-simd" vitest project never
 // silently tests the SIMD128 build (vitest.config.ts sets QWASM_TEST_KERNELS=relaxed-simd there).
-import { kernelChoice, relaxedSimdValidates, type KernelBuild, type KernelChoice } from "../ts/kernels/module";
+import { kernelChoice, relaxedSimdValidates, type KernelBuild, type KernelChoice } from "../compute/kernels/module";
 
 /** True in the vitest project that exists to test the relaxed-SIMD build. */
 export const RELAXED_PROJECT = process.env.QWASM_TEST_KERNELS === "relaxed-simd";

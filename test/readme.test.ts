@@ -9,7 +9,7 @@ import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeGGUFBytes } from "../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../weights/synth";
+import { readQwen2Vocabulary, synthQwen2 } from "../tools/synth";
 import { projectRoot } from "./fixtures";
 
 const run = promisify(execFile);

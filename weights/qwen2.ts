@@ -1,6 +1,6 @@
 // The Qwen2 model as a GGUF file describes it: one typed config parsed from the qwen2.* keys, and
 // the map from tensor names to the weights of the forward pass, each shape checked.
-import { GGUFError, QwasmError } from "../ts/errors";
+import { GGUFError, QwasmError } from "../platform/errors";
 import { GGUFValueType, type GGUFArray, type GGUFMetadata } from "./gguf/metadata";
 import { checkSupportedWeightType, typeName } from "./gguf/types";
 

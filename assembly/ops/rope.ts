@@ -1,5 +1,5 @@
 // Rotary position embedding, NEOX style (Qwen2: LLAMA_ROPE_TYPE_NEOX), in place.
-// The angles' cosines and sines are computed in TypeScript (ts/model/rope.ts, ropeCosSin), exactly as
+// The angles' cosines and sines are computed in TypeScript (compute/model/rope.ts, ropeCosSin), exactly as
 // ggml_rope_cache_init forms them, so the kernel needs no sin/cos and the table is shared by every
 // head of a token.
 

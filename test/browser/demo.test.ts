@@ -9,10 +9,10 @@ import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
-import { createEngine, type QwasmEngine } from "../../ts/engine/engine";
-import { loadQwen2, prefill } from "../../ts/model/model";
+import { createEngine, type QwasmEngine } from "../../engine/engine";
+import { loadQwen2, prefill } from "../../compute/model/model";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";

@@ -2,7 +2,7 @@
 // (the compute pool, when isolated) and posts back the logits of every prompt position, as bytes,
 // so that the test can compare them bit for bit with Node's. Bundled by the test, served at
 // /logits-worker.js beside dist/browser/compute-worker.js.
-import { loadQwen2, prefill } from "../../ts/model/model";
+import { loadQwen2, prefill } from "../../compute/model/model";
 
 interface LogitsRequest { url: string; threads: number; ids: number[] }
 

@@ -1,8 +1,8 @@
 // The CLI's shared options: --kv-type reaches the engine's KV cache, and a wrong value is a typed
 // error that lists what is supported.
 import { describe, expect, it } from "vitest";
-import { kvTypeOption, parseArgs } from "../../ts/cli/args";
-import { QwasmError } from "../../ts/errors";
+import { kvTypeOption, parseArgs } from "../../cli/args";
+import { QwasmError } from "../../platform/errors";
 
 describe("--kv-type", () => {
   it("takes f32, f16 and q8_0, and is absent by default", () => {

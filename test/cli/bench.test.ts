@@ -4,9 +4,9 @@ import { afterAll, describe, expect, it, vi } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { main } from "../../ts/cli/commands/bench";
+import { main } from "../../cli/commands/bench";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 
 const tmp = mkdtempSync(join(tmpdir(), "qwasm-bench-"));
 const modelPath = join(tmp, "tiny.gguf");

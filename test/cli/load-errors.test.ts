@@ -5,11 +5,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createEngine } from "../../ts/engine/engine";
-import { QwasmError } from "../../ts/errors";
+import { createEngine } from "../../engine/engine";
+import { QwasmError } from "../../platform/errors";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
 import { openGGUF } from "../../weights/gguf/reader";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 import { closedPort, cliBuilt, runCli, startModelServer } from "./helpers";
 
 const tmp = mkdtempSync(join(tmpdir(), "qwasm-load-errors-"));

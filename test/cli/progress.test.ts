@@ -1,7 +1,7 @@
 // Progress on stderr: a bar on a terminal; elsewhere a line every interval and one at the end (the
 // clock is injected: nothing here depends on real time).
 import { describe, expect, it } from "vitest";
-import { progressReporter } from "../../ts/cli/progress";
+import { progressReporter } from "../../cli/progress";
 
 describe("progressReporter", () => {
   it("writes a line per interval and the last one at 100% when not on a terminal", () => {

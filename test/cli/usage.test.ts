@@ -5,10 +5,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { editDistance, parseArgs } from "../../ts/cli/args";
-import { QwasmError } from "../../ts/errors";
+import { editDistance, parseArgs } from "../../cli/args";
+import { QwasmError } from "../../platform/errors";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 import { cliBuilt, runCli } from "./helpers";
 
 const HELP = `qwasm run [MODEL] (--prompt T | --chat T)

@@ -3,8 +3,8 @@
 // right reason.
 import { describe, expect, it } from "vitest";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
-import { createEngine, type QwasmEngine } from "../../ts/engine/engine";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
+import { createEngine, type QwasmEngine } from "../../engine/engine";
 
 const vocabulary = await readQwen2Vocabulary();
 const modelBytes = await writeGGUFBytes(synthQwen2({ shape: "tiny", vocabulary, type: "Q8_0", seed: 11 }));

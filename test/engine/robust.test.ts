@@ -6,12 +6,12 @@
 // A process-level failure (an unhandled rejection, an exit) fails the vitest run itself.
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
-import { createEngine, DEFAULT_MAX_QUEUE, type EngineOptions, type QwasmEngine } from "../../ts/engine/engine";
-import { StopMatcher } from "../../ts/engine/stop";
-import type { PagedKVCache } from "../../ts/model/kv-cache";
-import { Sampler } from "../../ts/sampler/sampler";
-import { StreamDecoder } from "../../ts/tokenizer";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
+import { createEngine, DEFAULT_MAX_QUEUE, type EngineOptions, type QwasmEngine } from "../../engine/engine";
+import { StopMatcher } from "../../engine/stop";
+import type { PagedKVCache } from "../../compute/model/kv-cache";
+import { Sampler } from "../../engine/sampler/sampler";
+import { StreamDecoder } from "../../engine/tokenizer";
 
 const vocabulary = await readQwen2Vocabulary();
 const modelBytes = await writeGGUFBytes(synthQwen2({ shape: "tiny", vocabulary, type: "Q8_0", seed: 11 }));

@@ -5,9 +5,9 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2, type SynthModel } from "../../weights/synth";
-import { createEngine } from "../../ts/engine/engine";
-import { loadQwen2 } from "../../ts/model/model";
+import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2, type SynthModel } from "../../tools/synth";
+import { createEngine } from "../../engine/engine";
+import { loadQwen2 } from "../../compute/model/model";
 import { FIXTURES_DIR, fixturesAvailable } from "../fixtures";
 
 const vocabulary = await readQwen2Vocabulary();

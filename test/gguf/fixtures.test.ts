@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import { GGUFError } from "../../ts/errors";
+import { GGUFError } from "../../platform/errors";
 import { GGUFValueType } from "../../weights/gguf/metadata";
 import { openGGUF, parseGGUFBytes, type GGUFFile } from "../../weights/gguf/reader";
 import { GGMLType, typeInfo, type GGMLTypeName } from "../../weights/gguf/types";

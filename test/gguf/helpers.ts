@@ -1,6 +1,6 @@
 // Test helpers: a raw GGUF encoder that writes whatever it is told (for hostile files the writer
 // refuses to produce), a small valid file with every value type, a seeded PRNG, and chunked streams.
-import { GGUFError } from "../../ts/errors";
+import { GGUFError } from "../../platform/errors";
 import { GGUFValueType, kv } from "../../weights/gguf/metadata";
 import { GGMLType } from "../../weights/gguf/types";
 import { writeGGUFBytes, type GGUFToWrite } from "../../weights/gguf/writer";

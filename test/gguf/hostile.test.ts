@@ -1,7 +1,7 @@
 // Malformed and hostile files: every one must be refused with a GGUFError that says what is wrong,
 // quickly, without a RangeError from a DataView, a huge allocation or a hang.
 import { describe, expect, it } from "vitest";
-import { GGUFError } from "../../ts/errors";
+import { GGUFError } from "../../platform/errors";
 import { GGUFValueType } from "../../weights/gguf/metadata";
 import { openGGUF, parseGGUFBytes } from "../../weights/gguf/reader";
 import { GGMLType } from "../../weights/gguf/types";

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it, vi } from "vitest";
-import { main } from "../../ts/cli/commands/inspect";
+import { main } from "../../cli/commands/inspect";
 import { writeGGUFFile } from "../../weights/gguf/writer";
 import { fixturePath, skipWithoutFixtures } from "../fixtures";
 import { rawGGUF, smallModel } from "./helpers";

@@ -1,6 +1,6 @@
 // Typed metadata getters and string decoding.
 import { describe, expect, it } from "vitest";
-import { QwasmError } from "../../ts/errors";
+import { QwasmError } from "../../platform/errors";
 import { GGUFMetadata, GGUFValueType, kv } from "../../weights/gguf/metadata";
 import { parseGGUFBytes } from "../../weights/gguf/reader";
 import { writeGGUFBytes } from "../../weights/gguf/writer";

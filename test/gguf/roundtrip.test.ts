@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, describe, expect, it } from "vitest";
-import { QwasmError } from "../../ts/errors";
+import { QwasmError } from "../../platform/errors";
 import { GGUFValueType, kv, type GGUFEntry } from "../../weights/gguf/metadata";
 import { openGGUF, parseGGUFBytes, type GGUFFile, type GGUFReadProgress } from "../../weights/gguf/reader";
 import { GGMLType } from "../../weights/gguf/types";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { QwasmError } from "../../ts/errors";
+import { QwasmError } from "../../platform/errors";
 import {
   GGMLType, SUPPORTED_WEIGHT_TYPES, checkSupportedWeightType, rowBytes, tensorBytes, typeInfo, typeName,
 } from "../../weights/gguf/types";

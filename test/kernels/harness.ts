@@ -1,6 +1,6 @@
 // Test helper for the kernels: one shared memory with the kernels instantiated over it, a bump
 // allocator, and copies in and out. Offsets are byte addresses, as the kernels take them.
-import { createSharedMemory, instantiateKernels, type Kernels } from "../../ts/kernels/module";
+import { createSharedMemory, instantiateKernels, type Kernels } from "../../compute/kernels/module";
 
 const PAGE = 65536;
 

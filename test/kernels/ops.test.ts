@@ -1,8 +1,8 @@
 // The op kernels (assembly/ops) against independent scalar TypeScript references in f64, on seeded
 // random data. Each test prints its largest difference.
 import { beforeAll, describe, expect, it } from "vitest";
-import type { Kernels } from "../../ts/kernels/module";
-import { ropeCosSin, ropeYarnCorrDims } from "../../ts/model/rope";
+import type { Kernels } from "../../compute/kernels/module";
+import { ropeCosSin, ropeYarnCorrDims } from "../../compute/model/rope";
 import { gaussian, KernelHarness, rng } from "./harness";
 
 // ------------------------------------------------------------------------------------------ helpers

@@ -1,4 +1,4 @@
-// The two kernel builds (SIMD128 and relaxed SIMD) and how ts/kernels/module.ts picks one: the
+// The two kernel builds (SIMD128 and relaxed SIMD) and how compute/kernels/module.ts picks one: the
 // relaxed build must agree with the SIMD128 one within f32 rounding where the runtime runs it, and any
 // doubt must fall back to SIMD128. Where the runtime validates relaxed SIMD, the relaxed build must be
 // the one taken. Node 20 does not validate it by default: the relaxed build's tests are skipped by the
@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import {
   chooseKernels, compileKernelBuild, PROBED, createSharedMemory, instantiateKernels, kernelBuild, kernelChoice, probeKernels,
   relaxedSimdValidates, type Kernels,
-} from "../../ts/kernels/module";
+} from "../../compute/kernels/module";
 import { checkedKernelBuild, requireRelaxedSimd } from "../kernel-build";
 import { gaussian, rng } from "./harness";
 

@@ -13,9 +13,9 @@
 // Runs in both vitest projects: with the SIMD128 build and with the relaxed-SIMD build
 // (vitest.config.ts); the build is checked to be the project's.
 import { describe, expect, it } from "vitest";
-import { argmax } from "../../ts/sampler/sampler";
-import { loadQwen2 } from "../../ts/model/model";
-import { tokenizerFromMetadata } from "../../ts/tokenizer/from-model";
+import { argmax } from "../../engine/sampler/sampler";
+import { loadQwen2 } from "../../compute/model/model";
+import { tokenizerFromMetadata } from "../../engine/tokenizer/from-model";
 import { describeFixtures, fixturePath, readFixtureF32, readFixtureJSON } from "../fixtures";
 import { checkedKernelBuild } from "../kernel-build";
 import { checkTop10, meanStd, relDiff } from "./helpers";

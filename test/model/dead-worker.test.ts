@@ -2,8 +2,8 @@
 // bound, the pool is rebuilt over the same memory, and the next step gives the right logits.
 import { describe, expect, it } from "vitest";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
-import { loadQwen2 } from "../../ts/model/model";
+import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
+import { loadQwen2 } from "../../compute/model/model";
 
 const vocabulary = await readQwen2Vocabulary();
 // Big enough that a 128-token step takes a while, small enough to build quickly.

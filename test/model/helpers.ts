@@ -1,9 +1,9 @@
 // Helpers the model tests share: comparing logit rows, the synthetic models' tolerances, prompts of
 // regular token ids, and a virtual GGUF file (a real header, zeros for the weights).
 import { expect } from "vitest";
-import { argmax } from "../../ts/sampler/sampler";
-import type { SynthType } from "../../weights/synth";
-import type { RandomAccessFile } from "../../ts/runtime/index";
+import { argmax } from "../../engine/sampler/sampler";
+import type { SynthType } from "../../tools/synth";
+import type { RandomAccessFile } from "../../platform/index";
 
 /** Mean and standard deviation of a row. */
 export function meanStd(row: ArrayLike<number>): { mean: number; std: number } {

@@ -1,13 +1,13 @@
-// The memory a model takes is planned before anything is allocated (ts/model/model.ts planModel):
+// The memory a model takes is planned before anything is allocated (compute/model/model.ts planModel):
 // the plan must be what the load then allocates, the default KV pool must fit the 4 GiB memory,
 // and a KV pool smaller than one context is refused.
 import { describe, expect, it } from "vitest";
 import { parseGGUFBytes } from "../../weights/gguf/reader";
 import { layoutGGUF, writeGGUFBytes } from "../../weights/gguf/writer";
 import { parseQwen2Config, mapQwen2Tensors } from "../../weights/qwen2";
-import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
-import { loadQwen2, planModel, type LoadOptions } from "../../ts/model/model";
-import { createEngine } from "../../ts/engine/engine";
+import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
+import { loadQwen2, planModel, type LoadOptions } from "../../compute/model/model";
+import { createEngine } from "../../engine/engine";
 import { virtualFile } from "./helpers";
 
 const vocabulary = await readQwen2Vocabulary();

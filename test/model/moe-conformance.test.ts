@@ -14,9 +14,9 @@
 //   - the prompt and generated tokens' bytes (pieces_hex) from the file's vocabulary;
 //   - `qwasm logits --experts` prints the same routing.
 import { describe, expect, it } from "vitest";
-import { argmax } from "../../ts/sampler/sampler";
-import { loadQwen2 } from "../../ts/model/model";
-import { tokenizerFromMetadata } from "../../ts/tokenizer/from-model";
+import { argmax } from "../../engine/sampler/sampler";
+import { loadQwen2 } from "../../compute/model/model";
+import { tokenizerFromMetadata } from "../../engine/tokenizer/from-model";
 import { describeFixtures, fixturePath, readFixtureF32, readFixtureJSON } from "../fixtures";
 import { checkedKernelBuild } from "../kernel-build";
 import { checkTop10, meanStd, relDiff } from "./helpers";
@@ -214,7 +214,7 @@ describeFixtures("llama.cpp conformance (fixtures/moe, qwen2moe)", () => {
 
 describeFixtures("qwasm logits --experts (fixtures/moe)", () => {
   it("prints the selected experts and router logits of every layer and position, as router.json has them", async () => {
-    const { main } = await import("../../ts/cli/commands/logits");
+    const { main } = await import("../../cli/commands/logits");
     const router = readFixtureJSON<Router>("moe", "ref", "Q8_0-pure", "p64.router.json");
     const written: string[] = [];
     const write = process.stdout.write;

@@ -3,9 +3,9 @@
 // gives the same tokens, and the OpenAI handler serves it like a dense model.
 import { describe, expect, it } from "vitest";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
-import { createEngine, type QwasmEngine } from "../../ts/engine/engine";
-import { createOpenAIHandler } from "../../ts/server/openai";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
+import { createEngine, type QwasmEngine } from "../../engine/engine";
+import { createOpenAIHandler } from "../../server/openai";
 
 const vocabulary = await readQwen2Vocabulary();
 const modelBytes = await writeGGUFBytes(synthQwen2({ shape: "tiny-moe", vocabulary, type: "Q8_0", seed: 11 }));

@@ -1,12 +1,12 @@
-// The memory plan of a qwen2moe model (ts/model/model.ts planModel, the MoE scratch laid out by
-// planForward through ts/model/moe.ts): exactly what loading allocates; the real shapes refused from
+// The memory plan of a qwen2moe model (compute/model/model.ts planModel, the MoE scratch laid out by
+// planForward through compute/model/moe.ts): exactly what loading allocates; the real shapes refused from
 // the header, with the numbers, when their weights pass 4 GiB; moe-a2.7b fits with --layers.
 import { describe, expect, it } from "vitest";
 import { openGGUF, parseGGUFBytes, type GGUFFile } from "../../weights/gguf/reader";
 import { layoutGGUF, writeGGUFBytes } from "../../weights/gguf/writer";
 import { mapQwen2Tensors, parseQwen2Config } from "../../weights/qwen2";
-import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
-import { loadQwen2, planModel, type LoadOptions } from "../../ts/model/model";
+import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
+import { loadQwen2, planModel, type LoadOptions } from "../../compute/model/model";
 import { virtualFile } from "./helpers";
 
 const vocabulary = await readQwen2Vocabulary();

@@ -9,11 +9,11 @@ import { join } from "node:path";
 import { GGUFMetadata } from "../../weights/gguf/metadata";
 import { openGGUF } from "../../weights/gguf/reader";
 import { layerTensorList, mapQwen2Tensors, parseQwen2Config } from "../../weights/qwen2";
-import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
-import { main as synthMain } from "../../ts/cli/commands/synth";
-import { main as inspectMain } from "../../ts/cli/commands/inspect-model";
-import { loadQwen2 } from "../../ts/model/model";
-import { tokenReadBytes } from "../../ts/model/moe";
+import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
+import { main as synthMain } from "../../cli/commands/synth";
+import { main as inspectMain } from "../../cli/commands/inspect-model";
+import { loadQwen2 } from "../../compute/model/model";
+import { tokenReadBytes } from "../../compute/model/moe";
 
 const vocabulary = await readQwen2Vocabulary();
 const tmp = mkdtempSync(join(tmpdir(), "qwasm-moe-synth-"));

@@ -4,8 +4,8 @@
 import { describe, expect, it } from "vitest";
 import { parseGGUFBytes } from "../../weights/gguf/reader";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2, SYNTH_TYPES, type SynthType } from "../../weights/synth";
-import { loadQwen2, prefill } from "../../ts/model/model";
+import { readQwen2Vocabulary, synthQwen2, SYNTH_TYPES, type SynthType } from "../../tools/synth";
+import { loadQwen2, prefill } from "../../compute/model/model";
 import { ReferenceQwen2 } from "../reference/qwen2-reference";
 import { relDiff, tolerance, prompt } from "./helpers";
 

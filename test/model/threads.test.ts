@@ -4,8 +4,8 @@
 import { availableParallelism } from "node:os";
 import { describe, expect, it } from "vitest";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
-import { defaultThreads, loadQwen2 } from "../../ts/model/model";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
+import { defaultThreads, loadQwen2 } from "../../compute/model/model";
 
 const vocabulary = await readQwen2Vocabulary();
 const tiny = await writeGGUFBytes(synthQwen2({ shape: "tiny", vocabulary, type: "Q8_0", seed: 1 }));

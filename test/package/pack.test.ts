@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 import { projectRoot } from "../fixtures";
 
 const work = mkdtempSync(join(tmpdir(), "qwasm-pack-"));
@@ -27,7 +27,7 @@ describe.skipIf(!built)(built ? "npm package" : "npm package (skipped: dist/cli.
     expect(files).toContain("dist/cli.js");
     expect(files).toContain("dist/index.js");
     expect(files).toContain("dist/compute-worker.js");
-    expect(files).toContain("dist/types/ts/index.d.ts");
+    expect(files).toContain("dist/types/api/index.d.ts");
     expect(files).toContain("dist/qwen2-tokenizer.json");
     expect(files).toContain("README.md");
     expect(files.filter((f) => /^(test|assembly|weights|ts|workers|scripts|models|build)\//.test(f))).toEqual([]);
@@ -94,7 +94,7 @@ describe.skipIf(!built)(built ? "npm package" : "npm package (skipped: dist/cli.
 
   it("its types check in a consumer under node16, nodenext and bundler resolution", () => {
     const app = join(work, "app");
-    expect(existsSync(join(app, "node_modules", "qwasm", "dist", "types", "ts", "index.d.ts"))).toBe(true);
+    expect(existsSync(join(app, "node_modules", "qwasm", "dist", "types", "api", "index.d.ts"))).toBe(true);
     writeFileSync(join(app, "ok.ts"), `
       import { createEngine, QwasmError, openGGUF, type ErrorCode } from "qwasm";
       const engine = await createEngine("model.gguf", {

@@ -1,6 +1,6 @@
 // An independent scalar Qwen2 forward pass in float64, for tests: plain loops over dequantized
 // weights, with the activation rounding llama.cpp applies before each matmul emulated by the scalar
-// TypeScript quantizers (weights/quant), and nothing from the AssemblyScript kernels or ts/model.
+// TypeScript quantizers (weights/quant), and nothing from the AssemblyScript kernels or compute/model.
 // It recomputes every position from scratch (no KV cache), which also checks the engine's cache.
 // qwen2moe: the routed experts and the shared expert as the formulas say, in float64 (moeFeedForward).
 import type { GGUFFile } from "../../weights/gguf/reader";

@@ -6,11 +6,11 @@ import { request as httpRequest } from "node:http";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createEngine, type QwasmEngine } from "../../ts/engine/engine";
-import { serveNode, type NodeServer } from "../../ts/runtime/http-node";
-import { createOpenAIHandler } from "../../ts/server/openai";
+import { createEngine, type QwasmEngine } from "../../engine/engine";
+import { serveNode, type NodeServer } from "../../platform/http-node";
+import { createOpenAIHandler } from "../../server/openai";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 
 const REQUESTS = Number(process.env.QWASM_ABORT_REQUESTS ?? 2000);
 const CONCURRENCY = 16;

@@ -1,12 +1,12 @@
-// The GGUF fuzzer (weights/gguf/fuzz.ts) over small synthetic models and, when present, the llama.cpp
+// The GGUF fuzzer (tools/fuzz.ts) over small synthetic models and, when present, the llama.cpp
 // fixtures: every mutated file must parse or be refused with a QwasmError, within 2 s, with the bytes,
 // stream and prefix reads agreeing, and the heap must not grow with the number of cases.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it, vi } from "vitest";
-import { formatFuzzTally, fuzzGGUF, synthFuzzSeeds, type FuzzSeed, type FuzzTally } from "../../weights/gguf/fuzz";
+import { formatFuzzTally, fuzzGGUF, synthFuzzSeeds, type FuzzSeed, type FuzzTally } from "../../tools/fuzz";
 import { openGGUF } from "../../weights/gguf/reader";
-import { readQwen2Vocabulary } from "../../weights/synth";
+import { readQwen2Vocabulary } from "../../tools/synth";
 import { FIXTURES_DIR, skipWithoutFixtures } from "../fixtures";
 
 const CASE_LIMIT_MS = 2000;
@@ -57,7 +57,7 @@ describe("GGUF fuzzing", () => {
       };
     });
     try {
-      const fuzz = await import("../../weights/gguf/fuzz");
+      const fuzz = await import("../../tools/fuzz");
       const tally = await fuzz.fuzzGGUF(synthSeeds, { cases: 40, caseTimeoutMs: 100 });
       // The seeds are parsed once each before the campaign: the injected failures fall on cases.
       expect(tally.findingCounts.crash).toBeGreaterThan(0);

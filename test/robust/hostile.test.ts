@@ -2,13 +2,13 @@
 // the library: each gets a clear 400-style error or a correct completion, special-token text in a
 // message stays text, and afterwards the engine still works and holds no KV pages.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createEngine, type QwasmEngine } from "../../ts/engine/engine";
-import { renderChatTemplate } from "../../ts/engine/chat-template";
-import type { RequestOptions } from "../../ts/engine/types";
-import { QwasmError } from "../../ts/errors";
-import { createOpenAIHandler, type FetchHandler } from "../../ts/server/openai";
+import { createEngine, type QwasmEngine } from "../../engine/engine";
+import { renderChatTemplate } from "../../engine/chat-template";
+import type { RequestOptions } from "../../engine/types";
+import { QwasmError } from "../../platform/errors";
+import { createOpenAIHandler, type FetchHandler } from "../../server/openai";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 
 const CONTEXT = 128;
 const MAX_BODY = 1024 * 1024;
@@ -190,7 +190,7 @@ describe("hostile requests", () => {
     expectCompletion(await chat({}));
   });
 
-  // Fails until ts/server/openai.ts refuses bodies nested deeper than a limit before parsing (or stops
+  // Fails until server/openai.ts refuses bodies nested deeper than a limit before parsing (or stops
   // quoting whole values with JSON.stringify): today five of these are 500 "internal_error" from a
   // RangeError (Maximum call stack size exceeded). When it passes, drop `.fails`.
   it("deeply nested values in quoted fields get a 400", async () => {

@@ -1,12 +1,12 @@
 // qwasm loadtest against the real engine on a tiny model, over loopback, for 3 seconds: requests
 // complete, none is lost, and the latency numbers are there.
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { formatLoadTest, loadTest, main } from "../../ts/cli/commands/loadtest";
-import { createEngine, type QwasmEngine } from "../../ts/engine/engine";
-import { serveNode, type NodeServer } from "../../ts/runtime/http-node";
-import { createOpenAIHandler } from "../../ts/server/openai";
+import { formatLoadTest, loadTest, main } from "../../cli/commands/loadtest";
+import { createEngine, type QwasmEngine } from "../../engine/engine";
+import { serveNode, type NodeServer } from "../../platform/http-node";
+import { createOpenAIHandler } from "../../server/openai";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 
 let engine: QwasmEngine;
 let server: NodeServer;

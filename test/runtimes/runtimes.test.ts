@@ -11,12 +11,12 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { createEngine } from "../../ts/engine/engine";
-import { loadQwen2, prefill } from "../../ts/model/model";
-import { kernelBuild } from "../../ts/kernels/module";
-import type { RequestOptions } from "../../ts/engine/types";
+import { createEngine } from "../../engine/engine";
+import { loadQwen2, prefill } from "../../compute/model/model";
+import { kernelBuild } from "../../compute/kernels/module";
+import type { RequestOptions } from "../../engine/types";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 import { projectRoot } from "../fixtures";
 
 /** Longest a runtime's process may take, including exiting by itself after its last check. */

@@ -3,10 +3,10 @@
 // and seeds; its exp against Math.exp; and the penalty window (prompt included) against a direct
 // count over the last N tokens.
 import { describe, expect, it } from "vitest";
-import { Rng, Sampler, expNonPositive, tokenWeight, type SamplingOptions } from "../../ts/sampler/sampler";
+import { Rng, Sampler, expNonPositive, tokenWeight, type SamplingOptions } from "../../engine/sampler/sampler";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
-import { createEngine } from "../../ts/engine/engine";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
+import { createEngine } from "../../engine/engine";
 import { rng } from "../random";
 
 type Filters = { temperature: number; topK: number; topP: number; minP: number; seed: number };

@@ -2,8 +2,8 @@
 // checked by drawing many times and comparing with the exact filtered distribution, penalties and
 // logit bias by their formulas, and seeded determinism.
 import { describe, expect, it } from "vitest";
-import { Sampler, argmax, Rng } from "../../ts/sampler/sampler";
-import { StopMatcher } from "../../ts/engine/stop";
+import { Sampler, argmax, Rng } from "../../engine/sampler/sampler";
+import { StopMatcher } from "../../engine/stop";
 
 const logits = () => Float32Array.from([1, 3, 2, 3, -1, 0.5, 2.5, -4]);
 

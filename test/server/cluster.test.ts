@@ -16,9 +16,9 @@ import { join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 import { parsePrometheus, value } from "./prometheus";
-import { loadTest } from "../../ts/cli/commands/loadtest";
+import { loadTest } from "../../cli/commands/loadtest";
 
 const HAPROXY = ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy", "/usr/bin/haproxy"].find((p) => existsSync(p));
 const CLI = join(import.meta.dirname, "../../dist/cli.js");

@@ -4,10 +4,10 @@
 // pages given back.
 import { afterEach, describe, expect, it } from "vitest";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
-import { createEngine, type QwasmEngine } from "../../ts/engine/engine";
-import { createOpenAIHandler } from "../../ts/server/openai";
-import { QwasmError } from "../../ts/errors";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
+import { createEngine, type QwasmEngine } from "../../engine/engine";
+import { createOpenAIHandler } from "../../server/openai";
+import { QwasmError } from "../../platform/errors";
 import { parsePrometheus, value } from "./prometheus";
 
 let bytes: Uint8Array | undefined;

@@ -8,8 +8,8 @@
 //   BUSY      throws QwasmError QUEUE_FULL at the call (as the real engine does past maxQueue)
 // A prompt longer than info.contextLength characters throws CONTEXT_OVERFLOW; a request with
 // timeoutMs fails with QwasmError TIMEOUT once that time has passed (FOREVER reaches it).
-import { QwasmError } from "../../ts/errors";
-import type { ChatMessage, CompletionResult, CompletionStream, Delta, Engine, FinishReason, RequestOptions } from "../../ts/engine/types";
+import { QwasmError } from "../../platform/errors";
+import type { ChatMessage, CompletionResult, CompletionStream, Delta, Engine, FinishReason, RequestOptions } from "../../engine/types";
 
 export interface FakeCall {
   kind: "chat" | "generate";

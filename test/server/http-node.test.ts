@@ -2,8 +2,8 @@
 // disconnects aborts the engine's signal.
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
-import { serveNode, type NodeServer } from "../../ts/runtime/http-node";
-import { createOpenAIHandler } from "../../ts/server/openai";
+import { serveNode, type NodeServer } from "../../platform/http-node";
+import { createOpenAIHandler } from "../../server/openai";
 import { FakeEngine } from "./fake-engine";
 
 let server: NodeServer | undefined;

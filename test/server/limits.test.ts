@@ -2,10 +2,10 @@
 // is a 429 with Retry-After, a request past its time limit a 504 (an error event once streaming),
 // another model a 404; afterwards no KV page, reservation or slot is held.
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { createEngine, type QwasmEngine } from "../../ts/engine/engine";
-import { createOpenAIHandler, type FetchHandler } from "../../ts/server/openai";
+import { createEngine, type QwasmEngine } from "../../engine/engine";
+import { createOpenAIHandler, type FetchHandler } from "../../server/openai";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 
 let engine: QwasmEngine;
 let handler: FetchHandler;

@@ -1,9 +1,9 @@
 // qwasm loadtest --header: extra headers reach the server, {client} numbering each client's own
 // session; bad headers are refused before any request.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadTest, parseHeaderArgs } from "../../ts/cli/commands/loadtest";
-import { serveNode, type NodeServer } from "../../ts/runtime/http-node";
-import { createOpenAIHandler, type AccessLogEntry } from "../../ts/server/openai";
+import { loadTest, parseHeaderArgs } from "../../cli/commands/loadtest";
+import { serveNode, type NodeServer } from "../../platform/http-node";
+import { createOpenAIHandler, type AccessLogEntry } from "../../server/openai";
 import { FakeEngine } from "./fake-engine";
 
 let server: NodeServer;

@@ -4,9 +4,9 @@
 // page pool; each vLLM alias equals qwasm's own metric.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
-import { createEngine, type QwasmEngine } from "../../ts/engine/engine";
-import { createOpenAIHandler, type AccessLogEntry } from "../../ts/server/openai";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
+import { createEngine, type QwasmEngine } from "../../engine/engine";
+import { createOpenAIHandler, type AccessLogEntry } from "../../server/openai";
 import { parsePrometheus, value } from "./prometheus";
 
 let engine: QwasmEngine;

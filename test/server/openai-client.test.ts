@@ -2,8 +2,8 @@
 // callers will do.
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serveNode, type NodeServer } from "../../ts/runtime/http-node";
-import { createOpenAIHandler } from "../../ts/server/openai";
+import { serveNode, type NodeServer } from "../../platform/http-node";
+import { createOpenAIHandler } from "../../server/openai";
 import { FakeEngine } from "./fake-engine";
 
 let server: NodeServer;

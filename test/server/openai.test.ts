@@ -1,7 +1,7 @@
 // The OpenAI handler against a fake engine: routes, parameters, response shapes, SSE framing, errors,
 // body limits, API keys, CORS, aborts.
 import { describe, expect, it } from "vitest";
-import { createOpenAIHandler, type OpenAIHandlerOptions } from "../../ts/server/openai";
+import { createOpenAIHandler, type OpenAIHandlerOptions } from "../../server/openai";
 import { FakeEngine, REPLY } from "./fake-engine";
 
 const BASE = "http://qwasm.test";

@@ -3,10 +3,10 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
-import { createEngine, type QwasmEngine } from "../../ts/engine/engine";
-import { serveNode, type NodeServer } from "../../ts/runtime/http-node";
-import { createOpenAIHandler } from "../../ts/server/openai";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
+import { createEngine, type QwasmEngine } from "../../engine/engine";
+import { serveNode, type NodeServer } from "../../platform/http-node";
+import { createOpenAIHandler } from "../../server/openai";
 
 let engine: QwasmEngine;
 let server: NodeServer;

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { FakeEngine } from "./fake-engine";
 
 const loaded: { source: string; options: unknown; engine: FakeEngine; disposed: boolean }[] = [];
-vi.mock("../../ts/engine/engine", () => ({
+vi.mock("../../engine/engine", () => ({
   createEngine: async (source: string, options: unknown) => {
     const engine = new FakeEngine();
     const record = { source, options, engine, disposed: false };
@@ -14,7 +14,7 @@ vi.mock("../../ts/engine/engine", () => ({
   },
 }));
 
-const { main, help } = await import("../../ts/cli/commands/serve");
+const { main, help } = await import("../../cli/commands/serve");
 
 afterEach(() => {
   vi.restoreAllMocks();

@@ -12,9 +12,9 @@ import { dequantizeRow, quantizeRow } from "../../weights/quant/index";
 import {
   QWEN2_PRESETS, SYNTH_TYPES, TokenType, readQwen2Vocabulary, sizeLabel, synthQwen2,
   type Qwen2Vocabulary, type SynthModel,
-} from "../../weights/synth";
-import { main as synthMain } from "../../ts/cli/commands/synth";
-import { QWEN2_CHATML_TEMPLATE } from "../../ts/engine/chat-template";
+} from "../../tools/synth";
+import { main as synthMain } from "../../cli/commands/synth";
+import { QWEN2_CHATML_TEMPLATE } from "../../engine/chat-template";
 import { dequantizedTensor, forward, meanStd, type F64Model } from "./forward";
 
 let vocabulary: Qwen2Vocabulary;

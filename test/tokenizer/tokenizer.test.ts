@@ -2,11 +2,11 @@
 // asked, decoding, the streaming decoder, the two BPE merge loops, and errors.
 import { TokenizerLoader } from "@lenml/tokenizers";
 import { describe, expect, it } from "vitest";
-import { QwasmError } from "../../ts/errors";
-import { StreamDecoder, Tokenizer, preTokenize, toWellFormed, tokenizerFromMetadata } from "../../ts/tokenizer";
-import { MergeTable, mergeWordHeap, mergeWordScan } from "../../ts/tokenizer/bpe";
-import { preTokenizeWithRegex } from "../../ts/tokenizer/pretokenize";
-import { mulberry32 } from "../../ts/tokenizer/sample-text";
+import { QwasmError } from "../../platform/errors";
+import { StreamDecoder, Tokenizer, preTokenize, toWellFormed, tokenizerFromMetadata } from "../../engine/tokenizer";
+import { MergeTable, mergeWordHeap, mergeWordScan } from "../../engine/tokenizer/bpe";
+import { preTokenizeWithRegex } from "../../engine/tokenizer/pretokenize";
+import { mulberry32 } from "../../engine/tokenizer/sample-text";
 import { generateStrings } from "./generate";
 import { miniTokenizer, qwen2Tokenizer, qwen2TokenizerJSON } from "./qwen-vocab";
 

@@ -1,8 +1,8 @@
-// The pool's choice of how many workers take part in a step (workers/active.ts), fed made-up step
+// The pool's choice of how many workers take part in a step (compute/workers/active.ts), fed made-up step
 // timings: all of them on a quiet machine, fewer when they sleep waiting for each other, and more
 // again once a try with one more worker runs faster.
 import { describe, expect, it } from "vitest";
-import { ActiveWorkers } from "../../workers/active";
+import { ActiveWorkers } from "../../compute/workers/active";
 
 /** Runs `steps` steps; `cost(active)` gives each step's [wall ms, ms the workers slept]. */
 function run(a: ActiveWorkers, steps: number, cost: (active: number) => [number, number]): number[] {

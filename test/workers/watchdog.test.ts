@@ -2,11 +2,11 @@
 // WORKER_FAILED (instead of holding every request forever), and the stuck workers can be terminated.
 import { describe, expect, it } from "vitest";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
-import { loadQwen2 } from "../../ts/model/model";
-import { kernelModule } from "../../ts/kernels/module";
-import { WorkerPool } from "../../workers/pool";
-import { CONTROL_WORDS } from "../../workers/protocol";
+import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
+import { loadQwen2 } from "../../compute/model/model";
+import { kernelModule } from "../../compute/kernels/module";
+import { WorkerPool } from "../../compute/workers/pool";
+import { CONTROL_WORDS } from "../../compute/workers/protocol";
 
 describe("step watchdog", () => {
   it("fails a step that stuck workers never finish, within the deadline, and terminates them", async () => {

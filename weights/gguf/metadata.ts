@@ -1,6 +1,6 @@
 // GGUF metadata: the value types, how values look in JavaScript, and a map with typed getters whose
 // errors name the key (and where it is in the file).
-import { GGUFError, QwasmError } from "../../ts/errors";
+import { GGUFError, QwasmError } from "../../platform/errors";
 
 /** The value type ids of GGUF metadata. */
 export const GGUFValueType = {

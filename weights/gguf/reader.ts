@@ -6,7 +6,7 @@
 // kv_count × (string key, u32 value_type, value); tensor_count × (string name, u32 n_dims,
 // u64 dims[n_dims] (ne0 first), u32 ggml_type, u64 offset); padding to general.alignment; data.
 // A string is a u64 byte length and UTF-8 bytes; an array is u32 item_type, u64 count, items.
-import { GGUFError, QwasmError } from "../../ts/errors";
+import { GGUFError, QwasmError } from "../../platform/errors";
 import {
   GGUFMetadata, GGUFValueType, isValueType, int64Value, valueTypeName,
   type GGUFArray, type GGUFArrayItems, type GGUFValue, type GGUFValueTypeId,

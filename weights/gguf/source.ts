@@ -1,9 +1,9 @@
 // Where GGUF bytes come from. Two shapes: random access (bytes in memory, a local file, a Blob) and
 // sequential (a ReadableStream, a fetch Response). The reader asks both for a prefix of the file to
 // parse the header from; then random sources are read at offsets and streams are consumed in order.
-import { GGUFError, QwasmError } from "../../ts/errors";
-import type { RandomAccessFile } from "../../ts/runtime/index";
-import { openLocalFile } from "../../ts/runtime/files";
+import { GGUFError, QwasmError } from "../../platform/errors";
+import type { RandomAccessFile } from "../../platform/index";
+import { openLocalFile } from "../../platform/files";
 
 /** Anything openGGUF reads from. A string is a file path, or a URL when it starts with http(s)://. */
 export type GGUFSource =

@@ -1,6 +1,6 @@
 // The ggml tensor type table: id, name, elements per block and bytes per block, as in ggml.c's
 // type_traits. This is the one place that knows the block sizes; row and tensor sizes come from here.
-import { QwasmError } from "../../ts/errors";
+import { QwasmError } from "../../platform/errors";
 
 /** ggml type ids, as stored in a GGUF tensor info. */
 export const GGMLType = {

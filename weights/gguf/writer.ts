@@ -1,8 +1,8 @@
 // Writes GGUF v3: header (metadata in insertion order, tensor table), padding, tensor data. The
 // header is built in memory; tensor data can be produced lazily, chunk by chunk, and is passed on to
 // a sink as it comes, so a file of many GB is written without being held in memory.
-import { QwasmError } from "../../ts/errors";
-import { createFile } from "../../ts/runtime/index";
+import { QwasmError } from "../../platform/errors";
+import { createFile } from "../../platform/index";
 import {
   GGUFValueType, integerRange, isValueType, valueTypeName,
   type GGUFArray, type GGUFEntry, type GGUFMetadata, type GGUFValue, type GGUFValueTypeId,

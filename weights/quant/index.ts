@@ -2,7 +2,7 @@
 // how to quantize one (the types qwasm writes), which activation format the dot product takes, and the
 // scalar dot product itself (the reference the wasm kernels are tested against).
 
-import { QwasmError } from "../../ts/errors";
+import { QwasmError } from "../../platform/errors";
 import { GGMLType, type GGMLTypeId, type GGMLTypeName, typeInfo, typeName } from "../gguf/types";
 import { type ActivationFormat, quantizeActivations } from "./activations";
 import {

@@ -1,0 +1,82 @@
+// The browser's worker protocol, in one file of types: what the page asks the engine worker through
+// comlink (load, tokenize, dispose: the control plane), and the messages of the MessagePort that
+// each completion gets of its own (deltas out, an abort in).
+import type { KVType } from "../compute/model/forward";
+import type { ChatMessage, CompletionResult, Delta, EngineInfo, RequestOptions } from "../engine/types";
+import type { ErrorCode } from "../platform/errors";
+
+/** Where loading stands: bytes of the file read so far (streamed into the model as they arrive). */
+export interface LoadProgress {
+  /** "download": from the network; "cache": from the Cache API; "file": from a File or Blob. */
+  phase: "download" | "cache" | "file";
+  loadedBytes: number;
+  /** The file size, when known (Content-Length, the cache entry, the Blob). */
+  totalBytes?: number;
+}
+
+/** What the engine worker is told to load with (the page's options, less what cannot be posted). */
+export interface WorkerLoadOptions {
+  /** Compute threads; default: the cores available when the page is cross-origin isolated, else 1. */
+  threads?: number;
+  /** Tokens the KV cache holds; default min(the file's context length, 4096). */
+  contextLength?: number;
+  /** Requests computed together; default 1 (a page usually runs one chat at a time). */
+  maxSequences?: number;
+  /** KV cache element type; default f32. */
+  kvType?: KVType;
+  /** Keep a model loaded from a URL in the Cache API and load it from there next time; default true. */
+  cache?: boolean;
+}
+
+export interface BrowserEngineInfo extends EngineInfo {
+  /** Whether the engine worker is cross-origin isolated (SharedArrayBuffer, hence compute workers). */
+  crossOriginIsolated: boolean;
+  /** Why `threads` is what it is, in words the page can show. */
+  threadsReason: string;
+  /** navigator.hardwareConcurrency in the worker. */
+  hardwareConcurrency: number;
+  /** Where the bytes came from. */
+  source: "network" | "cache" | "file";
+  /** File size in bytes, when known. */
+  fileBytes?: number;
+  /** Set when a download could not be kept in the Cache API (quota, private mode); loading still worked. */
+  cacheError?: string;
+}
+
+/** One completion request, posted with the port its stream runs over. */
+export type CompletionRequest = (
+  | { kind: "chat"; messages: ChatMessage[] }
+  | { kind: "generate"; prompt: string }
+) & {
+  options: Omit<RequestOptions, "signal">;
+  /** The page's signal had fired already: the request finishes at once with finishReason "abort". */
+  aborted?: boolean;
+};
+
+/** Engine worker → page, on a completion's port. The last message is "done" or "error". */
+export type StreamMessage =
+  | { type: "delta"; delta: Delta }
+  | { type: "done"; result: CompletionResult }
+  | { type: "error"; error: WireError };
+
+/** Page → engine worker, on a completion's port. */
+export type StreamControl = { type: "abort" };
+
+/** An error as it crosses the boundary (structured clone drops an Error's `code`). */
+export interface WireError {
+  wireError: true;
+  name: string;
+  code?: ErrorCode;
+  message: string;
+}
+
+/** The engine worker's comlink API. */
+export interface EngineWorkerApi {
+  /** Loads a model from a URL (absolute) or a Blob; `onProgress` is a comlink proxy. */
+  load(source: string | Blob, options: WorkerLoadOptions, onProgress?: (p: LoadProgress) => void): Promise<BrowserEngineInfo>;
+  /** Starts a completion whose stream runs over `port` (transferred). */
+  complete(request: CompletionRequest, port: MessagePort): void;
+  tokenize(text: string, options?: { special?: boolean }): number[];
+  detokenize(ids: number[]): string;
+  dispose(): Promise<void>;
+}

@@ -1,0 +1,401 @@
+// Loading a Qwen2 GGUF into one shared memory: parse the header, check the config and tensors,
+// lay out the arena (weights, KV cache, activations), stream the tensor data straight into it,
+// instantiate the kernels over it, and start the worker pool (or run inline on one thread).
+import { GGUFFile, openGGUF, type GGUFReadProgress } from "../../weights/gguf/reader";
+import type { GGUFSource } from "../../weights/gguf/source";
+import { layerTensorList, mapQwen2Tensors, parseQwen2Config, type Qwen2Config, type Qwen2Tensors } from "../../weights/qwen2";
+import { CONTROL_WORDS, MAX_WORKERS } from "../workers/protocol";
+import { WorkerPool } from "../workers/pool";
+import { QwasmError } from "../../platform/errors";
+import { createKernelMemory, instantiateKernels, kernelModule, type Kernels } from "../kernels/module";
+import { canUseWorkers } from "../../platform/workers";
+import { availableCores } from "../../platform/index";
+import { Arena, ArenaSizer, type Allocator } from "./arena";
+import { ForwardRunner, INLINE_SLICE, KV_BYTES, planForward, type ForwardLayout, type KVType, type StepGroup, type WeightTensor } from "./forward";
+import { ropeCosSin, ropeYarnCorrDims, type RopeScaling } from "./rope";
+
+export interface LoadOptions {
+  /** Tokens the KV cache holds; default min(the file's context length, 4096). */
+  contextLength?: number;
+  /** Most tokens in one forward step (prefill chunk); default 64. */
+  maxTokens?: number;
+  /** KV cache element type; default f32. */
+  kvType?: KVType;
+  /** Most sequences computed together in one step (continuous batching); default 1. */
+  maxSequences?: number;
+  /** Positions per KV page; default 16. */
+  pageSize?: number;
+  /**
+   * Pages in the KV pool shared by all sequences; at least one full context. Default: enough for
+   * maxSequences full contexts, or as many as the 4 GiB memory holds beside the weights and
+   * activations when that is fewer (requests wait for pages then).
+   */
+  kvPages?: number;
+  /**
+   * Compute threads; 1 runs inline on the calling thread. Default: the cores available (at most 16).
+   * More than the cores are capped at the cores, with a warning, unless `oversubscribe` is set:
+   * threads that outnumber cores only take turns.
+   */
+  threads?: number;
+  /** Allow more threads than cores. */
+  oversubscribe?: boolean;
+  /**
+   * A forward step that takes longer fails (WORKER_FAILED) and the workers are restarted: the
+   * watchdog for a stuck worker. Default 300000 (5 minutes).
+   */
+  stepTimeoutMs?: number;
+  /** Where warnings go (a capped thread count); default console.warn. */
+  onWarning?: (message: string) => void;
+  /** Scalar reference kernels (slow; for tests). */
+  reference?: boolean;
+  onProgress?: (p: GGUFReadProgress) => void;
+  signal?: AbortSignal;
+}
+
+const WASM_MEMORY_LIMIT = 4 * 1024 * 1024 * 1024;
+const DEFAULT_CONTEXT = 4096;
+
+/** Most threads a model uses unless told otherwise. */
+const MAX_DEFAULT_THREADS = 16;
+
+/** The default thread count: the cores this process may use (at most 16). */
+export async function defaultThreads(): Promise<number> {
+  return Math.max(1, Math.min(MAX_DEFAULT_THREADS, await availableCores()));
+}
+
+/**
+ * Runs forward steps of one sequence over the model: inline on the calling thread, or on the
+ * worker pool. Steps must not overlap (await each one).
+ */
+export class Qwen2Forward {
+  private readonly host: Float32Array;
+  private readonly ropeScaling: RopeScaling;
+  private readonly soloTable: Int32Array;
+
+  constructor(
+    private readonly memory: WebAssembly.Memory,
+    readonly layout: ForwardLayout,
+    private readonly inline: ForwardRunner | undefined,
+    private pool: WorkerPool | undefined,
+    /** Starts a fresh pool over the same memory (after a worker died). */
+    private readonly startPool?: () => Promise<WorkerPool>,
+  ) {
+    this.host = new Float32Array(layout.maxTokens * layout.config.headDim);
+    this.ropeScaling = ropeTableScaling(layout.config);
+    this.soloTable = Int32Array.from({ length: layout.pagesPerSequence }, (_, p) => p);
+  }
+
+  get contextLength(): number { return this.layout.contextLength; }
+  get maxTokens(): number { return this.layout.maxTokens; }
+  get pageSize(): number { return this.layout.pageSize; }
+  get kvPages(): number { return this.layout.kvPages; }
+  get maxSequences(): number { return this.layout.maxGroups; }
+  /** Compute threads in use. */
+  get threads(): number { return this.pool?.size ?? this.layout.maxWorkers; }
+
+  /**
+   * qwen2moe: the routing of the last step, per layer and token row (undefined for dense models):
+   * `experts` (nLayers × nTok × K) the chosen experts by descending probability, `router`
+   * (nLayers × nTok × E) the router logits. A copy; for debugging and the conformance tests.
+   */
+  lastExperts(): { nTok: number; experts: Int32Array; router: Float32Array } | undefined {
+    const m = this.layout.state.moe;
+    const moe = this.layout.config.moe;
+    if (!m || !moe) return undefined;
+    const buffer = this.memory.buffer;
+    const T = new Int32Array(buffer, this.layout.step.header, 1)[0];
+    const L = this.layout.config.nLayers;
+    const { nExperts: E, nExpertsUsed: K } = moe;
+    const experts = new Int32Array(L * T * K);
+    const router = new Float32Array(L * T * E);
+    const maxT = this.layout.maxTokens;
+    for (let l = 0; l < L; l++) {
+      experts.set(new Int32Array(buffer, m.selected + 4 * l * maxT * K, T * K), l * T * K);
+      router.set(new Float32Array(buffer, m.router + 4 * l * maxT * E, T * E), l * T * E);
+    }
+    return { nTok: T, experts, router };
+  }
+
+  /** The pool's workers, for tests that kill one (undefined when running inline). */
+  get workerPool(): WorkerPool | undefined { return this.pool; }
+
+  /**
+   * Runs one step: `tokens` laid out in `groups` (one per sequence, each a run of consecutive
+   * positions with the sequence's page table), and returns the logits of the rows in `outRows`
+   * (outRows.length × vocab, in that order). A copy.
+   */
+  async run(tokens: ArrayLike<number>, groups: readonly StepGroup[], outRows: readonly number[]): Promise<Float32Array> {
+    const L = this.layout;
+    const c = L.config;
+    const T = tokens.length;
+    if (T < 1 || T > L.maxTokens) throw new QwasmError("INVALID_ARGUMENT", `a step carries 1..${L.maxTokens} tokens, got ${T}`);
+    if (groups.length < 1 || groups.length > L.maxGroups) {
+      throw new QwasmError("INVALID_ARGUMENT", `a step carries 1..${L.maxGroups} sequences, got ${groups.length}`);
+    }
+    if (outRows.length < 1 || outRows.length > T || outRows.some((r) => !Number.isInteger(r) || r < 0 || r >= T)) {
+      throw new QwasmError("INVALID_ARGUMENT", `out rows must be 1..${T} token rows of the step`);
+    }
+    const buffer = this.memory.buffer;
+    const ids = new Int32Array(buffer, L.step.tokens, T);
+    for (let t = 0; t < T; t++) {
+      const id = tokens[t];
+      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) {
+        throw new QwasmError("INVALID_ARGUMENT", `token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
+      }
+      ids[t] = id;
+    }
+    // Groups: consecutive token runs; positions and page tables checked against the pool.
+    const positions = new Int32Array(T);
+    const groupWords = new Int32Array(buffer, L.step.groups, 4 * groups.length);
+    let next = 0;
+    groups.forEach((g, i) => {
+      if (g.tokenStart !== next || g.nTok < 1 || g.tokenStart + g.nTok > T) {
+        throw new QwasmError("INVALID_ARGUMENT", "step groups must cover the tokens in order, each with at least one token");
+      }
+      if (!Number.isInteger(g.pos0) || g.pos0 < 0 || g.pos0 + g.nTok > L.contextLength) {
+        throw new QwasmError("CONTEXT_OVERFLOW",
+          `positions ${g.pos0}..${g.pos0 + g.nTok - 1} do not fit in the context of ${L.contextLength} tokens`);
+      }
+      const pagesNeeded = Math.ceil((g.pos0 + g.nTok) / L.pageSize);
+      const table = new Int32Array(buffer, L.step.tables + 4 * i * L.pagesPerSequence, L.pagesPerSequence);
+      for (let p = 0; p < pagesNeeded; p++) {
+        const page = g.table[p];
+        if (!Number.isInteger(page) || page < 0 || page >= L.kvPages) {
+          throw new QwasmError("INVALID_ARGUMENT", `page table entry ${p} is ${page}; pages are 0..${L.kvPages - 1}`);
+        }
+        table[p] = page;
+      }
+      for (let t = 0; t < g.nTok; t++) positions[g.tokenStart + t] = g.pos0 + t;
+      groupWords.set([g.tokenStart, g.nTok, g.pos0, L.step.tables + 4 * i * L.pagesPerSequence], 4 * i);
+      next = g.tokenStart + g.nTok;
+    });
+    if (next !== T) throw new QwasmError("INVALID_ARGUMENT", "step groups must cover every token");
+    new Int32Array(buffer, L.step.outRows, outRows.length).set(outRows);
+    new Int32Array(buffer, L.step.header, 3).set([T, groups.length, outRows.length]);
+    const table = ropeCosSin(positions, c.headDim, c.ropeBase, this.host.subarray(0, T * c.headDim), this.ropeScaling);
+    new Float32Array(buffer, L.state.cosSin, T * c.headDim).set(table);
+
+    if (this.pool) await this.runOnPool(T);
+    else this.inline!.runStep(INLINE_SLICE);
+    return new Float32Array(this.memory.buffer, L.state.logits, outRows.length * c.vocabSize).slice();
+  }
+
+  /**
+   * One sequence on its own (tests, the logits command): `tokens` at positions pos0.. using pages
+   * 0, 1, 2, ... of the pool (which always holds one full context); the logits of the last token,
+   * or of all with `allLogits`.
+   */
+  step(tokens: ArrayLike<number>, pos0: number, allLogits = false): Promise<Float32Array> {
+    const T = tokens.length;
+    const outRows = allLogits ? Array.from({ length: T }, (_, t) => t) : [T - 1];
+    return this.run(tokens, [{ tokenStart: 0, nTok: T, pos0, table: this.soloTable }], outRows);
+  }
+
+  /**
+   * Runs the step on the pool. If a worker dies or throws, the step fails (every worker unwinds
+   * from its barrier, so this is bounded), the pool is replaced by a fresh one over the same
+   * memory, and the error goes to the caller: the requests in this step fail, later steps run.
+   */
+  private async runOnPool(tokens: number): Promise<void> {
+    try {
+      await this.pool!.run(tokens);
+    } catch (error) {
+      const broken = this.pool!;
+      this.pool = undefined;
+      await broken.dispose();
+      try {
+        this.pool = await this.startPool!();
+      } catch (restartError) {
+        throw new QwasmError("WORKER_FAILED", `a compute worker failed and the pool could not be restarted: ${String(restartError)}`, { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  async dispose(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.dispose();
+  }
+}
+
+export interface Qwen2Model {
+  file: GGUFFile;
+  config: Qwen2Config;
+  tensors: Qwen2Tensors<WeightTensor>;
+  arena: Arena;
+  kernels: Kernels;
+  forward: Qwen2Forward;
+  /** Stops the workers and closes the file. */
+  dispose(): Promise<void>;
+}
+
+/**
+ * Opens and loads a Qwen2 GGUF from a path, URL, stream, Blob or bytes: the low-level model (config,
+ * tensors, forward steps). Most callers want createEngine, which adds the tokenizer and scheduler.
+ *
+ * @example
+ * const model = await loadQwen2("model.gguf", { threads: 2, contextLength: 512 });
+ * const logits = await model.forward.step([9707, 1879], 0); // the next-token logits
+ * await model.dispose();
+ */
+export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOptions = {}): Promise<Qwen2Model> {
+  const file = source instanceof GGUFFile ? source : await openGGUF(source, { signal: options.signal });
+  try {
+    const config = parseQwen2Config(file.metadata, file.tensors);
+    const described = mapQwen2Tensors(config, file.tensors);
+    const plan = await planModel(file, config, described, options);
+    const { threads, kvPages } = plan;
+    if (plan.warning) (options.onWarning ?? console.warn)(plan.warning);
+    const memory = createKernelMemory(Math.ceil(plan.bytes / 65536));
+    const arena = new Arena(memory);
+    const { placed, tensors, layout, control } = plan.lay(arena, kvPages);
+    await file.readTensorData((t) => {
+      const w = placed.get(t.name);
+      return w ? arena.u8(w.offset, w.nbytes) : null;
+    }, options.onProgress);
+    const kernels = await instantiateKernels(memory);
+    const module = await kernelModule();
+    const startPool = () => WorkerPool.start(threads, memory, module, layout, control, undefined, options.stepTimeoutMs);
+    const pool = threads > 1 ? await startPool() : undefined;
+    const inline = pool ? undefined : new ForwardRunner(kernels, memory, layout);
+    const forward = new Qwen2Forward(memory, layout, inline, pool, startPool);
+    return {
+      file, config, tensors, arena, kernels, forward,
+      async dispose() {
+        await forward.dispose();
+        await file.close();
+      },
+    };
+  } catch (e) {
+    await file.close();
+    throw e;
+  }
+}
+
+/** How a model will be laid out in its memory, worked out before anything is allocated. */
+export interface MemoryPlan {
+  /** Bytes of the memory: weights, KV cache, activations, step inputs, control block. */
+  bytes: number;
+  weightBytes: number;
+  kvBytes: number;
+  /** Activations, scratch, step inputs and the control block. */
+  otherBytes: number;
+  kvPages: number;
+  threads: number;
+  /** Why the thread count differs from what was asked, if it does. */
+  warning?: string;
+  /** Lays the model out in `arena` (the real one, or a sizer): the weights first, then the forward state. */
+  lay(arena: Allocator, kvPages: number): { placed: Map<string, WeightTensor>; tensors: Qwen2Tensors<WeightTensor>; layout: ForwardLayout; control: number };
+}
+
+/**
+ * Plans the memory of a model exactly: the same layout code runs on a sizer first, so a model that
+ * cannot fit is refused, with the numbers, before a byte is allocated or read. The default KV pool
+ * shrinks to what fits beside the weights (never below one full context).
+ */
+export async function planModel(file: GGUFFile, config: Qwen2Config, described: Qwen2Tensors, options: LoadOptions): Promise<MemoryPlan> {
+  const contextLength = options.contextLength ?? Math.min(config.contextLength, DEFAULT_CONTEXT);
+  const maxTokens = options.maxTokens ?? 64;
+  const cores = await availableCores();
+  const requested = options.threads ?? await defaultThreads();
+  const maxSequences = options.maxSequences ?? 1;
+  const pageSize = options.pageSize ?? 16;
+  for (const [name, v] of [["contextLength", contextLength], ["maxTokens", maxTokens], ["threads", requested],
+    ["maxSequences", maxSequences], ["pageSize", pageSize], ["kvPages", options.kvPages ?? 1]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new QwasmError("INVALID_ARGUMENT", `${name} must be a positive integer, got ${v}`);
+  }
+  if (options.stepTimeoutMs !== undefined && !(options.stepTimeoutMs > 0)) {
+    throw new QwasmError("INVALID_ARGUMENT", `stepTimeoutMs must be a positive number of milliseconds, got ${options.stepTimeoutMs}`);
+  }
+  let threads = requested > 1 && canUseWorkers() ? requested : 1;
+  let warning: string | undefined;
+  if (threads > cores && !options.oversubscribe) {
+    warning = `${threads} threads asked for, but this process has ${cores} core${cores === 1 ? "" : "s"}: using ${cores} ` +
+      "(threads beyond the cores only take turns and slow every step; oversubscribe: true allows it)";
+    threads = cores;
+  }
+  if (threads > MAX_WORKERS) {
+    throw new QwasmError("INVALID_ARGUMENT", `threads must be at most ${MAX_WORKERS}, got ${threads}`);
+  }
+  const pagesPerSequence = Math.ceil(contextLength / pageSize);
+  if (options.kvPages !== undefined && options.kvPages < pagesPerSequence) {
+    throw new QwasmError("INVALID_ARGUMENT", `kvPages ${options.kvPages} hold ${options.kvPages * pageSize} positions; one sequence ` +
+      `of contextLength ${contextLength} needs ${pagesPerSequence} pages of ${pageSize}: ask for at least that many, or a shorter context`);
+  }
+  const kvType = options.kvType ?? "f32";
+  const needed = new Set([described.tokenEmbd, described.outputNorm, described.output,
+    ...described.layers.flatMap((l) => layerTensorList(l))]);
+  const lay = (arena: Allocator, kvPages: number) => {
+    const placed = new Map<string, WeightTensor>();
+    for (const t of needed) {
+      const info = file.tensor(t.name)!;
+      placed.set(t.name, { ...t, offset: arena.alloc(info.nbytes), nbytes: info.nbytes });
+    }
+    const tensors = mapQwen2Tensors(config, [...placed.values()]);
+    const layout = planForward(arena, config, tensors, {
+      contextLength, maxTokens, maxGroups: maxSequences, pageSize, kvPages, kvType, maxWorkers: threads, reference: options.reference,
+    });
+    const control = arena.alloc(4 * CONTROL_WORDS);
+    return { placed, tensors, layout, control };
+  };
+  const size = (kvPages: number) => {
+    const sizer = new ArenaSizer();
+    lay(sizer, kvPages);
+    return sizer.used;
+  };
+  const sizer = new ArenaSizer();
+  for (const t of needed) sizer.alloc(file.tensor(t.name)!.nbytes);
+  const weightBytes = sizer.used;
+  const pageBytes = 2 * config.nLayers * pageSize * KV_BYTES[kvType](config.nKVHeads * config.headDim);
+  const withoutKV = size(0);
+  let kvPages = options.kvPages ?? maxSequences * pagesPerSequence;
+  if (options.kvPages === undefined && withoutKV + kvPages * pageBytes > WASM_MEMORY_LIMIT) {
+    // As many pages as fit (alignment adds at most a few bytes per pool), at least one context.
+    kvPages = Math.max(pagesPerSequence, Math.floor((WASM_MEMORY_LIMIT - withoutKV) / pageBytes));
+    while (kvPages > pagesPerSequence && size(kvPages) > WASM_MEMORY_LIMIT) kvPages--;
+  }
+  const bytes = size(kvPages);
+  const kvBytes = kvPages * pageBytes;
+  const plan = { bytes, weightBytes, kvBytes, otherBytes: bytes - weightBytes - kvBytes, kvPages, threads, warning, lay };
+  if (bytes > WASM_MEMORY_LIMIT) {
+    const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+    throw new QwasmError("OUT_OF_MEMORY",
+      `the model needs ${gib(bytes)} (weights ${gib(weightBytes)}, KV cache ${gib(kvBytes)} for ${kvPages} pages of ` +
+      `${pageSize} positions in ${kvType}, activations and scratch ${gib(plan.otherBytes)}), more than the 4 GiB of one ` +
+      "WebAssembly memory; a smaller quantization, context, maxSequences or an f16/q8_0 KV cache may fit");
+  }
+  return plan;
+}
+
+/** Runs a prompt through the model in chunks of maxTokens, returning the last token's logits (or all);
+ *  `afterStep` runs after each chunk (e.g. to read forward.lastExperts()). */
+export async function prefill(forward: Qwen2Forward, tokens: ArrayLike<number>, pos0 = 0, allLogits = false,
+  afterStep?: () => void): Promise<Float32Array> {
+  const chunks: Float32Array[] = [];
+  let last: Float32Array = new Float32Array(0);
+  for (let i = 0; i < tokens.length; i += forward.maxTokens) {
+    const chunk = Array.from({ length: Math.min(forward.maxTokens, tokens.length - i) }, (_, j) => tokens[i + j]);
+    last = await forward.step(chunk, pos0 + i, allLogits);
+    afterStep?.();
+    if (allLogits) chunks.push(last);
+  }
+  if (!allLogits) return last;
+  const out = new Float32Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) { out.set(c, at); at += c.length; }
+  return out;
+}
+
+/** The config's rope scaling as ggml_rope_ext's arguments (what llama.cpp passes for Qwen2). */
+function ropeTableScaling(c: Qwen2Config): RopeScaling {
+  const r = c.ropeScaling;
+  if (r.type === "none") return {};
+  if (r.type === "linear") return { freqScale: 1 / r.factor };
+  return {
+    freqScale: 1 / r.factor,
+    extFactor: 1,
+    attnFactor: r.attnFactor ?? 1,
+    corrDims: ropeYarnCorrDims(c.ropeDim, r.originalContextLength, c.ropeBase),
+  };
+}

@@ -1,0 +1,114 @@
+// The public shape of the engine: requests, streamed deltas, results. One file of types, shared by
+// the library API, the OpenAI handler and (later) the browser worker boundary.
+import type { ChatMessage } from "./chat-template";
+import type { SamplingOptions } from "./sampler/sampler";
+import type { EngineStats, KVStats } from "./stats";
+
+export type { ChatMessage };
+
+export interface RequestOptions extends SamplingOptions {
+  /** Most tokens to generate; default: until end of generation or the context is full. */
+  maxTokens?: number;
+  /** Generation ends before the first occurrence of any of these strings (not included). */
+  stop?: string[];
+  /** Keep going past end-of-generation tokens. */
+  ignoreEos?: boolean;
+  /**
+   * Cancels the request: it finishes with finishReason "abort", its KV pages are freed, and its
+   * stream yields no delta after the signal fires (the result's text is what the stream gave).
+   */
+  signal?: AbortSignal;
+  /**
+   * Time limit in milliseconds, from the call (queueing included): past it the request fails with
+   * QwasmError TIMEOUT and its KV pages are freed. Default: the engine's requestTimeoutMs (none unless set).
+   */
+  timeoutMs?: number;
+}
+
+export type FinishReason = "stop" | "length" | "abort";
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+  /** Prompt tokens whose KV came from shared prefix pages (not computed again). */
+  cachedPromptTokens: number;
+}
+
+/** One streamed piece of a completion. */
+export interface Delta {
+  /** Text to append; never half a UTF-8 character, never the start of a possible stop string. */
+  text: string;
+  /** Token ids sampled since the previous delta. */
+  tokens: number[];
+}
+
+export interface CompletionResult {
+  text: string;
+  tokens: number[];
+  finishReason: FinishReason;
+  usage: Usage;
+  timings: {
+    /** From the request to the first generated token. */
+    timeToFirstTokenMs: number;
+    totalMs: number;
+  };
+}
+
+/**
+ * A completion in flight: an AsyncIterable of deltas that can also be awaited for the whole result.
+ * Iterate it or await it (or both: awaiting after iterating gives the same result).
+ */
+export interface CompletionStream extends AsyncIterable<Delta>, PromiseLike<CompletionResult> {
+  /** The result once finished (also when only iterated). */
+  readonly result: Promise<CompletionResult>;
+}
+
+export interface EngineInfo {
+  /** general.name of the model file. */
+  modelName: string;
+  contextLength: number;
+  threads: number;
+  maxSequences: number;
+}
+
+/**
+ * What the OpenAI handler and other surfaces need from an engine. Invalid requests (bad sampling
+ * values, a prompt that does not fit the context) and requests past a full queue (QUEUE_FULL) throw
+ * a QwasmError synchronously; an aborted request finishes with finishReason "abort"; a request past
+ * its time limit, or one whose step failed, rejects with the error.
+ */
+export interface Engine {
+  readonly info: EngineInfo;
+  /**
+   * Chat completion with OpenAI-shaped messages rendered by the model's chat template. Text in the
+   * messages never becomes special tokens.
+   *
+   * @example
+   * const stream = engine.chat([{ role: "user", content: "Hi!" }], { maxTokens: 64, temperature: 0.7 });
+   * for await (const delta of stream) process.stdout.write(delta.text);
+   * const { usage, finishReason } = await stream;
+   */
+  chat(messages: ChatMessage[], options?: RequestOptions): CompletionStream;
+  /**
+   * Completion of raw text (special tokens in it are not parsed).
+   *
+   * @example
+   * const { text } = await engine.generate("The capital of France is", { maxTokens: 8 });
+   */
+  generate(prompt: string, options?: RequestOptions): CompletionStream;
+  /** @example engine.tokenize("Hello world") // [9707, 1879] */
+  tokenize(text: string, options?: { special?: boolean }): number[];
+  /** @example engine.detokenize([9707, 1879]) // "Hello world" */
+  detokenize(ids: number[]): string;
+  /** Stops the workers and frees the model's memory; pending requests fail with ABORTED. */
+  dispose(): Promise<void>;
+  /** Counters and latency histograms for monitoring (QwasmEngine keeps them; the server's /metrics reads them). */
+  readonly stats?: EngineStats;
+  /** The KV page pool and the queues now (QwasmEngine). */
+  kvStats?(): KVStats;
+  /** True once drain() was called (the server's /ready answers 503). */
+  readonly draining?: boolean;
+  /** Refuses new requests (QwasmError DRAINING), lets the others finish within deadlineMs, resolves when idle. */
+  drain?(options?: { deadlineMs?: number }): Promise<void>;
+}
