@@ -5,7 +5,7 @@
 //                                   weight l+32 = ql[l+32] low nibble | qh[l] bits 2-3 << 4,
 //                                   weight l+64 = ql[l] high nibble   | qh[l] bits 4-5 << 4,
 //                                   weight l+96 = ql[l+32] high nibble | qh[l] bits 6-7 << 4.
-import { f16_to_f32, f16x2_rows_finite, pair_cells, pair_halves } from "./common";
+import { f16_to_f32, f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, pair_cells, pair_halves } from "./common";
 import { QK_K, Q8K, hsum, combine, matmul_k_ref } from "./kquants";
 
 @inline const BLOCK: usize = 210;
@@ -103,8 +103,76 @@ export function matmul_q6_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
   matmul_k_ref<Q6K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
+// ---- One token, relaxed build ----
+// The 16 sub-blocks' scales apply to i16 sums: a piece of 32 weights (sub-blocks j, j + 1) gives
+// two relaxed dots (i16 lanes at most 2 * 63 * 127), interleaved and added pairwise (at most
+// 4 * 63 * 127 = 32004, still an i16) so that lanes alternate j, j + 1: one i32x4.dot_i16x8_s by
+// the pair of scales (an i32 lane of the half's scales, one pshufd) widens and scales them. The -32
+// of every weight is taken once per block from the Q8_K block sums. A block's integer sum is exact;
+// the f32 sum is matmul_q6_k_ref's: (d * dx) * isum, block after block.
+
+/** The i32x4 partial sums of sc[j] * dot(u, x) for a piece of a half: weights u0 (16 weights,
+ *  sub-block j) and u1 (sub-block j + 1) as u8, x at q, sp the scales (sc[j], sc[j + 1]) in every
+ *  i32 lane. */
+@inline function pieceDot(u0: v128, u1: v128, q: usize, sp: v128): v128 {
+  const d0 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q), u0);
+  const d1 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q, 16), u1);
+  const pk = i16x8.add(i16x8.shuffle(d0, d1, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(d0, d1, 4, 12, 5, 13, 6, 14, 7, 15));
+  return i32x4.dot_i16x8_s(pk, sp);
+}
+
+/** The weights (u8, 0..63) of piece `part` (0..3) of a half at ql, qh, lanes 16i..16i+15. */
+@inline function pieceU(ql: usize, qh: usize, part: i32, i: i32): v128 {
+  const m4 = i8x16.splat(0x0f), m2 = i8x16.splat(0x30);
+  const o = <usize>i << 4;
+  const a = v128.load(ql + (<usize>(part & 1) << 5) + o), h = v128.load(qh + o);
+  const low = part < 2 ? v128.and(a, m4) : v128.and(i16x8.shr_u(a, 4), m4);
+  const high = part == 0 ? i16x8.shl(h, 4) : part == 1 ? i16x8.shl(h, 2) : part == 2 ? h : i16x8.shr_u(h, 2);
+  return v128.or(low, v128.and(high, m2));
+}
+
+/** acc + sum over a half (128 weights at ql, qh) of sc[j] * dot(q6 (without the -32), x at q), as
+ *  i32x4 partial sums; s: the half's eight scales as i16. V8 hoists every load of a basic block to
+ *  its top: a store after each piece (to seq, overwritten later) orders the next piece's loads
+ *  after it, so that the loads do not all live at once and spill. */
+@inline function halfDot(acc: v128, ql: usize, qh: usize, q: usize, s: v128, seq: usize): v128 {
+  acc = i32x4.add(acc, pieceDot(pieceU(ql, qh, 0, 0), pieceU(ql, qh, 0, 1), q, i32x4.shuffle(s, s, 0, 0, 0, 0)));
+  v128.store32_lane(seq, acc, 0);
+  acc = i32x4.add(acc, pieceDot(pieceU(ql, qh, 1, 0), pieceU(ql, qh, 1, 1), q + 32, i32x4.shuffle(s, s, 1, 1, 1, 1)));
+  v128.store32_lane(seq, acc, 0);
+  acc = i32x4.add(acc, pieceDot(pieceU(ql, qh, 2, 0), pieceU(ql, qh, 2, 1), q + 64, i32x4.shuffle(s, s, 2, 2, 2, 2)));
+  v128.store32_lane(seq, acc, 0);
+  acc = i32x4.add(acc, pieceDot(pieceU(ql, qh, 3, 0), pieceU(ql, qh, 3, 1), q + 96, i32x4.shuffle(s, s, 3, 3, 3, 3)));
+  v128.store32_lane(seq, acc, 0);
+  return acc;
+}
+
+/** The exact integer sum of block wb against the Q8_K block xb (relaxed build), as i32x4 partials;
+ *  seq: see halfDot. */
+@inline function blockDotRelaxed(wb: usize, xb: usize, seq: usize): v128 {
+  const sc = v128.load(wb, 192);
+  const sLo = i16x8.extend_low_i8x16_s(sc), sHi = i16x8.extend_high_i8x16_s(sc);
+  const bs = i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), sLo), i32x4.dot_i16x8_s(v128.load(xb, 276), sHi));
+  const isum = halfDot(i32x4.neg(i32x4.shl(bs, 5)), wb, wb + 128, xb + 4, sLo, seq); // the -32 of every weight
+  return halfDot(isum, wb + 64, wb + 160, xb + 132, sHi, seq);
+}
+
+/** One row against one token, relaxed build: summed as matmul_q6_k_ref; seq: a word that may be
+ *  written (see halfDot). */
+function rowDot1Relaxed(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
+  let sum: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    const xb = x0 + <usize>b * Q8K;
+    const d = f32x4.extract_lane(f16x4_hi_to_f32x4_finite(v128.load16_splat(wb + 208)), 0);
+    sum += (d * load<f32>(xb)) * <f32>i32x4_hsum(blockDotRelaxed(wb, xb, seq));
+  }
+  return sum;
+}
+
 /** One row against one token. */
-function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
+function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
+  if (ASC_FEATURE_RELAXED_SIMD) return rowDot1Relaxed(wr, x0, nb, seq);
   let f0 = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
     const wb = wr + <usize>b * BLOCK;
@@ -284,7 +352,10 @@ function matmulGroup(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, row
     }
   }
   for (let t = tiled; t < nTok; t++) {
-    for (let r = rowStart; r < rowEnd; r++) store<f32>(out + (<usize>r << 2) + <usize>t * os, rowDot1(w + <usize>r * rowBytes, x + <usize>t * xs, nb));
+    for (let r = rowStart; r < rowEnd; r++) {
+      const o = out + (<usize>r << 2) + <usize>t * os;
+      store<f32>(o, rowDot1(w + <usize>r * rowBytes, x + <usize>t * xs, nb, o));
+    }
   }
 }
 
