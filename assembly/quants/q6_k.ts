@@ -6,36 +6,11 @@
 //                                   weight l+64 = ql[l] high nibble   | qh[l] bits 4-5 << 4,
 //                                   weight l+96 = ql[l+32] high nibble | qh[l] bits 6-7 << 4.
 import { f16_to_f32, f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, pair_cells, pair_halves } from "./common";
-import { QK_K, Q8K, hsum, combine, matmul_k_ref } from "./kquants";
+import { QK_K, Q8K, matmul_k_ref, dot_u8_i8 } from "./kquants";
 
 @inline const BLOCK: usize = 210;
 /** Rows done per pass over the tiles of tokens (see matmulGroup). */
 @inline const ROWS_PER_PASS: i32 = 16;
-
-/** The 16 quants q (u8, 0..63) of part 0..3 from ql bytes `a` (parts 0, 2) or `b` (parts 1, 3) and
- *  qh `h`; the relaxed-SIMD build dots them as they are (see tile2x4). */
-@inline function quants(a: v128, b: v128, h: v128, part: i32): v128 {
-  const m4 = i8x16.splat(0x0f), m2 = i8x16.splat(0x30);
-  let v: v128;
-  if (part == 0) v = v128.or(v128.and(a, m4), v128.and(i16x8.shl(h, 4), m2));
-  else if (part == 1) v = v128.or(v128.and(b, m4), v128.and(i16x8.shl(h, 2), m2));
-  else if (part == 2) v = v128.or(v128.and(i16x8.shr_u(a, 4), m4), v128.and(h, m2));
-  else v = v128.or(v128.and(i16x8.shr_u(b, 4), m4), v128.and(i16x8.shr_u(h, 2), m2));
-  return v;
-}
-
-/** scale * dot(q - 32, q8) over 16 weights (quants q as from quants()), as four i32 partial sums;
- *  the relaxed-SIMD build leaves out the -32 (see tile2x4). */
-@inline function dot16q(q6: v128, scale: v128, q: usize): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q), q6), scale);
-  return dot16(i8x16.sub(q6, i8x16.splat(32)), scale, q);
-}
-
-/** scale * dot(w, q8) over 16 weights, as four i32 partial sums. */
-@inline function dot16(w: v128, scale: v128, q: usize): v128 {
-  const qv = v128.load(q);
-  return i32x4.dot_i16x8_s(i16x8.add(i16x8.extmul_low_i8x16_s(w, qv), i16x8.extmul_high_i8x16_s(w, qv)), scale);
-}
 
 @inline function scaleAt(wb: usize, j: i32): v128 {
   return i16x8.splat(<i16>load<i8>(wb + 192 + <usize>j));
@@ -103,9 +78,9 @@ export function matmul_q6_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
   matmul_k_ref<Q6K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
-// ---- One token, relaxed build ----
+// ---- One token ----
 // The 16 sub-blocks' scales apply to i16 sums: a piece of 32 weights (sub-blocks j, j + 1) gives
-// two relaxed dots (i16 lanes at most 2 * 63 * 127), interleaved and added pairwise (at most
+// two dot_u8_i8 (relaxed dots in the relaxed build; i16 lanes at most 2 * 63 * 127), interleaved and added pairwise (at most
 // 4 * 63 * 127 = 32004, still an i16) so that lanes alternate j, j + 1: one i32x4.dot_i16x8_s by
 // the pair of scales (an i32 lane of the half's scales, one pshufd) widens and scales them. The -32
 // of every weight is taken once per block from the Q8_K block sums. A block's integer sum is exact;
@@ -115,8 +90,8 @@ export function matmul_q6_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
  *  sub-block j) and u1 (sub-block j + 1) as u8, x at q, sp the scales (sc[j], sc[j + 1]) in every
  *  i32 lane. */
 @inline function pieceDot(u0: v128, u1: v128, q: usize, sp: v128): v128 {
-  const d0 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q), u0);
-  const d1 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q, 16), u1);
+  const d0 = dot_u8_i8(u0, v128.load(q));
+  const d1 = dot_u8_i8(u1, v128.load(q, 16));
   const pk = i16x8.add(i16x8.shuffle(d0, d1, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(d0, d1, 4, 12, 5, 13, 6, 14, 7, 15));
   return i32x4.dot_i16x8_s(pk, sp);
 }
@@ -147,9 +122,9 @@ export function matmul_q6_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
   return acc;
 }
 
-/** The exact integer sum of block wb against the Q8_K block xb (relaxed build), as i32x4 partials;
+/** The exact integer sum of block wb against the Q8_K block xb, as i32x4 partials;
  *  seq: see halfDot. */
-@inline function blockDotRelaxed(wb: usize, xb: usize, seq: usize): v128 {
+@inline function blockDot(wb: usize, xb: usize, seq: usize): v128 {
   const sc = v128.load(wb, 192);
   const sLo = i16x8.extend_low_i8x16_s(sc), sHi = i16x8.extend_high_i8x16_s(sc);
   const bs = i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), sLo), i32x4.dot_i16x8_s(v128.load(xb, 276), sHi));
@@ -157,43 +132,17 @@ export function matmul_q6_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
   return halfDot(isum, wb + 64, wb + 160, xb + 132, sHi, seq);
 }
 
-/** One row against one token, relaxed build: summed as matmul_q6_k_ref; seq: a word that may be
- *  written (see halfDot). */
-function rowDot1Relaxed(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
+/** One row against one token, summed as matmul_q6_k_ref; seq: a word that may be written (see
+ *  halfDot). */
+function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
   let sum: f32 = 0;
   for (let b = 0; b < nb; b++) {
     const wb = wr + <usize>b * BLOCK;
     const xb = x0 + <usize>b * Q8K;
     const d = f32x4.extract_lane(f16x4_hi_to_f32x4_finite(v128.load16_splat(wb + 208)), 0);
-    sum += (d * load<f32>(xb)) * <f32>i32x4_hsum(blockDotRelaxed(wb, xb, seq));
+    sum += (d * load<f32>(xb)) * <f32>i32x4_hsum(blockDot(wb, xb, seq));
   }
   return sum;
-}
-
-/** One row against one token. */
-function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
-  if (ASC_FEATURE_RELAXED_SIMD) return rowDot1Relaxed(wr, x0, nb, seq);
-  let f0 = f32x4.splat(0);
-  for (let b = 0; b < nb; b++) {
-    const wb = wr + <usize>b * BLOCK;
-    const xb0 = x0 + <usize>b * Q8K;
-    let acc0 = i32x4.splat(0);
-    for (let p = 0; p < 4; p++) {
-      // p: half p >> 1, l-range (p & 1)*16 of it
-      const half = p >> 1, i = p & 1;
-      const ql = wb + (<usize>half << 6) + (<usize>i << 4);
-      const a = v128.load(ql), c = v128.load(ql, 32), h = v128.load(wb + 128 + (<usize>half << 5) + (<usize>i << 4));
-      const j = (half << 3) + i;
-      const q = xb0 + 4 + (<usize>half << 7) + (<usize>i << 4);
-      acc0 = i32x4.add(acc0, dot16q(quants(a, c, h, 0), scaleAt(wb, j), q));
-      acc0 = i32x4.add(acc0, dot16q(quants(a, c, h, 1), scaleAt(wb, j + 2), q + 32));
-      acc0 = i32x4.add(acc0, dot16q(quants(a, c, h, 2), scaleAt(wb, j + 4), q + 64));
-      acc0 = i32x4.add(acc0, dot16q(quants(a, c, h, 3), scaleAt(wb, j + 6), q + 96));
-    }
-    if (ASC_FEATURE_RELAXED_SIMD) acc0 = i32x4.sub(acc0, i32x4.shl(scaledBsums(xb0, wb + 192), 5)); // the -32
-    f0 = combine(f0, acc0, xb0, f16_to_f32(load<u16>(wb, 208)));
-  }
-  return hsum(f0);
 }
 
 // ---- Many tokens: tiles of two rows by four tokens (see "Many tokens" in common.ts) ----
