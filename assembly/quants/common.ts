@@ -229,19 +229,27 @@ const ROWS_PER_PASS: i32 = 16;
     const q = px + xq;
     if (relaxed<C>()) {
       const x0 = v128.load(q), x1 = v128.load(q, 16), xo = token_offset<C>(q);
-      const isum = i16x8_hsum4(relaxed_dot16<C>(c.ulo(pw), c.uhi(pw), x0, x1, xo),
-        relaxed_dot16<C>(c.ulo(pw + r1), c.uhi(pw + r1), x0, x1, xo),
-        relaxed_dot16<C>(c.ulo(pw + r2), c.uhi(pw + r2), x0, x1, xo),
+      const ab = i16x8_pair(relaxed_dot16<C>(c.ulo(pw), c.uhi(pw), x0, x1, xo),
+        relaxed_dot16<C>(c.ulo(pw + r1), c.uhi(pw + r1), x0, x1, xo));
+      // a store orders rows 2 and 3's loads after rows 0 and 1's work (V8 hoists every load of a
+      // basic block to its top: all four rows' weights live at once and spill); out is written last
+      if (barrier<C>()) v128.store32_lane(out, ab, 0);
+      const cd = i16x8_pair(relaxed_dot16<C>(c.ulo(pw + r2), c.uhi(pw + r2), x0, x1, xo),
         relaxed_dot16<C>(c.ulo(pw + r3), c.uhi(pw + r3), x0, x1, xo));
+      const isum = i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
     } else {
       const xa = v128.load8x8_s(q), xbv = v128.load8x8_s(q, 8), xc = v128.load8x8_s(q, 16), xd = v128.load8x8_s(q, 24);
       const sx = offset_sum<C>(xa, xbv, xc, xd);
       const s0 = block_dot<C>(pw, xa, xbv, xc, xd, sx), s1 = block_dot<C>(pw + r1, xa, xbv, xc, xd, sx);
-      const s2 = block_dot<C>(pw + r2, xa, xbv, xc, xd, sx), s3 = block_dot<C>(pw + r3, xa, xbv, xc, xd, sx);
       if (folded<C>()) {
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4_hsum4(s0, s1, s2, s3)), scale));
+        const ab = pair_halves(s0, s1);
+        if (barrier<C>()) v128.store32_lane(out, ab, 0); // see the relaxed branch
+        const cd = pair_halves(block_dot<C>(pw + r2, xa, xbv, xc, xd, sx), block_dot<C>(pw + r3, xa, xbv, xc, xd, sx));
+        const isum = i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
       } else {
+        const s2 = block_dot<C>(pw + r2, xa, xbv, xc, xd, sx), s3 = block_dot<C>(pw + r3, xa, xbv, xc, xd, sx);
         acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s0), i32x4.shuffle(scale, scale, 0, 0, 0, 0)));
         acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(s1), i32x4.shuffle(scale, scale, 1, 1, 1, 1)));
         acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(s2), i32x4.shuffle(scale, scale, 2, 2, 2, 2)));
@@ -373,6 +381,19 @@ const ROWS_PER_PASS: i32 = 16;
 @inline function relaxed_dot16<C>(u0: v128, u1: v128, x0: v128, x1: v128, xo: v128): v128 {
   const s = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, u0), i16x8.relaxed_dot_i8x16_i7x16_s(x1, u1));
   return changetype<C>(0).roffset() != 0 ? i16x8.sub(s, xo) : s;
+}
+
+/** Lanes (a0 + a2, b0 + b2, a1 + a3, b1 + b3) of the i32 sums of a and b, i16x8 whose lanes pairwise
+ *  fit in an i16 (see i16x8_hsum4, which is two of these). */
+@inline function i16x8_pair(a: v128, b: v128): v128 {
+  return i32x4.dot_i16x8_s(i16x8.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7)), i16x8.splat(1));
+}
+
+/** Whether the one-token relaxed loop orders its rows' loads in two halves (see dot_b32_rows4): for
+ *  the codecs whose weights take several instructions to decode (q5_0 +7-11%, q5_1 +7-13%); q4_0
+ *  loses 4% by it. */
+@inline function barrier<C>(): bool {
+  return !changetype<C>(0).wide();
 }
 
 /** (sum of a, sum of b, sum of c, sum of d) as i32x4 from four i16x8 whose lanes pairwise fit in an
