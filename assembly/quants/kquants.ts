@@ -2,7 +2,7 @@
 // packing of Q4_K and Q5_K, the f32 combination of a block's integer sums, the loops that run a
 // type's row kernels over rows and tokens, and the two-row tiles of Q4_K and Q5_K. Not exported
 // from index.ts.
-import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, pair_cells, pair_halves } from "./common";
+import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, pair_cells, pair_halves } from "./common";
 
 @inline export const QK_K: i32 = 256;
 /** Bytes of a Q8_K activation block: f32 d; i8 qs[256]; i16 bsums[16]. */
@@ -307,6 +307,83 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, pair_cells, pa
   return sum;
 }
 
+/** The min sum (bsums times mins) of block wb against the Q8_K block xb, as i32x4 partial sums. */
+@inline function minSum(wb: usize, xb: usize): v128 {
+  const a1 = load<u32>(wb, 8), a2 = load<u32>(wb, 12);
+  const m = i16x8.extend_low_i8x16_u(i32x4.replace_lane(i32x4.splat(mins03(a1)), 1, mins47(a1, a2)));
+  return i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), i16x8.shuffle(m, m, 0, 0, 1, 1, 2, 2, 3, 3)),
+    i32x4.dot_i16x8_s(v128.load(xb, 276), i16x8.shuffle(m, m, 4, 4, 5, 5, 6, 6, 7, 7)));
+}
+
+/** The i32x4 partial sums of chunk c (0..3) of block wb times the 64 activations x0..x3 (i8x16),
+ *  see chunkDot. */
+@inline function chunkDotX<K>(wb: usize, c: i32, sp: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const kq = changetype<K>(0);
+  const p = wb + kq.qs() + (<usize>c << 5);
+  const v0 = v128.load(p), v1 = v128.load(p, 16);
+  const l = i16x8.add(dot_u8_i8(kq.lo(v0, wb, 0, c), x0), dot_u8_i8(kq.lo(v1, wb, 1, c), x1));
+  const h = i16x8.add(dot_u8_i8(kq.hi(v0, wb, 0, c), x2), dot_u8_i8(kq.hi(v1, wb, 1, c), x3));
+  const pk = i16x8.add(i16x8.shuffle(l, h, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(l, h, 4, 12, 5, 13, 6, 14, 7, 15));
+  return i32x4.dot_i16x8_s(pk, sp);
+}
+
+/** Q4_K and Q5_K: rows w, w + gap, w + 2*gap, w + 3*gap against one token at x, stored at out,
+ *  out + 4*outGap, ... (four long sequential streams, see matmul_b32): each chunk's activations
+ *  are loaded once for the four rows; the block's d, dmin and f32 work serve the four rows in
+ *  lanes. Summed as the scalar reference (and as rowDot1Packed). */
+@inline function rowDot4Packed<K>(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void {
+  const kq = changetype<K>(0);
+  const bytes = kq.bytes();
+  const g2 = gap << 1, g3 = gap * 3;
+  let acc = f32x4.splat(0); // lane r: row r
+  for (let b = 0; b < nb; b++) {
+    const w0 = w + <usize>b * bytes, w1 = w0 + gap, w2 = w0 + g2, w3 = w0 + g3;
+    const xb = x + <usize>b * Q8K;
+    const sc0 = scaleLanes(w0), sc1 = scaleLanes(w1), sc2 = scaleLanes(w2), sc3 = scaleLanes(w3);
+    let i0 = i32x4.splat(0), i1 = i32x4.splat(0), i2 = i32x4.splat(0), i3 = i32x4.splat(0);
+    for (let c = 0; c < 4; c++) { // unrolled by the compiler: c is a constant in each copy
+      const q = xb + 4 + (<usize>c << 6);
+      const x0 = v128.load(q), x1 = v128.load(q, 16), x2 = v128.load(q, 32), x3 = v128.load(q, 48);
+      // the stores order each row's loads after the previous row's work (V8 hoists loads: spills)
+      if (c == 0) {
+        i0 = i32x4.add(i0, chunkDotX<K>(w0, 0, i32x4.shuffle(sc0, sc0, 0, 0, 0, 0), x0, x1, x2, x3)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, chunkDotX<K>(w1, 0, i32x4.shuffle(sc1, sc1, 0, 0, 0, 0), x0, x1, x2, x3)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, chunkDotX<K>(w2, 0, i32x4.shuffle(sc2, sc2, 0, 0, 0, 0), x0, x1, x2, x3)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, chunkDotX<K>(w3, 0, i32x4.shuffle(sc3, sc3, 0, 0, 0, 0), x0, x1, x2, x3)); v128.store32_lane(out, i3, 0);
+      } else if (c == 1) {
+        i0 = i32x4.add(i0, chunkDotX<K>(w0, 1, i32x4.shuffle(sc0, sc0, 1, 1, 1, 1), x0, x1, x2, x3)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, chunkDotX<K>(w1, 1, i32x4.shuffle(sc1, sc1, 1, 1, 1, 1), x0, x1, x2, x3)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, chunkDotX<K>(w2, 1, i32x4.shuffle(sc2, sc2, 1, 1, 1, 1), x0, x1, x2, x3)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, chunkDotX<K>(w3, 1, i32x4.shuffle(sc3, sc3, 1, 1, 1, 1), x0, x1, x2, x3)); v128.store32_lane(out, i3, 0);
+      } else if (c == 2) {
+        i0 = i32x4.add(i0, chunkDotX<K>(w0, 2, i32x4.shuffle(sc0, sc0, 2, 2, 2, 2), x0, x1, x2, x3)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, chunkDotX<K>(w1, 2, i32x4.shuffle(sc1, sc1, 2, 2, 2, 2), x0, x1, x2, x3)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, chunkDotX<K>(w2, 2, i32x4.shuffle(sc2, sc2, 2, 2, 2, 2), x0, x1, x2, x3)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, chunkDotX<K>(w3, 2, i32x4.shuffle(sc3, sc3, 2, 2, 2, 2), x0, x1, x2, x3)); v128.store32_lane(out, i3, 0);
+      } else {
+        i0 = i32x4.add(i0, chunkDotX<K>(w0, 3, i32x4.shuffle(sc0, sc0, 3, 3, 3, 3), x0, x1, x2, x3)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, chunkDotX<K>(w1, 3, i32x4.shuffle(sc1, sc1, 3, 3, 3, 3), x0, x1, x2, x3)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, chunkDotX<K>(w2, 3, i32x4.shuffle(sc2, sc2, 3, 3, 3, 3), x0, x1, x2, x3)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, chunkDotX<K>(w3, 3, i32x4.shuffle(sc3, sc3, 3, 3, 3, 3), x0, x1, x2, x3)); v128.store32_lane(out, i3, 0);
+      }
+    }
+    const isum = i32x4_hsum4(i0, i1, i2, i3);
+    const msum = i32x4_hsum4(minSum(w0, xb), minSum(w1, xb), minSum(w2, xb), minSum(w3, xb));
+    let h = v128.load32_splat(w0); // lane r: row r's d (low half) and dmin (high half)
+    h = v128.load32_lane(w1, h, 1);
+    h = v128.load32_lane(w2, h, 2);
+    h = v128.load32_lane(w3, h, 3);
+    const dx = f32x4.splat(load<f32>(xb));
+    const d = f32x4.mul(f16x4_hi_to_f32x4_finite(i32x4.shl(h, 16)), dx), dmin = f32x4.mul(f16x4_hi_to_f32x4_finite(h), dx);
+    acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(isum)));
+    acc = f32x4.sub(acc, f32x4.mul(dmin, f32x4.convert_i32x4_s(msum)));
+  }
+  store<f32>(out, f32x4.extract_lane(acc, 0));
+  store<f32>(out + (outGap << 2), f32x4.extract_lane(acc, 1));
+  store<f32>(out + (outGap << 3), f32x4.extract_lane(acc, 2));
+  store<f32>(out + 3 * (outGap << 2), f32x4.extract_lane(acc, 3));
+}
+
 /** Rows done per pass over the tiles of tokens (see matmul_k_tiles_group). */
 @inline const ROWS_PER_PASS: i32 = 16;
 
@@ -342,10 +419,17 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, pair_cells, pa
       }
     }
   }
+  // The tokens left (all of them when decoding). Relaxed build: four rows at a time from the four
+  // quarters of the range (see matmul_b32), then the rows left; SIMD128 keeps the older row dot
+  // (without the relaxed dot, rowDot1Packed is 7% slower there).
+  const quarter = ASC_FEATURE_RELAXED_SIMD ? (rowEnd - rowStart) >> 2 : 0;
   for (let t = tiled; t < nTok; t++) {
-    for (let r = rowStart; r < rowEnd; r++) {
-      const o = out + (<usize>r << 2) + <usize>t * os, wr = w + <usize>r * rowBytes, xt = x + <usize>t * xs;
-      // SIMD128 keeps the older row dot: without the relaxed dot, rowDot1Packed is 7% slower there
+    const xt = x + <usize>t * xs, ot = out + <usize>t * os;
+    for (let r = rowStart; r < rowStart + quarter; r++) {
+      rowDot4Packed<K>(w + <usize>r * rowBytes, <usize>quarter * rowBytes, xt, nb, ot + (<usize>r << 2), <usize>quarter);
+    }
+    for (let r = rowStart + 4 * quarter; r < rowEnd; r++) {
+      const o = ot + (<usize>r << 2), wr = w + <usize>r * rowBytes;
       store<f32>(o, ASC_FEATURE_RELAXED_SIMD ? rowDot1Packed<K>(wr, xt, nb, o) : kq.dot1(wr, xt, nb));
     }
   }
