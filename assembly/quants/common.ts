@@ -659,8 +659,8 @@ const ROWS_PER_PASS: i32 = 16;
   v128.store(o, v0); v128.store(o, v1, 16); v128.store(o, v2, 32); v128.store(o, v3, 48);
 }
 
-/** i8x16.swizzle by indices that are all in [0, 16): the relaxed build takes relaxed_swizzle (one
- *  pshufb), which for such indices is the same. */
+/** i8x16.swizzle by indices that are all in [0, 16) (constant or not): the relaxed build takes
+ *  relaxed_swizzle (one pshufb), which for such indices is the same. */
 @inline export function swizzle_const(v: v128, indices: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) return i8x16.relaxed_swizzle(v, indices);
   return i8x16.swizzle(v, indices);
