@@ -96,28 +96,31 @@ export function matmul_q6_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
   return i32x4.dot_i16x8_s(pk, sp);
 }
 
-/** The weights (u8, 0..63) of piece `part` (0..3) of a half at ql, qh, lanes 16i..16i+15. */
-@inline function pieceU(ql: usize, qh: usize, part: i32, i: i32): v128 {
+/** The weights (u8, 0..63) of piece `part` (0..3) of a half, 16 lanes: from the 16 ql bytes `a`
+ *  (bytes 0-31 of the half's ql for parts 0 and 2, 32-63 for 1 and 3) and the 16 qh bytes `h`. */
+@inline function pieceU(a: v128, h: v128, part: i32): v128 {
   const m4 = i8x16.splat(0x0f), m2 = i8x16.splat(0x30);
-  const o = <usize>i << 4;
-  const a = v128.load(ql + (<usize>(part & 1) << 5) + o), h = v128.load(qh + o);
   const low = part < 2 ? v128.and(a, m4) : v128.and(i16x8.shr_u(a, 4), m4);
   const high = part == 0 ? i16x8.shl(h, 4) : part == 1 ? i16x8.shl(h, 2) : part == 2 ? h : i16x8.shr_u(h, 2);
   return v128.or(low, v128.and(high, m2));
 }
 
 /** acc + sum over a half (128 weights at ql, qh) of sc[j] * dot(q6 (without the -32), x at q), as
- *  i32x4 partial sums; s: the half's eight scales as i16. V8 hoists every load of a basic block to
- *  its top: a store after each piece (to seq, overwritten later) orders the next piece's loads
+ *  i32x4 partial sums; s: the half's eight scales as i16. Parts 0 and 2 share their ql bytes, as
+ *  do 1 and 3, and all four the qh bytes: each is loaded once. V8 hoists every load of a basic
+ *  block to its top: a store after each piece (to seq, overwritten later) orders the next loads
  *  after it, so that the loads do not all live at once and spill. */
 @inline function halfDot(acc: v128, ql: usize, qh: usize, q: usize, s: v128, seq: usize): v128 {
-  acc = i32x4.add(acc, pieceDot(pieceU(ql, qh, 0, 0), pieceU(ql, qh, 0, 1), q, i32x4.shuffle(s, s, 0, 0, 0, 0)));
+  const h0 = v128.load(qh), h1 = v128.load(qh, 16);
+  const a0 = v128.load(ql), a1 = v128.load(ql, 16);
+  acc = i32x4.add(acc, pieceDot(pieceU(a0, h0, 0), pieceU(a1, h1, 0), q, i32x4.shuffle(s, s, 0, 0, 0, 0)));
   v128.store32_lane(seq, acc, 0);
-  acc = i32x4.add(acc, pieceDot(pieceU(ql, qh, 1, 0), pieceU(ql, qh, 1, 1), q + 32, i32x4.shuffle(s, s, 1, 1, 1, 1)));
+  acc = i32x4.add(acc, pieceDot(pieceU(a0, h0, 2), pieceU(a1, h1, 2), q + 64, i32x4.shuffle(s, s, 2, 2, 2, 2)));
   v128.store32_lane(seq, acc, 0);
-  acc = i32x4.add(acc, pieceDot(pieceU(ql, qh, 2, 0), pieceU(ql, qh, 2, 1), q + 64, i32x4.shuffle(s, s, 2, 2, 2, 2)));
+  const b0 = v128.load(ql, 32), b1 = v128.load(ql, 48);
+  acc = i32x4.add(acc, pieceDot(pieceU(b0, h0, 1), pieceU(b1, h1, 1), q + 32, i32x4.shuffle(s, s, 1, 1, 1, 1)));
   v128.store32_lane(seq, acc, 0);
-  acc = i32x4.add(acc, pieceDot(pieceU(ql, qh, 3, 0), pieceU(ql, qh, 3, 1), q + 96, i32x4.shuffle(s, s, 3, 3, 3, 3)));
+  acc = i32x4.add(acc, pieceDot(pieceU(b0, h0, 3), pieceU(b1, h1, 3), q + 96, i32x4.shuffle(s, s, 3, 3, 3, 3)));
   v128.store32_lane(seq, acc, 0);
   return acc;
 }
