@@ -254,6 +254,22 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
   return i16x8.add(even, i16x8.mul(i16x8.shr_u(u, 8), i16x8.shr_s(x, 8)));
 }
 
+/** The activations x (i8x16) prepared for dot_u8_xp: in the relaxed build x itself; in SIMD128 its
+ *  even bytes (xEven) and odd bytes (xOdd) sign-extended to i16, done once where several rows
+ *  share x. */
+@inline export function xEven(x: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? x : i16x8.shr_s(i16x8.shl(x, 8), 8);
+}
+@inline export function xOdd(x: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? x : i16x8.shr_s(x, 8);
+}
+
+/** dot_u8_i8(u, x) with x prepared (xe = xEven(x), xo = xOdd(x)). */
+@inline export function dot_u8_xp(u: v128, xe: v128, xo: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(xe, u);
+  return i16x8.add(i16x8.mul(v128.and(u, i16x8.splat(0xff)), xe), i16x8.mul(i16x8.shr_u(u, 8), xo));
+}
+
 // ---- Q4_K and Q5_K, one token ----
 // A chunk of 64 weights is sub-block 2c (low nibbles) and 2c + 1 (high nibbles). Each gives two
 // dot_u8_i8 summed in i16 (at most 4 * 31 * 127); the two sub-blocks' sums are interleaved and

@@ -6,7 +6,8 @@
 //                                   weight l+64 = ql[l] high nibble   | qh[l] bits 4-5 << 4,
 //                                   weight l+96 = ql[l+32] high nibble | qh[l] bits 6-7 << 4.
 import { f16_to_f32, f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, pair_cells, pair_halves } from "./common";
-import { QK_K, Q8K, matmul_k_ref, dot_u8_i8 } from "./kquants";
+import { QK_K, Q8K, matmul_k_ref, dot_u8_i8, dot_u8_xp, xEven, xOdd } from "./kquants";
+import { i32x4_hsum4 } from "./common";
 
 @inline const BLOCK: usize = 210;
 /** Rows done per pass over the tiles of tokens (see matmulGroup). */
@@ -133,6 +134,88 @@ export function matmul_q6_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
   const bs = i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), sLo), i32x4.dot_i16x8_s(v128.load(xb, 276), sHi));
   const isum = halfDot(i32x4.neg(i32x4.shl(bs, 5)), wb, wb + 128, xb + 4, sLo, seq); // the -32 of every weight
   return halfDot(isum, wb + 64, wb + 160, xb + 132, sHi, seq);
+}
+
+/** The i32x4 partial sums of piece `part` of a half of one row (ql, qh: the half's bytes; sc: its
+ *  eight scales) times the 32 activations of the piece, prepared (see dot_u8_xp). */
+@inline function rowPiece(ql: usize, qh: usize, sc: usize, part: i32, xe0: v128, xo0: v128, xe1: v128, xo1: v128): v128 {
+  const o = <usize>(part & 1) << 5;
+  const d0 = dot_u8_xp(pieceU(v128.load(ql + o), v128.load(qh), part), xe0, xo0);
+  const d1 = dot_u8_xp(pieceU(v128.load(ql + o, 16), v128.load(qh, 16), part), xe1, xo1);
+  const pk = i16x8.add(i16x8.shuffle(d0, d1, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(d0, d1, 4, 12, 5, 13, 6, 14, 7, 15));
+  const s = v128.load8x8_s(sc);
+  const sp = part == 0 ? i32x4.shuffle(s, s, 0, 0, 0, 0) : part == 1 ? i32x4.shuffle(s, s, 1, 1, 1, 1)
+    : part == 2 ? i32x4.shuffle(s, s, 2, 2, 2, 2) : i32x4.shuffle(s, s, 3, 3, 3, 3);
+  return i32x4.dot_i16x8_s(pk, sp);
+}
+
+/** -32 * sum_j sc[j] * bsum[j] of block wb against the Q8_K block xb: the -32 of every weight. */
+@inline function offsetTerm(wb: usize, xb: usize): v128 {
+  const sc = v128.load(wb, 192);
+  const bs = i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), i16x8.extend_low_i8x16_s(sc)),
+    i32x4.dot_i16x8_s(v128.load(xb, 276), i16x8.extend_high_i8x16_s(sc)));
+  return i32x4.neg(i32x4.shl(bs, 5));
+}
+
+/** Rows w, w + gap, w + 2*gap, w + 3*gap against one token at x, stored at out, out + 4*outGap, ...
+ *  (four long sequential streams, see matmul_b32): each piece's activations are loaded (and in
+ *  SIMD128 split into even and odd bytes) once for the four rows; the block's d and f32 work serve
+ *  the four rows in lanes. Summed as matmul_q6_k_ref (and rowDot1). */
+function rowDot4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void {
+  const g2 = gap << 1, g3 = gap * 3;
+  let acc = f32x4.splat(0); // lane r: row r
+  for (let b = 0; b < nb; b++) {
+    const w0 = w + <usize>b * BLOCK, w1 = w0 + gap, w2 = w0 + g2, w3 = w0 + g3;
+    const xb = x + <usize>b * Q8K;
+    let i0 = offsetTerm(w0, xb), i1 = offsetTerm(w1, xb), i2 = offsetTerm(w2, xb), i3 = offsetTerm(w3, xb);
+    for (let half = 0; half < 2; half++) {
+      const ol = <usize>half << 6, oh = 128 + (<usize>half << 5), os = 192 + (<usize>half << 3);
+      const hq = xb + 4 + (<usize>half << 7);
+      // the stores order each row's loads after the previous row's work (V8 hoists loads: spills)
+      {
+        const x0 = v128.load(hq), x1 = v128.load(hq, 16);
+        const e0 = xEven(x0), d0 = xOdd(x0), e1 = xEven(x1), d1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPiece(w0 + ol, w0 + oh, w0 + os, 0, e0, d0, e1, d1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPiece(w1 + ol, w1 + oh, w1 + os, 0, e0, d0, e1, d1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPiece(w2 + ol, w2 + oh, w2 + os, 0, e0, d0, e1, d1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPiece(w3 + ol, w3 + oh, w3 + os, 0, e0, d0, e1, d1)); v128.store32_lane(out, i3, 0);
+      }
+      {
+        const x0 = v128.load(hq, 32), x1 = v128.load(hq, 48);
+        const e0 = xEven(x0), d0 = xOdd(x0), e1 = xEven(x1), d1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPiece(w0 + ol, w0 + oh, w0 + os, 1, e0, d0, e1, d1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPiece(w1 + ol, w1 + oh, w1 + os, 1, e0, d0, e1, d1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPiece(w2 + ol, w2 + oh, w2 + os, 1, e0, d0, e1, d1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPiece(w3 + ol, w3 + oh, w3 + os, 1, e0, d0, e1, d1)); v128.store32_lane(out, i3, 0);
+      }
+      {
+        const x0 = v128.load(hq, 64), x1 = v128.load(hq, 80);
+        const e0 = xEven(x0), d0 = xOdd(x0), e1 = xEven(x1), d1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPiece(w0 + ol, w0 + oh, w0 + os, 2, e0, d0, e1, d1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPiece(w1 + ol, w1 + oh, w1 + os, 2, e0, d0, e1, d1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPiece(w2 + ol, w2 + oh, w2 + os, 2, e0, d0, e1, d1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPiece(w3 + ol, w3 + oh, w3 + os, 2, e0, d0, e1, d1)); v128.store32_lane(out, i3, 0);
+      }
+      {
+        const x0 = v128.load(hq, 96), x1 = v128.load(hq, 112);
+        const e0 = xEven(x0), d0 = xOdd(x0), e1 = xEven(x1), d1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPiece(w0 + ol, w0 + oh, w0 + os, 3, e0, d0, e1, d1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPiece(w1 + ol, w1 + oh, w1 + os, 3, e0, d0, e1, d1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPiece(w2 + ol, w2 + oh, w2 + os, 3, e0, d0, e1, d1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPiece(w3 + ol, w3 + oh, w3 + os, 3, e0, d0, e1, d1)); v128.store32_lane(out, i3, 0);
+      }
+    }
+    let h = v128.load16_splat(w0 + 208);
+    h = v128.load16_lane(w1 + 208, h, 3);
+    h = v128.load16_lane(w2 + 208, h, 5);
+    h = v128.load16_lane(w3 + 208, h, 7);
+    const d = f32x4.mul(f16x4_hi_to_f32x4_finite(h), f32x4.splat(load<f32>(xb)));
+    acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4_hsum4(i0, i1, i2, i3))));
+  }
+  store<f32>(out, f32x4.extract_lane(acc, 0));
+  store<f32>(out + (outGap << 2), f32x4.extract_lane(acc, 1));
+  store<f32>(out + (outGap << 3), f32x4.extract_lane(acc, 2));
+  store<f32>(out + 3 * (outGap << 2), f32x4.extract_lane(acc, 3));
 }
 
 /** One row against one token, summed as matmul_q6_k_ref; seq: a word that may be written (see
@@ -304,9 +387,15 @@ function matmulGroup(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, row
     }
   }
   for (let t = tiled; t < nTok; t++) {
-    for (let r = rowStart; r < rowEnd; r++) {
-      const o = out + (<usize>r << 2) + <usize>t * os;
-      store<f32>(o, rowDot1(w + <usize>r * rowBytes, x + <usize>t * xs, nb, o));
+    // four rows at a time from the four quarters of the range (see matmul_b32), then the rows left
+    const quarter = (rowEnd - rowStart) >> 2;
+    const xt = x + <usize>t * xs, ot = out + <usize>t * os;
+    for (let r = rowStart; r < rowStart + quarter; r++) {
+      rowDot4(w + <usize>r * rowBytes, <usize>quarter * rowBytes, xt, nb, ot + (<usize>r << 2), <usize>quarter);
+    }
+    for (let r = rowStart + 4 * quarter; r < rowEnd; r++) {
+      const o = ot + (<usize>r << 2);
+      store<f32>(o, rowDot1(w + <usize>r * rowBytes, xt, nb, o));
     }
   }
 }
