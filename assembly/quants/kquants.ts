@@ -79,8 +79,8 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
 
 // The loops call methods on changetype<K>(0) (AssemblyScript has no static members on type
 // parameters): K is a class with @inline bytes(), dotRef(wr, xr, nb), for matmul_k_quads
-// dot1(wr, x, nb) and dot4(wr, x0, x1, x2, x3, nb, o0, o1, o2, o3), for matmul_k_tiles dot1, qs(),
-// lo() and hi() (see the tiles below).
+// dot1(wr, x, nb) and dot4(wr, x0, x1, x2, x3, nb, o0, o1, o2, o3), for matmul_k_tiles qs(), lo()
+// and hi() (see the tiles and the one-token rows below).
 
 /** The scalar matmul of a K-quant type: ggml's generic vec_dot, one row and one token at a time. */
 @inline export function matmul_k_ref<K>(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
@@ -333,12 +333,13 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
 
 /** The i32x4 partial sums of chunk c (0..3) of block wb times the 64 activations x0..x3 (i8x16),
  *  see chunkDot. */
-@inline function chunkDotX<K>(wb: usize, c: i32, sp: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+@inline function chunkDotX<K>(wb: usize, c: i32, sp: v128, e0: v128, o0: v128, e1: v128, o1: v128, e2: v128, o2: v128,
+  e3: v128, o3: v128): v128 {
   const kq = changetype<K>(0);
   const p = wb + kq.qs() + (<usize>c << 5);
   const v0 = v128.load(p), v1 = v128.load(p, 16);
-  const l = i16x8.add(dot_u8_i8(kq.lo(v0, wb, 0, c), x0), dot_u8_i8(kq.lo(v1, wb, 1, c), x1));
-  const h = i16x8.add(dot_u8_i8(kq.hi(v0, wb, 0, c), x2), dot_u8_i8(kq.hi(v1, wb, 1, c), x3));
+  const l = i16x8.add(dot_u8_xp(kq.lo(v0, wb, 0, c), e0, o0), dot_u8_xp(kq.lo(v1, wb, 1, c), e1, o1));
+  const h = i16x8.add(dot_u8_xp(kq.hi(v0, wb, 0, c), e2, o2), dot_u8_xp(kq.hi(v1, wb, 1, c), e3, o3));
   const pk = i16x8.add(i16x8.shuffle(l, h, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(l, h, 4, 12, 5, 13, 6, 14, 7, 15));
   return i32x4.dot_i16x8_s(pk, sp);
 }
@@ -360,27 +361,28 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
     for (let c = 0; c < 4; c++) { // unrolled by the compiler: c is a constant in each copy
       const q = xb + 4 + (<usize>c << 6);
       const x0 = v128.load(q), x1 = v128.load(q, 16), x2 = v128.load(q, 32), x3 = v128.load(q, 48);
+      const e0 = xEven(x0), o0 = xOdd(x0), e1 = xEven(x1), o1 = xOdd(x1), e2 = xEven(x2), o2 = xOdd(x2), e3 = xEven(x3), o3 = xOdd(x3);
       // the stores order each row's loads after the previous row's work (V8 hoists loads: spills)
       if (c == 0) {
-        i0 = i32x4.add(i0, chunkDotX<K>(w0, 0, i32x4.shuffle(sc0, sc0, 0, 0, 0, 0), x0, x1, x2, x3)); v128.store32_lane(out, i0, 0);
-        i1 = i32x4.add(i1, chunkDotX<K>(w1, 0, i32x4.shuffle(sc1, sc1, 0, 0, 0, 0), x0, x1, x2, x3)); v128.store32_lane(out, i1, 0);
-        i2 = i32x4.add(i2, chunkDotX<K>(w2, 0, i32x4.shuffle(sc2, sc2, 0, 0, 0, 0), x0, x1, x2, x3)); v128.store32_lane(out, i2, 0);
-        i3 = i32x4.add(i3, chunkDotX<K>(w3, 0, i32x4.shuffle(sc3, sc3, 0, 0, 0, 0), x0, x1, x2, x3)); v128.store32_lane(out, i3, 0);
+        i0 = i32x4.add(i0, chunkDotX<K>(w0, 0, i32x4.shuffle(sc0, sc0, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, chunkDotX<K>(w1, 0, i32x4.shuffle(sc1, sc1, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, chunkDotX<K>(w2, 0, i32x4.shuffle(sc2, sc2, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, chunkDotX<K>(w3, 0, i32x4.shuffle(sc3, sc3, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
       } else if (c == 1) {
-        i0 = i32x4.add(i0, chunkDotX<K>(w0, 1, i32x4.shuffle(sc0, sc0, 1, 1, 1, 1), x0, x1, x2, x3)); v128.store32_lane(out, i0, 0);
-        i1 = i32x4.add(i1, chunkDotX<K>(w1, 1, i32x4.shuffle(sc1, sc1, 1, 1, 1, 1), x0, x1, x2, x3)); v128.store32_lane(out, i1, 0);
-        i2 = i32x4.add(i2, chunkDotX<K>(w2, 1, i32x4.shuffle(sc2, sc2, 1, 1, 1, 1), x0, x1, x2, x3)); v128.store32_lane(out, i2, 0);
-        i3 = i32x4.add(i3, chunkDotX<K>(w3, 1, i32x4.shuffle(sc3, sc3, 1, 1, 1, 1), x0, x1, x2, x3)); v128.store32_lane(out, i3, 0);
+        i0 = i32x4.add(i0, chunkDotX<K>(w0, 1, i32x4.shuffle(sc0, sc0, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, chunkDotX<K>(w1, 1, i32x4.shuffle(sc1, sc1, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, chunkDotX<K>(w2, 1, i32x4.shuffle(sc2, sc2, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, chunkDotX<K>(w3, 1, i32x4.shuffle(sc3, sc3, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
       } else if (c == 2) {
-        i0 = i32x4.add(i0, chunkDotX<K>(w0, 2, i32x4.shuffle(sc0, sc0, 2, 2, 2, 2), x0, x1, x2, x3)); v128.store32_lane(out, i0, 0);
-        i1 = i32x4.add(i1, chunkDotX<K>(w1, 2, i32x4.shuffle(sc1, sc1, 2, 2, 2, 2), x0, x1, x2, x3)); v128.store32_lane(out, i1, 0);
-        i2 = i32x4.add(i2, chunkDotX<K>(w2, 2, i32x4.shuffle(sc2, sc2, 2, 2, 2, 2), x0, x1, x2, x3)); v128.store32_lane(out, i2, 0);
-        i3 = i32x4.add(i3, chunkDotX<K>(w3, 2, i32x4.shuffle(sc3, sc3, 2, 2, 2, 2), x0, x1, x2, x3)); v128.store32_lane(out, i3, 0);
+        i0 = i32x4.add(i0, chunkDotX<K>(w0, 2, i32x4.shuffle(sc0, sc0, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, chunkDotX<K>(w1, 2, i32x4.shuffle(sc1, sc1, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, chunkDotX<K>(w2, 2, i32x4.shuffle(sc2, sc2, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, chunkDotX<K>(w3, 2, i32x4.shuffle(sc3, sc3, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
       } else {
-        i0 = i32x4.add(i0, chunkDotX<K>(w0, 3, i32x4.shuffle(sc0, sc0, 3, 3, 3, 3), x0, x1, x2, x3)); v128.store32_lane(out, i0, 0);
-        i1 = i32x4.add(i1, chunkDotX<K>(w1, 3, i32x4.shuffle(sc1, sc1, 3, 3, 3, 3), x0, x1, x2, x3)); v128.store32_lane(out, i1, 0);
-        i2 = i32x4.add(i2, chunkDotX<K>(w2, 3, i32x4.shuffle(sc2, sc2, 3, 3, 3, 3), x0, x1, x2, x3)); v128.store32_lane(out, i2, 0);
-        i3 = i32x4.add(i3, chunkDotX<K>(w3, 3, i32x4.shuffle(sc3, sc3, 3, 3, 3, 3), x0, x1, x2, x3)); v128.store32_lane(out, i3, 0);
+        i0 = i32x4.add(i0, chunkDotX<K>(w0, 3, i32x4.shuffle(sc0, sc0, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, chunkDotX<K>(w1, 3, i32x4.shuffle(sc1, sc1, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, chunkDotX<K>(w2, 3, i32x4.shuffle(sc2, sc2, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, chunkDotX<K>(w3, 3, i32x4.shuffle(sc3, sc3, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
       }
     }
     const isum = i32x4_hsum4(i0, i1, i2, i3);
@@ -435,18 +437,17 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
       }
     }
   }
-  // The tokens left (all of them when decoding). Relaxed build: four rows at a time from the four
-  // quarters of the range (see matmul_b32), then the rows left; SIMD128 keeps the older row dot
-  // (without the relaxed dot, rowDot1Packed is 7% slower there).
-  const quarter = ASC_FEATURE_RELAXED_SIMD ? (rowEnd - rowStart) >> 2 : 0;
+  // The tokens left (all of them when decoding): four rows at a time from the four quarters of the
+  // range (see matmul_b32), then the rows left.
+  const quarter = (rowEnd - rowStart) >> 2;
   for (let t = tiled; t < nTok; t++) {
     const xt = x + <usize>t * xs, ot = out + <usize>t * os;
     for (let r = rowStart; r < rowStart + quarter; r++) {
       rowDot4Packed<K>(w + <usize>r * rowBytes, <usize>quarter * rowBytes, xt, nb, ot + (<usize>r << 2), <usize>quarter);
     }
     for (let r = rowStart + 4 * quarter; r < rowEnd; r++) {
-      const o = ot + (<usize>r << 2), wr = w + <usize>r * rowBytes;
-      store<f32>(o, ASC_FEATURE_RELAXED_SIMD ? rowDot1Packed<K>(wr, xt, nb, o) : kq.dot1(wr, xt, nb));
+      const o = ot + (<usize>r << 2);
+      store<f32>(o, rowDot1Packed<K>(w + <usize>r * rowBytes, xt, nb, o));
     }
   }
 }
