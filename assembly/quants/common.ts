@@ -195,16 +195,28 @@ const ROWS_PER_PASS: i32 = 16;
   return i32x4.dot_i16x8_s(i16x8.add(i16x8.add(xa, xb), i16x8.add(xc, xd)), i16x8.splat(<i16>c.offset()));
 }
 
+/** Whether the one-token loops fold each block's integer sums of their rows into one i32x4 before
+ *  the f32 multiply-add (see dot_b32_rows4): the relaxed build and the codecs whose weights take
+ *  several instructions to decode; SIMD128's wide codecs keep one f32 accumulator per row, faster
+ *  there (measured: the fold costs q4_0, q4_1 and q8_0 9%, and gains q5_0 and q5_1 15%). */
+@inline function folded<C>(): bool {
+  return relaxed<C>() || !changetype<C>(0).wide();
+}
+
 /** dot(rows w, w + gap, w + 2*gap, w + 3*gap, one token at x) stored at out, out + 4*outGap, ...:
- *  the activation loads and the scale conversions serve four rows. */
+ *  the activation loads and the scale conversions serve four rows. Where folded<C>(), a block's
+ *  integer sums of the four rows become one i32x4 (lane r: row r), so that one convert, one
+ *  multiply by the scales and one accumulator serve them all, which frees vector registers; the f32
+ *  sums are then those of matmul_b32_ref (isum * (d_w * d_x), then + m_w * s_x, block after block).
+ *  Else each row keeps four f32 partial sums, added up at the end. */
 @inline function dot_b32_rows4<C>(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void {
   const c = changetype<C>(0);
   const wb = c.bytes();
   const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
   const xq: usize = c.hasMin() ? 4 : 2;
   const r1 = gap, r2 = gap << 1, r3 = gap * 3;
-  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
-  let accMin = f32x4.splat(0); // lane r: row r
+  let acc = f32x4.splat(0); // folded: lane r is row r; else row 0's partial sums
+  let acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0), accMin = f32x4.splat(0);
   let px = x;
   const pend = w + <usize>nb * wb;
   for (let pw = w; pw < pend; pw += wb, px += xb) {
@@ -214,58 +226,65 @@ const ROWS_PER_PASS: i32 = 16;
     h = v128.load16_lane(pw + r2, h, 5);
     h = v128.load16_lane(pw + r3, h, 7);
     const scale = f32x4.mul(f16x4_hi_to_f32x4_finite(h), f16x4_hi_to_f32x4_finite(v128.load16_splat(px)));
+    const q = px + xq;
+    if (relaxed<C>()) {
+      const x0 = v128.load(q), x1 = v128.load(q, 16), xo = token_offset<C>(q);
+      const ab = i16x8_pair(relaxed_dot16<C>(c.ulo(pw), c.uhi(pw), x0, x1, xo),
+        relaxed_dot16<C>(c.ulo(pw + r1), c.uhi(pw + r1), x0, x1, xo));
+      // a store orders rows 2 and 3's loads after rows 0 and 1's work (V8 hoists every load of a
+      // basic block to its top: all four rows' weights live at once and spill); out is written last
+      if (barrier<C>()) v128.store32_lane(out, ab, 0);
+      const cd = i16x8_pair(relaxed_dot16<C>(c.ulo(pw + r2), c.uhi(pw + r2), x0, x1, xo),
+        relaxed_dot16<C>(c.ulo(pw + r3), c.uhi(pw + r3), x0, x1, xo));
+      const isum = i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
+    } else {
+      const xa = v128.load8x8_s(q), xbv = v128.load8x8_s(q, 8), xc = v128.load8x8_s(q, 16), xd = v128.load8x8_s(q, 24);
+      const sx = offset_sum<C>(xa, xbv, xc, xd);
+      const s0 = block_dot<C>(pw, xa, xbv, xc, xd, sx), s1 = block_dot<C>(pw + r1, xa, xbv, xc, xd, sx);
+      if (folded<C>()) {
+        const ab = pair_halves(s0, s1);
+        if (barrier<C>()) v128.store32_lane(out, ab, 0); // see the relaxed branch
+        const cd = pair_halves(block_dot<C>(pw + r2, xa, xbv, xc, xd, sx), block_dot<C>(pw + r3, xa, xbv, xc, xd, sx));
+        const isum = i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
+      } else {
+        const s2 = block_dot<C>(pw + r2, xa, xbv, xc, xd, sx), s3 = block_dot<C>(pw + r3, xa, xbv, xc, xd, sx);
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s0), i32x4.shuffle(scale, scale, 0, 0, 0, 0)));
+        acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(s1), i32x4.shuffle(scale, scale, 1, 1, 1, 1)));
+        acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(s2), i32x4.shuffle(scale, scale, 2, 2, 2, 2)));
+        acc3 = f32x4.add(acc3, f32x4.mul(f32x4.convert_i32x4_s(s3), i32x4.shuffle(scale, scale, 3, 3, 3, 3)));
+      }
+    }
     if (c.hasMin()) {
       let m = v128.load16_splat(pw + 2);
       m = v128.load16_lane(pw + r1 + 2, m, 3);
       m = v128.load16_lane(pw + r2 + 2, m, 5);
       m = v128.load16_lane(pw + r3 + 2, m, 7);
-      accMin = f32x4.add(accMin, f32x4.mul(f16x4_hi_to_f32x4_finite(m), f16x4_hi_to_f32x4_finite(v128.load16_splat(px + 2))));
+      const mins = f32x4.mul(f16x4_hi_to_f32x4_finite(m), f16x4_hi_to_f32x4_finite(v128.load16_splat(px + 2)));
+      if (folded<C>()) acc = f32x4.add(acc, mins);
+      else accMin = f32x4.add(accMin, mins);
     }
-    const q = px + xq;
-    let s0: v128, s1: v128, s2: v128, s3: v128;
-    if (relaxed<C>()) {
-      const x0 = v128.load(q), x1 = v128.load(q, 16), xo = token_offset<C>(q);
-      s0 = relaxed_dot32<C>(c.ulo(pw), c.uhi(pw), x0, x1, xo);
-      s1 = relaxed_dot32<C>(c.ulo(pw + r1), c.uhi(pw + r1), x0, x1, xo);
-      s2 = relaxed_dot32<C>(c.ulo(pw + r2), c.uhi(pw + r2), x0, x1, xo);
-      s3 = relaxed_dot32<C>(c.ulo(pw + r3), c.uhi(pw + r3), x0, x1, xo);
-    } else {
-      const xa = v128.load8x8_s(q), xbv = v128.load8x8_s(q, 8), xc = v128.load8x8_s(q, 16), xd = v128.load8x8_s(q, 24);
-      const sx = offset_sum<C>(xa, xbv, xc, xd);
-      s0 = block_dot<C>(pw, xa, xbv, xc, xd, sx);
-      s1 = block_dot<C>(pw + r1, xa, xbv, xc, xd, sx);
-      s2 = block_dot<C>(pw + r2, xa, xbv, xc, xd, sx);
-      s3 = block_dot<C>(pw + r3, xa, xbv, xc, xd, sx);
-    }
-    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(s0), i32x4.shuffle(scale, scale, 0, 0, 0, 0)));
-    acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(s1), i32x4.shuffle(scale, scale, 1, 1, 1, 1)));
-    acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(s2), i32x4.shuffle(scale, scale, 2, 2, 2, 2)));
-    acc3 = f32x4.add(acc3, f32x4.mul(f32x4.convert_i32x4_s(s3), i32x4.shuffle(scale, scale, 3, 3, 3, 3)));
   }
-  const sums = f32x4.add(f32x4_hsum4(acc0, acc1, acc2, acc3), accMin);
+  const sums = folded<C>() ? acc : f32x4.add(f32x4_hsum4(acc, acc1, acc2, acc3), accMin);
   store<f32>(out, f32x4.extract_lane(sums, 0));
   store<f32>(out + (outGap << 2), f32x4.extract_lane(sums, 1));
   store<f32>(out + (outGap << 3), f32x4.extract_lane(sums, 2));
   store<f32>(out + 3 * (outGap << 2), f32x4.extract_lane(sums, 3));
 }
 
-/** dot(one row at w, one token at x): the rows left over by dot_b32_rows4. */
+/** dot(one row at w, one token at x): the rows left over by dot_b32_rows4, summed as there. */
 @inline function dot_b32_row<C>(w: usize, x: usize, nb: i32): f32 {
   const c = changetype<C>(0);
   const wb = c.bytes();
   const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
   const xq: usize = c.hasMin() ? 4 : 2;
-  let acc = f32x4.splat(0);
-  let accMin = f32x4.splat(0); // lane 0
+  let sum: f32 = 0; // folded
+  let acc = f32x4.splat(0), accMin = f32x4.splat(0); // else: four partial sums; the min terms in lane 0
   let px = x;
   const pend = w + <usize>nb * wb;
   for (let pw = w; pw < pend; pw += wb, px += xb) {
     const f = f16x4_hi_to_f32x4_finite(v128.load16_lane(px, v128.load16_splat(pw), 3)); // d_w, d_x
-    const scale = f32x4.mul(i32x4.shuffle(f, f, 0, 0, 0, 0), i32x4.shuffle(f, f, 1, 1, 1, 1));
-    if (c.hasMin()) {
-      const m = f16x4_hi_to_f32x4_finite(v128.load16_lane(px + 2, v128.load16_splat(pw + 2), 3)); // m_w, s_x
-      accMin = f32x4.add(accMin, f32x4.mul(m, i32x4.shuffle(m, m, 1, 1, 1, 1)));
-    }
     const q = px + xq;
     let s0: v128;
     if (relaxed<C>()) {
@@ -274,9 +293,15 @@ const ROWS_PER_PASS: i32 = 16;
       const xa = v128.load8x8_s(q), xbv = v128.load8x8_s(q, 8), xc = v128.load8x8_s(q, 16), xd = v128.load8x8_s(q, 24);
       s0 = block_dot<C>(pw, xa, xbv, xc, xd, offset_sum<C>(xa, xbv, xc, xd));
     }
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s0), scale));
+    if (folded<C>()) sum += <f32>i32x4_hsum(s0) * (f32x4.extract_lane(f, 0) * f32x4.extract_lane(f, 1));
+    else acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s0), f32x4.mul(i32x4.shuffle(f, f, 0, 0, 0, 0), i32x4.shuffle(f, f, 1, 1, 1, 1))));
+    if (c.hasMin()) {
+      const m = f16x4_hi_to_f32x4_finite(v128.load16_lane(px + 2, v128.load16_splat(pw + 2), 3)); // m_w, s_x
+      if (folded<C>()) sum += f32x4.extract_lane(m, 0) * f32x4.extract_lane(m, 1);
+      else accMin = f32x4.add(accMin, f32x4.mul(m, i32x4.shuffle(m, m, 1, 1, 1, 1)));
+    }
   }
-  return f32x4_hsum(acc) + f32x4.extract_lane(accMin, 0);
+  return folded<C>() ? sum : f32x4_hsum(acc) + f32x4.extract_lane(accMin, 0);
 }
 
 /** (sum of a, sum of b, sum of c, sum of d): four horizontal f32 sums in one vector. */
@@ -347,9 +372,37 @@ const ROWS_PER_PASS: i32 = 16;
  *  (0-15) and u1 (16-31) as u8, activations x0, x1 as i8, xo from token_offset. The i16 lanes hold
  *  at most 4 * 127 * 31 in magnitude: no overflow. */
 @inline function relaxed_dot32<C>(u0: v128, u1: v128, x0: v128, x1: v128, xo: v128): v128 {
-  let s = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, u0), i16x8.relaxed_dot_i8x16_i7x16_s(x1, u1));
-  if (changetype<C>(0).roffset() != 0) s = i16x8.sub(s, xo);
-  return i32x4.dot_i16x8_s(s, i16x8.splat(1));
+  return i32x4.dot_i16x8_s(relaxed_dot16<C>(u0, u1, x0, x1, xo), i16x8.splat(1));
+}
+
+/** relaxed_dot32 before the widening: eight i16 partial sums. Each is at most 4 * 127 * 31 in
+ *  magnitude (u at most 31), or 4 * 127 * 16 where roffset() is 16 or less and removed: the sum
+ *  of two of them fits in an i16 (see i16x8_hsum4). */
+@inline function relaxed_dot16<C>(u0: v128, u1: v128, x0: v128, x1: v128, xo: v128): v128 {
+  const s = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, u0), i16x8.relaxed_dot_i8x16_i7x16_s(x1, u1));
+  return changetype<C>(0).roffset() != 0 ? i16x8.sub(s, xo) : s;
+}
+
+/** Lanes (a0 + a2, b0 + b2, a1 + a3, b1 + b3) of the i32 sums of a and b, i16x8 whose lanes pairwise
+ *  fit in an i16 (see i16x8_hsum4, which is two of these). */
+@inline function i16x8_pair(a: v128, b: v128): v128 {
+  return i32x4.dot_i16x8_s(i16x8.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7)), i16x8.splat(1));
+}
+
+/** Whether the one-token relaxed loop orders its rows' loads in two halves (see dot_b32_rows4): for
+ *  the codecs whose weights take several instructions to decode (q5_0 +7-11%, q5_1 +7-13%); q4_0
+ *  loses 4% by it. */
+@inline function barrier<C>(): bool {
+  return !changetype<C>(0).wide();
+}
+
+/** (sum of a, sum of b, sum of c, sum of d) as i32x4 from four i16x8 whose lanes pairwise fit in an
+ *  i16 (see relaxed_dot16): one add in i16 before the widening saves two widenings. */
+@inline function i16x8_hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const one = i16x8.splat(1);
+  const ab = i32x4.dot_i16x8_s(i16x8.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7)), one);
+  const cd = i32x4.dot_i16x8_s(i16x8.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7)), one);
+  return i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
 }
 
 /** i32x4 partial sums of one cell: a row's weights (a..d from tile_weights) times the token's 32
@@ -606,13 +659,22 @@ const ROWS_PER_PASS: i32 = 16;
   v128.store(o, v0); v128.store(o, v1, 16); v128.store(o, v2, 32); v128.store(o, v3, 48);
 }
 
+/** i8x16.swizzle by indices that are all in [0, 16) (constant or not): the relaxed build takes
+ *  relaxed_swizzle (one pshufb), which for such indices is the same. */
+@inline export function swizzle_const(v: v128, indices: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i8x16.relaxed_swizzle(v, indices);
+  return i8x16.swizzle(v, indices);
+}
+
 /** The 5th bits of a q5 block (u32 qh at p, bit j for weight j) as bytes: 0xff in lane j where the
  *  bit of weight j (hi = false) or of weight 16 + j (hi = true) is set, else 0. */
 @inline export function high_bits_set(p: usize, hi: bool): v128 {
   const qh = v128.load32_splat(p);
-  const bytes = hi
-    ? i8x16.shuffle(qh, qh, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)
-    : i8x16.shuffle(qh, qh, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  // a swizzle by a constant, not a shuffle: V8 rebuilds a shuffle's mask at every use in a loop
+  // (mov, movq, pinsrq), while the constant operand of a swizzle is hoisted like any other.
+  const bytes = swizzle_const(qh, hi
+    ? i8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)
+    : i8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
   const bit = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
   return i8x16.eq(v128.and(bytes, bit), bit);
 }

@@ -1,6 +1,6 @@
 // IQ4_NL: blocks of 32 weights, 18 bytes: f16 d; u8 qs[16] (byte j: weight j low nibble, weight
 // j+16 high nibble); w = d * kvalues[nibble], a non-linear 4-bit grid. Activations: q8_0.
-import { matmul_b32, matmul_b32_ref, dequantize_b32 } from "./common";
+import { matmul_b32, matmul_b32_ref, dequantize_b32, swizzle_const } from "./common";
 
 /** kvalues_iq4nl, as a constant vector (no static data): looked up with i8x16.swizzle. */
 @inline function kvalues(): v128 {
@@ -19,11 +19,13 @@ import { matmul_b32, matmul_b32_ref, dequantize_b32 } from "./common";
     const index = j < 16 ? byte & 15 : byte >> 4;
     return i8x16.extract_lane_s(i8x16.swizzle(kvalues(), i8x16.splat(<i8>index)), 0);
   }
+  // indices in [0, 16): the relaxed build's relaxed_swizzle is one pshufb (V8's swizzle first
+  // saturates the indices, one more instruction and constant)
   @inline lo(p: usize): v128 {
-    return i8x16.swizzle(kvalues(), v128.and(v128.load(p, 2), i8x16.splat(15)));
+    return swizzle_const(kvalues(), v128.and(v128.load(p, 2), i8x16.splat(15)));
   }
   @inline hi(p: usize): v128 {
-    return i8x16.swizzle(kvalues(), v128.and(i16x8.shr_u(v128.load(p, 2), 4), i8x16.splat(15)));
+    return swizzle_const(kvalues(), v128.and(i16x8.shr_u(v128.load(p, 2), 4), i8x16.splat(15)));
   }
 }
 

@@ -2,7 +2,7 @@
 // packing of Q4_K and Q5_K, the f32 combination of a block's integer sums, the loops that run a
 // type's row kernels over rows and tokens, and the two-row tiles of Q4_K and Q5_K. Not exported
 // from index.ts.
-import { f16x2_rows_finite, pair_cells, pair_halves } from "./common";
+import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, pair_cells, pair_halves } from "./common";
 
 @inline export const QK_K: i32 = 256;
 /** Bytes of a Q8_K activation block: f32 d; i8 qs[256]; i16 bsums[16]. */
@@ -79,8 +79,8 @@ import { f16x2_rows_finite, pair_cells, pair_halves } from "./common";
 
 // The loops call methods on changetype<K>(0) (AssemblyScript has no static members on type
 // parameters): K is a class with @inline bytes(), dotRef(wr, xr, nb), for matmul_k_quads
-// dot1(wr, x, nb) and dot4(wr, x0, x1, x2, x3, nb, o0, o1, o2, o3), for matmul_k_tiles dot1, qs(),
-// lo() and hi() (see the tiles below).
+// dot1(wr, x, nb) and dot4(wr, x0, x1, x2, x3, nb, o0, o1, o2, o3), for matmul_k_tiles qs(), lo()
+// and hi() (see the tiles and the one-token rows below).
 
 /** The scalar matmul of a K-quant type: ggml's generic vec_dot, one row and one token at a time. */
 @inline export function matmul_k_ref<K>(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
@@ -244,6 +244,164 @@ import { f16x2_rows_finite, pair_cells, pair_halves } from "./common";
   }
 }
 
+/** The i16x8 pairwise sums of products u * x (u: u8 weights at most 127, x: i8 activations): the
+ *  relaxed build's i16x8.relaxed_dot_i8x16_i7x16_s (pmaddubsw), and in SIMD128 the same sums by
+ *  two i16 multiplies of the even and the odd bytes. Exact (each sum at most 2 * 127 * 127), so
+ *  both builds compute the same integers. */
+@inline export function dot_u8_i8(u: v128, x: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(x, u);
+  const even = i16x8.mul(v128.and(u, i16x8.splat(0xff)), i16x8.shr_s(i16x8.shl(x, 8), 8));
+  return i16x8.add(even, i16x8.mul(i16x8.shr_u(u, 8), i16x8.shr_s(x, 8)));
+}
+
+/** The activations x (i8x16) prepared for dot_u8_xp: in the relaxed build x itself; in SIMD128 its
+ *  even bytes (xEven) and odd bytes (xOdd) sign-extended to i16, done once where several rows
+ *  share x. */
+@inline export function xEven(x: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? x : i16x8.shr_s(i16x8.shl(x, 8), 8);
+}
+@inline export function xOdd(x: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? x : i16x8.shr_s(x, 8);
+}
+
+/** dot_u8_i8(u, x) with x prepared (xe = xEven(x), xo = xOdd(x)). */
+@inline export function dot_u8_xp(u: v128, xe: v128, xo: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(xe, u);
+  return i16x8.add(i16x8.mul(v128.and(u, i16x8.splat(0xff)), xe), i16x8.mul(i16x8.shr_u(u, 8), xo));
+}
+
+// ---- Q4_K and Q5_K, one token ----
+// A chunk of 64 weights is sub-block 2c (low nibbles) and 2c + 1 (high nibbles). Each gives two
+// dot_u8_i8 summed in i16 (at most 4 * 31 * 127); the two sub-blocks' sums are interleaved and
+// added pairwise (at most 31496, still an i16) so that lanes alternate 2c, 2c + 1, and one
+// i32x4.dot_i16x8_s by the pair of scales (i32 lane c of scaleLanes, one pshufd) widens and scales
+// both. The min term is bsums times the mins, each min twice (an unpack of the mins' i16 lanes).
+// A store after each chunk keeps V8 from hoisting all the loads of a block to its top (spills).
+// The integer sums are exact and the f32 sum is the scalar reference's: (d * dx) * isum, then
+// - (dmin * dx) * msum, block after block.
+
+/** acc + the i32x4 partial sums of chunk c (0..3) of block wb against the Q8_K block xb; sp: the scales of sub-blocks 2c and 2c + 1 as an i16 pair in every i32 lane. */
+@inline function chunkDot<K>(acc: v128, wb: usize, xb: usize, c: i32, sp: v128): v128 {
+  const kq = changetype<K>(0);
+  const p = wb + kq.qs() + (<usize>c << 5);
+  const q = xb + 4 + (<usize>c << 6);
+  const v0 = v128.load(p), v1 = v128.load(p, 16);
+  const l = i16x8.add(dot_u8_i8(kq.lo(v0, wb, 0, c), v128.load(q)), dot_u8_i8(kq.lo(v1, wb, 1, c), v128.load(q, 16)));
+  const h = i16x8.add(dot_u8_i8(kq.hi(v0, wb, 0, c), v128.load(q, 32)), dot_u8_i8(kq.hi(v1, wb, 1, c), v128.load(q, 48)));
+  const pk = i16x8.add(i16x8.shuffle(l, h, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(l, h, 4, 12, 5, 13, 6, 14, 7, 15));
+  return i32x4.add(acc, i32x4.dot_i16x8_s(pk, sp));
+}
+
+/** Q4_K and Q5_K: one row against one token, summed as the scalar reference; seq:
+ *  a word that may be written (the row's output). */
+@inline export function rowDot1Packed<K>(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
+  const kq = changetype<K>(0);
+  const bytes = kq.bytes();
+  let sum: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * bytes;
+    const xb = x0 + <usize>b * Q8K;
+    const sc = scaleLanes(wb);
+    let isum = chunkDot<K>(i32x4.splat(0), wb, xb, 0, i32x4.shuffle(sc, sc, 0, 0, 0, 0));
+    v128.store32_lane(seq, isum, 0);
+    isum = chunkDot<K>(isum, wb, xb, 1, i32x4.shuffle(sc, sc, 1, 1, 1, 1));
+    v128.store32_lane(seq, isum, 0);
+    isum = chunkDot<K>(isum, wb, xb, 2, i32x4.shuffle(sc, sc, 2, 2, 2, 2));
+    v128.store32_lane(seq, isum, 0);
+    isum = chunkDot<K>(isum, wb, xb, 3, i32x4.shuffle(sc, sc, 3, 3, 3, 3));
+    v128.store32_lane(seq, isum, 0);
+    const a1 = load<u32>(wb, 8), a2 = load<u32>(wb, 12);
+    const m = i16x8.extend_low_i8x16_u(i32x4.replace_lane(i32x4.splat(mins03(a1)), 1, mins47(a1, a2)));
+    const msum = i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), i16x8.shuffle(m, m, 0, 0, 1, 1, 2, 2, 3, 3)),
+      i32x4.dot_i16x8_s(v128.load(xb, 276), i16x8.shuffle(m, m, 4, 4, 5, 5, 6, 6, 7, 7)));
+    const h = v128.load32_splat(wb); // d, dmin
+    const f = f16x4_hi_to_f32x4_finite(i16x8.shuffle(h, h, 0, 0, 1, 1, 0, 0, 1, 1)); // lanes d, dmin, d, dmin
+    const dx = load<f32>(xb);
+    sum += (f32x4.extract_lane(f, 0) * dx) * <f32>i32x4_hsum(isum);
+    sum -= (f32x4.extract_lane(f, 1) * dx) * <f32>i32x4_hsum(msum);
+  }
+  return sum;
+}
+
+/** The min sum (bsums times mins) of block wb against the Q8_K block xb, as i32x4 partial sums. */
+@inline function minSum(wb: usize, xb: usize): v128 {
+  const a1 = load<u32>(wb, 8), a2 = load<u32>(wb, 12);
+  const m = i16x8.extend_low_i8x16_u(i32x4.replace_lane(i32x4.splat(mins03(a1)), 1, mins47(a1, a2)));
+  return i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), i16x8.shuffle(m, m, 0, 0, 1, 1, 2, 2, 3, 3)),
+    i32x4.dot_i16x8_s(v128.load(xb, 276), i16x8.shuffle(m, m, 4, 4, 5, 5, 6, 6, 7, 7)));
+}
+
+/** The i32x4 partial sums of chunk c (0..3) of block wb times the 64 activations x0..x3 (i8x16),
+ *  see chunkDot. */
+@inline function chunkDotX<K>(wb: usize, c: i32, sp: v128, e0: v128, o0: v128, e1: v128, o1: v128, e2: v128, o2: v128,
+  e3: v128, o3: v128): v128 {
+  const kq = changetype<K>(0);
+  const p = wb + kq.qs() + (<usize>c << 5);
+  const v0 = v128.load(p), v1 = v128.load(p, 16);
+  const l = i16x8.add(dot_u8_xp(kq.lo(v0, wb, 0, c), e0, o0), dot_u8_xp(kq.lo(v1, wb, 1, c), e1, o1));
+  const h = i16x8.add(dot_u8_xp(kq.hi(v0, wb, 0, c), e2, o2), dot_u8_xp(kq.hi(v1, wb, 1, c), e3, o3));
+  const pk = i16x8.add(i16x8.shuffle(l, h, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(l, h, 4, 12, 5, 13, 6, 14, 7, 15));
+  return i32x4.dot_i16x8_s(pk, sp);
+}
+
+/** Q4_K and Q5_K: rows w, w + gap, w + 2*gap, w + 3*gap against one token at x, stored at out,
+ *  out + 4*outGap, ... (four long sequential streams, see matmul_b32): each chunk's activations
+ *  are loaded once for the four rows; the block's d, dmin and f32 work serve the four rows in
+ *  lanes. Summed as the scalar reference (and as rowDot1Packed). */
+@inline function rowDot4Packed<K>(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void {
+  const kq = changetype<K>(0);
+  const bytes = kq.bytes();
+  const g2 = gap << 1, g3 = gap * 3;
+  let acc = f32x4.splat(0); // lane r: row r
+  for (let b = 0; b < nb; b++) {
+    const w0 = w + <usize>b * bytes, w1 = w0 + gap, w2 = w0 + g2, w3 = w0 + g3;
+    const xb = x + <usize>b * Q8K;
+    const sc0 = scaleLanes(w0), sc1 = scaleLanes(w1), sc2 = scaleLanes(w2), sc3 = scaleLanes(w3);
+    let i0 = i32x4.splat(0), i1 = i32x4.splat(0), i2 = i32x4.splat(0), i3 = i32x4.splat(0);
+    for (let c = 0; c < 4; c++) { // unrolled by the compiler: c is a constant in each copy
+      const q = xb + 4 + (<usize>c << 6);
+      const x0 = v128.load(q), x1 = v128.load(q, 16), x2 = v128.load(q, 32), x3 = v128.load(q, 48);
+      const e0 = xEven(x0), o0 = xOdd(x0), e1 = xEven(x1), o1 = xOdd(x1), e2 = xEven(x2), o2 = xOdd(x2), e3 = xEven(x3), o3 = xOdd(x3);
+      // the stores order each row's loads after the previous row's work (V8 hoists loads: spills)
+      if (c == 0) {
+        i0 = i32x4.add(i0, chunkDotX<K>(w0, 0, i32x4.shuffle(sc0, sc0, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, chunkDotX<K>(w1, 0, i32x4.shuffle(sc1, sc1, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, chunkDotX<K>(w2, 0, i32x4.shuffle(sc2, sc2, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, chunkDotX<K>(w3, 0, i32x4.shuffle(sc3, sc3, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
+      } else if (c == 1) {
+        i0 = i32x4.add(i0, chunkDotX<K>(w0, 1, i32x4.shuffle(sc0, sc0, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, chunkDotX<K>(w1, 1, i32x4.shuffle(sc1, sc1, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, chunkDotX<K>(w2, 1, i32x4.shuffle(sc2, sc2, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, chunkDotX<K>(w3, 1, i32x4.shuffle(sc3, sc3, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
+      } else if (c == 2) {
+        i0 = i32x4.add(i0, chunkDotX<K>(w0, 2, i32x4.shuffle(sc0, sc0, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, chunkDotX<K>(w1, 2, i32x4.shuffle(sc1, sc1, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, chunkDotX<K>(w2, 2, i32x4.shuffle(sc2, sc2, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, chunkDotX<K>(w3, 2, i32x4.shuffle(sc3, sc3, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
+      } else {
+        i0 = i32x4.add(i0, chunkDotX<K>(w0, 3, i32x4.shuffle(sc0, sc0, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, chunkDotX<K>(w1, 3, i32x4.shuffle(sc1, sc1, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, chunkDotX<K>(w2, 3, i32x4.shuffle(sc2, sc2, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, chunkDotX<K>(w3, 3, i32x4.shuffle(sc3, sc3, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
+      }
+    }
+    const isum = i32x4_hsum4(i0, i1, i2, i3);
+    const msum = i32x4_hsum4(minSum(w0, xb), minSum(w1, xb), minSum(w2, xb), minSum(w3, xb));
+    let h = v128.load32_splat(w0); // lane r: row r's d (low half) and dmin (high half)
+    h = v128.load32_lane(w1, h, 1);
+    h = v128.load32_lane(w2, h, 2);
+    h = v128.load32_lane(w3, h, 3);
+    const dx = f32x4.splat(load<f32>(xb));
+    const d = f32x4.mul(f16x4_hi_to_f32x4_finite(i32x4.shl(h, 16)), dx), dmin = f32x4.mul(f16x4_hi_to_f32x4_finite(h), dx);
+    acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(isum)));
+    acc = f32x4.sub(acc, f32x4.mul(dmin, f32x4.convert_i32x4_s(msum)));
+  }
+  store<f32>(out, f32x4.extract_lane(acc, 0));
+  store<f32>(out + (outGap << 2), f32x4.extract_lane(acc, 1));
+  store<f32>(out + (outGap << 3), f32x4.extract_lane(acc, 2));
+  store<f32>(out + 3 * (outGap << 2), f32x4.extract_lane(acc, 3));
+}
+
 /** Rows done per pass over the tiles of tokens (see matmul_k_tiles_group). */
 @inline const ROWS_PER_PASS: i32 = 16;
 
@@ -279,7 +437,17 @@ import { f16x2_rows_finite, pair_cells, pair_halves } from "./common";
       }
     }
   }
+  // The tokens left (all of them when decoding): four rows at a time from the four quarters of the
+  // range (see matmul_b32), then the rows left.
+  const quarter = (rowEnd - rowStart) >> 2;
   for (let t = tiled; t < nTok; t++) {
-    for (let r = rowStart; r < rowEnd; r++) store<f32>(out + (<usize>r << 2) + <usize>t * os, kq.dot1(w + <usize>r * rowBytes, x + <usize>t * xs, nb));
+    const xt = x + <usize>t * xs, ot = out + <usize>t * os;
+    for (let r = rowStart; r < rowStart + quarter; r++) {
+      rowDot4Packed<K>(w + <usize>r * rowBytes, <usize>quarter * rowBytes, xt, nb, ot + (<usize>r << 2), <usize>quarter);
+    }
+    for (let r = rowStart + 4 * quarter; r < rowEnd; r++) {
+      const o = ot + (<usize>r << 2);
+      store<f32>(o, rowDot1Packed<K>(w + <usize>r * rowBytes, xt, nb, o));
+    }
   }
 }

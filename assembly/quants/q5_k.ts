@@ -5,7 +5,7 @@
 // of 2c+1 in its high nibbles; their 5th bits are bits 2c and 2c+1 of qh[l]. The min term uses the
 // Q8_K block sums: sum(q8 * m) = m * bsum.
 import { f16_to_f32 } from "./common";
-import { QK_K, Q8K, scales03, scales47, mins03, mins47, byteOf, minsPairs, minTerm, hsum, combineMin, matmul_k_ref, matmul_k_tiles, dot32 } from "./kquants";
+import { QK_K, Q8K, scales03, scales47, mins03, mins47, byteOf, matmul_k_ref, matmul_k_tiles } from "./kquants";
 
 @inline const BLOCK: usize = 176;
 
@@ -82,36 +82,6 @@ export function matmul_q5_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
   matmul_k_ref<Q5K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
-/** One row against one token. */
-function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
-  let f0 = f32x4.splat(0);
-  for (let b = 0; b < nb; b++) {
-    const wb = wr + <usize>b * BLOCK;
-    const xb0 = x0 + <usize>b * Q8K;
-    const a0 = load<u32>(wb, 4), a1 = load<u32>(wb, 8), a2 = load<u32>(wb, 12);
-    const m03 = mins03(a1), m47 = mins47(a1, a2);
-    // the scales advance by shifts: TurboFan would recompute loop invariants at every iteration
-    let sc = <u64>scales03(a0) | (<u64>scales47(a0, a2) << 32);
-    let acc0 = i32x4.splat(0);
-    let hc0 = v128.load(wb, 16), hc1 = v128.load(wb, 32);
-    for (let c = 0; c < 4; c++) {
-      const q = wb + 48 + (<usize>c << 5);
-      const v0 = v128.load(q), v1 = v128.load(q, 16);
-      const scLo = i16x8.splat(<i16>(sc & 0xff));
-      const scHi = i16x8.splat(<i16>((sc >> 8) & 0xff));
-      sc >>= 16;
-      const xo = (<usize>c << 6) + 4;
-      acc0 = i32x4.add(acc0, dot32(lowWeights(v0, hc0), lowWeights(v1, hc1), scLo, xb0 + xo));
-      acc0 = i32x4.add(acc0, dot32(highWeights(v0, hc0), highWeights(v1, hc1), scHi, xb0 + xo + 32));
-      hc0 = i16x8.shr_u(hc0, 2);
-      hc1 = i16x8.shr_u(hc1, 2);
-    }
-    const mLo = minsPairs(m03, m47, 0), mHi = minsPairs(m03, m47, 1);
-    const d = f16_to_f32(load<u16>(wb)), dmin = f16_to_f32(load<u16>(wb, 2));
-    f0 = combineMin(f0, acc0, minTerm(xb0, mLo, mHi), xb0, d, dmin);
-  }
-  return hsum(f0);
-}
 
 export function matmul_q5_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32): void {
@@ -123,7 +93,6 @@ export function matmul_q5_k(w: usize, x: usize, out: usize, k: i32, rowStart: i3
 @final class Q5K {
   @inline bytes(): usize { return BLOCK; }
   @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRef(wr, xr, nb); }
-  @inline dot1(wr: usize, x: usize, nb: i32): f32 { return rowDot1(wr, x, nb); }
   @inline qs(): usize { return 48; }
   @inline lo(v: v128, wb: usize, half: usize, c: i32): v128 { return lowWeights(v, i16x8.shr_u(v128.load(wb + 16 + (half << 4)), c << 1)); }
   @inline hi(v: v128, wb: usize, half: usize, c: i32): v128 { return highWeights(v, i16x8.shr_u(v128.load(wb + 16 + (half << 4)), c << 1)); }

@@ -5,37 +5,13 @@
 //                                   weight l+32 = ql[l+32] low nibble | qh[l] bits 2-3 << 4,
 //                                   weight l+64 = ql[l] high nibble   | qh[l] bits 4-5 << 4,
 //                                   weight l+96 = ql[l+32] high nibble | qh[l] bits 6-7 << 4.
-import { f16_to_f32, f16x2_rows_finite, pair_cells, pair_halves } from "./common";
-import { QK_K, Q8K, hsum, combine, matmul_k_ref } from "./kquants";
+import { f16_to_f32, f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, pair_cells, pair_halves } from "./common";
+import { QK_K, Q8K, matmul_k_ref, dot_u8_i8, dot_u8_xp, xEven, xOdd } from "./kquants";
+import { i32x4_hsum4 } from "./common";
 
 @inline const BLOCK: usize = 210;
 /** Rows done per pass over the tiles of tokens (see matmulGroup). */
 @inline const ROWS_PER_PASS: i32 = 16;
-
-/** The 16 quants q (u8, 0..63) of part 0..3 from ql bytes `a` (parts 0, 2) or `b` (parts 1, 3) and
- *  qh `h`; the relaxed-SIMD build dots them as they are (see tile2x4). */
-@inline function quants(a: v128, b: v128, h: v128, part: i32): v128 {
-  const m4 = i8x16.splat(0x0f), m2 = i8x16.splat(0x30);
-  let v: v128;
-  if (part == 0) v = v128.or(v128.and(a, m4), v128.and(i16x8.shl(h, 4), m2));
-  else if (part == 1) v = v128.or(v128.and(b, m4), v128.and(i16x8.shl(h, 2), m2));
-  else if (part == 2) v = v128.or(v128.and(i16x8.shr_u(a, 4), m4), v128.and(h, m2));
-  else v = v128.or(v128.and(i16x8.shr_u(b, 4), m4), v128.and(i16x8.shr_u(h, 2), m2));
-  return v;
-}
-
-/** scale * dot(q - 32, q8) over 16 weights (quants q as from quants()), as four i32 partial sums;
- *  the relaxed-SIMD build leaves out the -32 (see tile2x4). */
-@inline function dot16q(q6: v128, scale: v128, q: usize): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q), q6), scale);
-  return dot16(i8x16.sub(q6, i8x16.splat(32)), scale, q);
-}
-
-/** scale * dot(w, q8) over 16 weights, as four i32 partial sums. */
-@inline function dot16(w: v128, scale: v128, q: usize): v128 {
-  const qv = v128.load(q);
-  return i32x4.dot_i16x8_s(i16x8.add(i16x8.extmul_low_i8x16_s(w, qv), i16x8.extmul_high_i8x16_s(w, qv)), scale);
-}
 
 @inline function scaleAt(wb: usize, j: i32): v128 {
   return i16x8.splat(<i16>load<i8>(wb + 192 + <usize>j));
@@ -103,29 +79,156 @@ export function matmul_q6_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
   matmul_k_ref<Q6K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
-/** One row against one token. */
-function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
-  let f0 = f32x4.splat(0);
+// ---- One token ----
+// The 16 sub-blocks' scales apply to i16 sums: a piece of 32 weights (sub-blocks j, j + 1) gives
+// two dot_u8_i8 (relaxed dots in the relaxed build; i16 lanes at most 2 * 63 * 127), interleaved and added pairwise (at most
+// 4 * 63 * 127 = 32004, still an i16) so that lanes alternate j, j + 1: one i32x4.dot_i16x8_s by
+// the pair of scales (an i32 lane of the half's scales, one pshufd) widens and scales them. The -32
+// of every weight is taken once per block from the Q8_K block sums. A block's integer sum is exact;
+// the f32 sum is matmul_q6_k_ref's: (d * dx) * isum, block after block.
+
+/** The i32x4 partial sums of sc[j] * dot(u, x) for a piece of a half: weights u0 (16 weights,
+ *  sub-block j) and u1 (sub-block j + 1) as u8, x at q, sp the scales (sc[j], sc[j + 1]) in every
+ *  i32 lane. */
+@inline function pieceDot(u0: v128, u1: v128, q: usize, sp: v128): v128 {
+  const d0 = dot_u8_i8(u0, v128.load(q));
+  const d1 = dot_u8_i8(u1, v128.load(q, 16));
+  const pk = i16x8.add(i16x8.shuffle(d0, d1, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(d0, d1, 4, 12, 5, 13, 6, 14, 7, 15));
+  return i32x4.dot_i16x8_s(pk, sp);
+}
+
+/** The weights (u8, 0..63) of piece `part` (0..3) of a half, 16 lanes: from the 16 ql bytes `a`
+ *  (bytes 0-31 of the half's ql for parts 0 and 2, 32-63 for 1 and 3) and the 16 qh bytes `h`. */
+@inline function pieceU(a: v128, h: v128, part: i32): v128 {
+  const m4 = i8x16.splat(0x0f), m2 = i8x16.splat(0x30);
+  const low = part < 2 ? v128.and(a, m4) : v128.and(i16x8.shr_u(a, 4), m4);
+  const high = part == 0 ? i16x8.shl(h, 4) : part == 1 ? i16x8.shl(h, 2) : part == 2 ? h : i16x8.shr_u(h, 2);
+  return v128.or(low, v128.and(high, m2));
+}
+
+/** acc + sum over a half (128 weights at ql, qh) of sc[j] * dot(q6 (without the -32), x at q), as
+ *  i32x4 partial sums; s: the half's eight scales as i16. Parts 0 and 2 share their ql bytes, as
+ *  do 1 and 3, and all four the qh bytes: each is loaded once. V8 hoists every load of a basic
+ *  block to its top: a store after each piece (to seq, overwritten later) orders the next loads
+ *  after it, so that the loads do not all live at once and spill. */
+@inline function halfDot(acc: v128, ql: usize, qh: usize, q: usize, s: v128, seq: usize): v128 {
+  const h0 = v128.load(qh), h1 = v128.load(qh, 16);
+  const a0 = v128.load(ql), a1 = v128.load(ql, 16);
+  acc = i32x4.add(acc, pieceDot(pieceU(a0, h0, 0), pieceU(a1, h1, 0), q, i32x4.shuffle(s, s, 0, 0, 0, 0)));
+  v128.store32_lane(seq, acc, 0);
+  acc = i32x4.add(acc, pieceDot(pieceU(a0, h0, 2), pieceU(a1, h1, 2), q + 64, i32x4.shuffle(s, s, 2, 2, 2, 2)));
+  v128.store32_lane(seq, acc, 0);
+  const b0 = v128.load(ql, 32), b1 = v128.load(ql, 48);
+  acc = i32x4.add(acc, pieceDot(pieceU(b0, h0, 1), pieceU(b1, h1, 1), q + 32, i32x4.shuffle(s, s, 1, 1, 1, 1)));
+  v128.store32_lane(seq, acc, 0);
+  acc = i32x4.add(acc, pieceDot(pieceU(b0, h0, 3), pieceU(b1, h1, 3), q + 96, i32x4.shuffle(s, s, 3, 3, 3, 3)));
+  v128.store32_lane(seq, acc, 0);
+  return acc;
+}
+
+/** The exact integer sum of block wb against the Q8_K block xb, as i32x4 partials;
+ *  seq: see halfDot. */
+@inline function blockDot(wb: usize, xb: usize, seq: usize): v128 {
+  const sc = v128.load(wb, 192);
+  const sLo = i16x8.extend_low_i8x16_s(sc), sHi = i16x8.extend_high_i8x16_s(sc);
+  const bs = i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), sLo), i32x4.dot_i16x8_s(v128.load(xb, 276), sHi));
+  const isum = halfDot(i32x4.neg(i32x4.shl(bs, 5)), wb, wb + 128, xb + 4, sLo, seq); // the -32 of every weight
+  return halfDot(isum, wb + 64, wb + 160, xb + 132, sHi, seq);
+}
+
+/** The i32x4 partial sums of piece `part` of a half of one row (ql, qh: the half's bytes; sc: its
+ *  eight scales) times the 32 activations of the piece, prepared (see dot_u8_xp). */
+@inline function rowPiece(ql: usize, qh: usize, sc: usize, part: i32, xe0: v128, xo0: v128, xe1: v128, xo1: v128): v128 {
+  const o = <usize>(part & 1) << 5;
+  const d0 = dot_u8_xp(pieceU(v128.load(ql + o), v128.load(qh), part), xe0, xo0);
+  const d1 = dot_u8_xp(pieceU(v128.load(ql + o, 16), v128.load(qh, 16), part), xe1, xo1);
+  const pk = i16x8.add(i16x8.shuffle(d0, d1, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(d0, d1, 4, 12, 5, 13, 6, 14, 7, 15));
+  const s = v128.load8x8_s(sc);
+  const sp = part == 0 ? i32x4.shuffle(s, s, 0, 0, 0, 0) : part == 1 ? i32x4.shuffle(s, s, 1, 1, 1, 1)
+    : part == 2 ? i32x4.shuffle(s, s, 2, 2, 2, 2) : i32x4.shuffle(s, s, 3, 3, 3, 3);
+  return i32x4.dot_i16x8_s(pk, sp);
+}
+
+/** -32 * sum_j sc[j] * bsum[j] of block wb against the Q8_K block xb: the -32 of every weight. */
+@inline function offsetTerm(wb: usize, xb: usize): v128 {
+  const sc = v128.load(wb, 192);
+  const bs = i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), i16x8.extend_low_i8x16_s(sc)),
+    i32x4.dot_i16x8_s(v128.load(xb, 276), i16x8.extend_high_i8x16_s(sc)));
+  return i32x4.neg(i32x4.shl(bs, 5));
+}
+
+/** Rows w, w + gap, w + 2*gap, w + 3*gap against one token at x, stored at out, out + 4*outGap, ...
+ *  (four long sequential streams, see matmul_b32): each piece's activations are loaded (and in
+ *  SIMD128 split into even and odd bytes) once for the four rows; the block's d and f32 work serve
+ *  the four rows in lanes. Summed as matmul_q6_k_ref (and rowDot1). */
+function rowDot4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void {
+  const g2 = gap << 1, g3 = gap * 3;
+  let acc = f32x4.splat(0); // lane r: row r
+  for (let b = 0; b < nb; b++) {
+    const w0 = w + <usize>b * BLOCK, w1 = w0 + gap, w2 = w0 + g2, w3 = w0 + g3;
+    const xb = x + <usize>b * Q8K;
+    let i0 = offsetTerm(w0, xb), i1 = offsetTerm(w1, xb), i2 = offsetTerm(w2, xb), i3 = offsetTerm(w3, xb);
+    for (let half = 0; half < 2; half++) {
+      const ol = <usize>half << 6, oh = 128 + (<usize>half << 5), os = 192 + (<usize>half << 3);
+      const hq = xb + 4 + (<usize>half << 7);
+      // the stores order each row's loads after the previous row's work (V8 hoists loads: spills)
+      {
+        const x0 = v128.load(hq), x1 = v128.load(hq, 16);
+        const e0 = xEven(x0), d0 = xOdd(x0), e1 = xEven(x1), d1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPiece(w0 + ol, w0 + oh, w0 + os, 0, e0, d0, e1, d1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPiece(w1 + ol, w1 + oh, w1 + os, 0, e0, d0, e1, d1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPiece(w2 + ol, w2 + oh, w2 + os, 0, e0, d0, e1, d1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPiece(w3 + ol, w3 + oh, w3 + os, 0, e0, d0, e1, d1)); v128.store32_lane(out, i3, 0);
+      }
+      {
+        const x0 = v128.load(hq, 32), x1 = v128.load(hq, 48);
+        const e0 = xEven(x0), d0 = xOdd(x0), e1 = xEven(x1), d1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPiece(w0 + ol, w0 + oh, w0 + os, 1, e0, d0, e1, d1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPiece(w1 + ol, w1 + oh, w1 + os, 1, e0, d0, e1, d1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPiece(w2 + ol, w2 + oh, w2 + os, 1, e0, d0, e1, d1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPiece(w3 + ol, w3 + oh, w3 + os, 1, e0, d0, e1, d1)); v128.store32_lane(out, i3, 0);
+      }
+      {
+        const x0 = v128.load(hq, 64), x1 = v128.load(hq, 80);
+        const e0 = xEven(x0), d0 = xOdd(x0), e1 = xEven(x1), d1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPiece(w0 + ol, w0 + oh, w0 + os, 2, e0, d0, e1, d1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPiece(w1 + ol, w1 + oh, w1 + os, 2, e0, d0, e1, d1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPiece(w2 + ol, w2 + oh, w2 + os, 2, e0, d0, e1, d1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPiece(w3 + ol, w3 + oh, w3 + os, 2, e0, d0, e1, d1)); v128.store32_lane(out, i3, 0);
+      }
+      {
+        const x0 = v128.load(hq, 96), x1 = v128.load(hq, 112);
+        const e0 = xEven(x0), d0 = xOdd(x0), e1 = xEven(x1), d1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPiece(w0 + ol, w0 + oh, w0 + os, 3, e0, d0, e1, d1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPiece(w1 + ol, w1 + oh, w1 + os, 3, e0, d0, e1, d1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPiece(w2 + ol, w2 + oh, w2 + os, 3, e0, d0, e1, d1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPiece(w3 + ol, w3 + oh, w3 + os, 3, e0, d0, e1, d1)); v128.store32_lane(out, i3, 0);
+      }
+    }
+    let h = v128.load16_splat(w0 + 208);
+    h = v128.load16_lane(w1 + 208, h, 3);
+    h = v128.load16_lane(w2 + 208, h, 5);
+    h = v128.load16_lane(w3 + 208, h, 7);
+    const d = f32x4.mul(f16x4_hi_to_f32x4_finite(h), f32x4.splat(load<f32>(xb)));
+    acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4_hsum4(i0, i1, i2, i3))));
+  }
+  store<f32>(out, f32x4.extract_lane(acc, 0));
+  store<f32>(out + (outGap << 2), f32x4.extract_lane(acc, 1));
+  store<f32>(out + (outGap << 3), f32x4.extract_lane(acc, 2));
+  store<f32>(out + 3 * (outGap << 2), f32x4.extract_lane(acc, 3));
+}
+
+/** One row against one token, summed as matmul_q6_k_ref; seq: a word that may be written (see
+ *  halfDot). */
+function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
+  let sum: f32 = 0;
   for (let b = 0; b < nb; b++) {
     const wb = wr + <usize>b * BLOCK;
-    const xb0 = x0 + <usize>b * Q8K;
-    let acc0 = i32x4.splat(0);
-    for (let p = 0; p < 4; p++) {
-      // p: half p >> 1, l-range (p & 1)*16 of it
-      const half = p >> 1, i = p & 1;
-      const ql = wb + (<usize>half << 6) + (<usize>i << 4);
-      const a = v128.load(ql), c = v128.load(ql, 32), h = v128.load(wb + 128 + (<usize>half << 5) + (<usize>i << 4));
-      const j = (half << 3) + i;
-      const q = xb0 + 4 + (<usize>half << 7) + (<usize>i << 4);
-      acc0 = i32x4.add(acc0, dot16q(quants(a, c, h, 0), scaleAt(wb, j), q));
-      acc0 = i32x4.add(acc0, dot16q(quants(a, c, h, 1), scaleAt(wb, j + 2), q + 32));
-      acc0 = i32x4.add(acc0, dot16q(quants(a, c, h, 2), scaleAt(wb, j + 4), q + 64));
-      acc0 = i32x4.add(acc0, dot16q(quants(a, c, h, 3), scaleAt(wb, j + 6), q + 96));
-    }
-    if (ASC_FEATURE_RELAXED_SIMD) acc0 = i32x4.sub(acc0, i32x4.shl(scaledBsums(xb0, wb + 192), 5)); // the -32
-    f0 = combine(f0, acc0, xb0, f16_to_f32(load<u16>(wb, 208)));
+    const xb = x0 + <usize>b * Q8K;
+    const d = f32x4.extract_lane(f16x4_hi_to_f32x4_finite(v128.load16_splat(wb + 208)), 0);
+    sum += (d * load<f32>(xb)) * <f32>i32x4_hsum(blockDot(wb, xb, seq));
   }
-  return hsum(f0);
+  return sum;
 }
 
 // ---- Many tokens: tiles of two rows by four tokens (see "Many tokens" in common.ts) ----
@@ -284,7 +387,16 @@ function matmulGroup(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, row
     }
   }
   for (let t = tiled; t < nTok; t++) {
-    for (let r = rowStart; r < rowEnd; r++) store<f32>(out + (<usize>r << 2) + <usize>t * os, rowDot1(w + <usize>r * rowBytes, x + <usize>t * xs, nb));
+    // four rows at a time from the four quarters of the range (see matmul_b32), then the rows left
+    const quarter = (rowEnd - rowStart) >> 2;
+    const xt = x + <usize>t * xs, ot = out + <usize>t * os;
+    for (let r = rowStart; r < rowStart + quarter; r++) {
+      rowDot4(w + <usize>r * rowBytes, <usize>quarter * rowBytes, xt, nb, ot + (<usize>r << 2), <usize>quarter);
+    }
+    for (let r = rowStart + 4 * quarter; r < rowEnd; r++) {
+      const o = ot + (<usize>r << 2);
+      store<f32>(o, rowDot1(w + <usize>r * rowBytes, xt, nb, o));
+    }
   }
 }
 

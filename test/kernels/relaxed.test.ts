@@ -142,3 +142,45 @@ describe("the relaxed build agrees with the SIMD128 build", () => {
     console.log(`matmul_${name}: relaxed vs SIMD128, largest |diff| / max|out| ${worst.toExponential(2)}`);
   });
 });
+
+describe("one token: the matmuls that sum as their scalar reference do so bit for bit", () => {
+  // The one-token paths that fold each block's integer sum before the f32 multiply-add (see
+  // dot_b32_rows4 in assembly/quants/common.ts, rowDot1Relaxed in kquants.ts and q6_k.ts) sum
+  // exactly as matmul_T_ref does, block after block: any change to their order shows here.
+  const EXACT: Record<"simd128" | "relaxed-simd", string[]> = {
+    simd128: ["q5_0", "q5_1", "iq4_nl", "q4_k", "q5_k", "q6_k"],
+    "relaxed-simd": ["q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q4_k", "q5_k", "q6_k"],
+  };
+  const cases = (["simd128", "relaxed-simd"] as const).flatMap((build) => EXACT[build].map((name) => [build, name] as const));
+
+  it.for(cases)("%s matmul_%s: one token, rows 3..38 of 41 (four quarters and the rows left), equal to _ref", async ([build, name], ctx) => {
+    if (build === "relaxed-simd") requireRelaxedSimd(ctx);
+    const spec = PROBED.find(([suffix]) => suffix === name);
+    expect(spec, `${name} in PROBED`).toBeDefined();
+    const [, block, bytes, convert, xBytes, halves] = spec!;
+    const memory = createSharedMemory(64);
+    const K = await instantiateKernels(memory, await compileKernelBuild(build));
+    const rand = rng(777 + bytes), normal = gaussian(rand);
+    const rows = 41, rowStart = 3, rowEnd = 38, k = block === 32 ? 352 : 1024;
+    const nb = k / block, xStride = nb * xBytes;
+    const u8 = () => new Uint8Array(memory.buffer);
+    const dv = () => new DataView(memory.buffer);
+    const after = (p: number, n: number) => Math.ceil((p + n) / 64) * 64 + 64;
+    const W = 65536, XF = after(W, rows * nb * bytes), X = after(XF, 4 * k);
+    const OUT = after(X, xStride), OUT_REF = after(OUT, 4 * rows);
+    for (let i = 0; i < rows * nb * bytes; i++) u8()[W + i] = (rand() * 256) | 0;
+    for (let b = 0; b < rows * nb; b++) for (const h of halves) dv().setUint16(W + b * bytes + h, 0x1c00 + ((rand() * 0x800) | 0), true);
+    for (let i = 0; i < k; i++) dv().setFloat32(XF + 4 * i, normal() * (rand() < 0.05 ? 20 : 1), true);
+    K[convert](XF, X, k);
+    u8().fill(0xa5, OUT, OUT_REF + 4 * rows);
+    K[`matmul_${name}`](W, X, OUT, k, rowStart, rowEnd, 1, xStride, rows);
+    K[`matmul_${name}_ref`](W, X, OUT_REF, k, rowStart, rowEnd, 1, xStride, rows);
+    const a = new Float32Array(memory.buffer, OUT, rows), r = new Float32Array(memory.buffer, OUT_REF, rows);
+    let compared = 0;
+    for (let i = rowStart; i < rowEnd; i++, compared++) {
+      expect(Number.isFinite(r[i]), `${name} row ${i}: reference finite`).toBe(true);
+      expect(Object.is(a[i], r[i]), `${build} matmul_${name} row ${i}: ${a[i]}, _ref ${r[i]}`).toBe(true);
+    }
+    expect(compared).toBe(rowEnd - rowStart);
+  });
+});
