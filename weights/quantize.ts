@@ -15,6 +15,11 @@ import { openFile, type RandomAccessFile } from "../ts/runtime/index";
 import { kv, type GGUFEntry } from "./gguf/metadata";
 import { openGGUF } from "./gguf/reader";
 import { GGMLType, type GGMLTypeName, rowBytes, typeInfo, typeName } from "./gguf/types";
+
+/** "Q4_K" for a known type id, typeName's text otherwise. */
+function nameOf(id: number): string {
+  return typeInfo(id)?.name ?? typeName(id);
+}
 import { writeGGUFFile, type GGUFLayout, type GGUFSink, type GGUFToWrite, writeGGUF } from "./gguf/writer";
 import { bf16ToF32, f16ToF32 } from "./quant/half";
 import { QUANTIZABLE_TYPES, quantTraits } from "./quant/index";
@@ -224,7 +229,7 @@ function fallbackType(t: TensorDescription, target: number): { type: number; why
     case T.Q6_K: type = T.Q8_0; break;
     default:
       throw new QwasmError("INVALID_ARGUMENT",
-        `quantize: tensor ${t.name} has rows of ${ncols}, not a multiple of the ${typeName(target)} block size ${block}, and llama.cpp defines no fallback for it`);
+        `quantize: tensor ${t.name} has rows of ${ncols}, not a multiple of the ${nameOf(target)} block size ${block}, and llama.cpp defines no fallback for it`);
   }
   if (ncols % typeInfo(type)!.blockSize !== 0) type = T.F16;
   return { type, why: `rows of ${ncols} are not a multiple of ${block} (${typeInfo(target)!.name}): ${typeInfo(type)!.name}` };
@@ -352,11 +357,11 @@ export function planQuantization(metadata: Iterable<[string, GGUFEntry]>, tensor
     }
     if (t.dims[0] % typeInfo(outType)!.blockSize !== 0) {
       throw new QwasmError("INVALID_ARGUMENT",
-        `quantize: tensor ${t.name} has rows of ${t.dims[0]}, not a multiple of the ${typeName(outType)} block size ${typeInfo(outType)!.blockSize}`);
+        `quantize: tensor ${t.name} has rows of ${t.dims[0]}, not a multiple of the ${nameOf(outType)} block size ${typeInfo(outType)!.blockSize}`);
     }
     if (outType !== t.type && typeInfo(t.type)!.blockSize > 1 && !options.allowRequantize) {
       throw new QwasmError("INVALID_ARGUMENT",
-        `quantize: tensor ${t.name} is already ${typeName(t.type)}; requantizing loses accuracy (allowRequantize / --allow-requantize does it anyway)`);
+        `quantize: tensor ${t.name} is already ${nameOf(t.type)}; requantizing loses accuracy (allowRequantize / --allow-requantize does it anyway)`);
     }
     return { ...t, outDims, outType, fallback };
   });
@@ -399,7 +404,7 @@ function toF32(type: number, bytes: Uint8Array, count: number, tensor: string, a
       return out;
     }
     default:
-      if (!allowRequantize) throw new QwasmError("INVALID_ARGUMENT", `quantize: tensor ${tensor} is ${typeName(type)}, not F32/F16/BF16`);
+      if (!allowRequantize) throw new QwasmError("INVALID_ARGUMENT", `quantize: tensor ${tensor} is ${nameOf(type)}, not F32/F16/BF16`);
       return quantTraits(type).dequantize(bytes, count);
   }
 }
