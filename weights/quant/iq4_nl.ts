@@ -3,9 +3,12 @@
 // (llama.cpp falls back to it for rows whose length is not a multiple of 256) but does not write it.
 
 import { Q8_0_BYTES } from "./activations";
-import { checkRow, f32, int8View } from "./common";
+import { checkRow, int8View } from "./common";
 import { readF16, writeF16 } from "./half";
 import { GROUP_MAX_EPS } from "./kquants";
+
+/** Local, not imported: hot loops call it (see kquants.ts). */
+const f32 = Math.fround;
 
 export const QK4_NL = 32;
 export const IQ4_NL_BYTES = 18;

@@ -1,8 +1,12 @@
 // Pieces the k-quant files share: the q8_K activation block, the packed 6-bit scales of Q4_K/Q5_K,
 // and the scale searches of the reference quantizers.
 
-import { f32, readF32 } from "./common";
+import { readF32 } from "./common";
 import { f16ToF32, f32Bits, f32ToF16 } from "./half";
+
+// A local binding, not the import from common.ts: the scale searches call it millions of times, and a
+// bundler or test runner may turn an imported binding into a property read on every call.
+const f32 = Math.fround;
 
 /** q8_K block at `o`: f32 d; i8 qs[256] at o+4; i16 bsums[16] at o+260. */
 export function q8KScale(x: Uint8Array, o: number): number {
@@ -39,7 +43,7 @@ export const GROUP_MAX_EPS = Math.fround(1e-15);
 export function nearestInt(fval: number): number {
   if (fval > -4194304 && fval < 4194304) {
     const r = Math.round(fval); // ties up
-    return r - fval === 0.5 && (r & 1) !== 0 ? r - 1 : r;
+    return (r - fval === 0.5 && (r & 1) !== 0 ? r - 1 : r) | 0; // | 0: an int, as in C (no -0)
   }
   return (f32Bits(f32(fval + 12582912)) & 0x007fffff) - 0x00400000;
 }

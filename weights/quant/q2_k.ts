@@ -2,9 +2,12 @@
 // per 16 weights); u8 qs[64] (2 bits each); f16 d; f16 dmin. w = d*sc*q - dmin*m. Activations: Q8_K.
 
 import { Q8_K_BYTES, QK_K } from "./activations";
-import { checkRow, f32, int8View } from "./common";
+import { checkRow, int8View } from "./common";
 import { f16ToF32, f32ToF16, readF16 } from "./half";
 import { makeQkx2Quants, nearestInt, q8KBsum, q8KScale } from "./kquants";
+
+/** Local, not imported: hot loops call it (see kquants.ts). */
+const f32 = Math.fround;
 
 export const Q2_K_BYTES = 84;
 

@@ -2,9 +2,12 @@
 // u8 scales[12] (16 packed 6-bit scales, offset 32); f16 d. w = d*(sc-32)*(q-4). Activations: Q8_K.
 
 import { Q8_K_BYTES, QK_K } from "./activations";
-import { checkRow, f32, int8View, readU32 } from "./common";
+import { checkRow, int8View, readU32 } from "./common";
 import { f16ToF32, f32ToF16, readF16 } from "./half";
 import { makeQ3Quants, nearestInt, q8KScale } from "./kquants";
+
+/** Local, not imported: hot loops call it (see kquants.ts). */
+const f32 = Math.fround;
 
 export const Q3_K_BYTES = 110;
 

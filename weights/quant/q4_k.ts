@@ -2,9 +2,12 @@
 // scales and 8 mins, one per 32 weights); u8 qs[128]. w = d*sc*q - dmin*m. Activations: Q8_K.
 
 import { Q8_K_BYTES, QK_K } from "./activations";
-import { checkRow, f32, int8View } from "./common";
+import { checkRow, int8View } from "./common";
 import { readF16 } from "./half";
 import { q8KBsum, q8KScale, quantizeScaleMinK, scaleMinK4, scaleMinKScratch } from "./kquants";
+
+/** Local, not imported: hot loops call it (see kquants.ts). */
+const f32 = Math.fround;
 
 export const Q4_K_BYTES = 144;
 

@@ -2,9 +2,12 @@
 // i8 scales[16] (one per 16 weights); f16 d. w = d*sc*(q-32). Activations: Q8_K.
 
 import { Q8_K_BYTES, QK_K } from "./activations";
-import { checkRow, f32, int8View } from "./common";
+import { checkRow, int8View } from "./common";
 import { f16ToF32, f32ToF16, readF16 } from "./half";
 import { GROUP_MAX_EPS, makeQxQuants, nearestInt, q8KScale } from "./kquants";
+
+/** Local, not imported: hot loops call it (see kquants.ts). */
+const f32 = Math.fround;
 
 export const Q6_K_BYTES = 210;
 
