@@ -428,7 +428,7 @@ async function* quantizedChunks(t: QuantizeSourceTensor, plan: TensorPlan, allow
     const x = toF32(t.type, bytes, n * rowLength, t.name, allowRequantize);
     for (let i = 0; i < x.length; i++) {
       if (!Number.isFinite(x[i])) {
-        throw new QwasmError("INVALID_ARGUMENT",
+        throw new QwasmError("MODEL_INVALID",
           `quantize: tensor ${t.name} has a non-finite value (${x[i]}) in row ${r0 + Math.floor(i / rowLength)}; it cannot be quantized`);
       }
     }

@@ -193,7 +193,8 @@ describe("the data", () => {
     new DataView(bytes.buffer).setFloat32(file.dataOffset + t.offset + 4 * (t.dims[0] * 5 + 3), NaN, true);
     const e = await quantizeGGUF(bytes, () => {}, { type: "Q8_0" }).then(() => undefined, (x: unknown) => x);
     expect(e).toBeInstanceOf(QwasmError);
-    expect((e as QwasmError).message).toBe("quantize: tensor blk.1.ffn_up.weight has a non-finite value (NaN) in row 5; it cannot be quantized");
+    expect([(e as QwasmError).code, (e as QwasmError).message]).toEqual(["MODEL_INVALID",
+      "quantize: tensor blk.1.ffn_up.weight has a non-finite value (NaN) in row 5; it cannot be quantized"]);
   });
 
   test("streams: big tensors are read and written a few MiB at a time", async () => {
