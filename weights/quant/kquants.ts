@@ -42,8 +42,8 @@ export const GROUP_MAX_EPS = Math.fround(1e-15);
  */
 export function nearestInt(fval: number): number {
   if (fval > -4194304 && fval < 4194304) {
-    const r = Math.round(fval); // ties up
-    return (r - fval === 0.5 && (r & 1) !== 0 ? r - 1 : r) | 0; // | 0: an int, as in C (no -0)
+    // the float add rounds to an integer, half to even (1.5*2^23 has ulp 1); exact in f64 before it
+    return (f32(fval + 12582912) - 12582912) | 0;
   }
   return (f32Bits(f32(fval + 12582912)) & 0x007fffff) - 0x00400000;
 }
