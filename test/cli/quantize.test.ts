@@ -134,6 +134,7 @@ describe.skipIf(!cliBuilt)("qwasm quantize (built CLI; run `node scripts/build.m
       [["quantize", f32Model, out], /^qwasm: qwasm quantize needs IN\.gguf OUT\.gguf TYPE.* \[INVALID_ARGUMENT\]\n$/],
       [["quantize", f32Model, out, "Q4_0", "--output-type", "IQ1_S"], /^qwasm: --output-type IQ1_S: qwasm cannot write that tensor type .* \[INVALID_ARGUMENT\]\n$/],
       [["quantize", q8, out, "Q4_0"], /already Q8_0.*--allow-requantize.* \[INVALID_ARGUMENT\]\n$/],
+      [["quantize", f32Model, join(tmp, "no-such-dir", "x.gguf"), "Q4_0"], /^qwasm: cannot write .*x\.gguf: the folder .*no-such-dir does not exist.* \[INVALID_ARGUMENT\]\n$/],
     ];
     for (const [argv, message] of cases) {
       const r = await runCli(argv);
@@ -141,7 +142,7 @@ describe.skipIf(!cliBuilt)("qwasm quantize (built CLI; run `node scripts/build.m
       expect(r.stderr, argv.join(" ")).toMatch(message);
       expect(existsSync(out) || existsSync(`${out}.partial`), argv.join(" ")).toBe(false);
     }
-    expect(cases.length).toBe(7);
+    expect(cases.length).toBe(8);
     // a NaN in the last tensor: the error comes after most of the file was written, which is removed
     const bytes = new Uint8Array(readFileSync(f32Model));
     const file = parseGGUFBytes(bytes);

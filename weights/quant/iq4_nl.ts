@@ -1,6 +1,6 @@
 // IQ4_NL: blocks of 32 weights, 18 bytes: f16 d; u8 qs[16] (low nibbles = weights 0..15, high =
-// 16..31). w = d * KVALUES_IQ4NL[q], a fixed non-uniform grid. Activations: Q8_0. qwasm reads it
-// (llama.cpp falls back to it for rows whose length is not a multiple of 256) but does not write it.
+// 16..31). w = d * KVALUES_IQ4NL[q], a fixed non-uniform grid. Activations: Q8_0. llama.cpp falls
+// back to it for IQ types whose rows are not a multiple of 256, and writes it as the IQ4_NL ftype.
 
 import { Q8_0_BYTES } from "./activations";
 import { checkRow, int8View } from "./common";

@@ -1,10 +1,10 @@
 // qwasm quantize: a Qwen2 GGUF (F32, F16 or BF16) to a quantized one, byte-identical to llama-quantize
 // without an imatrix (weights/quantize.ts).
 import { rm } from "node:fs/promises";
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { parseArgs, stringOption } from "../args";
 import { QwasmError } from "../../errors";
-import { openLocalFile, renameFile } from "../../runtime/files";
+import { fileExists, openLocalFile, renameFile } from "../../runtime/files";
 import { progressReporter } from "../progress";
 import { planSummary, quantizeFtype, quantizeGGUF } from "../../../weights/quantize";
 
@@ -48,6 +48,9 @@ export async function main(argv: string[]): Promise<number> {
     throw new QwasmError("INVALID_ARGUMENT", `the output ${output} is the input: quantize reads the input while it writes, so they must differ`);
   }
   quantizeFtype(type); // an unknown or imatrix type is refused before any file is touched
+  if (!(await fileExists(dirname(resolve(output))))) {
+    throw new QwasmError("INVALID_ARGUMENT", `cannot write ${output}: the folder ${dirname(resolve(output))} does not exist`);
+  }
   const file = await openLocalFile(input); // FILE_NOT_FOUND / FILE_UNREADABLE; quantizeGGUF closes it
   const quiet = args.options.has("quiet");
   const partial = `${output}.partial`;
