@@ -124,6 +124,16 @@ describe("per-tensor types of the mixes", () => {
     expect(counts(QWEN2_1_5B, { type: "Q8_0" })).toEqual({ Q8_0: 197 }); // the output tensor stays Q8_0 in a Q8_0 file
   });
 
+  test("Qwen2-72B (80 layers: llama.cpp's 70B type): attn_v gets Q5_K where the mix says Q3_K or Q4_K", () => {
+    const shape: Shape = { hidden: 8192, layers: 80, heads: 64, kvHeads: 8, ffn: 29568, vocab: 152064, tied: false };
+    const q4km = typesOf(shape, { type: "Q4_K_M" });
+    // use_more_bits(i, 80): i < 10, i >= 70, or (i - 10) % 3 == 2
+    expect([0, 10, 11, 12].map((l) => q4km.get(`blk.${l}.attn_v.weight`))).toEqual(["Q6_K", "Q5_K", "Q5_K", "Q6_K"]);
+    expect(typesOf(shape, { type: "Q3_K_S" }).get("blk.40.attn_v.weight")).toBe("Q5_K");
+    expect(q4km.get("blk.11.ffn_down.weight")).toBe("Q5_0"); // 29568 is not a multiple of 256: Q4_K falls back
+    expect(typesOf({ ...shape, layers: 79 }, { type: "Q3_K_S" }).get("blk.40.attn_v.weight")).toBe("Q3_K");
+  });
+
   test("--output-type and --token-embedding-type", () => {
     // tied: the output type is token_embd's, unless --pure
     expect(typesOf(QWEN2_1_5B, { type: "Q4_K_M", outputType: "Q8_0" }).get("token_embd.weight")).toBe("Q8_0");
