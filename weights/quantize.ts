@@ -12,6 +12,7 @@
 
 import { QwasmError } from "../ts/errors";
 import { openFile, type RandomAccessFile } from "../ts/runtime/index";
+import { spawnWorker, type WorkerHandle } from "../ts/runtime/workers";
 import { kv, type GGUFEntry } from "./gguf/metadata";
 import { openGGUF } from "./gguf/reader";
 import { GGMLType, type GGMLTypeName, rowBytes, typeInfo, typeName } from "./gguf/types";
@@ -101,6 +102,13 @@ export interface QuantizeOptions {
   tokenEmbeddingType?: string;
   /** Quantize tensors that are already quantized (dequantized first; llama-quantize --allow-requantize). */
   allowRequantize?: boolean;
+  /**
+   * Workers that quantize rows in parallel (quantizeGGUF; default 1: this thread). The bytes do not
+   * depend on it: rows are independent.
+   */
+  threads?: number;
+  /** The quantize worker bundle; default dist/quantize-worker.js (beside this module when bundled). */
+  workerUrl?: URL;
 }
 
 export interface TensorDescription {
@@ -409,7 +417,8 @@ function toF32(type: number, bytes: Uint8Array, count: number, tensor: string, a
   }
 }
 
-async function* quantizedChunks(t: QuantizeSourceTensor, plan: TensorPlan, allowRequantize: boolean): AsyncGenerator<Uint8Array> {
+async function* quantizedChunks(t: QuantizeSourceTensor, plan: TensorPlan, allowRequantize: boolean,
+  workers: QuantizeWorkers | undefined): AsyncGenerator<Uint8Array> {
   const rowLength = t.dims[0];
   const rows = t.dims.slice(1).reduce((a, b) => a * b, 1);
   const inRow = rowBytes(t.type, rowLength);
@@ -432,6 +441,10 @@ async function* quantizedChunks(t: QuantizeSourceTensor, plan: TensorPlan, allow
           `quantize: tensor ${t.name} has a non-finite value (${x[i]}) in row ${r0 + Math.floor(i / rowLength)}; it cannot be quantized`);
       }
     }
+    if (workers) {
+      yield await workers.quantize(plan.outType, rowLength, x);
+      continue;
+    }
     const out = new Uint8Array(n * outRow);
     for (let r = 0; r < n; r++) out.set(traits.quantize(x.subarray(r * rowLength, (r + 1) * rowLength)), r * outRow);
     yield out;
@@ -439,7 +452,8 @@ async function* quantizedChunks(t: QuantizeSourceTensor, plan: TensorPlan, allow
 }
 
 /** The quantized file, described: metadata and tensors whose data is computed when written. */
-export function quantizeModel(source: QuantizeSource, options: QuantizeOptions): GGUFToWrite & { plan: QuantizePlan } {
+export function quantizeModel(source: QuantizeSource, options: QuantizeOptions,
+  workers?: QuantizeWorkers): GGUFToWrite & { plan: QuantizePlan } {
   const plan = planQuantization(source.metadata, source.tensors, options);
   const byName = new Map(source.tensors.map((t) => [t.name, t]));
   return {
@@ -449,7 +463,7 @@ export function quantizeModel(source: QuantizeSource, options: QuantizeOptions):
       name: p.name,
       dims: p.outDims,
       type: p.outType,
-      data: () => quantizedChunks(byName.get(p.name)!, p, options.allowRequantize ?? false),
+      data: () => quantizedChunks(byName.get(p.name)!, p, options.allowRequantize ?? false, workers),
     })),
   };
 }
@@ -492,14 +506,22 @@ export interface QuantizeResult {
  */
 export async function quantizeGGUF(input: string | URL | Uint8Array | RandomAccessFile, output: string | URL | GGUFSink,
   options: QuantizeOptions, onProgress?: (written: number, total: number) => void): Promise<QuantizeResult> {
+  const threads = options.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1 || threads > 256) {
+    throw new QwasmError("INVALID_ARGUMENT", `quantize: threads must be an integer 1..256, got ${threads}`);
+  }
   const source = await openQuantizeSource(input);
+  let workers: QuantizeWorkers | undefined;
   try {
     const model = quantizeModel(source, options);
+    if (threads > 1) workers = await QuantizeWorkers.start(threads, options.workerUrl ?? defaultQuantizeWorkerUrl());
+    const parallel = workers ? quantizeModel(source, options, workers) : model;
     const layout = typeof output === "function"
-      ? await writeGGUF(model, output, onProgress)
-      : await writeGGUFFile(output, model, onProgress);
+      ? await writeGGUF(parallel, output, onProgress)
+      : await writeGGUFFile(output, parallel, onProgress);
     return { plan: model.plan, layout };
   } finally {
+    await workers?.close();
     await source.close();
   }
 }
@@ -513,3 +535,90 @@ export function planSummary(plan: QuantizePlan): string {
   }
   return [...counts].map(([name, n]) => `${n} ${name}`).join(", ");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Workers
+
+/** A quantize worker's job: f32 rows (whole rows of `rowLength`) to quantize to `type`. */
+export interface QuantizeJob {
+  id: number;
+  type: number;
+  rowLength: number;
+  x: Float32Array;
+}
+
+export type QuantizeJobResult = { id: number; bytes: Uint8Array } | { id: number; error: string };
+
+/** Where the quantize worker bundle is: beside this module when bundled, in dist/ when run from source. */
+export function defaultQuantizeWorkerUrl(): URL {
+  const here = import.meta.url;
+  return here.endsWith(".ts") ? new URL("../dist/quantize-worker.js", here) : new URL("./quantize-worker.js", here);
+}
+
+/** Workers that quantize the rows of a chunk in parallel, each a contiguous share of the rows. */
+export class QuantizeWorkers {
+  private seq = 0;
+  private readonly pending = new Map<number, { resolve(bytes: Uint8Array): void; reject(e: Error): void }>();
+  private failure: Error | undefined;
+
+  private constructor(private readonly workers: WorkerHandle[]) {
+    for (const w of workers) {
+      w.onMessage((message) => {
+        const reply = message as QuantizeJobResult;
+        const job = this.pending.get(reply.id);
+        if (!job) return;
+        this.pending.delete(reply.id);
+        if ("error" in reply) job.reject(new QwasmError("WORKER_FAILED", `quantize worker: ${reply.error}`));
+        else job.resolve(reply.bytes);
+      });
+      w.onError((error) => this.fail(new QwasmError("WORKER_FAILED", `a quantize worker failed: ${error.message}`, { cause: error })));
+    }
+  }
+
+  static async start(n: number, url: URL): Promise<QuantizeWorkers> {
+    const workers: WorkerHandle[] = [];
+    try {
+      for (let i = 0; i < n; i++) workers.push(await spawnWorker(url));
+    } catch (e) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw new QwasmError("WORKER_FAILED", `cannot start the quantize workers (${url.href}): ${(e as Error).message}`, { cause: e });
+    }
+    return new QuantizeWorkers(workers);
+  }
+
+  get size(): number { return this.workers.length; }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    for (const job of this.pending.values()) job.reject(error);
+    this.pending.clear();
+  }
+
+  /** x (whole rows of `rowLength`) quantized to `type`, the rows shared out between the workers. */
+  async quantize(type: number, rowLength: number, x: Float32Array): Promise<Uint8Array> {
+    if (this.failure) throw this.failure;
+    const rows = x.length / rowLength;
+    const share = Math.ceil(rows / this.workers.length);
+    const parts: Promise<Uint8Array>[] = [];
+    for (let w = 0, r0 = 0; r0 < rows; w++, r0 += share) {
+      const id = ++this.seq;
+      const part = x.slice(r0 * rowLength, Math.min(rows, r0 + share) * rowLength);
+      parts.push(new Promise((resolve, reject) => this.pending.set(id, { resolve, reject })));
+      this.workers[w].postMessage({ id, type, rowLength, x: part } satisfies QuantizeJob);
+    }
+    const done = await Promise.all(parts);
+    const out = new Uint8Array(done.reduce((n, b) => n + b.length, 0));
+    let at = 0;
+    for (const b of done) {
+      out.set(b, at);
+      at += b.length;
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.fail(new QwasmError("WORKER_FAILED", "the quantize workers were closed"));
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+

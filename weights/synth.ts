@@ -17,7 +17,7 @@ import { kv, GGUFValueType, type GGUFEntry } from "./gguf/metadata";
 import { GGMLType, type GGMLTypeId, type GGMLTypeName, rowBytes } from "./gguf/types";
 import { writeGGUFFile, type GGUFLayout, type GGUFTensorToWrite, type GGUFToWrite } from "./gguf/writer";
 import { quantTraits } from "./quant/index";
-import { quantizeModel, type QuantizePlan, type QuantizeSource } from "./quantize";
+import { quantizeModel, type QuantizePlan, type QuantizeSource, type QuantizeWorkers } from "./quantize";
 
 // ---------------------------------------------------------------------------------------------
 // Shapes
@@ -454,9 +454,11 @@ export async function writeSynthQwen2(path: string | URL, options: SynthOptions,
 /**
  * A synthetic model in one of llama-quantize's mixes (SYNTH_MIXES): the F32 model of `options`,
  * quantized tensor by tensor while it is written. `embeddingType` sets token_embd's type (and an
- * untied output.weight's), as --token-embedding-type / --output-type do.
+ * untied output.weight's), as --token-embedding-type / --output-type do. With `workers`, rows are
+ * quantized in parallel (the same bytes).
  */
-export function synthQwen2Mix(options: Omit<SynthOptions, "type" | "embeddingType"> & { mix: SynthMix; embeddingType?: SynthType }):
+export function synthQwen2Mix(options: Omit<SynthOptions, "type" | "embeddingType"> & { mix: SynthMix; embeddingType?: SynthType },
+  workers?: QuantizeWorkers):
   GGUFToWrite & { plan: QuantizePlan; parameterCount: number; nVocab: number } {
   if (!(SYNTH_MIXES as readonly string[]).includes(options.mix)) {
     throw invalidShape(`${options.mix} is not a mix; mixes: ${SYNTH_MIXES.join(" ")}`);
@@ -479,7 +481,7 @@ export function synthQwen2Mix(options: Omit<SynthOptions, "type" | "embeddingTyp
     type: options.mix,
     tokenEmbeddingType: options.embeddingType,
     outputType: options.embeddingType !== undefined && !model.shape.tied ? options.embeddingType : undefined,
-  });
+  }, workers);
   return { ...quantized, parameterCount: model.parameterCount, nVocab: model.nVocab };
 }
 

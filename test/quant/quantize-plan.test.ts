@@ -1,5 +1,7 @@
 // qwasm quantize's per-tensor types (llama_tensor_get_type) on the real Qwen2 shapes, its options and
 // errors, and its streaming; no fixtures needed (the fixture comparison is quantize-fixtures.test.ts).
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 import { QwasmError } from "../../ts/errors";
 import { kv, type GGUFEntry } from "../../weights/gguf/metadata";
@@ -7,9 +9,10 @@ import { parseGGUFBytes } from "../../weights/gguf/reader";
 import { GGMLType, typeInfo } from "../../weights/gguf/types";
 import { writeGGUF, writeGGUFBytes } from "../../weights/gguf/writer";
 import {
-  planQuantization, planSummary, quantizeGGUF, quantizeModel, type QuantizeOptions, type QuantizeSource, type TensorDescription,
+  defaultQuantizeWorkerUrl, planQuantization, planSummary, quantizeGGUF, quantizeModel, type QuantizeOptions, type QuantizeSource,
+  type TensorDescription,
 } from "../../weights/quantize";
-import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
+import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
 
 interface Shape { hidden: number; layers: number; heads: number; kvHeads: number; ffn: number; vocab: number; tied: boolean }
 
@@ -231,5 +234,30 @@ describe("the data", () => {
     expect(Math.max(...reads)).toBeLessThanOrEqual(8 * 2 ** 20);
     expect(largest).toBeLessThanOrEqual(8 * 2 ** 20);
     expect(total).toBeGreaterThan(2 * 4096 * 4096 * 0.8);
+  });
+
+  const workerBuilt = existsSync(fileURLToPath(defaultQuantizeWorkerUrl()));
+  test.skipIf(!workerBuilt)("workers give the same bytes as one thread (needs dist/quantize-worker.js: node scripts/build.mjs)", async () => {
+    const model = synthQwen2({ shape: { ...QWEN2_PRESETS.tiny, hidden: 256, ffn: 512 }, vocabulary: await readQwen2Vocabulary(), seed: 8 });
+    const bytes = await writeGGUFBytes(model);
+    const run = async (threads: number) => {
+      const chunks: Uint8Array[] = [];
+      await quantizeGGUF(bytes, (c) => { chunks.push(c.slice()); }, { type: "Q4_K_M", threads });
+      return Buffer.concat(chunks);
+    };
+    const one = await run(1);
+    expect(one.length).toBeGreaterThan(100_000);
+    expect((await run(2)).equals(one)).toBe(true);
+    expect((await run(3)).equals(one)).toBe(true);
+  });
+
+  test("workers that cannot start are a WORKER_FAILED error, and threads must be 1..256", async () => {
+    const bytes = await writeGGUFBytes(synthQwen2({ shape: "tiny", vocabulary: await readQwen2Vocabulary(), seed: 1 }));
+    const missing = new URL("file:///nonexistent-qwasm/quantize-worker.js");
+    const e = await quantizeGGUF(bytes, () => {}, { type: "Q8_0", threads: 2, workerUrl: missing }).then(() => undefined, (x: unknown) => x);
+    expect(e).toBeInstanceOf(QwasmError);
+    expect((e as QwasmError).code).toBe("WORKER_FAILED");
+    const bad = await quantizeGGUF(bytes, () => {}, { type: "Q8_0", threads: 0 }).then(() => undefined, (x: unknown) => x);
+    expect((bad as QwasmError).message).toBe("quantize: threads must be an integer 1..256, got 0");
   });
 });

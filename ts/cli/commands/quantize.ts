@@ -2,14 +2,15 @@
 // without an imatrix (weights/quantize.ts).
 import { rm } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import { parseArgs, stringOption } from "../args";
+import { numberOption, parseArgs, stringOption } from "../args";
 import { QwasmError } from "../../errors";
 import { fileExists, openLocalFile, renameFile } from "../../runtime/files";
+import { availableCores } from "../../runtime/index";
 import { progressReporter } from "../progress";
 import { planSummary, quantizeFtype, quantizeGGUF } from "../../../weights/quantize";
 
 export const help = `usage: qwasm quantize IN.gguf OUT.gguf TYPE [--pure] [--output-type T] [--token-embedding-type T]
-                      [--allow-requantize] [--quiet]
+                      [--allow-requantize] [--threads N] [--quiet]
 
 Quantizes a Qwen2 or Qwen2-MoE GGUF (F32, F16 or BF16 weights) as llama.cpp's llama-quantize does
 without an importance matrix: the same per-tensor types and the same bytes. The output is written
@@ -36,6 +37,8 @@ IQ1_* and Q2_K_S need an imatrix, which qwasm does not take.
   --token-embedding-type T   type of token_embd.weight (same types)
   --allow-requantize         accept an input whose matrices are already quantized (they are
                              dequantized first; accuracy suffers)
+  --threads N                workers quantizing rows in parallel (default: the cores); the output
+                             is the same for any N
   --quiet                    no progress and no summary`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -53,6 +56,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const file = await openLocalFile(input); // FILE_NOT_FOUND / FILE_UNREADABLE; quantizeGGUF closes it
   const quiet = args.options.has("quiet");
+  const threads = numberOption(args, "threads") ?? await availableCores();
   const partial = `${output}.partial`;
   const started = performance.now();
   // progress only where it helps: files of 64 MiB and more
@@ -66,6 +70,7 @@ export async function main(argv: string[]): Promise<number> {
       outputType: stringOption(args, "output-type"),
       tokenEmbeddingType: stringOption(args, "token-embedding-type"),
       allowRequantize: args.options.has("allow-requantize"),
+      threads,
     }, report);
     await renameFile(partial, output);
   } catch (e) {

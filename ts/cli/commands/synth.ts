@@ -6,6 +6,8 @@ import {
   type SynthMix, type SynthPresetName, type SynthType,
 } from "../../../weights/synth";
 import { writeGGUFFile } from "../../../weights/gguf/writer";
+import { QuantizeWorkers, defaultQuantizeWorkerUrl } from "../../../weights/quantize";
+import { availableCores } from "../../runtime/index";
 
 export const help = `usage: qwasm synth OUT.gguf [--shape ${Object.keys(QWEN2_PRESETS).join("|")}] [--type T] [--vocab N] [--seed S] [options]
 
@@ -132,6 +134,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(help);
     return 0;
   }
+  let workers: QuantizeWorkers | undefined;
   try {
     const { out, presetName, custom } = cmd;
     const vocabulary = await readQwen2Vocabulary(cmd.tokenizer);
@@ -142,7 +145,10 @@ export async function main(argv: string[]): Promise<number> {
       seed: cmd.seed,
       name: cmd.name ?? `Qwen2 synthetic ${presetName}${custom.length ? ` (${custom.join(", ")})` : ""}`,
     };
-    const model = cmd.mix ? synthQwen2Mix({ ...common, mix: cmd.mix }) : synthQwen2({ ...common, type: cmd.type });
+    // a mix is quantized by workers, one per core (the same bytes as on one thread)
+    const cores = cmd.mix ? await availableCores() : 1;
+    workers = cores > 1 ? await QuantizeWorkers.start(cores, defaultQuantizeWorkerUrl()) : undefined;
+    const model = cmd.mix ? synthQwen2Mix({ ...common, mix: cmd.mix }, workers) : synthQwen2({ ...common, type: cmd.type });
     let lastReport = 0;
     const started = Date.now();
     const layout = await writeGGUFFile(out, model, (written, total) => {
@@ -157,5 +163,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     console.error(`qwasm synth: ${(e as Error).message}`);
     return 1;
+  } finally {
+    await workers?.close();
   }
 }
