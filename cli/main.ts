@@ -16,6 +16,7 @@ import * as serve from "./commands/serve";
 import * as chat from "./commands/chat";
 import * as fuzz from "./commands/fuzz";
 import * as loadtest from "./commands/loadtest";
+import * as quantize from "./commands/quantize";
 
 interface Command {
   help: string;
@@ -33,6 +34,7 @@ const COMMANDS: Record<string, [Command, string]> = {
   tokenize: [tokenize, "text to token ids with a model's tokenizer"],
   detokenize: [detokenize, "token ids back to text"],
   synth: [synth, "write a synthetic Qwen2 GGUF (random weights, the real vocabulary)"],
+  quantize: [quantize, "quantize a GGUF as llama-quantize does (Q4_K_M, Q8_0, ...), byte for byte"],
   "bench-tokenizer": [benchTokenizer, "the tokenizer's speed in MB/s"],
   fuzz: [fuzz, "a seeded GGUF mutation campaign against the reader"],
   loadtest: [loadtest, "streaming clients against a server: latency percentiles"],

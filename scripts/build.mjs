@@ -104,6 +104,8 @@ async function buildBundles() {
   }
   await esbuild.build({ ...common, platform: "neutral", entryPoints: [join(root, "compute", "workers", "compute-worker.ts")],
     outfile: join(root, "dist", "compute-worker.js"), external: ["node:*"] });
+  await esbuild.build({ ...common, platform: "neutral", entryPoints: [join(root, "tools", "quantize-worker.ts")],
+    outfile: join(root, "dist", "quantize-worker.js"), external: ["node:*"] });
   if (existsSync(join(root, "api", "index.ts"))) {
     await esbuild.build({ ...common, entryPoints: [join(root, "api", "index.ts")], outfile: join(root, "dist", "index.js"),
       banner: { js: "import { createRequire as __qwasmRequire } from 'node:module'; const require = __qwasmRequire(import.meta.url);" } });

@@ -17,6 +17,7 @@ import { kv, GGUFValueType, type GGUFEntry } from "../weights/gguf/metadata";
 import { GGMLType, type GGMLTypeId, type GGMLTypeName, rowBytes } from "../weights/gguf/types";
 import { writeGGUFFile, type GGUFLayout, type GGUFTensorToWrite, type GGUFToWrite } from "../weights/gguf/writer";
 import { quantTraits } from "../weights/quant/index";
+import { quantizeModel, type QuantizePlan, type QuantizeSource, type QuantizeWorkers } from "./quantize";
 
 // ---------------------------------------------------------------------------------------------
 // Shapes
@@ -77,6 +78,13 @@ export const QWEN2_PRESETS: Readonly<Record<SynthPresetName, Readonly<Qwen2Synth
 /** The weight types synth writes (the ones weights/quant can quantize byte-identically to llama.cpp). */
 export const SYNTH_TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"] as const;
 export type SynthType = (typeof SYNTH_TYPES)[number];
+
+/**
+ * llama-quantize's mixes, which synth writes as `qwasm quantize` makes them from the F32 synthetic model
+ * (the same bytes as \`synth --type F32\` then \`quantize ... TYPE\`).
+ */
+export const SYNTH_MIXES = ["Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL"] as const;
+export type SynthMix = (typeof SYNTH_MIXES)[number];
 
 /** llama_ftype of a file whose matrices are all `type` (general.file_type). */
 const FILE_TYPE: Record<SynthType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, Q5_0: 8, Q5_1: 9, BF16: 32 };
@@ -442,3 +450,38 @@ export async function writeSynthQwen2(path: string | URL, options: SynthOptions,
   onProgress?: (written: number, total: number) => void): Promise<GGUFLayout> {
   return writeGGUFFile(path, synthQwen2(options), onProgress);
 }
+
+/**
+ * A synthetic model in one of llama-quantize's mixes (SYNTH_MIXES): the F32 model of `options`,
+ * quantized tensor by tensor while it is written. `embeddingType` sets token_embd's type (and an
+ * untied output.weight's), as --token-embedding-type / --output-type do. With `workers`, rows are
+ * quantized in parallel (the same bytes).
+ */
+export function synthQwen2Mix(options: Omit<SynthOptions, "type" | "embeddingType"> & { mix: SynthMix; embeddingType?: SynthType },
+  workers?: QuantizeWorkers):
+  GGUFToWrite & { plan: QuantizePlan; parameterCount: number; nVocab: number } {
+  if (!(SYNTH_MIXES as readonly string[]).includes(options.mix)) {
+    throw invalidShape(`${options.mix} is not a mix; mixes: ${SYNTH_MIXES.join(" ")}`);
+  }
+  const model = synthQwen2({ ...options, type: "F32", embeddingType: "F32" });
+  const source: QuantizeSource = {
+    metadata: model.metadata,
+    tensors: model.tensors.map((t) => ({
+      name: t.name, dims: t.dims, type: t.type,
+      read: async (offset: number, length: number) => {
+        const rowLength = t.dims[0];
+        const out = new Float32Array(length / 4);
+        const r0 = offset / (4 * rowLength);
+        for (let r = 0; r < out.length / rowLength; r++) out.set(t.values(r0 + r), r * rowLength);
+        return new Uint8Array(out.buffer);
+      },
+    })),
+  };
+  const quantized = quantizeModel(source, {
+    type: options.mix,
+    tokenEmbeddingType: options.embeddingType,
+    outputType: options.embeddingType !== undefined && !model.shape.tied ? options.embeddingType : undefined,
+  }, workers);
+  return { ...quantized, parameterCount: model.parameterCount, nVocab: model.nVocab };
+}
+

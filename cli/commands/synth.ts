@@ -2,10 +2,12 @@
 import { numberOption, parseArgs, stringOption } from "../args";
 import { QwasmError } from "../../platform/errors";
 import {
-  QWEN2_PRESETS, SYNTH_TYPES, readQwen2Vocabulary, sizeLabel, synthQwen2, type Qwen2SynthShape,
-  type SynthPresetName, type SynthType,
+  QWEN2_PRESETS, SYNTH_MIXES, SYNTH_TYPES, readQwen2Vocabulary, sizeLabel, synthQwen2, synthQwen2Mix, type Qwen2SynthShape,
+  type SynthMix, type SynthPresetName, type SynthType,
 } from "../../tools/synth";
 import { writeGGUFFile } from "../../weights/gguf/writer";
+import { QuantizeWorkers, defaultQuantizeWorkerUrl } from "../../tools/quantize";
+import { availableCores } from "../../platform/index";
 
 export const help = `usage: qwasm synth OUT.gguf [--shape ${Object.keys(QWEN2_PRESETS).join("|")}] [--type T] [--vocab N] [--seed S] [options]
 
@@ -20,7 +22,9 @@ in Q8_0).
                      8 experts of FFN 64, 2 used, shared expert FFN 128); --layers N makes a big one fit
   --experts E --experts-used K --expert-ffn F --shared-ffn F
                      override a qwen2moe shape's expert layout
-  --type T           weight matrices: ${SYNTH_TYPES.join(" ")} (default F32); norms and biases stay F32
+  --type T           weight matrices: ${SYNTH_TYPES.join(" ")} (default F32); norms and biases stay F32;
+                     or one of llama-quantize's mixes, ${SYNTH_MIXES.join(" ")}: the F32 model
+                     quantized as \`qwasm quantize\` does (the same bytes as --type F32, then quantize)
   --embedding-type T token_embd (and output.weight when untied); default: same as --type
   --vocab N|all      keep the first N BPE tokens (and their merges) + 3 specials, or the whole
                      vocabulary padded to the preset's size (default: tiny 512, others all)
@@ -44,9 +48,18 @@ function typeOption(value: string | undefined, flag: string): SynthType | undefi
   if (value === undefined) return undefined;
   const type = value.toUpperCase();
   if (!(SYNTH_TYPES as readonly string[]).includes(type)) {
-    throw new QwasmError("INVALID_ARGUMENT", `--${flag} ${value}: synth writes ${SYNTH_TYPES.join(" ")}`);
+    const mixes = flag === "type" ? ` and the mixes ${SYNTH_MIXES.join(" ")}` : "";
+    throw new QwasmError("INVALID_ARGUMENT", `--${flag} ${value}: synth writes ${SYNTH_TYPES.join(" ")}${mixes}`);
   }
   return type as SynthType;
+}
+
+/** --type as a mix name (Q4_K_M, ...), or undefined for a plain type. */
+function mixOption(value: string | undefined): SynthMix | undefined {
+  const type = value?.toUpperCase();
+  const aliases: Record<string, SynthMix> = { Q3_K: "Q3_K_M", Q4_K: "Q4_K_M", Q5_K: "Q5_K_M" };
+  const mix = type === undefined ? undefined : aliases[type] ?? type;
+  return (SYNTH_MIXES as readonly string[]).includes(mix ?? "") ? mix as SynthMix : undefined;
 }
 
 interface SynthCommand {
@@ -55,6 +68,7 @@ interface SynthCommand {
   shape: Qwen2SynthShape;
   custom: string[];
   type?: SynthType;
+  mix?: SynthMix;
   embeddingType?: SynthType;
   seed: number;
   name?: string;
@@ -99,7 +113,8 @@ function parseCommand(argv: string[]): SynthCommand | "help" {
     presetName,
     shape,
     custom,
-    type: typeOption(stringOption(args, "type"), "type"),
+    mix: mixOption(stringOption(args, "type")),
+    type: mixOption(stringOption(args, "type")) ? undefined : typeOption(stringOption(args, "type"), "type"),
     embeddingType: typeOption(stringOption(args, "embedding-type"), "embedding-type"),
     seed,
     name: stringOption(args, "name"),
@@ -119,17 +134,21 @@ export async function main(argv: string[]): Promise<number> {
     console.log(help);
     return 0;
   }
+  let workers: QuantizeWorkers | undefined;
   try {
     const { out, presetName, custom } = cmd;
     const vocabulary = await readQwen2Vocabulary(cmd.tokenizer);
-    const model = synthQwen2({
+    const common = {
       shape: cmd.shape,
       vocabulary,
-      type: cmd.type,
       embeddingType: cmd.embeddingType,
       seed: cmd.seed,
       name: cmd.name ?? `Qwen2 synthetic ${presetName}${custom.length ? ` (${custom.join(", ")})` : ""}`,
-    });
+    };
+    // a mix is quantized by workers, one per core (the same bytes as on one thread)
+    const cores = cmd.mix ? await availableCores() : 1;
+    workers = cores > 1 ? await QuantizeWorkers.start(cores, defaultQuantizeWorkerUrl()) : undefined;
+    const model = cmd.mix ? synthQwen2Mix({ ...common, mix: cmd.mix }, workers) : synthQwen2({ ...common, type: cmd.type });
     let lastReport = 0;
     const started = Date.now();
     const layout = await writeGGUFFile(out, model, (written, total) => {
@@ -144,5 +163,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     console.error(`qwasm synth: ${(e as Error).message}`);
     return 1;
+  } finally {
+    await workers?.close();
   }
 }

@@ -112,7 +112,7 @@ describe.skipIf(!cliBuilt)("the built CLI", () => {
     const { code, stdout } = await runCli(["--help"]);
     expect(code).toBe(0);
     const commands = stdout.split("\n").filter((l) => /^ {2}[a-z-]+ {2,}\S/.test(l));
-    expect(commands.length).toBe(12);
+    expect(commands.length).toBe(13);
     for (const line of commands) expect(line, line).not.toMatch(/usage|qwasm /);
     expect(stdout).toMatch(/^ {2}inspect +a GGUF file's metadata/m);
   });

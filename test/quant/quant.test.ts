@@ -75,7 +75,8 @@ describe("type table", () => {
       expect(typeInfo(t.id)!.typeSize).toBe(t.typeSize);
       expect(quantTraits(t.name.toLowerCase())).toBe(t);
     }
-    expect(QUANTIZABLE_TYPES).toEqual(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]);
+    expect(QUANTIZABLE_TYPES).toEqual(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K",
+      "Q5_K", "Q6_K", "IQ4_NL"]);
   });
 
   test("activation formats follow the weight type", () => {
@@ -88,7 +89,8 @@ describe("type table", () => {
 
   test("errors name the type and what is supported", () => {
     expect(() => quantTraits(GGMLType.IQ4_XS)).toThrow(/type 23 \(IQ4_XS\).*supported: F32/);
-    expect(() => quantizeRow("Q4_K", new Float32Array(256))).toThrow(/cannot write Q4_K/);
+    expect(() => quantizeRow(GGMLType.IQ4_XS, new Float32Array(256))).toThrow(/IQ4_XS.*no quantizer.*supported: F32/);
+    expect(() => quantizeRow("Q4_K", new Float32Array(255))).toThrow(/multiple of the block size 256/);
     expect(() => quantizeRow("Q4_0", new Float32Array(33))).toThrow(/multiple of the block size 32/);
   });
 });

@@ -278,7 +278,7 @@ describe("qwasm synth", () => {
   test("usage errors exit 2, generation errors exit 1", async () => {
     expect(await synthMain([])).toBe(2);
     expect(await synthMain([join(tmp, "x.gguf"), "--shape", "3b"])).toBe(2);
-    expect(await synthMain([join(tmp, "x.gguf"), "--type", "q4_k"])).toBe(2);
+    expect(await synthMain([join(tmp, "x.gguf"), "--type", "q7_k"])).toBe(2); // q4_k is a mix now (Q4_K_M)
     expect(await synthMain([join(tmp, "x.gguf"), "--hidden", "40", "--type", "q4_0"])).toBe(1);
     expect(await synthMain(["--help"])).toBe(0);
   });

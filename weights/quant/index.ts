@@ -9,16 +9,16 @@ import {
   dequantize_bf16, dequantize_f16, dequantize_f32, quantize_bf16, quantize_f16, quantize_f32,
   vecDot_bf16_bf16, vecDot_f16_f16, vecDot_f32_f32,
 } from "./float";
-import { dequantize_iq4_nl, vecDot_iq4_nl_q8_0 } from "./iq4_nl";
-import { dequantize_q2_K, vecDot_q2_K_q8_K } from "./q2_k";
-import { dequantize_q3_K, vecDot_q3_K_q8_K } from "./q3_k";
+import { dequantize_iq4_nl, quantize_iq4_nl, vecDot_iq4_nl_q8_0 } from "./iq4_nl";
+import { dequantize_q2_K, quantize_q2_K, vecDot_q2_K_q8_K } from "./q2_k";
+import { dequantize_q3_K, quantize_q3_K, vecDot_q3_K_q8_K } from "./q3_k";
 import { dequantize_q4_0, quantize_q4_0, vecDot_q4_0_q8_0 } from "./q4_0";
 import { dequantize_q4_1, quantize_q4_1, vecDot_q4_1_q8_1 } from "./q4_1";
-import { dequantize_q4_K, vecDot_q4_K_q8_K } from "./q4_k";
+import { dequantize_q4_K, quantize_q4_K, vecDot_q4_K_q8_K } from "./q4_k";
 import { dequantize_q5_0, quantize_q5_0, vecDot_q5_0_q8_0 } from "./q5_0";
 import { dequantize_q5_1, quantize_q5_1, vecDot_q5_1_q8_1 } from "./q5_1";
-import { dequantize_q5_K, vecDot_q5_K_q8_K } from "./q5_k";
-import { dequantize_q6_K, vecDot_q6_K_q8_K } from "./q6_k";
+import { dequantize_q5_K, quantize_q5_K, vecDot_q5_K_q8_K } from "./q5_k";
+import { dequantize_q6_K, quantize_q6_K, vecDot_q6_K_q8_K } from "./q6_k";
 import { dequantize_q8_0, quantize_q8_0, vecDot_q8_0_q8_0 } from "./q8_0";
 
 export type { ActivationFormat } from "./activations";
@@ -57,12 +57,12 @@ const ROWS: Row[] = [
   ["Q5_0", { dequantize: dequantize_q5_0, quantize: quantize_q5_0, vecDotFormat: "q8_0", vecDot: vecDot_q5_0_q8_0 }],
   ["Q5_1", { dequantize: dequantize_q5_1, quantize: quantize_q5_1, vecDotFormat: "q8_1", vecDot: vecDot_q5_1_q8_1 }],
   ["Q8_0", { dequantize: dequantize_q8_0, quantize: quantize_q8_0, vecDotFormat: "q8_0", vecDot: vecDot_q8_0_q8_0 }],
-  ["Q2_K", { dequantize: dequantize_q2_K, vecDotFormat: "q8_K", vecDot: vecDot_q2_K_q8_K }],
-  ["Q3_K", { dequantize: dequantize_q3_K, vecDotFormat: "q8_K", vecDot: vecDot_q3_K_q8_K }],
-  ["Q4_K", { dequantize: dequantize_q4_K, vecDotFormat: "q8_K", vecDot: vecDot_q4_K_q8_K }],
-  ["Q5_K", { dequantize: dequantize_q5_K, vecDotFormat: "q8_K", vecDot: vecDot_q5_K_q8_K }],
-  ["Q6_K", { dequantize: dequantize_q6_K, vecDotFormat: "q8_K", vecDot: vecDot_q6_K_q8_K }],
-  ["IQ4_NL", { dequantize: dequantize_iq4_nl, vecDotFormat: "q8_0", vecDot: vecDot_iq4_nl_q8_0 }],
+  ["Q2_K", { dequantize: dequantize_q2_K, quantize: quantize_q2_K, vecDotFormat: "q8_K", vecDot: vecDot_q2_K_q8_K }],
+  ["Q3_K", { dequantize: dequantize_q3_K, quantize: quantize_q3_K, vecDotFormat: "q8_K", vecDot: vecDot_q3_K_q8_K }],
+  ["Q4_K", { dequantize: dequantize_q4_K, quantize: quantize_q4_K, vecDotFormat: "q8_K", vecDot: vecDot_q4_K_q8_K }],
+  ["Q5_K", { dequantize: dequantize_q5_K, quantize: quantize_q5_K, vecDotFormat: "q8_K", vecDot: vecDot_q5_K_q8_K }],
+  ["Q6_K", { dequantize: dequantize_q6_K, quantize: quantize_q6_K, vecDotFormat: "q8_K", vecDot: vecDot_q6_K_q8_K }],
+  ["IQ4_NL", { dequantize: dequantize_iq4_nl, quantize: quantize_iq4_nl, vecDotFormat: "q8_0", vecDot: vecDot_iq4_nl_q8_0 }],
 ];
 
 /** Every weight type the scalar quantizers know, keyed by ggml type id. */
@@ -93,7 +93,7 @@ export function dequantizeRow(type: number | string, bytes: Uint8Array, n: numbe
   return quantTraits(type).dequantize(bytes, n);
 }
 
-/** f32 → `type`, byte-identical to llama-quantize's reference quantizer (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1). */
+/** f32 → `type`, byte-identical to llama-quantize without an imatrix (every type in QUANTIZABLE_TYPES). */
 export function quantizeRow(type: number | string, src: Float32Array): Uint8Array {
   const traits = quantTraits(type);
   if (!traits.quantize) {

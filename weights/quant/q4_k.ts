@@ -2,9 +2,12 @@
 // scales and 8 mins, one per 32 weights); u8 qs[128]. w = d*sc*q - dmin*m. Activations: Q8_K.
 
 import { Q8_K_BYTES, QK_K } from "./activations";
-import { checkRow, f32, int8View } from "./common";
+import { checkRow, int8View } from "./common";
 import { readF16 } from "./half";
-import { q8KBsum, q8KScale, scaleMinK4 } from "./kquants";
+import { q8KBsum, q8KScale, quantizeScaleMinK, scaleMinK4, scaleMinKScratch } from "./kquants";
+
+/** Local, not imported: hot loops call it (see kquants.ts). */
+const f32 = Math.fround;
 
 export const Q4_K_BYTES = 144;
 
@@ -31,6 +34,24 @@ export function dequantize_q4_K(src: Uint8Array, n: number): Float32Array {
     }
   }
   return y;
+}
+
+/** quantize_row_q4_K_ref: 6-bit scales and mins per 32 weights (make_qkx2_quants), 4-bit quants. */
+export function quantize_q4_K(x: Float32Array): Uint8Array {
+  const nb = checkRow("q4_K", x.length, QK_K, undefined, Q4_K_BYTES);
+  const out = new Uint8Array(nb * Q4_K_BYTES);
+  const L = new Uint8Array(QK_K);
+  const scratch = scaleMinKScratch();
+  for (let i = 0; i < nb; i++) {
+    const o = i * Q4_K_BYTES;
+    quantizeScaleMinK(x, i * QK_K, 15, -1, 20, out, o, L, scratch);
+    let q = o + 16;
+    for (let j = 0; j < QK_K; j += 64) {
+      for (let l = 0; l < 32; l++) out[q + l] = L[j + l] | (L[j + l + 32] << 4);
+      q += 32;
+    }
+  }
+  return out;
 }
 
 /** ggml_vec_dot_q4_K_q8_K_generic. */

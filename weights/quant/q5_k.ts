@@ -2,9 +2,12 @@
 // (5th bits); u8 qs[128]. w = d*sc*q - dmin*m. Activations: Q8_K.
 
 import { Q8_K_BYTES, QK_K } from "./activations";
-import { checkRow, f32, int8View } from "./common";
+import { checkRow, int8View } from "./common";
 import { readF16 } from "./half";
-import { q8KBsum, q8KScale, scaleMinK4 } from "./kquants";
+import { q8KBsum, q8KScale, quantizeScaleMinK, scaleMinK4, scaleMinKScratch } from "./kquants";
+
+/** Local, not imported: hot loops call it (see kquants.ts). */
+const f32 = Math.fround;
 
 export const Q5_K_BYTES = 176;
 
@@ -36,6 +39,41 @@ export function dequantize_q5_K(src: Uint8Array, n: number): Float32Array {
     }
   }
   return y;
+}
+
+/** quantize_row_q5_K_ref: 6-bit scales and mins per 32 weights (make_qkx2_quants), 5-bit quants. */
+export function quantize_q5_K(x: Float32Array): Uint8Array {
+  const nb = checkRow("q5_K", x.length, QK_K, undefined, Q5_K_BYTES);
+  const out = new Uint8Array(nb * Q5_K_BYTES);
+  const L = new Uint8Array(QK_K);
+  const scratch = scaleMinKScratch();
+  for (let i = 0; i < nb; i++) {
+    const o = i * Q5_K_BYTES;
+    quantizeScaleMinK(x, i * QK_K, 31, -0.5, 15, out, o, L, scratch);
+    const qh = o + 16;
+    let ql = o + 48;
+    let m1 = 1;
+    let m2 = 2;
+    for (let n = 0; n < QK_K; n += 64) {
+      for (let j = 0; j < 32; j++) {
+        let l1 = L[n + j];
+        if (l1 > 15) {
+          l1 -= 16;
+          out[qh + j] |= m1;
+        }
+        let l2 = L[n + j + 32];
+        if (l2 > 15) {
+          l2 -= 16;
+          out[qh + j] |= m2;
+        }
+        out[ql + j] = l1 | (l2 << 4);
+      }
+      m1 <<= 2;
+      m2 <<= 2;
+      ql += 32;
+    }
+  }
+  return out;
 }
 
 /** ggml_vec_dot_q5_K_q8_K_generic. */
