@@ -7,6 +7,7 @@ declare const Deno: {
   stat(path: string | URL): Promise<unknown>;
   rename(from: string, to: string): Promise<void>;
   mkdir(path: string, options: { recursive: boolean }): Promise<void>;
+  remove(path: string): Promise<void>;
 };
 
 export async function fileExists(path: string | URL): Promise<boolean> {
@@ -23,6 +24,19 @@ export async function fileExists(path: string | URL): Promise<boolean> {
 export async function renameFile(from: string, to: string): Promise<void> {
   if (runtimeName() === "deno") await Deno.rename(from, to);
   else await (await import("node:fs/promises")).rename(from, to);
+}
+
+/** Removes a file; nothing happens when there is none. */
+export async function removeFile(path: string): Promise<void> {
+  if (runtimeName() === "deno") await Deno.remove(path).catch(() => {});
+  else await (await import("node:fs/promises")).rm(path, { force: true });
+}
+
+/** The absolute, normalized path, and its folder (to compare two paths, to check a folder exists). */
+export async function absolutePath(path: string): Promise<{ path: string; folder: string }> {
+  const { resolve, dirname } = await import("node:path"); // Deno has node:path too
+  const absolute = resolve(path);
+  return { path: absolute, folder: dirname(absolute) };
 }
 
 export async function makeDir(path: string): Promise<void> {

@@ -1,10 +1,8 @@
 // qwasm quantize: a Qwen2 GGUF (F32, F16 or BF16) to a quantized one, byte-identical to llama-quantize
 // without an imatrix (weights/quantize.ts).
-import { rm } from "node:fs/promises";
-import { dirname, resolve } from "node:path";
 import { numberOption, parseArgs, stringOption } from "../args";
 import { QwasmError } from "../../platform/errors";
-import { fileExists, openLocalFile, renameFile } from "../../platform/files";
+import { absolutePath, fileExists, openLocalFile, removeFile, renameFile } from "../../platform/files";
 import { availableCores } from "../../platform/index";
 import { progressReporter } from "../progress";
 import { planSummary, quantizeFtype, quantizeGGUF } from "../../tools/quantize";
@@ -47,12 +45,13 @@ export async function main(argv: string[]): Promise<number> {
     throw new QwasmError("INVALID_ARGUMENT", `qwasm quantize needs IN.gguf OUT.gguf TYPE, got ${args.positionals.length} argument(s)`);
   }
   const [input, output, type] = args.positionals;
-  if (resolve(input) === resolve(output)) {
+  const out = await absolutePath(output);
+  if ((await absolutePath(input)).path === out.path) {
     throw new QwasmError("INVALID_ARGUMENT", `the output ${output} is the input: quantize reads the input while it writes, so they must differ`);
   }
   quantizeFtype(type); // an unknown or imatrix type is refused before any file is touched
-  if (!(await fileExists(dirname(resolve(output))))) {
-    throw new QwasmError("INVALID_ARGUMENT", `cannot write ${output}: the folder ${dirname(resolve(output))} does not exist`);
+  if (!(await fileExists(out.folder))) {
+    throw new QwasmError("INVALID_ARGUMENT", `cannot write ${output}: the folder ${out.folder} does not exist`);
   }
   const file = await openLocalFile(input); // FILE_NOT_FOUND / FILE_UNREADABLE; quantizeGGUF closes it
   const quiet = args.options.has("quiet");
@@ -74,7 +73,7 @@ export async function main(argv: string[]): Promise<number> {
     }, report);
     await renameFile(partial, output);
   } catch (e) {
-    await rm(partial, { force: true });
+    await removeFile(partial);
     throw e;
   }
   if (!quiet) {
