@@ -14,6 +14,8 @@ export { Tokenizer, StreamDecoder, tokenizerFromMetadata } from "./tokenizer";
 export { Sampler, argmax } from "./sampler/sampler";
 export type { SamplingOptions } from "./sampler/sampler";
 export { QwasmError, GGUFError } from "./errors";
+export { compileGrammar, compileJsonSchema, jsonSchemaToGbnf, jsonObjectGbnf, GrammarMatcher, tokenTrie } from "./constrain";
+export type { Grammar, ResponseFormat, TokenSource } from "./constrain";
 export { createOpenAIHandler } from "./server/openai";
 export type { OpenAIHandlerOptions, FetchHandler } from "./server/openai";
 export type { ErrorCode } from "./errors";
