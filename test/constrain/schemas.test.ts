@@ -8,6 +8,7 @@ import addFormats from "ajv-formats";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
 import { readQwen2Vocabulary, synthQwen2 } from "../../weights/synth";
 import { createEngine, type QwasmEngine } from "../../ts/engine/engine";
+import { createOpenAIHandler } from "../../ts/server/openai";
 import { isJsonPrefix } from "./json-prefix";
 
 const dir = new URL("./schemas/", import.meta.url);
@@ -63,5 +64,45 @@ describe("JSON schema corpus", () => {
     expect(checked + cut).toBe(schemas.length * SEEDS.length);
     expect(checked).toBeGreaterThan(0.8 * schemas.length * SEEDS.length);
     expect(engine.kvStats()).toMatchObject({ inUse: 0, reserved: 0, running: 0, waiting: 0 });
+  }, 600_000);
+
+  it("through the OpenAI handler: response_format gives the library's output, and it validates", async () => {
+    const handler = createOpenAIHandler(engine, { modelId: "tiny" });
+    const messages = [{ role: "user" as const, content: "Reply in JSON." }];
+    let compared = 0, validated = 0;
+    const failures: string[] = [];
+    for (let i = 0; i < schemas.length; i += 6) {
+      await Promise.all(schemas.slice(i, i + 6).map(async ({ name, schema }) => {
+        const response_format = { type: "json_schema", json_schema: { name, schema, strict: true } };
+        const response = await handler(new Request("http://x/v1/chat/completions", {
+          method: "POST", headers: { "content-type": "application/json" },
+          body: JSON.stringify({ messages, response_format, temperature: 1, seed: 9, max_tokens: MAX_TOKENS }),
+        }));
+        expect(response.status, name).toBe(200);
+        const body = await response.json();
+        const library = await engine.chat(messages, { responseFormat: response_format as never, temperature: 1, seed: 9, maxTokens: MAX_TOKENS });
+        const content = body.choices[0].message.content;
+        if (content !== library.text) failures.push(`${name}: server ${JSON.stringify(content)} vs library ${JSON.stringify(library.text)}`);
+        compared++;
+        if (body.choices[0].finish_reason === "length") return;
+        expect(body.choices[0].finish_reason).toBe("stop");
+        const validate = ajv.compile(schema);
+        if (!validate(JSON.parse(content))) failures.push(`${name}: ${ajv.errorsText(validate.errors)}`);
+        validated++;
+      }));
+    }
+    console.log(`server: ${compared} outputs compared with the library, ${validated} validated`);
+    expect(failures).toEqual([]);
+    expect(compared).toBe(schemas.length);
+    expect(validated).toBeGreaterThan(0.8 * schemas.length);
+
+    const refused = await handler(new Request("http://x/v1/chat/completions", {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ messages, response_format: { type: "json_schema", json_schema: { name: "s", schema: { type: "array", uniqueItems: true } } } }),
+    }));
+    expect(refused.status).toBe(400);
+    const error = (await refused.json()).error;
+    expect(error).toMatchObject({ param: "response_format", code: "unsupported_schema" });
+    expect(error.message).toContain("uniqueItems");
   }, 600_000);
 });
