@@ -14,6 +14,8 @@ export { Tokenizer, StreamDecoder, tokenizerFromMetadata } from "../engine/token
 export { Sampler, argmax } from "../engine/sampler/sampler";
 export type { SamplingOptions } from "../engine/sampler/sampler";
 export { QwasmError, GGUFError } from "../platform/errors";
+export { compileGrammar, compileJsonSchema, jsonSchemaToGbnf, jsonObjectGbnf, GrammarMatcher, tokenTrie } from "../engine/constrain";
+export type { Grammar, ResponseFormat, TokenSource } from "../engine/constrain";
 export { createOpenAIHandler } from "../server/openai";
 export type { OpenAIHandlerOptions, FetchHandler } from "../server/openai";
 export type { ErrorCode } from "../platform/errors";

@@ -14,6 +14,8 @@ import { StreamDecoder, tokenizerFromMetadata, type Tokenizer } from "./tokenize
 import { chatTemplateFromMetadata } from "./tokenizer/from-model";
 import { renderChatTokens } from "./chat-template";
 import { StopMatcher } from "./stop";
+import { constraintFor } from "./constrain/request";
+import type { GrammarMatcher } from "./constrain/matcher";
 import { CompletionStreamImpl } from "./stream";
 import { EngineStats, type KVStats } from "./stats";
 import type { GGUFSource } from "../weights/gguf/source";
@@ -50,6 +52,8 @@ interface Sequence {
   sampler: Sampler;
   decoder: StreamDecoder;
   stops: StopMatcher;
+  /** responseFormat / grammar: the tokens it allows; generation ends when it is complete. */
+  constraint?: GrammarMatcher;
   maxTokens: number;
   generated: number;
   ignoreEos: boolean;
@@ -240,6 +244,7 @@ export class QwasmEngine implements Engine {
       sampler: new Sampler(options),
       decoder: new StreamDecoder(this.tokenizer),
       stops: new StopMatcher((options.stop ?? []).filter((s) => s.length > 0)),
+      constraint: constraintFor(this.tokenizer, options),
       maxTokens: Math.min(maxTokens, contextLength - prompt.length),
       generated: 0,
       ignoreEos: options.ignoreEos ?? false,
@@ -476,7 +481,8 @@ export class QwasmEngine implements Engine {
   }
 
   private sampleNext(seq: Sequence, logits: Float32Array): void {
-    const token = seq.sampler.sample(logits);
+    const token = seq.sampler.sample(logits, seq.constraint);
+    seq.constraint?.accept(token);
     seq.sampler.accept(token);
     seq.generated++;
     const now = performance.now();
@@ -494,6 +500,10 @@ export class QwasmEngine implements Engine {
     const piece = seq.stops.push(seq.decoder.push(token));
     seq.stream.push({ text: piece.text, tokens: [token] });
     if (piece.stopped) {
+      this.finish(seq, "stop");
+    } else if (seq.constraint?.isFinished()) {
+      // The grammar is complete and nothing can follow: the value is whole.
+      seq.stream.push({ text: seq.stops.push(seq.decoder.flush()).text + seq.stops.flush(), tokens: [] });
       this.finish(seq, "stop");
     } else if (seq.generated >= seq.maxTokens) {
       seq.stream.push({ text: seq.stops.push(seq.decoder.flush()).text + seq.stops.flush(), tokens: [] });

@@ -3,8 +3,9 @@
 import type { ChatMessage } from "./chat-template";
 import type { SamplingOptions } from "./sampler/sampler";
 import type { EngineStats, KVStats } from "./stats";
+import type { ResponseFormat } from "./constrain/request";
 
-export type { ChatMessage };
+export type { ChatMessage, ResponseFormat };
 
 export interface RequestOptions extends SamplingOptions {
   /** Most tokens to generate; default: until end of generation or the context is full. */
@@ -23,6 +24,16 @@ export interface RequestOptions extends SamplingOptions {
    * QwasmError TIMEOUT and its KV pages are freed. Default: the engine's requestTimeoutMs (none unless set).
    */
   timeoutMs?: number;
+  /**
+   * Constrains the output (OpenAI's response_format): {type: "json_object"} (any JSON object) or
+   * {type: "json_schema", json_schema: {name, schema, strict}}. The text is JSON in one layout
+   * (", " and ": ", no other white space) that parses and matches the schema; generation ends
+   * (finishReason "stop") when the value is complete. A schema keyword that cannot be expressed
+   * throws QwasmError UNSUPPORTED_SCHEMA naming it.
+   */
+  responseFormat?: ResponseFormat;
+  /** Constrains the output to a GBNF grammar (llama.cpp's notation; start rule `root`). */
+  grammar?: string;
 }
 
 export type FinishReason = "stop" | "length" | "abort";

@@ -5,7 +5,7 @@
 //   GET /health (alive)   GET /ready (200 accepting, 503 draining)   GET /metrics (Prometheus; options.metrics)
 //
 // Known request fields are validated strictly (a wrong type or value is a 400 naming the field);
-// fields that ask for something qwasm does not do (tools, JSON mode, logprobs, ...) are a 400 naming
+// fields that ask for something qwasm does not do (tools, logprobs, ...) are a 400 naming
 // the field unless their value asks for nothing; unknown fields are ignored, since OpenAI clients send
 // many. Nothing a request says ever reaches the file system.
 //
@@ -18,6 +18,7 @@
 // handler counts distinct sessions (qwasm_sessions_total) and hands the id to onAccess; a balancer
 // hashes on the header so that a conversation's turns reach the replica that holds its KV pages.
 import { QwasmError } from "../platform/errors";
+import { constraintText, type ResponseFormat } from "../engine/constrain/request";
 import type { ChatMessage, CompletionResult, CompletionStream, Delta, Engine, RequestOptions } from "../engine/types";
 import { METRICS_CONTENT_TYPE, renderMetrics, SessionCounter } from "./metrics";
 
@@ -433,7 +434,6 @@ const UNSUPPORTED: Record<"chat" | "completion", [name: string, neutral: (v: unk
     ["tool_choice", (v) => v === "none" || v === "auto", 'tool calling is not supported; tool_choice may only be "none" or "auto"'],
     ["functions", (v) => Array.isArray(v) && v.length === 0, "function calling is not supported; send no functions"],
     ["function_call", (v) => v === "none" || v === "auto", 'function calling is not supported; function_call may only be "none" or "auto"'],
-    ["response_format", (v) => isObject(v) && v.type === "text", 'structured output (JSON mode, JSON schema) is not supported; response_format may only be {"type": "text"}'],
     ["logprobs", (v) => v === false, "log probabilities are not supported; logprobs may only be false"],
     ["top_logprobs", (v) => v === 0, "log probabilities are not supported; top_logprobs may only be 0"],
     ["modalities", (v) => Array.isArray(v) && v.length === 1 && v[0] === "text", 'only text output is supported; modalities may only be ["text"]'],
@@ -480,6 +480,7 @@ function parseCommon(body: Json, kind: "chat" | "completion"): ParsedRequest {
     stop: parseStop(field(body, "stop")),
     logitBias: parseLogitBias(field(body, "logit_bias")),
     ignoreEos: booleanField(body, "ignore_eos"),
+    responseFormat: kind === "chat" ? parseResponseFormat(field(body, "response_format")) : undefined,
   };
   if (options.topK === -1) options.topK = 0;
   for (const key of Object.keys(options) as (keyof RequestOptions)[]) {
@@ -492,6 +493,25 @@ function parseCommon(body: Json, kind: "chat" | "completion"): ParsedRequest {
   const includeUsage = stream && (streamOptions === undefined ? false
     : booleanField(streamOptions, "include_usage", "stream_options.include_usage") ?? false);
   return { options, stream, includeUsage, usageNull: includeUsage ? { usage: null } : {} };
+}
+
+/** response_format: text, json_object or json_schema; a schema qwasm cannot express is a 400 naming the keyword. */
+function parseResponseFormat(value: unknown): ResponseFormat | undefined {
+  if (value === undefined) return undefined;
+  if (!isObject(value) || !["text", "json_object", "json_schema"].includes(value.type as string)) {
+    invalid("response_format", 'response_format must be {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {"name", "schema", "strict"}}');
+  }
+  if (value.type === "json_schema" && (!isObject(value.json_schema) || (value.json_schema.schema !== undefined && !isObject(value.json_schema.schema)))) {
+    invalid("response_format", "response_format.json_schema must be an object {name, schema, strict} whose schema is a JSON object");
+  }
+  const format = value as unknown as ResponseFormat;
+  try {
+    constraintText({ responseFormat: format }); // compiles the schema: refuses what it cannot express now
+  } catch (error) {
+    if (error instanceof QwasmError) throw new ApiError(400, `response_format: ${error.message}`, "response_format", error.code === "UNSUPPORTED_SCHEMA" ? "unsupported_schema" : "invalid_value");
+    throw error;
+  }
+  return format.type === "text" ? undefined : format;
 }
 
 function parseStop(value: unknown): string[] | undefined {
@@ -698,6 +718,7 @@ function toApiError(error: unknown, onError: (error: unknown) => void): ApiError
   const code = error instanceof QwasmError || (error instanceof Error && error.name === "QwasmError")
     ? (error as QwasmError).code : undefined;
   if (code === "INVALID_ARGUMENT") return new ApiError(400, (error as Error).message, null, "invalid_value");
+  if (code === "UNSUPPORTED_SCHEMA" || code === "INVALID_GRAMMAR") return new ApiError(400, (error as Error).message, null, "invalid_value");
   if (code === "CONTEXT_OVERFLOW") return new ApiError(400, (error as Error).message, null, "context_length_exceeded");
   if (code === "QUEUE_FULL") {
     return new ApiError(429, `the server is busy (its queue of waiting requests is full); retry in ${RETRY_AFTER_SECONDS} s`,
