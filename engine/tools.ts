@@ -223,7 +223,7 @@ export function newToolCallId(): string {
 }
 
 /** The start of a call block up to its arguments: `{"name": "f", "arguments": `. */
-const HEADER = /^\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*/;
+const HEADER = /^\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*(?=\S)/;
 
 /** The longest suffix of `text` that is a proper prefix of `tag` (it may become the tag). */
 function partialTagLength(text: string, tag: string): number {
@@ -248,6 +248,8 @@ export class ToolCallParser {
   private buffer = "";
   private heldSpace = "";
   private dropSpace = false;
+  /** The white space held before the open block (shown after all if the block is not a call). */
+  private spaceBefore = { held: "", drop: false };
   private calls: ToolCall[] = [];
   /** The open block: its call index once its header was seen, where its arguments start, how many characters were sent. */
   private open: { index: number; argsStart: number; sent: number } | undefined;
@@ -274,6 +276,7 @@ export class ToolCallParser {
         out.content += this.showContent(this.buffer.slice(0, at));
         this.buffer = this.buffer.slice(at + TOOL_CALL_OPEN.length);
         this.inCall = true;
+        this.spaceBefore = { held: this.heldSpace, drop: this.dropSpace };
         this.heldSpace = "";
         this.open = undefined;
       }
@@ -300,7 +303,7 @@ export class ToolCallParser {
         // Cut short (length): the call with the arguments it has.
         this.streamArguments(body, out.toolCalls, true);
       } else {
-        out.content += this.showContent(TOOL_CALL_OPEN + body);
+        out.content += this.blockAsContent(TOOL_CALL_OPEN + body);
       }
     } else {
       out.content += this.showContent(this.buffer);
@@ -309,6 +312,13 @@ export class ToolCallParser {
     if (this.calls.length === 0) out.content += this.heldSpace;
     this.heldSpace = "";
     return out;
+  }
+
+  /** A block that is no call: content, with the white space before it. */
+  private blockAsContent(text: string): string {
+    this.heldSpace = this.spaceBefore.held;
+    this.dropSpace = this.spaceBefore.drop;
+    return this.showContent(text);
   }
 
   /** Content, white space at its end held back (dropped if a block follows). */
@@ -351,7 +361,9 @@ export class ToolCallParser {
       const trimmed = rest.trimEnd();
       args = trimmed.endsWith("}") && isJson(trimmed.slice(0, -1)) ? trimmed.slice(0, -1).trimEnd() : trimmed;
     } else {
-      args = rest.slice(0, Math.max(0, rest.lastIndexOf("}"))).trimEnd();
+      // Everything but what may be the object's closing brace (the last "}" so far) and white space.
+      const brace = rest.lastIndexOf("}");
+      args = rest.slice(0, brace < 0 ? rest.length : brace).trimEnd();
     }
     if (args.length > open.sent && args.startsWith(this.calls[open.index].function.arguments)) {
       const piece = args.slice(open.sent);
@@ -378,7 +390,7 @@ export class ToolCallParser {
       call = undefined;
     }
     if (call === null || typeof call !== "object" || typeof call.name !== "string") {
-      out.content += this.showContent(TOOL_CALL_OPEN + body + TOOL_CALL_CLOSE);
+      out.content += this.blockAsContent(TOOL_CALL_OPEN + body + TOOL_CALL_CLOSE);
       return;
     }
     const index = this.calls.length;
