@@ -246,6 +246,20 @@ describe("tool calls on a random-weight model", () => {
     expect(forced.toolCalls).toBeUndefined();
   });
 
+  it("an abort in the middle of a call ends the stream and frees the pages", async () => {
+    const abort = new AbortController();
+    const stream = engine.chat(messages, { tools: TOOLS, toolChoice: "required", temperature: 1, seed: 1, maxTokens: 200, signal: abort.signal });
+    let pieces = 0;
+    for await (const d of stream) {
+      pieces += d.toolCalls?.length ?? 0;
+      if (pieces > 0) abort.abort();
+    }
+    const r = await stream;
+    expect(pieces).toBeGreaterThan(0);
+    expect(r.finishReason).toBe("abort");
+    expect(engine.kvStats().inUse).toBe(0);
+  });
+
   it("tools with responseFormat, and tools on generate, are refused", () => {
     expect(() => engine.chat(messages, { tools: TOOLS, responseFormat: { type: "json_object" } })).toThrow(/either tools or responseFormat/);
     expect(() => engine.generate("x", { tools: TOOLS })).toThrow(/tools are for chat/);
