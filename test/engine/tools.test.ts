@@ -2,7 +2,7 @@
 // model: tool_choice "required" / a named function always give calls whose arguments validate
 // against the parameter schema (ajv), "none" never gives calls, and "auto" constrains a block once
 // `<tool_call>` is written.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
 import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
@@ -257,6 +257,20 @@ describe("tool calls on a random-weight model", () => {
     const r = await stream;
     expect(pieces).toBeGreaterThan(0);
     expect(r.finishReason).toBe("abort");
+    expect(engine.kvStats().inUse).toBe(0);
+  });
+
+  it("a constraint that throws fails only its own request; the pages come back", async () => {
+    const spy = vi.spyOn(GrammarMatcher.prototype, "accept").mockImplementationOnce(() => { throw new Error("injected"); });
+    try {
+      const failing = engine.chat(messages, { tools: TOOLS, toolChoice: "required", temperature: 1, seed: 2, maxTokens: 60 });
+      const plain = engine.chat(messages, { temperature: 1, seed: 2, maxTokens: 5, ignoreEos: true });
+      await expect(failing.result).rejects.toThrow("injected");
+      expect((await plain.result).tokens).toHaveLength(5);
+      expect(spy).toHaveBeenCalled();
+    } finally {
+      spy.mockRestore();
+    }
     expect(engine.kvStats().inUse).toBe(0);
   });
 
