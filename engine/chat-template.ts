@@ -16,6 +16,77 @@ export const QWEN2_CHATML_TEMPLATE =
   "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}" +
   "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
+/**
+ * The built-in template for tools: Qwen2.5-Instruct's chat template (its tokenizer_config.json),
+ * with Qwen2-Instruct's default system message ("You are a helpful assistant.") in place of
+ * Qwen2.5's. Used for a request with tools or tool messages when the model's template has no tools
+ * section (Qwen2-Instruct's has none): tools are listed in the system turn inside <tools></tools>,
+ * the model calls them as <tool_call>{"name": ..., "arguments": ...}</tool_call> blocks, an assistant
+ * turn's tool_calls are written back the same way, and role "tool" messages become
+ * <tool_response> blocks in a user turn (consecutive ones in one turn). Without tools it renders
+ * plain conversations exactly as QWEN2_CHATML_TEMPLATE does.
+ */
+export const QWEN2_TOOLS_TEMPLATE =
+  "{%- if tools %}\n" +
+  "    {{- '<|im_start|>system\\n' }}\n" +
+  "    {%- if messages[0]['role'] == 'system' %}\n" +
+  "        {{- messages[0]['content'] }}\n" +
+  "    {%- else %}\n" +
+  "        {{- 'You are a helpful assistant.' }}\n" +
+  "    {%- endif %}\n" +
+  "    {{- \"\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>\" }}\n" +
+  "    {%- for tool in tools %}\n" +
+  "        {{- \"\\n\" }}\n" +
+  "        {{- tool | tojson }}\n" +
+  "    {%- endfor %}\n" +
+  "    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": <function-name>, \\\"arguments\\\": <args-json-object>}\\n</tool_call><|im_end|>\\n\" }}\n" +
+  "{%- else %}\n" +
+  "    {%- if messages[0]['role'] == 'system' %}\n" +
+  "        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n" +
+  "    {%- else %}\n" +
+  "        {{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}\n" +
+  "    {%- endif %}\n" +
+  "{%- endif %}\n" +
+  "{%- for message in messages %}\n" +
+  "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) or (message.role == \"assistant\" and not message.tool_calls) %}\n" +
+  "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n" +
+  "    {%- elif message.role == \"assistant\" %}\n" +
+  "        {{- '<|im_start|>' + message.role }}\n" +
+  "        {%- if message.content %}\n" +
+  "            {{- '\\n' + message.content }}\n" +
+  "        {%- endif %}\n" +
+  "        {%- for tool_call in message.tool_calls %}\n" +
+  "            {%- if tool_call.function is defined %}\n" +
+  "                {%- set tool_call = tool_call.function %}\n" +
+  "            {%- endif %}\n" +
+  "            {{- '\\n<tool_call>\\n{\"name\": \"' }}\n" +
+  "            {{- tool_call.name }}\n" +
+  "            {{- '\", \"arguments\": ' }}\n" +
+  "            {{- tool_call.arguments | tojson }}\n" +
+  "            {{- '}\\n</tool_call>' }}\n" +
+  "        {%- endfor %}\n" +
+  "        {{- '<|im_end|>\\n' }}\n" +
+  "    {%- elif message.role == \"tool\" %}\n" +
+  "        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != \"tool\") %}\n" +
+  "            {{- '<|im_start|>user' }}\n" +
+  "        {%- endif %}\n" +
+  "        {{- '\\n<tool_response>\\n' }}\n" +
+  "        {{- message.content }}\n" +
+  "        {{- '\\n</tool_response>' }}\n" +
+  "        {%- if loop.last or (messages[loop.index0 + 1].role != \"tool\") %}\n" +
+  "            {{- '<|im_end|>\\n' }}\n" +
+  "        {%- endif %}\n" +
+  "    {%- endif %}\n" +
+  "{%- endfor %}\n" +
+  "{%- if add_generation_prompt %}\n" +
+  "    {{- '<|im_start|>assistant\\n' }}\n" +
+  "{%- endif %}\n";
+
+/** Whether a chat template renders tools (mentions the `tools` variable), as Qwen2.5's does. */
+export function templateHasTools(template: string): boolean {
+  return /\btools\b/.test(template);
+}
+
 export interface ChatTextPart {
   type: "text";
   text: string;
@@ -38,7 +109,11 @@ export interface ChatTemplateOptions {
   /** `bos_token` / `eos_token` in the template's context. */
   bosToken?: string;
   eosToken?: string;
-  /** Tool definitions (`tools` in the template's context), for templates that use them. */
+  /**
+   * Tool definitions (`tools` in the template's context, OpenAI's shape). With tools, or with tool
+   * messages / assistant tool_calls, a template without a tools section is replaced by
+   * QWEN2_TOOLS_TEMPLATE.
+   */
   tools?: unknown[];
   /** Further template variables. */
   variables?: Record<string, unknown>;
@@ -90,7 +165,45 @@ function checkMessages(messages: readonly ChatMessage[]): void {
 /** Renders the chat template over the messages: the prompt text. */
 export function renderChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
   checkMessages(messages);
-  return renderPrepared(messages.map((m, i) => ({ ...m, content: contentText(m, i) })), options.tools, options);
+  return renderPrepared(prepare(messages), options.tools, options);
+}
+
+/**
+ * Messages for the template: content as a string, and each tool call's arguments (a JSON string in
+ * OpenAI's shape) as the object Hugging Face templates expect (they write `arguments | tojson`).
+ */
+function prepare(messages: readonly ChatMessage[]): unknown[] {
+  return messages.map((m, i) => {
+    const message: Record<string, unknown> = { ...m, content: contentText(m, i) };
+    if (m.tool_calls === undefined || m.tool_calls === null) return message;
+    if (!Array.isArray(m.tool_calls)) throw new QwasmError("INVALID_ARGUMENT", `messages[${i}].tool_calls must be an array`);
+    message.tool_calls = m.tool_calls.map((call, j) => {
+      const where = `messages[${i}].tool_calls[${j}]`;
+      const c = call as { function?: { name?: unknown; arguments?: unknown } } | null;
+      if (c === null || typeof c !== "object" || c.function === null || typeof c.function !== "object" || typeof c.function.name !== "string") {
+        throw new QwasmError("INVALID_ARGUMENT", `${where} must be {id, type: "function", function: {name, arguments}}`);
+      }
+      let args = c.function.arguments ?? {};
+      if (typeof args === "string") {
+        try {
+          args = JSON.parse(args);
+        } catch {
+          throw new QwasmError("INVALID_ARGUMENT", `${where}.function.arguments must be a JSON string (as the model returned it); got ${JSON.stringify(args).slice(0, 80)}`);
+        }
+      }
+      return { ...c, function: { ...c.function, arguments: args } };
+    });
+    return message;
+  });
+}
+
+/** Whether the messages or the tools need a template with a tools section. */
+function usesTools(messages: unknown[], tools: unknown[] | undefined): boolean {
+  if (tools !== undefined && tools.length > 0) return true;
+  return messages.some((m) => {
+    const message = m as { role?: string; tool_calls?: unknown[] };
+    return message.role === "tool" || (Array.isArray(message.tool_calls) && message.tool_calls.length > 0);
+  });
 }
 
 function renderPrepared(messages: unknown[], tools: unknown[] | undefined, options: ChatTemplateOptions): string {
@@ -101,9 +214,11 @@ function renderPrepared(messages: unknown[], tools: unknown[] | undefined, optio
   };
   if (options.bosToken !== undefined) context.bos_token = options.bosToken;
   if (options.eosToken !== undefined) context.eos_token = options.eosToken;
-  if (tools !== undefined) context.tools = tools;
+  if (tools !== undefined && tools.length > 0) context.tools = tools;
+  let template = options.template ?? QWEN2_CHATML_TEMPLATE;
+  if (usesTools(messages, tools) && !templateHasTools(template)) template = QWEN2_TOOLS_TEMPLATE;
   try {
-    return compile(options.template ?? QWEN2_CHATML_TEMPLATE).render(context);
+    return compile(template).render(context);
   } catch (e) {
     if (e instanceof QwasmError) throw e;
     throw new QwasmError("INVALID_ARGUMENT", `the chat template failed: ${(e as Error).message}`, { cause: e });
@@ -136,7 +251,7 @@ export function renderChatTokens(tokenizer: Tokenizer, messages: readonly ChatMe
     bosToken: options.bosToken ?? textOf(tokenizer, tokenizer.bosId),
     eosToken: options.eosToken ?? textOf(tokenizer, tokenizer.eosId),
   };
-  const prepared = messages.map((m, i) => ({ ...m, content: contentText(m, i) }));
+  const prepared = prepare(messages);
   const real = renderPrepared(prepared, options.tools, opts);
 
   const controls = [...tokenizer.addedTokens()]

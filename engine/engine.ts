@@ -14,11 +14,15 @@ import { StreamDecoder, tokenizerFromMetadata, type Tokenizer } from "./tokenize
 import { chatTemplateFromMetadata } from "./tokenizer/from-model";
 import { renderChatTokens } from "./chat-template";
 import { StopMatcher } from "./stop";
+import { constraintFor } from "./constrain/request";
+import { ToolCallStream, toolConstraint, type RequestConstraint } from "./tools";
+import { MAX_TOP_LOGPROBS, RowLogprobs } from "./sampler/logprobs";
 import { CompletionStreamImpl } from "./stream";
 import { EngineStats, type KVStats } from "./stats";
 import type { GGUFSource } from "../weights/gguf/source";
 import type {
-  ChatMessage, CompletionResult, CompletionStream, Engine, EngineInfo, FinishReason, RequestOptions,
+  ChatMessage, CompletionResult, CompletionStream, Engine, EngineInfo, FinishReason, GeneratedTokenLogprob, RequestOptions,
+  TokenLogprob,
 } from "./types";
 
 export interface EngineOptions extends Omit<LoadOptions, "maxSequences"> {
@@ -50,6 +54,10 @@ interface Sequence {
   sampler: Sampler;
   decoder: StreamDecoder;
   stops: StopMatcher;
+  /** responseFormat / grammar / tools: the tokens it allows; generation ends when it is complete. */
+  constraint?: RequestConstraint;
+  /** RequestOptions.logprobs: how many alternatives per token, and the logprobs so far. */
+  logprobs?: { top: number; list: GeneratedTokenLogprob[] };
   maxTokens: number;
   generated: number;
   ignoreEos: boolean;
@@ -103,11 +111,22 @@ export class QwasmEngine implements Engine {
     if (!Array.isArray(messages) || messages.length === 0) {
       throw new QwasmError("INVALID_ARGUMENT", "messages must be a non-empty array of {role, content}");
     }
-    return this.submit(renderChatTokens(this.tokenizer, messages, { template: this.chatTemplate }), options);
+    const tools = options.tools;
+    if (tools === undefined || options.toolChoice === "none" || (Array.isArray(tools) && tools.length === 0)) {
+      if (tools !== undefined) toolConstraint(this.tokenizer, { ...options, tools }); // checks them
+      return this.submit(renderChatTokens(this.tokenizer, messages, { template: this.chatTemplate }), options);
+    }
+    if (options.responseFormat !== undefined && options.responseFormat.type !== "text" || options.grammar !== undefined) {
+      throw new QwasmError("INVALID_ARGUMENT", "give either tools or responseFormat/grammar, not both (or toolChoice \"none\")");
+    }
+    const constraint = toolConstraint(this.tokenizer, { ...options, tools });
+    const prompt = renderChatTokens(this.tokenizer, messages, { template: this.chatTemplate, tools });
+    return new ToolCallStream(this.submit(prompt, options, constraint));
   }
 
   generate(prompt: string, options: RequestOptions = {}): CompletionStream {
     if (typeof prompt !== "string") throw new QwasmError("INVALID_ARGUMENT", "the prompt must be a string");
+    if (options.tools !== undefined) throw new QwasmError("INVALID_ARGUMENT", "tools are for chat (engine.chat); generate completes raw text");
     return this.submit(this.tokenizer.encode(prompt), options);
   }
 
@@ -180,16 +199,16 @@ export class QwasmEngine implements Engine {
     await this.model.dispose();
   }
 
-  private submit(prompt: number[], options: RequestOptions): CompletionStream {
+  private submit(prompt: number[], options: RequestOptions, constraint?: RequestConstraint): CompletionStream {
     try {
-      return this.enqueue(prompt, options);
+      return this.enqueue(prompt, options, constraint);
     } catch (error) {
       this.stats.countFailure(error);
       throw error;
     }
   }
 
-  private enqueue(prompt: number[], options: RequestOptions): CompletionStream {
+  private enqueue(prompt: number[], options: RequestOptions, toolConstraint?: RequestConstraint): CompletionStream {
     if (this.disposed) throw new QwasmError("INVALID_ARGUMENT", "the engine was disposed");
     if (this.drainState) {
       throw new QwasmError("DRAINING", "the engine is draining (shutting down) and accepts no new requests; send them to another server");
@@ -223,6 +242,13 @@ export class QwasmEngine implements Engine {
       throw new QwasmError("INVALID_ARGUMENT", `timeoutMs must be a number of milliseconds > 0, got ${options.timeoutMs}`);
     }
     const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
+    const top = options.topLogprobs ?? 0;
+    if (!(Number.isInteger(top) && top >= 0 && top <= MAX_TOP_LOGPROBS)) {
+      throw new QwasmError("INVALID_ARGUMENT", `topLogprobs must be an integer from 0 to ${MAX_TOP_LOGPROBS}, got ${options.topLogprobs}`);
+    }
+    if (options.topLogprobs !== undefined && options.topLogprobs > 0 && !options.logprobs) {
+      throw new QwasmError("INVALID_ARGUMENT", "topLogprobs needs logprobs: true");
+    }
     const outstanding = this.waiting.length + this.running.length;
     if (outstanding >= this.info.maxSequences + this.maxQueue) {
       throw new QwasmError("QUEUE_FULL",
@@ -240,6 +266,8 @@ export class QwasmEngine implements Engine {
       sampler: new Sampler(options),
       decoder: new StreamDecoder(this.tokenizer),
       stops: new StopMatcher((options.stop ?? []).filter((s) => s.length > 0)),
+      constraint: toolConstraint ?? constraintFor(this.tokenizer, options),
+      logprobs: options.logprobs ? { top, list: [] } : undefined,
       maxTokens: Math.min(maxTokens, contextLength - prompt.length),
       generated: 0,
       ignoreEos: options.ignoreEos ?? false,
@@ -476,7 +504,10 @@ export class QwasmEngine implements Engine {
   }
 
   private sampleNext(seq: Sequence, logits: Float32Array): void {
-    const token = seq.sampler.sample(logits);
+    // Read before the sampler changes the row in place.
+    const row = seq.logprobs ? new RowLogprobs(logits, seq.logprobs.top) : undefined;
+    const token = seq.sampler.sample(logits, seq.constraint);
+    seq.constraint?.accept(token);
     seq.sampler.accept(token);
     seq.generated++;
     const now = performance.now();
@@ -485,6 +516,8 @@ export class QwasmEngine implements Engine {
     seq.firstToken ??= now;
     seq.lastToken = now;
     this.stats.generationTokens++;
+    const logprobs = row && !(!seq.ignoreEos && this.tokenizer.endOfGenerationIds.has(token))
+      ? [this.tokenLogprob(token, row, seq.logprobs!)] : undefined;
     if (!seq.ignoreEos && this.tokenizer.endOfGenerationIds.has(token)) {
       seq.stream.push({ text: seq.stops.push(seq.decoder.flush()).text + seq.stops.flush(), tokens: [token] });
       this.finish(seq, "stop");
@@ -492,13 +525,27 @@ export class QwasmEngine implements Engine {
     }
     seq.tokens.push(token);
     const piece = seq.stops.push(seq.decoder.push(token));
-    seq.stream.push({ text: piece.text, tokens: [token] });
+    seq.stream.push(logprobs ? { text: piece.text, tokens: [token], logprobs } : { text: piece.text, tokens: [token] });
     if (piece.stopped) {
+      this.finish(seq, "stop");
+    } else if (seq.constraint?.isFinished()) {
+      // The grammar is complete and nothing can follow: the value is whole.
+      seq.stream.push({ text: seq.stops.push(seq.decoder.flush()).text + seq.stops.flush(), tokens: [] });
       this.finish(seq, "stop");
     } else if (seq.generated >= seq.maxTokens) {
       seq.stream.push({ text: seq.stops.push(seq.decoder.flush()).text + seq.stops.flush(), tokens: [] });
       this.finish(seq, "length");
     }
+  }
+
+  private tokenLogprob(token: number, row: RowLogprobs, into: { list: GeneratedTokenLogprob[] }): GeneratedTokenLogprob {
+    const entry = (id: number): TokenLogprob => {
+      const bytes = this.tokenizer.tokenBytes(id);
+      return { id, token: new TextDecoder().decode(bytes), bytes: Array.from(bytes), logprob: row.logprob(id) };
+    };
+    const lp: GeneratedTokenLogprob = { ...entry(token), topLogprobs: row.top.map(entry) };
+    into.list.push(lp);
+    return lp;
   }
 
   /**
@@ -546,7 +593,7 @@ export class QwasmEngine implements Engine {
       text = delivered.text;
       generatedTokens = generatedTokens.slice(0, delivered.tokens);
     }
-    return {
+    const result: CompletionResult = {
       text,
       tokens: generatedTokens,
       finishReason,
@@ -558,6 +605,8 @@ export class QwasmEngine implements Engine {
       },
       timings: { timeToFirstTokenMs: (seq.firstToken ?? now) - seq.start, totalMs: now - seq.start },
     };
+    if (seq.logprobs) result.logprobs = seq.logprobs.list.slice(0, generatedTokens.length);
+    return result;
   }
 }
 

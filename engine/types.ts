@@ -3,8 +3,9 @@
 import type { ChatMessage } from "./chat-template";
 import type { SamplingOptions } from "./sampler/sampler";
 import type { EngineStats, KVStats } from "./stats";
+import type { ResponseFormat } from "./constrain/request";
 
-export type { ChatMessage };
+export type { ChatMessage, ResponseFormat };
 
 export interface RequestOptions extends SamplingOptions {
   /** Most tokens to generate; default: until end of generation or the context is full. */
@@ -23,9 +24,97 @@ export interface RequestOptions extends SamplingOptions {
    * QwasmError TIMEOUT and its KV pages are freed. Default: the engine's requestTimeoutMs (none unless set).
    */
   timeoutMs?: number;
+  /**
+   * Constrains the output (OpenAI's response_format): {type: "json_object"} (any JSON object) or
+   * {type: "json_schema", json_schema: {name, schema, strict}}. The text is JSON in one layout
+   * (", " and ": ", no other white space) that parses and matches the schema; generation ends
+   * (finishReason "stop") when the value is complete. A schema keyword that cannot be expressed
+   * throws QwasmError UNSUPPORTED_SCHEMA naming it.
+   */
+  responseFormat?: ResponseFormat;
+  /** Constrains the output to a GBNF grammar (llama.cpp's notation; start rule `root`). */
+  grammar?: string;
+  /**
+   * Functions the model may call (chat only; OpenAI's tools). They are listed in the prompt by the
+   * model's chat template when it has a tools section (Qwen2.5-Instruct's), else by the built-in
+   * QWEN2_TOOLS_TEMPLATE (the same format). Calls come back as delta.toolCalls and result.toolCalls,
+   * with finishReason "tool_calls"; the text is the content around them.
+   */
+  tools?: Tool[];
+  /**
+   * "auto" (default with tools): the model may answer or call; once it writes `<tool_call>` the call
+   * is constrained to a function's name and arguments matching its parameter schema. "required":
+   * the answer is calls, constrained from the first token. {type: "function", function: {name}}:
+   * a call of that function. "none": no calls (the tools are left out of the prompt).
+   */
+  toolChoice?: ToolChoice;
+  /** Several calls in one answer (default true); false: generation ends after the first call. */
+  parallelToolCalls?: boolean;
+  /**
+   * Log probabilities of each generated token (delta.logprobs, result.logprobs): the log-softmax of
+   * the model's logits, before logit bias, penalties, temperature, filters and constraints (what
+   * OpenAI reports, and llama.cpp's server without post_sampling_probs).
+   */
+  logprobs?: boolean;
+  /** With logprobs: also the most likely 0-20 tokens at each position (default 0). */
+  topLogprobs?: number;
 }
 
-export type FinishReason = "stop" | "length" | "abort";
+/** The log probability of one token. */
+export interface TokenLogprob {
+  /** Token id. */
+  id: number;
+  /** Its text (UTF-8 decoded; a piece of a character shows as U+FFFD). */
+  token: string;
+  /** Its UTF-8 bytes (pieces of a character too). */
+  bytes: number[];
+  logprob: number;
+}
+
+/** A generated token's log probability, with the most likely alternatives (topLogprobs). */
+export interface GeneratedTokenLogprob extends TokenLogprob {
+  /** Most likely first; ties to the lowest id. */
+  topLogprobs: TokenLogprob[];
+}
+
+/** A function the model may call (OpenAI's tools[].function). */
+export interface ToolFunction {
+  name: string;
+  description?: string;
+  /** JSON Schema of the arguments object; absent: no arguments ({}). */
+  parameters?: Record<string, unknown>;
+  strict?: boolean | null;
+}
+
+/** OpenAI's tool definition. */
+export interface Tool {
+  type: "function";
+  function: ToolFunction;
+}
+
+export type ToolChoice = "auto" | "none" | "required" | { type: "function"; function: { name: string } };
+
+/** A finished call, as OpenAI returns it in message.tool_calls. */
+export interface ToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
+
+/**
+ * A piece of a call while streaming, as OpenAI sends it in delta.tool_calls: the first piece of
+ * call `index` has its id, type and name (arguments ""), later pieces append to the arguments.
+ */
+export interface ToolCallDelta {
+  index: number;
+  id?: string;
+  type?: "function";
+  function: { name?: string; arguments?: string };
+}
+
+
+/** "tool_calls": a chat answer with tools that ended with calls (see RequestOptions.tools). */
+export type FinishReason = "stop" | "length" | "abort" | "tool_calls";
 
 export interface Usage {
   promptTokens: number;
@@ -41,12 +130,20 @@ export interface Delta {
   text: string;
   /** Token ids sampled since the previous delta. */
   tokens: number[];
+  /** With RequestOptions.logprobs: one per token of `tokens` (end-of-generation tokens excepted). */
+  logprobs?: GeneratedTokenLogprob[];
+  /** With tools: pieces of tool calls (OpenAI's streaming delta.tool_calls). */
+  toolCalls?: ToolCallDelta[];
 }
 
 export interface CompletionResult {
   text: string;
   tokens: number[];
   finishReason: FinishReason;
+  /** With tools: the calls the answer made (text is the content around them). */
+  toolCalls?: ToolCall[];
+  /** With RequestOptions.logprobs: one per generated token (end-of-generation tokens excepted). */
+  logprobs?: GeneratedTokenLogprob[];
   usage: Usage;
   timings: {
     /** From the request to the first generated token. */

@@ -18,7 +18,9 @@ export type ErrorCode =
   | "ABORTED"
   | "QUEUE_FULL"          // the engine already holds maxSequences running and maxQueue waiting requests: retry later
   | "TIMEOUT"             // the request ran past its time limit (timeoutMs, requestTimeoutMs)
-  | "DRAINING";           // the engine is draining (engine.drain(), serve on SIGTERM): it takes no new requests
+  | "DRAINING"            // the engine is draining (engine.drain(), serve on SIGTERM): it takes no new requests
+  | "UNSUPPORTED_SCHEMA"  // a JSON Schema uses a keyword or value qwasm cannot turn into a grammar (named in the message)
+  | "INVALID_GRAMMAR";    // GBNF text that does not parse, names an undefined rule, or is left-recursive
 
 export class QwasmError extends Error {
   readonly code: ErrorCode;

@@ -5,7 +5,7 @@
 //   GET /health (alive)   GET /ready (200 accepting, 503 draining)   GET /metrics (Prometheus; options.metrics)
 //
 // Known request fields are validated strictly (a wrong type or value is a 400 naming the field);
-// fields that ask for something qwasm does not do (tools, JSON mode, logprobs, ...) are a 400 naming
+// fields that ask for something qwasm does not do (audio, echo, functions, ...) are a 400 naming
 // the field unless their value asks for nothing; unknown fields are ignored, since OpenAI clients send
 // many. Nothing a request says ever reaches the file system.
 //
@@ -18,7 +18,13 @@
 // handler counts distinct sessions (qwasm_sessions_total) and hands the id to onAccess; a balancer
 // hashes on the header so that a conversation's turns reach the replica that holds its KV pages.
 import { QwasmError } from "../platform/errors";
-import type { ChatMessage, CompletionResult, CompletionStream, Delta, Engine, RequestOptions } from "../engine/types";
+import { constraintText, type ResponseFormat } from "../engine/constrain/request";
+import type {
+  ChatMessage, CompletionResult, CompletionStream, Delta, Engine, GeneratedTokenLogprob, RequestOptions, Tool, ToolChoice,
+} from "../engine/types";
+import { checkTools, toolCallsGbnf } from "../engine/tools";
+import { compileGrammar } from "../engine/constrain/grammar";
+import { MAX_TOP_LOGPROBS } from "../engine/sampler/logprobs";
 import { METRICS_CONTENT_TYPE, renderMetrics, SessionCounter } from "./metrics";
 
 export interface OpenAIHandlerOptions {
@@ -199,9 +205,9 @@ interface Shape {
   /** Chat chunks say the role in their first delta. */
   hasRole: boolean;
   /** The whole non-streamed response. */
-  body(text: string, finishReason: string, usage: object): object;
-  /** One streamed chunk: a piece of text, or the end (finishReason set). */
-  chunk(text: string | undefined, finishReason: string | null, first: boolean): object;
+  body(result: CompletionResult, usage: object): object;
+  /** One streamed chunk: a delta, or the end (finishReason set). */
+  chunk(delta: Delta | undefined, finishReason: string | null, first: boolean): object;
   /** The usage chunk at the end of a stream (stream_options.include_usage). */
   usageChunk(usage: object): object;
 }
@@ -213,18 +219,26 @@ async function chatCompletions(g: Generation, body: Json, requestSignal: AbortSi
   const id = `chatcmpl-${randomId()}`;
   const created = nowSeconds();
   const base = { id, object: "chat.completion.chunk", created, model: g.modelId };
+  const logprobsOf = (list: GeneratedTokenLogprob[] | undefined) => (parsed.options.logprobs ? { content: (list ?? []).map(chatLogprob), refusal: null } : null);
   const shape: Shape = {
     hasRole: true,
-    body: (text, finishReason, usage) => ({
-      id, object: "chat.completion", created, model: g.modelId,
-      choices: [{ index: 0, message: { role: "assistant", content: text }, logprobs: null, finish_reason: finishReason }],
-      usage,
-    }),
-    chunk: (text, finishReason, first) => {
-      const delta: Record<string, string> = {};
+    body: (result, usage) => {
+      const message: Record<string, unknown> = { role: "assistant", content: result.toolCalls && result.text === "" ? null : result.text };
+      if (result.toolCalls) message.tool_calls = result.toolCalls;
+      return {
+        id, object: "chat.completion", created, model: g.modelId,
+        choices: [{ index: 0, message, logprobs: logprobsOf(result.logprobs), finish_reason: result.finishReason }],
+        usage,
+      };
+    },
+    chunk: (d, finishReason, first) => {
+      const delta: Record<string, unknown> = {};
       if (first) delta.role = "assistant";
-      if (text !== undefined) delta.content = text;
-      return { ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }], ...parsed.usageNull };
+      if (d !== undefined && (d.text !== "" || !d.toolCalls)) delta.content = d.text;
+      if (first && d?.toolCalls && d.text === "") delta.content = null;
+      if (d?.toolCalls) delta.tool_calls = d.toolCalls;
+      const logprobs = d?.logprobs ? logprobsOf(d.logprobs) : null;
+      return { ...base, choices: [{ index: 0, delta, logprobs, finish_reason: finishReason }], ...parsed.usageNull };
     },
     usageChunk: (usage) => ({ ...base, choices: [], usage }),
   };
@@ -238,17 +252,38 @@ async function completions(g: Generation, body: Json, requestSignal: AbortSignal
   const id = `cmpl-${randomId()}`;
   const created = nowSeconds();
   const base = { id, object: "text_completion", created, model: g.modelId };
+  // Offsets of the tokens in the text, counted across the chunks of a stream.
+  let offset = 0;
+  const logprobsOf = (list: GeneratedTokenLogprob[] | undefined) => {
+    if (!parsed.options.logprobs) return null;
+    const entries = list ?? [];
+    const text_offset = entries.map((e) => { const at = offset; offset += e.token.length; return at; });
+    return {
+      tokens: entries.map((e) => e.token),
+      token_logprobs: entries.map((e) => e.logprob),
+      top_logprobs: entries.map((e) => Object.fromEntries(e.topLogprobs.map((t) => [t.token, t.logprob]))),
+      text_offset,
+    };
+  };
   const shape: Shape = {
     hasRole: false,
-    body: (text, finishReason, usage) => ({
-      ...base, choices: [{ text, index: 0, logprobs: null, finish_reason: finishReason }], usage,
+    body: (result, usage) => ({
+      ...base, choices: [{ text: result.text, index: 0, logprobs: logprobsOf(result.logprobs), finish_reason: result.finishReason }], usage,
     }),
-    chunk: (text, finishReason) => ({
-      ...base, choices: [{ text: text ?? "", index: 0, logprobs: null, finish_reason: finishReason }], ...parsed.usageNull,
+    chunk: (d, finishReason) => ({
+      ...base, choices: [{ text: d?.text ?? "", index: 0, logprobs: d?.logprobs ? logprobsOf(d.logprobs) : null, finish_reason: finishReason }], ...parsed.usageNull,
     }),
     usageChunk: (usage) => ({ ...base, choices: [], usage }),
   };
   return run(g, requestSignal, parsed, shape, (options) => g.engine.generate(prompt, options));
+}
+
+/** A token's log probability in a chat response (OpenAI's logprobs.content[i]). */
+function chatLogprob(e: GeneratedTokenLogprob): object {
+  return {
+    token: e.token, logprob: e.logprob, bytes: e.bytes,
+    top_logprobs: e.topLogprobs.map((t) => ({ token: t.token, logprob: t.logprob, bytes: t.bytes })),
+  };
 }
 
 /**
@@ -297,7 +332,7 @@ async function run(g: Generation, requestSignal: AbortSignal, parsed: ParsedRequ
   }
   // The client has gone; nobody reads this.
   if (result.finishReason === "abort") throw new ApiError(499, "the client closed the request", null, "client_closed_request");
-  return json(200, shape.body(result.text, result.finishReason, usageJson(result)));
+  return json(200, shape.body(result, usageJson(result)));
 }
 
 /** Server-sent events in OpenAI's chunk format, ended by `data: [DONE]`. */
@@ -319,7 +354,7 @@ function streamResponse(g: Generation, completion: CompletionStream, cancellatio
       return;
     }
     // A completion with no text still tells the client the role (chat) before it ends.
-    if (first && shape.hasRole) controller.enqueue(event(shape.chunk("", null, true)));
+    if (first && shape.hasRole) controller.enqueue(event(shape.chunk({ text: "", tokens: [] }, null, true)));
     controller.enqueue(event(shape.chunk(undefined, result.finishReason, false)));
     if (includeUsage) controller.enqueue(event(shape.usageChunk(usageJson(result))));
     controller.enqueue(event("[DONE]"));
@@ -334,8 +369,8 @@ function streamResponse(g: Generation, completion: CompletionStream, cancellatio
           const next = await deltas.next();
           if (cancelled) return;
           if (next.done) return await finish(controller);
-          if (next.value.text === "") continue;
-          controller.enqueue(event(shape.chunk(next.value.text, null, first)));
+          if (next.value.text === "" && !next.value.toolCalls && !next.value.logprobs?.length) continue;
+          controller.enqueue(event(shape.chunk(next.value, null, first)));
           first = false;
           return;
         }
@@ -429,20 +464,14 @@ function checkModel(g: Generation, body: Json): void {
  */
 const UNSUPPORTED: Record<"chat" | "completion", [name: string, neutral: (v: unknown) => boolean, what: string][]> = {
   chat: [
-    ["tools", (v) => Array.isArray(v) && v.length === 0, "tool calling is not supported; send no tools (or [])"],
-    ["tool_choice", (v) => v === "none" || v === "auto", 'tool calling is not supported; tool_choice may only be "none" or "auto"'],
     ["functions", (v) => Array.isArray(v) && v.length === 0, "function calling is not supported; send no functions"],
     ["function_call", (v) => v === "none" || v === "auto", 'function calling is not supported; function_call may only be "none" or "auto"'],
-    ["response_format", (v) => isObject(v) && v.type === "text", 'structured output (JSON mode, JSON schema) is not supported; response_format may only be {"type": "text"}'],
-    ["logprobs", (v) => v === false, "log probabilities are not supported; logprobs may only be false"],
-    ["top_logprobs", (v) => v === 0, "log probabilities are not supported; top_logprobs may only be 0"],
     ["modalities", (v) => Array.isArray(v) && v.length === 1 && v[0] === "text", 'only text output is supported; modalities may only be ["text"]'],
     ["audio", () => false, "audio output is not supported"],
     ["prediction", () => false, "predicted outputs are not supported"],
     ["web_search_options", () => false, "web search is not supported"],
   ],
   completion: [
-    ["logprobs", () => false, "log probabilities are not supported; send logprobs: null"],
     ["echo", (v) => v === false, "echo is not supported; echo may only be false"],
     ["best_of", (v) => v === 1, "best_of is not supported; best_of may only be 1"],
     ["suffix", (v) => v === "", "suffix (insertion) is not supported"],
@@ -480,7 +509,20 @@ function parseCommon(body: Json, kind: "chat" | "completion"): ParsedRequest {
     stop: parseStop(field(body, "stop")),
     logitBias: parseLogitBias(field(body, "logit_bias")),
     ignoreEos: booleanField(body, "ignore_eos"),
+    responseFormat: kind === "chat" ? parseResponseFormat(field(body, "response_format")) : undefined,
   };
+  if (kind === "chat") {
+    Object.assign(options, parseTools(body));
+    options.logprobs = booleanField(body, "logprobs") || undefined;
+    options.topLogprobs = numberField(body, "top_logprobs", `an integer from 0 to ${MAX_TOP_LOGPROBS}`, (v) => v >= 0 && v <= MAX_TOP_LOGPROBS, true);
+    if (options.topLogprobs !== undefined && options.topLogprobs > 0 && options.logprobs !== true) {
+      invalid("top_logprobs", "top_logprobs needs logprobs: true");
+    }
+  } else {
+    // The legacy completions API: logprobs is the number of alternatives (0-5), null for none.
+    const n = numberField(body, "logprobs", "an integer from 0 to 5 (or null)", (v) => v >= 0 && v <= 5, true);
+    if (n !== undefined) { options.logprobs = true; options.topLogprobs = n; }
+  }
   if (options.topK === -1) options.topK = 0;
   for (const key of Object.keys(options) as (keyof RequestOptions)[]) {
     if (options[key] === undefined) delete options[key];
@@ -492,6 +534,59 @@ function parseCommon(body: Json, kind: "chat" | "completion"): ParsedRequest {
   const includeUsage = stream && (streamOptions === undefined ? false
     : booleanField(streamOptions, "include_usage", "stream_options.include_usage") ?? false);
   return { options, stream, includeUsage, usageNull: includeUsage ? { usage: null } : {} };
+}
+
+/** response_format: text, json_object or json_schema; a schema qwasm cannot express is a 400 naming the keyword. */
+function parseResponseFormat(value: unknown): ResponseFormat | undefined {
+  if (value === undefined) return undefined;
+  if (!isObject(value) || !["text", "json_object", "json_schema"].includes(value.type as string)) {
+    invalid("response_format", 'response_format must be {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {"name", "schema", "strict"}}');
+  }
+  if (value.type === "json_schema" && (!isObject(value.json_schema) || (value.json_schema.schema !== undefined && !isObject(value.json_schema.schema)))) {
+    invalid("response_format", "response_format.json_schema must be an object {name, schema, strict} whose schema is a JSON object");
+  }
+  const format = value as unknown as ResponseFormat;
+  try {
+    constraintText({ responseFormat: format }); // compiles the schema: refuses what it cannot express now
+  } catch (error) {
+    if (error instanceof QwasmError) throw new ApiError(400, `response_format: ${error.message}`, "response_format", error.code === "UNSUPPORTED_SCHEMA" ? "unsupported_schema" : "invalid_value");
+    throw error;
+  }
+  return format.type === "text" ? undefined : format;
+}
+
+/** tools, tool_choice and parallel_tool_calls; a parameter schema qwasm cannot express is a 400 naming the keyword. */
+function parseTools(body: Json): Pick<RequestOptions, "tools" | "toolChoice" | "parallelToolCalls"> {
+  const tools = field(body, "tools");
+  const toolChoice = field(body, "tool_choice");
+  const parallel = booleanField(body, "parallel_tool_calls");
+  if (tools === undefined) {
+    if (toolChoice !== undefined && toolChoice !== "none" && toolChoice !== "auto") {
+      invalid("tool_choice", `tool_choice ${JSON.stringify(toolChoice)} needs tools`);
+    }
+    return {};
+  }
+  try {
+    checkTools(tools, toolChoice);
+  } catch (error) {
+    if (!(error instanceof QwasmError)) throw error;
+    const param = error.message.startsWith("toolChoice") || error.message.startsWith("tool_choice") ? "tool_choice" : "tools";
+    invalid(param, error.message.replace(/^toolChoice/, "tool_choice"));
+  }
+  const list = tools as Tool[];
+  try {
+    // Compiles the grammar of every function's parameters now: a schema it cannot express is refused before anything runs.
+    if (list.length > 0) compileGrammar(toolCallsGbnf(list.map((t) => t.function), true));
+  } catch (error) {
+    if (error instanceof QwasmError) {
+      throw new ApiError(400, error.message, "tools", error.code === "UNSUPPORTED_SCHEMA" ? "unsupported_schema" : "invalid_value");
+    }
+    throw error;
+  }
+  const out: Pick<RequestOptions, "tools" | "toolChoice" | "parallelToolCalls"> = { tools: list };
+  if (toolChoice !== undefined) out.toolChoice = toolChoice as ToolChoice;
+  if (parallel !== undefined) out.parallelToolCalls = parallel;
+  return out;
 }
 
 function parseStop(value: unknown): string[] | undefined {
@@ -698,6 +793,7 @@ function toApiError(error: unknown, onError: (error: unknown) => void): ApiError
   const code = error instanceof QwasmError || (error instanceof Error && error.name === "QwasmError")
     ? (error as QwasmError).code : undefined;
   if (code === "INVALID_ARGUMENT") return new ApiError(400, (error as Error).message, null, "invalid_value");
+  if (code === "UNSUPPORTED_SCHEMA" || code === "INVALID_GRAMMAR") return new ApiError(400, (error as Error).message, null, "invalid_value");
   if (code === "CONTEXT_OVERFLOW") return new ApiError(400, (error as Error).message, null, "context_length_exceeded");
   if (code === "QUEUE_FULL") {
     return new ApiError(429, `the server is busy (its queue of waiting requests is full); retry in ${RETRY_AFTER_SECONDS} s`,

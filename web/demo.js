@@ -125,6 +125,8 @@ async function send(text) {
     ignoreEos: $("ignore-eos").checked,
     signal: generating.signal,
   };
+  // JSON: the reply is constrained to one JSON object (OpenAI's response_format json_object).
+  if ($("json").checked) options.responseFormat = { type: "json_object" };
   let tokens = 0;
   let first;
   const started = performance.now();

@@ -7,13 +7,15 @@ import type { Delta, RequestOptions } from "../../engine/types";
 import { createKernelMemory, instantiateKernels, kernelBuild } from "../../compute/kernels/module";
 import { progressBar } from "../load";
 import { Sampler, argmax, type SamplingOptions } from "../../engine/sampler/sampler";
-import { kvTypeOption, numberOption, parseArgs } from "../args";
+import { kvTypeOption, numberOption, parseArgs, stringOption } from "../args";
 import { resolveModelPath } from "../default-model";
 import { tokenReadBytes } from "../../compute/model/moe";
+import { constraintOptions } from "./run";
+import { compileJsonSchema, tokenTrie } from "../../engine/constrain";
 
 export const help = `qwasm bench [MODEL] [--threads N] [--oversubscribe] [--prompt-tokens 128] [--gen-tokens 64] [--repeat 1]
             [--kv-type f32|f16|q8_0] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
-            [--batch B] [--prefix-reuse] [--json]
+            [--batch B] [--prefix-reuse] [--json-schema FILE] [--json]
 
 Measures one model, end to end through the engine (what engine.generate streams: scheduler,
 forward steps, sampler, detokenizer, stop-string check), after one warm-up request that is not
@@ -26,6 +28,11 @@ on the last step's logits, load time and peak memory (the WebAssembly memory and
 resident set). The prompt is random regular token ids (speed does not depend on the values), a
 fresh one per request so that no prefix is reused. MODEL defaults to the built-in synthetic model.
 With --repeat R, every figure is the best of R runs.
+
+--json-schema FILE adds one line: decode tokens/s of requests constrained to the schema
+(responseFormat json_schema, same sampling, each followed by an unconstrained one, best of
+--repeat), against the unconstrained decode; the time to compile the schema (JSON Schema → GBNF →
+grammar, no cache); and the time to build the vocabulary's token trie (once per tokenizer).
 
 --batch B runs B concurrent requests through the engine (continuous batching) and reports the
 total decode tokens/s of all streams while all B are decoding (only tokens streamed inside that
@@ -67,6 +74,10 @@ export interface BenchResult {
   vocabSize: number;
   wasmMemoryBytes: number;
   peakRssBytes: number;
+  /** --json-schema: decode tokens/s constrained to the schema, its compile time, the trie's build time. */
+  constrainedDecodeTokensPerSecond?: number;
+  schemaCompileMs?: number;
+  tokenTrieMs?: number;
 }
 
 /** --temperature, --top-k, --top-p, --min-p, --seed: the sampling of the timed requests. */
@@ -113,6 +124,8 @@ export async function main(argv: string[]): Promise<number> {
   const genTokens = positiveInteger("gen-tokens", numberOption(args, "gen-tokens", 64)!);
   const repeat = positiveInteger("repeat", numberOption(args, "repeat", 1)!);
   const sampling = samplingOptions(args);
+  const schemaFile = stringOption(args, "json-schema");
+  const constraint = await constraintOptions(schemaFile, undefined);
   let peakRss = process.memoryUsage().rss;
   const sampleRss = () => { peakRss = Math.max(peakRss, process.memoryUsage().rss); };
   const t0 = performance.now();
@@ -129,12 +142,23 @@ export async function main(argv: string[]): Promise<number> {
     // Warm-up (not counted): the same shape, a few tokens.
     await timedRequest(engine, randomPrompt(promptTokens, vocab, 999), { ...request, maxTokens: Math.min(genTokens, 4) });
 
-    const best = { firstTokenMs: Infinity, engineDecodeMs: Infinity, forwardPrefillMs: Infinity, forwardDecodeMs: Infinity };
+    const best = { firstTokenMs: Infinity, engineDecodeMs: Infinity, forwardPrefillMs: Infinity, forwardDecodeMs: Infinity, constrainedDecodeMs: Infinity };
+    let trieMs = 0;
+    if (schemaFile !== undefined) {
+      const t = performance.now();
+      tokenTrie(engine.tokenizer);
+      trieMs = performance.now() - t;
+    }
     let lastLogits: Float32Array = new Float32Array(0);
     for (let r = 0; r < repeat; r++) {
       const e = await timedRequest(engine, randomPrompt(promptTokens, vocab, 12345 + r), request);
       best.firstTokenMs = Math.min(best.firstTokenMs, e.firstTokenMs);
       if (e.decodeTokens > 0) best.engineDecodeMs = Math.min(best.engineDecodeMs, e.decodeMs / e.decodeTokens);
+      if (schemaFile !== undefined) {
+        // Right after the unconstrained request, so both see the same machine.
+        const c = await timedRequest(engine, randomPrompt(promptTokens, vocab, 23456 + r), { ...request, ignoreEos: false, ...constraint });
+        if (c.decodeTokens > 0) best.constrainedDecodeMs = Math.min(best.constrainedDecodeMs, c.decodeMs / c.decodeTokens);
+      }
       // The forward pass alone: forward.step writes the pages from 0 up, under the engine's feet;
       // harmless here, since no later prompt shares a prefix with an earlier one.
       const prompt = randomPrompt(promptTokens, vocab, 54321 + r);
@@ -177,6 +201,14 @@ export async function main(argv: string[]): Promise<number> {
       wasmMemoryBytes: engine.model.arena.memory.buffer.byteLength,
       peakRssBytes: peakRss,
     };
+    if (schemaFile !== undefined) {
+      const schema = (constraint.responseFormat as { json_schema: { schema: object } }).json_schema.schema;
+      const t = performance.now();
+      compileJsonSchema(schema);
+      result.schemaCompileMs = performance.now() - t;
+      result.tokenTrieMs = trieMs;
+      result.constrainedDecodeTokensPerSecond = best.constrainedDecodeMs < Infinity ? 1000 / best.constrainedDecodeMs : 0;
+    }
     const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
     const samplingName = sampling.temperature ? Object.entries(sampling).map(([k, v]) => `${k} ${v}`).join(", ") : "greedy";
     print(args, result as unknown as Record<string, unknown>, [
@@ -198,6 +230,11 @@ export async function main(argv: string[]): Promise<number> {
         `${vocab} logits (the last forward step's), alone`,
       `wasm memory      ${mib(result.wasmMemoryBytes)}`,
       `peak RSS         ${mib(result.peakRssBytes)}`,
+      ...(schemaFile === undefined ? [] : [
+        `json schema      decode ${result.constrainedDecodeTokensPerSecond!.toFixed(2)} tokens/s constrained to ${schemaFile} vs ` +
+          `${result.decodeTokensPerSecond.toFixed(2)} unconstrained (${(result.constrainedDecodeTokensPerSecond! / result.decodeTokensPerSecond).toFixed(2)}x); ` +
+          `schema compile ${result.schemaCompileMs!.toFixed(1)} ms; vocabulary trie ${result.tokenTrieMs!.toFixed(0)} ms (once per tokenizer)`,
+      ]),
     ]);
   } finally {
     await engine.dispose();

@@ -2,10 +2,13 @@
 // speed to stderr.
 import { kernelBuild } from "../../compute/kernels/module";
 import { QwasmError } from "../../platform/errors";
+import { constraintText } from "../../engine/constrain/request";
 import { createEngine } from "../../engine/engine";
 import { numberOption, parseArgs, stringOption, kvTypeOption } from "../args";
 import { progressBar } from "../load";
 import { resolveModelPath } from "../default-model";
+import { readFile } from "../io";
+import type { RequestOptions } from "../../engine/types";
 
 export const help = `qwasm run [MODEL] (--prompt T | --chat T) [options]
 
@@ -19,6 +22,10 @@ template. MODEL defaults to the built-in synthetic model (created on first use).
   --min-p P          drop tokens below P x the top probability (default 0.05)
   --seed S           PRNG seed (default 0)
   --ignore-eos       keep going past end-of-generation tokens
+  --json-schema FILE constrain the output to JSON matching the JSON Schema in FILE (stops when the
+                     value is complete; an unsupported keyword is an UNSUPPORTED_SCHEMA error)
+  --grammar FILE     constrain the output to the GBNF grammar in FILE (llama.cpp's notation, start
+                     rule root)
   --context N        context length (default: the model's, at most 4096)
   --kv-type T        KV cache type: f32 (default), f16 (half the memory) or q8_0 (about a quarter)
   --threads N        compute threads (default: the cores available)
@@ -33,6 +40,7 @@ export async function main(argv: string[]): Promise<number> {
   if ((prompt === undefined) === (chat === undefined)) {
     throw new QwasmError("INVALID_ARGUMENT", "give exactly one of --prompt or --chat");
   }
+  const constraint = await constraintOptions(stringOption(args, "json-schema"), stringOption(args, "grammar"));
   const modelPath = await resolveModelPath(args.positionals[0]);
   const t0 = performance.now();
   const engine = await createEngine(modelPath, {
@@ -56,6 +64,7 @@ export async function main(argv: string[]): Promise<number> {
       seed: numberOption(args, "seed", 0),
       ignoreEos: args.options.has("ignore-eos"),
       signal: abort.signal,
+      ...constraint,
     };
     const stream = chat !== undefined ? engine.chat([{ role: "user", content: chat }], options) : engine.generate(prompt!, options);
     for await (const delta of stream) process.stdout.write(delta.text);
@@ -76,4 +85,21 @@ export async function main(argv: string[]): Promise<number> {
     await engine.dispose();
   }
   return 0;
+}
+
+/** --json-schema FILE / --grammar FILE as request options (read and checked before the model loads). */
+export async function constraintOptions(schemaFile: string | undefined, grammarFile: string | undefined): Promise<Pick<RequestOptions, "responseFormat" | "grammar">> {
+  if (schemaFile !== undefined && grammarFile !== undefined) throw new QwasmError("INVALID_ARGUMENT", "give --json-schema or --grammar, not both");
+  if (grammarFile !== undefined) return { grammar: new TextDecoder().decode(await readFile(grammarFile)) };
+  if (schemaFile === undefined) return {};
+  let schema: unknown;
+  try {
+    schema = JSON.parse(new TextDecoder().decode(await readFile(schemaFile)));
+  } catch (e) {
+    if (e instanceof QwasmError) throw e;
+    throw new QwasmError("INVALID_ARGUMENT", `--json-schema ${schemaFile} is not JSON: ${(e as Error).message}`);
+  }
+  const responseFormat = { type: "json_schema" as const, json_schema: { name: "schema", schema: schema as object, strict: true } };
+  constraintText({ responseFormat }); // an unsupported keyword fails now, not after loading the model
+  return { responseFormat };
 }

@@ -34,6 +34,13 @@ export interface SamplingOptions {
   seed?: number;
 }
 
+/** What constrained decoding needs from a grammar matcher. */
+export interface SamplingConstraint {
+  allows(token: number): boolean;
+  /** Sets every logit the constraint refuses to -Infinity. */
+  maskLogits(logits: Float32Array): void;
+}
+
 /** xoshiro128**: small, fast, good statistical quality; seeded through splitmix32. */
 export class Rng {
   private s = new Uint32Array(4);
@@ -150,8 +157,30 @@ export class Sampler {
     }
   }
 
-  /** Picks the next token. `logits` is modified in place (bias and penalties applied). */
-  sample(logits: Float32Array): number {
+  /**
+   * Picks the next token. `logits` is modified in place (bias and penalties applied). With a
+   * constraint: a token drawn from the unconstrained distribution is kept when allowed (the common
+   * case: no mask); otherwise the logits are restored, masked and drawn again with the next random
+   * number (llama.cpp's common_sampler_sample does the same). Without filters this is exactly a draw
+   * from the masked distribution: p(t) + (1 - Z) p(t) / Z = p(t) / Z, Z the allowed mass.
+   */
+  sample(logits: Float32Array, constraint?: SamplingConstraint): number {
+    if (!constraint) return this.sampleUnconstrained(logits);
+    const saved = savedRow(logits.length);
+    saved.set(logits);
+    const token = this.sampleUnconstrained(logits);
+    if (constraint.allows(token)) return token;
+    logits.set(saved.subarray(0, logits.length));
+    constraint.maskLogits(logits);
+    const masked = this.sampleUnconstrained(logits);
+    if (!constraint.allows(masked)) {
+      throw new QwasmError("INVALID_ARGUMENT",
+        "no token that the grammar allows here has a finite logit (does a logit bias ban them all?)");
+    }
+    return masked;
+  }
+
+  private sampleUnconstrained(logits: Float32Array): number {
     const o = this.options;
     for (const [id, b] of this.bias) if (id < logits.length) logits[id] += b;
     this.applyPenalties(logits);
@@ -652,6 +681,13 @@ export function expNonPositive(x: number): number {
   const p = 1 + r * (1 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120)))));
   const steps = -k;
   return p * EXP_FRACTION[steps & 127] * EXP_POWER[steps >> 7];
+}
+
+/** The logits before a constrained draw, reused across calls (sampling is synchronous). */
+let savedLogits = new Float32Array(0);
+function savedRow(n: number): Float32Array {
+  if (savedLogits.length < n) savedLogits = new Float32Array(n);
+  return savedLogits;
 }
 
 /** A float64 scratch row, reused across calls (sampling is synchronous). */

@@ -267,6 +267,19 @@ describe.skipIf(!hasChromium)(hasChromium ? "the demo page in Chromium" : `the d
       expect(last.phase).toBe("file");
       expect(last.loadedBytes).toBe(last.totalBytes);
       expect((await pageRun(page)).generate).toEqual(expected.generate);
+
+      // The JSON toggle: the reply is one JSON object (response_format json_object), here on one
+      // thread without SharedArrayBuffer, as in an edge isolate.
+      await page.check("#json");
+      await page.fill("#max-tokens", "400");
+      await page.fill("#temperature", "1");
+      await page.fill("#prompt", "Describe a cat in JSON.");
+      await page.click("#send");
+      await page.waitForFunction(() => document.body.dataset.state === "ready" && document.querySelector("#stats")?.hasAttribute("data-finish"));
+      const json = await page.evaluate(() => (window as any).qwasmDemo.lastResult);
+      expect(["stop", "length"]).toContain(json.finishReason);
+      if (json.finishReason === "stop") expect(Object.getPrototypeOf(JSON.parse(json.text))).toBe(Object.prototype);
+      else expect(json.text.startsWith("{"), json.text).toBe(true);
     } finally {
       await context.close();
     }

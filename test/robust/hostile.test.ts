@@ -220,8 +220,8 @@ describe("hostile requests", () => {
       user: "u", store: true, metadata: { a: 1 }, parallel_tool_calls: false, constructor: 1, toString: "x", hasOwnProperty: 2,
     }));
     expect400(await chat({ functions: [{ name: "f" }] }), "functions");
-    expect400(await chat({ response_format: { type: "json_object" } }), "response_format");
-    expect400(await chat({ tools: [{ type: "function", function: { name: "f" } }], tool_choice: "required" }), "tools");
+    expect400(await chat({ response_format: { type: "json_schema", json_schema: { name: "s", schema: { not: {} } } } }), "response_format");
+    expect400(await chat({ tools: [{ type: "function", function: { name: "f", parameters: { not: {} } } }], tool_choice: "required" }), "tools");
     // JSON.parse makes "__proto__" an own property, never a prototype.
     expectCompletion(await post("/v1/chat/completions",
       `{"__proto__":{"polluted":true,"max_tokens":999},"messages":[{"role":"user","content":"Hi","__proto__":{"role":"system"}}],"max_tokens":2}`));

@@ -415,15 +415,15 @@ describe("model", () => {
 
 describe("what qwasm does not do", () => {
   const refused: [string, Record<string, unknown>, string][] = [
-    ["tools", { tools: [{ type: "function", function: { name: "f", parameters: {} } }] }, "tools"],
+    ["a tool parameter schema qwasm cannot express", { tools: [{ type: "function", function: { name: "f", parameters: { type: "integer", multipleOf: 3 } } }] }, "tools"],
     ["tool_choice required", { tool_choice: "required" }, "tool_choice"],
     ["tool_choice naming a function", { tool_choice: { type: "function", function: { name: "f" } } }, "tool_choice"],
     ["functions", { functions: [{ name: "f", parameters: {} }] }, "functions"],
     ["function_call naming a function", { function_call: { name: "f" } }, "function_call"],
-    ["JSON mode", { response_format: { type: "json_object" } }, "response_format"],
-    ["a JSON schema", { response_format: { type: "json_schema", json_schema: { name: "x", schema: {} } } }, "response_format"],
-    ["logprobs", { logprobs: true }, "logprobs"],
-    ["top_logprobs", { top_logprobs: 3 }, "top_logprobs"],
+    ["a JSON schema keyword qwasm cannot express", { response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "integer", multipleOf: 3 } } } }, "response_format"],
+    ["a response_format type qwasm does not know", { response_format: { type: "xml" } }, "response_format"],
+    ["top_logprobs without logprobs", { top_logprobs: 3 }, "top_logprobs"],
+    ["more than 20 top_logprobs", { logprobs: true, top_logprobs: 21 }, "top_logprobs"],
     ["audio output", { modalities: ["text", "audio"], audio: { voice: "alloy", format: "wav" } }, "modalities"],
     ["audio", { audio: { voice: "alloy", format: "wav" } }, "audio"],
     ["predicted outputs", { prediction: { type: "content", content: "x" } }, "prediction"],
@@ -441,8 +441,7 @@ describe("what qwasm does not do", () => {
   });
 
   it.each([
-    ["logprobs", { logprobs: 2 }],
-    ["logprobs 0", { logprobs: 0 }],
+    ["more than 5 logprobs", { logprobs: 6 }],
     ["echo", { echo: true }],
     ["best_of", { best_of: 3 }],
     ["suffix", { suffix: " the end." }],
