@@ -161,6 +161,17 @@ describe("failures stay in their request", () => {
     expect(engine.kvStats()).toMatchObject({ inUse: 0, reserved: 0, running: 0, waiting: 0 });
   });
 
+  it("with ignoreEos, end of generation still ends a complete value (and adds no text)", async () => {
+    // End of generation made likely (a bias), so that it comes once the value is complete.
+    const logitBias = Object.fromEntries([...engine.tokenizer.endOfGenerationIds].map((id) => [id, 1000]));
+    const results = await Promise.all(SEEDS.map((seed) => engine.generate("x", { grammar: "root ::= [0-9]+", ignoreEos: true, logitBias, maxTokens: 60, temperature: 1, seed }).result));
+    for (const r of results) {
+      expect(r.finishReason, `${r.text} ${r.tokens}`).toBe("stop");
+      expect(r.text).toMatch(/^[0-9]+$/);
+    }
+    expect(results).toHaveLength(SEEDS.length);
+  });
+
   it("maxTokens cuts a value with finish reason length", async () => {
     const r = await engine.generate("x", { grammar: 'root ::= "[" [0-9]{40} "]"', maxTokens: 3, temperature: 1 });
     expect(r.finishReason).toBe("length");

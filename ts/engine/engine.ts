@@ -491,7 +491,8 @@ export class QwasmEngine implements Engine {
     seq.firstToken ??= now;
     seq.lastToken = now;
     this.stats.generationTokens++;
-    if (!seq.ignoreEos && this.tokenizer.endOfGenerationIds.has(token)) {
+    // A constraint allows end of generation only where its text is complete: it ends there, ignoreEos or not.
+    if ((!seq.ignoreEos || seq.constraint) && this.tokenizer.endOfGenerationIds.has(token)) {
       seq.stream.push({ text: seq.stops.push(seq.decoder.flush()).text + seq.stops.flush(), tokens: [token] });
       this.finish(seq, "stop");
       return;
