@@ -516,9 +516,10 @@ export class QwasmEngine implements Engine {
     seq.firstToken ??= now;
     seq.lastToken = now;
     this.stats.generationTokens++;
-    const logprobs = row && !(!seq.ignoreEos && this.tokenizer.endOfGenerationIds.has(token))
-      ? [this.tokenLogprob(token, row, seq.logprobs!)] : undefined;
-    if (!seq.ignoreEos && this.tokenizer.endOfGenerationIds.has(token)) {
+    // A constraint allows end of generation only where its text is complete: it ends there, ignoreEos or not.
+    const ends = (!seq.ignoreEos || seq.constraint !== undefined) && this.tokenizer.endOfGenerationIds.has(token);
+    const logprobs = row && !ends ? [this.tokenLogprob(token, row, seq.logprobs!)] : undefined;
+    if (ends) {
       seq.stream.push({ text: seq.stops.push(seq.decoder.flush()).text + seq.stops.flush(), tokens: [token] });
       this.finish(seq, "stop");
       return;

@@ -9,7 +9,9 @@
 // branches that exclude each other), allOf (merged: properties and required combine, types
 // intersect, other keywords must agree), $ref to "#..." JSON pointers ($defs, definitions,
 // recursion), minLength, maxLength, pattern (see regexToGbnf), format (date, time, date-time, uuid,
-// email: the subsets below), minimum, maximum, exclusiveMinimum, exclusiveMaximum (integers: any
+// email: the subsets below: dates with days 01-28 in every month, 29-30 except February, 31 in the
+// long months (no February 29); times hh:mm:ss[.ffffff] with Z or ±hh:mm; lowercase uuids; emails
+// atom(.atom)*@label(.label)*.tld with atoms of [a-zA-Z0-9_+-], labels of 1-63 characters), minimum, maximum, exclusiveMinimum, exclusiveMaximum (integers: any
 // bounds; numbers: integer bounds). Annotations (title, description, default, examples, $comment,
 // $schema, $id, deprecated, readOnly, writeOnly) are ignored.
 //
@@ -75,7 +77,8 @@ function primitives(p: string): Record<string, string> {
     [`${p}-time`]: `( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,6} )? ( "Z" | [-+] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )`,
     [`${p}-uuid`]: `[0-9a-f]{8} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{12}`,
     [`${p}-email`]: `[a-zA-Z0-9_+-]+ ( "." [a-zA-Z0-9_+-]+ )* "@" ${p}-label ( "." ${p}-label )* "." [a-zA-Z]{2,6}`,
-    [`${p}-label`]: `[a-zA-Z0-9]+ ( "-"+ [a-zA-Z0-9]+ )*`,
+    // a domain label: 1-63 characters, no hyphen at either end (as ajv-formats checks)
+    [`${p}-label`]: `[a-zA-Z0-9] ( [a-zA-Z0-9-]{0,61} [a-zA-Z0-9] )?`,
   };
 }
 

@@ -12,7 +12,7 @@ export type ResponseFormat =
 
 /** Compiled grammars by their GBNF text: a schema sent again (every request of a client) compiles once. */
 const compiled = new Map<string, Grammar>();
-const COMPILED_LIMIT = 64;
+const COMPILED_LIMIT = 32;
 
 function cachedGrammar(text: string): Grammar {
   let g = compiled.get(text);

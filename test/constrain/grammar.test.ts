@@ -143,6 +143,42 @@ describe("unsupported JSON schema keywords", () => {
   }
 });
 
+describe("failures stay in their request", () => {
+  it("no allowed token with a finite logit: the sampler throws (the engine fails that request alone)", () => {
+    const tokenizer = engine.tokenizer;
+    const m = new GrammarMatcher(compileGrammar('root ::= "a"'), tokenTrie(tokenizer));
+    const logits = new Float32Array(tokenizer.vocabSize).fill(1);
+    logits[tokenizer.tokenToId("a")!] = -Infinity;
+    expect(() => new Sampler({ temperature: 1 }).sample(logits, m)).toThrow(/no token that the grammar allows/);
+  });
+
+  it("an abort in the middle of a constrained request frees its pages", async () => {
+    const abort = new AbortController();
+    const stream = engine.generate("x", { responseFormat: { type: "json_object" }, maxTokens: 200, temperature: 1, signal: abort.signal });
+    let deltas = 0;
+    for await (const _ of stream) if (++deltas === 3) abort.abort();
+    expect((await stream).finishReason).toBe("abort");
+    expect(engine.kvStats()).toMatchObject({ inUse: 0, reserved: 0, running: 0, waiting: 0 });
+  });
+
+  it("with ignoreEos, end of generation still ends a complete value (and adds no text)", async () => {
+    // End of generation made likely (a bias), so that it comes once the value is complete.
+    const logitBias = Object.fromEntries([...engine.tokenizer.endOfGenerationIds].map((id) => [id, 1000]));
+    const results = await Promise.all(SEEDS.map((seed) => engine.generate("x", { grammar: "root ::= [0-9]+", ignoreEos: true, logitBias, maxTokens: 60, temperature: 1, seed }).result));
+    for (const r of results) {
+      expect(r.finishReason, `${r.text} ${r.tokens}`).toBe("stop");
+      expect(r.text).toMatch(/^[0-9]+$/);
+    }
+    expect(results).toHaveLength(SEEDS.length);
+  });
+
+  it("maxTokens cuts a value with finish reason length", async () => {
+    const r = await engine.generate("x", { grammar: 'root ::= "[" [0-9]{40} "]"', maxTokens: 3, temperature: 1 });
+    expect(r.finishReason).toBe("length");
+    expect(r.text).toMatch(/^\[[0-9]*$/);
+  });
+});
+
 describe("the matcher", () => {
   it("the trie mask equals a token-by-token check of the whole vocabulary, EOS only when complete", () => {
     const tokenizer = engine.tokenizer;

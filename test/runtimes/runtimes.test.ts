@@ -84,6 +84,9 @@ async function writeExpected(): Promise<void> {
       { prompt: "The quick brown fox jumps over the lazy dog, again and again and again.", options: greedy },
       { prompt: "Hi", options: { ...greedy, maxTokens: 7 } },
       { prompt: "Sampled, with a seed:", options: { maxTokens: 10, temperature: 0.9, topK: 40, topP: 0.95, seed: 42, ignoreEos: true } },
+      // Constrained to a JSON schema: the same grammar, masks and tokens in every runtime.
+      { prompt: "JSON:", options: { maxTokens: 40, temperature: 1, seed: 7, responseFormat: { type: "json_schema", json_schema: { name: "p",
+        schema: { type: "object", properties: { ok: { type: "boolean" }, n: { type: "integer", minimum: 0, maximum: 99 }, s: { type: "string", maxLength: 6 } }, required: ["ok", "n", "s"], additionalProperties: false } } } } },
     ];
     // Submitted in one go, as smoke.js does, so that both engines batch the same steps.
     const results = await Promise.all(requests.map((r) => engine.generate(r.prompt, r.options)));
