@@ -5,7 +5,7 @@ import {
   type ActivationFormat, activationRowBytes, typeName, weightTypeInfo, type WeightTypeInfo, type WeightTypeName,
 } from "../../weights/gguf/types";
 import { QwasmError } from "../../platform/errors";
-import type { Kernels } from "./exports";
+import type { KernelName, Kernels } from "./exports";
 
 export type { ActivationFormat };
 export { activationRowBytes };
@@ -31,14 +31,27 @@ export function activationConverter(format: Exclude<ActivationFormat, "f32">): (
   return CONVERTERS[format];
 }
 
+/** Every weight type's matmul: (w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride). A type
+ *  of the table without `matmul_${suffix}` and `matmul_${suffix}_ref` exports fails tsc here. */
+export type MatmulKernel = Kernels[`matmul_${KernelSuffix}` | `matmul_${KernelSuffix}_ref`];
+/** Every weight type's dequantize: (src, dst, n). */
+export type DequantizeKernel = Kernels[`dequantize_${KernelSuffix}`];
+
 export interface WeightKernels {
   format: ActivationFormat;
   blockSize: number;
   typeSize: number;
-  /** (w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride) */
-  matmul: (...args: number[]) => number;
-  /** (src, dst, n) */
-  dequantize: (...args: number[]) => number;
+  matmul: MatmulKernel;
+  dequantize: DequantizeKernel;
+}
+
+type PagedSuffix<N> = N extends `attention_paged_${infer S}` ? S : never;
+/** The KV cache formats the paged attention kernels serve ("f32" | "f16" | "q8_0"), from the exports. */
+export type PagedAttentionType = PagedSuffix<KernelName>;
+
+/** The paged attention kernel for a KV cache of `kvType`. */
+export function pagedAttention(kernels: Kernels, kvType: PagedAttentionType): Kernels[`attention_paged_${PagedAttentionType}`] {
+  return kernels[`attention_paged_${kvType}`];
 }
 
 function supported(type: number): WeightTypeInfo {
@@ -56,8 +69,8 @@ export function activationFormat(type: number): ActivationFormat {
 export function weightKernels(kernels: Kernels, type: number, reference = false): WeightKernels {
   const info = supported(type);
   const suffix = kernelSuffix(info.name);
-  const matmul = kernels[`matmul_${suffix}${reference ? "_ref" : ""}`];
-  const dequantize = kernels[`dequantize_${suffix}`];
+  const matmul: MatmulKernel = reference ? kernels[`matmul_${suffix}_ref`] : kernels[`matmul_${suffix}`];
+  const dequantize: DequantizeKernel = kernels[`dequantize_${suffix}`];
   if (!matmul || !dequantize) {
     throw new QwasmError("GGUF_UNSUPPORTED", `the kernel module lacks matmul/dequantize for ${typeName(type)}`);
   }

@@ -10,7 +10,7 @@
 // `planForward` lays out the memory once (the ForwardLayout, plain data that can be posted to a
 // worker); `runStep` only reads it.
 import { QwasmError } from "../../platform/errors";
-import { activationConverter, activationFormat, activationRowBytes, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
+import { activationConverter, activationFormat, activationRowBytes, pagedAttention, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
 import { wholeActivationBlocks } from "../../weights/gguf/types";
 import type { Kernels } from "../kernels/module";
 import type { Qwen2Config, Qwen2Tensors, TensorDesc } from "../../weights/qwen2";
@@ -373,7 +373,7 @@ export class ForwardRunner {
     const qDim = nHeads * headDim;
     const kvDim = nKVHeads * headDim;
     const scale = 1 / Math.sqrt(headDim);
-    const attention = k[`attention_paged_${L.kvType}`];
+    const attention = pagedAttention(k, L.kvType);
     const kvTypeId = KV_TYPE_IDS[L.kvType];
     const scratch = s.scores + w.index * L.scoresStride;
     const row = (base: number, t: number, width: number) => base + 4 * t * width;

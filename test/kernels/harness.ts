@@ -2,15 +2,18 @@
 // allocator, and copies in and out. Offsets are byte addresses, as the kernels take them.
 import { createSharedMemory, instantiateKernels, type Kernels } from "../../compute/kernels/module";
 
+/** The typed exports, plus any name by string (tests loop over names; `call` fails on a missing one). */
+export type TestKernels = Kernels & Record<string, (...args: number[]) => number | void>;
+
 const PAGE = 65536;
 
 export class KernelHarness {
   readonly memory: WebAssembly.Memory;
-  readonly k: Kernels;
+  readonly k: TestKernels;
   /** Offset 0 stays unused so that a zero pointer is never a valid buffer. */
   private top = PAGE;
 
-  private constructor(memory: WebAssembly.Memory, kernels: Kernels) {
+  private constructor(memory: WebAssembly.Memory, kernels: TestKernels) {
     this.memory = memory;
     this.k = kernels;
   }
@@ -18,14 +21,14 @@ export class KernelHarness {
   /** A fresh memory of `pages` 64 KiB pages (it grows on demand) with the kernels over it. */
   static async create(pages = 64): Promise<KernelHarness> {
     const memory = createSharedMemory(pages);
-    return new KernelHarness(memory, await instantiateKernels(memory));
+    return new KernelHarness(memory, await instantiateKernels(memory) as TestKernels);
   }
 
   /** Calls kernel `name`, failing loudly when the build lacks it. */
   call(name: string, ...args: number[]): number {
     const fn = this.k[name];
     if (typeof fn !== "function") throw new Error(`kernel export ${name} is missing; rebuild with npm run build:kernels`);
-    return fn(...args);
+    return fn(...args) as number;
   }
 
   has(name: string): boolean {
