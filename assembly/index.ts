@@ -1,4 +1,5 @@
 // The kernel module's exports: only re-exports (STYLE.md). Every export takes and returns numbers.
+// Kernels that only tests call are in assembly/test/ (build/kernels-test.wasm).
 export { f16_to_f32_export as f16_to_f32, f32_to_f16_export as f32_to_f16 } from "./quants/conv";
 export * from "./quants/activations";
 export * from "./quants/f32";
@@ -19,5 +20,5 @@ export * from "./quants/q6_k";
 export * from "./ops/norm";
 export * from "./ops/rope";
 export * from "./ops/elementwise";
-export * from "./ops/attention";
+export { attention_paged_f32, attention_paged_f16, attention_paged_q8_0, kv_store_paged } from "./ops/attention";
 export * from "./ops/peak";

@@ -43,6 +43,11 @@
 //     stored in out, so the additions are exactly those of the contiguous kernel. (out may still
 //     alias q: a query row is fully read, into the scores, before its first V run writes it.)
 // The table must hold ceil((pos0 + nTok) / pageSize) entries; nothing is bounds-checked.
+//
+// The contiguous kernels (attention_f32, attention_f16, attention_q8_0) are the paged ones' reference
+// in the tests and nothing else: they live in assembly/test/attention.ts, in build/kernels-test.wasm
+// only. The helpers they share with the paged kernels are exported from here for them (assembly/
+// index.ts names its exports, so they are not kernel exports).
 import { convert_f32_f16, quantize_q8_0 } from "../quants/activations";
 import { f16_gather4, f16_to_f32, f16x4_hi_to_f32x4, f16x4_hi_to_f32x4_finite, f32_to_f16, i32x4_hsum, i32x4_hsum4, Q8_0_BYTES, QK } from "../quants/common";
 import { hsum4, hsum4x4, softmaxRow } from "./math";
@@ -50,7 +55,7 @@ import { hsum4, hsum4x4, softmaxRow } from "./math";
 // ---------------------------------------------------------------------------------------------- f32
 
 /** scores[j] = (q · k_j) · scale for j < n; four keys at a time, reduced as hsum4 (see math.ts). */
-@inline function scoresF32(qRow: usize, kHead: usize, kvStride: usize, n: i32, headDim: i32, scale: f32, scores: usize): void {
+@inline export function scoresF32(qRow: usize, kHead: usize, kvStride: usize, n: i32, headDim: i32, scale: f32, scores: usize): void {
   const vscale = f32x4.splat(scale);
   let j = 0;
   for (; j + 4 <= n; j += 4) {
@@ -102,7 +107,7 @@ import { hsum4, hsum4x4, softmaxRow } from "./math";
  * row: the f32 partial sum goes through memory unchanged, so splitting the keys into runs does not
  * change a single addition).
  */
-@inline function mixF32(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize, first: bool): void {
+@inline export function mixF32(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize, first: bool): void {
   let d = 0;
   for (; d + 16 <= headDim; d += 16) {
     const o = outRow + (<usize>d << 2);
@@ -142,26 +147,6 @@ import { hsum4, hsum4x4, softmaxRow } from "./math";
   }
 }
 
-/** Attention with an f32 KV cache; see the top of this file. */
-export function attention_f32(
-  q: usize, k: usize, v: usize, out: usize, scratch: usize,
-  nTok: i32, pos0: i32, nHeads: i32, nKVHeads: i32, headDim: i32,
-  qStride: i32, kvStride: i32, scale: f32, headStart: i32, headEnd: i32,
-): void {
-  const group = nHeads / nKVHeads;
-  const scores = scratch + (<usize>headDim << 2);
-  for (let h = headStart; h < headEnd; h++) {
-    const headBytes = <usize>(h / group) * <usize>headDim << 2;
-    for (let t = 0; t < nTok; t++) {
-      const n = pos0 + t + 1;
-      const row = (<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2;
-      scoresF32(q + row, k + headBytes, <usize>kvStride, n, headDim, scale, scores);
-      softmaxRow(scores, scores, n);
-      mixF32(scores, v + headBytes, <usize>kvStride, n, headDim, out + row, true);
-    }
-  }
-}
-
 // ---------------------------------------------------------------------------------------------- f16
 
 /** The four halves at p as f32x4, exactly. With finite = true, half the work, exact for finite
@@ -187,7 +172,7 @@ export function attention_f32(
 }
 
 /** dst[d] = f32(f16(src[d])): a query row rounded to f16 as ggml_cpu_fp32_to_fp16 does. */
-@inline function roundRowF16(src: usize, dst: usize, n: i32): void {
+@inline export function roundRowF16(src: usize, dst: usize, n: i32): void {
   for (let d = 0; d < n; d++) {
     store<f32>(dst + (<usize>d << 2), f16_to_f32(f32_to_f16(load<f32>(src + (<usize>d << 2)))));
   }
@@ -200,7 +185,7 @@ export function attention_f32(
 }
 
 /** scores[j] = (qh · k_j) · scale with qh already rounded to f16 (as f32) and k_j in f16. */
-@inline function scoresF16(qh: usize, kHead: usize, kvStride: usize, n: i32, headDim: i32, scale: f32, scores: usize,
+@inline export function scoresF16(qh: usize, kHead: usize, kvStride: usize, n: i32, headDim: i32, scale: f32, scores: usize,
   finite: bool = false): void {
   const vscale = f32x4.splat(scale);
   let j = 0;
@@ -241,7 +226,7 @@ export function attention_f32(
 }
 
 /** outRow[d] (+)= Σ_j p_j · v_j[d] with v in f16 (p already rounded to f16); as mixF32. */
-@inline function mixF16(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize, first: bool,
+@inline export function mixF16(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize, first: bool,
   finite: bool = false): void {
   let d = 0;
   for (; d + 16 <= headDim; d += 16) {
@@ -282,29 +267,6 @@ export function attention_f32(
   }
 }
 
-/** Attention with an f16 KV cache; see the top of this file. */
-export function attention_f16(
-  q: usize, k: usize, v: usize, out: usize, scratch: usize,
-  nTok: i32, pos0: i32, nHeads: i32, nKVHeads: i32, headDim: i32,
-  qStride: i32, kvStride: i32, scale: f32, headStart: i32, headEnd: i32,
-): void {
-  const group = nHeads / nKVHeads;
-  const qh = scratch;
-  const scores = scratch + (<usize>headDim << 2);
-  for (let h = headStart; h < headEnd; h++) {
-    const headBytes = <usize>(h / group) * <usize>headDim << 1;
-    for (let t = 0; t < nTok; t++) {
-      const n = pos0 + t + 1;
-      const row = (<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2;
-      roundRowF16(q + row, qh, headDim);
-      scoresF16(qh, k + headBytes, <usize>kvStride, n, headDim, scale, scores);
-      softmaxRow(scores, scores, n);
-      roundRowF16(scores, scores, n);
-      mixF16(scores, v + headBytes, <usize>kvStride, n, headDim, out + row, true);
-    }
-  }
-}
-
 // --------------------------------------------------------------------------------------------- q8_0
 
 /** Σ qs_k · qs_q over one q8_0 block pair as four i32 lanes; q's halves come pre-extended to i16. */
@@ -321,7 +283,7 @@ export function attention_f16(
  * scores[j] = (Σ_blocks fp16(d_k)·fp16(d_q) · Σ qs_k·qs_q) · scale, as ggml_vec_dot_q8_0_q8_0;
  * qq is the query row in q8_0. Four keys at a time: their block sums are reduced into one i32x4.
  */
-@inline function scoresQ8_0(qq: usize, kHead: usize, kvStride: usize, n: i32, headDim: i32, scale: f32, scores: usize): void {
+@inline export function scoresQ8_0(qq: usize, kHead: usize, kvStride: usize, n: i32, headDim: i32, scale: f32, scores: usize): void {
   const nb = headDim / QK;
   const vscale = f32x4.splat(scale);
   let j = 0;
@@ -373,7 +335,7 @@ export function attention_f16(
 }
 
 /** outRow[d] (+)= Σ_j p_j · dequant(v_j)[d], one 32-dim block (eight accumulators) at a time; as mixF32. */
-@inline function mixQ8_0(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize, first: bool): void {
+@inline export function mixQ8_0(p: usize, vHead: usize, kvStride: usize, n: i32, headDim: i32, outRow: usize, first: bool): void {
   const nb = headDim / QK;
   for (let b = 0; b < nb; b++) {
     const o = outRow + (<usize>(b * QK) << 2);
@@ -408,28 +370,6 @@ export function attention_f16(
     v128.store(o, a5, 80);
     v128.store(o, a6, 96);
     v128.store(o, a7, 112);
-  }
-}
-
-/** Attention with a q8_0 KV cache (headDim a multiple of 32); see the top of this file. */
-export function attention_q8_0(
-  q: usize, k: usize, v: usize, out: usize, scratch: usize,
-  nTok: i32, pos0: i32, nHeads: i32, nKVHeads: i32, headDim: i32,
-  qStride: i32, kvStride: i32, scale: f32, headStart: i32, headEnd: i32,
-): void {
-  const group = nHeads / nKVHeads;
-  const qq = scratch; // headDim/32 blocks of 34 bytes fit in headDim floats
-  const scores = scratch + (<usize>headDim << 2);
-  for (let h = headStart; h < headEnd; h++) {
-    const headBytes = <usize>(h / group) * <usize>(headDim / QK) * Q8_0_BYTES;
-    for (let t = 0; t < nTok; t++) {
-      const n = pos0 + t + 1;
-      const row = (<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2;
-      quantize_q8_0(q + row, qq, headDim);
-      scoresQ8_0(qq, k + headBytes, <usize>kvStride, n, headDim, scale, scores);
-      softmaxRow(scores, scores, n);
-      mixQ8_0(scores, v + headBytes, <usize>kvStride, n, headDim, out + row, true);
-    }
   }
 }
 

@@ -1,7 +1,8 @@
-// Elementwise f32 ops of the forward pass: residual add, bias add, SwiGLU, scale, copy, softmax, exp.
+// Elementwise f32 ops of the forward pass: residual add, bias add, SwiGLU, scale (copy, softmax and exp,
+// which only tests call, are in assembly/test/ops.ts).
 // Every pointer is a byte offset into the shared memory and needs no alignment; n counts floats.
 // Each SIMD body has its scalar tail beside it, and both compute the same thing in the same order.
-import { expf, expf4, siluf, siluf4, softmaxRow } from "./math";
+import { siluf, siluf4 } from "./math";
 
 /** out = a + b (out may alias a or b): the residual add. */
 export function add(a: usize, b: usize, out: usize, n: i32): void {
@@ -45,31 +46,5 @@ export function scale(x: usize, s: f32, n: i32): void {
   for (; i < n; i++) {
     const o = <usize>i << 2;
     store<f32>(x + o, load<f32>(x + o) * s);
-  }
-}
-
-/** dst = src, n floats (the ranges may overlap). */
-export function copy_f32(src: usize, dst: usize, n: i32): void {
-  memory.copy(dst, src, <usize>n << 2);
-}
-
-/** Softmax of each of nRows contiguous rows of n floats, x to out (out may alias x); see softmaxRow. */
-export function softmax_f32(x: usize, out: usize, nRows: i32, n: i32): void {
-  for (let r = 0; r < nRows; r++) {
-    const o = <usize>r * <usize>n << 2;
-    softmaxRow(x + o, out + o, n);
-  }
-}
-
-/** out = exp(x) with the kernels' own exp (about 2 ulp; see math.ts). */
-export function exp_f32(x: usize, out: usize, n: i32): void {
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const o = <usize>i << 2;
-    v128.store(out + o, expf4(v128.load(x + o)));
-  }
-  for (; i < n; i++) {
-    const o = <usize>i << 2;
-    store<f32>(out + o, expf(load<f32>(x + o)));
   }
 }

@@ -1,79 +1,78 @@
-// The one place in TypeScript that maps a weight type to its kernels: which matmul and dequantize
-// exports serve it, and the format its activations are converted to before the dot product (the
-// weight type's vec_dot_type in ggml).
-import { GGMLType, typeInfo, typeName } from "../../weights/gguf/types";
+// The kernel side of the weight-type table (weights/gguf/types.ts WEIGHT_TYPES): the exports that
+// serve a weight type, derived from its row (suffix = the lower-case name: Q4_K → matmul_q4_k,
+// dequantize_q4_k), and the export that converts f32 activations to each activation format.
+import {
+  type ActivationFormat, activationRowBytes, typeName, weightTypeInfo, type WeightTypeInfo, type WeightTypeName,
+} from "../../weights/gguf/types";
 import { QwasmError } from "../../platform/errors";
-import type { Kernels } from "./module";
+import type { KernelName, Kernels } from "./exports";
 
-export type ActivationFormat = "f32" | "f16" | "bf16" | "q8_0" | "q8_1" | "q8_K";
+export type { ActivationFormat };
+export { activationRowBytes };
 
-interface ActivationTraits {
-  blockSize: number;
-  blockBytes: number;
-  /** The export that converts f32 activations to this format: (src, dst, n); none for f32. */
-  convert?: string;
+/** A weight type's kernel export suffix: its name in lower case. */
+export type KernelSuffix = Lowercase<WeightTypeName>;
+
+export function kernelSuffix(name: WeightTypeName): KernelSuffix {
+  return name.toLowerCase() as KernelSuffix;
 }
 
-export const ACTIVATION_FORMATS: Record<ActivationFormat, ActivationTraits> = {
-  f32: { blockSize: 1, blockBytes: 4 },
-  f16: { blockSize: 1, blockBytes: 2, convert: "convert_f32_f16" },
-  bf16: { blockSize: 1, blockBytes: 2, convert: "convert_f32_bf16" },
-  q8_0: { blockSize: 32, blockBytes: 34, convert: "quantize_q8_0" },
-  q8_1: { blockSize: 32, blockBytes: 36, convert: "quantize_q8_1" },
-  q8_K: { blockSize: 256, blockBytes: 292, convert: "quantize_q8_K" },
-};
+/** The export that converts f32 activations to each format: (src, dst, n); f32 needs none. */
+const CONVERTERS = {
+  f16: "convert_f32_f16",
+  bf16: "convert_f32_bf16",
+  q8_0: "quantize_q8_0",
+  q8_1: "quantize_q8_1",
+  q8_K: "quantize_q8_K",
+} as const satisfies Record<Exclude<ActivationFormat, "f32">, string>;
 
-/** Bytes of one row of `n` activations in `format`. */
-export function activationRowBytes(format: ActivationFormat, n: number): number {
-  const f = ACTIVATION_FORMATS[format];
-  return Math.ceil(n / f.blockSize) * f.blockBytes;
+/** The export that converts f32 activations to `format` (not f32, which is used as it is). */
+export function activationConverter(format: Exclude<ActivationFormat, "f32">): (typeof CONVERTERS)[keyof typeof CONVERTERS] {
+  return CONVERTERS[format];
 }
+
+/** Every weight type's matmul: (w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride). A type
+ *  of the table without `matmul_${suffix}` and `matmul_${suffix}_ref` exports fails tsc here. */
+export type MatmulKernel = Kernels[`matmul_${KernelSuffix}` | `matmul_${KernelSuffix}_ref`];
+/** Every weight type's dequantize: (src, dst, n). */
+export type DequantizeKernel = Kernels[`dequantize_${KernelSuffix}`];
 
 export interface WeightKernels {
   format: ActivationFormat;
   blockSize: number;
   typeSize: number;
-  /** (w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride) */
-  matmul: (...args: number[]) => number;
-  /** (src, dst, n) */
-  dequantize: (...args: number[]) => number;
+  matmul: MatmulKernel;
+  dequantize: DequantizeKernel;
 }
 
-const KERNEL_TYPES: Record<number, { suffix: string; format: ActivationFormat }> = {
-  [GGMLType.F32]: { suffix: "f32", format: "f32" },
-  [GGMLType.F16]: { suffix: "f16", format: "f16" },
-  [GGMLType.BF16]: { suffix: "bf16", format: "bf16" },
-  [GGMLType.Q4_0]: { suffix: "q4_0", format: "q8_0" },
-  [GGMLType.Q4_1]: { suffix: "q4_1", format: "q8_1" },
-  [GGMLType.Q5_0]: { suffix: "q5_0", format: "q8_0" },
-  [GGMLType.Q5_1]: { suffix: "q5_1", format: "q8_1" },
-  [GGMLType.Q8_0]: { suffix: "q8_0", format: "q8_0" },
-  [GGMLType.IQ4_NL]: { suffix: "iq4_nl", format: "q8_0" },
-  [GGMLType.Q2_K]: { suffix: "q2_k", format: "q8_K" },
-  [GGMLType.Q3_K]: { suffix: "q3_k", format: "q8_K" },
-  [GGMLType.Q4_K]: { suffix: "q4_k", format: "q8_K" },
-  [GGMLType.Q5_K]: { suffix: "q5_k", format: "q8_K" },
-  [GGMLType.Q6_K]: { suffix: "q6_k", format: "q8_K" },
-};
+type PagedSuffix<N> = N extends `attention_paged_${infer S}` ? S : never;
+/** The KV cache formats the paged attention kernels serve ("f32" | "f16" | "q8_0"), from the exports. */
+export type PagedAttentionType = PagedSuffix<KernelName>;
+
+/** The paged attention kernel for a KV cache of `kvType`. */
+export function pagedAttention(kernels: Kernels, kvType: PagedAttentionType): Kernels[`attention_paged_${PagedAttentionType}`] {
+  return kernels[`attention_paged_${kvType}`];
+}
+
+function supported(type: number): WeightTypeInfo {
+  const info = weightTypeInfo(type);
+  if (!info) throw new QwasmError("GGUF_UNSUPPORTED", `no kernels for weights of ${typeName(type)}`);
+  return info;
+}
 
 /** The format a weight type's activations are converted to before the dot product. */
 export function activationFormat(type: number): ActivationFormat {
-  const entry = KERNEL_TYPES[type];
-  if (!entry) throw new QwasmError("GGUF_UNSUPPORTED", `no kernels for weights of ${typeName(type)}`);
-  return entry.format;
+  return supported(type).activation;
 }
 
 /** The kernels for weights of ggml type `type`; `reference` picks the scalar matmul. */
 export function weightKernels(kernels: Kernels, type: number, reference = false): WeightKernels {
-  const entry = KERNEL_TYPES[type];
-  const info = typeInfo(type);
-  if (!entry || !info) {
-    throw new QwasmError("GGUF_UNSUPPORTED", `no kernels for weights of ${typeName(type)}`);
-  }
-  const matmul = kernels[`matmul_${entry.suffix}${reference ? "_ref" : ""}`];
-  const dequantize = kernels[`dequantize_${entry.suffix}`];
+  const info = supported(type);
+  const suffix = kernelSuffix(info.name);
+  const matmul: MatmulKernel = reference ? kernels[`matmul_${suffix}_ref`] : kernels[`matmul_${suffix}`];
+  const dequantize: DequantizeKernel = kernels[`dequantize_${suffix}`];
   if (!matmul || !dequantize) {
     throw new QwasmError("GGUF_UNSUPPORTED", `the kernel module lacks matmul/dequantize for ${typeName(type)}`);
   }
-  return { format: entry.format, blockSize: info.blockSize, typeSize: info.typeSize, matmul, dequantize };
+  return { format: info.activation, blockSize: info.blockSize, typeSize: info.typeSize, matmul, dequantize };
 }

@@ -10,9 +10,11 @@
 import {
   KERNELS_RELAXED_WASM_BASE64, KERNELS_SINGLE_RELAXED_WASM_BASE64, KERNELS_SINGLE_WASM_BASE64, KERNELS_WASM_BASE64,
 } from "../../build/kernels-wasm.gen";
+import { activationRowBytes, WEIGHT_TYPE_INFOS } from "../../weights/gguf/types";
+import { activationConverter, kernelSuffix } from "./dispatch";
+import type { Kernels } from "./exports";
 
-/** The kernel exports: every function takes and returns numbers (byte offsets, sizes, scalars). */
-export type Kernels = Record<string, (...args: number[]) => number>;
+export type { Kernels } from "./exports";
 
 /** Which build of the kernels runs. */
 export type KernelBuild = "simd128" | "relaxed-simd" | "simd128-unshared" | "relaxed-simd-unshared";
@@ -68,21 +70,14 @@ export function relaxedSimdValidates(): boolean {
 
 // ---- the correctness probe ----
 
-/** Weight types probed: export suffix, bytes per block of `block` weights, activation converter,
- *  activation bytes per block, and the offsets of the f16 scales to set to sane values. */
-export const PROBED: [suffix: string, block: number, bytes: number, convert: string, xBytes: number, halves: number[]][] = [
-  ["q4_0", 32, 18, "quantize_q8_0", 34, [0]],
-  ["q4_1", 32, 20, "quantize_q8_1", 36, [0, 2]],
-  ["q5_0", 32, 22, "quantize_q8_0", 34, [0]],
-  ["q5_1", 32, 24, "quantize_q8_1", 36, [0, 2]],
-  ["q8_0", 32, 34, "quantize_q8_0", 34, [0]],
-  ["iq4_nl", 32, 18, "quantize_q8_0", 34, [0]],
-  ["q2_k", 256, 84, "quantize_q8_K", 292, [80, 82]],
-  ["q3_k", 256, 110, "quantize_q8_K", 292, [108]],
-  ["q4_k", 256, 144, "quantize_q8_K", 292, [0, 2]],
-  ["q5_k", 256, 176, "quantize_q8_K", 292, [0, 2]],
-  ["q6_k", 256, 210, "quantize_q8_K", 292, [208]],
-];
+/** Weight types probed, every quantized type of the weight-type table: export suffix, bytes per block
+ *  of `block` weights, activation converter, activation bytes per block, and the offsets of the f16
+ *  scales to set to sane values. */
+export const PROBED = WEIGHT_TYPE_INFOS.filter((t) => t.blockSize > 1).map((t) => {
+  if (t.activation === "f32") throw new Error(`${t.name}: a quantized type with f32 activations`);
+  return [kernelSuffix(t.name), t.blockSize, t.typeSize, activationConverter(t.activation),
+    activationRowBytes(t.activation, t.blockSize), t.f16Fields] as const;
+});
 
 /**
  * Runs every quantized matmul of `candidate` and of `reference` on the same fixed data (5 rows,

@@ -10,7 +10,8 @@
 // `planForward` lays out the memory once (the ForwardLayout, plain data that can be posted to a
 // worker); `runStep` only reads it.
 import { QwasmError } from "../../platform/errors";
-import { ACTIVATION_FORMATS, activationFormat, activationRowBytes, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
+import { activationConverter, activationFormat, activationRowBytes, pagedAttention, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
+import { wholeActivationBlocks } from "../../weights/gguf/types";
 import type { Kernels } from "../kernels/module";
 import type { Qwen2Config, Qwen2Tensors, TensorDesc } from "../../weights/qwen2";
 import type { Allocator } from "./arena";
@@ -195,7 +196,7 @@ export function planForward(arena: Allocator, config: Qwen2Config, tensors: Qwen
   const expertMatrices = layers.flatMap((l) => l.moe ? [l.moe.gateExps, l.moe.upExps, l.moe.downExps] : []);
   for (const m of [...layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]), output, ...expertMatrices]) {
     const format = activationFormat(m.type);
-    if (format !== "f32" && act[format] === undefined) act[format] = arena.alloc(T * activationRowBytes(format, widest));
+    if (format !== "f32" && act[format] === undefined) act[format] = arena.alloc(T * activationRowBytes(format, wholeActivationBlocks(format, widest)));
   }
   const f32 = (n: number) => arena.alloc(4 * n);
   // Attention scratch per worker: the query heads of one KV head together (assembly/ops/attention.ts,
@@ -372,7 +373,7 @@ export class ForwardRunner {
     const qDim = nHeads * headDim;
     const kvDim = nKVHeads * headDim;
     const scale = 1 / Math.sqrt(headDim);
-    const attention = k[`attention_paged_${L.kvType}`];
+    const attention = pagedAttention(k, L.kvType);
     const kvTypeId = KV_TYPE_IDS[L.kvType];
     const scratch = s.scores + w.index * L.scoresStride;
     const row = (base: number, t: number, width: number) => base + 4 * t * width;
@@ -454,7 +455,7 @@ export class ForwardRunner {
   /** Converts input row t to the matrix's activation format (nothing for f32 weights). */
   private convert(m: Matrix, input: number, t: number): void {
     if (m.format === "f32") return;
-    this.k[ACTIVATION_FORMATS[m.format].convert!](input + 4 * t * m.cols, this.layout.state.act[m.format]! + t * m.xStride, m.cols);
+    this.k[activationConverter(m.format)](input + 4 * t * m.cols, this.layout.state.act[m.format]! + t * m.xStride, m.cols);
   }
 
   /** One chunk of rows of out (T, m.rows) = input (T, m.cols) · mᵀ. */

@@ -12,7 +12,8 @@
 // function ("parallel"): which worker runs an item never changes what it computes, and the weighted
 // sum is added per token in slot order, so the logits do not depend on the grouping or the worker
 // count.
-import { ACTIVATION_FORMATS, activationRowBytes, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
+import { activationConverter, activationRowBytes, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
+import { wholeActivationBlocks } from "../../weights/gguf/types";
 import type { Kernels } from "../kernels/module";
 import type { Qwen2Config, Qwen2Tensors, TensorDesc } from "../../weights/qwen2";
 
@@ -74,7 +75,7 @@ export function planMoEState(alloc: (bytes: number) => number, nLayers: number, 
   const { nExperts: E, nExpertsUsed: K, expertFfn: Fe } = moe;
   const rows = T * K;
   const act: Partial<Record<ActivationFormat, number>> = {};
-  for (const format of formats) act[format] ??= alloc(rows * activationRowBytes(format, Math.max(hidden, Fe)));
+  for (const format of formats) act[format] ??= alloc(rows * activationRowBytes(format, wholeActivationBlocks(format, Math.max(hidden, Fe))));
   return {
     router: alloc(4 * nLayers * T * E),
     selected: alloc(4 * nLayers * T * K),
@@ -159,7 +160,7 @@ export class MoEFeedForward {
       k.rmsnorm(xt, l.ffnNorm, xbt, hidden, 1, this.eps);
       for (const format of inputFormats) {
         if (format === "f32") continue;
-        k[ACTIVATION_FORMATS[format].convert!](xbt, s.act[format]! + t * activationRowBytes(format, hidden), hidden);
+        k[activationConverter(format)](xbt, s.act[format]! + t * activationRowBytes(format, hidden), hidden);
       }
       // Router logits and the shared expert's gate: F32 weights, f32 activations.
       k.matmul_f32(e.router, xbt, router + 4 * t * E, hidden, 0, E, 1, 4 * hidden, E);
@@ -261,13 +262,13 @@ export class MoEFeedForward {
         const g = m.gate + 4 * row * Fe;
         k.swiglu(g, m.up + 4 * row * Fe, g, Fe);
         const d = e.downExps;
-        if (d.format !== "f32") k[ACTIVATION_FORMATS[d.format].convert!](g, m.act[d.format]! + row * d.xStride, Fe);
+        if (d.format !== "f32") k[activationConverter(d.format)](g, m.act[d.format]! + row * d.xStride, Fe);
       } else {
         const t = row - T * K;
         const g = s.gate + 4 * t * Fs;
         k.swiglu(g, s.up + 4 * t * Fs, g, Fs);
         const d = l.down;
-        if (d.format !== "f32") k[ACTIVATION_FORMATS[d.format].convert!](g, s.act[d.format]! + t * d.xStride, Fs);
+        if (d.format !== "f32") k[activationConverter(d.format)](g, s.act[d.format]! + t * d.xStride, Fs);
       }
     });
 

@@ -1,16 +1,39 @@
 // Test helper for the kernels: one shared memory with the kernels instantiated over it, a bump
 // allocator, and copies in and out. Offsets are byte addresses, as the kernels take them.
-import { createSharedMemory, instantiateKernels, type Kernels } from "../../compute/kernels/module";
+import { readFileSync } from "node:fs";
+import type { KernelTestExports } from "../../build/kernels-exports.gen";
+import { createSharedMemory, instantiateKernels } from "../../compute/kernels/module";
+
+/** The test build's typed exports, plus any name by string (tests loop over names; `call` fails on a
+ *  missing one). A harness over the library's kernels (`create`) lacks the test-only ones. */
+export type TestKernels = KernelTestExports & Record<string, (...args: number[]) => number | void>;
+
+let testModule: Promise<WebAssembly.Module> | undefined;
+
+/** build/kernels-test.wasm: the library's kernels plus the references only tests call (assembly/test/). */
+export function testKernelModule(): Promise<WebAssembly.Module> {
+  testModule ??= (async () => {
+    const url = new URL("../../build/kernels-test.wasm", import.meta.url);
+    let bytes: Uint8Array;
+    try {
+      bytes = readFileSync(url);
+    } catch {
+      throw new Error("build/kernels-test.wasm is missing: run node scripts/build.mjs (or npm run build:kernels)");
+    }
+    return WebAssembly.compile(bytes as BufferSource);
+  })();
+  return testModule;
+}
 
 const PAGE = 65536;
 
 export class KernelHarness {
   readonly memory: WebAssembly.Memory;
-  readonly k: Kernels;
+  readonly k: TestKernels;
   /** Offset 0 stays unused so that a zero pointer is never a valid buffer. */
   private top = PAGE;
 
-  private constructor(memory: WebAssembly.Memory, kernels: Kernels) {
+  private constructor(memory: WebAssembly.Memory, kernels: TestKernels) {
     this.memory = memory;
     this.k = kernels;
   }
@@ -18,14 +41,20 @@ export class KernelHarness {
   /** A fresh memory of `pages` 64 KiB pages (it grows on demand) with the kernels over it. */
   static async create(pages = 64): Promise<KernelHarness> {
     const memory = createSharedMemory(pages);
-    return new KernelHarness(memory, await instantiateKernels(memory));
+    return new KernelHarness(memory, await instantiateKernels(memory) as TestKernels);
+  }
+
+  /** The same over the test build (testKernelModule): the test-only references too. */
+  static async createTest(pages = 64): Promise<KernelHarness> {
+    const memory = createSharedMemory(pages);
+    return new KernelHarness(memory, await instantiateKernels(memory, await testKernelModule()) as TestKernels);
   }
 
   /** Calls kernel `name`, failing loudly when the build lacks it. */
   call(name: string, ...args: number[]): number {
     const fn = this.k[name];
     if (typeof fn !== "function") throw new Error(`kernel export ${name} is missing; rebuild with npm run build:kernels`);
-    return fn(...args);
+    return fn(...args) as number;
   }
 
   has(name: string): boolean {

@@ -1,14 +1,13 @@
 // The op kernels (assembly/ops) against independent scalar TypeScript references in f64, on seeded
 // random data. Each test prints its largest difference.
 import { beforeAll, describe, expect, it } from "vitest";
-import type { Kernels } from "../../compute/kernels/module";
 import { ropeCosSin, ropeYarnCorrDims } from "../../compute/model/rope";
-import { gaussian, KernelHarness, rng } from "./harness";
+import { gaussian, KernelHarness, rng, type TestKernels } from "./harness";
 
 // ------------------------------------------------------------------------------------------ helpers
 
 let H: KernelHarness;
-let K: Kernels;
+let K: TestKernels;
 
 /** Fresh memory, 16-byte aligned plus `misalign` bytes (the kernels take any alignment). */
 function alloc(bytes: number, misalign = 0): number {
@@ -79,7 +78,7 @@ function maxAbs(a: ArrayLike<number>): number {
 }
 
 beforeAll(async () => {
-  H = await KernelHarness.create(256);
+  H = await KernelHarness.createTest(256);
   K = H.k;
 });
 

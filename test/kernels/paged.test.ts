@@ -9,7 +9,7 @@ import { gaussian, KernelHarness, rng } from "./harness";
 let H: KernelHarness;
 
 beforeAll(async () => {
-  H = await KernelHarness.create(256);
+  H = await KernelHarness.createTest(256);
 });
 
 type CacheType = "f32" | "f16" | "q8_0";

@@ -1,5 +1,8 @@
 // The ggml tensor type table: id, name, elements per block and bytes per block, as in ggml.c's
 // type_traits. This is the one place that knows the block sizes; row and tensor sizes come from here.
+// Below it, WEIGHT_TYPES: one row per weight type qwasm computes with (its activation format, as
+// ggml-cpu's type_traits_cpu), which the quantizers (weights/quant) and the kernels' dispatch
+// (compute/kernels) read.
 import { QwasmError } from "../../platform/errors";
 
 /** ggml type ids, as stored in a GGUF tensor info. */
@@ -109,13 +112,87 @@ const TYPE_TABLE = new Map<number, GGMLTypeInfo>(
   }),
 );
 
+/**
+ * What a format's dot product converts f32 activations to (ggml's vec_dot_type), itself a ggml type
+ * ("q8_K" is Q8_K): the quantized blocks are byte-identical to ggml's (DEVELOPERS.md, Kernel ABI).
+ */
+export type ActivationFormat = "f32" | "f16" | "bf16" | "q8_0" | "q8_1" | "q8_K";
+
+/** The compute facts of a weight type that qwasm has kernels for, beside ggml's block layout. */
+export interface WeightTypeRow {
+  /** The format its activations are converted to before a dot product (ggml's vec_dot_type). */
+  activation: ActivationFormat;
+  /** Byte offsets of the f16 fields of a block (scales d, dmin, m): where random test blocks need
+   *  sane values (the relaxed-SIMD probe of compute/kernels/module.ts). */
+  f16Fields: readonly number[];
+}
+
+/**
+ * The weight types qwasm computes with, one row each, in the order messages list them: the one place
+ * to add a type. Block size and bytes come from TRAITS above; the scalar dequantizer, quantizer and
+ * vec-dot are the row's columns in weights/quant/index.ts (a Record over these names, so tsc asks for
+ * them); the kernel exports (`matmul_${suffix}`, `dequantize_${suffix}`, suffix the lower-case name)
+ * are derived in compute/kernels/dispatch.ts and checked by tsc against the kernels' generated
+ * interface.
+ */
+export const WEIGHT_TYPES = {
+  F32: { activation: "f32", f16Fields: [] },
+  F16: { activation: "f16", f16Fields: [] },
+  BF16: { activation: "bf16", f16Fields: [] },
+  Q4_0: { activation: "q8_0", f16Fields: [0] },         // d
+  Q4_1: { activation: "q8_1", f16Fields: [0, 2] },      // d, m
+  Q5_0: { activation: "q8_0", f16Fields: [0] },         // d
+  Q5_1: { activation: "q8_1", f16Fields: [0, 2] },      // d, m
+  Q8_0: { activation: "q8_0", f16Fields: [0] },         // d
+  Q2_K: { activation: "q8_K", f16Fields: [80, 82] },    // d, dmin
+  Q3_K: { activation: "q8_K", f16Fields: [108] },       // d
+  Q4_K: { activation: "q8_K", f16Fields: [0, 2] },      // d, dmin
+  Q5_K: { activation: "q8_K", f16Fields: [0, 2] },      // d, dmin
+  Q6_K: { activation: "q8_K", f16Fields: [208] },       // d
+  IQ4_NL: { activation: "q8_0", f16Fields: [0] },       // d
+} as const satisfies Partial<Record<GGMLTypeName, WeightTypeRow>>;
+
+export type WeightTypeName = keyof typeof WEIGHT_TYPES;
+
+/** A row of WEIGHT_TYPES with ggml's id, name and block layout. */
+export interface WeightTypeInfo extends GGMLTypeInfo, WeightTypeRow {
+  name: WeightTypeName;
+}
+
+const WEIGHT_TYPE_TABLE = new Map<number, WeightTypeInfo>(
+  (Object.keys(WEIGHT_TYPES) as WeightTypeName[]).map((name) => {
+    const info = TYPE_TABLE.get(GGMLType[name])!;
+    return [info.id, { ...info, name, ...WEIGHT_TYPES[name] }];
+  }),
+);
+
+/** Every weight type qwasm computes with, in WEIGHT_TYPES order. */
+export const WEIGHT_TYPE_INFOS: readonly WeightTypeInfo[] = [...WEIGHT_TYPE_TABLE.values()];
+
 /** The weight types qwasm has kernels for (see assembly/quants/). */
-export const SUPPORTED_WEIGHT_TYPES: readonly GGMLTypeId[] = [
-  GGMLType.F32, GGMLType.F16, GGMLType.BF16,
-  GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
-  GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
-  GGMLType.IQ4_NL,
-];
+export const SUPPORTED_WEIGHT_TYPES: readonly GGMLTypeId[] = WEIGHT_TYPE_INFOS.map((t) => t.id);
+
+/** The row of a weight type qwasm computes with, or undefined for any other id. */
+export function weightTypeInfo(id: number): WeightTypeInfo | undefined {
+  return WEIGHT_TYPE_TABLE.get(id);
+}
+
+/** The ggml type of an activation format ("q8_K" → Q8_K). */
+export function activationTypeId(format: ActivationFormat): GGMLTypeId {
+  return GGMLType[format.toUpperCase() as Uppercase<ActivationFormat>];
+}
+
+/** Bytes of a row of n activations in `format`; n must be a whole number of the format's blocks
+ *  (INVALID_ARGUMENT otherwise), as the converters take them. */
+export function activationRowBytes(format: ActivationFormat, n: number): number {
+  return rowBytes(activationTypeId(format), n);
+}
+
+/** n rounded up to whole blocks of `format`: the widest row that a buffer for rows of up to n holds. */
+export function wholeActivationBlocks(format: ActivationFormat, n: number): number {
+  const block = TYPE_TABLE.get(activationTypeId(format))!.blockSize;
+  return Math.ceil(n / block) * block;
+}
 
 /** The traits of a ggml type, or undefined for an unknown or removed id. */
 export function typeInfo(id: number): GGMLTypeInfo | undefined {
@@ -131,12 +208,12 @@ export function typeName(id: number): string {
 }
 
 export function isSupportedWeightType(id: number): boolean {
-  return (SUPPORTED_WEIGHT_TYPES as readonly number[]).includes(id);
+  return WEIGHT_TYPE_TABLE.has(id);
 }
 
 /** "F32 F16 BF16 Q4_0 ...", for error messages. */
 export function supportedWeightTypeNames(): string {
-  return SUPPORTED_WEIGHT_TYPES.map((id) => TYPE_TABLE.get(id)!.name).join(" ");
+  return WEIGHT_TYPE_INFOS.map((t) => t.name).join(" ");
 }
 
 /** Throws GGUF_UNSUPPORTED unless qwasm has kernels for the tensor's type. */

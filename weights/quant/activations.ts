@@ -6,6 +6,7 @@
 // q8_0/q8_1 follow the x86 AVX path of quantize_row_q8_0/q8_1 (the fixtures' llama.cpp build):
 // q = round_half_even(x * (127/amax)), not the reference quantizer's x * (1/(amax/127)) with roundf.
 
+import type { ActivationFormat } from "../gguf/types";
 import { checkRow, f32, roundHalfEven } from "./common";
 import { f32ToBf16, f32ToF16, writeF16 } from "./half";
 
@@ -14,18 +15,8 @@ export const Q8_1_BYTES = 36;
 export const QK_K = 256;
 export const Q8_K_BYTES = 292;
 
-export type ActivationFormat = "f32" | "f16" | "bf16" | "q8_0" | "q8_1" | "q8_K";
-
-/** Bytes of `n` activations in `format` (n a multiple of the format's block). */
-export function activationRowBytes(format: ActivationFormat, n: number): number {
-  switch (format) {
-    case "f32": return 4 * n;
-    case "f16": case "bf16": return 2 * n;
-    case "q8_0": return checkRow("q8_0", n, 32, undefined, Q8_0_BYTES) * Q8_0_BYTES;
-    case "q8_1": return checkRow("q8_1", n, 32, undefined, Q8_1_BYTES) * Q8_1_BYTES;
-    case "q8_K": return checkRow("q8_K", n, QK_K, undefined, Q8_K_BYTES) * Q8_K_BYTES;
-  }
-}
+export type { ActivationFormat } from "../gguf/types";
+export { activationRowBytes } from "../gguf/types";
 
 function quantizeQ8(x: Float32Array, withSum: boolean): Uint8Array {
   const blockBytes = withSum ? Q8_1_BYTES : Q8_0_BYTES;

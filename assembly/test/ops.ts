@@ -1,0 +1,29 @@
+// Test-only f32 ops (build/kernels-test.wasm): they check the kernels' own exp and softmax, which the
+// library's kernels use inline (SwiGLU, attention), and a copy.
+import { expf, expf4, softmaxRow } from "../ops/math";
+
+/** dst = src, n floats (the ranges may overlap). */
+export function copy_f32(src: usize, dst: usize, n: i32): void {
+  memory.copy(dst, src, <usize>n << 2);
+}
+
+/** Softmax of each of nRows contiguous rows of n floats, x to out (out may alias x); see softmaxRow. */
+export function softmax_f32(x: usize, out: usize, nRows: i32, n: i32): void {
+  for (let r = 0; r < nRows; r++) {
+    const o = <usize>r * <usize>n << 2;
+    softmaxRow(x + o, out + o, n);
+  }
+}
+
+/** out = exp(x) with the kernels' own exp (about 2 ulp; see math.ts). */
+export function exp_f32(x: usize, out: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(out + o, expf4(v128.load(x + o)));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(out + o, expf(load<f32>(x + o)));
+  }
+}
