@@ -1,7 +1,8 @@
 // Synthetic Qwen2 models: random weights from a seed, in the shapes of the real Qwen2 models, with
 // the tensor names and metadata that llama.cpp's convert_hf_to_gguf.py writes for a Qwen2-Instruct
 // checkpoint and the real Qwen2 vocabulary. Tensors are produced row by row while the file is
-// written, so even the 7B preset (tens of GB in F32) never has more than a few MB of weights in memory.
+// written, so even the 72B preset (hundreds of GB in F32) never has more than a few MB of weights in
+// memory. The file can be written split, as llama.cpp's gguf-split does (writeSynthQwen2Split).
 //
 // Weight values: token_embd (and an untied output.weight) ~ N(0, (4/sqrt(hidden))²), so that the logits
 // of a normalized final state spread with a std of about 4, like the fixtures'; projections
@@ -15,7 +16,9 @@ import { QwasmError } from "../platform/errors";
 import { openFile } from "../platform/index";
 import { kv, GGUFValueType, type GGUFEntry } from "../weights/gguf/metadata";
 import { GGMLType, type GGMLTypeId, type GGMLTypeName, rowBytes } from "../weights/gguf/types";
-import { writeGGUFFile, type GGUFLayout, type GGUFTensorToWrite, type GGUFToWrite } from "../weights/gguf/writer";
+import {
+  writeGGUFFile, writeGGUFSplitFiles, type GGUFLayout, type GGUFTensorToWrite, type GGUFToWrite, type SplitOptions,
+} from "../weights/gguf/writer";
 import { quantTraits } from "../weights/quant/index";
 
 // ---------------------------------------------------------------------------------------------
@@ -50,7 +53,7 @@ export interface SynthMoEShape {
   sharedFfn: number;   // expert_shared_feed_forward_length (shared_expert_intermediate_size)
 }
 
-export type SynthPresetName = "tiny" | "0.5b" | "1.5b" | "7b" | "tiny-moe" | "57b-a14b" | "moe-a2.7b";
+export type SynthPresetName = "tiny" | "0.5b" | "1.5b" | "7b" | "72b" | "tiny-moe" | "57b-a14b" | "moe-a2.7b";
 
 /** The real Qwen2-Instruct shapes (config.json of Qwen/Qwen2-*-Instruct), and a tiny one for tests. */
 export const QWEN2_PRESETS: Readonly<Record<SynthPresetName, Readonly<Qwen2SynthShape>>> = {
@@ -58,6 +61,7 @@ export const QWEN2_PRESETS: Readonly<Record<SynthPresetName, Readonly<Qwen2Synth
   "0.5b": { hidden: 896, layers: 24, heads: 14, kvHeads: 2, ffn: 4864, vocabSize: 151936, tied: true, contextLength: 32768, ropeTheta: 1e6, rmsEps: 1e-6 },
   "1.5b": { hidden: 1536, layers: 28, heads: 12, kvHeads: 2, ffn: 8960, vocabSize: 151936, tied: true, contextLength: 32768, ropeTheta: 1e6, rmsEps: 1e-6 },
   "7b": { hidden: 3584, layers: 28, heads: 28, kvHeads: 4, ffn: 18944, vocabSize: 152064, tied: false, contextLength: 32768, ropeTheta: 1e6, rmsEps: 1e-6 },
+  "72b": { hidden: 8192, layers: 80, heads: 64, kvHeads: 8, ffn: 29568, vocabSize: 152064, tied: false, contextLength: 32768, ropeTheta: 1e6, rmsEps: 1e-6 },
   // qwen2moe: a small one for tests (8 experts, 2 used), and config.json of Qwen/Qwen2-57B-A14B-Instruct
   // and Qwen/Qwen1.5-MoE-A2.7B-Chat (untied: qwen2moe has no tied LM head).
   "tiny-moe": {
@@ -441,4 +445,13 @@ function synthTensor(name: string, dims: number[], type: GGMLTypeId, seed: numbe
 export async function writeSynthQwen2(path: string | URL, options: SynthOptions,
   onProgress?: (written: number, total: number) => void): Promise<GGUFLayout> {
   return writeGGUFFile(path, synthQwen2(options), onProgress);
+}
+
+/**
+ * Writes a synthetic Qwen2 model as split GGUF parts `<prefix>-00001-of-0000N.gguf`, ... (gguf-split's
+ * layout), streaming tensor by tensor. Returns each part's path and layout.
+ */
+export async function writeSynthQwen2Split(prefix: string, options: SynthOptions, split: SplitOptions,
+  onProgress?: (written: number, total: number, path: string) => void): Promise<{ path: string; layout: GGUFLayout }[]> {
+  return writeGGUFSplitFiles(prefix, synthQwen2(options), split, onProgress);
 }
