@@ -211,10 +211,6 @@ function fnv1a(s: string): number {
   return h >>> 0;
 }
 
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
-}
-
 const IRWIN_HALL_SCALE = Math.sqrt(3) / 4294967296; // sum of 4 U(0,1) has variance 1/3
 
 /**
@@ -222,24 +218,32 @@ const IRWIN_HALL_SCALE = Math.sqrt(3) / 4294967296; // sum of 4 U(0,1) has varia
  * (seed, tensor, row). The generator state lives in locals: this loop makes every weight of a model.
  */
 function fillNormal(out: Float32Array, seed: number, tensorName: string, row: number, mean: number, std: number): void {
-  let s0 = splitmix32(splitmix32(splitmix32(seed ^ fnv1a(tensorName)) ^ row));
-  let s1 = splitmix32(s0 ^ 0x6a09e667);
-  let s2 = splitmix32(s1 ^ 0xbb67ae85);
-  let s3 = splitmix32(s2 ^ 0x3c6ef372);
+  // The state as int32 (| 0): the engines keep it in registers, not as heap doubles. The four draws
+  // are unrolled; their sum is exact, so this is the same stream and the same values as a loop.
+  let s0 = splitmix32(splitmix32(splitmix32(seed ^ fnv1a(tensorName)) ^ row)) | 0;
+  let s1 = splitmix32(s0 ^ 0x6a09e667) | 0;
+  let s2 = splitmix32(s1 ^ 0xbb67ae85) | 0;
+  let s3 = splitmix32(s2 ^ 0x3c6ef372) | 0;
   const k = std * IRWIN_HALL_SCALE;
-  for (let i = 0; i < out.length; i++) {
-    let sum = 0; // of four u32: exact, < 2^34
-    for (let j = 0; j < 4; j++) {
-      sum += Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
-      const t = s1 << 9;
-      s2 ^= s0;
-      s3 ^= s1;
-      s1 ^= s2;
-      s0 ^= s3;
-      s2 ^= t;
-      s3 = rotl(s3, 11);
-    }
-    out[i] = mean + (sum - 2 * 4294967296) * k;
+  const n = out.length;
+  for (let i = 0; i < n; i++) {
+    let x = Math.imul(s1, 5);
+    const a = Math.imul((x << 7) | (x >>> 25), 9) >>> 0;
+    let t = s1 << 9;
+    s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+    x = Math.imul(s1, 5);
+    const b = Math.imul((x << 7) | (x >>> 25), 9) >>> 0;
+    t = s1 << 9;
+    s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+    x = Math.imul(s1, 5);
+    const c = Math.imul((x << 7) | (x >>> 25), 9) >>> 0;
+    t = s1 << 9;
+    s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+    x = Math.imul(s1, 5);
+    const d = Math.imul((x << 7) | (x >>> 25), 9) >>> 0;
+    t = s1 << 9;
+    s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+    out[i] = mean + (a + b + c + d - 2 * 4294967296) * k; // of four u32: exact, < 2^34
   }
 }
 
@@ -422,19 +426,21 @@ function synthTensor(name: string, dims: number[], type: GGMLTypeId, seed: numbe
   const rowLength = dims[0];
   const rows = dims.slice(1).reduce((a, b) => a * b, 1); // a 3-D expert tensor: F rows of each expert in turn
   const traits = quantTraits(type);
-  const values = (r: number): Float32Array => {
+  const fill = (r: number, out: Float32Array): Float32Array => {
     if (!Number.isInteger(r) || r < 0 || r >= rows) throw new RangeError(`${name} has rows 0..${rows - 1}, not ${r}`);
-    const out = new Float32Array(rowLength);
     fillNormal(out, seed, name, r, mean, std);
     return out;
   };
+  const values = (r: number): Float32Array => fill(r, new Float32Array(rowLength));
   const bytesPerRow = rowBytes(type, rowLength);
   const rowsPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / bytesPerRow));
   function* data(): Generator<Uint8Array> {
+    const row = new Float32Array(rowLength);
     for (let r0 = 0; r0 < rows; r0 += rowsPerChunk) {
       const n = Math.min(rowsPerChunk, rows - r0);
       const chunk = new Uint8Array(n * bytesPerRow);
-      for (let r = 0; r < n; r++) chunk.set(traits.quantize!(values(r0 + r)), r * bytesPerRow);
+      // One row buffer for the whole tensor: a typed array per row costs more than making its values.
+      for (let r = 0; r < n; r++) chunk.set(traits.quantize!(fill(r0 + r, row)), r * bytesPerRow);
       yield chunk;
     }
   }
