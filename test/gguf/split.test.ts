@@ -252,6 +252,14 @@ describe("bad sets of parts are refused, naming the file", () => {
     expect(e.message).toMatch(/m-00002-of-00003\.gguf is named part 2 of 3, but its metadata says part 3 of 3/);
   });
 
+  it("the file opened says another count in its name than in its metadata", async () => {
+    mkdirSync(join(tmp, "count-name"));
+    const renamed = join(tmp, "count-name", "tiny-00001-of-00002.gguf");
+    copyFileSync(parts[0], renamed);
+    const e = await failure(openGGUF(renamed));
+    expect(e.message).toMatch(/tiny-00001-of-00002\.gguf is named part 1 of 2, but its metadata says part 1 of 3/);
+  });
+
   it("parts of another model (a different name prefix)", async () => {
     mkdirSync(join(tmp, "other"));
     const renamed = join(tmp, "other", "qwen-00002-of-00003.gguf");

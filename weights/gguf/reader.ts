@@ -651,7 +651,13 @@ export async function openGGUF(source: GGUFSource, options: OpenGGUFOptions = {}
         : `, but its name does not end in -${String(keys.no + 1).padStart(5, "0")}-of-${String(keys.count).padStart(5, "0")}.gguf, ` +
           "so the other parts cannot be found: rename it, or pass all the parts as a list"));
   }
-  const thisNo = parseSplitName(href!)!.no;
+  const named = parseSplitName(href!)!;
+  if (named.no !== keys.no || named.count !== keys.count) {
+    await first.source.close();
+    throw new SplitGGUFError(first.name, `${first.name} is named part ${named.no + 1} of ${named.count}, but its metadata ` +
+      `says part ${keys.no + 1} of ${keys.count} (split.no ${keys.no}, split.count ${keys.count})`);
+  }
+  const thisNo = named.no;
   const opened = await openAll(siblings.map((sibling, no) => no === thisNo
     ? async () => first
     : async () => {
