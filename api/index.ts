@@ -22,6 +22,9 @@ export { createOpenAIHandler } from "../server/openai";
 export type { OpenAIHandlerOptions, FetchHandler } from "../server/openai";
 export type { ErrorCode } from "../platform/errors";
 export { openGGUF, parseGGUFBytes } from "../weights/gguf/reader";
-export type { GGUFFile, GGUFTensorInfo } from "../weights/gguf/reader";
+export type { GGUFFile, GGUFTensorInfo, GGUFPart } from "../weights/gguf/reader";
+// A model source: one GGUF file, or the parts of a split model (paths, URLs, Blobs, in any order).
+export type { GGUFSource, GGUFPartSource } from "../weights/gguf/source";
+export { SplitGGUFError } from "../weights/gguf/split";
 export { parseQwen2Config } from "../weights/qwen2";
 export type { Qwen2Config } from "../weights/qwen2";

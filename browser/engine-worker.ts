@@ -9,9 +9,9 @@ import type { CompletionStream } from "../engine/types";
 import { QwasmError } from "../platform/errors";
 import { defaultThreads } from "../compute/model/model";
 import { canUseWorkers } from "../platform/workers";
-import { openModelUrl, type OpenedModel } from "./model-cache";
+import { modelPartUrls, openModelUrl, type OpenedModel } from "./model-cache";
 import type {
-  BrowserEngineInfo, CompletionRequest, EngineWorkerApi, LoadProgress, StreamControl, StreamMessage, WorkerLoadOptions,
+  ModelSource, BrowserEngineInfo, CompletionRequest, EngineWorkerApi, LoadProgress, StreamControl, StreamMessage, WorkerLoadOptions,
 } from "./protocol";
 import { toWireError } from "./wire";
 
@@ -53,7 +53,16 @@ function throttled(onProgress?: (p: LoadProgress) => void): ((p: LoadProgress) =
   };
 }
 
-async function load(source: string | Blob, options: WorkerLoadOptions, onProgress?: (p: LoadProgress) => void): Promise<BrowserEngineInfo> {
+/** The files of a model: one URL or Blob, or the parts of a split model (one part's URL names them all). */
+function filesOf(source: ModelSource): (string | Blob)[] {
+  if (Array.isArray(source)) {
+    if (source.length === 0) throw new QwasmError("INVALID_ARGUMENT", "loadEngine: the list of parts is empty");
+    return [...source];
+  }
+  return typeof source === "string" ? modelPartUrls(source) : [source as Blob];
+}
+
+async function load(source: ModelSource, options: WorkerLoadOptions, onProgress?: (p: LoadProgress) => void): Promise<BrowserEngineInfo> {
   if (engine || loading) throw new QwasmError("INVALID_ARGUMENT", "this engine worker has a model already; start another with loadEngine");
   if (options.threads !== undefined && !(Number.isInteger(options.threads) && options.threads >= 1)) {
     throw new QwasmError("INVALID_ARGUMENT", `threads must be a positive integer, got ${options.threads}`);
@@ -61,41 +70,73 @@ async function load(source: string | Blob, options: WorkerLoadOptions, onProgres
   loading = true;
   const progress = throttled(onProgress);
   const { threads, reason } = await chooseThreads(options.threads);
-  let opened: OpenedModel | undefined;
+  const opened: OpenedModel[] = [];
+  let downloading: string | undefined;
   try {
+    const files = filesOf(source);
     const engineOptions = {
       threads, contextLength: options.contextLength, kvType: options.kvType, maxSequences: options.maxSequences ?? 1,
     };
-    let created: QwasmEngine;
-    let fileBytes: number | undefined;
-    if (typeof source === "string") {
-      opened = await openModelUrl(source, { cache: options.cache, onProgress: progress });
-      fileBytes = opened.size;
-      created = await createEngine(opened.stream, engineOptions);
-    } else {
-      fileBytes = source.size;
-      created = await createEngine(source, {
-        ...engineOptions,
-        // A Blob is read at offsets: report tensor bytes copied (the header is a small part of the file).
-        onProgress: progress && ((p) => progress({ phase: "file", loadedBytes: p.loadedBytes, totalBytes: p.totalBytes })),
+    // Progress over all files: URLs count their bytes as they arrive; Blobs count tensor bytes copied
+    // (a Blob is read at offsets; the header is a small part of the file).
+    const loadedOf = files.map(() => 0);
+    const sizes = files.map((f) => (typeof f === "string" ? undefined : f.size));
+    const report = (phase: LoadProgress["phase"]) => {
+      if (!progress) return;
+      const known = sizes.every((s) => s !== undefined);
+      progress({ phase, loadedBytes: loadedOf.reduce((a, b) => a + b, 0), totalBytes: known ? sizes.reduce((a, b) => a! + b!, 0) : undefined });
+    };
+    const inputs: (ReadableStream<Uint8Array> | Blob)[] = [];
+    for (let i = 0; i < files.length; i++) {
+      const file = files[i];
+      if (typeof file !== "string") {
+        inputs.push(file);
+        continue;
+      }
+      downloading = file;
+      const model = await openModelUrl(file, {
+        cache: options.cache,
+        // Parts are read one after the other: store each before reading it (see model-cache.ts).
+        storeFirst: files.length > 1,
+        // One file: its bytes as they arrive (from the network or the cache). Parts: the downloads
+        // here, then the tensor bytes copied from the cache (below).
+        onProgress: progress && ((p) => {
+          if (files.length > 1 && p.phase !== "download") return;
+          loadedOf[i] = p.loadedBytes;
+          sizes[i] ??= p.totalBytes;
+          report(p.phase);
+        }),
       });
+      opened.push(model);
+      sizes[i] ??= model.size;
+      inputs.push(model.stream);
     }
+    downloading = undefined;
+    const onlyBlobs = opened.length === 0;
+    const copyPhase = onlyBlobs ? "file" : files.length > 1 ? "cache" : undefined;
+    const created = await createEngine(inputs.length === 1 ? inputs[0] : inputs, {
+      ...engineOptions,
+      onProgress: copyPhase && progress ? ((p) => progress({ phase: copyPhase, loadedBytes: p.loadedBytes, totalBytes: p.totalBytes })) : undefined,
+    });
     engine = created;
-    const cacheError = await opened?.stored;
+    const cacheErrors = (await Promise.all(opened.map((o) => o.stored))).filter((e) => e !== undefined);
+    const fileSizes = files.map((f, i) => (typeof f === "string" ? sizes[i] : f.size));
     return {
       ...created.info,
       crossOriginIsolated: (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true,
       threadsReason: created.info.threads === threads ? reason : `${created.info.threads} thread(s): workers are unavailable here`,
       hardwareConcurrency: await defaultThreads(),
-      source: opened ? opened.from : "file",
-      fileBytes,
-      ...(cacheError ? { cacheError } : {}),
+      source: onlyBlobs ? "file" : opened.every((o) => o.from === "cache") ? "cache" : "network",
+      fileBytes: fileSizes.every((s) => s !== undefined) ? fileSizes.reduce((a, b) => a! + b!, 0) : undefined,
+      ...(files.length > 1 ? { parts: files.length } : {}),
+      ...(cacheErrors.length > 0 ? { cacheError: cacheErrors[0] } : {}),
     };
   } catch (e) {
-    if (opened && isFileError(e)) await opened.discard().catch(() => {});
+    if (isFileError(e)) await Promise.all(opened.map((o) => o.discard().catch(() => {})));
     // fetch and its body stream fail with a bare TypeError ("network error"): say what was being read.
-    if (typeof source === "string" && e instanceof TypeError) {
-      throw toWireError(new QwasmError("INVALID_ARGUMENT", `downloading ${source} failed: ${e.message}`));
+    const url = downloading ?? (typeof source === "string" ? source : undefined);
+    if (url !== undefined && e instanceof TypeError) {
+      throw toWireError(new QwasmError("INVALID_ARGUMENT", `downloading ${url} failed: ${e.message}`));
     }
     throw toWireError(e);
   } finally {

@@ -4,7 +4,13 @@
 // the cache at once; the cache entry becomes visible only once the whole body arrived with the
 // announced size (Cache.put commits nothing when the body stream fails), so an interrupted download
 // never leaves a broken entry.
+//
+// A split model (gguf-split's NAME-00001-of-00003.gguf, ...) is cached part by part, each under its
+// own URL. Its parts are read one after the other, so a part that is downloaded while an earlier one
+// is still being read would pile up in memory behind a tee: parts are therefore stored in the cache
+// first (`storeFirst`) and read from there.
 import { QwasmError } from "../platform/errors";
+import { parseSplitName, splitSiblingNames } from "../weights/gguf/split";
 import type { LoadProgress } from "./protocol";
 
 export const MODEL_CACHE_NAME = "qwasm-models-v1";
@@ -29,6 +35,12 @@ export interface OpenedModel {
 export interface OpenModelOptions {
   /** Use and fill the cache; default true. */
   cache?: boolean;
+  /**
+   * Download the whole file into the cache before returning a stream of it (from the cache), instead
+   * of streaming it to the model and the cache at once; used for the parts of a split model. Without
+   * a usable cache this is a plain download.
+   */
+  storeFirst?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: LoadProgress) => void;
 }
@@ -103,6 +115,24 @@ function exactly(body: ReadableStream<Uint8Array>, size: number | undefined, url
   }));
 }
 
+function cacheHeaders(size: number | undefined): Record<string, string> {
+  const headers: Record<string, string> = { "content-type": "application/octet-stream" };
+  if (size !== undefined) {
+    headers["content-length"] = String(size);
+    headers[SIZE_HEADER] = String(size);
+  }
+  return headers;
+}
+
+/**
+ * The URLs of all parts of a split model from the URL of one part (`NAME-00002-of-00003.gguf`), or
+ * just `url` for a whole file.
+ */
+export function modelPartUrls(url: string): string[] {
+  const parsed = parseSplitName(url);
+  return parsed && parsed.count > 1 ? splitSiblingNames(url, parsed.count)! : [url];
+}
+
 /**
  * Opens a model URL: from the cache when it holds the URL with the size the server announces (or
  * the server cannot be reached), else from the network, filling the cache on the way.
@@ -137,13 +167,27 @@ export async function openModelUrl(url: string, options: OpenModelOptions = {}):
   const size = declaredLength(response);
   if (!cache) return { stream: counted(response.body, "download", size, options.onProgress), size, from: "network", ...nothingStored };
 
-  const [forModel, forCache] = response.body.tee();
-  const headers: Record<string, string> = { "content-type": "application/octet-stream" };
-  if (size !== undefined) {
-    headers["content-length"] = String(size);
-    headers[SIZE_HEADER] = String(size);
+  if (options.storeFirst) {
+    const body = counted(response.body, "download", size, options.onProgress);
+    const stored = await cache.put(url, new Response(exactly(body, size, url), { headers: cacheHeaders(size) })).then(
+      () => undefined,
+      (e: unknown) => (signal.aborted ? Promise.reject(e) : `the model was not kept in the browser cache (a private window, or too little storage?): ${e instanceof Error ? e.message : String(e)}`),
+    );
+    const hit = stored === undefined ? await cache.match(url).catch(() => undefined) : undefined;
+    if (hit?.body) {
+      return {
+        stream: hit.body, size, from: "network", stored: Promise.resolve(undefined),
+        discard: async () => { await cache.delete(url); },
+      };
+    }
+    // Not stored (quota, private mode): download it again, straight to the model.
+    const again = await fetch(url, { signal });
+    if (!again.ok || !again.body) throw new QwasmError("INVALID_ARGUMENT", `fetching ${url} failed: HTTP ${again.status} ${again.statusText}`);
+    return { stream: counted(again.body, "download", size, options.onProgress), size, from: "network", stored: Promise.resolve(stored), discard: async () => {} };
   }
-  const stored = cache.put(url, new Response(exactly(forCache, size, url), { headers })).then(
+
+  const [forModel, forCache] = response.body.tee();
+  const stored = cache.put(url, new Response(exactly(forCache, size, url), { headers: cacheHeaders(size) })).then(
     () => undefined,
     (e: unknown) => `the model was not kept in the browser cache (a private window, or too little storage?): ${e instanceof Error ? e.message : String(e)}`,
   );
@@ -171,11 +215,17 @@ export async function cachedModels(): Promise<{ url: string; size?: number }[]> 
   return out;
 }
 
-/** Removes one model (by URL) or, without a URL, every model from the cache. */
+/**
+ * Removes one model (by URL; for a split model, any part's URL removes all its parts) or, without a
+ * URL, every model from the cache.
+ */
 export async function deleteCachedModel(url?: string): Promise<boolean> {
   const storage = cacheStorage();
   if (!storage) return false;
   if (url === undefined) return storage.delete(MODEL_CACHE_NAME);
   const cache = await openCache();
-  return cache ? cache.delete(new URL(url, globalThis.location?.href).href) : false;
+  if (!cache) return false;
+  let deleted = false;
+  for (const part of modelPartUrls(new URL(url, globalThis.location?.href).href)) deleted = (await cache.delete(part)) || deleted;
+  return deleted;
 }

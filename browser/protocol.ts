@@ -5,6 +5,9 @@ import type { KVType } from "../compute/model/forward";
 import type { ChatMessage, CompletionResult, Delta, EngineInfo, RequestOptions } from "../engine/types";
 import type { ErrorCode } from "../platform/errors";
 
+/** A model as the worker gets it: an absolute URL, a Blob/File, or the parts of a split model. */
+export type ModelSource = string | Blob | readonly (string | Blob)[];
+
 /** Where loading stands: bytes of the file read so far (streamed into the model as they arrive). */
 export interface LoadProgress {
   /** "download": from the network; "cache": from the Cache API; "file": from a File or Blob. */
@@ -37,7 +40,9 @@ export interface BrowserEngineInfo extends EngineInfo {
   hardwareConcurrency: number;
   /** Where the bytes came from. */
   source: "network" | "cache" | "file";
-  /** File size in bytes, when known. */
+  /** Parts of a split model (absent for one file). */
+  parts?: number;
+  /** File size in bytes (all parts together), when known. */
   fileBytes?: number;
   /** Set when a download could not be kept in the Cache API (quota, private mode); loading still worked. */
   cacheError?: string;
@@ -72,8 +77,11 @@ export interface WireError {
 
 /** The engine worker's comlink API. */
 export interface EngineWorkerApi {
-  /** Loads a model from a URL (absolute) or a Blob; `onProgress` is a comlink proxy. */
-  load(source: string | Blob, options: WorkerLoadOptions, onProgress?: (p: LoadProgress) => void): Promise<BrowserEngineInfo>;
+  /**
+   * Loads a model from a URL (absolute) or a Blob, or a split model from its parts (URLs and/or
+   * Blobs, any order; one part's URL finds the others by name); `onProgress` is a comlink proxy.
+   */
+  load(source: ModelSource, options: WorkerLoadOptions, onProgress?: (p: LoadProgress) => void): Promise<BrowserEngineInfo>;
   /** Starts a completion whose stream runs over `port` (transferred). */
   complete(request: CompletionRequest, port: MessagePort): void;
   tokenize(text: string, options?: { special?: boolean }): number[];

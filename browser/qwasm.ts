@@ -6,7 +6,7 @@ import type { ChatMessage, CompletionResult, CompletionStream, RequestOptions } 
 import { CompletionStreamImpl } from "../engine/stream";
 import { QwasmError } from "../platform/errors";
 import type {
-  BrowserEngineInfo, CompletionRequest, EngineWorkerApi, LoadProgress, StreamControl, StreamMessage, WorkerLoadOptions,
+  BrowserEngineInfo, CompletionRequest, EngineWorkerApi, LoadProgress, ModelSource, StreamControl, StreamMessage, WorkerLoadOptions,
 } from "./protocol";
 import { fromWireError, isWireError } from "./wire";
 
@@ -58,19 +58,28 @@ async function call<T>(f: () => Promise<T>): Promise<T> {
   }
 }
 
-/**
- * Starts an engine worker and loads a Qwen2 GGUF into it from a URL (streamed, kept in the Cache
- * API for the next visit) or a File/Blob. Uses every core when the page is cross-origin isolated,
- * one thread otherwise; `info.threadsReason` says which and why.
- */
-export async function loadEngine(source: string | URL | Blob, options: BrowserLoadOptions = {}): Promise<BrowserEngine> {
-  const { onProgress, signal, workerUrl, ...workerOptions } = options;
-  signal?.throwIfAborted();
+/** One file as the worker gets it: an absolute URL or the Blob. */
+function part(source: string | URL | Blob): string | Blob {
   // A relative URL means relative to the page, not to the worker script.
   const input = typeof source === "string" || source instanceof URL ? new URL(source, location.href).href : source;
   if (typeof input !== "string" && !(input instanceof Blob)) {
-    throw new QwasmError("INVALID_ARGUMENT", "loadEngine: expected a URL, a File or a Blob");
+    throw new QwasmError("INVALID_ARGUMENT", "loadEngine: expected a URL, a File or a Blob (or a list of them: the parts of a split model)");
   }
+  return input;
+}
+
+/**
+ * Starts an engine worker and loads a Qwen2 GGUF into it from a URL (streamed, kept in the Cache
+ * API for the next visit) or a File/Blob. A split model (llama.cpp's gguf-split:
+ * `NAME-00001-of-00003.gguf`, ...) loads from its first part's URL (the others are found by name) or
+ * from a list of its parts (URLs, or the Files a user picked, in any order). Uses every core when the
+ * page is cross-origin isolated, one thread otherwise; `info.threadsReason` says which and why.
+ */
+export async function loadEngine(source: string | URL | Blob | readonly (string | URL | Blob)[],
+  options: BrowserLoadOptions = {}): Promise<BrowserEngine> {
+  const { onProgress, signal, workerUrl, ...workerOptions } = options;
+  signal?.throwIfAborted();
+  const input: ModelSource = Array.isArray(source) ? source.map(part) : part(source as string | URL | Blob);
   const worker = new Worker(workerUrl ?? defaultWorkerUrl(), { type: "module", name: "qwasm-engine" });
   const remote = Comlink.wrap<EngineWorkerApi>(worker);
   const failed = new Promise<never>((_, reject) => {

@@ -1,7 +1,8 @@
 // Synthetic Qwen2 models: random weights from a seed, in the shapes of the real Qwen2 models, with
 // the tensor names and metadata that llama.cpp's convert_hf_to_gguf.py writes for a Qwen2-Instruct
 // checkpoint and the real Qwen2 vocabulary. Tensors are produced row by row while the file is
-// written, so even the 7B preset (tens of GB in F32) never has more than a few MB of weights in memory.
+// written, so even the 72B preset (hundreds of GB in F32) never has more than a few MB of weights in
+// memory. The file can be written split, as llama.cpp's gguf-split does (writeSynthQwen2Split).
 //
 // Weight values: token_embd (and an untied output.weight) ~ N(0, (4/sqrt(hidden))²), so that the logits
 // of a normalized final state spread with a std of about 4, like the fixtures'; projections
@@ -15,7 +16,9 @@ import { QwasmError } from "../platform/errors";
 import { openFile } from "../platform/index";
 import { kv, GGUFValueType, type GGUFEntry } from "../weights/gguf/metadata";
 import { GGMLType, type GGMLTypeId, type GGMLTypeName, rowBytes } from "../weights/gguf/types";
-import { writeGGUFFile, type GGUFLayout, type GGUFTensorToWrite, type GGUFToWrite } from "../weights/gguf/writer";
+import {
+  writeGGUFFile, writeGGUFSplitFiles, type GGUFLayout, type GGUFTensorToWrite, type GGUFToWrite, type SplitOptions,
+} from "../weights/gguf/writer";
 import { quantTraits } from "../weights/quant/index";
 import { quantizeModel, type QuantizePlan, type QuantizeSource, type QuantizeWorkers } from "./quantize";
 
@@ -51,7 +54,7 @@ export interface SynthMoEShape {
   sharedFfn: number;   // expert_shared_feed_forward_length (shared_expert_intermediate_size)
 }
 
-export type SynthPresetName = "tiny" | "0.5b" | "1.5b" | "7b" | "tiny-moe" | "57b-a14b" | "moe-a2.7b";
+export type SynthPresetName = "tiny" | "0.5b" | "1.5b" | "7b" | "72b" | "tiny-moe" | "57b-a14b" | "moe-a2.7b";
 
 /** The real Qwen2-Instruct shapes (config.json of Qwen/Qwen2-*-Instruct), and a tiny one for tests. */
 export const QWEN2_PRESETS: Readonly<Record<SynthPresetName, Readonly<Qwen2SynthShape>>> = {
@@ -59,6 +62,7 @@ export const QWEN2_PRESETS: Readonly<Record<SynthPresetName, Readonly<Qwen2Synth
   "0.5b": { hidden: 896, layers: 24, heads: 14, kvHeads: 2, ffn: 4864, vocabSize: 151936, tied: true, contextLength: 32768, ropeTheta: 1e6, rmsEps: 1e-6 },
   "1.5b": { hidden: 1536, layers: 28, heads: 12, kvHeads: 2, ffn: 8960, vocabSize: 151936, tied: true, contextLength: 32768, ropeTheta: 1e6, rmsEps: 1e-6 },
   "7b": { hidden: 3584, layers: 28, heads: 28, kvHeads: 4, ffn: 18944, vocabSize: 152064, tied: false, contextLength: 32768, ropeTheta: 1e6, rmsEps: 1e-6 },
+  "72b": { hidden: 8192, layers: 80, heads: 64, kvHeads: 8, ffn: 29568, vocabSize: 152064, tied: false, contextLength: 32768, ropeTheta: 1e6, rmsEps: 1e-6 },
   // qwen2moe: a small one for tests (8 experts, 2 used), and config.json of Qwen/Qwen2-57B-A14B-Instruct
   // and Qwen/Qwen1.5-MoE-A2.7B-Chat (untied: qwen2moe has no tied LM head).
   "tiny-moe": {
@@ -215,10 +219,6 @@ function fnv1a(s: string): number {
   return h >>> 0;
 }
 
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
-}
-
 const IRWIN_HALL_SCALE = Math.sqrt(3) / 4294967296; // sum of 4 U(0,1) has variance 1/3
 
 /**
@@ -226,24 +226,32 @@ const IRWIN_HALL_SCALE = Math.sqrt(3) / 4294967296; // sum of 4 U(0,1) has varia
  * (seed, tensor, row). The generator state lives in locals: this loop makes every weight of a model.
  */
 function fillNormal(out: Float32Array, seed: number, tensorName: string, row: number, mean: number, std: number): void {
-  let s0 = splitmix32(splitmix32(splitmix32(seed ^ fnv1a(tensorName)) ^ row));
-  let s1 = splitmix32(s0 ^ 0x6a09e667);
-  let s2 = splitmix32(s1 ^ 0xbb67ae85);
-  let s3 = splitmix32(s2 ^ 0x3c6ef372);
+  // The state as int32 (| 0): the engines keep it in registers, not as heap doubles. The four draws
+  // are unrolled; their sum is exact, so this is the same stream and the same values as a loop.
+  let s0 = splitmix32(splitmix32(splitmix32(seed ^ fnv1a(tensorName)) ^ row)) | 0;
+  let s1 = splitmix32(s0 ^ 0x6a09e667) | 0;
+  let s2 = splitmix32(s1 ^ 0xbb67ae85) | 0;
+  let s3 = splitmix32(s2 ^ 0x3c6ef372) | 0;
   const k = std * IRWIN_HALL_SCALE;
-  for (let i = 0; i < out.length; i++) {
-    let sum = 0; // of four u32: exact, < 2^34
-    for (let j = 0; j < 4; j++) {
-      sum += Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
-      const t = s1 << 9;
-      s2 ^= s0;
-      s3 ^= s1;
-      s1 ^= s2;
-      s0 ^= s3;
-      s2 ^= t;
-      s3 = rotl(s3, 11);
-    }
-    out[i] = mean + (sum - 2 * 4294967296) * k;
+  const n = out.length;
+  for (let i = 0; i < n; i++) {
+    let x = Math.imul(s1, 5);
+    const a = Math.imul((x << 7) | (x >>> 25), 9) >>> 0;
+    let t = s1 << 9;
+    s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+    x = Math.imul(s1, 5);
+    const b = Math.imul((x << 7) | (x >>> 25), 9) >>> 0;
+    t = s1 << 9;
+    s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+    x = Math.imul(s1, 5);
+    const c = Math.imul((x << 7) | (x >>> 25), 9) >>> 0;
+    t = s1 << 9;
+    s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+    x = Math.imul(s1, 5);
+    const d = Math.imul((x << 7) | (x >>> 25), 9) >>> 0;
+    t = s1 << 9;
+    s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+    out[i] = mean + (a + b + c + d - 2 * 4294967296) * k; // of four u32: exact, < 2^34
   }
 }
 
@@ -426,19 +434,21 @@ function synthTensor(name: string, dims: number[], type: GGMLTypeId, seed: numbe
   const rowLength = dims[0];
   const rows = dims.slice(1).reduce((a, b) => a * b, 1); // a 3-D expert tensor: F rows of each expert in turn
   const traits = quantTraits(type);
-  const values = (r: number): Float32Array => {
+  const fill = (r: number, out: Float32Array): Float32Array => {
     if (!Number.isInteger(r) || r < 0 || r >= rows) throw new RangeError(`${name} has rows 0..${rows - 1}, not ${r}`);
-    const out = new Float32Array(rowLength);
     fillNormal(out, seed, name, r, mean, std);
     return out;
   };
+  const values = (r: number): Float32Array => fill(r, new Float32Array(rowLength));
   const bytesPerRow = rowBytes(type, rowLength);
   const rowsPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / bytesPerRow));
   function* data(): Generator<Uint8Array> {
+    const row = new Float32Array(rowLength);
     for (let r0 = 0; r0 < rows; r0 += rowsPerChunk) {
       const n = Math.min(rowsPerChunk, rows - r0);
       const chunk = new Uint8Array(n * bytesPerRow);
-      for (let r = 0; r < n; r++) chunk.set(traits.quantize!(values(r0 + r)), r * bytesPerRow);
+      // One row buffer for the whole tensor: a typed array per row costs more than making its values.
+      for (let r = 0; r < n; r++) chunk.set(traits.quantize!(fill(r0 + r, row)), r * bytesPerRow);
       yield chunk;
     }
   }
@@ -485,3 +495,11 @@ export function synthQwen2Mix(options: Omit<SynthOptions, "type" | "embeddingTyp
   return { ...quantized, parameterCount: model.parameterCount, nVocab: model.nVocab };
 }
 
+/**
+ * Writes a synthetic Qwen2 model as split GGUF parts `<prefix>-00001-of-0000N.gguf`, ... (gguf-split's
+ * layout), streaming tensor by tensor. Returns each part's path and layout.
+ */
+export async function writeSynthQwen2Split(prefix: string, options: SynthOptions, split: SplitOptions,
+  onProgress?: (written: number, total: number, path: string) => void): Promise<{ path: string; layout: GGUFLayout }[]> {
+  return writeGGUFSplitFiles(prefix, synthQwen2(options), split, onProgress);
+}

@@ -9,7 +9,9 @@ import { typeInfo } from "../../weights/gguf/types";
 export const help = `usage: qwasm inspect MODEL [--json] [--full]
 
 Prints the metadata and the tensor table (name, type, dims, bytes) of a GGUF file, with totals.
-MODEL is a file path or an http(s) URL; only the header is read.
+MODEL is a file path or an http(s) URL; only the header is read. For a split model (gguf-split's
+NAME-00001-of-00003.gguf, ...; give any part) it lists the parts, and the tensor table says which
+part holds each tensor.
 
   --json   print one JSON object instead of text
   --full   print long arrays and strings in full instead of their beginning`;
@@ -162,7 +164,19 @@ function camelCase(title: string): string {
 function textReport(path: string, file: GGUFFile, full: boolean, extra?: InspectSection): string[] {
   const lines: string[] = [];
   const size = file.fileSize === undefined ? "size unknown" : `${file.fileSize} bytes`;
-  lines.push(`${path}: GGUF v${file.version}, ${size}, alignment ${file.alignment}, tensor data at ${file.dataOffset}`);
+  const split = file.parts.length > 1;
+  lines.push(split
+    ? `${path}: GGUF v${file.version}, split in ${file.parts.length} parts, ${size} in all`
+    : `${path}: GGUF v${file.version}, ${size}, alignment ${file.alignment}, tensor data at ${file.dataOffset}`);
+  if (split) {
+    lines.push("", `parts (${file.parts.length}):`);
+    const rows = file.parts.map((p) => [String(p.no + 1), p.name, String(p.tensors.length), String(p.tensorDataBytes),
+      p.fileSize === undefined ? "?" : String(p.fileSize)]);
+    const header = ["part", "file", "tensors", "tensor bytes", "file bytes"];
+    const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
+    const format = (r: string[]) => `  ${r[0].padStart(widths[0])}  ${r[1].padEnd(widths[1])}  ${r[2].padStart(widths[2])}  ${r[3].padStart(widths[3])}  ${r[4].padStart(widths[4])}`;
+    lines.push(format(header), ...rows.map(format));
+  }
 
   lines.push("", `metadata (${file.metadata.size} keys):`);
   const keyWidth = Math.max(0, ...[...file.metadata.keys()].map((k) => k.length));
@@ -174,10 +188,12 @@ function textReport(path: string, file: GGUFFile, full: boolean, extra?: Inspect
   if (extra) lines.push("", `${extra.title}:`, ...extra.text.map((l) => `  ${l}`));
 
   lines.push("", `tensors (${file.tensors.length}):`);
-  const rows = file.tensors.map((t) => [t.name, typeLabel(t.type), t.dims.join(" x "), String(t.nbytes)]);
-  const header = ["name", "type", "dims", "bytes"];
+  const rows = file.tensors.map((t) => [t.name, typeLabel(t.type), t.dims.join(" x "), String(t.nbytes),
+    ...(split ? [String(file.partOf(t).no + 1)] : [])]);
+  const header = ["name", "type", "dims", "bytes", ...(split ? ["part"] : [])];
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
-  const format = (r: string[]) => `  ${r[0].padEnd(widths[0])}  ${r[1].padEnd(widths[1])}  ${r[2].padEnd(widths[2])}  ${r[3].padStart(widths[3])}`;
+  const format = (r: string[]) => `  ${r[0].padEnd(widths[0])}  ${r[1].padEnd(widths[1])}  ${r[2].padEnd(widths[2])}  ${r[3].padStart(widths[3])}` +
+    (split ? `  ${r[4].padStart(widths[4])}` : "");
   lines.push(format(header), ...rows.map(format));
 
   const totals = totalsOf(file);
@@ -202,10 +218,17 @@ function jsonReport(path: string, file: GGUFFile, full: boolean, extra?: Inspect
     fileSize: file.fileSize ?? null,
     alignment: file.alignment,
     dataOffset: file.dataOffset,
+    ...(file.parts.length > 1 ? {
+      parts: file.parts.map((p) => ({
+        no: p.no, file: p.name, tensors: p.tensors.length, tensorBytes: p.tensorDataBytes, fileSize: p.fileSize ?? null,
+        dataOffset: p.dataOffset, alignment: p.alignment,
+      })),
+    } : {}),
     metadata,
     ...(extra ? { [camelCase(extra.title)]: extra.json } : {}),
     tensors: file.tensors.map((t) => ({
       name: t.name, type: typeLabel(t.type), typeId: t.type, dims: t.dims, offset: t.offset, bytes: t.nbytes,
+      ...(file.parts.length > 1 ? { part: file.partOf(t).no } : {}),
     })),
     totals: { ...totals, byType: Object.fromEntries(totals.byType) },
   };

@@ -5,21 +5,27 @@ import {
   QWEN2_PRESETS, SYNTH_MIXES, SYNTH_TYPES, readQwen2Vocabulary, sizeLabel, synthQwen2, synthQwen2Mix, type Qwen2SynthShape,
   type SynthMix, type SynthPresetName, type SynthType,
 } from "../../tools/synth";
-import { writeGGUFFile } from "../../weights/gguf/writer";
 import { QuantizeWorkers, defaultQuantizeWorkerUrl } from "../../tools/quantize";
 import { availableCores } from "../../platform/index";
+import { writeGGUFFile, writeGGUFSplitFiles, type SplitOptions } from "../../weights/gguf/writer";
 
 export const help = `usage: qwasm synth OUT.gguf [--shape ${Object.keys(QWEN2_PRESETS).join("|")}] [--type T] [--vocab N] [--seed S] [options]
 
 Writes a synthetic Qwen2 model: random weights from a seed, the tensor names and metadata that
 llama.cpp's converter writes for Qwen2-Instruct (qwen2moe for the MoE shapes), the real Qwen2
-vocabulary. Tensors are generated while the file is written (the 7b preset is ~30 GB in F32, ~8 GB
-in Q8_0).
+vocabulary. Tensors are generated while the file is written, tensor by tensor (the 7b preset is
+~30 GB in F32, ~8 GB in Q8_0, ~4.3 GB in Q4_0; 72b ~77 GB in Q8_0), with progress on stderr.
 
-  --shape S          tiny | 0.5b | 1.5b | 7b (default tiny: hidden 64, 2 layers, 4/2 heads, FFN 128,
+  --shape S          tiny | 0.5b | 1.5b | 7b | 72b (default tiny: hidden 64, 2 layers, 4/2 heads, FFN 128,
                      the first 512 tokens); the qwen2moe shapes: 57b-a14b (Qwen2-57B-A14B: 64 experts,
                      8 used), moe-a2.7b (Qwen1.5-MoE-A2.7B: 60 experts, 4 used), tiny-moe (tiny with
                      8 experts of FFN 64, 2 used, shared expert FFN 128); --layers N makes a big one fit
+                     (the exact tensor shapes of the big model, N layers: --shape 7b --layers 2)
+  --split N          write N parts as llama.cpp's gguf-split does: OUT-00001-of-0000N.gguf, ... (OUT
+                     without .gguf), cut where the tensor bytes are closest to equal shares
+  --split-max-mb M   write parts of at most M MiB of tensor data each (gguf-split --split-max-size)
+  --split-max-tensors N
+                     write parts of at most N tensors each (gguf-split --split-max-tensors)
   --experts E --experts-used K --expert-ffn F --shared-ffn F
                      override a qwen2moe shape's expert layout
   --type T           weight matrices: ${SYNTH_TYPES.join(" ")} (default F32); norms and biases stay F32;
@@ -73,6 +79,18 @@ interface SynthCommand {
   seed: number;
   name?: string;
   tokenizer?: string;
+  split?: SplitOptions;
+}
+
+function splitOption(args: Parameters<typeof numberOption>[0]): SplitOptions | undefined {
+  const given = ([["split", "parts", 1], ["split-max-mb", "maxBytes", 2 ** 20], ["split-max-tensors", "maxTensors", 1]] as const)
+    .map(([flag, key, scale]) => ({ flag, key, scale, value: numberOption(args, flag) }))
+    .filter((o) => o.value !== undefined);
+  if (given.length === 0) return undefined;
+  if (given.length > 1) throw new QwasmError("INVALID_ARGUMENT", `--${given[0].flag} and --${given[1].flag} contradict each other: give one`);
+  const { flag, key, scale, value } = given[0];
+  if (!(Number.isInteger(value) && value! >= 1)) throw new QwasmError("INVALID_ARGUMENT", `--${flag} must be a positive integer, got ${value}`);
+  return { [key]: value! * scale };
 }
 
 /** The command line, checked; throws with a message for the usage text. */
@@ -119,6 +137,7 @@ function parseCommand(argv: string[]): SynthCommand | "help" {
     seed,
     name: stringOption(args, "name"),
     tokenizer: stringOption(args, "tokenizer"),
+    split: splitOption(args),
   };
 }
 
@@ -151,14 +170,22 @@ export async function main(argv: string[]): Promise<number> {
     const model = cmd.mix ? synthQwen2Mix({ ...common, mix: cmd.mix }, workers) : synthQwen2({ ...common, type: cmd.type });
     let lastReport = 0;
     const started = Date.now();
-    const layout = await writeGGUFFile(out, model, (written, total) => {
+    const progress = (written: number, total: number) => {
       const now = Date.now();
       if (now - lastReport < 2000 && written < total) return;
       lastReport = now;
       console.error(`  ${(written / 2 ** 20).toFixed(0)} / ${(total / 2 ** 20).toFixed(0)} MiB`);
-    });
-    console.log(`${out}: ${sizeLabel(model.parameterCount)} parameters, ${model.tensors.length} tensors, ` +
-      `${model.nVocab} tokens, ${layout.fileSize} bytes, ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    };
+    const summary = `${sizeLabel(model.parameterCount)} parameters, ${model.tensors.length} tensors, ${model.nVocab} tokens`;
+    if (cmd.split) {
+      const written = await writeGGUFSplitFiles(out.replace(/\.gguf$/i, ""), model, cmd.split, progress);
+      const bytes = written.reduce((sum, p) => sum + p.layout.fileSize, 0);
+      console.log(`${written[0].path} (${written.length} parts): ${summary}, ${bytes} bytes, ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      for (const p of written) console.log(`  ${p.path}: ${p.layout.tensors.length} tensors, ${p.layout.fileSize} bytes`);
+    } else {
+      const layout = await writeGGUFFile(out, model, progress);
+      console.log(`${out}: ${summary}, ${layout.fileSize} bytes, ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    }
     return 0;
   } catch (e) {
     console.error(`qwasm synth: ${(e as Error).message}`);

@@ -11,7 +11,8 @@ import {
   GGUFMetadata, GGUFValueType, isValueType, int64Value, valueTypeName,
   type GGUFArray, type GGUFArrayItems, type GGUFValue, type GGUFValueTypeId,
 } from "./metadata";
-import { bytesSource, openSource, type ByteSource, type GGUFSource, type StreamSource } from "./source";
+import { bytesSource, openSource, sourceName, type ByteSource, type GGUFPartSource, type GGUFSource, type StreamSource } from "./source";
+import { checkSplitParts, parseSplitName, splitKeysOf, splitSiblingNames, SplitGGUFError } from "./split";
 import { tensorBytes, typeInfo, typeName } from "./types";
 
 export interface GGUFTensorInfo {
@@ -422,30 +423,80 @@ function parseHeader(prefix: Uint8Array, fileSize: number | undefined, maxHeader
   return { version, metadata, tensors, alignment, dataOffset, fileSize };
 }
 
-/** A parsed GGUF file: the header, plus access to the tensor data of its source. */
+/** One file of a model: the whole model, or one part of a split model. */
+export interface GGUFPart extends GGUFHeader {
+  /** The path, URL or File name it was opened from; `part N` (or `bytes`) when it has none. */
+  name: string;
+  /** split.no (0-based); 0 for a whole file. */
+  no: number;
+  /** Bytes of its tensors' data. */
+  tensorDataBytes: number;
+}
+
+interface OpenedPart {
+  header: GGUFHeader;
+  source: ByteSource;
+  name: string;
+}
+
+/**
+ * A parsed GGUF model: the header, plus access to the tensor data of its source. A split model
+ * (several files) reads as one: the first part's metadata, one tensor list over all parts (each
+ * tensor's `offset` is within its own part's data section), and each tensor's bytes come from its
+ * own part. `parts` lists the files.
+ */
 export class GGUFFile implements GGUFHeader {
   readonly version: number;
   readonly metadata: GGUFMetadata;
   readonly tensors: GGUFTensorInfo[];
   readonly alignment: number;
   readonly dataOffset: number;
+  /** Bytes of all parts together, when known. */
   readonly fileSize?: number;
+  /** The files, in split.no order: one for a whole file. */
+  readonly parts: readonly GGUFPart[];
+  private readonly sources: ByteSource[];
+  /** Index into `parts` of each tensor's part, by name. */
+  private readonly partIndex = new Map<string, number>();
   private byName?: Map<string, GGUFTensorInfo>;
   private streamConsumed = false;
 
-  constructor(header: GGUFHeader, private readonly source: ByteSource) {
+  constructor(header: GGUFHeader, source: ByteSource, name = "bytes") {
     this.version = header.version;
     this.metadata = header.metadata;
     this.tensors = header.tensors;
     this.alignment = header.alignment;
     this.dataOffset = header.dataOffset;
     this.fileSize = header.fileSize;
+    this.sources = [source];
+    this.parts = [partOf(header, name, 0)];
+  }
+
+  /** A split model from its parts, in split.no order (checked by checkSplitParts). */
+  static fromParts(parts: readonly OpenedPart[], numbers: readonly number[]): GGUFFile {
+    const file = new GGUFFile(parts[0].header, parts[0].source, parts[0].name);
+    const all = parts.map((p, i) => partOf(p.header, p.name, numbers[i]));
+    const sizes = all.map((p) => p.fileSize);
+    Object.assign(file, {
+      tensors: all.flatMap((p) => p.tensors),
+      fileSize: sizes.every((s) => s !== undefined) ? sizes.reduce((a, b) => a! + b!, 0) : undefined,
+      parts: all,
+      sources: parts.map((p) => p.source),
+    });
+    all.forEach((p, i) => { for (const t of p.tensors) file.partIndex.set(t.name, i); });
+    return file;
   }
 
   /** The tensor named `name`, or undefined. */
   tensor(name: string): GGUFTensorInfo | undefined {
     this.byName ??= new Map(this.tensors.map((t) => [t.name, t]));
     return this.byName.get(name);
+  }
+
+  /** The file that holds a tensor's data. */
+  partOf(tensorOrName: GGUFTensorInfo | string): GGUFPart {
+    const name = typeof tensorOrName === "string" ? tensorOrName : tensorOrName.name;
+    return this.parts[this.partIndex.get(name) ?? 0];
   }
 
   /** Bytes of all tensor data together. */
@@ -455,42 +506,47 @@ export class GGUFFile implements GGUFHeader {
 
   /**
    * Copies every tensor's bytes into the destination `destinationFor(tensor)` returns (exactly
-   * tensor.nbytes long; null skips it). Tensors are visited in file order, so a stream is read once
-   * from start to end, without holding more than a chunk of it. A stream can be read only once.
+   * tensor.nbytes long; null skips it). Tensors are visited part by part, in file order within a
+   * part, so a stream is read once from start to end, without holding more than a chunk of it. A
+   * stream can be read only once.
    */
   async readTensorData(destinationFor: TensorDestination, onProgress?: (p: GGUFReadProgress) => void): Promise<void> {
-    if (this.source.kind === "stream") {
+    if (this.sources.some((s) => s.kind === "stream")) {
       if (this.streamConsumed) throw new QwasmError("INVALID_ARGUMENT", "the tensor data of a stream can be read only once");
       this.streamConsumed = true;
     }
-    const order = [...this.tensors].sort((a, b) => a.offset - b.offset);
-    const progress = { loadedBytes: 0, totalBytes: this.tensorDataBytes, tensorsDone: 0, tensorCount: order.length };
-    for (const tensor of order) {
-      let tensorLoaded = 0;
-      const report = (bytes: number) => {
-        progress.loadedBytes += bytes;
-        tensorLoaded += bytes;
-        if (tensorLoaded === tensor.nbytes) progress.tensorsDone++;
-        onProgress?.({ ...progress, tensor });
-      };
-      const dest = (await destinationFor(tensor)) ?? null;
-      if (dest !== null && dest.length !== tensor.nbytes) {
-        throw new QwasmError("INVALID_ARGUMENT",
-          `the destination for tensor ${tensor.name} has ${dest.length} bytes, expected ${tensor.nbytes}`);
-      }
-      const start = this.dataOffset + tensor.offset;
-      if (this.source.kind === "stream") {
-        await skipTo(this.source, start, tensor.name);
-        await copyFromStream(this.source, tensor, dest, report);
-      } else if (dest !== null) {
-        for (let done = 0; done < tensor.nbytes;) {
-          const length = Math.min(COPY_CHUNK_BYTES, tensor.nbytes - done);
-          dest.set(await this.source.read(`data of ${tensor.name}`, start + done, length), done);
-          done += length;
-          report(length);
+    const progress = { loadedBytes: 0, totalBytes: this.tensorDataBytes, tensorsDone: 0, tensorCount: this.tensors.length };
+    for (let p = 0; p < this.parts.length; p++) {
+      const part = this.parts[p];
+      const source = this.sources[p];
+      const order = [...part.tensors].sort((a, b) => a.offset - b.offset);
+      for (const tensor of order) {
+        let tensorLoaded = 0;
+        const report = (bytes: number) => {
+          progress.loadedBytes += bytes;
+          tensorLoaded += bytes;
+          if (tensorLoaded === tensor.nbytes) progress.tensorsDone++;
+          onProgress?.({ ...progress, tensor });
+        };
+        const dest = (await destinationFor(tensor)) ?? null;
+        if (dest !== null && dest.length !== tensor.nbytes) {
+          throw new QwasmError("INVALID_ARGUMENT",
+            `the destination for tensor ${tensor.name} has ${dest.length} bytes, expected ${tensor.nbytes}`);
         }
-      } else {
-        report(tensor.nbytes);
+        const start = part.dataOffset + tensor.offset;
+        if (source.kind === "stream") {
+          await skipTo(source, start, tensor.name);
+          await copyFromStream(source, tensor, dest, report);
+        } else if (dest !== null) {
+          for (let done = 0; done < tensor.nbytes;) {
+            const length = Math.min(COPY_CHUNK_BYTES, tensor.nbytes - done);
+            dest.set(await source.read(`data of ${tensor.name}`, start + done, length), done);
+            done += length;
+            report(length);
+          }
+        } else {
+          report(tensor.nbytes);
+        }
       }
     }
   }
@@ -502,16 +558,32 @@ export class GGUFFile implements GGUFHeader {
   async readTensor(tensorOrName: GGUFTensorInfo | string): Promise<Uint8Array> {
     const tensor = typeof tensorOrName === "string" ? this.tensor(tensorOrName) : tensorOrName;
     if (!tensor) throw new QwasmError("INVALID_ARGUMENT", `no tensor named ${String(tensorOrName)}`);
-    if (this.source.kind === "stream") {
+    const index = this.partIndex.get(tensor.name) ?? 0;
+    const source = this.sources[index];
+    if (source.kind === "stream") {
       throw new QwasmError("INVALID_ARGUMENT", "a stream is read once, in file order: use readTensorData");
     }
-    return this.source.read(`data of ${tensor.name}`, this.dataOffset + tensor.offset, tensor.nbytes);
+    return source.read(`data of ${tensor.name}`, this.parts[index].dataOffset + tensor.offset, tensor.nbytes);
   }
 
-  /** Releases the file or cancels the stream. */
-  close(): Promise<void> {
-    return this.source.close();
+  /** Releases the files or cancels the streams. */
+  async close(): Promise<void> {
+    await closeAll(this.sources);
   }
+}
+
+function partOf(header: GGUFHeader, name: string, no: number): GGUFPart {
+  return {
+    version: header.version, metadata: header.metadata, tensors: header.tensors, alignment: header.alignment,
+    dataOffset: header.dataOffset, fileSize: header.fileSize,
+    name, no, tensorDataBytes: header.tensors.reduce((sum, t) => sum + t.nbytes, 0),
+  };
+}
+
+async function closeAll(sources: readonly ByteSource[]): Promise<void> {
+  const results = await Promise.allSettled(sources.map((s) => s.close()));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
 }
 
 async function skipTo(source: StreamSource, offset: number, name: string): Promise<void> {
@@ -540,12 +612,15 @@ async function copyFromStream(source: StreamSource, tensor: GGUFTensorInfo, dest
 /** Parses GGUF bytes that are all in memory. Tensor data is read from those bytes without a copy. */
 export function parseGGUFBytes(bytes: Uint8Array | ArrayBuffer): GGUFFile {
   const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
-  return new GGUFFile(parseHeader(u8, u8.length, Infinity), bytesSource(u8));
+  return new GGUFFile(parseHeader(u8, u8.length, Infinity), bytesSource(u8), "bytes");
 }
 
 /**
  * Opens a GGUF file from bytes, a path, a URL, a stream, a Response, a Blob or a RandomAccessFile, and
- * parses its header, reading only as much of the source as the header needs.
+ * parses its header, reading only as much of the source as the header needs. A split model (llama.cpp's
+ * gguf-split: `<prefix>-00001-of-00003.gguf`, ...) opens from the path or URL of one part (the
+ * others are found by name) or from a list of all its parts in any order (paths, URLs, Blobs/Files,
+ * bytes, streams), and reads as one file; the parts are checked to belong together.
  *
  * @example
  * const file = await openGGUF("model.gguf");
@@ -553,6 +628,101 @@ export function parseGGUFBytes(bytes: Uint8Array | ArrayBuffer): GGUFFile {
  * await file.close();
  */
 export async function openGGUF(source: GGUFSource, options: OpenGGUFOptions = {}): Promise<GGUFFile> {
+  if (isPartList(source)) return openParts(source, options);
+  const name = sourceName(source);
+  const first = await openPart(source, options, name ?? "bytes");
+  let keys;
+  try {
+    keys = splitKeysOf(first.header.metadata, first.name);
+  } catch (e) {
+    await first.source.close();
+    throw e;
+  }
+  if (!keys) return new GGUFFile(first.header, first.source, first.name);
+
+  // One part of a split model: the others are found by its name.
+  const href = source instanceof URL ? source.href : typeof source === "string" ? source : undefined;
+  const siblings = href === undefined ? undefined : splitSiblingNames(href, keys.count);
+  if (!siblings) {
+    await first.source.close();
+    throw new SplitGGUFError(first.name, `${first.name} is part ${keys.no + 1} of ${keys.count} of a split model` +
+      (href === undefined
+        ? ": pass all its parts as a list (paths, URLs or Files/Blobs, in any order)"
+        : `, but its name does not end in -${String(keys.no + 1).padStart(5, "0")}-of-${String(keys.count).padStart(5, "0")}.gguf, ` +
+          "so the other parts cannot be found: rename it, or pass all the parts as a list"));
+  }
+  const named = parseSplitName(href!)!;
+  if (named.no !== keys.no || named.count !== keys.count) {
+    await first.source.close();
+    throw new SplitGGUFError(first.name, `${first.name} is named part ${named.no + 1} of ${named.count}, but its metadata ` +
+      `says part ${keys.no + 1} of ${keys.count} (split.no ${keys.no}, split.count ${keys.count})`);
+  }
+  const thisNo = named.no;
+  const opened = await openAll(siblings.map((sibling, no) => no === thisNo
+    ? async () => first
+    : async () => {
+      try {
+        return await openPart(source instanceof URL ? new URL(sibling) : sibling, options, sourceName(sibling)!, true);
+      } catch (e) {
+        const code = (e as QwasmError).code;
+        if (code === "FILE_NOT_FOUND" || (code === "HTTP_STATUS" && /HTTP 404/.test((e as Error).message))) {
+          throw new SplitGGUFError(sibling, `${first.name} is part ${keys.no + 1} of ${keys.count} of a split model, ` +
+            `but part ${no + 1} is missing: ${(e as Error).message}`, { cause: e });
+        }
+        throw e;
+      }
+    }));
+  return assemble(opened);
+}
+
+function isPartList(source: GGUFSource): source is readonly GGUFPartSource[] {
+  return Array.isArray(source);
+}
+
+async function openParts(sources: readonly GGUFPartSource[], options: OpenGGUFOptions): Promise<GGUFFile> {
+  if (sources.length === 0) throw new QwasmError("INVALID_ARGUMENT", "openGGUF: the list of parts is empty; give at least one GGUF file");
+  const opened = await openAll(sources.map((source, i) => () =>
+    openPart(source, options, sourceName(source) ?? `part ${i + 1} of the list`, sources.length > 1)));
+  return assemble(opened);
+}
+
+/** Checks that the parts make one model and puts them in split.no order; closes them all on a refusal. */
+async function assemble(opened: OpenedPart[]): Promise<GGUFFile> {
+  try {
+    const order = checkSplitParts(opened.map((p) => ({ name: p.name, metadata: p.header.metadata, tensorNames: p.header.tensors.map((t) => t.name) })));
+    if (opened.length === 1) return new GGUFFile(opened[0].header, opened[0].source, opened[0].name);
+    return GGUFFile.fromParts(order.map((i) => opened[i]), order.map((_, no) => no));
+  } catch (e) {
+    await closeAll(opened.map((p) => p.source)).catch(() => undefined);
+    throw e;
+  }
+}
+
+/** Runs every opener; when one fails, closes what the others opened and throws the first failure. */
+async function openAll(openers: (() => Promise<OpenedPart>)[]): Promise<OpenedPart[]> {
+  const results = await Promise.allSettled(openers.map((open) => open()));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (!failed) return results.map((r) => (r as PromiseFulfilledResult<OpenedPart>).value);
+  const opened = results.filter((r): r is PromiseFulfilledResult<OpenedPart> => r.status === "fulfilled");
+  await closeAll(opened.map((r) => r.value.source)).catch(() => undefined);
+  throw failed.reason;
+}
+
+/**
+ * Opens one file and parses its header. With `named`, a failure's message starts with the file's
+ * name (one part of several: the reader must know which).
+ */
+async function openPart(source: GGUFPartSource, options: OpenGGUFOptions, name: string, named = false): Promise<OpenedPart> {
+  try {
+    const { header, src } = await openHeader(source, options);
+    return { header, source: src, name };
+  } catch (e) {
+    if (!named || !(e instanceof QwasmError) || e.message.includes(name)) throw e;
+    throw new QwasmError(e.code, `${name}: ${e.message}`, { cause: e });
+  }
+}
+
+async function openHeader(source: GGUFPartSource, options: OpenGGUFOptions): Promise<{ header: GGUFHeader; src: ByteSource }> {
   const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
   const src = await openSource(source, options);
   try {
@@ -563,7 +733,7 @@ export async function openGGUF(source: GGUFSource, options: OpenGGUFOptions = {}
       try {
         const header = parseHeader(prefix, src.size, maxHeaderBytes);
         if (src.kind === "stream") src.beginData(Math.min(header.dataOffset, prefix.length));
-        return new GGUFFile(header, src);
+        return { header, src };
       } catch (e) {
         if (!(e instanceof NeedMoreBytes)) throw e;
         if (prefix.length <= previousLength) {

@@ -5,12 +5,18 @@ import { GGUFError, QwasmError } from "../../platform/errors";
 import type { RandomAccessFile } from "../../platform/index";
 import { openLocalFile } from "../../platform/files";
 
-/** Anything openGGUF reads from. A string is a file path, or a URL when it starts with http(s)://. */
-export type GGUFSource =
+/** One GGUF file. A string is a file path, or a URL when it starts with http(s)://. */
+export type GGUFPartSource =
   | Uint8Array | ArrayBuffer
   | string | URL
   | ReadableStream<Uint8Array> | Response | Blob
   | RandomAccessFile;
+
+/**
+ * Anything openGGUF reads from: one file (for a split model, any part that has its name, the others
+ * are found by name), or the parts of a split model in any order.
+ */
+export type GGUFSource = GGUFPartSource | readonly GGUFPartSource[];
 
 export interface SourceOptions {
   /** Passed to fetch for URL sources. */
@@ -210,8 +216,21 @@ function networkReason(e: unknown): string {
   return because && !message.includes(because) ? `${message} (${because})` : message;
 }
 
-/** Opens any GGUFSource as a ByteSource. */
-export async function openSource(source: GGUFSource, options: SourceOptions = {}): Promise<ByteSource> {
+/**
+ * What a source is called in messages: the path, the URL, a File's name; undefined for bytes and
+ * streams, which have none.
+ */
+export function sourceName(source: GGUFPartSource): string | undefined {
+  if (typeof source === "string") return source;
+  if (source instanceof URL) return source.protocol === "file:" ? decodeURIComponent(source.pathname) : source.href;
+  if (typeof Response !== "undefined" && source instanceof Response) return source.url || undefined;
+  const name = (source as { name?: unknown }).name; // a File
+  if (typeof Blob !== "undefined" && source instanceof Blob && typeof name === "string" && name) return name;
+  return undefined;
+}
+
+/** Opens one GGUF file's source as a ByteSource. */
+export async function openSource(source: GGUFPartSource, options: SourceOptions = {}): Promise<ByteSource> {
   if (source instanceof Uint8Array || source instanceof ArrayBuffer) return bytesSource(source);
   if (typeof source === "string") {
     if (/^https?:\/\//i.test(source)) return urlSource(new URL(source), options);

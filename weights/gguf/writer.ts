@@ -4,10 +4,11 @@
 import { QwasmError } from "../../platform/errors";
 import { createFile } from "../../platform/index";
 import {
-  GGUFValueType, integerRange, isValueType, valueTypeName,
+  GGUFValueType, integerRange, isValueType, kv, valueTypeName,
   type GGUFArray, type GGUFEntry, type GGUFMetadata, type GGUFValue, type GGUFValueTypeId,
 } from "./metadata";
 import type { GGUFTensorInfo } from "./reader";
+import { SPLIT_COUNT, SPLIT_KEYS, SPLIT_NO, SPLIT_TENSORS_COUNT, splitPartName } from "./split";
 import { tensorBytes, typeInfo, typeName } from "./types";
 
 /** Tensor bytes: all at once, or a callback called when the tensor is written, returning the bytes in one or more chunks. */
@@ -317,4 +318,110 @@ export async function writeGGUFFile(path: string | URL, input: GGUFToWrite,
     await file.close();
   }
   return layout;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Split files (llama.cpp's gguf-split; split.ts has the format)
+
+export interface SplitOptions {
+  /** At most this many bytes of tensor data (each tensor padded to 32) per part, like gguf-split --split-max-size; a bigger tensor gets a part of its own. */
+  maxBytes?: number;
+  /** At most this many tensors per part, like gguf-split --split-max-tensors. */
+  maxTensors?: number;
+  /** Exactly this many parts, cut where the tensor bytes are closest to equal shares. */
+  parts?: number;
+}
+
+/** Where each part starts (tensor indices): `sizes` are the tensors' padded bytes. */
+function splitPoints(sizes: number[], options: SplitOptions): number[] {
+  const n = sizes.length;
+  const given = (["maxBytes", "maxTensors", "parts"] as const).filter((k) => options[k] !== undefined);
+  if (given.length !== 1) throw invalid(`split: give one of maxBytes, maxTensors or parts, got ${given.length === 0 ? "none" : given.join(" and ")}`);
+  const [key] = given;
+  const value = options[key]!;
+  if (!Number.isSafeInteger(value) || value < 1) throw invalid(`split: ${key} must be a positive integer, got ${value}`);
+  if (n === 0) throw invalid("split: a model without tensors cannot be split");
+  const starts = [0];
+  if (key === "maxTensors") {
+    for (let i = value; i < n; i += value) starts.push(i);
+  } else if (key === "maxBytes") {
+    let bytes = 0;
+    for (let i = 0; i < n; i++) {
+      if (i > starts.at(-1)! && bytes + sizes[i] > value) {
+        starts.push(i);
+        bytes = 0;
+      }
+      bytes += sizes[i];
+    }
+  } else {
+    if (value > n) throw invalid(`split: ${value} parts need at least ${value} tensors, the model has ${n}`);
+    const total = sizes.reduce((a, b) => a + b, 0);
+    let i = 0;
+    let before = 0;
+    for (let k = 1; k < value; k++) {
+      // The first tensor whose preceding bytes reach k/parts of the total, keeping every part non-empty.
+      while (i < n - (value - k) && (i <= starts.at(-1)! || before < (k * total) / value)) before += sizes[i++];
+      starts.push(i);
+    }
+  }
+  if (starts.length > 0xffff) throw invalid(`split: ${starts.length} parts, but split.count is a UINT16`);
+  return starts;
+}
+
+/**
+ * The parts of `input` split as gguf-split does: tensors in order, cut by `options`; the first part
+ * has all the metadata, every part ends its metadata with split.no (UINT16, 0-based), split.count
+ * (UINT16) and split.tensors.count (INT32). Tensor data is passed through (still produced lazily).
+ */
+export function splitGGUF(input: GGUFToWrite, options: SplitOptions): GGUFToWrite[] {
+  const entries = [...input.metadata].filter(([key]) => !SPLIT_KEYS.includes(key));
+  const alignment = alignmentOf(entries);
+  const names = new Set<string>();
+  const sizes = input.tensors.map((t) => alignUp(checkTensor(t, names), 32));
+  const starts = splitPoints(sizes, options);
+  const count = starts.length;
+  if (input.tensors.length > 0x7fffffff) throw invalid("split: split.tensors.count is an INT32");
+  return starts.map((start, no) => {
+    const splitKeys: [string, GGUFEntry][] = [
+      [SPLIT_NO, kv.u16(no)], [SPLIT_COUNT, kv.u16(count)], [SPLIT_TENSORS_COUNT, kv.i32(input.tensors.length)],
+    ];
+    const rest: [string, GGUFEntry][] = alignment === DEFAULT_ALIGNMENT ? [] : [["general.alignment", kv.u32(alignment)]];
+    return {
+      metadata: no === 0 ? [...entries, ...splitKeys] : [...rest, ...splitKeys],
+      tensors: input.tensors.slice(start, starts[no + 1] ?? input.tensors.length),
+    };
+  });
+}
+
+/** The parts as bytes, in split.no order. */
+export async function writeGGUFSplitBytes(input: GGUFToWrite, options: SplitOptions): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for (const part of splitGGUF(input, options)) out.push(await writeGGUFBytes(part));
+  return out;
+}
+
+/**
+ * Writes the parts to `<prefix>-00001-of-0000N.gguf`, ... (Node, Bun, Deno), tensor by tensor; the
+ * progress counts the bytes of all parts. Returns each part's path and layout.
+ */
+export async function writeGGUFSplitFiles(prefix: string, input: GGUFToWrite, options: SplitOptions,
+  onProgress?: (written: number, total: number, path: string) => void): Promise<{ path: string; layout: GGUFLayout }[]> {
+  const parts = splitGGUF(input, options);
+  const layouts = parts.map(layoutGGUF);
+  const total = layouts.reduce((sum, l) => sum + l.fileSize, 0);
+  const out: { path: string; layout: GGUFLayout }[] = [];
+  let before = 0;
+  for (let no = 0; no < parts.length; no++) {
+    const path = splitPartName(prefix, no, parts.length);
+    const file = await createFile(path);
+    try {
+      await writeLayout(layouts[no], parts[no], (chunk) => file.write(chunk),
+        onProgress && ((written) => onProgress(before + written, total, path)));
+    } finally {
+      await file.close();
+    }
+    before += layouts[no].fileSize;
+    out.push({ path, layout: layouts[no] });
+  }
+  return out;
 }
