@@ -20,4 +20,5 @@ export * from "./ops/norm";
 export * from "./ops/rope";
 export * from "./ops/elementwise";
 export * from "./ops/attention";
+export * from "./ops/flash";
 export * from "./ops/peak";
