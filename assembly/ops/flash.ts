@@ -36,9 +36,9 @@
 //   R × headDim floats   the converted queries (q8_0 blocks fit in the space of headDim floats)
 //   R × headDim floats   the output accumulators
 //   R × 4 floats         per row: the running max (f32), padding, the running sum (f64)
-//   BLOCK floats         one row's scores / probabilities for a block
+//   2 × BLOCK floats     two rows' scores / probabilities for a block
 //   2 × BLOCK × headDim floats   a block of K and of V widened to f32 (f16, q8_0 V)
-// i.e. 4 * (R * (2 * headDim + 4) + BLOCK * (1 + 2 * headDim)) bytes, 16-byte aligned.
+// i.e. 4 * (R * (2 * headDim + 4) + BLOCK * (2 + 2 * headDim)) bytes, 16-byte aligned.
 import { quantize_q8_0 } from "../quants/activations";
 import { f16_gather4, f16_to_f32, f16x4_hi_to_f32x4, f32_to_f16, i32x4_hsum, i32x4_hsum4, Q8_0_BYTES, QK } from "../quants/common";
 import { expf, expf4, hsum4, hsum4x4 } from "./math";
@@ -240,7 +240,84 @@ const BLOCK: i32 = 64;
     v128.store(o, a2, 32);
     v128.store(o, a3, 48);
   }
-  for (; d < headDim; d += 4) {
+  if (d < headDim) mixTail(p, vBase, stride, n, d, headDim, acc);
+}
+
+/** scoresF32 for two query rows at once (each K load serves both): every score is computed by the
+ *  same additions as scoresF32 computes it, so pairing never changes a bit. */
+@inline function scores2F32(qa: usize, qb: usize, kBase: usize, stride: usize, n: i32, headDim: i32, scale: f32,
+  sa: usize, sb: usize): void {
+  const vscale = f32x4.splat(scale);
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const k0 = kBase + <usize>j * stride;
+    const k1 = k0 + stride;
+    const k2 = k1 + stride;
+    const k3 = k2 + stride;
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+    for (let d = 0; d < headDim; d += 4) {
+      const o = <usize>d << 2;
+      const qva = v128.load(qa + o);
+      const qvb = v128.load(qb + o);
+      const kv0 = v128.load(k0 + o), kv1 = v128.load(k1 + o), kv2 = v128.load(k2 + o), kv3 = v128.load(k3 + o);
+      a0 = f32x4.add(a0, f32x4.mul(qva, kv0));
+      a1 = f32x4.add(a1, f32x4.mul(qva, kv1));
+      a2 = f32x4.add(a2, f32x4.mul(qva, kv2));
+      a3 = f32x4.add(a3, f32x4.mul(qva, kv3));
+      b0 = f32x4.add(b0, f32x4.mul(qvb, kv0));
+      b1 = f32x4.add(b1, f32x4.mul(qvb, kv1));
+      b2 = f32x4.add(b2, f32x4.mul(qvb, kv2));
+      b3 = f32x4.add(b3, f32x4.mul(qvb, kv3));
+    }
+    v128.store(sa + (<usize>j << 2), f32x4.mul(hsum4x4(a0, a1, a2, a3), vscale));
+    v128.store(sb + (<usize>j << 2), f32x4.mul(hsum4x4(b0, b1, b2, b3), vscale));
+  }
+  if (j < n) {
+    const k = kBase + <usize>j * stride;
+    scoresF32(qa, k, stride, n - j, headDim, scale, sa + (<usize>j << 2));
+    scoresF32(qb, k, stride, n - j, headDim, scale, sb + (<usize>j << 2));
+  }
+}
+
+/** mixAcc for two rows at once over the same n keys (each V load serves both); each accumulator
+ *  lane still adds its keys in key order, so pairing never changes a bit. */
+@inline function mix2Acc(pa: usize, pb: usize, vBase: usize, stride: usize, n: i32, headDim: i32, acca: usize, accb: usize): void {
+  let d = 0;
+  for (; d + 16 <= headDim; d += 16) {
+    const oa = acca + (<usize>d << 2);
+    const ob = accb + (<usize>d << 2);
+    let a0 = v128.load(oa), a1 = v128.load(oa, 16), a2 = v128.load(oa, 32), a3 = v128.load(oa, 48);
+    let b0 = v128.load(ob), b1 = v128.load(ob, 16), b2 = v128.load(ob, 32), b3 = v128.load(ob, 48);
+    let vr = vBase + (<usize>d << 2);
+    for (let j = 0; j < n; j++) {
+      const o = <usize>j << 2;
+      const pja = f32x4.splat(load<f32>(pa + o));
+      const pjb = f32x4.splat(load<f32>(pb + o));
+      const v0 = v128.load(vr), v1 = v128.load(vr, 16), v2 = v128.load(vr, 32), v3 = v128.load(vr, 48);
+      a0 = f32x4.add(a0, f32x4.mul(pja, v0));
+      a1 = f32x4.add(a1, f32x4.mul(pja, v1));
+      a2 = f32x4.add(a2, f32x4.mul(pja, v2));
+      a3 = f32x4.add(a3, f32x4.mul(pja, v3));
+      b0 = f32x4.add(b0, f32x4.mul(pjb, v0));
+      b1 = f32x4.add(b1, f32x4.mul(pjb, v1));
+      b2 = f32x4.add(b2, f32x4.mul(pjb, v2));
+      b3 = f32x4.add(b3, f32x4.mul(pjb, v3));
+      vr += stride;
+    }
+    v128.store(oa, a0); v128.store(oa, a1, 16); v128.store(oa, a2, 32); v128.store(oa, a3, 48);
+    v128.store(ob, b0); v128.store(ob, b1, 16); v128.store(ob, b2, 32); v128.store(ob, b3, 48);
+  }
+  if (d < headDim) {
+    // the dims past the last multiple of 16, one row at a time (mixAcc's 4-dim loop)
+    mixTail(pa, vBase, stride, n, d, headDim, acca);
+    mixTail(pb, vBase, stride, n, d, headDim, accb);
+  }
+}
+
+/** mixAcc's loop over dims [from, headDim) four at a time. */
+@inline function mixTail(p: usize, vBase: usize, stride: usize, n: i32, from: i32, headDim: i32, acc: usize): void {
+  for (let d = from; d < headDim; d += 4) {
     const o = acc + (<usize>d << 2);
     let a0 = v128.load(o);
     let vr = vBase + (<usize>d << 2);
@@ -287,7 +364,8 @@ const BLOCK: i32 = 64;
     const accBase = qcBase + <usize>rows * rowFloatsBytes;
     const statBase = accBase + <usize>rows * rowFloatsBytes;
     const sc = statBase + (<usize>rows << 4);
-    const kf = sc + (<usize>BLOCK << 2);
+    const sc2 = sc + (<usize>BLOCK << 2);
+    const kf = sc2 + (<usize>BLOCK << 2);
     const vf = kf + <usize>BLOCK * rowFloatsBytes;
     memory.fill(accBase, 0, <usize>rows * rowFloatsBytes);
     for (let r = 0; r < rows; r++) {
@@ -326,18 +404,46 @@ const BLOCK: i32 = 64;
         vBase = vf; vStride = rowFloatsBytes;
       }
       for (let h = h0; h < h1; h++) {
-        for (let t = 0; t < nTok; t++) {
-          const n = min(b, pos0 + t + 1 - j0); // causal: the keys this row sees in the block
-          if (n <= 0) continue;
+        // Rows two at a time (tokens t and t + 1 of head h: the second sees the same keys and at
+        // most one more); computed by the same additions as one row at a time.
+        let t = 0;
+        for (; t + 2 <= nTok; t += 2) {
+          const na = min(b, pos0 + t + 1 - j0); // causal: the keys this row sees in the block
+          const nb = min(b, pos0 + t + 2 - j0);
+          if (nb <= 0) continue;
           const r = (h - h0) * nTok + t;
-          const qc = kind == 0
+          const qa = kind == 0
             ? q + ((<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2)
             : qcBase + <usize>r * rowFloatsBytes;
-          const acc = accBase + <usize>r * rowFloatsBytes;
-          if (kind == 2) scoresQ8_0(qc, kBase, kStride, n, headDim, scale, sc);
-          else scoresF32(qc, kBase, kStride, n, headDim, scale, sc);
-          softmaxStep(sc, n, statBase + (<usize>r << 4), acc, headDim);
-          mixAcc(sc, vBase, vStride, n, headDim, acc);
+          const qb = kind == 0 ? qa + (<usize>qStride << 2) : qa + rowFloatsBytes;
+          const acca = accBase + <usize>r * rowFloatsBytes;
+          const accb = acca + rowFloatsBytes;
+          const m = max(na, 0);
+          if (kind == 2) {
+            if (m > 0) scoresQ8_0(qa, kBase, kStride, m, headDim, scale, sc);
+            scoresQ8_0(qb, kBase, kStride, nb, headDim, scale, sc2);
+          } else {
+            if (m > 0) scores2F32(qa, qb, kBase, kStride, m, headDim, scale, sc, sc2);
+            if (nb > m) scoresF32(qb, kBase + <usize>m * kStride, kStride, nb - m, headDim, scale, sc2 + (<usize>m << 2));
+          }
+          if (m > 0) softmaxStep(sc, m, statBase + (<usize>r << 4), acca, headDim);
+          softmaxStep(sc2, nb, statBase + (<usize>(r + 1) << 4), accb, headDim);
+          if (m > 0) mix2Acc(sc, sc2, vBase, vStride, m, headDim, acca, accb);
+          if (nb > m) mixAcc(sc2 + (<usize>m << 2), vBase + <usize>m * vStride, vStride, nb - m, headDim, accb);
+        }
+        if (t < nTok) {
+          const n = min(b, pos0 + t + 1 - j0);
+          if (n > 0) {
+            const r = (h - h0) * nTok + t;
+            const qc = kind == 0
+              ? q + ((<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2)
+              : qcBase + <usize>r * rowFloatsBytes;
+            const acc = accBase + <usize>r * rowFloatsBytes;
+            if (kind == 2) scoresQ8_0(qc, kBase, kStride, n, headDim, scale, sc);
+            else scoresF32(qc, kBase, kStride, n, headDim, scale, sc);
+            softmaxStep(sc, n, statBase + (<usize>r << 4), acc, headDim);
+            mixAcc(sc, vBase, vStride, n, headDim, acc);
+          }
         }
       }
       j0 += b;

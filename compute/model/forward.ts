@@ -140,7 +140,7 @@ const FLASH_BLOCK = 64;
 
 /** Bytes of the flash kernel's scratch for `rows` query rows (assembly/ops/flash.ts). */
 export function flashScratchBytes(rows: number, headDim: number): number {
-  return 4 * (rows * (2 * headDim + 4) + FLASH_BLOCK * (1 + 2 * headDim));
+  return 4 * (rows * (2 * headDim + 4) + FLASH_BLOCK * (2 + 2 * headDim));
 }
 
 /** kv_store_paged's kvType argument. */

@@ -23,7 +23,7 @@ interface Case { nTok: number; pos0: number; nHeads: number; nKVHeads: number; h
 
 /** The kernel's scratch (assembly/ops/flash.ts): rows = query heads of one KV head × nTok. */
 const BLOCK = 64;
-const scratchBytes = (rows: number, headDim: number) => 4 * (rows * (2 * headDim + 4) + BLOCK * (1 + 2 * headDim));
+const scratchBytes = (rows: number, headDim: number) => 4 * (rows * (2 * headDim + 4) + BLOCK * (2 + 2 * headDim));
 
 function normals(n: number, rand: () => number, sigma = 1): Float32Array {
   const g = gaussian(rand);
