@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { convertF32ToF16, quantizeQ8_0Activations } from "../../weights/quant/activations";
 import { dequantize_f16 } from "../../weights/quant/float";
 import { dequantize_q8_0 } from "../../weights/quant/q8_0";
+import { flashScratchBytes } from "../../compute/model/forward";
 import { gaussian, KernelHarness, rng } from "./harness";
 
 let H: KernelHarness;
@@ -21,9 +22,9 @@ const TYPES: CacheType[] = ["f32", "f16", "q8_0"];
 
 interface Case { nTok: number; pos0: number; nHeads: number; nKVHeads: number; headDim: number; pageSize: number }
 
-/** The kernel's scratch (assembly/ops/flash.ts): rows = query heads of one KV head × nTok. */
-const BLOCK = 64;
-const scratchBytes = (rows: number, headDim: number) => 4 * (rows * (2 * headDim + 4) + BLOCK * (2 + 2 * headDim));
+/** The kernel's scratch as the forward step reserves it (rows = query heads of one KV head × nTok);
+ *  runFlash checks that the kernel writes nothing past it. */
+const scratchBytes = flashScratchBytes;
 
 function normals(n: number, rand: () => number, sigma = 1): Float32Array {
   const g = gaussian(rand);
