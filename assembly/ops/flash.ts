@@ -228,7 +228,7 @@ const BLOCK: i32 = 64;
     let a0 = v128.load(o), a1 = v128.load(o, 16), a2 = v128.load(o, 32), a3 = v128.load(o, 48);
     let vr = vBase + (<usize>d << 2);
     for (let j = 0; j < n; j++) {
-      const pj = f32x4.splat(load<f32>(p + (<usize>j << 2)));
+      const pj = v128.load32_splat(p + (<usize>j << 2));
       a0 = f32x4.add(a0, f32x4.mul(pj, v128.load(vr)));
       a1 = f32x4.add(a1, f32x4.mul(pj, v128.load(vr, 16)));
       a2 = f32x4.add(a2, f32x4.mul(pj, v128.load(vr, 32)));
@@ -292,8 +292,8 @@ const BLOCK: i32 = 64;
     let vr = vBase + (<usize>d << 2);
     for (let j = 0; j < n; j++) {
       const o = <usize>j << 2;
-      const pja = f32x4.splat(load<f32>(pa + o));
-      const pjb = f32x4.splat(load<f32>(pb + o));
+      const pja = v128.load32_splat(pa + o);
+      const pjb = v128.load32_splat(pb + o);
       const v0 = v128.load(vr), v1 = v128.load(vr, 16), v2 = v128.load(vr, 32), v3 = v128.load(vr, 48);
       a0 = f32x4.add(a0, f32x4.mul(pja, v0));
       a1 = f32x4.add(a1, f32x4.mul(pja, v1));
@@ -322,7 +322,7 @@ const BLOCK: i32 = 64;
     let a0 = v128.load(o);
     let vr = vBase + (<usize>d << 2);
     for (let j = 0; j < n; j++) {
-      a0 = f32x4.add(a0, f32x4.mul(f32x4.splat(load<f32>(p + (<usize>j << 2))), v128.load(vr)));
+      a0 = f32x4.add(a0, f32x4.mul(v128.load32_splat(p + (<usize>j << 2)), v128.load(vr)));
       vr += stride;
     }
     v128.store(o, a0);
