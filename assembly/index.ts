@@ -21,4 +21,5 @@ export * from "./ops/norm";
 export * from "./ops/rope";
 export * from "./ops/elementwise";
 export { attention_paged_f32, attention_paged_f16, attention_paged_q8_0, kv_store_paged } from "./ops/attention";
+export * from "./ops/flash";
 export * from "./ops/peak";

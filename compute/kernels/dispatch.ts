@@ -54,6 +54,11 @@ export function pagedAttention(kernels: Kernels, kvType: PagedAttentionType): Ke
   return kernels[`attention_paged_${kvType}`];
 }
 
+/** The flash attention kernel (prefill: a tile of queries per K/V walk) for a KV cache of `kvType`. */
+export function flashAttention(kernels: Kernels, kvType: PagedAttentionType): Kernels[`flash_attention_paged_${PagedAttentionType}`] {
+  return kernels[`flash_attention_paged_${kvType}`];
+}
+
 function supported(type: number): WeightTypeInfo {
   const info = weightTypeInfo(type);
   if (!info) throw new QwasmError("GGUF_UNSUPPORTED", `no kernels for weights of ${typeName(type)}`);

@@ -10,7 +10,7 @@
 // `planForward` lays out the memory once (the ForwardLayout, plain data that can be posted to a
 // worker); `runStep` only reads it.
 import { QwasmError } from "../../platform/errors";
-import { activationConverter, activationFormat, activationRowBytes, pagedAttention, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
+import { activationConverter, activationFormat, activationRowBytes, flashAttention, pagedAttention, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
 import { wholeActivationBlocks } from "../../weights/gguf/types";
 import type { Kernels } from "../kernels/module";
 import type { Qwen2Config, Qwen2Tensors, TensorDesc } from "../../weights/qwen2";
@@ -128,6 +128,22 @@ export interface ForwardOptions {
   reference?: boolean;
 }
 
+/**
+ * Prefill attention (assembly/ops/flash.ts): a sequence with at least FLASH_MIN_TOKENS tokens in the
+ * step runs the flash kernel, one item per (KV head, tile of FLASH_TILE tokens); a decode token (and
+ * a short chunk) keeps attention_paged_*, which is faster for one query. The tiles are cut by the
+ * step, never by the worker count, and a row's result does not depend on its tile anyway.
+ */
+export const FLASH_MIN_TOKENS = 8;
+export const FLASH_TILE = 16;
+/** The flash kernel's most keys per block (BLOCK in assembly/ops/flash.ts), for its scratch size. */
+const FLASH_BLOCK = 64;
+
+/** Bytes of the flash kernel's scratch for `rows` query rows (assembly/ops/flash.ts). */
+export function flashScratchBytes(rows: number, headDim: number): number {
+  return 4 * (rows * (2 * headDim + 4) + FLASH_BLOCK * (2 + 2 * headDim));
+}
+
 /** kv_store_paged's kvType argument. */
 const KV_TYPE_IDS: Record<KVType, number> = { f32: 0, f16: 1, q8_0: 2 };
 
@@ -163,7 +179,7 @@ export function planForward(arena: Allocator, config: Qwen2Config, tensors: Qwen
   const G = options.maxGroups;
   // A step's work items are numbered in one counter (compute/workers/protocol.ts): bound them from above.
   const chunks = Math.min(Math.ceil(Math.max(hidden, ffn, vocabSize, nHeads * headDim) / 16), CHUNKS_PER_WORKER * options.maxWorkers);
-  const items = config.nLayers * (5 * T + 7 * chunks + G * nHeads + (config.moe ? moeStepItems(T, hidden, config.moe) : 0)) + T + chunks;
+  const items = config.nLayers * (5 * T + 7 * chunks + (G + Math.ceil(T / FLASH_TILE)) * nHeads + (config.moe ? moeStepItems(T, hidden, config.moe) : 0)) + T + chunks;
   if (items >= MAX_STEP_ITEMS) {
     throw new QwasmError("INVALID_ARGUMENT", `a step of ${T} tokens (maxTokens) over ${G} sequences makes up to ${items} work ` +
       `items, more than the ${MAX_STEP_ITEMS} a step can count; use a smaller maxTokens`);
@@ -200,9 +216,10 @@ export function planForward(arena: Allocator, config: Qwen2Config, tensors: Qwen
   }
   const f32 = (n: number) => arena.alloc(4 * n);
   // Attention scratch per worker: the query heads of one KV head together (assembly/ops/attention.ts,
-  // paged kernels): their converted queries and their rows of scores.
+  // paged kernels): their converted queries and their rows of scores; or the flash kernel's scratch
+  // for a tile of FLASH_TILE tokens of those heads.
   const group = nHeads / nKVHeads;
-  const scoresStride = 4 * (group * (headDim + ctx) + 4 * headDim);
+  const scoresStride = Math.max(4 * (group * (headDim + ctx) + 4 * headDim), flashScratchBytes(group * FLASH_TILE, headDim));
   return {
     config,
     contextLength: ctx,
@@ -374,6 +391,7 @@ export class ForwardRunner {
     const kvDim = nKVHeads * headDim;
     const scale = 1 / Math.sqrt(headDim);
     const attention = pagedAttention(k, L.kvType);
+    const flash = flashAttention(k, L.kvType);
     const kvTypeId = KV_TYPE_IDS[L.kvType];
     const scratch = s.scores + w.index * L.scoresStride;
     const row = (base: number, t: number, width: number) => base + 4 * t * width;
@@ -383,6 +401,20 @@ export class ForwardRunner {
     const groupOf = new Int32Array(T);
     for (let g = 0; g < nGroups; g++) groupOf.fill(g, groups[4 * g], groups[4 * g] + groups[4 * g + 1]);
     const matmuls = (chunks: RowChunk[], nTok: number) => w.parallel(chunks.length, (i) => this.matmul(chunks[i], nTok));
+    // Attention items, six numbers each: group, query heads [h0, h1), tokens [t0, t1) of the group,
+    // and 1 for the flash kernel (a (KV head, tile) item) or 0 for attention_paged_* (a head run, all tokens).
+    const attnItems: number[] = [];
+    const group = nHeads / nKVHeads;
+    for (let g = 0; g < nGroups; g++) {
+      const n = groups[4 * g + 1];
+      if (n >= FLASH_MIN_TOKENS && headDim % 4 === 0) {
+        for (let kv = 0; kv < nKVHeads; kv++) {
+          for (let t0 = 0; t0 < n; t0 += FLASH_TILE) attnItems.push(g, kv * group, (kv + 1) * group, t0, Math.min(n, t0 + FLASH_TILE), 1);
+        }
+      } else {
+        for (const [h0, h1] of headRuns) attnItems.push(g, h0, h1, 0, n, 0);
+      }
+    }
 
     let prev: (typeof this.layers)[number] | undefined;
     for (const [layer, l] of this.layers.entries()) {
@@ -408,13 +440,13 @@ export class ForwardRunner {
         k.kv_store_paged(row(s.k, t, kvDim), l.kPool, groups[4 * g + 3], L.pageSize, pos, 1, kvDim, L.kvRowBytes, kvTypeId);
         k.kv_store_paged(row(s.v, t, kvDim), l.vPool, groups[4 * g + 3], L.pageSize, pos, 1, kvDim, L.kvRowBytes, kvTypeId);
       });
-      // Attention per (sequence, run of query heads of one KV head).
-      w.parallel(nGroups * headRuns.length, (u) => {
-        const g = Math.floor(u / headRuns.length);
-        const [h0, h1] = headRuns[u - g * headRuns.length];
-        const start = groups[4 * g];
-        attention(s.q + 4 * start * qDim, l.kPool, l.vPool, groups[4 * g + 3], L.pageSize, s.att + 4 * start * qDim,
-          scratch, groups[4 * g + 1], groups[4 * g + 2], nHeads, nKVHeads, headDim, qDim, L.kvRowBytes, scale, h0, h1);
+      // Attention per (sequence, run of query heads of one KV head[, tile of tokens]).
+      w.parallel(attnItems.length / 6, (u) => {
+        const [g, h0, h1, t0, t1, isFlash] = attnItems.slice(6 * u, 6 * u + 6);
+        const start = groups[4 * g] + t0;
+        (isFlash ? flash : attention)(s.q + 4 * start * qDim, l.kPool, l.vPool, groups[4 * g + 3], L.pageSize,
+          s.att + 4 * start * qDim, scratch, t1 - t0, groups[4 * g + 2] + t0, nHeads, nKVHeads, headDim, qDim,
+          L.kvRowBytes, scale, h0, h1);
       });
       w.parallel(T, (t) => this.convert(l.o, s.att, t));
       matmuls(l.oChunks, T);
