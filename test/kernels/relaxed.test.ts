@@ -4,6 +4,7 @@
 // the one taken. Node 20 does not validate it by default: the relaxed build's tests are skipped by the
 // runner there (the "relaxed-simd" vitest project runs them with the flag, and fails where it cannot).
 import { describe, expect, it } from "vitest";
+import type { TestKernels } from "./harness";
 import {
   chooseKernels, compileKernelBuild, PROBED, createSharedMemory, instantiateKernels, kernelBuild, kernelChoice, probeKernels,
   relaxedSimdValidates, type Kernels,
@@ -159,7 +160,8 @@ describe("one token: the matmuls that sum as their scalar reference do so bit fo
     expect(spec, `${name} in PROBED`).toBeDefined();
     const [, block, bytes, convert, xBytes, halves] = spec!;
     const memory = createSharedMemory(64);
-    const K = await instantiateKernels(memory, await compileKernelBuild(build));
+    // By name built from the type: the typed exports plus lookup by string, as the test harness does.
+    const K = await instantiateKernels(memory, await compileKernelBuild(build)) as TestKernels;
     const rand = rng(777 + bytes), normal = gaussian(rand);
     const rows = 41, rowStart = 3, rowEnd = 38, k = block === 32 ? 352 : 1024;
     const nb = k / block, xStride = nb * xBytes;
