@@ -169,7 +169,7 @@ function rowDot4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: us
     const xb = x + <usize>b * Q8K;
     let i0 = offsetTerm(w0, xb), i1 = offsetTerm(w1, xb), i2 = offsetTerm(w2, xb), i3 = offsetTerm(w3, xb);
     for (let half = 0; half < 2; half++) {
-      const ol = <usize>half << 6, oh = 128 + (<usize>half << 5), os = 192 + (<usize>half << 3);
+      const ol = <usize>half << 6, oh = <usize>128 + (<usize>half << 5), os = <usize>192 + (<usize>half << 3);
       const hq = xb + 4 + (<usize>half << 7);
       // the stores order each row's loads after the previous row's work (V8 hoists loads: spills)
       {
