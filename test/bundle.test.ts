@@ -12,10 +12,13 @@ const dist = (path: string) => new URL(`dist/${path}`, root);
 /** Bytes allowed per bundle: about 10% over what it was when the budget was set (the four embedded
  *  kernel builds are most of index.js and engine-worker.js). Raise one on purpose, never by habit. */
 const BUDGETS: Record<string, number> = {
-  "index.js": 1_190_000, // 1,083,275 bytes when set
+  // Raised on purpose (session 4): the one-token paths of the mixes' types and the flash-attention
+  // prefill grew each kernel build from 140,747 to 197,611 bytes (x4 builds, base64), and
+  // constrained decoding, tools and logprobs added about 50 KB.
+  "index.js": 1_610_000, // 1,462,203 bytes when raised (1,083,275 when set)
   "compute-worker.js": 31_000, // 27,874
   "browser/qwasm.js": 20_000, // 18,052
-  "browser/engine-worker.js": 1_180_000, // 1,072,166
+  "browser/engine-worker.js": 1_600_000, // 1,450,294 when raised (1,072,166 when set)
 };
 
 /** Names that only test-only code defines. */

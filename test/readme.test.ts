@@ -69,6 +69,19 @@ describe.skipIf(!built)(titled("README examples", !built, "dist/index.js is not 
     expect(stdout).toMatch(/completionTokens: \d+/);
   });
 
+  it("structured output: the JSON parses and matches the schema, the grammar's answer is one of its words", async () => {
+    writeFileSync(join(work, "structured.mjs"), example("structured").replaceAll(`"${REAL_MODEL}"`, JSON.stringify(model)));
+    const { stdout } = await run("node", ["structured.mjs"], { cwd: work, timeout: 60_000 });
+    const [first, second] = stdout.trim().split("\n");
+    const cut = first.lastIndexOf(" ");
+    const user = JSON.parse(first.slice(0, cut)) as Record<string, unknown>;
+    expect(first.slice(cut + 1)).toBe("stop");
+    expect(Object.keys(user)).toEqual(["name", "age"]);
+    expect(typeof user.name === "string" && user.name.length <= 20).toBe(true);
+    expect(Number.isInteger(user.age) && (user.age as number) >= 0 && (user.age as number) <= 150).toBe(true);
+    expect(second).toMatch(/^(yes|no)\.$/);
+  });
+
   // The same example under Bun (JavaScriptCore), where .ci/run has installed it.
   const bun = join(projectRoot, "node_modules", "@oven", "bun-linux-x64", "bin", "bun");
   it.skipIf(!existsSync(bun))(titled("Node's example under Bun", !existsSync(bun), "no Bun binary: .ci/run installs @oven/bun-linux-x64"), async () => {
