@@ -50,7 +50,7 @@ export interface SynthMoEShape {
   sharedFfn: number;   // expert_shared_feed_forward_length (shared_expert_intermediate_size)
 }
 
-export type SynthPresetName = "tiny" | "0.5b" | "1.5b" | "7b" | "tiny-moe" | "57b-a14b" | "moe-a2.7b";
+export type SynthPresetName = "tiny" | "0.5b" | "1.5b" | "7b" | "72b" | "tiny-moe" | "57b-a14b" | "moe-a2.7b";
 
 /** The real Qwen2-Instruct shapes (config.json of Qwen/Qwen2-*-Instruct), and a tiny one for tests. */
 export const QWEN2_PRESETS: Readonly<Record<SynthPresetName, Readonly<Qwen2SynthShape>>> = {
@@ -58,6 +58,7 @@ export const QWEN2_PRESETS: Readonly<Record<SynthPresetName, Readonly<Qwen2Synth
   "0.5b": { hidden: 896, layers: 24, heads: 14, kvHeads: 2, ffn: 4864, vocabSize: 151936, tied: true, contextLength: 32768, ropeTheta: 1e6, rmsEps: 1e-6 },
   "1.5b": { hidden: 1536, layers: 28, heads: 12, kvHeads: 2, ffn: 8960, vocabSize: 151936, tied: true, contextLength: 32768, ropeTheta: 1e6, rmsEps: 1e-6 },
   "7b": { hidden: 3584, layers: 28, heads: 28, kvHeads: 4, ffn: 18944, vocabSize: 152064, tied: false, contextLength: 32768, ropeTheta: 1e6, rmsEps: 1e-6 },
+  "72b": { hidden: 8192, layers: 80, heads: 64, kvHeads: 8, ffn: 29568, vocabSize: 152064, tied: false, contextLength: 32768, ropeTheta: 1e6, rmsEps: 1e-6 },
   // qwen2moe: a small one for tests (8 experts, 2 used), and config.json of Qwen/Qwen2-57B-A14B-Instruct
   // and Qwen/Qwen1.5-MoE-A2.7B-Chat (untied: qwen2moe has no tied LM head).
   "tiny-moe": {
