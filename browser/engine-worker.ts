@@ -65,6 +65,7 @@ async function load(source: string | Blob, options: WorkerLoadOptions, onProgres
   try {
     const engineOptions = {
       threads, contextLength: options.contextLength, kvType: options.kvType, maxSequences: options.maxSequences ?? 1,
+      maxShardBytes: options.maxShardBytes,
     };
     let created: QwasmEngine;
     let fileBytes: number | undefined;
