@@ -8,6 +8,7 @@ import { writeGGUFBytes } from "../../weights/gguf/writer";
 import { mapQwen2Tensors, parseQwen2Config } from "../../weights/qwen2";
 import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 import { loadQwen2, planModel, type LoadOptions, type Qwen2Model } from "../../compute/model/model";
+import { createEngine } from "../../engine/engine";
 import { describeFixtures, readFixture } from "../fixtures";
 
 const vocabulary = await readQwen2Vocabulary();
@@ -149,6 +150,31 @@ describe("sharded memories", () => {
     });
     await expect(loadQwen2(bytes, { threads: 1, maxShardBytes: 5 * 2 ** 30 })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
   });
+});
+
+describe("sharded memories in the engine", () => {
+  it("batched requests with prefix reuse give one memory's tokens over 3 memories, and every page comes back", async () => {
+    const bytes = await writeGGUFBytes(synthQwen2({ shape: { ...QWEN2_PRESETS.tiny, layers: 4 }, vocabulary, type: "Q8_0", seed: 7 }));
+    const options = { threads: 2, oversubscribe: true, contextLength: 128, maxSequences: 4 };
+    const limit = await shardLimitFor(bytes, { ...options, maxTokens: 64 }, 3);
+    const system = Array.from({ length: 40 }, (_, i) => (37 * i + 11) % 500);
+    const prompts = [[...system, 1, 2, 3], [...system, 1, 2, 3], [...system, 9], [5, 6, 7, 8]];
+    const results: { tokens: number[][]; cached: number[] }[] = [];
+    for (const maxShardBytes of [undefined, limit]) {
+      const engine = await createEngine(bytes, { ...options, maxShardBytes });
+      try {
+        expect(engine.model.forward.layout.shards).toBe(maxShardBytes ? 3 : 1);
+        const first = await engine.generateTokens(prompts[0], { maxTokens: 12, ignoreEos: true });
+        const rest = await Promise.all(prompts.slice(1).map((p) => engine.generateTokens(p, { maxTokens: 12, ignoreEos: true }).result));
+        results.push({ tokens: [first.tokens, ...rest.map((r) => r.tokens)], cached: [first, ...rest].map((r) => r.usage.cachedPromptTokens) });
+        expect(engine.kvStats()).toMatchObject({ inUse: 0, running: 0, waiting: 0 });
+      } finally {
+        await engine.dispose();
+      }
+    }
+    expect(results[0].cached[1]).toBe(32); // 2 full pages of 16 of the shared prefix were reused
+    expect(results[1]).toEqual(results[0]);
+  }, 300_000);
 });
 
 describeFixtures("sharded memories: the mini fixtures", () => {
