@@ -10,6 +10,9 @@
 #   QWASM_BIG_DIR=/work/models-big          where the files go (7B Q4_0 4.3 GB, Q8_0 8.1 GB)
 #   QWASM_BENCH_REPEAT=3                    runs per figure (best of)
 #   QWASM_BENCH_SHARDS=0                    skip the sharding A/B
+#   QWASM_BENCH_WEIGHTS=zeros               make the files with scripts/zero-model.mjs (the synth header,
+#                                           zero weights, a sparse file: seconds instead of the tens of
+#                                           minutes synth's random weights take; the same speed)
 #
 # Needs `node scripts/build.mjs` first, and free RAM for the biggest file (the preflight refuses
 # otherwise, with the numbers). Run it on a quiet machine: numbers swing 10-40% on shared cores.
@@ -23,10 +26,16 @@ mkdir -p "$DIR"
 QWASM="node dist/cli.js"
 
 make_model() { # shape type -> path
-  local path="$DIR/$1-$2.gguf"
-  if [ ! -s "$path" ]; then
-    echo "synth $1 $2 -> $path" >&2
-    $QWASM synth "$path" --shape "$1" --type "$2" --seed 1 >&2
+  local path
+  if [ "${QWASM_BENCH_WEIGHTS:-}" = zeros ]; then
+    path="$DIR/$1-$2-zeros.gguf"
+    [ -s "$path" ] || node scripts/zero-model.mjs "$path" --shape "$1" --type "$2" >&2
+  else
+    path="$DIR/$1-$2.gguf"
+    if [ ! -s "$path" ]; then
+      echo "synth $1 $2 -> $path" >&2
+      $QWASM synth "$path" --shape "$1" --type "$2" --seed 1 >&2
+    fi
   fi
   echo "$path"
 }
