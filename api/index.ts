@@ -1,6 +1,8 @@
 // qwasm's public API: re-exports only.
 export { loadQwen2, prefill, defaultThreads, Qwen2Forward } from "../compute/model/model";
-export type { LoadOptions, Qwen2Model } from "../compute/model/model";
+export type { LoadOptions, Qwen2Model, MemoryPlan } from "../compute/model/model";
+export { hostMemory } from "../platform/memory";
+export type { HostMemory } from "../platform/memory";
 export type { KVType } from "../compute/model/forward";
 export { kernelBuild } from "../compute/kernels/module";
 export type { KernelBuild } from "../compute/kernels/module";

@@ -76,6 +76,7 @@ async function load(source: ModelSource, options: WorkerLoadOptions, onProgress?
     const files = filesOf(source);
     const engineOptions = {
       threads, contextLength: options.contextLength, kvType: options.kvType, maxSequences: options.maxSequences ?? 1,
+      maxShardBytes: options.maxShardBytes,
     };
     // Progress over all files: URLs count their bytes as they arrive; Blobs count tensor bytes copied
     // (a Blob is read at offsets; the header is a small part of the file).

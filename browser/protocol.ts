@@ -27,6 +27,9 @@ export interface WorkerLoadOptions {
   maxSequences?: number;
   /** KV cache element type; default f32. */
   kvType?: KVType;
+  /** Most bytes of one WebAssembly memory (default and at most 4 GiB); a bigger model is placed over
+   *  several (each counts against the tab's limit, about 16 GiB in Chrome on desktop). */
+  maxShardBytes?: number;
   /** Keep a model loaded from a URL in the Cache API and load it from there next time; default true. */
   cache?: boolean;
 }

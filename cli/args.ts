@@ -95,3 +95,13 @@ export function kvTypeOption(args: ParsedArgs): (typeof KV_TYPES)[number] | unde
   if (!t) throw new QwasmError("INVALID_ARGUMENT", `option --kv-type must be one of ${KV_TYPES.join(", ")}, got "${v}"`);
   return t;
 }
+
+/** --max-shard-mb N: most MiB of one WebAssembly memory (1..4096), as LoadOptions.maxShardBytes. */
+export function maxShardBytesOption(args: ParsedArgs): number | undefined {
+  const mb = numberOption(args, "max-shard-mb");
+  if (mb === undefined) return undefined;
+  if (!Number.isInteger(mb) || mb < 1 || mb > 4096) {
+    throw new QwasmError("INVALID_ARGUMENT", `option --max-shard-mb must be a whole number of MiB from 1 to 4096 (one WebAssembly memory), got ${mb}`);
+  }
+  return mb * 2 ** 20;
+}

@@ -12,6 +12,8 @@ interface DenoFsFile {
 declare const Deno: {
   open(path: string | URL, options: { read?: boolean; write?: boolean; create?: boolean; truncate?: boolean }): Promise<DenoFsFile>;
   SeekMode: { Start: number };
+  systemMemoryInfo?(): { total: number; free: number; available: number };
+  readTextFile?(path: string): Promise<string>;
 };
 
 export async function openFileDeno(path: string | URL): Promise<RandomAccessFile> {
@@ -50,4 +52,22 @@ export async function createFileDeno(path: string | URL): Promise<WritableFile> 
     },
     close: async () => file.close(),
   };
+}
+
+/** Deno.systemMemoryInfo (needs --allow-sys) and /proc/self/limits (needs --allow-read); what is not
+ *  allowed stays unknown. */
+export async function hostMemoryDeno(): Promise<{ available?: number; total?: number; limits?: string }> {
+  let info: { total: number; available: number } | undefined;
+  try {
+    info = Deno.systemMemoryInfo?.();
+  } catch {
+    // no --allow-sys
+  }
+  let limits: string | undefined;
+  try {
+    limits = await Deno.readTextFile?.("/proc/self/limits");
+  } catch {
+    // no --allow-read, or not Linux
+  }
+  return { available: info?.available, total: info?.total, limits };
 }

@@ -9,7 +9,8 @@ export type ErrorCode =
   | "TOKENIZER_INVALID"   // tokenizer metadata is missing or inconsistent
   | "CONTEXT_OVERFLOW"    // the prompt does not fit in the context
   | "INVALID_ARGUMENT"    // a caller passed a bad option
-  | "OUT_OF_MEMORY"       // the model does not fit in one 4 GiB WebAssembly memory
+  | "OUT_OF_MEMORY"       // one part of the model (a tensor, a layer with its KV pools) does not fit in a shard (one WebAssembly memory, at most 4 GiB)
+  | "INSUFFICIENT_MEMORY" // the model's memories are more than the host has (RAM, ulimit -v, a browser tab's limit)
   | "WORKER_FAILED"       // a compute worker died or threw during a step
   | "FILE_NOT_FOUND"      // a local path names no file (the path is in the message)
   | "FILE_UNREADABLE"     // a local path exists but cannot be read as a file (a directory, no permission)

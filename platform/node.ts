@@ -54,3 +54,16 @@ export async function enableRelaxedSimdFlag(): Promise<void> {
 export function availableCoresNode(): number {
   return typeof availableParallelism === "function" ? availableParallelism() : Math.max(1, cpus().length);
 }
+
+/** Free and total RAM (os.freemem is MemAvailable on Linux), and `ulimit -v` from /proc/self/limits. */
+export async function hostMemoryNode(): Promise<{ available: number; total: number; limits?: string }> {
+  const { freemem, totalmem } = await import("node:os");
+  const { readFile } = await import("node:fs/promises");
+  let limits: string | undefined;
+  try {
+    limits = await readFile("/proc/self/limits", "utf8");
+  } catch {
+    // not Linux: no address space limit known
+  }
+  return { available: freemem(), total: totalmem(), limits };
+}

@@ -7,7 +7,7 @@ import type { Delta, RequestOptions } from "../../engine/types";
 import { createKernelMemory, instantiateKernels, kernelBuild } from "../../compute/kernels/module";
 import { progressBar } from "../load";
 import { Sampler, argmax, type SamplingOptions } from "../../engine/sampler/sampler";
-import { kvTypeOption, numberOption, parseArgs, stringOption } from "../args";
+import { kvTypeOption, maxShardBytesOption, numberOption, parseArgs, stringOption } from "../args";
 import { resolveModelPath } from "../default-model";
 import { tokenReadBytes } from "../../compute/model/moe";
 import { constraintOptions } from "./run";
@@ -15,7 +15,7 @@ import { compileJsonSchema, tokenTrie } from "../../engine/constrain";
 
 export const help = `qwasm bench [MODEL] [--threads N] [--oversubscribe] [--prompt-tokens 128] [--gen-tokens 64] [--repeat 1]
             [--kv-type f32|f16|q8_0] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
-            [--batch B] [--prefix-reuse] [--json-schema FILE] [--json]
+            [--batch B] [--prefix-reuse] [--json-schema FILE] [--max-shard-mb N] [--json]
 
 Measures one model, end to end through the engine (what engine.generate streams: scheduler,
 forward steps, sampler, detokenizer, stop-string check), after one warm-up request that is not
@@ -40,7 +40,8 @@ window count), the decode tokens/s of one stream alone in the same engine, and t
 the tokens/s the threads would reach if every cycle went to the matmuls' dot products at the peak
 rate of the kernels' dot_peak loop (measured on this machine). --prefix-reuse runs two requests
 that share a prompt of --prompt-tokens tokens (a system prompt) and reports the time to first token
-of each: the second reuses the first one's KV pages.`;
+of each: the second reuses the first one's KV pages. --max-shard-mb N places the model over
+WebAssembly memories of at most N MiB (default 4096; to measure what sharding costs).`;
 
 export interface BenchResult {
   model: string;
@@ -73,6 +74,8 @@ export interface BenchResult {
   samplerMsPerToken: number;
   vocabSize: number;
   wasmMemoryBytes: number;
+  /** WebAssembly memories (shards) the model is placed over. */
+  wasmMemories: number;
   peakRssBytes: number;
   /** --json-schema: decode tokens/s constrained to the schema, its compile time, the trie's build time. */
   constrainedDecodeTokensPerSecond?: number;
@@ -131,7 +134,7 @@ export async function main(argv: string[]): Promise<number> {
   const t0 = performance.now();
   const engine = await createEngine(modelPath, {
     threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"), maxSequences: 1, contextLength: promptTokens + genTokens,
-    kvType: kvTypeOption(args), maxTokens: Math.min(promptTokens, 512), onProgress: progressBar(),
+    kvType: kvTypeOption(args), maxShardBytes: maxShardBytesOption(args), maxTokens: Math.min(promptTokens, 512), onProgress: progressBar(),
   });
   const loadMs = performance.now() - t0;
   try {
@@ -198,7 +201,8 @@ export async function main(argv: string[]): Promise<number> {
       engineOverheadPercent: decoded ? (100 * overhead) / best.engineDecodeMs : 0,
       samplerMsPerToken: samplerTime(lastLogits),
       vocabSize: vocab,
-      wasmMemoryBytes: engine.model.arena.memory.buffer.byteLength,
+      wasmMemoryBytes: engine.model.arenas.reduce((n, a) => n + a.memory.buffer.byteLength, 0),
+      wasmMemories: engine.model.arenas.length,
       peakRssBytes: peakRss,
     };
     if (schemaFile !== undefined) {
@@ -228,7 +232,7 @@ export async function main(argv: string[]): Promise<number> {
         `engine decode ms/token minus forward-only decode ms/token`,
       `sampler          ${result.samplerMsPerToken.toFixed(3)} ms/token: Sampler.sample at temperature 0.7, top-p 0.9 on ` +
         `${vocab} logits (the last forward step's), alone`,
-      `wasm memory      ${mib(result.wasmMemoryBytes)}`,
+      `wasm memory      ${mib(result.wasmMemoryBytes)}${result.wasmMemories > 1 ? ` in ${result.wasmMemories} memories (shards)` : ""}`,
       `peak RSS         ${mib(result.peakRssBytes)}`,
       ...(schemaFile === undefined ? [] : [
         `json schema      decode ${result.constrainedDecodeTokensPerSecond!.toFixed(2)} tokens/s constrained to ${schemaFile} vs ` +
@@ -272,7 +276,7 @@ async function batchBench(args: ReturnType<typeof parseArgs>): Promise<number> {
   const repeat = positiveInteger("repeat", numberOption(args, "repeat", 1)!);
   const sampling = samplingOptions(args);
   const engine = await createEngine(modelPath, {
-    threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"), maxSequences: batch, contextLength: promptTokens + genTokens, kvType: kvTypeOption(args),
+    threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"), maxSequences: batch, contextLength: promptTokens + genTokens, kvType: kvTypeOption(args), maxShardBytes: maxShardBytesOption(args),
     maxTokens: Math.max(batch, 64), onProgress: progressBar(),
   });
   try {
@@ -382,7 +386,7 @@ async function prefixBench(args: ReturnType<typeof parseArgs>): Promise<number> 
   const modelPath = await resolveModelPath(args.positionals[0]);
   const promptTokens = numberOption(args, "prompt-tokens", 512)!;
   const engine = await createEngine(modelPath, {
-    threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"), maxSequences: 1, contextLength: promptTokens + 32, kvType: kvTypeOption(args), onProgress: progressBar(),
+    threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"), maxSequences: 1, contextLength: promptTokens + 32, kvType: kvTypeOption(args), maxShardBytes: maxShardBytesOption(args), onProgress: progressBar(),
   });
   try {
     const vocab = engine.model.config.vocabSize;

@@ -2,17 +2,19 @@
 import { QwasmError } from "../../platform/errors";
 import { prefill } from "../../compute/model/model";
 import { createFile } from "../../platform/index";
-import { numberOption, parseArgs, stringOption } from "../args";
+import { maxShardBytesOption, numberOption, parseArgs, stringOption } from "../args";
 import { loadForCli } from "../load";
 import { readFile } from "../io";
 
 export const help = `qwasm logits MODEL (--ids 1,2,3 | --ids-file F.json) [--out F.f32] [--threads N] [--oversubscribe] [--experts]
+            [--max-shard-mb N]
 
 Runs the token ids through the model in one pass (no BOS is added) and prints, per position, the
 top 10 logits as JSON. With --out, writes the logits of every position instead: n_tokens x n_vocab
 float32 little-endian, position-major.
 With --experts (qwen2moe models), the JSON also holds "experts": per layer and position, the experts
-chosen (by descending weight) and the router logits of all experts, sorted descending.`;
+chosen (by descending weight) and the router logits of all experts, sorted descending.
+--max-shard-mb N places the model over WebAssembly memories of at most N MiB (default 4096).`;
 
 export async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, ["oversubscribe", "experts"], help);
@@ -33,6 +35,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const { model } = await loadForCli(modelPath, {
     contextLength: ids.length, maxTokens: Math.min(ids.length, 512), threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"),
+    maxShardBytes: maxShardBytesOption(args),
   });
   const wantExperts = args.options.has("experts");
   if (wantExperts && !model.config.moe) {

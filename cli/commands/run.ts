@@ -4,7 +4,7 @@ import { kernelBuild } from "../../compute/kernels/module";
 import { QwasmError } from "../../platform/errors";
 import { constraintText } from "../../engine/constrain/request";
 import { createEngine } from "../../engine/engine";
-import { numberOption, parseArgs, stringOption, kvTypeOption } from "../args";
+import { numberOption, parseArgs, stringOption, kvTypeOption, maxShardBytesOption } from "../args";
 import { progressBar } from "../load";
 import { resolveModelPath } from "../default-model";
 import { readFile } from "../io";
@@ -30,6 +30,8 @@ template. MODEL defaults to the built-in synthetic model (created on first use).
   --kv-type T        KV cache type: f32 (default), f16 (half the memory) or q8_0 (about a quarter)
   --threads N        compute threads (default: the cores available)
   --oversubscribe    allow more threads than cores (default: capped at the cores, with a warning)
+  --max-shard-mb N   most MiB of one WebAssembly memory (default and at most 4096); a bigger model is
+                     placed over several by layers (smaller values force more)
 
 Prefill and decode tokens/s go to stderr.`;
 
@@ -48,6 +50,7 @@ export async function main(argv: string[]): Promise<number> {
     contextLength: numberOption(args, "context"),
     kvType: kvTypeOption(args),
     threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"),
+    maxShardBytes: maxShardBytesOption(args),
     onProgress: progressBar(),
   });
   const loadMs = performance.now() - t0;

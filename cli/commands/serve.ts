@@ -5,7 +5,7 @@ import { QwasmError } from "../../platform/errors";
 import { createEngine } from "../../engine/engine";
 import { createOpenAIHandler } from "../../server/openai";
 import { serveNode } from "../../platform/http-node";
-import { numberOption, parseArgs, stringOption, kvTypeOption } from "../args";
+import { numberOption, parseArgs, stringOption, kvTypeOption, maxShardBytesOption } from "../args";
 import { resolveModelPath } from "../default-model";
 import { progressBar } from "../load";
 
@@ -23,6 +23,8 @@ MODEL defaults to the built-in synthetic model (created on first use).
   --cors              allow cross-origin requests from any origin (--cors=ORIGIN: from ORIGIN only)
   --threads N         compute threads (default: the cores available)
   --oversubscribe     allow more threads than cores (default: capped at the cores, with a warning)
+  --max-shard-mb N    most MiB of one WebAssembly memory (default and at most 4096); a bigger model is
+                      placed over several by layers (smaller values force more)
   --context N         context length (default: the model's, at most 4096)
   --kv-type T         KV cache type: f32 (default), f16 (half the memory) or q8_0 (about a quarter)
   --max-sequences N   requests computed together (default 8)
@@ -83,6 +85,7 @@ export async function main(argv: string[]): Promise<number> {
     threads: numberOption(args, "threads"), oversubscribe: args.options.has("oversubscribe"),
     contextLength: numberOption(args, "context"),
     kvType: kvTypeOption(args),
+    maxShardBytes: maxShardBytesOption(args),
     maxSequences,
     maxQueue,
     requestTimeoutMs: timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000,

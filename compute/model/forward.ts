@@ -9,6 +9,14 @@
 //
 // `planForward` lays out the memory once (the ForwardLayout, plain data that can be posted to a
 // worker); `runStep` only reads it.
+//
+// A model may be placed over several shards, each its own WebAssembly.Memory (one holds at most
+// 4 GiB): shard k holds a contiguous run of layers with their KV pools, the embedding goes with the
+// first layers (or, tied to the LM head, with it), the output norm, LM head and logits with the last.
+// Every shard starts with the same activation scratch and step inputs at the same offsets
+// (`planShardState`), so one StateLayout serves all; each layer runs with the kernel instance of its
+// shard, and the first per-token op of a layer whose shard differs from the one before copies the
+// token's residual rows (x and the pending proj) across: no extra op, and the same arithmetic.
 import { QwasmError } from "../../platform/errors";
 import { activationConverter, activationFormat, activationRowBytes, flashAttention, pagedAttention, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
 import { wholeActivationBlocks } from "../../weights/gguf/types";
@@ -45,6 +53,7 @@ export interface LayerLayout {
   gate: MatrixLayout; up: MatrixLayout;              // (ffn, hidden)
   down: MatrixLayout;                                // (hidden, ffn)
   kPool: number; vPool: number;                      // (kvPages, pageSize, nKV*headDim) in kvType
+  shard: number;                                     // the memory that holds this layer and its KV pools
   moe?: MoELayerLayout;                              // qwen2moe: router and experts; gate/up/down = shared expert
 }
 
@@ -62,7 +71,7 @@ export interface StateLayout {
   act: Partial<Record<ActivationFormat, number>>; // (T, rowBytes(widest input)) matmul inputs per format
   cosSin: number;  // (T, headDim) per token: headDim/2 cosines, then headDim/2 sines
   scores: number;  // (maxWorkers, contextLength + 4*headDim) attention scratch, one slice per worker
-  logits: number;  // (T, vocab)
+  logits: number;  // (T, vocab), in the output's shard only
   moe?: MoEStateLayout; // qwen2moe: routing, grouped expert rows (compute/model/moe.ts)
 }
 
@@ -109,6 +118,28 @@ export interface ForwardLayout {
   state: StateLayout;
   step: StepLayout;
   scoresStride: number; // bytes of one worker's attention scratch
+  /** WebAssembly memories the model is placed over; state and step are at the same offsets in each. */
+  shards: number;
+  /** The shard of token_embd, and of output_norm, the LM head and the logits. */
+  embdShard: number;
+  outputShard: number;
+}
+
+/** Which shard holds each part of a model: token_embd, each layer (weights and KV pools), and the
+ *  output norm with the LM head (and the logits). */
+export interface ShardPlacement {
+  count: number;
+  embd: number;
+  layers: number[];
+  output: number;
+}
+
+/** What every shard starts with, at the same offsets: activation scratch (all but the logits) and
+ *  the step inputs. */
+export interface ShardState {
+  state: Omit<StateLayout, "logits">;
+  step: StepLayout;
+  scoresStride: number;
 }
 
 export interface ForwardOptions {
@@ -154,10 +185,9 @@ export const KV_BYTES: Record<KVType, (n: number) => number> = {
   q8_0: (n) => (n / 32) * 34,
 };
 
-/** Lays out the KV cache, the activations and the step inputs in the arena. */
-export function planForward(arena: Allocator, config: Qwen2Config, tensors: Qwen2Tensors<WeightTensor>,
-  options: ForwardOptions): ForwardLayout {
-  const { hidden, nHeads, nKVHeads, headDim, headDimV, ffn, vocabSize, ropeDim } = config;
+/** Checks what the forward step supports of a config and options (before anything is laid out). */
+export function checkForward(config: Qwen2Config, options: ForwardOptions): void {
+  const { hidden, nHeads, headDim, headDimV, ffn, vocabSize, ropeDim } = config;
   if (options.kvType === "q8_0" && headDim % 32 !== 0) {
     throw new QwasmError("INVALID_ARGUMENT", `a q8_0 KV cache needs a head size divisible by 32 (this model: ${headDim})`);
   }
@@ -167,15 +197,7 @@ export function planForward(arena: Allocator, config: Qwen2Config, tensors: Qwen
   if (headDim !== headDimV) {
     throw new QwasmError("MODEL_UNSUPPORTED", `key head size ${headDim} differs from value head size ${headDimV}`);
   }
-  const matrix = (t: WeightTensor): MatrixLayout => ({
-    type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / t.dims[1],
-  });
-  // A 3-D expert tensor {cols, rows, E}: `rows` per expert, expert e at offset + e * rows * rowBytes.
-  const experts = (t: WeightTensor): MatrixLayout => ({
-    type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / (t.dims[1] * t.dims[2]),
-  });
   const T = options.maxTokens;
-  const ctx = options.contextLength;
   const G = options.maxGroups;
   // A step's work items are numbered in one counter (compute/workers/protocol.ts): bound them from above.
   const chunks = Math.min(Math.ceil(Math.max(hidden, ffn, vocabSize, nHeads * headDim) / 16), CHUNKS_PER_WORKER * options.maxWorkers);
@@ -184,34 +206,26 @@ export function planForward(arena: Allocator, config: Qwen2Config, tensors: Qwen
     throw new QwasmError("INVALID_ARGUMENT", `a step of ${T} tokens (maxTokens) over ${G} sequences makes up to ${items} work ` +
       `items, more than the ${MAX_STEP_ITEMS} a step can count; use a smaller maxTokens`);
   }
-  const kvRowBytes = KV_BYTES[options.kvType](nKVHeads * headDim);
-  const pagesPerSequence = Math.ceil(ctx / options.pageSize);
-  const poolBytes = options.kvPages * options.pageSize * kvRowBytes;
-  const layers = tensors.layers.map((l) => ({
-    attnNorm: l.attnNorm.offset,
-    q: matrix(l.q), qBias: l.qBias.offset,
-    k: matrix(l.k), kBias: l.kBias.offset,
-    v: matrix(l.v), vBias: l.vBias.offset,
-    o: matrix(l.o),
-    ffnNorm: l.ffnNorm.offset,
-    gate: matrix(l.gate), up: matrix(l.up), down: matrix(l.down),
-    kPool: arena.alloc(poolBytes),
-    vPool: arena.alloc(poolBytes),
-    ...(l.moe ? {
-      moe: {
-        router: l.moe.router.offset, sharedGate: l.moe.sharedGate.offset,
-        gateExps: experts(l.moe.gateExps), upExps: experts(l.moe.upExps), downExps: experts(l.moe.downExps),
-      },
-    } : {}),
-  }));
-  const output = matrix(tensors.output);
+}
 
+/**
+ * Lays out what every shard starts with (call it first on each shard's fresh arena, so the offsets
+ * are the same everywhere): the activations (but the logits), the attention scratch and the step
+ * inputs. `types` are the weight types of the model's matrices (one conversion buffer per format),
+ * `expertTypes` those of a MoE model's expert tensors (their grouped inputs).
+ */
+export function planShardState(arena: Allocator, config: Qwen2Config, types: readonly number[], expertTypes: readonly number[],
+  options: ForwardOptions): ShardState {
+  const { hidden, nHeads, nKVHeads, headDim, ffn } = config;
+  const T = options.maxTokens;
+  const ctx = options.contextLength;
+  const G = options.maxGroups;
+  const pagesPerSequence = Math.ceil(ctx / options.pageSize);
   // One conversion buffer per activation format the model's matrices use, sized for the widest input.
   const act: Partial<Record<ActivationFormat, number>> = {};
   const widest = Math.max(hidden, ffn, nHeads * headDim);
-  const expertMatrices = layers.flatMap((l) => l.moe ? [l.moe.gateExps, l.moe.upExps, l.moe.downExps] : []);
-  for (const m of [...layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]), output, ...expertMatrices]) {
-    const format = activationFormat(m.type);
+  for (const type of [...types, ...expertTypes]) {
+    const format = activationFormat(type);
     if (format !== "f32" && act[format] === undefined) act[format] = arena.alloc(T * activationRowBytes(format, wholeActivationBlocks(format, widest)));
   }
   const f32 = (n: number) => arena.alloc(4 * n);
@@ -221,10 +235,73 @@ export function planForward(arena: Allocator, config: Qwen2Config, tensors: Qwen
   const group = nHeads / nKVHeads;
   const scoresStride = Math.max(4 * (group * (headDim + ctx) + 4 * headDim), flashScratchBytes(group * FLASH_TILE, headDim));
   return {
+    state: {
+      x: f32(T * hidden), xb: f32(T * hidden),
+      q: f32(T * nHeads * headDim), k: f32(T * nKVHeads * headDim), v: f32(T * nKVHeads * headDim),
+      att: f32(T * nHeads * headDim), proj: f32(T * hidden),
+      gate: f32(T * ffn), up: f32(T * ffn),
+      act,
+      cosSin: f32(T * headDim),
+      scores: arena.alloc(options.maxWorkers * scoresStride),
+      ...(config.moe ? {
+        moe: planMoEState((n) => arena.alloc(n), config.nLayers, hidden, T, config.moe,
+          expertTypes.map((t) => activationFormat(t))),
+      } : {}),
+    },
+    step: {
+      header: arena.alloc(16), tokens: arena.alloc(4 * T), groups: arena.alloc(16 * G),
+      outRows: arena.alloc(4 * T), tables: arena.alloc(4 * G * pagesPerSequence),
+    },
+    scoresStride,
+  };
+}
+
+/**
+ * Lays out the KV pools of each layer (in the shard of the layer, after its weights) and the logits
+ * (in the output's shard), and describes the whole forward step. `arenas[k]` is shard k's, on which
+ * planShardState ran first and the weights of `tensors` were then placed.
+ */
+export function planForward(arenas: readonly Allocator[], config: Qwen2Config, tensors: Qwen2Tensors<WeightTensor>,
+  options: ForwardOptions, common: ShardState, placement: ShardPlacement): ForwardLayout {
+  checkForward(config, options);
+  const { nKVHeads, headDim, vocabSize } = config;
+  const matrix = (t: WeightTensor): MatrixLayout => ({
+    type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / t.dims[1],
+  });
+  // A 3-D expert tensor {cols, rows, E}: `rows` per expert, expert e at offset + e * rows * rowBytes.
+  const experts = (t: WeightTensor): MatrixLayout => ({
+    type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / (t.dims[1] * t.dims[2]),
+  });
+  const T = options.maxTokens;
+  const ctx = options.contextLength;
+  const kvRowBytes = KV_BYTES[options.kvType](nKVHeads * headDim);
+  const pagesPerSequence = Math.ceil(ctx / options.pageSize);
+  const poolBytes = options.kvPages * options.pageSize * kvRowBytes;
+  const layers = tensors.layers.map((l, i) => ({
+    attnNorm: l.attnNorm.offset,
+    q: matrix(l.q), qBias: l.qBias.offset,
+    k: matrix(l.k), kBias: l.kBias.offset,
+    v: matrix(l.v), vBias: l.vBias.offset,
+    o: matrix(l.o),
+    ffnNorm: l.ffnNorm.offset,
+    gate: matrix(l.gate), up: matrix(l.up), down: matrix(l.down),
+    kPool: arenas[placement.layers[i]].alloc(poolBytes),
+    vPool: arenas[placement.layers[i]].alloc(poolBytes),
+    shard: placement.layers[i],
+    ...(l.moe ? {
+      moe: {
+        router: l.moe.router.offset, sharedGate: l.moe.sharedGate.offset,
+        gateExps: experts(l.moe.gateExps), upExps: experts(l.moe.upExps), downExps: experts(l.moe.downExps),
+      },
+    } : {}),
+  }));
+  const output = matrix(tensors.output);
+  const logits = arenas[placement.output].alloc(4 * T * vocabSize);
+  return {
     config,
     contextLength: ctx,
     maxTokens: T,
-    maxGroups: G,
+    maxGroups: options.maxGroups,
     maxWorkers: options.maxWorkers,
     kvType: options.kvType,
     kvRowBytes,
@@ -236,25 +313,12 @@ export function planForward(arena: Allocator, config: Qwen2Config, tensors: Qwen
     outputNorm: tensors.outputNorm.offset,
     output,
     layers,
-    state: {
-      x: f32(T * hidden), xb: f32(T * hidden),
-      q: f32(T * nHeads * headDim), k: f32(T * nKVHeads * headDim), v: f32(T * nKVHeads * headDim),
-      att: f32(T * nHeads * headDim), proj: f32(T * hidden),
-      gate: f32(T * ffn), up: f32(T * ffn),
-      act,
-      cosSin: f32(T * headDim),
-      scores: arena.alloc(options.maxWorkers * scoresStride),
-      logits: f32(T * vocabSize),
-      ...(config.moe ? {
-        moe: planMoEState((n) => arena.alloc(n), layers.length, hidden, T, config.moe,
-          expertMatrices.map((m) => activationFormat(m.type))),
-      } : {}),
-    },
-    step: {
-      header: arena.alloc(16), tokens: arena.alloc(4 * T), groups: arena.alloc(16 * G),
-      outRows: arena.alloc(4 * T), tables: arena.alloc(4 * G * pagesPerSequence),
-    },
-    scoresStride,
+    state: { ...common.state, logits },
+    step: common.step,
+    scoresStride: common.scoresStride,
+    shards: placement.count,
+    embdShard: placement.embd,
+    outputShard: placement.output,
   };
 }
 
@@ -287,6 +351,8 @@ export function sliceRange(n: number, index: number, count: number, align = 1): 
 }
 
 interface Matrix extends MatrixLayout {
+  /** The kernel instance over the matrix's shard. */
+  k: Kernels;
   kernels: WeightKernels;
   format: ActivationFormat;
   xStride: number; // bytes of one converted input row
@@ -321,8 +387,11 @@ function rowChunks(parts: readonly { m: Matrix; input: number; out: number }[], 
   return chunks;
 }
 
-/** Executes forward steps described by a ForwardLayout; one per worker, over the shared memory. */
+/** Executes forward steps described by a ForwardLayout; one per worker, over the shared memory (or
+ *  memories: `kernels[k]` is an instance over `memories[k]`, shard k). */
 export class ForwardRunner {
+  private readonly k: Kernels[];
+  private readonly memories: WebAssembly.Memory[];
   private readonly layers: (Omit<LayerLayout, "q" | "k" | "v" | "o" | "gate" | "up" | "down" | "moe"> &
     Record<"q" | "k" | "v" | "o" | "gate" | "up" | "down", Matrix> &
     { qkvChunks: RowChunk[]; oChunks: RowChunk[]; gateUpChunks: RowChunk[]; downChunks: RowChunk[] } &
@@ -332,33 +401,43 @@ export class ForwardRunner {
   private readonly outputChunks: RowChunk[];
   /** Attention items of one sequence: [first query head, end) runs within one KV head. */
   private readonly headRuns: [number, number][];
-  /** qwen2moe: the routed-expert FFN (gate/up/down of a layer are then its shared expert). */
-  private readonly moe?: MoEFeedForward;
+  /** qwen2moe: the routed-expert FFN (gate/up/down of a layer are then its shared expert), per shard. */
+  private readonly moe: MoEFeedForward[] = [];
 
-  constructor(private readonly k: Kernels, private readonly memory: WebAssembly.Memory, readonly layout: ForwardLayout) {
-    const matrix = (m: MatrixLayout): Matrix => {
-      const kernels = weightKernels(k, m.type, layout.reference);
-      return { ...m, kernels, format: kernels.format, xStride: activationRowBytes(kernels.format, m.cols) };
+  constructor(kernels: Kernels | readonly Kernels[], memories: WebAssembly.Memory | readonly WebAssembly.Memory[], readonly layout: ForwardLayout) {
+    this.k = Array.isArray(kernels) ? [...kernels] : [kernels as Kernels];
+    this.memories = Array.isArray(memories) ? [...memories] : [memories as WebAssembly.Memory];
+    if (this.k.length !== layout.shards || this.memories.length !== layout.shards) {
+      throw new QwasmError("INVALID_ARGUMENT", `the layout has ${layout.shards} shards; got ${this.memories.length} memories and ${this.k.length} kernel instances`);
+    }
+    const matrix = (m: MatrixLayout, shard: number): Matrix => {
+      const kernels = weightKernels(this.k[shard], m.type, layout.reference);
+      return { ...m, k: this.k[shard], kernels, format: kernels.format, xStride: activationRowBytes(kernels.format, m.cols) };
     };
     const s = layout.state;
     const W = layout.maxWorkers;
     this.layers = layout.layers.map((l) => {
-      const q = matrix(l.q), kk = matrix(l.k), v = matrix(l.v), o = matrix(l.o);
-      const gate = matrix(l.gate), up = matrix(l.up), down = matrix(l.down);
+      const at = (m: MatrixLayout) => matrix(m, l.shard);
+      const q = at(l.q), kk = at(l.k), v = at(l.v), o = at(l.o);
+      const gate = at(l.gate), up = at(l.up), down = at(l.down);
       return {
         ...l, q, k: kk, v, o, gate, up, down,
-        moe: l.moe && { ...l.moe, gateExps: matrix(l.moe.gateExps), upExps: matrix(l.moe.upExps), downExps: matrix(l.moe.downExps) },
+        moe: l.moe && { ...l.moe, gateExps: at(l.moe.gateExps), upExps: at(l.moe.upExps), downExps: at(l.moe.downExps) },
         qkvChunks: rowChunks([{ m: q, input: s.xb, out: s.q }, { m: kk, input: s.xb, out: s.k }, { m: v, input: s.xb, out: s.v }], W),
         oChunks: rowChunks([{ m: o, input: s.att, out: s.proj }], W),
         gateUpChunks: rowChunks([{ m: gate, input: s.xb, out: s.gate }, { m: up, input: s.xb, out: s.up }], W),
         downChunks: rowChunks([{ m: down, input: s.gate, out: s.proj }], W),
       };
     });
-    this.tokenEmbd = matrix(layout.tokenEmbd);
-    this.output = matrix(layout.output);
+    this.tokenEmbd = matrix(layout.tokenEmbd, layout.embdShard);
+    this.output = matrix(layout.output, layout.outputShard);
     this.outputChunks = rowChunks([{ m: this.output, input: s.xb, out: s.logits }], W);
     const c = layout.config;
-    if (c.moe && s.moe) this.moe = new MoEFeedForward(k, memory, c.hidden, c.eps, layout.maxTokens, c.moe, s, s.moe);
+    if (c.moe && s.moe) {
+      for (let shard = 0; shard < layout.shards; shard++) {
+        this.moe.push(new MoEFeedForward(this.k[shard], this.memories[shard], c.hidden, c.eps, layout.maxTokens, c.moe, s, s.moe));
+      }
+    }
     // The query heads of one KV head go together (the paged kernel reads each page of K and V once
     // for all of them); a KV head's group is cut further only when there are more workers than KV heads.
     const { nHeads, nKVHeads } = layout.config;
@@ -382,20 +461,23 @@ export class ForwardRunner {
     const L = this.layout;
     const c = L.config;
     const s = L.state;
-    const k = this.k;
-    const buffer = this.memory.buffer;
+    // The step inputs are the same in every shard (Qwen2Forward.run writes each).
+    const buffers = this.memories.map((m) => m.buffer);
+    const buffer = buffers[0];
     const [T, nGroups, nOut] = new Int32Array(buffer, L.step.header, 3);
     const groups = new Int32Array(buffer, L.step.groups, 4 * nGroups);
     const { hidden, nHeads, nKVHeads, headDim, ffn } = c;
     const qDim = nHeads * headDim;
     const kvDim = nKVHeads * headDim;
     const scale = 1 / Math.sqrt(headDim);
-    const attention = pagedAttention(k, L.kvType);
-    const flash = flashAttention(k, L.kvType);
     const kvTypeId = KV_TYPE_IDS[L.kvType];
     const scratch = s.scores + w.index * L.scoresStride;
     const row = (base: number, t: number, width: number) => base + 4 * t * width;
     const ids = new Int32Array(buffer, L.step.tokens, T);
+    /** Copies rows of `hidden` floats at `offsets` from shard `from` to the same offsets of shard `to`. */
+    const carry = (from: number, to: number, ...offsets: number[]) => {
+      for (const at of offsets) new Float32Array(buffers[to], at, hidden).set(new Float32Array(buffers[from], at, hidden));
+    };
     const headRuns = this.headRuns;
     // Which group (sequence) each token of the step belongs to.
     const groupOf = new Int32Array(T);
@@ -418,10 +500,20 @@ export class ForwardRunner {
 
     let prev: (typeof this.layers)[number] | undefined;
     for (const [layer, l] of this.layers.entries()) {
-      // Per token: the residual of the layer before (or the embedding), rmsnorm, q/k/v inputs.
+      const k = this.k[l.shard];
+      const attention = pagedAttention(k, L.kvType);
+      const flash = flashAttention(k, L.kvType);
+      const from = prev ? prev.shard : L.embdShard;
+      // Per token: the residual of the layer before (or the embedding), rmsnorm, q/k/v inputs; at a
+      // shard boundary, the token's rows of x and proj come over from the shard before first.
       w.parallel(T, (t) => {
-        if (prev) k.add(row(s.x, t, hidden), row(s.proj, t, hidden), row(s.x, t, hidden), hidden);
-        else this.tokenEmbd.kernels.dequantize(this.tokenEmbd.offset + ids[t] * this.tokenEmbd.rowBytes, row(s.x, t, hidden), hidden);
+        if (prev) {
+          if (from !== l.shard) carry(from, l.shard, row(s.x, t, hidden), row(s.proj, t, hidden));
+          k.add(row(s.x, t, hidden), row(s.proj, t, hidden), row(s.x, t, hidden), hidden);
+        } else {
+          this.tokenEmbd.kernels.dequantize(this.tokenEmbd.offset + ids[t] * this.tokenEmbd.rowBytes, row(s.x, t, hidden), hidden);
+          if (from !== l.shard) carry(from, l.shard, row(s.x, t, hidden));
+        }
         k.rmsnorm(row(s.x, t, hidden), l.attnNorm, row(s.xb, t, hidden), hidden, 1, c.eps);
         this.convert(l.q, s.xb, t);
         if (l.k.format !== l.q.format) this.convert(l.k, s.xb, t);
@@ -452,7 +544,7 @@ export class ForwardRunner {
       matmuls(l.oChunks, T);
       if (l.moe) {
         // qwen2moe: residual, rmsnorm, routed experts + shared expert into proj (compute/model/moe.ts).
-        this.moe!.run({ ...l, moe: l.moe }, layer, T, (n, item) => w.parallel(n, item));
+        this.moe[l.shard].run({ ...l, moe: l.moe }, layer, T, (n, item) => w.parallel(n, item));
         prev = l;
         continue;
       }
@@ -475,8 +567,11 @@ export class ForwardRunner {
 
     // The out rows: the last residual, the final norm (gathered to rows 0..nOut-1 of xb), the LM head.
     const outRows = new Int32Array(buffer, L.step.outRows, nOut);
+    const k = this.k[L.outputShard];
+    const from = prev ? prev.shard : L.embdShard;
     w.parallel(nOut, (i) => {
       const r = outRows[i];
+      if (from !== L.outputShard) carry(from, L.outputShard, row(s.x, r, hidden), row(s.proj, r, hidden));
       k.add(row(s.x, r, hidden), row(s.proj, r, hidden), row(s.xb, i, hidden), hidden);
       k.rmsnorm(row(s.xb, i, hidden), L.outputNorm, row(s.xb, i, hidden), hidden, 1, c.eps);
       this.convert(this.output, s.xb, i);
@@ -487,7 +582,7 @@ export class ForwardRunner {
   /** Converts input row t to the matrix's activation format (nothing for f32 weights). */
   private convert(m: Matrix, input: number, t: number): void {
     if (m.format === "f32") return;
-    this.k[activationConverter(m.format)](input + 4 * t * m.cols, this.layout.state.act[m.format]! + t * m.xStride, m.cols);
+    m.k[activationConverter(m.format)](input + 4 * t * m.cols, this.layout.state.act[m.format]! + t * m.xStride, m.cols);
   }
 
   /** One chunk of rows of out (T, m.rows) = input (T, m.cols) · mᵀ. */

@@ -1,17 +1,24 @@
-// Loading a Qwen2 GGUF into one shared memory: parse the header, check the config and tensors,
-// lay out the arena (weights, KV cache, activations), stream the tensor data straight into it,
-// instantiate the kernels over it, and start the worker pool (or run inline on one thread).
+// Loading a Qwen2 GGUF into shared memory: parse the header, check the config and tensors, place the
+// model over one or more shards (WebAssembly memories of at most 4 GiB: layers with their KV pools),
+// hold the plan against the host's memory, lay out the arenas (weights, KV cache, activations),
+// stream the tensor data straight into them, instantiate the kernels over each, and start the worker
+// pool (or run inline on one thread).
 import { GGUFFile, openGGUF, type GGUFReadProgress } from "../../weights/gguf/reader";
 import type { GGUFSource } from "../../weights/gguf/source";
-import { layerTensorList, mapQwen2Tensors, parseQwen2Config, type Qwen2Config, type Qwen2Tensors } from "../../weights/qwen2";
+import { layerTensorList, mapQwen2Tensors, parseQwen2Config, type Qwen2Config, type Qwen2Tensors, type TensorDesc } from "../../weights/qwen2";
 import { CONTROL_WORDS, MAX_WORKERS } from "../workers/protocol";
 import { WorkerPool } from "../workers/pool";
 import { QwasmError } from "../../platform/errors";
 import { createKernelMemory, instantiateKernels, kernelModule, type Kernels } from "../kernels/module";
 import { canUseWorkers } from "../../platform/workers";
 import { availableCores } from "../../platform/index";
+import { hostMemory, type HostMemory } from "../../platform/memory";
 import { Arena, ArenaSizer, type Allocator } from "./arena";
-import { ForwardRunner, INLINE_SLICE, KV_BYTES, planForward, type ForwardLayout, type KVType, type StepGroup, type WeightTensor } from "./forward";
+import {
+  checkForward, ForwardRunner, INLINE_SLICE, KV_BYTES, planForward, planShardState,
+  type ForwardLayout, type ForwardOptions, type KVType, type ShardPlacement, type StepGroup, type WeightTensor,
+} from "./forward";
+import { checkHostMemory } from "./preflight";
 import { ropeCosSin, ropeYarnCorrDims, type RopeScaling } from "./rope";
 
 export interface LoadOptions {
@@ -48,6 +55,13 @@ export interface LoadOptions {
   onWarning?: (message: string) => void;
   /** Scalar reference kernels (slow; for tests). */
   reference?: boolean;
+  /**
+   * Most bytes of one shard, a WebAssembly memory (default and at most 4 GiB). A model that does
+   * not fit in one is placed over several, by layers; smaller shards test that on small models.
+   */
+  maxShardBytes?: number;
+  /** The host's memory for the preflight (default: asked of the runtime); tests inject their own. */
+  hostMemory?: HostMemory;
   onProgress?: (p: GGUFReadProgress) => void;
   signal?: AbortSignal;
 }
@@ -73,7 +87,8 @@ export class Qwen2Forward {
   private readonly soloTable: Int32Array;
 
   constructor(
-    private readonly memory: WebAssembly.Memory,
+    /** The shards' memories (one unless the model is placed over several). */
+    private readonly memories: readonly WebAssembly.Memory[],
     readonly layout: ForwardLayout,
     private readonly inline: ForwardRunner | undefined,
     private pool: WorkerPool | undefined,
@@ -102,14 +117,14 @@ export class Qwen2Forward {
     const m = this.layout.state.moe;
     const moe = this.layout.config.moe;
     if (!m || !moe) return undefined;
-    const buffer = this.memory.buffer;
-    const T = new Int32Array(buffer, this.layout.step.header, 1)[0];
+    const T = new Int32Array(this.memories[0].buffer, this.layout.step.header, 1)[0];
     const L = this.layout.config.nLayers;
     const { nExperts: E, nExpertsUsed: K } = moe;
     const experts = new Int32Array(L * T * K);
     const router = new Float32Array(L * T * E);
     const maxT = this.layout.maxTokens;
     for (let l = 0; l < L; l++) {
+      const buffer = this.memories[this.layout.layers[l].shard].buffer;
       experts.set(new Int32Array(buffer, m.selected + 4 * l * maxT * K, T * K), l * T * K);
       router.set(new Float32Array(buffer, m.router + 4 * l * maxT * E, T * E), l * T * E);
     }
@@ -135,7 +150,7 @@ export class Qwen2Forward {
     if (outRows.length < 1 || outRows.length > T || outRows.some((r) => !Number.isInteger(r) || r < 0 || r >= T)) {
       throw new QwasmError("INVALID_ARGUMENT", `out rows must be 1..${T} token rows of the step`);
     }
-    const buffer = this.memory.buffer;
+    const buffer = this.memories[0].buffer;
     const ids = new Int32Array(buffer, L.step.tokens, T);
     for (let t = 0; t < T; t++) {
       const id = tokens[t];
@@ -174,10 +189,23 @@ export class Qwen2Forward {
     new Int32Array(buffer, L.step.header, 3).set([T, groups.length, outRows.length]);
     const table = ropeCosSin(positions, c.headDim, c.ropeBase, this.host.subarray(0, T * c.headDim), this.ropeScaling);
     new Float32Array(buffer, L.state.cosSin, T * c.headDim).set(table);
+    // Every shard gets the same step inputs at the same offsets (its kernels read them there).
+    for (let shard = 1; shard < this.memories.length; shard++) {
+      const to = this.memories[shard].buffer;
+      for (const [at, bytes] of [[L.step.header, 12], [L.step.tokens, 4 * T], [L.step.groups, 16 * groups.length],
+        [L.step.outRows, 4 * outRows.length], [L.state.cosSin, 4 * T * c.headDim]]) {
+        new Uint8Array(to, at, bytes).set(new Uint8Array(buffer, at, bytes));
+      }
+      groups.forEach((g, i) => {
+        const at = L.step.tables + 4 * i * L.pagesPerSequence;
+        const bytes = 4 * Math.ceil((g.pos0 + g.nTok) / L.pageSize);
+        new Uint8Array(to, at, bytes).set(new Uint8Array(buffer, at, bytes));
+      });
+    }
 
     if (this.pool) await this.runOnPool(T);
     else this.inline!.runStep(INLINE_SLICE);
-    return new Float32Array(this.memory.buffer, L.state.logits, outRows.length * c.vocabSize).slice();
+    return new Float32Array(this.memories[L.outputShard].buffer, L.state.logits, outRows.length * c.vocabSize).slice();
   }
 
   /**
@@ -223,8 +251,13 @@ export interface Qwen2Model {
   file: GGUFFile;
   config: Qwen2Config;
   tensors: Qwen2Tensors<WeightTensor>;
+  /** The first shard's arena (the only one unless the model is placed over several). */
   arena: Arena;
+  /** Every shard's arena, one per WebAssembly memory. */
+  arenas: Arena[];
+  /** The kernels over the first shard's memory (`shardKernels[k]` over shard k's). */
   kernels: Kernels;
+  shardKernels: Kernels[];
   forward: Qwen2Forward;
   /** Stops the workers and closes the file. */
   dispose(): Promise<void>;
@@ -247,21 +280,29 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
     const plan = await planModel(file, config, described, options);
     const { threads, kvPages } = plan;
     if (plan.warning) (options.onWarning ?? console.warn)(plan.warning);
-    const memory = createKernelMemory(Math.ceil(plan.bytes / 65536));
-    const arena = new Arena(memory);
-    const { placed, tensors, layout, control } = plan.lay(arena, kvPages);
+    const memories = plan.shardBytes.map((bytes, i) => {
+      try {
+        return createKernelMemory(Math.ceil(bytes / 65536));
+      } catch (e) {
+        throw new QwasmError("INSUFFICIENT_MEMORY", `could not allocate WebAssembly memory ${i + 1} of ${plan.shardBytes.length} ` +
+          `(${(bytes / 2 ** 30).toFixed(2)} GiB; the model needs ${(plan.bytes / 2 ** 30).toFixed(2)} GiB in all): ${(e as Error).message}; ` +
+          "a smaller quantization, fewer KV pages or a shorter context may fit", { cause: e });
+      }
+    });
+    const arenas = memories.map((m) => new Arena(m));
+    const { placed, tensors, layout, control } = plan.lay(arenas, kvPages);
     await file.readTensorData((t) => {
       const w = placed.get(t.name);
-      return w ? arena.u8(w.offset, w.nbytes) : null;
+      return w ? arenas[w.shard].u8(w.offset, w.nbytes) : null;
     }, options.onProgress);
-    const kernels = await instantiateKernels(memory);
     const module = await kernelModule();
-    const startPool = () => WorkerPool.start(threads, memory, module, layout, control, undefined, options.stepTimeoutMs);
+    const shardKernels = await Promise.all(memories.map((m) => instantiateKernels(m, module)));
+    const startPool = () => WorkerPool.start(threads, memories, module, layout, control, undefined, options.stepTimeoutMs);
     const pool = threads > 1 ? await startPool() : undefined;
-    const inline = pool ? undefined : new ForwardRunner(kernels, memory, layout);
-    const forward = new Qwen2Forward(memory, layout, inline, pool, startPool);
+    const inline = pool ? undefined : new ForwardRunner(shardKernels, memories, layout);
+    const forward = new Qwen2Forward(memories, layout, inline, pool, startPool);
     return {
-      file, config, tensors, arena, kernels, forward,
+      file, config, tensors, arena: arenas[0], arenas, kernels: shardKernels[0], shardKernels, forward,
       async dispose() {
         await forward.dispose();
         await file.close();
@@ -273,26 +314,36 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
   }
 }
 
-/** How a model will be laid out in its memory, worked out before anything is allocated. */
+/** How a model will be laid out in its memories, worked out before anything is allocated. */
 export interface MemoryPlan {
-  /** Bytes of the memory: weights, KV cache, activations, step inputs, control block. */
+  /** Bytes of all the memories: weights, KV cache, activations, step inputs, control block. */
   bytes: number;
+  /** Bytes of each shard (WebAssembly memory), in order. */
+  shardBytes: number[];
+  /** Which shard holds what. */
+  placement: ShardPlacement;
   weightBytes: number;
   kvBytes: number;
-  /** Activations, scratch, step inputs and the control block. */
+  /** Activations, scratch, step inputs and the control block (every shard has its own). */
   otherBytes: number;
   kvPages: number;
   threads: number;
   /** Why the thread count differs from what was asked, if it does. */
   warning?: string;
-  /** Lays the model out in `arena` (the real one, or a sizer): the weights first, then the forward state. */
-  lay(arena: Allocator, kvPages: number): { placed: Map<string, WeightTensor>; tensors: Qwen2Tensors<WeightTensor>; layout: ForwardLayout; control: number };
+  /** Lays the model out in `arenas` (one per shard: the real ones, or sizers): in each, the shard's
+   *  state first (the same offsets everywhere), then its weights, its KV pools, and the logits in the
+   *  output's shard. The control block is in shard 0. */
+  lay(arenas: readonly Allocator[], kvPages: number): {
+    placed: Map<string, WeightTensor & { shard: number }>; tensors: Qwen2Tensors<WeightTensor>; layout: ForwardLayout; control: number;
+  };
 }
 
 /**
- * Plans the memory of a model exactly: the same layout code runs on a sizer first, so a model that
- * cannot fit is refused, with the numbers, before a byte is allocated or read. The default KV pool
- * shrinks to what fits beside the weights (never below one full context).
+ * Plans the memory of a model exactly: the same layout code runs on sizers first, so a model that
+ * cannot be had is refused, with the numbers, before a byte is allocated or read. Layers go into a
+ * shard until the next would pass maxShardBytes (default 4 GiB), then into the next shard; the plan is
+ * then held against the host's memory (the preflight). The default KV pool shrinks to what fits
+ * beside the rest in one 4 GiB memory (never below one full context).
  */
 export async function planModel(file: GGUFFile, config: Qwen2Config, described: Qwen2Tensors, options: LoadOptions): Promise<MemoryPlan> {
   const contextLength = options.contextLength ?? Math.min(config.contextLength, DEFAULT_CONTEXT);
@@ -307,6 +358,11 @@ export async function planModel(file: GGUFFile, config: Qwen2Config, described: 
   }
   if (options.stepTimeoutMs !== undefined && !(options.stepTimeoutMs > 0)) {
     throw new QwasmError("INVALID_ARGUMENT", `stepTimeoutMs must be a positive number of milliseconds, got ${options.stepTimeoutMs}`);
+  }
+  const maxShardBytes = options.maxShardBytes ?? WASM_MEMORY_LIMIT;
+  if (!Number.isInteger(maxShardBytes) || maxShardBytes < 1 || maxShardBytes > WASM_MEMORY_LIMIT) {
+    throw new QwasmError("INVALID_ARGUMENT", `maxShardBytes must be a whole number of bytes from 1 to ${WASM_MEMORY_LIMIT} ` +
+      `(4 GiB, one WebAssembly memory), got ${maxShardBytes}`);
   }
   let threads = requested > 1 && canUseWorkers() ? requested : 1;
   let warning: string | undefined;
@@ -324,47 +380,103 @@ export async function planModel(file: GGUFFile, config: Qwen2Config, described: 
       `of contextLength ${contextLength} needs ${pagesPerSequence} pages of ${pageSize}: ask for at least that many, or a shorter context`);
   }
   const kvType = options.kvType ?? "f32";
-  const needed = new Set([described.tokenEmbd, described.outputNorm, described.output,
-    ...described.layers.flatMap((l) => layerTensorList(l))]);
-  const lay = (arena: Allocator, kvPages: number) => {
-    const placed = new Map<string, WeightTensor>();
-    for (const t of needed) {
-      const info = file.tensor(t.name)!;
-      placed.set(t.name, { ...t, offset: arena.alloc(info.nbytes), nbytes: info.nbytes });
-    }
-    const tensors = mapQwen2Tensors(config, [...placed.values()]);
-    const layout = planForward(arena, config, tensors, {
-      contextLength, maxTokens, maxGroups: maxSequences, pageSize, kvPages, kvType, maxWorkers: threads, reference: options.reference,
+  const forwardOptions = (kvPages: number): ForwardOptions => ({
+    contextLength, maxTokens, maxGroups: maxSequences, pageSize, kvPages, kvType, maxWorkers: threads, reference: options.reference,
+  });
+  checkForward(config, forwardOptions(pagesPerSequence));
+  const tied = described.output.name === described.tokenEmbd.name;
+  // The units a shard holds whole, in forward order: token_embd (unless tied to the LM head), each
+  // layer, and the head (output_norm and the LM head; with it token_embd when tied).
+  const units: TensorDesc[][] = [
+    ...(tied ? [] : [[described.tokenEmbd]]),
+    ...described.layers.map((l) => layerTensorList(l)),
+    [described.outputNorm, described.output],
+  ];
+  const firstLayerUnit = tied ? 0 : 1;
+  const headUnit = units.length - 1;
+  const matrixTypes = [...described.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]), described.output].map((t) => t.type);
+  const expertTypes = described.layers.flatMap((l) => l.moe ? [l.moe.gateExps, l.moe.upExps, l.moe.downExps] : []).map((t) => t.type);
+  const placementOf = (unitShard: readonly number[], count: number): ShardPlacement => ({
+    count,
+    embd: tied ? unitShard[headUnit] : unitShard[0],
+    layers: described.layers.map((_, i) => unitShard[firstLayerUnit + i]),
+    output: unitShard[headUnit],
+  });
+  const layWith = (unitShard: readonly number[], count: number) => (arenas: readonly Allocator[], kvPages: number) => {
+    const options = forwardOptions(kvPages);
+    const common = arenas.map((a) => planShardState(a, config, matrixTypes, expertTypes, options))[0];
+    const control = arenas.map((a) => a.alloc(4 * CONTROL_WORDS))[0];
+    const placed = new Map<string, WeightTensor & { shard: number }>();
+    units.forEach((unit, u) => {
+      const shard = unitShard[u];
+      for (const t of unit) {
+        const info = file.tensor(t.name)!;
+        placed.set(t.name, { ...t, offset: arenas[shard].alloc(info.nbytes), nbytes: info.nbytes, shard });
+      }
     });
-    const control = arena.alloc(4 * CONTROL_WORDS);
+    const tensors = mapQwen2Tensors(config, [...placed.values()]);
+    const layout = planForward(arenas, config, tensors, options, common, placementOf(unitShard, count));
     return { placed, tensors, layout, control };
   };
-  const size = (kvPages: number) => {
-    const sizer = new ArenaSizer();
-    lay(sizer, kvPages);
-    return sizer.used;
+  /** Bytes of each of `count` shards with units placed as `unitShard` says. */
+  const sizes = (unitShard: readonly number[], count: number, kvPages: number) => {
+    const sizers = Array.from({ length: count }, () => new ArenaSizer());
+    layWith(unitShard, count)(sizers, kvPages);
+    return sizers.map((s) => s.used);
   };
-  const sizer = new ArenaSizer();
-  for (const t of needed) sizer.alloc(file.tensor(t.name)!.nbytes);
-  const weightBytes = sizer.used;
+  const oneShard = units.map(() => 0);
+  let weightBytes = 0;
+  for (const unit of units) for (const t of unit) weightBytes += file.tensor(t.name)!.nbytes;
   const pageBytes = 2 * config.nLayers * pageSize * KV_BYTES[kvType](config.nKVHeads * config.headDim);
-  const withoutKV = size(0);
   let kvPages = options.kvPages ?? maxSequences * pagesPerSequence;
-  if (options.kvPages === undefined && withoutKV + kvPages * pageBytes > WASM_MEMORY_LIMIT) {
-    // As many pages as fit (alignment adds at most a few bytes per pool), at least one context.
-    kvPages = Math.max(pagesPerSequence, Math.floor((WASM_MEMORY_LIMIT - withoutKV) / pageBytes));
-    while (kvPages > pagesPerSequence && size(kvPages) > WASM_MEMORY_LIMIT) kvPages--;
+  if (options.kvPages === undefined) {
+    // As many pages as fit beside the rest in one 4 GiB memory (alignment adds at most a few bytes
+    // per pool), at least one context: a bigger pool is asked for with kvPages.
+    const withoutKV = sizes(oneShard, 1, 0)[0];
+    if (withoutKV + kvPages * pageBytes > WASM_MEMORY_LIMIT) {
+      kvPages = Math.max(pagesPerSequence, Math.min(kvPages, Math.floor((WASM_MEMORY_LIMIT - withoutKV) / pageBytes)));
+      while (kvPages > pagesPerSequence && sizes(oneShard, 1, kvPages)[0] > WASM_MEMORY_LIMIT) kvPages--;
+    }
   }
-  const bytes = size(kvPages);
   const kvBytes = kvPages * pageBytes;
-  const plan = { bytes, weightBytes, kvBytes, otherBytes: bytes - weightBytes - kvBytes, kvPages, threads, warning, lay };
-  if (bytes > WASM_MEMORY_LIMIT) {
-    const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
-    throw new QwasmError("OUT_OF_MEMORY",
-      `the model needs ${gib(bytes)} (weights ${gib(weightBytes)}, KV cache ${gib(kvBytes)} for ${kvPages} pages of ` +
-      `${pageSize} positions in ${kvType}, activations and scratch ${gib(plan.otherBytes)}), more than the 4 GiB of one ` +
-      "WebAssembly memory; a smaller quantization, context, maxSequences or an f16/q8_0 KV cache may fit");
+  const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+  const wayOut = "a smaller quantization, fewer kvPages, a shorter contextLength, fewer maxSequences or an f16/q8_0 KV cache may fit";
+  // Greedy, in forward order: a unit joins the current shard while that shard stays within the limit.
+  // Units not placed yet wait in a shard after it (sized, never checked), so the current one is exact.
+  const unitShard = units.map(() => 1);
+  let shard = 0;
+  let inShard = 0;
+  for (let u = 0; u < units.length; u++) {
+    for (let v = u; v < units.length; v++) unitShard[v] = shard + 1;
+    unitShard[u] = shard;
+    if (sizes(unitShard, shard + 2, kvPages)[shard] > maxShardBytes) {
+      if (inShard > 0) {
+        shard++;
+        inShard = 0;
+        for (let v = u; v < units.length; v++) unitShard[v] = shard + 1;
+        unitShard[u] = shard;
+      }
+      const alone = sizes(unitShard, shard + 2, kvPages)[shard];
+      if (alone > maxShardBytes) {
+        const total = sizes(oneShard, 1, kvPages)[0];
+        const name = u === headUnit ? "the output norm and LM head" : u < firstLayerUnit ? "token_embd" : `layer ${u - firstLayerUnit}`;
+        throw new QwasmError("OUT_OF_MEMORY",
+          `the model needs ${gib(total)} (weights ${gib(weightBytes)}, KV cache ${gib(kvBytes)} for ${kvPages} pages of ` +
+          `${pageSize} positions in ${kvType}), and ${name}${u === headUnit || u < firstLayerUnit ? "" : " with its KV pools"} ` +
+          `alone needs a memory of ${gib(alone)}, more than a shard's ${gib(maxShardBytes)} (one WebAssembly memory holds at most ` +
+          `4 GiB); ${wayOut}${maxShardBytes < WASM_MEMORY_LIMIT ? ", or a larger maxShardBytes" : ""}`);
+      }
+    }
+    inShard++;
   }
+  const count = shard + 1;
+  const shardBytes = sizes(unitShard, count, kvPages);
+  const bytes = shardBytes.reduce((a, b) => a + b, 0);
+  const plan: MemoryPlan = {
+    bytes, shardBytes, placement: placementOf(unitShard, count), weightBytes, kvBytes, otherBytes: bytes - weightBytes - kvBytes,
+    kvPages, threads, warning, lay: layWith(unitShard, count),
+  };
+  checkHostMemory({ shards: shardBytes, weightBytes, kvBytes, wayOut }, options.hostMemory ?? await hostMemory());
   return plan;
 }
 

@@ -1,4 +1,4 @@
-// A compute worker: instantiates the kernels over the shared memory, then runs its slice of every
+// A compute worker: instantiates the kernels over the shared memory (once per shard), then runs its slice of every
 // forward step the engine starts, until told to exit. Bundled to dist/compute-worker.js.
 import { parentPort } from "../../platform/workers";
 import { ForwardRunner } from "../model/forward";
@@ -12,11 +12,12 @@ port.onMessage(async (message) => {
   const init = message as ComputeInit;
   if (init.kind !== "init") return;
   try {
-    const instance = await WebAssembly.instantiate(init.module, {
-      env: { memory: init.memory, abort: () => { throw new Error("kernel abort"); } },
-    });
-    const runner = new ForwardRunner(instance.exports as unknown as Kernels, init.memory, init.layout);
-    const ctrl = new Int32Array(init.memory.buffer, init.control, CONTROL_WORDS);
+    // One instance of the kernels per shard (the module is compiled once, by the pool's owner).
+    const kernels = await Promise.all(init.memories.map(async (memory) => (await WebAssembly.instantiate(init.module, {
+      env: { memory, abort: () => { throw new Error("kernel abort"); } },
+    })).exports as unknown as Kernels));
+    const runner = new ForwardRunner(kernels, init.memories, init.layout);
+    const ctrl = new Int32Array(init.memories[0].buffer, init.control, CONTROL_WORDS);
     port.postMessage({ kind: "ready", index: init.index });
     // Loop outside the message handler's promise so that nothing else runs on this thread.
     setTimeout(() => serve(runner, ctrl, init), 0);

@@ -5,13 +5,14 @@ import type { ForwardLayout } from "../model/forward";
 /** Posted once to each compute worker. */
 export interface ComputeInit {
   kind: "init";
-  memory: WebAssembly.Memory;
+  /** The model's shards: the worker instantiates the kernels once over each. */
+  memories: WebAssembly.Memory[];
   /** The compiled kernels; posting a compiled module avoids compiling it again in every worker. */
   module: WebAssembly.Module;
   layout: ForwardLayout;
   index: number;
   count: number;
-  /** Byte address of the control block (CONTROL_WORDS i32 words). */
+  /** Byte address of the control block (CONTROL_WORDS i32 words) in the first memory. */
   control: number;
 }
 

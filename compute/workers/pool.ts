@@ -40,12 +40,14 @@ export class WorkerPool {
 
   get size(): number { return this.workers.length; }
 
-  /** Starts `count` workers over `memory` and waits until each has instantiated the kernels. */
-  static async start(count: number, memory: WebAssembly.Memory, module: WebAssembly.Module,
+  /** Starts `count` workers over `memory` (a model's shards: the control block is in the first)
+   *  and waits until each has instantiated the kernels. */
+  static async start(count: number, memory: WebAssembly.Memory | readonly WebAssembly.Memory[], module: WebAssembly.Module,
     layout: ForwardLayout, control: number, workerUrl: URL = defaultWorkerUrl(),
     stepTimeoutMs = DEFAULT_STEP_TIMEOUT_MS): Promise<WorkerPool> {
     if (count > MAX_WORKERS) throw new QwasmError("INVALID_ARGUMENT", `a pool has at most ${MAX_WORKERS} workers, asked for ${count}`);
-    const ctrl = new Int32Array(memory.buffer, control, CONTROL_WORDS);
+    const memories = Array.isArray(memory) ? [...memory] : [memory as WebAssembly.Memory];
+    const ctrl = new Int32Array(memories[0].buffer, control, CONTROL_WORDS);
     ctrl.fill(0);
     const workers = await Promise.all(Array.from({ length: count }, () => spawnWorker(workerUrl)));
     const pool = new WorkerPool(workers, ctrl, stepTimeoutMs);
@@ -57,7 +59,7 @@ export class WorkerPool {
           else pool.fail(new QwasmError("WORKER_FAILED", `compute worker ${reply.index} failed: ${reply.message}`), reject);
         });
         worker.onError((e) => pool.fail(new QwasmError("WORKER_FAILED", `compute worker ${index} died: ${e.message}`), reject));
-        const init: ComputeInit = { kind: "init", memory, module, layout, index, count, control };
+        const init: ComputeInit = { kind: "init", memories, module, layout, index, count, control };
         worker.postMessage(init);
       })));
     } catch (e) {

@@ -10,7 +10,9 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { createEngine, type QwasmEngine } from "../../engine/engine";
-import { loadQwen2, prefill } from "../../compute/model/model";
+import { loadQwen2, planModel, prefill } from "../../compute/model/model";
+import { parseGGUFBytes } from "../../weights/gguf/reader";
+import { mapQwen2Tensors, parseQwen2Config } from "../../weights/qwen2";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
 import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 
@@ -65,21 +67,42 @@ function pageRun(page: Page) {
 }
 
 /** The logits of every position of `logitIds`, computed in a worker of the page on `threads` threads. */
-async function pageLogits(page: Page, threads: number, file = "tiny.gguf"): Promise<{ threads: number; logits: Float32Array }> {
-  const r = await page.evaluate(({ ids, threads, file }) => new Promise<{ threads: number; base64: string }>((resolve, reject) => {
+async function pageLogits(page: Page, threads: number, file = "tiny.gguf", maxShardBytes?: number): Promise<{ threads: number; shards: number; logits: Float32Array }> {
+  const r = await page.evaluate(({ ids, threads, file, maxShardBytes }) => new Promise<{ threads: number; shards: number; base64: string }>((resolve, reject) => {
     const worker = new Worker("/logits-worker.js", { type: "module" });
     worker.onmessage = (e) => {
       worker.terminate();
       if (e.data.error) return reject(new Error(e.data.error));
       let text = "";
       for (const b of e.data.bytes as Uint8Array) text += String.fromCharCode(b);
-      resolve({ threads: e.data.threads, base64: btoa(text) });
+      resolve({ threads: e.data.threads, shards: e.data.shards, base64: btoa(text) });
     };
     worker.onerror = (e) => reject(new Error(e.message));
-    worker.postMessage({ url: new URL(`/models/${file}`, location.href).href, threads, ids });
-  }), { ids: logitIds, threads, file });
+    worker.postMessage({ url: new URL(`/models/${file}`, location.href).href, threads, ids, maxShardBytes });
+  }), { ids: logitIds, threads, file, maxShardBytes });
   const bytes = Buffer.from(r.base64, "base64");
-  return { threads: r.threads, logits: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4) };
+  return { threads: r.threads, shards: r.shards, logits: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4) };
+}
+
+/** The smallest maxShardBytes that places the tiny model (as the logits worker loads it) in 3 shards:
+ *  its 2 layers and the head (with the tied embedding) each alone. */
+async function threeShardLimit(): Promise<number> {
+  const file = parseGGUFBytes(modelBytes);
+  const config = parseQwen2Config(file.metadata, file.tensors);
+  const shards = async (maxShardBytes: number) => {
+    try {
+      return (await planModel(file, config, mapQwen2Tensors(config, file.tensors),
+        { threads: 2, contextLength: 256, maxTokens: 16, maxShardBytes })).shardBytes.length;
+    } catch {
+      return Infinity;
+    }
+  };
+  let lo = 65536, hi = 2 ** 30;
+  while (hi - lo > 64) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (await shards(mid) <= 3) hi = mid; else lo = mid;
+  }
+  return hi;
 }
 
 /** Where two sets of logits first differ (bit for bit), named by position and token id; "" when equal. */
@@ -191,6 +214,11 @@ describe.skipIf(!hasChromium)(hasChromium ? "the demo page in Chromium" : `the d
       const moePool = await pageLogits(page, 2, "tiny-moe.gguf");
       expect(moePool.threads).toBe(2);
       expect(firstDifference(moePool.logits, expectedMoELogits, vocab)).toBe("");
+      // The model over 3 WebAssembly memories (maxShardBytes) in the pool: Node's one-memory logits.
+      const sharded = await pageLogits(page, 2, "tiny.gguf", await threeShardLimit());
+      expect(sharded.shards).toBe(3);
+      expect(sharded.threads).toBe(2);
+      expect(firstDifference(sharded.logits, expectedLogits, vocab)).toBe("");
 
       // A streamed reply, stopped by the button as the third token arrives (clicked from inside the
       // page, so that how fast the tiny model runs does not matter).

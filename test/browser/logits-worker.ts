@@ -4,16 +4,16 @@
 // /logits-worker.js beside dist/browser/compute-worker.js.
 import { loadQwen2, prefill } from "../../compute/model/model";
 
-interface LogitsRequest { url: string; threads: number; ids: number[] }
+interface LogitsRequest { url: string; threads: number; ids: number[]; maxShardBytes?: number }
 
 self.onmessage = async (e: MessageEvent<LogitsRequest>) => {
-  const { url, threads, ids } = e.data;
+  const { url, threads, ids, maxShardBytes } = e.data;
   try {
-    const model = await loadQwen2(url, { threads, contextLength: 256, maxTokens: 16 });
+    const model = await loadQwen2(url, { threads, contextLength: 256, maxTokens: 16, maxShardBytes });
     try {
       // Chunks of 16 tokens: several prefill steps, each attending to the KV of the ones before.
       const logits = await prefill(model.forward, ids, 0, true);
-      self.postMessage({ threads: model.forward.threads, bytes: new Uint8Array(logits.buffer) });
+      self.postMessage({ threads: model.forward.threads, shards: model.forward.layout.shards, bytes: new Uint8Array(logits.buffer) });
     } finally {
       await model.dispose();
     }

@@ -1,6 +1,6 @@
 // The memory plan of a qwen2moe model (compute/model/model.ts planModel, the MoE scratch laid out by
 // planForward through compute/model/moe.ts): exactly what loading allocates; the real shapes refused from
-// the header, with the numbers, when their weights pass 4 GiB; moe-a2.7b fits with --layers.
+// the header, with the numbers, when they pass the host's memory; moe-a2.7b fits with --layers.
 import { describe, expect, it } from "vitest";
 import { openGGUF, parseGGUFBytes, type GGUFFile } from "../../weights/gguf/reader";
 import { layoutGGUF, writeGGUFBytes } from "../../weights/gguf/writer";
@@ -46,12 +46,12 @@ describe("qwen2moe memory plan", () => {
     expect(compared).toBe(configs.length);
   });
 
-  it("refuses 57b-a14b and a full moe-a2.7b in Q4_0 from the header, before reading a weight", async () => {
+  it("refuses 57b-a14b and a full moe-a2.7b in Q4_0 from the header on a host with 4 GiB free, before reading a weight", async () => {
     for (const [shape, weights] of [["57b-a14b", /weights 3\d\.\d\d GiB/], ["moe-a2.7b", /weights 7\.\d\d GiB/]] as const) {
       let tensorReads = 0;
       const file = await headerOnly(shape, () => tensorReads++);
-      await expect(loadQwen2(file, { threads: 1 }), shape).rejects.toMatchObject({
-        code: "OUT_OF_MEMORY", message: expect.stringMatching(weights),
+      await expect(loadQwen2(file, { threads: 1, hostMemory: { available: 4 * 2 ** 30, source: "test" } }), shape).rejects.toMatchObject({
+        code: "INSUFFICIENT_MEMORY", message: expect.stringMatching(weights),
       });
       expect(tensorReads, shape).toBe(0);
     }
