@@ -99,7 +99,7 @@ describe.each([["Q4_0", 8 * GiB], ["Q8_0", 13 * GiB]] as const)("7B-shape %s ove
         child.stdout.on("data", (d) => {
           out += d;
           const m = /http:\/\/\S+/.exec(out);
-          if (m) resolve(m[0].replace(/\/$/, ""));
+          if (m) resolve(m[0].replace(/\/(v1\/?)?$/, "")); // serve prints <url>/v1
         });
         child.once("close", (code) => reject(new Error(`serve exited with ${code}`)));
       });
