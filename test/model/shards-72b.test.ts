@@ -1,11 +1,11 @@
 // A 72B-shape model (Qwen2-72B-Instruct's tensor shapes: hidden 8192, 64 heads, 8 KV heads, a 29568-wide
 // FFN, untied 152064-row embedding and LM head) with 4 layers in Q4_0, written by synth into the
 // test's temp dir and loaded over several WebAssembly memories: the logits must be bit-identical
-// whatever the shard count. Each variant needs its file and one loaded copy in RAM at a time: it is
-// skipped, with the reason, on a host with less free memory.
-import { freemem } from "node:os";
+// whatever the shard count. Each variant needs its file and one loaded copy in RAM at a time: it runs
+// when asked (QWASM_BIG_TESTS=1) and is skipped, with the reason, otherwise or on a host with less
+// free memory.
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { freemem, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { openGGUF } from "../../weights/gguf/reader";
