@@ -16,7 +16,9 @@ const BUDGETS: Record<string, number> = {
   // prefill grew each kernel build from 140,747 to 197,611 bytes (x4 builds, base64), and
   // constrained decoding, tools and logprobs added about 50 KB.
   "index.js": 1_610_000, // 1,462,203 bytes when raised (1,083,275 when set)
-  "compute-worker.js": 31_000, // 27,874
+  // Raised on purpose (session 5): the decode step's fused ops (the per-token work spread over the
+  // workers) took the forward step from 29,906 to 33,499 bytes.
+  "compute-worker.js": 37_000, // 33,499 when raised (27,874 when set)
   "browser/qwasm.js": 20_000, // 18,052
   "browser/engine-worker.js": 1_600_000, // 1,450,294 when raised (1,072,166 when set)
 };

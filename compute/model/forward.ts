@@ -15,8 +15,8 @@
 // first layers (or, tied to the LM head, with it), the output norm, LM head and logits with the last.
 // Every shard starts with the same activation scratch and step inputs at the same offsets
 // (`planShardState`), so one StateLayout serves all; each layer runs with the kernel instance of its
-// shard, and the first per-token op of a layer whose shard differs from the one before copies the
-// token's residual rows (x and the pending proj) across: no extra op, and the same arithmetic.
+// shard, and where the next layer (or the head) is in another shard, one op copies the step's
+// residual rows (x) across: the same arithmetic.
 import { QwasmError } from "../../platform/errors";
 import { activationConverter, activationFormat, activationRowBytes, flashAttention, pagedAttention, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
 import { wholeActivationBlocks } from "../../weights/gguf/types";
@@ -69,6 +69,8 @@ export interface StateLayout {
   gate: number;    // (T, ffn)
   up: number;      // (T, ffn)
   act: Partial<Record<ActivationFormat, number>>; // (T, rowBytes(widest input)) matmul inputs per format
+  actFfn: Partial<Record<ActivationFormat, number>>; // (T, rowBytes(ffn)) the dense down matmul's input per format
+                   // (written by the gate/up items while others still read act)
   cosSin: number;  // (T, headDim) per token: headDim/2 cosines, then headDim/2 sines
   scores: number;  // (maxWorkers, contextLength + 4*headDim) attention scratch, one slice per worker
   logits: number;  // (T, vocab), in the output's shard only
@@ -201,7 +203,11 @@ export function checkForward(config: Qwen2Config, options: ForwardOptions): void
   const G = options.maxGroups;
   // A step's work items are numbered in one counter (compute/workers/protocol.ts): bound them from above.
   const chunks = Math.min(Math.ceil(Math.max(hidden, ffn, vocabSize, nHeads * headDim) / 16), CHUNKS_PER_WORKER * options.maxWorkers);
-  const items = config.nLayers * (5 * T + 7 * chunks + (G + Math.ceil(T / FLASH_TILE)) * nHeads + (config.moe ? moeStepItems(T, hidden, config.moe) : 0)) + T + chunks;
+  // Per layer: two norm ops and the o conversion (at most T + workers items each: a row is cut in
+  // ranges only when there are fewer tokens than workers), the shard carry, six matmul ops, attention.
+  const W = options.maxWorkers;
+  const items = config.nLayers * (4 * T + 3 * W + 6 * chunks + (G + Math.ceil(T / FLASH_TILE)) * nHeads +
+    (config.moe ? moeStepItems(T, hidden, config.moe) : 0)) + 3 * T + W + chunks;
   if (items >= MAX_STEP_ITEMS) {
     throw new QwasmError("INVALID_ARGUMENT", `a step of ${T} tokens (maxTokens) over ${G} sequences makes up to ${items} work ` +
       `items, more than the ${MAX_STEP_ITEMS} a step can count; use a smaller maxTokens`);
@@ -212,10 +218,11 @@ export function checkForward(config: Qwen2Config, options: ForwardOptions): void
  * Lays out what every shard starts with (call it first on each shard's fresh arena, so the offsets
  * are the same everywhere): the activations (but the logits), the attention scratch and the step
  * inputs. `types` are the weight types of the model's matrices (one conversion buffer per format),
- * `expertTypes` those of a MoE model's expert tensors (their grouped inputs).
+ * `expertTypes` those of a MoE model's expert tensors (their grouped inputs), `downTypes` those of
+ * the dense layers' ffn_down (a conversion buffer of their own, see StateLayout.actFfn).
  */
 export function planShardState(arena: Allocator, config: Qwen2Config, types: readonly number[], expertTypes: readonly number[],
-  options: ForwardOptions): ShardState {
+  downTypes: readonly number[], options: ForwardOptions): ShardState {
   const { hidden, nHeads, nKVHeads, headDim, ffn } = config;
   const T = options.maxTokens;
   const ctx = options.contextLength;
@@ -227,6 +234,11 @@ export function planShardState(arena: Allocator, config: Qwen2Config, types: rea
   for (const type of [...types, ...expertTypes]) {
     const format = activationFormat(type);
     if (format !== "f32" && act[format] === undefined) act[format] = arena.alloc(T * activationRowBytes(format, wholeActivationBlocks(format, widest)));
+  }
+  const actFfn: Partial<Record<ActivationFormat, number>> = {};
+  for (const type of downTypes) {
+    const format = activationFormat(type);
+    if (format !== "f32" && actFfn[format] === undefined) actFfn[format] = arena.alloc(T * activationRowBytes(format, wholeActivationBlocks(format, ffn)));
   }
   const f32 = (n: number) => arena.alloc(4 * n);
   // Attention scratch per worker: the query heads of one KV head together (assembly/ops/attention.ts,
@@ -240,7 +252,7 @@ export function planShardState(arena: Allocator, config: Qwen2Config, types: rea
       q: f32(T * nHeads * headDim), k: f32(T * nKVHeads * headDim), v: f32(T * nKVHeads * headDim),
       att: f32(T * nHeads * headDim), proj: f32(T * hidden),
       gate: f32(T * ffn), up: f32(T * ffn),
-      act,
+      act, actFfn,
       cosSin: f32(T * headDim),
       scores: arena.alloc(options.maxWorkers * scoresStride),
       ...(config.moe ? {
@@ -358,44 +370,98 @@ interface Matrix extends MatrixLayout {
   xStride: number; // bytes of one converted input row
 }
 
+/** What the item of a matmul op does after its rows, for every token of the step (see runStep). */
+const enum Then {
+  Nothing,
+  /** q rows (whole heads): bias, RoPE. */
+  Query,
+  /** k rows (whole heads): bias, RoPE, into the KV pages. */
+  Key,
+  /** v rows (whole heads): bias, into the KV pages. */
+  Value,
+  /** x += out (the residual stream), for the rows computed. */
+  Residual,
+  /** gate rows, then the same rows of up (`pair`), SwiGLU into gate, converted for down. */
+  SwiGLU,
+}
+
 /** One item of a matmul op: rows [r0, r1) of a matrix, for every token of the step. */
 interface RowChunk {
   m: Matrix;
   r0: number;
   r1: number;
-  input: number; // f32 input rows (T, m.cols); converted to m.format by the op before
+  input: number; // f32 input rows (T, m.cols)
+  act: Partial<Record<ActivationFormat, number>>; // the input converted per format (T, m.xStride)
   out: number;   // f32 output (T, m.rows)
+  then: Then;
+  /** Then.SwiGLU: the up matrix, run over the same rows into its own output. */
+  pair?: { m: Matrix; out: number };
+}
+
+interface ChunkPart {
+  m: Matrix;
+  input: number;
+  act: Partial<Record<ActivationFormat, number>>;
+  out: number;
+  then?: Then;
+  pair?: { m: Matrix; out: number };
 }
 
 /** Row chunks per worker in a matmul op (see rowChunks). */
 const CHUNKS_PER_WORKER = 2;
 
 /**
- * The items of a matmul op over one or more matrices: each matrix cut into chunks of whole 16-row
- * units, a few per worker, so that a worker that is slow or descheduled does not hold the others
- * up, while each chunk still streams its rows as long sequential runs.
+ * The items of a matmul op over one or more matrices: each matrix cut into chunks of whole `align`-row
+ * units (16, the kernels' unit, or a multiple: whole heads, whole activation blocks), a few per
+ * worker, so that a worker that is slow or descheduled does not hold the others up, while each chunk
+ * still streams its rows as long sequential runs.
  */
-function rowChunks(parts: readonly { m: Matrix; input: number; out: number }[], workers: number): RowChunk[] {
+function rowChunks(parts: readonly ChunkPart[], workers: number, align = 16): RowChunk[] {
   const chunks: RowChunk[] = [];
-  for (const { m, input, out } of parts) {
-    const n = Math.min(Math.ceil(m.rows / 16), workers === 1 ? 1 : CHUNKS_PER_WORKER * workers);
+  for (const { m, input, act, out, then = Then.Nothing, pair } of parts) {
+    const n = Math.min(Math.ceil(m.rows / align), workers === 1 ? 1 : CHUNKS_PER_WORKER * workers);
     for (let i = 0; i < n; i++) {
-      const [r0, r1] = sliceRange(m.rows, i, n, 16);
-      if (r1 > r0) chunks.push({ m, r0, r1, input, out });
+      const [r0, r1] = sliceRange(m.rows, i, n, align);
+      if (r1 > r0) chunks.push({ m, r0, r1, input, act, out, then, pair });
     }
   }
   return chunks;
 }
+
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+const lcm = (a: number, b: number) => (a / gcd(a, b)) * b;
+
+/**
+ * The unit in which a row of activations may be cut between workers: whole blocks of every format it
+ * is converted to, and at least 32 values (whole SIMD steps of every converter). Each block is
+ * converted on its own, so a row converted in such ranges is the row converted whole, bit for bit.
+ */
+function rangeUnit(formats: Iterable<ActivationFormat>): number {
+  let unit = 32;
+  for (const format of formats) if (format !== "f32") unit = lcm(unit, wholeActivationBlocks(format, 1));
+  return unit;
+}
+
+/** The matrices among `ms` whose activation formats differ (one conversion per format), f32 left out. */
+function byFormat(ms: Matrix[]): Matrix[] {
+  const seen = new Set<ActivationFormat>();
+  return ms.filter((m) => m.format !== "f32" && !seen.has(m.format) && seen.add(m.format));
+}
+
+type RunnerLayer = Omit<LayerLayout, "q" | "k" | "v" | "o" | "gate" | "up" | "down" | "moe"> &
+  Record<"q" | "k" | "v" | "o" | "gate" | "up" | "down", Matrix> & {
+    qkvChunks: RowChunk[]; oChunks: RowChunk[]; gateUpChunks: RowChunk[]; downChunks: RowChunk[];
+    /** The conversions of the attention norm's output (q/k/v) and of the FFN norm's (gate/up). */
+    qkvInputs: Matrix[]; gateUpInputs: Matrix[];
+    moe?: MoELayerLayout<MoEMatrix>;
+  };
 
 /** Executes forward steps described by a ForwardLayout; one per worker, over the shared memory (or
  *  memories: `kernels[k]` is an instance over `memories[k]`, shard k). */
 export class ForwardRunner {
   private readonly k: Kernels[];
   private readonly memories: WebAssembly.Memory[];
-  private readonly layers: (Omit<LayerLayout, "q" | "k" | "v" | "o" | "gate" | "up" | "down" | "moe"> &
-    Record<"q" | "k" | "v" | "o" | "gate" | "up" | "down", Matrix> &
-    { qkvChunks: RowChunk[]; oChunks: RowChunk[]; gateUpChunks: RowChunk[]; downChunks: RowChunk[] } &
-    { moe?: MoELayerLayout<MoEMatrix> })[];
+  private readonly layers: RunnerLayer[];
   private readonly tokenEmbd: Matrix;
   private readonly output: Matrix;
   private readonly outputChunks: RowChunk[];
@@ -416,6 +482,10 @@ export class ForwardRunner {
     };
     const s = layout.state;
     const W = layout.maxWorkers;
+    const headDim = layout.config.headDim;
+    // q/k/v chunks hold whole heads (RoPE and the KV store follow in the same item); gate/up chunks
+    // whole blocks of down's activation format (the conversion for down follows in the same item).
+    const headAlign = lcm(16, headDim);
     this.layers = layout.layers.map((l) => {
       const at = (m: MatrixLayout) => matrix(m, l.shard);
       const q = at(l.q), kk = at(l.k), v = at(l.v), o = at(l.o);
@@ -423,15 +493,22 @@ export class ForwardRunner {
       return {
         ...l, q, k: kk, v, o, gate, up, down,
         moe: l.moe && { ...l.moe, gateExps: at(l.moe.gateExps), upExps: at(l.moe.upExps), downExps: at(l.moe.downExps) },
-        qkvChunks: rowChunks([{ m: q, input: s.xb, out: s.q }, { m: kk, input: s.xb, out: s.k }, { m: v, input: s.xb, out: s.v }], W),
-        oChunks: rowChunks([{ m: o, input: s.att, out: s.proj }], W),
-        gateUpChunks: rowChunks([{ m: gate, input: s.xb, out: s.gate }, { m: up, input: s.xb, out: s.up }], W),
-        downChunks: rowChunks([{ m: down, input: s.gate, out: s.proj }], W),
+        qkvChunks: rowChunks([
+          { m: q, input: s.xb, act: s.act, out: s.q, then: Then.Query },
+          { m: kk, input: s.xb, act: s.act, out: s.k, then: Then.Key },
+          { m: v, input: s.xb, act: s.act, out: s.v, then: Then.Value },
+        ], W, headAlign),
+        oChunks: rowChunks([{ m: o, input: s.att, act: s.act, out: s.proj, then: Then.Residual }], W),
+        gateUpChunks: rowChunks([{ m: gate, input: s.xb, act: s.act, out: s.gate, then: Then.SwiGLU, pair: { m: up, out: s.up } }],
+          W, lcm(16, rangeUnit([down.format]))),
+        downChunks: rowChunks([{ m: down, input: s.gate, act: s.actFfn, out: s.proj, then: Then.Residual }], W),
+        qkvInputs: byFormat([q, kk, v]),
+        gateUpInputs: byFormat([gate, up]),
       };
     });
     this.tokenEmbd = matrix(layout.tokenEmbd, layout.embdShard);
     this.output = matrix(layout.output, layout.outputShard);
-    this.outputChunks = rowChunks([{ m: this.output, input: s.xb, out: s.logits }], W);
+    this.outputChunks = rowChunks([{ m: this.output, input: s.xb, act: s.act, out: s.logits }], W);
     const c = layout.config;
     if (c.moe && s.moe) {
       for (let shard = 0; shard < layout.shards; shard++) {
@@ -456,6 +533,17 @@ export class ForwardRunner {
    * One forward step, as described in the step inputs (header, tokens, groups, tables, outRows):
    * the logits of the out rows land in state.logits, in order. The caller has checked the inputs
    * and written the RoPE table (one row per token, for its own position).
+   *
+   * Ops per dense layer (each ends at a barrier): (1) rmsnorm and the q/k/v input conversions, per
+   * token, or per range of a token's row when there are fewer tokens than workers; (2) the q/k/v
+   * matmuls, each item then adding the bias of its rows, rotating them (whole heads) and writing
+   * k/v into the KV pages; (3) attention per (sequence, query heads of one KV head[, tile]), each
+   * item converting its heads' output for o when they are whole blocks of o's format (else one more
+   * op converts it, per token or range); (4) o, each item adding its rows into x; (5) rmsnorm and
+   * the gate/up conversions as (1); (6) gate and up over the same rows in one item, then SwiGLU and
+   * the conversion for down of those rows; (7) down, adding into x. One token in flight thus runs 6
+   * ops a layer with every worker busy in each. Every value is computed by one item with the same
+   * code and order whatever the cut, so the logits do not depend on the worker count.
    */
   runStep(w: WorkerSlice): void {
     const L = this.layout;
@@ -466,23 +554,52 @@ export class ForwardRunner {
     const buffer = buffers[0];
     const [T, nGroups, nOut] = new Int32Array(buffer, L.step.header, 3);
     const groups = new Int32Array(buffer, L.step.groups, 4 * nGroups);
-    const { hidden, nHeads, nKVHeads, headDim, ffn } = c;
+    const { hidden, nHeads, nKVHeads, headDim } = c;
     const qDim = nHeads * headDim;
     const kvDim = nKVHeads * headDim;
     const scale = 1 / Math.sqrt(headDim);
     const kvTypeId = KV_TYPE_IDS[L.kvType];
+    const kvBytes = KV_BYTES[L.kvType];
     const scratch = s.scores + w.index * L.scoresStride;
     const row = (base: number, t: number, width: number) => base + 4 * t * width;
     const ids = new Int32Array(buffer, L.step.tokens, T);
-    /** Copies rows of `hidden` floats at `offsets` from shard `from` to the same offsets of shard `to`. */
-    const carry = (from: number, to: number, ...offsets: number[]) => {
-      for (const at of offsets) new Float32Array(buffers[to], at, hidden).set(new Float32Array(buffers[from], at, hidden));
+    /** Copies the step's rows of x from shard `from` to the same offsets of shard `to`. */
+    const carryOp = (from: number, to: number) => {
+      if (from === to) return;
+      w.parallel(T, (t) => {
+        const at = row(s.x, t, hidden);
+        new Float32Array(buffers[to], at, hidden).set(new Float32Array(buffers[from], at, hidden));
+      });
     };
     const headRuns = this.headRuns;
-    // Which group (sequence) each token of the step belongs to.
+    // Which group (sequence) each token of the step belongs to, and its position.
     const groupOf = new Int32Array(T);
-    for (let g = 0; g < nGroups; g++) groupOf.fill(g, groups[4 * g], groups[4 * g] + groups[4 * g + 1]);
-    const matmuls = (chunks: RowChunk[], nTok: number) => w.parallel(chunks.length, (i) => this.matmul(chunks[i], nTok));
+    const posOf = new Int32Array(T);
+    for (let g = 0; g < nGroups; g++) {
+      for (let t = groups[4 * g], j = 0; j < groups[4 * g + 1]; t++, j++) {
+        groupOf[t] = g;
+        posOf[t] = groups[4 * g + 2] + j;
+      }
+    }
+    /** Parts per row of n values in a per-token op: one, unless there are fewer rows than workers. */
+    const partsOf = (rows: number, n: number, unit: number) =>
+      rows >= w.count || n % unit !== 0 ? 1 : Math.min(Math.ceil(w.count / rows), n / unit);
+    /** Values [i0, i1) of f32 row t of `input` (rows of m.cols) converted for m into `act`. */
+    const convertRange = (m: Matrix, input: number, act: number, t: number, i0: number, i1: number) => {
+      m.k[activationConverter(m.format as Exclude<ActivationFormat, "f32">)](
+        input + 4 * (t * m.cols + i0), act + t * m.xStride + activationRowBytes(m.format, i0), i1 - i0);
+    };
+    /** rmsnorm of x rows (rowOf[i], or i) into xb rows i, converted for `inputs`, per row or range. */
+    const normOp = (k: Kernels, norm: number, inputs: Matrix[], nRows: number, rowOf?: Int32Array) => {
+      const unit = rangeUnit(inputs.map((m) => m.format));
+      const P = partsOf(nRows, hidden, unit);
+      w.parallel(nRows * P, (item) => {
+        const i = Math.floor(item / P);
+        const [i0, i1] = sliceRange(hidden, item % P, P, unit);
+        k.rmsnorm_range(row(s.x, rowOf ? rowOf[i] : i, hidden), norm, row(s.xb, i, hidden), hidden, i0, i1, c.eps);
+        for (const m of inputs) convertRange(m, s.xb, s.act[m.format]!, i, i0, i1);
+      });
+    };
     // Attention items, six numbers each: group, query heads [h0, h1), tokens [t0, t1) of the group,
     // and 1 for the flash kernel (a (KV head, tile) item) or 0 for attention_paged_* (a head run, all tokens).
     const attnItems: number[] = [];
@@ -497,98 +614,114 @@ export class ForwardRunner {
         for (const [h0, h1] of headRuns) attnItems.push(g, h0, h1, 0, n, 0);
       }
     }
+    /** Whether every attention item's heads are whole units of `unit` values (its o conversion can follow it). */
+    const headsAligned = (unit: number) => {
+      for (let u = 0; u < attnItems.length; u += 6) {
+        if ((attnItems[u + 1] * headDim) % unit !== 0 || (attnItems[u + 2] * headDim) % unit !== 0) return false;
+      }
+      return true;
+    };
 
-    let prev: (typeof this.layers)[number] | undefined;
+    const first = this.layers[0];
+    // The embedding rows into x (in the embedding's shard), carried to the first layer's shard.
+    w.parallel(T, (t) => {
+      this.tokenEmbd.kernels.dequantize(this.tokenEmbd.offset + ids[t] * this.tokenEmbd.rowBytes, row(s.x, t, hidden), hidden);
+    });
+    carryOp(L.embdShard, first.shard);
+
     for (const [layer, l] of this.layers.entries()) {
       const k = this.k[l.shard];
       const attention = pagedAttention(k, L.kvType);
       const flash = flashAttention(k, L.kvType);
-      const from = prev ? prev.shard : L.embdShard;
-      // Per token: the residual of the layer before (or the embedding), rmsnorm, q/k/v inputs; at a
-      // shard boundary, the token's rows of x and proj come over from the shard before first.
-      w.parallel(T, (t) => {
-        if (prev) {
-          if (from !== l.shard) carry(from, l.shard, row(s.x, t, hidden), row(s.proj, t, hidden));
-          k.add(row(s.x, t, hidden), row(s.proj, t, hidden), row(s.x, t, hidden), hidden);
-        } else {
-          this.tokenEmbd.kernels.dequantize(this.tokenEmbd.offset + ids[t] * this.tokenEmbd.rowBytes, row(s.x, t, hidden), hidden);
-          if (from !== l.shard) carry(from, l.shard, row(s.x, t, hidden));
+      normOp(k, l.attnNorm, l.qkvInputs, T);
+      w.parallel(l.qkvChunks.length, (i) => {
+        const ch = l.qkvChunks[i];
+        this.matmul(ch, T);
+        const { r0, r1 } = ch;
+        const n = r1 - r0;
+        if (ch.then === Then.Query) {
+          for (let t = 0; t < T; t++) k.add_bias(row(s.q, t, qDim) + 4 * r0, l.qBias + 4 * r0, 1, n);
+          k.rope_neox(s.q + 4 * r0, T, n / headDim, headDim, qDim, s.cosSin);
+          return;
         }
-        k.rmsnorm(row(s.x, t, hidden), l.attnNorm, row(s.xb, t, hidden), hidden, 1, c.eps);
-        this.convert(l.q, s.xb, t);
-        if (l.k.format !== l.q.format) this.convert(l.k, s.xb, t);
-        if (l.v.format !== l.q.format && l.v.format !== l.k.format) this.convert(l.v, s.xb, t);
-      });
-      matmuls(l.qkvChunks, T);
-      // Per token: biases, RoPE, and the K and V rows into the sequence's pages.
-      w.parallel(T, (t) => {
-        k.add_bias(row(s.q, t, qDim), l.qBias, 1, qDim);
-        k.add_bias(row(s.k, t, kvDim), l.kBias, 1, kvDim);
-        k.add_bias(row(s.v, t, kvDim), l.vBias, 1, kvDim);
-        k.rope_neox(row(s.q, t, qDim), 1, nHeads, headDim, qDim, row(s.cosSin, t, headDim));
-        k.rope_neox(row(s.k, t, kvDim), 1, nKVHeads, headDim, kvDim, row(s.cosSin, t, headDim));
-        const g = groupOf[t];
-        const pos = groups[4 * g + 2] + (t - groups[4 * g]);
-        k.kv_store_paged(row(s.k, t, kvDim), l.kPool, groups[4 * g + 3], L.pageSize, pos, 1, kvDim, L.kvRowBytes, kvTypeId);
-        k.kv_store_paged(row(s.v, t, kvDim), l.vPool, groups[4 * g + 3], L.pageSize, pos, 1, kvDim, L.kvRowBytes, kvTypeId);
+        const key = ch.then === Then.Key;
+        const out = key ? s.k : s.v;
+        for (let t = 0; t < T; t++) k.add_bias(row(out, t, kvDim) + 4 * r0, (key ? l.kBias : l.vBias) + 4 * r0, 1, n);
+        if (key) k.rope_neox(s.k + 4 * r0, T, n / headDim, headDim, kvDim, s.cosSin);
+        const pool = (key ? l.kPool : l.vPool) + kvBytes(r0);
+        for (let t = 0; t < T; t++) {
+          k.kv_store_paged(row(out, t, kvDim) + 4 * r0, pool, groups[4 * groupOf[t] + 3], L.pageSize, posOf[t], 1, n, L.kvRowBytes, kvTypeId);
+        }
       });
       // Attention per (sequence, run of query heads of one KV head[, tile of tokens]).
+      const o = l.o;
+      const oUnit = rangeUnit([o.format]);
+      const fuseO = o.format !== "f32" && headsAligned(oUnit);
       w.parallel(attnItems.length / 6, (u) => {
         const [g, h0, h1, t0, t1, isFlash] = attnItems.slice(6 * u, 6 * u + 6);
         const start = groups[4 * g] + t0;
         (isFlash ? flash : attention)(s.q + 4 * start * qDim, l.kPool, l.vPool, groups[4 * g + 3], L.pageSize,
           s.att + 4 * start * qDim, scratch, t1 - t0, groups[4 * g + 2] + t0, nHeads, nKVHeads, headDim, qDim,
           L.kvRowBytes, scale, h0, h1);
+        if (fuseO) for (let t = start; t < start + t1 - t0; t++) convertRange(o, s.att, s.act[o.format]!, t, h0 * headDim, h1 * headDim);
       });
-      w.parallel(T, (t) => this.convert(l.o, s.att, t));
-      matmuls(l.oChunks, T);
-      if (l.moe) {
-        // qwen2moe: residual, rmsnorm, routed experts + shared expert into proj (compute/model/moe.ts).
-        this.moe[l.shard].run({ ...l, moe: l.moe }, layer, T, (n, item) => w.parallel(n, item));
-        prev = l;
-        continue;
+      if (o.format !== "f32" && !fuseO) {
+        const P = partsOf(T, qDim, oUnit);
+        w.parallel(T * P, (item) => {
+          const [i0, i1] = sliceRange(qDim, item % P, P, oUnit);
+          convertRange(o, s.att, s.act[o.format]!, Math.floor(item / P), i0, i1);
+        });
       }
-      // Per token: residual, rmsnorm, gate/up inputs.
-      w.parallel(T, (t) => {
-        k.add(row(s.x, t, hidden), row(s.proj, t, hidden), row(s.x, t, hidden), hidden);
-        k.rmsnorm(row(s.x, t, hidden), l.ffnNorm, row(s.xb, t, hidden), hidden, 1, c.eps);
-        this.convert(l.gate, s.xb, t);
-        if (l.up.format !== l.gate.format) this.convert(l.up, s.xb, t);
-      });
-      matmuls(l.gateUpChunks, T);
-      // Per token: SwiGLU, down's input.
-      w.parallel(T, (t) => {
-        k.swiglu(row(s.gate, t, ffn), row(s.up, t, ffn), row(s.gate, t, ffn), ffn);
-        this.convert(l.down, s.gate, t);
-      });
-      matmuls(l.downChunks, T);
-      prev = l;
+      this.matmuls(w, l.oChunks, T);
+      if (l.moe) {
+        // qwen2moe: rmsnorm, routed experts + shared expert, added into x (compute/model/moe.ts).
+        this.moe[l.shard].run({ ...l, moe: l.moe }, layer, T, (n, item) => w.parallel(n, item));
+      } else {
+        normOp(k, l.ffnNorm, l.gateUpInputs, T);
+        const down = l.down;
+        w.parallel(l.gateUpChunks.length, (i) => {
+          const ch = l.gateUpChunks[i];
+          this.matmul(ch, T);
+          const pair = ch.pair!;
+          this.matmul({ ...ch, m: pair.m, out: pair.out }, T);
+          const { r0, r1 } = ch;
+          const ffn = l.gate.rows;
+          for (let t = 0; t < T; t++) {
+            k.swiglu(row(s.gate, t, ffn) + 4 * r0, row(s.up, t, ffn) + 4 * r0, row(s.gate, t, ffn) + 4 * r0, r1 - r0);
+            if (down.format !== "f32") convertRange(down, s.gate, s.actFfn[down.format]!, t, r0, r1);
+          }
+        });
+        this.matmuls(w, l.downChunks, T);
+      }
+      carryOp(l.shard, layer + 1 < this.layers.length ? this.layers[layer + 1].shard : L.outputShard);
     }
 
-    // The out rows: the last residual, the final norm (gathered to rows 0..nOut-1 of xb), the LM head.
+    // The out rows: the final norm (gathered to rows 0..nOut-1 of xb), the LM head.
     const outRows = new Int32Array(buffer, L.step.outRows, nOut);
-    const k = this.k[L.outputShard];
-    const from = prev ? prev.shard : L.embdShard;
-    w.parallel(nOut, (i) => {
-      const r = outRows[i];
-      if (from !== L.outputShard) carry(from, L.outputShard, row(s.x, r, hidden), row(s.proj, r, hidden));
-      k.add(row(s.x, r, hidden), row(s.proj, r, hidden), row(s.xb, i, hidden), hidden);
-      k.rmsnorm(row(s.xb, i, hidden), L.outputNorm, row(s.xb, i, hidden), hidden, 1, c.eps);
-      this.convert(this.output, s.xb, i);
-    });
-    matmuls(this.outputChunks, nOut);
+    normOp(this.k[L.outputShard], L.outputNorm, byFormat([this.output]), nOut, outRows);
+    this.matmuls(w, this.outputChunks, nOut);
   }
 
-  /** Converts input row t to the matrix's activation format (nothing for f32 weights). */
-  private convert(m: Matrix, input: number, t: number): void {
-    if (m.format === "f32") return;
-    m.k[activationConverter(m.format)](input + 4 * t * m.cols, this.layout.state.act[m.format]! + t * m.xStride, m.cols);
+  /** One matmul op: its chunks spread over the workers, each with what follows its rows. */
+  private matmuls(w: WorkerSlice, chunks: RowChunk[], T: number): void {
+    const s = this.layout.state;
+    const hidden = this.layout.config.hidden;
+    w.parallel(chunks.length, (i) => {
+      const ch = chunks[i];
+      this.matmul(ch, T);
+      if (ch.then === Then.Residual) {
+        for (let t = 0; t < T; t++) {
+          const at = 4 * (t * hidden + ch.r0);
+          ch.m.k.add(s.x + at, ch.out + at, s.x + at, ch.r1 - ch.r0);
+        }
+      }
+    });
   }
 
   /** One chunk of rows of out (T, m.rows) = input (T, m.cols) · mᵀ. */
   private matmul(c: RowChunk, T: number): void {
     const m = c.m;
-    const x = m.format === "f32" ? c.input : this.layout.state.act[m.format]!;
+    const x = m.format === "f32" ? c.input : c.act[m.format]!;
     const xStride = m.format === "f32" ? 4 * m.cols : m.xStride;
     m.kernels.matmul(m.offset, x, c.out, m.cols, c.r0, c.r1, T, xStride, m.rows);
   }

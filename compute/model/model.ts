@@ -395,6 +395,7 @@ export async function planModel(file: GGUFFile, config: Qwen2Config, described: 
   const firstLayerUnit = tied ? 0 : 1;
   const headUnit = units.length - 1;
   const matrixTypes = [...described.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]), described.output].map((t) => t.type);
+  const downTypes = described.layers.filter((l) => !l.moe).map((l) => l.down.type);
   const expertTypes = described.layers.flatMap((l) => l.moe ? [l.moe.gateExps, l.moe.upExps, l.moe.downExps] : []).map((t) => t.type);
   const placementOf = (unitShard: readonly number[], count: number): ShardPlacement => ({
     count,
@@ -404,7 +405,7 @@ export async function planModel(file: GGUFFile, config: Qwen2Config, described: 
   });
   const layWith = (unitShard: readonly number[], count: number) => (arenas: readonly Allocator[], kvPages: number) => {
     const options = forwardOptions(kvPages);
-    const common = arenas.map((a) => planShardState(a, config, matrixTypes, expertTypes, options))[0];
+    const common = arenas.map((a) => planShardState(a, config, matrixTypes, expertTypes, downTypes, options))[0];
     const control = arenas.map((a) => a.alloc(4 * CONTROL_WORDS))[0];
     const placed = new Map<string, WeightTensor & { shard: number }>();
     units.forEach((unit, u) => {

@@ -114,7 +114,7 @@ export interface MoELayer {
 export interface MoEStepBuffers {
   x: number;     // (T, hidden) residual stream, updated in place
   xb: number;    // (T, hidden) the normed input
-  proj: number;  // (T, hidden) the attention output projection (added here), then the FFN's output
+  proj: number;  // (T, hidden) scratch: the shared expert's output
   gate: number;  // (T, F_s)
   up: number;    // (T, F_s)
   act: Partial<Record<ActivationFormat, number>>; // (T, rowBytes) converted inputs of the dense matrices
@@ -127,9 +127,9 @@ export class MoEFeedForward {
     private readonly s: MoEStepBuffers, private readonly m: MoEStateLayout) {}
 
   /**
-   * x += attention projection, then the MoE FFN of layer `layer` for the step's T tokens, into
-   * proj (the caller adds it to x, as after a dense FFN). Ops:
-   * (1) per token: residual, rmsnorm, input conversions, router logits, softmax and top-K, shared
+   * The MoE FFN of layer `layer` for the step's T tokens (x holds the attention's residual already),
+   * added into x. Ops:
+   * (1) per token: rmsnorm, input conversions, router logits, softmax and top-K, shared
    * gate; (2) the grouping of (token, slot) pairs by expert; (3) gather of each grouped row's input;
    * (4) gate/up matmuls per (selected expert, row chunk) and of the shared expert per row chunk;
    * (5) SwiGLU and conversion of the down inputs per row; (6) down matmuls likewise; (7) per token:
@@ -156,7 +156,6 @@ export class MoEFeedForward {
     parallel(T, (t) => {
       const xt = s.x + 4 * t * hidden;
       const xbt = s.xb + 4 * t * hidden;
-      k.add(xt, s.proj + 4 * t * hidden, xt, hidden);
       k.rmsnorm(xt, l.ffnNorm, xbt, hidden, 1, this.eps);
       for (const format of inputFormats) {
         if (format === "f32") continue;
@@ -284,10 +283,11 @@ export class MoEFeedForward {
       }
     });
 
-    // (7) Per token: proj = (Σ_slot p·y in slot order) + g·sh, rounded to f32 at each step as ggml
-    // does; the next op adds it to x (the next layer's norm op, or the out rows').
+    // (7) Per token: x += (Σ_slot p·y in slot order) + g·sh, rounded to f32 at each step as ggml
+    // does (the sum, then the residual add).
     parallel(T, (t) => {
       const sh = (s.proj >> 2) + t * hidden;
+      const xt = (s.x >> 2) + t * hidden;
       const g = f32[(m.sharedGate >> 2) + t];
       const rows: number[] = [];
       const p: number[] = [];
@@ -298,7 +298,7 @@ export class MoEFeedForward {
       for (let i = 0; i < hidden; i++) {
         let sum = Math.fround(f32[rows[0] + i] * p[0]);
         for (let slot = 1; slot < K; slot++) sum = Math.fround(sum + Math.fround(f32[rows[slot] + i] * p[slot]));
-        f32[sh + i] = Math.fround(sum + Math.fround(f32[sh + i] * g));
+        f32[xt + i] = Math.fround(f32[xt + i] + Math.fround(sum + Math.fround(f32[sh + i] * g)));
       }
     });
   }

@@ -191,6 +191,22 @@ describe("rmsnorm", () => {
       expect(Array.from(f32At(x, n * nRows))).toEqual(Array.from(got));
     }
   });
+
+  it("rmsnorm_range: rows written in ranges (any cut, aligned or not) equal rmsnorm's rows bit for bit", () => {
+    for (const [n, cuts] of [[896, [0, 32, 448, 896]], [896, [0, 7, 13, 500, 895, 896]], [1536, [0, 768, 1536]], [7, [0, 3, 7]]] as const) {
+      resetAlloc();
+      const x = putF32(normals(n, 3 * n, 2));
+      const w = putF32(normals(n, 5 * n));
+      const whole = alloc(n * 4);
+      const ranged = alloc(n * 4);
+      const eps = 1e-6;
+      K.rmsnorm(x, w, whole, n, 1, eps);
+      for (let c = 0; c + 1 < cuts.length; c++) K.rmsnorm_range(x, w, ranged, n, cuts[c], cuts[c + 1], eps);
+      const a = new Uint32Array(f32At(whole, n).slice().buffer), b = new Uint32Array(f32At(ranged, n).slice().buffer);
+      expect(a.length).toBe(n);
+      expect(Array.from(b)).toEqual(Array.from(a));
+    }
+  });
 });
 
 // --------------------------------------------------------------------------------------------- rope

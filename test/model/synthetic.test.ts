@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { parseGGUFBytes } from "../../weights/gguf/reader";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { readQwen2Vocabulary, synthQwen2, SYNTH_TYPES, type SynthType } from "../../tools/synth";
+import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2, synthQwen2Mix, SYNTH_TYPES, type SynthType } from "../../tools/synth";
 import { loadQwen2, prefill } from "../../compute/model/model";
 import { ReferenceQwen2 } from "../reference/qwen2-reference";
 import { relDiff, tolerance, prompt } from "./helpers";
@@ -90,29 +90,51 @@ describe("the KV cache and prefill chunks", () => {
 });
 
 describe("worker pool", () => {
-  it("logits are bit-identical for 1, 2, 3 and 4 workers (prefill and decode)", async () => {
-    const bytes = await tinyModel("Q4_1");
-    const tokens = prompt(19);
-    const results: Float32Array[] = [];
-    for (const threads of [1, 2, 3, 4]) {
-      const model = await loadQwen2(bytes, { threads, oversubscribe: true, contextLength: 32, maxTokens: 32 });
-      expect(model.forward.threads).toBe(threads);
-      const all = await model.forward.step(tokens, 0, true);
-      const next = await model.forward.step([5], tokens.length);
-      const joined = new Float32Array(all.length + next.length);
-      joined.set(all);
-      joined.set(next, all.length);
-      results.push(joined);
-      await model.dispose();
-    }
-    for (let i = 1; i < results.length; i++) {
-      const a = new Uint32Array(results[0].buffer);
-      const b = new Uint32Array(results[i].buffer);
-      let differing = 0;
-      for (let j = 0; j < a.length; j++) if (a[j] !== b[j]) differing++;
-      expect(differing, `${i + 1} workers vs 1: differing logits`).toBe(0);
-    }
-  });
+  // A decode token is cut into ranges of its rows when there are fewer tokens than workers, and the
+  // q/k/v, gate/up items carry the bias, RoPE, KV store, SwiGLU and conversions of their rows: Q4_1
+  // (q8_1 inputs, 32-value blocks; o converted inside the attention items), and a K-quant mix at
+  // hidden 256 with 64-wide heads (q8_K inputs in 256-value blocks: a run of two heads is not whole
+  // blocks, so o's conversion is an op of its own).
+  const models: [string, () => Promise<Uint8Array>][] = [
+    ["tiny Q4_1", () => tinyModel("Q4_1")],
+    ["Q4_K_M, hidden 256, 4 heads of 64", () => writeGGUFBytes(synthQwen2Mix({
+      shape: { ...QWEN2_PRESETS.tiny, hidden: 256, ffn: 512, heads: 4, kvHeads: 2 }, vocabulary, mix: "Q4_K_M", seed: 3,
+    }))],
+  ];
+  for (const [name, make] of models) {
+    it(`${name}: logits are bit-identical for 1, 2, 3 and 4 workers (prefill, decode, two sequences in a step)`, async () => {
+      const bytes = await make();
+      const tokens = prompt(19);
+      const results: Float32Array[] = [];
+      for (const threads of [1, 2, 3, 4]) {
+        const model = await loadQwen2(bytes, { threads, oversubscribe: true, contextLength: 32, maxTokens: 32, maxSequences: 2 });
+        expect(model.forward.threads).toBe(threads);
+        const f = model.forward;
+        const all = await f.step(tokens, 0, true);
+        const next = await f.step([5], tokens.length);
+        // A second sequence on the pool's last pages, decoded beside the first in one step.
+        const table = Array.from({ length: f.layout.pagesPerSequence }, (_, i) => f.layout.kvPages - 1 - i);
+        await f.run([7, 8, 9], [{ tokenStart: 0, nTok: 3, pos0: 0, table }], [2]);
+        const both = await f.run([6, 10], [{ tokenStart: 0, nTok: 1, pos0: tokens.length + 1, table: Array.from({ length: f.layout.pagesPerSequence }, (_, i) => i) },
+          { tokenStart: 1, nTok: 1, pos0: 3, table }], [0, 1]);
+        const joined = new Float32Array(all.length + next.length + both.length);
+        joined.set(all);
+        joined.set(next, all.length);
+        joined.set(both, all.length + next.length);
+        results.push(joined);
+        await model.dispose();
+      }
+      expect(results).toHaveLength(4);
+      for (let i = 1; i < results.length; i++) {
+        const a = new Uint32Array(results[0].buffer);
+        const b = new Uint32Array(results[i].buffer);
+        expect(b.length).toBe(a.length);
+        let differing = 0;
+        for (let j = 0; j < a.length; j++) if (a[j] !== b[j]) differing++;
+        expect(differing, `${i + 1} workers vs 1: differing logits`).toBe(0);
+      }
+    });
+  }
 });
 
 describe("memory", () => {
