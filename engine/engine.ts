@@ -343,6 +343,7 @@ export class QwasmEngine implements Engine {
    * it, the request being sampled (or, outside sampling, every request of the step).
    */
   private async run(): Promise<void> {
+    let stepEnd = -1; // when the step before returned, while the loop goes straight on (EngineStats.stepGaps)
     while (!this.disposed && (this.running.length > 0 || this.waiting.length > 0)) {
       this.dropEnded();
       this.admit();
@@ -357,11 +358,21 @@ export class QwasmEngine implements Engine {
       if (!step) {
         // Nothing can run now (waiting requests need pages that running ones hold): wait a tick.
         await new Promise((resolve) => setTimeout(resolve, 1));
+        stepEnd = -1;
         continue;
       }
       for (const seq of step.sequences) this.inFlight.add(seq);
+      const start = performance.now();
+      if (stepEnd >= 0) {
+        this.stats.stepGaps++;
+        this.stats.stepGapSeconds += (start - stepEnd) / 1000;
+      }
+      stepEnd = -1;
       try {
         const logits = await this.model.forward.run(step.tokens, step.groups, step.outRows);
+        stepEnd = performance.now();
+        this.stats.steps++;
+        this.stats.stepSeconds += (stepEnd - start) / 1000;
         this.afterStep(step, logits);
       } catch (e) {
         this.failAll(step.sequences, e);

@@ -1,6 +1,7 @@
 // What the engine counts for monitoring (the server's GET /metrics reads it): requests by outcome,
 // tokens, prefix-cache lookups and hits, and latency histograms. Plain numbers, updated as requests
-// are admitted, sample tokens and end; nothing here is timed or allocated per token.
+// are admitted, sample tokens and end; nothing here is allocated per token, and a step is timed by
+// two performance.now() calls.
 import { QwasmError } from "../platform/errors";
 
 /** A histogram with fixed upper bounds (seconds), as Prometheus exposes them (cumulative on output). */
@@ -47,6 +48,15 @@ export class EngineStats {
   readonly e2eLatency = new Histogram(REQUEST_BUCKETS);
   /** From the call to admission (a slot and the KV pages reserved). */
   readonly queueTime = new Histogram(REQUEST_BUCKETS);
+  /** Forward steps that returned, and their seconds from the call to the return (the kernels, the
+   *  workers' hand-off, the logits' copy). */
+  steps = 0;
+  stepSeconds = 0;
+  /** The engine's own time between a step's return and the next step's start, when the scheduler
+   *  went straight on (sampling, logprobs, grammar, detokenizing, stop strings, streams, admission,
+   *  building the step): the gaps counted and their seconds. */
+  stepGaps = 0;
+  stepGapSeconds = 0;
 
   countFailure(error: unknown): void {
     const code = error instanceof QwasmError ? error.code : "INTERNAL";

@@ -67,7 +67,16 @@ export interface BenchResult {
   /** Weight bytes one decoded token reads (for a MoE model: attention, router, shared expert, its K
    *  experts' slabs, LM head; compute/model/moe.ts tokenReadBytes) times the forward-only decode rate. */
   forwardDecodeWeightGBps: number;
-  /** engineDecodeMsPerToken - forwardDecodeMsPerToken, and that as a percentage of the engine's step. */
+  /** The engine's own time per decode step, timed inside it (EngineStats.stepGaps: from a step's
+   *  return to the next step's start: sampling, detokenizer, stop check, stream, scheduler), and that
+   *  as a percentage of the engine's step (its own time + the forward step inside it); from the run
+   *  with the fastest engine decode. */
+  engineOwnMsPerStep: number;
+  engineOwnPercent: number;
+  /** The mean forward step (forward.run) inside the engine while decoding, in that run. */
+  engineStepMs: number;
+  /** engineDecodeMsPerToken - forwardDecodeMsPerToken (separate runs: noisy on a shared machine),
+   *  and that as a percentage of the engine's step. */
   engineOverheadMsPerToken: number;
   engineOverheadPercent: number;
   /** Sampler.sample at temperature 0.7 / top-p 0.9 on the last step's logits (vocabSize of them). */
@@ -99,9 +108,13 @@ function positiveInteger(name: string, v: number, least = 1): number {
   return v;
 }
 
-/** One request, timed as its caller sees it: when each delta carrying tokens arrives. */
+/** One request, timed as its caller sees it: when each delta carrying tokens arrives; and, from
+ *  the engine's stats after the first token, its decode steps: the mean forward step inside the
+ *  engine and the engine's own time between steps (EngineStats.stepGaps), per gap. */
 async function timedRequest(engine: QwasmEngine, prompt: number[], options: RequestOptions):
-  Promise<{ firstTokenMs: number; decodeMs: number; decodeTokens: number }> {
+  Promise<{ firstTokenMs: number; decodeMs: number; decodeTokens: number; stepMs: number; gapMs: number }> {
+  const stats = engine.stats;
+  let at = { steps: 0, stepSeconds: 0, gaps: 0, gapSeconds: 0 };
   const t0 = performance.now();
   const stream = engine.generateTokens(prompt, options);
   let first = -1;
@@ -110,12 +123,21 @@ async function timedRequest(engine: QwasmEngine, prompt: number[], options: Requ
   for await (const delta of stream) {
     if (delta.tokens.length === 0) continue;
     const now = performance.now();
-    if (first < 0) first = now;
-    else decodeTokens += delta.tokens.length;
+    if (first < 0) {
+      first = now;
+      at = { steps: stats.steps, stepSeconds: stats.stepSeconds, gaps: stats.stepGaps, gapSeconds: stats.stepGapSeconds };
+    } else {
+      decodeTokens += delta.tokens.length;
+    }
     last = now;
   }
   await stream;
-  return { firstTokenMs: first - t0, decodeMs: last - first, decodeTokens };
+  const steps = stats.steps - at.steps, gaps = stats.stepGaps - at.gaps;
+  return {
+    firstTokenMs: first - t0, decodeMs: last - first, decodeTokens,
+    stepMs: steps > 0 ? (1000 * (stats.stepSeconds - at.stepSeconds)) / steps : 0,
+    gapMs: gaps > 0 ? (1000 * (stats.stepGapSeconds - at.gapSeconds)) / gaps : 0,
+  };
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -145,7 +167,7 @@ export async function main(argv: string[]): Promise<number> {
     // Warm-up (not counted): the same shape, a few tokens.
     await timedRequest(engine, randomPrompt(promptTokens, vocab, 999), { ...request, maxTokens: Math.min(genTokens, 4) });
 
-    const best = { firstTokenMs: Infinity, engineDecodeMs: Infinity, forwardPrefillMs: Infinity, forwardDecodeMs: Infinity, constrainedDecodeMs: Infinity };
+    const best = { firstTokenMs: Infinity, engineDecodeMs: Infinity, forwardPrefillMs: Infinity, forwardDecodeMs: Infinity, constrainedDecodeMs: Infinity, gapMs: Infinity, stepMs: Infinity };
     let trieMs = 0;
     if (schemaFile !== undefined) {
       const t = performance.now();
@@ -156,7 +178,14 @@ export async function main(argv: string[]): Promise<number> {
     for (let r = 0; r < repeat; r++) {
       const e = await timedRequest(engine, randomPrompt(promptTokens, vocab, 12345 + r), request);
       best.firstTokenMs = Math.min(best.firstTokenMs, e.firstTokenMs);
-      if (e.decodeTokens > 0) best.engineDecodeMs = Math.min(best.engineDecodeMs, e.decodeMs / e.decodeTokens);
+      if (e.decodeTokens > 0) {
+        // The engine's share is taken from the run with the fastest decode, so both figures are one run's.
+        if (e.decodeMs / e.decodeTokens < best.engineDecodeMs) {
+          best.gapMs = e.gapMs;
+          best.stepMs = e.stepMs;
+        }
+        best.engineDecodeMs = Math.min(best.engineDecodeMs, e.decodeMs / e.decodeTokens);
+      }
       if (schemaFile !== undefined) {
         // Right after the unconstrained request, so both see the same machine.
         const c = await timedRequest(engine, randomPrompt(promptTokens, vocab, 23456 + r), { ...request, ignoreEos: false, ...constraint });
@@ -197,6 +226,9 @@ export async function main(argv: string[]): Promise<number> {
       forwardDecodeTokensPerSecond: decoded ? 1000 / best.forwardDecodeMs : 0,
       forwardDecodeMsPerToken: decoded ? best.forwardDecodeMs : 0,
       forwardDecodeWeightGBps: decoded ? tokenReadBytes(engine.model.config, engine.model.tensors).total / (1e6 * best.forwardDecodeMs) : 0,
+      engineOwnMsPerStep: decoded ? best.gapMs : 0,
+      engineOwnPercent: decoded ? (100 * best.gapMs) / (best.gapMs + best.stepMs) : 0,
+      engineStepMs: decoded ? best.stepMs : 0,
       engineOverheadMsPerToken: overhead,
       engineOverheadPercent: decoded ? (100 * overhead) / best.engineDecodeMs : 0,
       samplerMsPerToken: samplerTime(lastLogits),
@@ -228,8 +260,11 @@ export async function main(argv: string[]): Promise<number> {
       `forward only     prefill ${result.forwardPrefillTokensPerSecond.toFixed(1)} tokens/s, decode ${result.forwardDecodeTokensPerSecond.toFixed(2)} ` +
         `tokens/s: forward.step and an argmax, nothing else (kernels and worker hand-off); decode streams ` +
         `${result.forwardDecodeWeightGBps.toFixed(2)} GB/s of the weights a token reads`,
-      `engine cost      ${result.engineOverheadMsPerToken.toFixed(3)} ms per decode step (${result.engineOverheadPercent.toFixed(1)}% of it): ` +
-        `engine decode ms/token minus forward-only decode ms/token`,
+      `engine cost      ${result.engineOwnMsPerStep.toFixed(3)} ms per decode step (${result.engineOwnPercent.toFixed(1)}% of it): ` +
+        `the engine's own time from a step's return to the next step's start (sampling, detokenizer, stop check, stream, ` +
+        `scheduler), timed inside it, beside ${result.engineStepMs.toFixed(2)} ms in forward.run; ` +
+        `engine decode minus forward-only decode (separate runs): ` +
+        `${result.engineOverheadMsPerToken.toFixed(3)} ms (${result.engineOverheadPercent.toFixed(1)}%)`,
       `sampler          ${result.samplerMsPerToken.toFixed(3)} ms/token: Sampler.sample at temperature 0.7, top-p 0.9 on ` +
         `${vocab} logits (the last forward step's), alone`,
       `wasm memory      ${mib(result.wasmMemoryBytes)}${result.wasmMemories > 1 ? ` in ${result.wasmMemories} memories (shards)` : ""}`,

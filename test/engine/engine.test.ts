@@ -56,6 +56,22 @@ describe("continuous batching", () => {
   });
 });
 
+describe("stats", () => {
+  it("count the steps and time the engine's own gaps between them", async () => {
+    const e = await engine();
+    const { tokens } = await e.generateTokens(randomPrompt(10, 7), { maxTokens: 12, ignoreEos: true }).result;
+    expect(tokens).toHaveLength(12);
+    // One prefill step (10 tokens < maxTokens 64), then 11 decode steps; each step after the first
+    // follows a gap the engine spent sampling, detokenizing and building the next one.
+    expect(e.stats.steps).toBe(12);
+    expect(e.stats.stepGaps).toBe(11);
+    expect(e.stats.stepSeconds).toBeGreaterThan(0);
+    expect(e.stats.stepGapSeconds).toBeGreaterThan(0);
+    expect(e.stats.stepGapSeconds).toBeLessThan(e.stats.stepSeconds + 1);
+    await e.dispose();
+  });
+});
+
 describe("prefix reuse", () => {
   it("a repeated prompt prefix is not computed again and gives the same tokens", async () => {
     const e = await engine();
