@@ -4,6 +4,8 @@ import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync, mkdirSync, existsSync, chmodSync, readdirSync, rmSync, statSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import binaryen from "binaryen";
+import { hoistModule } from "./hoist-constants.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const kernelsOnly = process.argv.includes("--kernels-only");
@@ -51,6 +53,12 @@ function compileKernels(asc, entry, name, target, flags, bindings) {
   execFileSync(process.execPath, [asc, entry, "--config", "asconfig.json", "--target", target,
     "--outFile", `build/${name}.wasm`, "--textFile", `build/${name}.wat`, ...(bindings ? ["--bindings", "esm"] : []), ...flags],
   { cwd: root, stdio: "inherit" });
+  // V8 13 (Node 24) rebuilds a v128.const at every use in a loop: hoist them (scripts/hoist-constants.mjs)
+  const watFile = join(root, "build", `${name}.wat`);
+  const { wasm, wat, stats } = hoistModule(readFileSync(watFile, "utf8"), binaryen.Features.All);
+  writeFileSync(join(root, "build", `${name}.wasm`), wasm);
+  writeFileSync(watFile, wat);
+  console.log(`kernels: build/${name}.wasm: ${stats.uses} loop constants read from ${stats.locals} locals in ${stats.functions} functions`);
 }
 
 function buildKernels() {
