@@ -13,7 +13,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import v8 from "node:v8";
 
-v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
+// Node 20 needs the flag; Node 22 and later have relaxed SIMD on and V8 13 (Node 24) no longer knows it
+if (Number(process.versions.node.split(".")[0]) < 22) v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
