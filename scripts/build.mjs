@@ -4,7 +4,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync, mkdirSync, existsSync, chmodSync, readdirSync, rmSync, statSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import binaryen from "binaryen";
+import binaryen from "assemblyscript/binaryen"; // the binaryen that asc itself uses (assemblyscript re-exports it)
 import { hoistModule } from "./hoist-constants.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");

@@ -5,7 +5,7 @@
 // V8 11/12's TurboFan (Node 20/22) materialized it once before the loop; a constant that arrives in a
 // local set before the loop is built once there by both. A local holding a constant computes what the
 // constant does: the results are bit-identical. Zero and all-ones constants stay (one pxor/pcmpeqd).
-import binaryen from "binaryen";
+import binaryen from "assemblyscript/binaryen"; // the binaryen that asc itself uses (assemblyscript re-exports it)
 
 const OPEN = /^\s*(block|loop|if|try)\b/;
 const END = /^\s*end\b/;
