@@ -6,7 +6,8 @@
 // Whatever throws while a step is built, run or finished fails the requests it concerns and nothing
 // else: their streams reject, their pages come back, and the loop goes on with the other requests.
 import { QwasmError } from "../platform/errors";
-import { loadQwen2, type LoadOptions, type Qwen2Model } from "../compute/model/model";
+import { loadQwen2, preflightModel, type LoadOptions, type MemoryPlan, type Qwen2Model } from "../compute/model/model";
+import type { GGUFFile } from "../weights/gguf/reader";
 import { PagedKVCache } from "../compute/model/kv-cache";
 import type { StepGroup } from "../compute/model/forward";
 import { Sampler } from "./sampler/sampler";
@@ -638,9 +639,9 @@ export class QwasmEngine implements Engine {
  * await engine.dispose();
  */
 export async function createEngine(source: GGUFSource, options: EngineOptions = {}): Promise<QwasmEngine> {
-  const { maxQueue, requestTimeoutMs, ...loadOptions } = options;
+  const { maxQueue, requestTimeoutMs } = options;
   checkLimits({ maxQueue, requestTimeoutMs });
-  const model = await loadQwen2(source, { ...loadOptions, maxSequences: options.maxSequences ?? 8 });
+  const model = await loadQwen2(source, modelOptions(options));
   try {
     const tokenizer = tokenizerFromMetadata(model.file.metadata);
     return new QwasmEngine(model, tokenizer, chatTemplateFromMetadata(model.file.metadata), { maxQueue, requestTimeoutMs });
@@ -648,6 +649,23 @@ export async function createEngine(source: GGUFSource, options: EngineOptions = 
     await model.dispose();
     throw e;
   }
+}
+
+/**
+ * The memory plan createEngine would make for `file` with `options`, from the header alone, held
+ * against the host's memory: throws INSUFFICIENT_MEMORY (or OUT_OF_MEMORY, MODEL_*) as createEngine
+ * would, before any tensor byte is needed. The browser's engine worker runs it on header bytes read
+ * with HTTP Range requests before it downloads a model.
+ */
+export async function preflightEngine(file: GGUFFile, options: EngineOptions = {}): Promise<MemoryPlan> {
+  checkLimits({ maxQueue: options.maxQueue, requestTimeoutMs: options.requestTimeoutMs });
+  return (await preflightModel(file, modelOptions(options))).plan;
+}
+
+/** The model's load options of an engine's options (one place: createEngine and preflightEngine). */
+function modelOptions(options: EngineOptions): LoadOptions {
+  const { maxQueue: _queue, requestTimeoutMs: _timeout, ...loadOptions } = options;
+  return { ...loadOptions, maxSequences: options.maxSequences ?? 8 };
 }
 
 function checkLimits({ maxQueue, requestTimeoutMs }: { maxQueue?: number; requestTimeoutMs?: number }): void {

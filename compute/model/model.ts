@@ -275,9 +275,7 @@ export interface Qwen2Model {
 export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOptions = {}): Promise<Qwen2Model> {
   const file = source instanceof GGUFFile ? source : await openGGUF(source, { signal: options.signal });
   try {
-    const config = parseQwen2Config(file.metadata, file.tensors);
-    const described = mapQwen2Tensors(config, file.tensors);
-    const plan = await planModel(file, config, described, options);
+    const { config, plan } = await preflightModel(file, options);
     const { threads, kvPages } = plan;
     if (plan.warning) (options.onWarning ?? console.warn)(plan.warning);
     const memories = plan.shardBytes.map((bytes, i) => {
@@ -312,6 +310,19 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
     await file.close();
     throw e;
   }
+}
+
+/**
+ * The model's config and memory plan from its header alone, held against the host's memory (the
+ * preflight): what loadQwen2 does before it allocates or reads a tensor byte, with the same options.
+ * Only the header is used, so `file` may be opened from header-only bytes (a prefix read with HTTP
+ * Range requests, a RandomAccessFile that has only the header): a browser refuses a model it cannot
+ * hold before downloading it. Throws what loadQwen2 would (INSUFFICIENT_MEMORY, OUT_OF_MEMORY, MODEL_*).
+ */
+export async function preflightModel(file: GGUFFile, options: LoadOptions = {}): Promise<{ config: Qwen2Config; plan: MemoryPlan }> {
+  const config = parseQwen2Config(file.metadata, file.tensors);
+  const described = mapQwen2Tensors(config, file.tensors);
+  return { config, plan: await planModel(file, config, described, options) };
 }
 
 /** How a model will be laid out in its memories, worked out before anything is allocated. */

@@ -6,6 +6,8 @@ import { describe, expect, it } from "vitest";
 import { layoutGGUF } from "../../weights/gguf/writer";
 import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 import { loadQwen2 } from "../../compute/model/model";
+import { createEngine, preflightEngine } from "../../engine/engine";
+import { openGGUF } from "../../weights/gguf/reader";
 import { browserHostMemory, hostMemory, parseAddressSpaceLimit, type HostMemory } from "../../platform/memory";
 import { maxShardBytesOption, parseArgs } from "../../cli/args";
 import { virtualFile } from "./helpers";
@@ -62,6 +64,26 @@ describe("memory preflight", () => {
       .then(() => undefined, (e) => e);
     expect(error?.message).toMatch(/in 2 WebAssembly memories/);
     expect(reads.n).toBe(0);
+  });
+
+  it("preflightEngine refuses from the header alone exactly as createEngine does (the same plan, the same options)", async () => {
+    const host = (gib: number) => ({ available: gib * GiB, total: 16 * GiB, source: "test" });
+    for (const options of [{ threads: 1, hostMemory: host(3) }, { threads: 1, maxSequences: 1, contextLength: 32768, kvType: "f16" as const, hostMemory: host(5) }]) {
+      const reads = { n: 0 };
+      const file = await openGGUF(headerOnly("7b", "Q4_0", reads));
+      const early = await preflightEngine(file, options).then(() => undefined, (e) => e);
+      await file.close();
+      const late = await createEngine(headerOnly("7b", "Q4_0", reads), options).then(() => undefined, (e) => e);
+      expect(early?.code, early?.message).toBe("INSUFFICIENT_MEMORY");
+      expect(early.message).toBe(late?.message);
+      expect(reads.n).toBe(0);
+    }
+    const file = await openGGUF(headerOnly("7b", "Q4_0", { n: 0 }));
+    // The default context (4096) fits in those 5 GiB: the options are the engine's.
+    const plan = await preflightEngine(file, { threads: 1, hostMemory: host(5) });
+    await file.close();
+    expect(plan.weightBytes).toBeGreaterThan(3.9 * GiB);
+    expect(plan.bytes).toBeLessThan(5 * GiB);
   });
 
   it("parses ulimit -v from /proc/self/limits", () => {
