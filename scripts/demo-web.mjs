@@ -30,7 +30,8 @@ const TYPES = {
 /**
  * Starts the server. `port` 0 picks a free one. `routes` maps a URL path to a handler (req, res)
  * that takes over that path (tests use it to break a download halfway). Resolves to { url, port,
- * requests, close() }; `requests` records "METHOD /path" of every request, in order.
+ * requests, close() }; `requests` records "METHOD /path" of every request, in order, and
+ * "GET /path bytes=A-B" for a Range request (one range; the page reads a model's header so).
  */
 export async function startDemoServer({
   port = 8081, host = "127.0.0.1", isolation = true, models = join(root, "models"), routes = {}, quiet = true,
@@ -52,7 +53,8 @@ export async function startDemoServer({
 
   const server = createServer((req, res) => {
     const { pathname } = new URL(req.url ?? "/", "http://localhost");
-    requests.push(`${req.method} ${pathname}`);
+    const range = req.method === "GET" ? /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "") : null;
+    requests.push(`${req.method} ${pathname}${range ? ` ${range[0]}` : ""}`);
     if (!quiet) console.log(`${req.method} ${pathname}`);
     res.setHeader("cache-control", "no-cache");
     if (isolation) {
@@ -80,10 +82,22 @@ export async function startDemoServer({
       res.writeHead(404, { "content-type": "text/plain" }).end(`not found: ${pathname}\n`);
       return;
     }
-    res.writeHead(200, {
-      "content-type": TYPES[extname(file)] ?? "application/octet-stream",
-      "content-length": statSync(file).size,
-    });
+    const size = statSync(file).size;
+    const type = TYPES[extname(file)] ?? "application/octet-stream";
+    if (range) {
+      const start = Number(range[1]);
+      const end = Math.min(size - 1, range[2] === "" ? size - 1 : Number(range[2]));
+      if (start >= size || end < start) {
+        res.writeHead(416, { "content-range": `bytes */${size}` }).end();
+        return;
+      }
+      res.writeHead(206, {
+        "content-type": type, "content-length": end - start + 1, "content-range": `bytes ${start}-${end}/${size}`, "accept-ranges": "bytes",
+      });
+      createReadStream(file, { start, end }).pipe(res);
+      return;
+    }
+    res.writeHead(200, { "content-type": type, "content-length": size, "accept-ranges": "bytes" });
     if (req.method === "HEAD") res.end();
     else createReadStream(file).pipe(res);
   });
