@@ -4,12 +4,13 @@
 // from compute-worker.js beside this bundle); otherwise the model runs here on one thread.
 // Bundled to dist/browser/engine-worker.js.
 import * as Comlink from "comlink";
-import { createEngine, type QwasmEngine } from "../engine/engine";
+import { createEngine, preflightEngine, type EngineOptions, type QwasmEngine } from "../engine/engine";
 import type { CompletionStream } from "../engine/types";
 import { QwasmError } from "../platform/errors";
 import { defaultThreads } from "../compute/model/model";
 import { canUseWorkers } from "../platform/workers";
-import { modelPartUrls, openModelUrl, type OpenedModel } from "./model-cache";
+import { openGGUF } from "../weights/gguf/reader";
+import { modelPartUrls, openModelHeader, openModelUrl, type ModelHeader, type OpenedModel } from "./model-cache";
 import type {
   ModelSource, BrowserEngineInfo, CompletionRequest, EngineWorkerApi, LoadProgress, StreamControl, StreamMessage, WorkerLoadOptions,
 } from "./protocol";
@@ -62,6 +63,40 @@ function filesOf(source: ModelSource): (string | Blob)[] {
   return typeof source === "string" ? modelPartUrls(source) : [source as Blob];
 }
 
+/**
+ * The preflight of a model from URLs: every file's header only (Range requests, or the cached copy),
+ * planned as createEngine will plan it, against this page's memory. A model the page cannot hold is
+ * refused here (INSUFFICIENT_MEMORY, with the numbers) before anything is downloaded or stored.
+ * Returns which URLs have a fresh cached copy. Blobs are read by the load's own preflight (at offsets:
+ * only their headers before the refusal).
+ */
+async function preflightUrls(files: readonly (string | Blob)[], options: EngineOptions, cache: boolean | undefined): Promise<boolean[]> {
+  if (files.every((f) => typeof f !== "string")) return files.map(() => false);
+  const settled = await Promise.allSettled(files.map((f): Promise<ModelHeader | undefined> =>
+    typeof f === "string" ? openModelHeader(f, { cache }) : Promise.resolve(undefined)));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  const heads = settled.map((r) => (r.status === "fulfilled" ? r.value : undefined));
+  const sources = files.map((f, i) => heads[i]?.source ?? f);
+  if (failed) {
+    await Promise.all(sources.map((s) => (s instanceof Response ? s.body?.cancel().catch(() => {}) : undefined)));
+    throw failed.reason;
+  }
+  try {
+    // From 256 KiB, doubling: a part without the vocabulary has a header of a few KiB.
+    const file = await openGGUF(sources.length === 1 ? sources[0] : sources, { firstReadBytes: 256 * 1024 });
+    try {
+      await preflightEngine(file, options);
+    } finally {
+      await file.close().catch(() => {});
+    }
+  } catch (e) {
+    // A cached copy whose header is broken is not kept (as a file that fails to load).
+    if (isFileError(e)) await Promise.all(heads.map((h) => (h?.from === "cache" ? h.discard().catch(() => {}) : undefined)));
+    throw e;
+  }
+  return heads.map((h) => h?.from === "cache");
+}
+
 async function load(source: ModelSource, options: WorkerLoadOptions, onProgress?: (p: LoadProgress) => void): Promise<BrowserEngineInfo> {
   if (engine || loading) throw new QwasmError("INVALID_ARGUMENT", "this engine worker has a model already; start another with loadEngine");
   if (options.threads !== undefined && !(Number.isInteger(options.threads) && options.threads >= 1)) {
@@ -87,6 +122,7 @@ async function load(source: ModelSource, options: WorkerLoadOptions, onProgress?
       const known = sizes.every((s) => s !== undefined);
       progress({ phase, loadedBytes: loadedOf.reduce((a, b) => a + b, 0), totalBytes: known ? sizes.reduce((a, b) => a! + b!, 0) : undefined });
     };
+    const cached = await preflightUrls(files, engineOptions, options.cache);
     const inputs: (ReadableStream<Uint8Array> | Blob)[] = [];
     for (let i = 0; i < files.length; i++) {
       const file = files[i];
@@ -99,6 +135,7 @@ async function load(source: ModelSource, options: WorkerLoadOptions, onProgress?
         cache: options.cache,
         // Parts are read one after the other: store each before reading it (see model-cache.ts).
         storeFirst: files.length > 1,
+        cachedIsFresh: cached[i],
         // One file: its bytes as they arrive (from the network or the cache). Parts: the downloads
         // here, then the tensor bytes copied from the cache (below).
         onProgress: progress && ((p) => {

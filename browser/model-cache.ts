@@ -9,7 +9,15 @@
 // own URL. Its parts are read one after the other, so a part that is downloaded while an earlier one
 // is still being read would pile up in memory behind a tee: parts are therefore stored in the cache
 // first (`storeFirst`) and read from there.
+//
+// Before any of that, the engine worker reads only the GGUF header of every file (`openModelHeader`:
+// from the cached copy when there is a fresh one, else with HTTP Range requests that grow until the
+// header parses, or, from a server that ignores Range, the first bytes of the body and then a cancel)
+// and holds the model's memory plan against the page's memory: a model the page cannot hold is
+// refused (INSUFFICIENT_MEMORY) before it is downloaded or stored.
 import { QwasmError } from "../platform/errors";
+import type { RandomAccessFile } from "../platform/index";
+import type { GGUFPartSource } from "../weights/gguf/source";
 import { parseSplitName, splitSiblingNames } from "../weights/gguf/split";
 import type { LoadProgress } from "./protocol";
 
@@ -41,6 +49,8 @@ export interface OpenModelOptions {
    * a usable cache this is a plain download.
    */
   storeFirst?: boolean;
+  /** The cached copy was found fresh just now (openModelHeader): use it without asking the server again. */
+  cachedIsFresh?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: LoadProgress) => void;
 }
@@ -134,6 +144,117 @@ export function modelPartUrls(url: string): string[] {
 }
 
 /**
+ * The cached copy of `url` when the server announces its size (HEAD), cannot be asked, or `trusted`
+ * says it was just checked; a copy whose size the server no longer announces is deleted.
+ */
+async function freshCopy(cache: Cache, url: string, trusted: boolean, signal?: AbortSignal):
+  Promise<{ body: ReadableStream<Uint8Array>; size?: number; response: Response } | undefined> {
+  const hit = await cache.match(url).catch(() => undefined);
+  if (!hit?.body) return undefined;
+  const stored = Number(hit.headers.get(SIZE_HEADER) ?? NaN);
+  const size = Number.isSafeInteger(stored) ? stored : undefined;
+  const remote = trusted ? undefined : await announcedSize(url, signal);
+  if (remote === undefined || remote === size) return { body: hit.body, size, response: hit };
+  // The file on the server changed: forget the old copy (the caller downloads the new one).
+  await hit.body.cancel().catch(() => {});
+  await cache.delete(url);
+  return undefined;
+}
+
+/** The first Range request asks for this much; the reader asks for more (doubling) until the header parses. */
+const FIRST_RANGE_BYTES = 256 * 1024;
+
+/** A model file's header bytes, for the preflight, and where they came from. */
+export interface ModelHeader {
+  /** What openGGUF reads the header from: the cached Response, a RandomAccessFile over Range requests
+   *  (only the header's bytes are ever fetched), or a body streamed from the start (closing the
+   *  GGUFFile cancels it). */
+  source: GGUFPartSource;
+  /** "cache": a fresh cached copy (pass `cachedIsFresh` to openModelUrl); "network": not cached. */
+  from: "cache" | "network";
+  /** Drops the cached copy (its header is broken). */
+  discard(): Promise<void>;
+}
+
+/** "bytes START-END/TOTAL" of a 206 answer; TOTAL undefined when the server says "*". */
+function contentRange(response: Response): { start: number; end: number; total?: number } | undefined {
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(response.headers.get("content-range")?.trim() ?? "");
+  if (!m) return undefined;
+  return { start: Number(m[1]), end: Number(m[2]), total: m[3] === "*" ? undefined : Number(m[3]) };
+}
+
+async function fetchForHeader(url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    if ((e as { name?: unknown })?.name === "AbortError") throw e;
+    throw new QwasmError("NETWORK", `reading the header of ${url} failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+/**
+ * A file of `size` bytes of which only a prefix is fetched, with Range requests for the bytes not
+ * fetched yet; the GGUF reader only asks for prefixes (the header), never for tensor data.
+ */
+function rangedFile(url: string, size: number, first: Uint8Array, signal?: AbortSignal): RandomAccessFile {
+  let have = first;
+  return {
+    size,
+    async read(offset, length) {
+      const end = Math.min(size, offset + length);
+      if (end > have.length) {
+        const response = await fetchForHeader(url, { headers: { range: `bytes=${have.length}-${end - 1}` }, signal });
+        // Without a readable Content-Range (cross-origin, not exposed), a 206 is the range asked for.
+        const range = response.status === 206 ? contentRange(response) ?? { start: have.length, end: end - 1 } : undefined;
+        if (!range || range.start !== have.length) {
+          await response.body?.cancel().catch(() => {});
+          throw new QwasmError("HTTP_STATUS", `reading the header of ${url}: asked for bytes ${have.length}-${end - 1}, ` +
+            `the server answered HTTP ${response.status}${range ? ` with bytes ${range.start}-${range.end}` : ""}`);
+        }
+        const bytes = new Uint8Array(await response.arrayBuffer());
+        const grown = new Uint8Array(have.length + bytes.length);
+        grown.set(have);
+        grown.set(bytes, have.length);
+        have = grown;
+      }
+      return have.subarray(offset, Math.min(end, have.length));
+    },
+    close: async () => {},
+  };
+}
+
+/**
+ * The GGUF header of a model URL without downloading the model: from a fresh cached copy (no
+ * network but the HEAD that checks it), else with HTTP Range requests (`bytes=0-262143`, then more
+ * as the reader asks), or, when the server ignores Range (200 and the whole body), from the start of
+ * that body, which closing the opened GGUFFile cancels.
+ */
+export async function openModelHeader(url: string, options: { cache?: boolean; signal?: AbortSignal } = {}): Promise<ModelHeader> {
+  const cache = options.cache === false ? undefined : await openCache();
+  if (cache) {
+    const hit = await freshCopy(cache, url, false, options.signal);
+    if (hit) return { source: hit.response, from: "cache", discard: async () => { await cache.delete(url); } };
+  }
+  const nothing = { from: "network" as const, discard: async () => {} };
+  const response = await fetchForHeader(url, { headers: { range: `bytes=0-${FIRST_RANGE_BYTES - 1}` }, signal: options.signal });
+  if (response.status === 206) {
+    // A cross-origin server that does not expose Content-Range (Access-Control-Expose-Headers) still
+    // announces the size to HEAD (Content-Length is always readable).
+    const range = contentRange(response) ?? { start: 0, total: await announcedSize(url, options.signal) };
+    if (range.total !== undefined && range.start === 0) {
+      return { source: rangedFile(url, range.total, new Uint8Array(await response.arrayBuffer()), options.signal), ...nothing };
+    }
+  }
+  if (response.ok && response.status !== 206) return { source: response, ...nothing }; // Range ignored: the body from its start
+  await response.body?.cancel().catch(() => {});
+  if (response.status === 416 || response.status === 206) {
+    // An empty file, or a size the server does not tell: read the body from its start.
+    return { source: await fetchForHeader(url, { signal: options.signal }), ...nothing };
+  }
+  throw new QwasmError("HTTP_STATUS", `fetching ${url} failed: HTTP ${response.status} ${response.statusText}`);
+}
+
+/**
  * Opens a model URL: from the cache when it holds the URL with the size the server announces (or
  * the server cannot be reached), else from the network, filling the cache on the way.
  */
@@ -141,20 +262,12 @@ export async function openModelUrl(url: string, options: OpenModelOptions = {}):
   const cache = options.cache === false ? undefined : await openCache();
   const nothingStored = { stored: Promise.resolve(undefined), discard: async () => {} };
   if (cache) {
-    const hit = await cache.match(url).catch(() => undefined);
-    if (hit?.body) {
-      const size = Number(hit.headers.get(SIZE_HEADER) ?? NaN);
-      const cachedSize = Number.isSafeInteger(size) ? size : undefined;
-      const remote = await announcedSize(url, options.signal);
-      if (remote === undefined || remote === cachedSize) {
-        return {
-          stream: counted(hit.body, "cache", cachedSize, options.onProgress), size: cachedSize, from: "cache",
-          stored: Promise.resolve(undefined), discard: async () => { await cache.delete(url); },
-        };
-      }
-      // The file on the server changed: forget the old copy and download the new one.
-      await hit.body.cancel().catch(() => {});
-      await cache.delete(url);
+    const hit = await freshCopy(cache, url, options.cachedIsFresh === true, options.signal);
+    if (hit) {
+      return {
+        stream: counted(hit.body, "cache", hit.size, options.onProgress), size: hit.size, from: "cache",
+        stored: Promise.resolve(undefined), discard: async () => { await cache.delete(url); },
+      };
     }
   }
 

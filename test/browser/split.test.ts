@@ -65,6 +65,8 @@ async function openDemo(page: Page, url: string): Promise<void> {
 }
 
 const downloads = (path: string) => server.requests.filter((r) => r === `GET ${path}`).length;
+/** Every GET of `path`: downloads and the preflight's Range reads of its header ("GET path bytes=A-B"). */
+const gets = (path: string) => server.requests.filter((r) => r === `GET ${path}` || r.startsWith(`GET ${path} bytes=`));
 
 describe.skipIf(!hasChromium)(hasChromium ? "a split model in Chromium" : `a split model in Chromium (skipped: no Chromium at ${chromiumPath}; apt-get install -y chromium, or set CHROMIUM_PATH)`, () => {
   it("loads from the first part's URL on 2 threads, caches every part, and matches Node", async () => {
@@ -81,12 +83,21 @@ describe.skipIf(!hasChromium)(hasChromium ? "a split model in Chromium" : `a spl
       const keys = await page.evaluate(async () => (await (await caches.open("qwasm-models-v1")).keys()).map((r) => r.url));
       expect(keys.sort()).toEqual(parts.map((p) => `${server.url}/models/${p}`));
       for (const p of parts) expect(downloads(`/models/${p}`)).toBe(1);
+      // Every part's header was read (Range requests) before any part was downloaded: the preflight.
+      const firstDownload = Math.min(...parts.map((p) => server.requests.indexOf(`GET /models/${p}`)));
+      for (const p of parts) {
+        const ranged = server.requests.findIndex((r) => r.startsWith(`GET /models/${p} bytes=`));
+        expect(ranged, p).toBeGreaterThanOrEqual(0);
+        expect(ranged, p).toBeLessThan(firstDownload);
+      }
+      const before = parts.map((p) => gets(`/models/${p}`).length);
       await page.close();
 
       const again = await context.newPage();
       await openDemo(again, `${server.url}/?model=/models/${parts[0]}&threads=2&ctx=256&autoload=1`);
       expect(await again.evaluate(() => (window as any).qwasmDemo.engine.info)).toMatchObject({ parts: 3, source: "cache" });
-      for (const p of parts) expect(downloads(`/models/${p}`)).toBe(1);
+      // From the cache: not even a Range request (the preflight read the cached headers).
+      expect(parts.map((p) => gets(`/models/${p}`).length)).toEqual(before);
       const reloaded = await again.evaluate(async ({ PROMPT, GREEDY }) =>
         (await (window as any).qwasmDemo.engine.generate(PROMPT, GREEDY)).tokens, { PROMPT, GREEDY });
       expect(reloaded).toEqual(expected);
