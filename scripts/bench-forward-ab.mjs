@@ -1,0 +1,62 @@
+// In-process A/B of the forward decode step of two builds of the library (for changes to the forward
+// step on a shared machine): each build's dist/index.js loads the model with its own worker pool in
+// one process, both prefill the same 128-token prompt, then rounds of decode steps (forward.step + an
+// argmax) alternate between them (A B, B A, ...), so that load from other processes hits both alike.
+// Prints the best and the median ms/token of each side. Build both first (`node scripts/build.mjs`;
+// keep the old one in a git worktree).
+//   node --experimental-wasm-relaxed-simd scripts/bench-forward-ab.mjs --a DIR_A [--b DIR_B] MODEL
+//        [--threads 2] [--rounds 12] [--steps 16]
+// DIR_A / DIR_B are checkouts holding dist/ (B defaults to this one). Node 20 needs the flag for the
+// relaxed build, which the CLI takes by default; without it both sides run the SIMD128 build.
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(name);
+  if (i < 0) return dflt;
+  const v = args[i + 1];
+  args.splice(i, 2);
+  return v;
+};
+const dirA = opt("--a", undefined);
+const dirB = opt("--b", join(dirname(fileURLToPath(import.meta.url)), ".."));
+const threads = Number(opt("--threads", 2));
+const rounds = Number(opt("--rounds", 12));
+const steps = Number(opt("--steps", 16));
+const model = args[0];
+if (!dirA || !model) {
+  console.error("usage: node scripts/bench-forward-ab.mjs --a DIR_A [--b DIR_B] MODEL [--threads N] [--rounds N] [--steps N]");
+  process.exit(2);
+}
+const lib = (dir) => import(pathToFileURL(resolve(dir, "dist/index.js")).href);
+const [A, B] = [await lib(dirA), await lib(dirB)];
+const options = { threads, contextLength: 1024, maxTokens: 128 };
+const sides = [{ name: "A", lib: A, model: await A.loadQwen2(model, options) }, { name: "B", lib: B, model: await B.loadQwen2(model, options) }];
+const prompt = Array.from({ length: 128 }, (_, i) => (i * 7919) % sides[0].model.config.vocabSize);
+for (const side of sides) {
+  await side.model.forward.step(prompt, 0);
+  side.pos = prompt.length;
+  side.times = [];
+}
+async function run(side) {
+  let token = 5;
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) {
+    if (side.pos >= options.contextLength) side.pos = prompt.length; // rewrites later positions: same work
+    token = side.lib.argmax(await side.model.forward.step([token], side.pos++));
+  }
+  side.times.push((performance.now() - t0) / steps);
+}
+for (let r = 0; r < rounds; r++) {
+  const order = r % 2 ? sides : [...sides].reverse();
+  for (const side of order) await run(side);
+}
+const stat = (xs) => {
+  const s = [...xs].sort((x, y) => x - y);
+  const f = (ms) => `${ms.toFixed(2)} ms (${(1000 / ms).toFixed(1)} tokens/s)`;
+  return `best ${f(s[0])}, median ${f(s[s.length >> 1])}`;
+};
+console.log(`${model}, ${threads} thread(s), ${rounds} rounds of ${steps} decode steps (forward.step + argmax), ${await B.kernelBuild()} kernels`);
+for (const side of sides) console.log(`  ${side.name} (${side.name === "A" ? dirA : dirB}): ${stat(side.times)}`);
+for (const side of sides) await side.model.dispose();
