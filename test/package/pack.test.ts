@@ -38,8 +38,10 @@ describe.skipIf(!built)(built ? "npm package" : "npm package (skipped: dist/cli.
     const app = join(work, "app");
     execFileSync("mkdir", ["-p", app]);
     writeFileSync(join(app, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
-    // Offline: the dependencies come from npm's cache (as on the machines this is built on).
-    npm(["install", "--offline", "--no-audit", "--no-fund", tarball], app);
+    // The dependencies come from npm's cache where it holds them, else from the registry: with
+    // --offline a fresh machine whose cache has the tarballs (npm ci) but not the registry's metadata
+    // of a dependency failed with ENOTCACHED.
+    npm(["install", "--prefer-offline", "--no-audit", "--no-fund", tarball], app);
     const bin = join(app, "node_modules", ".bin", "qwasm");
     expect(execFileSync(bin, ["--help"], { encoding: "utf8" })).toContain("qwasm <command>");
     // A model written here, read by the installed CLI and library.
