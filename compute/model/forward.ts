@@ -394,8 +394,8 @@ interface RowChunk {
   act: Partial<Record<ActivationFormat, number>>; // the input converted per format (T, m.xStride)
   out: number;   // f32 output (T, m.rows)
   then: Then;
-  /** Then.SwiGLU: the up matrix, run over the same rows into its own output. */
-  pair?: { m: Matrix; out: number };
+  /** Then.SwiGLU: the up matrix's chunk over the same rows, into its own output. */
+  pair?: RowChunk;
 }
 
 interface ChunkPart {
@@ -422,7 +422,9 @@ function rowChunks(parts: readonly ChunkPart[], workers: number, align = 16): Ro
     const n = Math.min(Math.ceil(m.rows / align), workers === 1 ? 1 : CHUNKS_PER_WORKER * workers);
     for (let i = 0; i < n; i++) {
       const [r0, r1] = sliceRange(m.rows, i, n, align);
-      if (r1 > r0) chunks.push({ m, r0, r1, input, act, out, then, pair });
+      if (r1 > r0) {
+        chunks.push({ m, r0, r1, input, act, out, then, pair: pair && { m: pair.m, r0, r1, input, act, out: pair.out, then: Then.Nothing } });
+      }
     }
   }
   return chunks;
@@ -451,8 +453,10 @@ function byFormat(ms: Matrix[]): Matrix[] {
 type RunnerLayer = Omit<LayerLayout, "q" | "k" | "v" | "o" | "gate" | "up" | "down" | "moe"> &
   Record<"q" | "k" | "v" | "o" | "gate" | "up" | "down", Matrix> & {
     qkvChunks: RowChunk[]; oChunks: RowChunk[]; gateUpChunks: RowChunk[]; downChunks: RowChunk[];
-    /** The conversions of the attention norm's output (q/k/v) and of the FFN norm's (gate/up). */
+    /** The conversions of the attention norm's output (q/k/v) and of the FFN norm's (gate/up), and
+     *  the units their rows (and o's input rows) may be cut in (rangeUnit). */
     qkvInputs: Matrix[]; gateUpInputs: Matrix[];
+    qkvUnit: number; gateUpUnit: number; oUnit: number;
     moe?: MoELayerLayout<MoEMatrix>;
   };
 
@@ -465,6 +469,7 @@ export class ForwardRunner {
   private readonly tokenEmbd: Matrix;
   private readonly output: Matrix;
   private readonly outputChunks: RowChunk[];
+  private readonly outputUnit: number;
   /** Attention items of one sequence: [first query head, end) runs within one KV head. */
   private readonly headRuns: [number, number][];
   /** qwen2moe: the routed-expert FFN (gate/up/down of a layer are then its shared expert), per shard. */
@@ -504,11 +509,15 @@ export class ForwardRunner {
         downChunks: rowChunks([{ m: down, input: s.gate, act: s.actFfn, out: s.proj, then: Then.Residual }], W),
         qkvInputs: byFormat([q, kk, v]),
         gateUpInputs: byFormat([gate, up]),
+        qkvUnit: rangeUnit([q.format, kk.format, v.format]),
+        gateUpUnit: rangeUnit([gate.format, up.format]),
+        oUnit: rangeUnit([o.format]),
       };
     });
     this.tokenEmbd = matrix(layout.tokenEmbd, layout.embdShard);
     this.output = matrix(layout.output, layout.outputShard);
     this.outputChunks = rowChunks([{ m: this.output, input: s.xb, act: s.act, out: s.logits }], W);
+    this.outputUnit = rangeUnit([this.output.format]);
     const c = layout.config;
     if (c.moe && s.moe) {
       for (let shard = 0; shard < layout.shards; shard++) {
@@ -589,9 +598,9 @@ export class ForwardRunner {
       m.k[activationConverter(m.format as Exclude<ActivationFormat, "f32">)](
         input + 4 * (t * m.cols + i0), act + t * m.xStride + activationRowBytes(m.format, i0), i1 - i0);
     };
-    /** rmsnorm of x rows (rowOf[i], or i) into xb rows i, converted for `inputs`, per row or range. */
-    const normOp = (k: Kernels, norm: number, inputs: Matrix[], nRows: number, rowOf?: Int32Array) => {
-      const unit = rangeUnit(inputs.map((m) => m.format));
+    /** rmsnorm of x rows (rowOf[i], or i) into xb rows i, converted for `inputs`, per row or range
+     *  of whole `unit`s. */
+    const normOp = (k: Kernels, norm: number, inputs: Matrix[], unit: number, nRows: number, rowOf?: Int32Array) => {
       const P = partsOf(nRows, hidden, unit);
       w.parallel(nRows * P, (item) => {
         const i = Math.floor(item / P);
@@ -614,12 +623,19 @@ export class ForwardRunner {
         for (const [h0, h1] of headRuns) attnItems.push(g, h0, h1, 0, n, 0);
       }
     }
-    /** Whether every attention item's heads are whole units of `unit` values (its o conversion can follow it). */
+    /** Whether every attention item's heads are whole units of `unit` values (its o conversion can
+     *  follow it); once per unit and step. */
+    const aligned = new Map<number, boolean>();
     const headsAligned = (unit: number) => {
-      for (let u = 0; u < attnItems.length; u += 6) {
-        if ((attnItems[u + 1] * headDim) % unit !== 0 || (attnItems[u + 2] * headDim) % unit !== 0) return false;
+      let ok = aligned.get(unit);
+      if (ok === undefined) {
+        ok = true;
+        for (let u = 0; ok && u < attnItems.length; u += 6) {
+          ok = (attnItems[u + 1] * headDim) % unit === 0 && (attnItems[u + 2] * headDim) % unit === 0;
+        }
+        aligned.set(unit, ok);
       }
-      return true;
+      return ok;
     };
 
     const first = this.layers[0];
@@ -633,7 +649,7 @@ export class ForwardRunner {
       const k = this.k[l.shard];
       const attention = pagedAttention(k, L.kvType);
       const flash = flashAttention(k, L.kvType);
-      normOp(k, l.attnNorm, l.qkvInputs, T);
+      normOp(k, l.attnNorm, l.qkvInputs, l.qkvUnit, T);
       w.parallel(l.qkvChunks.length, (i) => {
         const ch = l.qkvChunks[i];
         this.matmul(ch, T);
@@ -655,7 +671,7 @@ export class ForwardRunner {
       });
       // Attention per (sequence, run of query heads of one KV head[, tile of tokens]).
       const o = l.o;
-      const oUnit = rangeUnit([o.format]);
+      const oUnit = l.oUnit;
       const fuseO = o.format !== "f32" && headsAligned(oUnit);
       w.parallel(attnItems.length / 6, (u) => {
         const [g, h0, h1, t0, t1, isFlash] = attnItems.slice(6 * u, 6 * u + 6);
@@ -677,13 +693,12 @@ export class ForwardRunner {
         // qwen2moe: rmsnorm, routed experts + shared expert, added into x (compute/model/moe.ts).
         this.moe[l.shard].run({ ...l, moe: l.moe }, layer, T, (n, item) => w.parallel(n, item));
       } else {
-        normOp(k, l.ffnNorm, l.gateUpInputs, T);
+        normOp(k, l.ffnNorm, l.gateUpInputs, l.gateUpUnit, T);
         const down = l.down;
         w.parallel(l.gateUpChunks.length, (i) => {
           const ch = l.gateUpChunks[i];
           this.matmul(ch, T);
-          const pair = ch.pair!;
-          this.matmul({ ...ch, m: pair.m, out: pair.out }, T);
+          this.matmul(ch.pair!, T);
           const { r0, r1 } = ch;
           const ffn = l.gate.rows;
           for (let t = 0; t < T; t++) {
@@ -698,7 +713,7 @@ export class ForwardRunner {
 
     // The out rows: the final norm (gathered to rows 0..nOut-1 of xb), the LM head.
     const outRows = new Int32Array(buffer, L.step.outRows, nOut);
-    normOp(this.k[L.outputShard], L.outputNorm, byFormat([this.output]), nOut, outRows);
+    normOp(this.k[L.outputShard], L.outputNorm, byFormat([this.output]), this.outputUnit, nOut, outRows);
     this.matmuls(w, this.outputChunks, nOut);
   }
 

@@ -42,6 +42,15 @@ export function tolerance(type: SynthType): { max: number; rms: number } {
 }
 
 /** A prompt of regular token ids (the tiny models keep the first 512 tokens). */
+/** How many of two equally long float32 arrays' elements differ in their bits (NaN payloads and -0 count). */
+export function differingBits(a: Float32Array, b: Float32Array): number {
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  let differing = 0;
+  for (let j = 0; j < x.length; j++) if (x[j] !== y[j]) differing++;
+  return differing;
+}
+
 export function prompt(n: number, seed = 3): number[] {
   let x = seed;
   return Array.from({ length: n }, () => (x = (x * 1103515245 + 12345) >>> 0) % 512);
