@@ -3,9 +3,11 @@
 // one process, both prefill the same 128-token prompt, then rounds of decode steps (forward.step + an
 // argmax) alternate between them (A B, B A, ...), so that load from other processes hits both alike.
 // Prints the best and the median ms/token of each side. Build both first (`node scripts/build.mjs`;
-// keep the old one in a git worktree).
+// keep the old one in a git worktree). With --prefill N, the rounds are one N-token prefill each
+// (prefill() in chunks of up to 512 tokens) and the last chunk's logits of A and B are compared bit
+// for bit.
 //   node --experimental-wasm-relaxed-simd scripts/bench-forward-ab.mjs --a DIR_A [--b DIR_B] MODEL
-//        [--threads 2] [--rounds 12] [--steps 16]
+//        [--threads 2] [--rounds 12] [--steps 16] [--prefill N]
 // DIR_A / DIR_B are checkouts holding dist/ (B defaults to this one). Node 20 needs the flag for the
 // relaxed build, which the CLI takes by default; without it both sides run the SIMD128 build.
 import { dirname, join, resolve } from "node:path";
@@ -24,6 +26,7 @@ const dirB = opt("--b", join(dirname(fileURLToPath(import.meta.url)), ".."));
 const threads = Number(opt("--threads", 2));
 const rounds = Number(opt("--rounds", 12));
 const steps = Number(opt("--steps", 16));
+const prefillTokens = Number(opt("--prefill", 0));
 const model = args[0];
 if (!dirA || !model) {
   console.error("usage: node scripts/bench-forward-ab.mjs --a DIR_A [--b DIR_B] MODEL [--threads N] [--rounds N] [--steps N]");
@@ -31,15 +34,26 @@ if (!dirA || !model) {
 }
 const lib = (dir) => import(pathToFileURL(resolve(dir, "dist/index.js")).href);
 const [A, B] = [await lib(dirA), await lib(dirB)];
-const options = { threads, contextLength: 1024, maxTokens: 128 };
+// --prefill N: rounds of one N-token prefill (forward.step in chunks of up to 512, the last chunk's
+// logits compared bit for bit between A and B) instead of decode steps.
+const options = prefillTokens > 0
+  ? { threads, contextLength: prefillTokens + 16, maxTokens: Math.min(prefillTokens, 512) }
+  : { threads, contextLength: 1024, maxTokens: 128 };
 const sides = [{ name: "A", lib: A, model: await A.loadQwen2(model, options) }, { name: "B", lib: B, model: await B.loadQwen2(model, options) }];
 const prompt = Array.from({ length: 128 }, (_, i) => (i * 7919) % sides[0].model.config.vocabSize);
 for (const side of sides) {
-  await side.model.forward.step(prompt, 0);
+  await side.model.forward.step(prompt.slice(0, options.maxTokens), 0); // warm-up
   side.pos = prompt.length;
   side.times = [];
 }
+async function runPrefill(side) {
+  const tokens = Array.from({ length: prefillTokens }, (_, i) => (1000 + i * 7919) % side.model.config.vocabSize);
+  const t0 = performance.now();
+  side.last = await side.lib.prefill(side.model.forward, tokens, 0);
+  side.times.push((performance.now() - t0) / prefillTokens);
+}
 async function run(side) {
+  if (prefillTokens > 0) return runPrefill(side);
   let token = 5;
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) {
@@ -57,6 +71,12 @@ const stat = (xs) => {
   const f = (ms) => `${ms.toFixed(2)} ms (${(1000 / ms).toFixed(1)} tokens/s)`;
   return `best ${f(s[0])}, median ${f(s[s.length >> 1])}`;
 };
-console.log(`${model}, ${threads} thread(s), ${rounds} rounds of ${steps} decode steps (forward.step + argmax), ${await B.kernelBuild()} kernels`);
+console.log(prefillTokens > 0
+  ? `${model}, ${threads} thread(s), ${rounds} rounds of a ${prefillTokens}-token prefill (forward.step in chunks of ${options.maxTokens}; ms per prompt token), ${await B.kernelBuild()} kernels`
+  : `${model}, ${threads} thread(s), ${rounds} rounds of ${steps} decode steps (forward.step + argmax), ${await B.kernelBuild()} kernels`);
 for (const side of sides) console.log(`  ${side.name} (${side.name === "A" ? dirA : dirB}): ${stat(side.times)}`);
+if (prefillTokens > 0) {
+  const [a, b] = sides.map((side) => new Uint32Array(side.last.buffer, side.last.byteOffset, side.last.length));
+  console.log(`  last chunk's logits: ${a.length === b.length && a.every((v, i) => v === b[i]) ? "bit-identical" : "DIFFER"}`);
+}
 for (const side of sides) await side.model.dispose();

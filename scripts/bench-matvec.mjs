@@ -117,8 +117,9 @@ for (const name of selected) {
   const x = conv ? alloc(nTokMax * xStride) : xf;
   if (conv) for (let t = 0; t < nTokMax; t++) kx[conv](xf + t * k * 4, x + t * xStride, k);
   const out = alloc(nTokMax * rows * 4);
-  const t1 = time(() => fn(w, x, out, k, 0, rows, 1, xStride, rows));
-  const tn = time(() => fn(w, x, out, k, 0, rows, manyTokens, xStride, rows));
+  const scratch = alloc(64 * Math.ceil(k / 32)); // the matmul's scratch (compute/kernels/dispatch.ts matmulScratchBytes)
+  const t1 = time(() => fn(w, x, out, k, 0, rows, 1, xStride, rows, scratch));
+  const tn = time(() => fn(w, x, out, k, 0, rows, manyTokens, xStride, rows, scratch));
   console.log(`${name.padEnd(7)} 1 token: ${(wBytes / t1 / 1e9).toFixed(2).padStart(6)} GB/s (${(t1 * 1e6).toFixed(0)} us)` +
     `   ${manyTokens} tokens: ${(manyTokens / tn).toFixed(0).padStart(6)} tokens/s (${(tn * 1e6).toFixed(0)} us, ${(wBytes / tn / 1e9).toFixed(2)} GB/s)`);
 }

@@ -17,11 +17,11 @@ export function dequantize_f32(src: usize, dst: usize, n: i32): void {
 }
 
 export function matmul_f32(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_dense<F32>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
 export function matmul_f32_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_dense_ref<F32>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }

@@ -13,6 +13,7 @@ import { matmul_b32, matmul_b32_ref, dequantize_b32, swizzle_const } from "./com
   @inline wide(): bool { return false; }
   @inline offset(): i32 { return 0; }
   @inline relaxed(): bool { return false; }
+  @inline roffset(): i32 { return 0; }
   @inline w16(p: usize, i: i32): v128 { return i16x8.splat(0); } // not wide: lo and hi serve
   @inline q(p: usize, j: i32): i32 {
     const byte = <i32>load<u8>(p + 2 + <usize>(j & 15));
@@ -34,11 +35,11 @@ export function dequantize_iq4_nl(src: usize, dst: usize, n: i32): void {
 }
 
 export function matmul_iq4_nl(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
-  matmul_b32<IQ4_NL>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_b32<IQ4_NL>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
 }
 
 export function matmul_iq4_nl_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_b32_ref<IQ4_NL>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }

@@ -120,7 +120,7 @@ function dotRef(wr: usize, xr: usize, nb: i32): f32 {
 }
 
 export function matmul_q3_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_k_ref<Q3K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
@@ -212,7 +212,7 @@ function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
 }
 
 export function matmul_q3_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_k_quads<Q3K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 

@@ -69,14 +69,14 @@ function dotRef(wr: usize, xr: usize, nb: i32): f32 {
 }
 
 export function matmul_q4_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_k_ref<Q4K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
 
 /** out[t][r] = dot(row r of W, x_t) for r in [rowStart, rowEnd), t in [0, nTok); see DEVELOPERS.md. */
 export function matmul_q4_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_k_tiles<Q4K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 

@@ -39,11 +39,11 @@ export function dequantize_q5_0(src: usize, dst: usize, n: i32): void {
 }
 
 export function matmul_q5_0(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
-  matmul_b32<Q5_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_b32<Q5_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
 }
 
 export function matmul_q5_0_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_b32_ref<Q5_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }

@@ -78,13 +78,13 @@ function dotRef(wr: usize, xr: usize, nb: i32): f32 {
 }
 
 export function matmul_q5_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_k_ref<Q5K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
 
 export function matmul_q5_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_k_tiles<Q5K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 

@@ -75,7 +75,7 @@ function dotRef(wr: usize, xr: usize, nb: i32): f32 {
 }
 
 export function matmul_q6_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_k_ref<Q6K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
@@ -358,7 +358,7 @@ function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
  * Tokens go in groups whose activations stay in cache (~256 KiB) while every row passes over them;
  * within a group each row takes the tokens four at a time. */
 export function matmul_q6_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   const nb = k / QK_K;
   const group = max(4, (262144 / (nb * <i32>Q8K)) & ~3);
   for (let t0 = 0; t0 < nTok; t0 += group) {

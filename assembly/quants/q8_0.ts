@@ -7,6 +7,7 @@ import { matmul_b32, matmul_b32_ref, dequantize_b32 } from "./common";
   @inline wide(): bool { return true; }
   @inline offset(): i32 { return 0; }
   @inline relaxed(): bool { return false; }
+  @inline roffset(): i32 { return 0; }
   @inline w16(p: usize, i: i32): v128 { return v128.load8x8_s(p + 2 + (<usize>i << 3)); }
   @inline q(p: usize, j: i32): i32 { return <i32>load<i8>(p + 2 + <usize>j); }
   @inline lo(p: usize): v128 { return v128.load(p, 2); }
@@ -18,11 +19,11 @@ export function dequantize_q8_0(src: usize, dst: usize, n: i32): void {
 }
 
 export function matmul_q8_0(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
-  matmul_b32<Q8_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_b32<Q8_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
 }
 
 export function matmul_q8_0_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_b32_ref<Q8_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }

@@ -31,9 +31,17 @@ export function activationConverter(format: Exclude<ActivationFormat, "f32">): (
   return CONVERTERS[format];
 }
 
-/** Every weight type's matmul: (w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride). A type
- *  of the table without `matmul_${suffix}` and `matmul_${suffix}_ref` exports fails tsc here. */
+/** Every weight type's matmul: (w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch). A
+ *  type of the table without `matmul_${suffix}` and `matmul_${suffix}_ref` exports fails tsc here.
+ *  `scratch`: matmulScratchBytes(k) bytes of the calling thread's own, or 0 (slower tiles for some
+ *  types in the relaxed build; see DEVELOPERS.md, Kernel ABI). */
 export type MatmulKernel = Kernels[`matmul_${KernelSuffix}` | `matmul_${KernelSuffix}_ref`];
+/** Bytes of the scratch a matmul over k inputs may use (MATMUL_SCRATCH_PER_BLOCK in
+ *  assembly/quants/common.ts: 64 bytes per block of 32). */
+export function matmulScratchBytes(k: number): number {
+  return 64 * Math.ceil(k / 32);
+}
+
 /** Every weight type's dequantize: (src, dst, n). */
 export type DequantizeKernel = Kernels[`dequantize_${KernelSuffix}`];
 

@@ -95,7 +95,7 @@ export async function probeKernels(reference: WebAssembly.Module, candidate: Web
   let seed = 0x2545f491;
   const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296;
   const rows = 5, k = 512, nTok = 11;
-  const W = 1024, XF = 65536, X = 98304, OUT_REF = 131072, OUT_CAND = 196608; // byte offsets
+  const W = 1024, XF = 65536, X = 98304, OUT_REF = 131072, OUT_CAND = 196608, SCRATCH = 229376; // byte offsets
   for (let i = 0; i < nTok * k; i++) view.setFloat32(XF + 4 * i, next() * 2 - 1, true);
   for (const [suffix, block, blockBytes, convert, xBytes, halves] of PROBED) {
     const nb = k / block;
@@ -108,8 +108,8 @@ export async function probeKernels(reference: WebAssembly.Module, candidate: Web
     }
     const xStride = nb * xBytes;
     for (let t = 0; t < nTok; t++) ref[convert](XF + 4 * k * t, X + xStride * t, k);
-    ref[`matmul_${suffix}`](W, X, OUT_REF, k, 0, rows, nTok, xStride, rows);
-    cand[`matmul_${suffix}`](W, X, OUT_CAND, k, 0, rows, nTok, xStride, rows);
+    ref[`matmul_${suffix}`](W, X, OUT_REF, k, 0, rows, nTok, xStride, rows, SCRATCH);
+    cand[`matmul_${suffix}`](W, X, OUT_CAND, k, 0, rows, nTok, xStride, rows, SCRATCH);
     const a = new Float32Array(memory.buffer, OUT_REF, rows * nTok);
     const b = new Float32Array(memory.buffer, OUT_CAND, rows * nTok);
     const scale = a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);

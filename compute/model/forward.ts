@@ -18,7 +18,7 @@
 // shard, and where the next layer (or the head) is in another shard, one op copies the step's
 // residual rows (x) across: the same arithmetic.
 import { QwasmError } from "../../platform/errors";
-import { activationConverter, activationFormat, activationRowBytes, flashAttention, pagedAttention, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
+import { activationConverter, activationFormat, activationRowBytes, flashAttention, matmulScratchBytes, pagedAttention, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
 import { wholeActivationBlocks } from "../../weights/gguf/types";
 import type { Kernels } from "../kernels/module";
 import type { Qwen2Config, Qwen2Tensors, TensorDesc } from "../../weights/qwen2";
@@ -119,7 +119,7 @@ export interface ForwardLayout {
   layers: LayerLayout[];
   state: StateLayout;
   step: StepLayout;
-  scoresStride: number; // bytes of one worker's attention scratch
+  scoresStride: number; // bytes of one worker's scratch (attention or matmul)
   /** WebAssembly memories the model is placed over; state and step are at the same offsets in each. */
   shards: number;
   /** The shard of token_embd, and of output_norm, the LM head and the logits. */
@@ -241,11 +241,14 @@ export function planShardState(arena: Allocator, config: Qwen2Config, types: rea
     if (format !== "f32" && actFfn[format] === undefined) actFfn[format] = arena.alloc(T * activationRowBytes(format, wholeActivationBlocks(format, ffn)));
   }
   const f32 = (n: number) => arena.alloc(4 * n);
-  // Attention scratch per worker: the query heads of one KV head together (assembly/ops/attention.ts,
-  // paged kernels): their converted queries and their rows of scores; or the flash kernel's scratch
-  // for a tile of FLASH_TILE tokens of those heads.
+  // Scratch per worker: the query heads of one KV head together (assembly/ops/attention.ts, paged
+  // kernels): their converted queries and their rows of scores; or the flash kernel's scratch for a
+  // tile of FLASH_TILE tokens of those heads; or a matmul's (the widest input of any matrix). A
+  // worker runs one of them at a time.
   const group = nHeads / nKVHeads;
-  const scoresStride = Math.max(4 * (group * (headDim + ctx) + 4 * headDim), flashScratchBytes(group * FLASH_TILE, headDim));
+  const widestK = Math.max(hidden, ffn, nHeads * headDim, config.moe?.expertFfn ?? 0, config.moe?.sharedFfn ?? 0);
+  const scoresStride = 64 * Math.ceil(Math.max(4 * (group * (headDim + ctx) + 4 * headDim),
+    flashScratchBytes(group * FLASH_TILE, headDim), matmulScratchBytes(widestK)) / 64);
   return {
     state: {
       x: f32(T * hidden), xb: f32(T * hidden),
@@ -652,7 +655,7 @@ export class ForwardRunner {
       normOp(k, l.attnNorm, l.qkvInputs, l.qkvUnit, T);
       w.parallel(l.qkvChunks.length, (i) => {
         const ch = l.qkvChunks[i];
-        this.matmul(ch, T);
+        this.matmul(ch, T, scratch);
         const { r0, r1 } = ch;
         const n = r1 - r0;
         if (ch.then === Then.Query) {
@@ -691,14 +694,14 @@ export class ForwardRunner {
       this.matmuls(w, l.oChunks, T);
       if (l.moe) {
         // qwen2moe: rmsnorm, routed experts + shared expert, added into x (compute/model/moe.ts).
-        this.moe[l.shard].run({ ...l, moe: l.moe }, layer, T, (n, item) => w.parallel(n, item));
+        this.moe[l.shard].run({ ...l, moe: l.moe }, layer, T, (n, item) => w.parallel(n, item), scratch);
       } else {
         normOp(k, l.ffnNorm, l.gateUpInputs, l.gateUpUnit, T);
         const down = l.down;
         w.parallel(l.gateUpChunks.length, (i) => {
           const ch = l.gateUpChunks[i];
-          this.matmul(ch, T);
-          this.matmul(ch.pair!, T);
+          this.matmul(ch, T, scratch);
+          this.matmul(ch.pair!, T, scratch);
           const { r0, r1 } = ch;
           const ffn = l.gate.rows;
           for (let t = 0; t < T; t++) {
@@ -721,9 +724,10 @@ export class ForwardRunner {
   private matmuls(w: WorkerSlice, chunks: RowChunk[], T: number): void {
     const s = this.layout.state;
     const hidden = this.layout.config.hidden;
+    const scratch = s.scores + w.index * this.layout.scoresStride;
     w.parallel(chunks.length, (i) => {
       const ch = chunks[i];
-      this.matmul(ch, T);
+      this.matmul(ch, T, scratch);
       if (ch.then === Then.Residual) {
         for (let t = 0; t < T; t++) {
           const at = 4 * (t * hidden + ch.r0);
@@ -733,11 +737,11 @@ export class ForwardRunner {
     });
   }
 
-  /** One chunk of rows of out (T, m.rows) = input (T, m.cols) · mᵀ. */
-  private matmul(c: RowChunk, T: number): void {
+  /** One chunk of rows of out (T, m.rows) = input (T, m.cols) · mᵀ; `scratch`: the worker's own. */
+  private matmul(c: RowChunk, T: number, scratch: number): void {
     const m = c.m;
     const x = m.format === "f32" ? c.input : c.act[m.format]!;
     const xStride = m.format === "f32" ? 4 * m.cols : m.xStride;
-    m.kernels.matmul(m.offset, x, c.out, m.cols, c.r0, c.r1, T, xStride, m.rows);
+    m.kernels.matmul(m.offset, x, c.out, m.cols, c.r0, c.r1, T, xStride, m.rows, scratch);
   }
 }

@@ -133,9 +133,10 @@ export class MoEFeedForward {
    * gate; (2) the grouping of (token, slot) pairs by expert; (3) gather of each grouped row's input;
    * (4) gate/up matmuls per (selected expert, row chunk) and of the shared expert per row chunk;
    * (5) SwiGLU and conversion of the down inputs per row; (6) down matmuls likewise; (7) per token:
-   * the weighted sum in slot order plus the gated shared expert.
+   * the weighted sum in slot order plus the gated shared expert. `scratch`: the calling worker's
+   * matmul scratch (see matmulScratchBytes).
    */
-  run(l: MoELayer, layer: number, T: number, parallel: Parallel): void {
+  run(l: MoELayer, layer: number, T: number, parallel: Parallel, scratch: number): void {
     const { k, s, m, hidden } = this;
     const { nExperts: E, nExpertsUsed: K, expertFfn: Fe, sharedFfn: Fs } = this.moe;
     const f32 = new Float32Array(this.memory.buffer);
@@ -162,8 +163,8 @@ export class MoEFeedForward {
         k[activationConverter(format)](xbt, s.act[format]! + t * activationRowBytes(format, hidden), hidden);
       }
       // Router logits and the shared expert's gate: F32 weights, f32 activations.
-      k.matmul_f32(e.router, xbt, router + 4 * t * E, hidden, 0, E, 1, 4 * hidden, E);
-      k.matmul_f32(e.sharedGate, xbt, m.sharedGate + 4 * t, hidden, 0, 1, 1, 4 * hidden, 1);
+      k.matmul_f32(e.router, xbt, router + 4 * t * E, hidden, 0, E, 1, 4 * hidden, E, 0);
+      k.matmul_f32(e.sharedGate, xbt, m.sharedGate + 4 * t, hidden, 0, 1, 1, 4 * hidden, 1, 0);
       // g = sigmoid(v), as ggml computes it: silu(v) / v.
       const v = f32[(m.sharedGate >> 2) + t];
       const silu = Math.fround(v / Math.fround(1 + Math.fround(Math.exp(-v))));
@@ -231,7 +232,7 @@ export class MoEFeedForward {
       const first = starts[ex];
       const xStride = w.format === "f32" ? 4 * w.cols : w.xStride;
       w.kernels.matmul(w.offset + ex * w.rows * w.rowBytes, input + first * xStride, out + 4 * first * w.rows,
-        w.cols, r0, r1, starts[ex + 1] - first, xStride, w.rows);
+        w.cols, r0, r1, starts[ex + 1] - first, xStride, w.rows, scratch);
     };
     /** Rows [r0, r1) of a dense matrix (the shared expert) for all T tokens. */
     const denseMatmul = (w: MoEMatrix, item: number, input: number, out: number) => {
@@ -239,7 +240,7 @@ export class MoEFeedForward {
       const r1 = Math.min(w.rows, r0 + MOE_ROW_CHUNK);
       const x = w.format === "f32" ? input : s.act[w.format]!;
       const xStride = w.format === "f32" ? 4 * w.cols : w.xStride;
-      w.kernels.matmul(w.offset, x, out, w.cols, r0, r1, T, xStride, w.rows);
+      w.kernels.matmul(w.offset, x, out, w.cols, r0, r1, T, xStride, w.rows, scratch);
     };
 
     // (4) gate and up: the selected experts' rows, then the shared expert's.

@@ -11,6 +11,7 @@ import {
 } from "../../compute/kernels/module";
 import { checkedKernelBuild, requireRelaxedSimd } from "../kernel-build";
 import { gaussian, rng } from "./harness";
+import { matmulScratchBytes } from "../../compute/kernels/dispatch";
 
 /** A module whose exports `names` are functions of nine i32 that do nothing. */
 function doNothingModule(names: string[]): WebAssembly.Module {
@@ -102,7 +103,7 @@ describe("the relaxed build agrees with the SIMD128 build", () => {
   // every quantized type, as the run-time probe checks them.
   const TYPES = PROBED;
 
-  it.for(TYPES)("matmul_%s: every token count 1..19, rows 3..38 of 41, f32 rounding apart", async ([name, block, bytes, convert, xBytes, halves], ctx) => {
+  it.for(TYPES)("matmul_%s: every token count 1..19, rows 3..38 of 41, f32 rounding apart; with a scratch and without, bit for bit", async ([name, block, bytes, convert, xBytes, halves], ctx) => {
     requireRelaxedSimd(ctx);
     const memory = createSharedMemory(64);
     const plain = await instantiateKernels(memory, await compileKernelBuild("simd128"));
@@ -116,6 +117,7 @@ describe("the relaxed build agrees with the SIMD128 build", () => {
     const after = (p: number, n: number) => Math.ceil((p + n) / 64) * 64 + 64;
     const W = 65536, XF = after(W, rows * nb * bytes), X = after(XF, 4 * k * nTokMax);
     const OUT_P = after(X, xStride * nTokMax), OUT_R = after(OUT_P, 4 * outStride * nTokMax);
+    const OUT_S = after(OUT_R, 4 * outStride * nTokMax), SCRATCH = after(OUT_S, 4 * outStride * nTokMax);
     for (let i = 0; i < rows * nb * bytes; i++) u8()[W + i] = (rand() * 256) | 0;
     for (let b = 0; b < rows * nb; b++) {
       const p = W + b * bytes;
@@ -126,9 +128,15 @@ describe("the relaxed build agrees with the SIMD128 build", () => {
     for (let t = 0; t < nTokMax; t++) plain[convert](XF + 4 * k * t, X + xStride * t, k);
     let worst = 0;
     for (let nTok = 1; nTok <= nTokMax; nTok++) {
-      u8().fill(0xa5, OUT_P, OUT_R + 4 * outStride * nTokMax);
-      plain[`matmul_${name}`](W, X, OUT_P, k, rowStart, rowEnd, nTok, xStride, outStride);
-      relaxed[`matmul_${name}`](W, X, OUT_R, k, rowStart, rowEnd, nTok, xStride, outStride);
+      u8().fill(0xa5, OUT_P, SCRATCH + matmulScratchBytes(k));
+      plain[`matmul_${name}`](W, X, OUT_P, k, rowStart, rowEnd, nTok, xStride, outStride, SCRATCH);
+      relaxed[`matmul_${name}`](W, X, OUT_R, k, rowStart, rowEnd, nTok, xStride, outStride, 0);
+      relaxed[`matmul_${name}`](W, X, OUT_S, k, rowStart, rowEnd, nTok, xStride, outStride, SCRATCH);
+      // the scratch (garbage before the call) changes where the tiles find roffset * sum(x), never a bit
+      const r = new Uint32Array(memory.buffer, OUT_R, outStride * nTokMax);
+      const s = new Uint32Array(memory.buffer, OUT_S, outStride * nTokMax);
+      const differ = r.findIndex((v, i) => v !== s[i]);
+      expect(differ, `${name} nTok=${nTok}: first output that differs with a scratch`).toBe(-1);
       const a = new Float32Array(memory.buffer, OUT_P, outStride * nTokMax);
       const b = new Float32Array(memory.buffer, OUT_R, outStride * nTokMax);
       const scale = a.subarray(0, outStride * nTok).reduce((m, v, i) => (i % outStride >= rowStart && i % outStride < rowEnd ? Math.max(m, Math.abs(v)) : m), 0);
