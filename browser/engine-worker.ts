@@ -12,7 +12,8 @@ import { canUseWorkers } from "../platform/workers";
 import { openGGUF } from "../weights/gguf/reader";
 import { modelPartUrls, openModelHeader, openModelUrl, type ModelHeader, type OpenedModel } from "./model-cache";
 import type {
-  ModelSource, BrowserEngineInfo, CompletionRequest, EngineWorkerApi, LoadProgress, StreamControl, StreamMessage, WorkerLoadOptions,
+  ModelSource, BrowserEngineInfo, CompletionRequest, EngineStatsSnapshot, EngineWorkerApi, LoadProgress, StreamControl, StreamMessage,
+  WorkerLoadOptions,
 } from "./protocol";
 import { toWireError } from "./wire";
 
@@ -223,6 +224,14 @@ const api: EngineWorkerApi = {
   },
   detokenize(ids) {
     try { return loaded().detokenize(ids); } catch (e) { throw toWireError(e); }
+  },
+  stats(): EngineStatsSnapshot {
+    let s;
+    try { s = loaded().stats; } catch (e) { throw toWireError(e); }
+    return {
+      steps: s.steps, stepSeconds: s.stepSeconds, stepGaps: s.stepGaps, stepGapSeconds: s.stepGapSeconds,
+      generationTokens: s.generationTokens, promptTokens: s.promptTokens,
+    };
   },
   async dispose() {
     const e = engine;

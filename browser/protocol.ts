@@ -1,5 +1,5 @@
 // The browser's worker protocol, in one file of types: what the page asks the engine worker through
-// comlink (load, tokenize, dispose: the control plane), and the messages of the MessagePort that
+// comlink (load, tokenize, stats, dispose: the control plane), and the messages of the MessagePort that
 // each completion gets of its own (deltas out, an abort in).
 import type { KVType } from "../compute/model/forward";
 import type { ChatMessage, CompletionResult, Delta, EngineInfo, RequestOptions } from "../engine/types";
@@ -51,6 +51,28 @@ export interface BrowserEngineInfo extends EngineInfo {
   cacheError?: string;
 }
 
+/**
+ * The engine's counters at one moment (a plain-data copy of EngineStats' numbers): tokens, and the
+ * forward steps and the engine's own time between them, timed inside the engine worker. The
+ * difference of two snapshots covers what ran between them; a step still computing is not in
+ * either (a step is counted when it returns, a gap when the next step starts).
+ */
+export interface EngineStatsSnapshot {
+  /** Forward steps that returned (prefill chunks and decode steps alike), and their seconds in
+   *  forward.run (the kernels, the compute workers' hand-off, the logits' copy). */
+  steps: number;
+  stepSeconds: number;
+  /** The engine's own time from a step's return to the next step's start, when the scheduler went
+   *  straight on (sampling, detokenizer, stop check, the stream's delta to the page, scheduler):
+   *  the gaps counted and their seconds. */
+  stepGaps: number;
+  stepGapSeconds: number;
+  /** Tokens generated, counted as they are sampled. */
+  generationTokens: number;
+  /** Prompt tokens of requests that finished with a result. */
+  promptTokens: number;
+}
+
 /** One completion request, posted with the port its stream runs over. */
 export type CompletionRequest = (
   | { kind: "chat"; messages: ChatMessage[] }
@@ -89,5 +111,7 @@ export interface EngineWorkerApi {
   complete(request: CompletionRequest, port: MessagePort): void;
   tokenize(text: string, options?: { special?: boolean }): number[];
   detokenize(ids: number[]): string;
+  /** The engine's counters now (EngineStatsSnapshot). */
+  stats(): EngineStatsSnapshot;
   dispose(): Promise<void>;
 }

@@ -6,11 +6,11 @@ import type { ChatMessage, CompletionResult, CompletionStream, RequestOptions } 
 import { CompletionStreamImpl } from "../engine/stream";
 import { QwasmError } from "../platform/errors";
 import type {
-  BrowserEngineInfo, CompletionRequest, EngineWorkerApi, LoadProgress, ModelSource, StreamControl, StreamMessage, WorkerLoadOptions,
+  BrowserEngineInfo, CompletionRequest, EngineStatsSnapshot, EngineWorkerApi, LoadProgress, ModelSource, StreamControl, StreamMessage, WorkerLoadOptions,
 } from "./protocol";
 import { fromWireError, isWireError } from "./wire";
 
-export type { BrowserEngineInfo, LoadProgress } from "./protocol";
+export type { BrowserEngineInfo, EngineStatsSnapshot, LoadProgress } from "./protocol";
 export type { ChatMessage, CompletionResult, CompletionStream, Delta, RequestOptions } from "../engine/types";
 export { QwasmError } from "../platform/errors";
 export { cachedModels, deleteCachedModel, MODEL_CACHE_NAME } from "./model-cache";
@@ -37,6 +37,12 @@ export interface BrowserEngine {
   generate(prompt: string, options?: RequestOptions): CompletionStream;
   tokenize(text: string, options?: { special?: boolean }): Promise<number[]>;
   detokenize(ids: number[]): Promise<string>;
+  /**
+   * The engine's counters now, from the worker: tokens, forward steps and their seconds, and the
+   * engine's own time between steps (EngineStatsSnapshot). Subtract two snapshots for what ran in
+   * between (a benchmark: the engine's cost per decode step).
+   */
+  stats(): Promise<EngineStatsSnapshot>;
   /** Stops the engine worker and its compute workers; streams still running fail with ABORTED. */
   dispose(): Promise<void>;
 }
@@ -137,6 +143,10 @@ class WorkerEngine implements BrowserEngine {
 
   detokenize(ids: number[]): Promise<string> {
     return call(() => this.remote.detokenize(ids));
+  }
+
+  stats(): Promise<EngineStatsSnapshot> {
+    return call(() => this.remote.stats());
   }
 
   async dispose(): Promise<void> {
