@@ -1,7 +1,8 @@
 // The demo page in headless Chromium, served by scripts/demo-web.mjs with a tiny synthetic model:
 // loading from a URL with progress, a streamed reply and the stop button, the Cache API (a second
 // visit loads without downloading; a broken download leaves nothing behind), two threads when the
-// page is cross-origin isolated and one when it is not, and the same greedy tokens as Node.
+// page is cross-origin isolated and one when it is not, the same greedy tokens as Node, and the
+// engine's step counters through BrowserEngine.stats().
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
@@ -308,6 +309,56 @@ describe.skipIf(!hasChromium)(hasChromium ? "the demo page in Chromium" : `the d
       expect(["stop", "length"]).toContain(json.finishReason);
       if (json.finishReason === "stop") expect(Object.getPrototypeOf(JSON.parse(json.text))).toBe(Object.prototype);
       else expect(json.text.startsWith("{"), json.text).toBe(true);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it.each([["2 threads (isolated)", () => isolated, 2], ["1 thread (not isolated)", () => plain, 1]] as const)(
+    "stats(): the engine worker's forward steps, their time and the engine's own time, counted per request, on %s", async (_name, server, threads) => {
+    const context = await browser.newContext();
+    try {
+      const page = await openDemo(context, `${server().url}/?model=/models/tiny.gguf&threads=2&ctx=2048&cache=0&autoload=1`);
+      expect(await state(page), JSON.stringify(pageErrors)).toBe("ready");
+      expect((await info(page)).threads).toBe(threads);
+      const r = await page.evaluate(async (PROMPT) => {
+        const engine = (window as any).qwasmDemo.engine;
+        const before = await engine.stats();
+        const first = await engine.generate(PROMPT, { temperature: 0, maxTokens: 8, ignoreEos: true });
+        const between = await engine.stats();
+        const second = await engine.generate(`${PROMPT} there was a fox`, { temperature: 0, maxTokens: 24, ignoreEos: true });
+        const after = await engine.stats();
+        return { before, between, after, first: first.usage, second: second.usage };
+      }, PROMPT);
+      expect(r.before).toEqual({ steps: 0, stepSeconds: 0, stepGaps: 0, stepGapSeconds: 0, generationTokens: 0, promptTokens: 0 });
+      expect(r.between.steps).toBeGreaterThan(0);
+      expect(r.between.stepSeconds).toBeGreaterThan(0);
+      // A greedy ignoreEos request of maxTokens N, alone, with a prompt within one prefill chunk (64
+      // tokens): one prefill step (it gives the first token), then one decode step per further token,
+      // N steps; the engine's loop starts afresh for it, so it times the N - 1 gaps between them.
+      for (const [from, to, usage, n] of [[r.before, r.between, r.first, 8], [r.between, r.after, r.second, 24]] as const) {
+        expect(usage.promptTokens).toBeLessThanOrEqual(64);
+        expect(usage.completionTokens).toBe(n);
+        expect(to.steps - from.steps).toBe(n);
+        expect(to.stepGaps - from.stepGaps).toBe(n - 1);
+        expect(to.generationTokens - from.generationTokens).toBe(n);
+        expect(to.promptTokens - from.promptTokens).toBe(usage.promptTokens);
+        expect(to.stepSeconds).toBeGreaterThan(from.stepSeconds);
+      }
+      // The engine yields to the worker's event loop between steps (on one thread, a message on a
+      // channel it keeps): an abort from the page still gets through while it generates.
+      const aborted = await page.evaluate(async () => {
+        const engine = (window as any).qwasmDemo.engine;
+        const stop = new AbortController();
+        let tokens = 0;
+        const stream = engine.generate("Tell me a long story.", { temperature: 0, maxTokens: 1800, ignoreEos: true, signal: stop.signal });
+        for await (const delta of stream) if ((tokens += delta.tokens.length) >= 3) stop.abort();
+        const result = await stream;
+        return { finishReason: result.finishReason, tokens: result.tokens.length };
+      });
+      expect(aborted.finishReason).toBe("abort");
+      expect(aborted.tokens).toBeGreaterThanOrEqual(3);
+      expect(aborted.tokens).toBeLessThan(1800);
     } finally {
       await context.close();
     }
