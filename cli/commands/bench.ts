@@ -15,7 +15,7 @@ import { compileJsonSchema, tokenTrie } from "../../engine/constrain";
 
 export const help = `qwasm bench [MODEL] [--threads N] [--oversubscribe] [--prompt-tokens 128] [--gen-tokens 64] [--repeat 1]
             [--kv-type f32|f16|q8_0] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
-            [--batch B] [--prefix-reuse] [--json-schema FILE] [--max-shard-mb N] [--json]
+            [--batch B] [--prefix-reuse] [--json-schema FILE] [--max-shard-mb N] [--engine-only] [--json]
 
 Measures one model, end to end through the engine (what engine.generate streams: scheduler,
 forward steps, sampler, detokenizer, stop-string check), after one warm-up request that is not
@@ -33,6 +33,10 @@ With --repeat R, every figure is the best of R runs.
 (responseFormat json_schema, same sampling, each followed by an unconstrained one, best of
 --repeat), against the unconstrained decode; the time to compile the schema (JSON Schema → GBNF →
 grammar, no cache); and the time to build the vocabulary's token trie (once per tokenizer).
+
+--engine-only keeps to the end-to-end figures, for prompts whose prefill takes minutes (32768 tokens):
+the warm-up request is the first 512 prompt tokens (every kernel the timed request runs, JIT-compiled;
+a full-length warm-up would double the time), and the forward-only and sampler lines are left out.
 
 --batch B runs B concurrent requests through the engine (continuous batching) and reports the
 total decode tokens/s of all streams while all B are decoding (only tokens streamed inside that
@@ -141,7 +145,7 @@ async function timedRequest(engine: QwasmEngine, prompt: number[], options: Requ
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["json", "prefix-reuse", "oversubscribe"], help);
+  const args = parseArgs(argv, ["json", "prefix-reuse", "oversubscribe", "engine-only"], help);
   if (args.options.has("batch")) return batchBench(args);
   if (args.options.has("prefix-reuse")) return prefixBench(args);
   const modelPath = await resolveModelPath(args.positionals[0]);
@@ -164,8 +168,10 @@ export async function main(argv: string[]): Promise<number> {
     const forward = engine.model.forward;
     const vocab = engine.model.config.vocabSize;
     const request: RequestOptions = { ...sampling, maxTokens: genTokens, ignoreEos: true };
-    // Warm-up (not counted): the same shape, a few tokens.
-    await timedRequest(engine, randomPrompt(promptTokens, vocab, 999), { ...request, maxTokens: Math.min(genTokens, 4) });
+    const engineOnly = args.options.has("engine-only");
+    // Warm-up (not counted): the same shape, a few tokens (--engine-only: the first 512 prompt tokens).
+    await timedRequest(engine, randomPrompt(engineOnly ? Math.min(promptTokens, 512) : promptTokens, vocab, 999),
+      { ...request, maxTokens: Math.min(genTokens, 4) });
 
     const best = { firstTokenMs: Infinity, engineDecodeMs: Infinity, forwardPrefillMs: Infinity, forwardDecodeMs: Infinity, constrainedDecodeMs: Infinity, gapMs: Infinity, stepMs: Infinity };
     let trieMs = 0;
@@ -191,6 +197,7 @@ export async function main(argv: string[]): Promise<number> {
         const c = await timedRequest(engine, randomPrompt(promptTokens, vocab, 23456 + r), { ...request, ignoreEos: false, ...constraint });
         if (c.decodeTokens > 0) best.constrainedDecodeMs = Math.min(best.constrainedDecodeMs, c.decodeMs / c.decodeTokens);
       }
+      if (engineOnly) continue;
       // The forward pass alone: forward.step writes the pages from 0 up, under the engine's feet;
       // harmless here, since no later prompt shares a prefix with an earlier one.
       const prompt = randomPrompt(promptTokens, vocab, 54321 + r);
@@ -209,7 +216,8 @@ export async function main(argv: string[]): Promise<number> {
       if (genTokens > 1) best.forwardDecodeMs = Math.min(best.forwardDecodeMs, (f2 - f1) / (genTokens - 1));
     }
     const decoded = genTokens > 1;
-    const overhead = decoded ? best.engineDecodeMs - best.forwardDecodeMs : 0;
+    const forwardDecoded = decoded && !engineOnly;
+    const overhead = forwardDecoded ? best.engineDecodeMs - best.forwardDecodeMs : 0;
     const result: BenchResult = {
       model: modelPath,
       threads: engine.info.threads,
@@ -222,16 +230,16 @@ export async function main(argv: string[]): Promise<number> {
       prefillTokensPerSecond: (1000 * promptTokens) / best.firstTokenMs,
       decodeTokensPerSecond: decoded ? 1000 / best.engineDecodeMs : 0,
       engineDecodeMsPerToken: decoded ? best.engineDecodeMs : 0,
-      forwardPrefillTokensPerSecond: (1000 * promptTokens) / best.forwardPrefillMs,
-      forwardDecodeTokensPerSecond: decoded ? 1000 / best.forwardDecodeMs : 0,
-      forwardDecodeMsPerToken: decoded ? best.forwardDecodeMs : 0,
-      forwardDecodeWeightGBps: decoded ? tokenReadBytes(engine.model.config, engine.model.tensors).total / (1e6 * best.forwardDecodeMs) : 0,
+      forwardPrefillTokensPerSecond: engineOnly ? 0 : (1000 * promptTokens) / best.forwardPrefillMs,
+      forwardDecodeTokensPerSecond: forwardDecoded ? 1000 / best.forwardDecodeMs : 0,
+      forwardDecodeMsPerToken: forwardDecoded ? best.forwardDecodeMs : 0,
+      forwardDecodeWeightGBps: forwardDecoded ? tokenReadBytes(engine.model.config, engine.model.tensors).total / (1e6 * best.forwardDecodeMs) : 0,
       engineOwnMsPerStep: decoded ? best.gapMs : 0,
       engineOwnPercent: decoded ? (100 * best.gapMs) / (best.gapMs + best.stepMs) : 0,
       engineStepMs: decoded ? best.stepMs : 0,
       engineOverheadMsPerToken: overhead,
-      engineOverheadPercent: decoded ? (100 * overhead) / best.engineDecodeMs : 0,
-      samplerMsPerToken: samplerTime(lastLogits),
+      engineOverheadPercent: forwardDecoded ? (100 * overhead) / best.engineDecodeMs : 0,
+      samplerMsPerToken: engineOnly ? 0 : samplerTime(lastLogits),
       vocabSize: vocab,
       wasmMemoryBytes: engine.model.arenas.reduce((n, a) => n + a.memory.buffer.byteLength, 0),
       wasmMemories: engine.model.arenas.length,
@@ -257,16 +265,16 @@ export async function main(argv: string[]): Promise<number> {
       `prefill          ${result.prefillTokensPerSecond.toFixed(1)} tokens/s: engine, ${promptTokens} prompt tokens over the time to first token`,
       `decode           ${result.decodeTokensPerSecond.toFixed(2)} tokens/s: engine, ${genTokens - 1} tokens from the first streamed ` +
         `delta to the last (forward steps, ${samplingName} sampling, detokenizer, stop check, scheduler, stream)`,
-      `forward only     prefill ${result.forwardPrefillTokensPerSecond.toFixed(1)} tokens/s, decode ${result.forwardDecodeTokensPerSecond.toFixed(2)} ` +
+      ...(engineOnly ? [] : [`forward only     prefill ${result.forwardPrefillTokensPerSecond.toFixed(1)} tokens/s, decode ${result.forwardDecodeTokensPerSecond.toFixed(2)} ` +
         `tokens/s: forward.step and an argmax, nothing else (kernels and worker hand-off); decode streams ` +
-        `${result.forwardDecodeWeightGBps.toFixed(2)} GB/s of the weights a token reads`,
+        `${result.forwardDecodeWeightGBps.toFixed(2)} GB/s of the weights a token reads`]),
       `engine cost      ${result.engineOwnMsPerStep.toFixed(3)} ms per decode step (${result.engineOwnPercent.toFixed(1)}% of it): ` +
         `the engine's own time from a step's return to the next step's start (sampling, detokenizer, stop check, stream, ` +
-        `scheduler), timed inside it, beside ${result.engineStepMs.toFixed(2)} ms in forward.run; ` +
-        `engine decode minus forward-only decode (separate runs): ` +
-        `${result.engineOverheadMsPerToken.toFixed(3)} ms (${result.engineOverheadPercent.toFixed(1)}%)`,
-      `sampler          ${result.samplerMsPerToken.toFixed(3)} ms/token: Sampler.sample at temperature 0.7, top-p 0.9 on ` +
-        `${vocab} logits (the last forward step's), alone`,
+        `scheduler), timed inside it, beside ${result.engineStepMs.toFixed(2)} ms in forward.run` +
+        (engineOnly ? "" : `; engine decode minus forward-only decode (separate runs): ` +
+          `${result.engineOverheadMsPerToken.toFixed(3)} ms (${result.engineOverheadPercent.toFixed(1)}%)`),
+      ...(engineOnly ? [] : [`sampler          ${result.samplerMsPerToken.toFixed(3)} ms/token: Sampler.sample at temperature 0.7, top-p 0.9 on ` +
+        `${vocab} logits (the last forward step's), alone`]),
       `wasm memory      ${mib(result.wasmMemoryBytes)}${result.wasmMemories > 1 ? ` in ${result.wasmMemories} memories (shards)` : ""}`,
       `peak RSS         ${mib(result.peakRssBytes)}`,
       ...(schemaFile === undefined ? [] : [

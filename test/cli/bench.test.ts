@@ -60,6 +60,17 @@ describe("qwasm bench", () => {
     expect(text).toMatch(/temperature 0\.7, topP 0\.9, seed 5 sampling/);
   });
 
+  it("--engine-only gives the end-to-end figures and leaves out the forward-only and sampler ones", async () => {
+    const result = JSON.parse(await bench(["--prompt-tokens", "8", "--gen-tokens", "6", "--engine-only", "--json"]));
+    expectPositive(result, ["timeToFirstTokenMs", "prefillTokensPerSecond", "decodeTokensPerSecond", "engineOwnMsPerStep"]);
+    for (const f of ["forwardPrefillTokensPerSecond", "forwardDecodeTokensPerSecond", "forwardDecodeWeightGBps", "samplerMsPerToken"]) {
+      expect(result[f], f).toBe(0);
+    }
+    const text = await bench(["--prompt-tokens", "8", "--gen-tokens", "4", "--engine-only"]);
+    for (const label of ["first token", "prefill", "decode", "engine cost"]) expect(text, label).toMatch(new RegExp(`^${label} +[0-9a-z].*: `, "m"));
+    for (const label of ["forward only", "sampler"]) expect(text, label).not.toMatch(new RegExp(`^${label} `, "m"));
+  });
+
   it("--batch counts the tokens of the window where all streams decode", async () => {
     const result = JSON.parse(await bench(["--batch", "2", "--prompt-tokens", "4", "--gen-tokens", "8", "--json"]));
     expectPositive(result, ["decodeTokensPerSecond", "perStreamDecodeTokensPerSecond", "singleStreamDecodeTokensPerSecond"]);
