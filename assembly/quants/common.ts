@@ -638,7 +638,7 @@ export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
       const xt = x + <usize>t * xs;
       const ot = out + (<usize>t * os << 2);
       if (offsets) {
-        token_offsets<C>(xt + 0, xs, nb, scratch);
+        token_offsets<C>(xt, xs, nb, scratch);
         for (let r = r0; r < r1; r += 2) {
           const two = r + 1 < r1;
           tile_b32_2x8<C, Precomputed>(w + <usize>r * rowBytes, two ? rowBytes : 0, two, xt, xs, nb, ot + (<usize>r << 2), os, scratch);
