@@ -12,19 +12,14 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import v8 from "node:v8";
+import { takeOption } from "./options.mjs";
 
 // Node 20 needs the flag; Node 22 and later have relaxed SIMD on and V8 13 (Node 24) no longer knows it
 if (Number(process.versions.node.split(".")[0]) < 22) v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  if (i < 0) return dflt;
-  const v = args[i + 1];
-  args.splice(i, 2);
-  return v;
-};
+const opt = (name, dflt) => takeOption(args, name, dflt);
 const dirA = opt("--a", null);
 const dirB = opt("--b", join(root, "build"));
 const nTok = Number(opt("--tokens", 1));

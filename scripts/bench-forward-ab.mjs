@@ -12,15 +12,10 @@
 // relaxed build, which the CLI takes by default; without it both sides run the SIMD128 build.
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { takeOption } from "./options.mjs";
 
 const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  if (i < 0) return dflt;
-  const v = args[i + 1];
-  args.splice(i, 2);
-  return v;
-};
+const opt = (name, dflt) => takeOption(args, name, dflt);
 const dirA = opt("--a", undefined);
 const dirB = opt("--b", join(dirname(fileURLToPath(import.meta.url)), ".."));
 const threads = Number(opt("--threads", 2));
