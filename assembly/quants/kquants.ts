@@ -79,8 +79,10 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
 
 // The loops call methods on changetype<K>(0) (AssemblyScript has no static members on type
 // parameters): K is a class with @inline bytes(), dotRef(wr, xr, nb), for matmul_k_quads
-// dot1(wr, x, nb) and dot4(wr, x0, x1, x2, x3, nb, o0, o1, o2, o3), for matmul_k_tiles qs(), lo()
-// and hi() (see the tiles and the one-token rows below).
+// dot4(wr, x0, x1, x2, x3, nb, o0, o1, o2, o3) (one row, four tokens), rows4(w, gap, x, nb, out,
+// outGap) (four rows, one token) and dot1(wr, x, nb, seq) (one row, one token; rows4 and dot1 sum as
+// dotRef, bit for bit), for matmul_k_tiles qs(), lo() and hi() (see the tiles and the one-token
+// rows below).
 
 /** The scalar matmul of a K-quant type: ggml's generic vec_dot, one row and one token at a time. */
 @inline export function matmul_k_ref<K>(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
@@ -113,21 +115,30 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
   const kq = changetype<K>(0);
   const rowBytes = <usize>nb * kq.bytes();
   const xs = <usize>xStride, os = <usize>outStride << 2;
+  // Four tokens at a time, and three as four with the last token twice (cheaper than three
+  // one-token passes); one or two tokens left take the one-token path below.
+  const tiled = (nTok & ~3) + ((nTok & 3) == 3 ? 3 : 0);
   for (let r = rowStart; r < rowEnd; r++) {
     const wr = w + <usize>r * rowBytes;
     const o = out + (<usize>r << 2);
-    let t = 0;
-    for (; t + 4 <= nTok; t += 4) {
+    for (let t = 0; t < tiled; t += 4) {
+      const last = <usize>min(3, tiled - t - 1);
       const xt = x + <usize>t * xs, ot = o + <usize>t * os;
-      kq.dot4(wr, xt, xt + xs, xt + 2 * xs, xt + 3 * xs, nb, ot, ot + os, ot + 2 * os, ot + 3 * os);
+      kq.dot4(wr, xt, xt + xs, xt + min<usize>(2, last) * xs, xt + last * xs, nb, ot, ot + os, ot + min<usize>(2, last) * os, ot + last * os);
     }
-    if (nTok - t == 3) {
-      // Three left: one four-token pass with the last token twice beats three one-token passes.
-      const xt = x + <usize>t * xs, ot = o + <usize>t * os;
-      kq.dot4(wr, xt, xt + xs, xt + 2 * xs, xt + 2 * xs, nb, ot, ot + os, ot + 2 * os, ot + 2 * os);
-      t += 3;
+  }
+  // The tokens left (all of them when decoding): four rows at a time from the four quarters of the
+  // range (four long sequential streams, see matmul_b32), then the rows left; both sum as dotRef.
+  const quarter = (rowEnd - rowStart) >> 2;
+  for (let t = tiled; t < nTok; t++) {
+    const xt = x + <usize>t * xs, ot = out + <usize>t * os;
+    for (let r = rowStart; r < rowStart + quarter; r++) {
+      kq.rows4(w + <usize>r * rowBytes, <usize>quarter * rowBytes, xt, nb, ot + (<usize>r << 2), <usize>quarter);
     }
-    for (; t < nTok; t++) store<f32>(o + <usize>t * os, kq.dot1(wr, x + <usize>t * xs, nb));
+    for (let r = rowStart + 4 * quarter; r < rowEnd; r++) {
+      const o = ot + (<usize>r << 2);
+      store<f32>(o, kq.dot1(w + <usize>r * rowBytes, xt, nb, o));
+    }
   }
 }
 
@@ -270,6 +281,14 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
   return i16x8.add(i16x8.mul(v128.and(u, i16x8.splat(0xff)), xe), i16x8.mul(i16x8.shr_u(u, 8), xo));
 }
 
+/** The i16 lanes (l0 + l4, h0 + h4, l1 + l5, h1 + h5, ...): the sums of two sub-blocks (l and h, eight
+ *  i16 partial sums each) interleaved and added pairwise, so that one i32x4.dot_i16x8_s by a pair
+ *  of scales (sub-block of l, sub-block of h) in every i32 lane widens and scales both. Each lane
+ *  must fit in an i16: the callers bound them. */
+@inline export function interleavePairs(l: v128, h: v128): v128 {
+  return i16x8.add(i16x8.shuffle(l, h, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(l, h, 4, 12, 5, 13, 6, 14, 7, 15));
+}
+
 // ---- Q4_K and Q5_K, one token ----
 // A chunk of 64 weights is sub-block 2c (low nibbles) and 2c + 1 (high nibbles). Each gives two
 // dot_u8_i8 summed in i16 (at most 4 * 31 * 127); the two sub-blocks' sums are interleaved and
@@ -288,8 +307,7 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
   const v0 = v128.load(p), v1 = v128.load(p, 16);
   const l = i16x8.add(dot_u8_i8(kq.lo(v0, wb, 0, c), v128.load(q)), dot_u8_i8(kq.lo(v1, wb, 1, c), v128.load(q, 16)));
   const h = i16x8.add(dot_u8_i8(kq.hi(v0, wb, 0, c), v128.load(q, 32)), dot_u8_i8(kq.hi(v1, wb, 1, c), v128.load(q, 48)));
-  const pk = i16x8.add(i16x8.shuffle(l, h, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(l, h, 4, 12, 5, 13, 6, 14, 7, 15));
-  return i32x4.add(acc, i32x4.dot_i16x8_s(pk, sp));
+  return i32x4.add(acc, i32x4.dot_i16x8_s(interleavePairs(l, h), sp));
 }
 
 /** Q4_K and Q5_K: one row against one token, summed as the scalar reference; seq:
@@ -340,8 +358,7 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
   const v0 = v128.load(p), v1 = v128.load(p, 16);
   const l = i16x8.add(dot_u8_xp(kq.lo(v0, wb, 0, c), e0, o0), dot_u8_xp(kq.lo(v1, wb, 1, c), e1, o1));
   const h = i16x8.add(dot_u8_xp(kq.hi(v0, wb, 0, c), e2, o2), dot_u8_xp(kq.hi(v1, wb, 1, c), e3, o3));
-  const pk = i16x8.add(i16x8.shuffle(l, h, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(l, h, 4, 12, 5, 13, 6, 14, 7, 15));
-  return i32x4.dot_i16x8_s(pk, sp);
+  return i32x4.dot_i16x8_s(interleavePairs(l, h), sp);
 }
 
 /** Q4_K and Q5_K: rows w, w + gap, w + 2*gap, w + 3*gap against one token at x, stored at out,

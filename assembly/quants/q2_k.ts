@@ -3,8 +3,8 @@
 // 16 sub-blocks of 16: w = d*(scales[j] & 15)*q - dmin*(scales[j] >> 4), q 2-bit. Half n (128
 // weights) uses qs[32n .. 32n+32): weight 128n + 32s + l is (qs[32n + l] >> 2s) & 3, l in [0, 32),
 // in sub-block 8n + 2s + (l >= 16). The min term uses the Q8_K block sums: sum(q8 * m) = m * bsum.
-import { f16_to_f32 } from "./common";
-import { QK_K, Q8K, minTerm, hsum, combineMin, matmul_k_ref, matmul_k_quads, dot16u } from "./kquants";
+import { f16_to_f32, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4 } from "./common";
+import { QK_K, Q8K, minTerm, hsum, combineMin, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd } from "./kquants";
 
 @inline const BLOCK: usize = 84;
 
@@ -86,28 +86,81 @@ export function matmul_q2_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
   matmul_k_ref<Q2K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
-/** One row against one token. */
-function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
-  let f0 = f32x4.splat(0);
+// ---- One token ----
+// Pass p (0..7) of a block is sub-blocks 2p and 2p + 1 (32 weights: qs bytes 0-15 and 16-31 of half
+// p >> 2, shifted right by 2(p & 3)). Their crumbs (u8 in [0, 3]) give two dot_u8_xp (relaxed dots
+// in the relaxed build; i16 lanes at most 2 * 3 * 127), interleaved and added pairwise (at most
+// 1524) so that one i32x4.dot_i16x8_s by the pair of scales (an i32 lane of the scales' i16 lanes)
+// widens and scales both. The min term is bsums times the mins (minTerm). A block's integer sums
+// are exact; the f32 sum is dotRef's: (dx * d) * isum - (dx * dmin) * msum, block after block.
+
+/** acc + the i32x4 partial sums of pass p of block wb against the Q8_K block xb, each sub-block's
+ *  integer sum times its scale; sp: the pair of scales (2p, 2p + 1) in every i32 lane. */
+@inline function passDot(acc: v128, wb: usize, xb: usize, p: i32, sp: v128): v128 {
+  const q = wb + 16 + (<usize>(p >> 2) << 5);
+  const s = <u32>(p & 3) << 1;
+  const v0 = v128.load(q), v1 = v128.load(q, 16);
+  const u0 = crumbs(s == 0 ? v0 : i16x8.shr_u(v0, s)), u1 = crumbs(s == 0 ? v1 : i16x8.shr_u(v1, s));
+  const x0 = v128.load(xb + 4 + (<usize>p << 5)), x1 = v128.load(xb + 20 + (<usize>p << 5));
+  const l = dot_u8_xp(u0, xEven(x0), xOdd(x0)), h = dot_u8_xp(u1, xEven(x1), xOdd(x1));
+  return i32x4.add(acc, i32x4.dot_i16x8_s(interleavePairs(l, h), sp));
+}
+
+/** dotRef's isum of block wb against the Q8_K block xb, as i32x4 partial sums. A store to seq (a
+ *  word the caller overwrites later) after each pass keeps V8 from hoisting every load of the block
+ *  to its top (spills). */
+@inline function blockDot(wb: usize, xb: usize, seq: usize): v128 {
+  const sv = v128.and(v128.load(wb), i8x16.splat(0x0f));
+  const lo = i16x8.extend_low_i8x16_u(sv), hi = i16x8.extend_high_i8x16_u(sv);
+  let acc = passDot(i32x4.splat(0), wb, xb, 0, i32x4.shuffle(lo, lo, 0, 0, 0, 0)); v128.store32_lane(seq, acc, 0);
+  acc = passDot(acc, wb, xb, 1, i32x4.shuffle(lo, lo, 1, 1, 1, 1)); v128.store32_lane(seq, acc, 0);
+  acc = passDot(acc, wb, xb, 2, i32x4.shuffle(lo, lo, 2, 2, 2, 2)); v128.store32_lane(seq, acc, 0);
+  acc = passDot(acc, wb, xb, 3, i32x4.shuffle(lo, lo, 3, 3, 3, 3)); v128.store32_lane(seq, acc, 0);
+  acc = passDot(acc, wb, xb, 4, i32x4.shuffle(hi, hi, 0, 0, 0, 0)); v128.store32_lane(seq, acc, 0);
+  acc = passDot(acc, wb, xb, 5, i32x4.shuffle(hi, hi, 1, 1, 1, 1)); v128.store32_lane(seq, acc, 0);
+  acc = passDot(acc, wb, xb, 6, i32x4.shuffle(hi, hi, 2, 2, 2, 2)); v128.store32_lane(seq, acc, 0);
+  acc = passDot(acc, wb, xb, 7, i32x4.shuffle(hi, hi, 3, 3, 3, 3)); v128.store32_lane(seq, acc, 0);
+  return acc;
+}
+
+/** One row against one token, summed as dotRef; seq: a word that may be written (the row's output). */
+function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
+  let sum: f32 = 0;
   for (let b = 0; b < nb; b++) {
     const wb = wr + <usize>b * BLOCK;
-    const xb0 = x0 + <usize>b * Q8K;
-    let acc0 = i32x4.splat(0);
-    // the packed bytes advance by shifts: TurboFan would recompute loop invariants at every iteration
-    let xq = xb0 + 4, sc = wb;
-    for (let n = 0; n < 2; n++) {
-      let qv0 = v128.load(wb + 16 + (<usize>n << 5)), qv1 = v128.load(wb + 32 + (<usize>n << 5));
-      for (let s = 0; s < 4; s++) {
-        acc0 = i32x4.add(acc0, dot16u(crumbs(qv0), scaleAt(sc, 0), xq));
-        acc0 = i32x4.add(acc0, dot16u(crumbs(qv1), scaleAt(sc, 1), xq + 16));
-        qv0 = i16x8.shr_u(qv0, 2); qv1 = i16x8.shr_u(qv1, 2);
-        xq += 32; sc += 2;
-      }
-    }
-    const d = f16_to_f32(load<u16>(wb, 80)), dmin = f16_to_f32(load<u16>(wb, 82));
-    f0 = combineMin(f0, acc0, minTerm(xb0, minsLo(wb), minsHi(wb)), xb0, d, dmin);
+    const xb = x0 + <usize>b * Q8K;
+    const isum = i32x4_hsum(blockDot(wb, xb, seq));
+    const msum = i32x4_hsum(minTerm(xb, minsLo(wb), minsHi(wb)));
+    const dx = load<f32>(xb);
+    sum += (dx * f16_to_f32(load<u16>(wb, 80))) * <f32>isum - (dx * f16_to_f32(load<u16>(wb, 82))) * <f32>msum;
   }
-  return hsum(f0);
+  return sum;
+}
+
+/** Rows w, w + gap, w + 2*gap, w + 3*gap against one token at x, stored at out, out + 4*outGap, ...
+ *  (four long sequential streams, see matmul_b32); the block's f32 work serves the four rows in
+ *  lanes. Summed as dotRef (and as rowDot1). */
+function rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void {
+  const g2 = gap << 1, g3 = gap * 3;
+  let acc = f32x4.splat(0); // lane r: row r
+  for (let b = 0; b < nb; b++) {
+    const w0 = w + <usize>b * BLOCK, w1 = w0 + gap, w2 = w0 + g2, w3 = w0 + g3;
+    const xb = x + <usize>b * Q8K;
+    const isum = i32x4_hsum4(blockDot(w0, xb, out), blockDot(w1, xb, out), blockDot(w2, xb, out), blockDot(w3, xb, out));
+    const msum = i32x4_hsum4(minTerm(xb, minsLo(w0), minsHi(w0)), minTerm(xb, minsLo(w1), minsHi(w1)),
+      minTerm(xb, minsLo(w2), minsHi(w2)), minTerm(xb, minsLo(w3), minsHi(w3)));
+    let h = v128.load32_splat(w0 + 80); // lane r: row r's d (low half) and dmin (high half)
+    h = v128.load32_lane(w1 + 80, h, 1);
+    h = v128.load32_lane(w2 + 80, h, 2);
+    h = v128.load32_lane(w3 + 80, h, 3);
+    const dx = f32x4.splat(load<f32>(xb));
+    const d = f32x4.mul(dx, f16x4_hi_to_f32x4_finite(i32x4.shl(h, 16))), dmin = f32x4.mul(dx, f16x4_hi_to_f32x4_finite(h));
+    acc = f32x4.add(acc, f32x4.sub(f32x4.mul(d, f32x4.convert_i32x4_s(isum)), f32x4.mul(dmin, f32x4.convert_i32x4_s(msum))));
+  }
+  store<f32>(out, f32x4.extract_lane(acc, 0));
+  store<f32>(out + (outGap << 2), f32x4.extract_lane(acc, 1));
+  store<f32>(out + (outGap << 3), f32x4.extract_lane(acc, 2));
+  store<f32>(out + 3 * (outGap << 2), f32x4.extract_lane(acc, 3));
 }
 
 /** One row against four tokens: each weight block is decoded once for the four. SIMD128 widens it
@@ -163,7 +216,8 @@ export function matmul_q2_k(w: usize, x: usize, out: usize, k: i32, rowStart: i3
 @final class Q2K {
   @inline bytes(): usize { return BLOCK; }
   @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRef(wr, xr, nb); }
-  @inline dot1(wr: usize, x: usize, nb: i32): f32 { return rowDot1(wr, x, nb); }
+  @inline dot1(wr: usize, x: usize, nb: i32, seq: usize): f32 { return rowDot1(wr, x, nb, seq); }
+  @inline rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void { rows4(w, gap, x, nb, out, outGap); }
   @inline dot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
     o0: usize, o1: usize, o2: usize, o3: usize): void { rowDot4(wr, x0, x1, x2, x3, nb, o0, o1, o2, o3); }
 }

@@ -4,8 +4,8 @@
 // (0..7) covers weights 32p .. 32p+32: low2 = (qs[32(p >> 2) + l] >> 2(p & 3)) & 3 and the high bit
 // is bit p of hmask[l], l in [0, 32); sub-blocks 2p (l < 16) and 2p+1. The 16 6-bit scales are
 // packed in scales[12] (low nibbles in bytes 0-7, high 2 bits in bytes 8-11).
-import { f16_to_f32 } from "./common";
-import { QK_K, Q8K, hsum, combine, matmul_k_ref, matmul_k_quads, dot16u } from "./kquants";
+import { f16_to_f32, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4 } from "./common";
+import { QK_K, Q8K, hsum, combine, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd } from "./kquants";
 
 @inline const BLOCK: usize = 110;
 
@@ -54,13 +54,6 @@ import { QK_K, Q8K, hsum, combine, matmul_k_ref, matmul_k_quads, dot16u } from "
 @inline function dot16w(wa: v128, wb: v128, q: usize): v128 {
   return i32x4.add(i32x4.dot_i16x8_s(wa, v128.load8x8_s(q)), i32x4.dot_i16x8_s(wb, v128.load8x8_s(q, 8)));
 }
-
-/** The low byte of sc, minus 32, as an i16 splat. */
-@inline function scaleSplat(sc: u64): v128 {
-  return i16x8.splat(<i16>(<i32>(sc & 0xff) - 32));
-}
-
-
 
 /** Scale j of a block (0..63, before the -32). */
 @inline function scaleByte(wb: usize, j: i32): i32 {
@@ -124,33 +117,85 @@ export function matmul_q3_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
   matmul_k_ref<Q3K>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
 
-/** One row against one token. The per-block state (scales, hmask, qs) advances by shifts inside
- * the loops: TurboFan would otherwise recompute loop-invariant values at every iteration. */
-function rowDot1(wr: usize, x0: usize, nb: i32): f32 {
-  let f0 = f32x4.splat(0);
+// ---- One token ----
+// Pass p (0..7) of a block is sub-blocks 2p and 2p + 1 (32 weights). Their biased weights (u8 in
+// [0, 7]) give two dot_u8_xp (relaxed dots in the relaxed build; i16 lanes at most 2 * 7 * 127),
+// interleaved and added pairwise (at most 3556) so that one i32x4.dot_i16x8_s by the pair of scales
+// (an i32 lane of the scales' i16 lanes, one pshufd) widens and scales both. The bias (+4 per
+// weight) comes off once per block: 4 * sum_j scale_j * bsum_j (offsetTerm). The integer sum of a
+// block is exact; the f32 sum is dotRef's: (d * dx) * isum, block after block.
+
+/** The biased weights of pass p, lanes 0-15 or 16-31: low2 from the qs bytes v (of half p >> 2),
+ *  the high bit (bit p) from the hmask bytes h, moved to bit 2 (i16 shifts are fine: only bits that
+ *  stay inside their byte are kept). */
+@inline function passWeights(v: v128, h: v128, p: i32): v128 {
+  const s = (p & 3) << 1;
+  const low = v128.and(s == 0 ? v : i16x8.shr_u(v, <u32>s), i8x16.splat(3));
+  const high = p < 2 ? i16x8.shl(h, <u32>(2 - p)) : p == 2 ? h : i16x8.shr_u(h, <u32>(p - 2));
+  return v128.or(low, v128.and(high, i8x16.splat(4)));
+}
+
+/** acc + the i32x4 partial sums of pass p of block wb against the Q8_K block xb, each sub-block's
+ *  integer sum times its scale; sp: the pair of scales (2p, 2p + 1) in every i32 lane. */
+@inline function passDot(acc: v128, wb: usize, xb: usize, p: i32, sp: v128): v128 {
+  const q = wb + 32 + (<usize>(p >> 2) << 5);
+  const x0 = v128.load(xb + 4 + (<usize>p << 5)), x1 = v128.load(xb + 20 + (<usize>p << 5));
+  const l = dot_u8_xp(passWeights(v128.load(q), v128.load(wb), p), xEven(x0), xOdd(x0));
+  const h = dot_u8_xp(passWeights(v128.load(q, 16), v128.load(wb, 16), p), xEven(x1), xOdd(x1));
+  return i32x4.add(acc, i32x4.dot_i16x8_s(interleavePairs(l, h), sp));
+}
+
+/** The exact integer sum of block wb against the Q8_K block xb (dotRef's isum), as i32x4 partial
+ *  sums. A store to seq (a word the caller overwrites later) after each pass keeps V8 from hoisting
+ *  every load of the block to its top (spills). */
+@inline function blockDot(wb: usize, xb: usize, seq: usize): v128 {
+  const sv = scaleBytes(load<u32>(wb, 96), load<u32>(wb, 100), load<u32>(wb, 104));
+  const lo = i16x8.extend_low_i8x16_s(sv), hi = i16x8.extend_high_i8x16_s(sv);
+  let acc = i32x4.neg(offsetTerm(sv, xb));
+  acc = passDot(acc, wb, xb, 0, i32x4.shuffle(lo, lo, 0, 0, 0, 0)); v128.store32_lane(seq, acc, 0);
+  acc = passDot(acc, wb, xb, 1, i32x4.shuffle(lo, lo, 1, 1, 1, 1)); v128.store32_lane(seq, acc, 0);
+  acc = passDot(acc, wb, xb, 2, i32x4.shuffle(lo, lo, 2, 2, 2, 2)); v128.store32_lane(seq, acc, 0);
+  acc = passDot(acc, wb, xb, 3, i32x4.shuffle(lo, lo, 3, 3, 3, 3)); v128.store32_lane(seq, acc, 0);
+  acc = passDot(acc, wb, xb, 4, i32x4.shuffle(hi, hi, 0, 0, 0, 0)); v128.store32_lane(seq, acc, 0);
+  acc = passDot(acc, wb, xb, 5, i32x4.shuffle(hi, hi, 1, 1, 1, 1)); v128.store32_lane(seq, acc, 0);
+  acc = passDot(acc, wb, xb, 6, i32x4.shuffle(hi, hi, 2, 2, 2, 2)); v128.store32_lane(seq, acc, 0);
+  acc = passDot(acc, wb, xb, 7, i32x4.shuffle(hi, hi, 3, 3, 3, 3)); v128.store32_lane(seq, acc, 0);
+  return acc;
+}
+
+/** One row against one token, summed as dotRef; seq: a word that may be written (the row's output). */
+function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
+  let sum: f32 = 0;
   for (let b = 0; b < nb; b++) {
     const wb = wr + <usize>b * BLOCK;
-    let xq = x0 + <usize>b * Q8K + 4;
-    const a0 = load<u32>(wb, 96), a1 = load<u32>(wb, 100), a2 = load<u32>(wb, 104);
-    let sc = <u64>scales0(a0, a2) | (<u64>scales1(a1, a2) << 32);
-    let hc0 = v128.load(wb), hc1 = v128.load(wb, 16);
-    let acc0 = i32x4.splat(0);
-    for (let n = 0; n < 2; n++) {
-      let qv0 = v128.load(wb + 32 + (<usize>n << 5)), qv1 = v128.load(wb + 48 + (<usize>n << 5));
-      for (let s = 0; s < 4; s++) {
-        acc0 = i32x4.add(acc0, dot16u(decode(qv0, hc0), scaleSplat(sc), xq));
-        acc0 = i32x4.add(acc0, dot16u(decode(qv1, hc1), scaleSplat(sc >> 8), xq + 16));
-        qv0 = i16x8.shr_u(qv0, 2); qv1 = i16x8.shr_u(qv1, 2);
-        hc0 = i16x8.shr_u(hc0, 1); hc1 = i16x8.shr_u(hc1, 1);
-        sc >>= 16;
-        xq += 32;
-      }
-      sc = <u64>scales2(a0, a2) | (<u64>scales3(a1, a2) << 32);
-    }
-    if (ASC_FEATURE_RELAXED_SIMD) acc0 = i32x4.sub(acc0, offsetTerm(scaleBytes(a0, a1, a2), xq - 260));
-    f0 = combine(f0, acc0, xq - 260, f16_to_f32(load<u16>(wb, 108)));
+    const xb = x0 + <usize>b * Q8K;
+    const isum = i32x4_hsum(blockDot(wb, xb, seq));
+    sum += (f16_to_f32(load<u16>(wb, 108)) * load<f32>(xb)) * <f32>isum;
   }
-  return hsum(f0);
+  return sum;
+}
+
+/** Rows w, w + gap, w + 2*gap, w + 3*gap against one token at x, stored at out, out + 4*outGap, ...
+ *  (four long sequential streams, see matmul_b32); the block's f32 work serves the four rows in
+ *  lanes. Summed as dotRef (and as rowDot1). */
+function rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void {
+  const g2 = gap << 1, g3 = gap * 3;
+  let acc = f32x4.splat(0); // lane r: row r
+  for (let b = 0; b < nb; b++) {
+    const w0 = w + <usize>b * BLOCK;
+    const xb = x + <usize>b * Q8K;
+    const isum = i32x4_hsum4(blockDot(w0, xb, out), blockDot(w0 + gap, xb, out), blockDot(w0 + g2, xb, out), blockDot(w0 + g3, xb, out));
+    let h = v128.load16_splat(w0 + 108);
+    h = v128.load16_lane(w0 + gap + 108, h, 3);
+    h = v128.load16_lane(w0 + g2 + 108, h, 5);
+    h = v128.load16_lane(w0 + g3 + 108, h, 7);
+    const d = f32x4.mul(f16x4_hi_to_f32x4_finite(h), f32x4.splat(load<f32>(xb)));
+    acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(isum)));
+  }
+  store<f32>(out, f32x4.extract_lane(acc, 0));
+  store<f32>(out + (outGap << 2), f32x4.extract_lane(acc, 1));
+  store<f32>(out + (outGap << 3), f32x4.extract_lane(acc, 2));
+  store<f32>(out + 3 * (outGap << 2), f32x4.extract_lane(acc, 3));
 }
 
 /** One row against four tokens: each weight block is decoded once for the four. SIMD128 widens it
@@ -220,7 +265,8 @@ export function matmul_q3_k(w: usize, x: usize, out: usize, k: i32, rowStart: i3
 @final class Q3K {
   @inline bytes(): usize { return BLOCK; }
   @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRef(wr, xr, nb); }
-  @inline dot1(wr: usize, x: usize, nb: i32): f32 { return rowDot1(wr, x, nb); }
+  @inline dot1(wr: usize, x: usize, nb: i32, seq: usize): f32 { return rowDot1(wr, x, nb, seq); }
+  @inline rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void { rows4(w, gap, x, nb, out, outGap); }
   @inline dot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
     o0: usize, o1: usize, o2: usize, o3: usize): void { rowDot4(wr, x0, x1, x2, x3, nb, o0, o1, o2, o3); }
 }

@@ -157,8 +157,8 @@ describe("one token: the matmuls that sum as their scalar reference do so bit fo
   // dot_b32_rows4 in assembly/quants/common.ts, rowDot1Relaxed in kquants.ts and q6_k.ts) sum
   // exactly as matmul_T_ref does, block after block: any change to their order shows here.
   const EXACT: Record<"simd128" | "relaxed-simd", string[]> = {
-    simd128: ["q5_0", "q5_1", "iq4_nl", "q4_k", "q5_k", "q6_k"],
-    "relaxed-simd": ["q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q4_k", "q5_k", "q6_k"],
+    simd128: ["q5_0", "q5_1", "iq4_nl", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"],
+    "relaxed-simd": ["q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"],
   };
   const cases = (["simd128", "relaxed-simd"] as const).flatMap((build) => EXACT[build].map((name) => [build, name] as const));
 
