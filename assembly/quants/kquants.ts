@@ -154,7 +154,8 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
 //
 // The codec K (Q4K, Q5K) decodes: qs() the offset of qs[128] in the block; lo(v, wb, half, c) and
 // hi(v, wb, half, c) the weights (u8 lanes) of the 16 bytes v = qs[32c + 16 half ..] of block wb:
-// sub-block 2c (low nibbles) and 2c + 1 (high nibbles), with Q5_K's 5th bits from qh.
+// sub-block 2c (low nibbles) and 2c + 1 (high nibbles), with Q5_K's 5th bits from qh; lo1() and
+// hi1() the same for a constant c (the one-token loops), which Q5_K decodes with fewer shifts.
 
 /** The eight 6-bit sub-block scales of block wb (Q4_K/Q5_K packing) as i16 lanes. */
 @inline function scaleLanes(wb: usize): v128 {
@@ -305,8 +306,8 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
   const p = wb + kq.qs() + (<usize>c << 5);
   const q = xb + 4 + (<usize>c << 6);
   const v0 = v128.load(p), v1 = v128.load(p, 16);
-  const l = i16x8.add(dot_u8_i8(kq.lo(v0, wb, 0, c), v128.load(q)), dot_u8_i8(kq.lo(v1, wb, 1, c), v128.load(q, 16)));
-  const h = i16x8.add(dot_u8_i8(kq.hi(v0, wb, 0, c), v128.load(q, 32)), dot_u8_i8(kq.hi(v1, wb, 1, c), v128.load(q, 48)));
+  const l = i16x8.add(dot_u8_i8(kq.lo1(v0, wb, 0, c), v128.load(q)), dot_u8_i8(kq.lo1(v1, wb, 1, c), v128.load(q, 16)));
+  const h = i16x8.add(dot_u8_i8(kq.hi1(v0, wb, 0, c), v128.load(q, 32)), dot_u8_i8(kq.hi1(v1, wb, 1, c), v128.load(q, 48)));
   return i32x4.add(acc, i32x4.dot_i16x8_s(interleavePairs(l, h), sp));
 }
 
@@ -356,8 +357,8 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
   const kq = changetype<K>(0);
   const p = wb + kq.qs() + (<usize>c << 5);
   const v0 = v128.load(p), v1 = v128.load(p, 16);
-  const l = i16x8.add(dot_u8_xp(kq.lo(v0, wb, 0, c), e0, o0), dot_u8_xp(kq.lo(v1, wb, 1, c), e1, o1));
-  const h = i16x8.add(dot_u8_xp(kq.hi(v0, wb, 0, c), e2, o2), dot_u8_xp(kq.hi(v1, wb, 1, c), e3, o3));
+  const l = i16x8.add(dot_u8_xp(kq.lo1(v0, wb, 0, c), e0, o0), dot_u8_xp(kq.lo1(v1, wb, 1, c), e1, o1));
+  const h = i16x8.add(dot_u8_xp(kq.hi1(v0, wb, 0, c), e2, o2), dot_u8_xp(kq.hi1(v1, wb, 1, c), e3, o3));
   return i32x4.dot_i16x8_s(interleavePairs(l, h), sp);
 }
 

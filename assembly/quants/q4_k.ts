@@ -87,4 +87,6 @@ export function matmul_q4_k(w: usize, x: usize, out: usize, k: i32, rowStart: i3
   @inline qs(): usize { return 16; }
   @inline lo(v: v128, wb: usize, half: usize, c: i32): v128 { return lowNibbles(v); }
   @inline hi(v: v128, wb: usize, half: usize, c: i32): v128 { return highNibbles(v); }
+  @inline lo1(v: v128, wb: usize, half: usize, c: i32): v128 { return lowNibbles(v); }
+  @inline hi1(v: v128, wb: usize, half: usize, c: i32): v128 { return highNibbles(v); }
 }

@@ -21,6 +21,14 @@ import { QK_K, Q8K, scales03, scales47, mins03, mins47, byteOf, matmul_k_ref, ma
   return v128.or(v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)), v128.and(i16x8.shl(hc, 3), i8x16.splat(0x10)));
 }
 
+/** 16 times bit `bit` (a constant, 0..7) of each byte of qh: the bit moved to bit 4 by one shift
+ *  and kept alone (i16 shifts are fine: only the bit that lands on bit 4 of its own byte is kept). */
+@inline function fifthBits(qh: v128, bit: i32): v128 {
+  const m = i8x16.splat(0x10);
+  if (bit < 4) return v128.and(i16x8.shl(qh, <u32>(4 - bit)), m);
+  return bit == 4 ? v128.and(qh, m) : v128.and(i16x8.shr_u(qh, <u32>(bit - 4)), m);
+}
+
 /** n weights from src to f32 at dst (dequantize_row_q5_K). */
 export function dequantize_q5_k(src: usize, dst: usize, n: i32): void {
   for (let b = 0; b < n / QK_K; b++) {
@@ -96,4 +104,11 @@ export function matmul_q5_k(w: usize, x: usize, out: usize, k: i32, rowStart: i3
   @inline qs(): usize { return 48; }
   @inline lo(v: v128, wb: usize, half: usize, c: i32): v128 { return lowWeights(v, i16x8.shr_u(v128.load(wb + 16 + (half << 4)), c << 1)); }
   @inline hi(v: v128, wb: usize, half: usize, c: i32): v128 { return highWeights(v, i16x8.shr_u(v128.load(wb + 16 + (half << 4)), c << 1)); }
+  // The one-token loops pass c as a constant: one shift per 16 weights moves the 5th bit into place.
+  @inline lo1(v: v128, wb: usize, half: usize, c: i32): v128 {
+    return v128.or(v128.and(v, i8x16.splat(0x0f)), fifthBits(v128.load(wb + 16 + (half << 4)), c << 1));
+  }
+  @inline hi1(v: v128, wb: usize, half: usize, c: i32): v128 {
+    return v128.or(v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)), fifthBits(v128.load(wb + 16 + (half << 4)), (c << 1) + 1));
+  }
 }
