@@ -267,10 +267,7 @@ const ROWS_PER_PASS: i32 = 16;
     }
   }
   const sums = folded<C>() ? acc : f32x4.add(f32x4_hsum4(acc, acc1, acc2, acc3), accMin);
-  store<f32>(out, f32x4.extract_lane(sums, 0));
-  store<f32>(out + (outGap << 2), f32x4.extract_lane(sums, 1));
-  store<f32>(out + (outGap << 3), f32x4.extract_lane(sums, 2));
-  store<f32>(out + 3 * (outGap << 2), f32x4.extract_lane(sums, 3));
+  store_rows4(out, outGap, sums);
 }
 
 /** dot(one row at w, one token at x): the rows left over by dot_b32_rows4, summed as there. */
@@ -302,6 +299,15 @@ const ROWS_PER_PASS: i32 = 16;
     }
   }
   return folded<C>() ? sum : f32x4_hsum(acc) + f32x4.extract_lane(accMin, 0);
+}
+
+/** Lanes 0-3 of v stored at out, out + 4*outGap, out + 8*outGap, out + 12*outGap: the outputs of four
+ *  rows a quarter of a range apart (the one-token loops). */
+@inline export function store_rows4(out: usize, outGap: usize, v: v128): void {
+  store<f32>(out, f32x4.extract_lane(v, 0));
+  store<f32>(out + (outGap << 2), f32x4.extract_lane(v, 1));
+  store<f32>(out + (outGap << 3), f32x4.extract_lane(v, 2));
+  store<f32>(out + 3 * (outGap << 2), f32x4.extract_lane(v, 3));
 }
 
 /** (sum of a, sum of b, sum of c, sum of d): four horizontal f32 sums in one vector. */

@@ -2,7 +2,7 @@
 // packing of Q4_K and Q5_K, the f32 combination of a block's integer sums, the loops that run a
 // type's row kernels over rows and tokens, and the two-row tiles of Q4_K and Q5_K. Not exported
 // from index.ts.
-import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, pair_cells, pair_halves } from "./common";
+import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, pair_cells, pair_halves, store_rows4 } from "./common";
 
 @inline export const QK_K: i32 = 256;
 /** Bytes of a Q8_K activation block: f32 d; i8 qs[256]; i16 bsums[16]. */
@@ -290,6 +290,23 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
   return i16x8.add(i16x8.shuffle(l, h, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(l, h, 4, 12, 5, 13, 6, 14, 7, 15));
 }
 
+/** Q2_K and Q3_K, one token: acc + the eight passes of block wb against the Q8_K block xb (pass p:
+ *  sub-blocks 2p and 2p + 1, see their pass(acc, wb, xb, p, sp)), each with the pair of scales
+ *  (2p, 2p + 1) from lo (scales 0-7 as i16 lanes) or hi (8-15). A store to seq (a word the caller
+ *  overwrites later) after each pass keeps V8 from hoisting every load of the block to its top. */
+@inline export function eightPasses<K>(acc: v128, wb: usize, xb: usize, lo: v128, hi: v128, seq: usize): v128 {
+  const kq = changetype<K>(0);
+  acc = kq.pass(acc, wb, xb, 0, i32x4.shuffle(lo, lo, 0, 0, 0, 0)); v128.store32_lane(seq, acc, 0);
+  acc = kq.pass(acc, wb, xb, 1, i32x4.shuffle(lo, lo, 1, 1, 1, 1)); v128.store32_lane(seq, acc, 0);
+  acc = kq.pass(acc, wb, xb, 2, i32x4.shuffle(lo, lo, 2, 2, 2, 2)); v128.store32_lane(seq, acc, 0);
+  acc = kq.pass(acc, wb, xb, 3, i32x4.shuffle(lo, lo, 3, 3, 3, 3)); v128.store32_lane(seq, acc, 0);
+  acc = kq.pass(acc, wb, xb, 4, i32x4.shuffle(hi, hi, 0, 0, 0, 0)); v128.store32_lane(seq, acc, 0);
+  acc = kq.pass(acc, wb, xb, 5, i32x4.shuffle(hi, hi, 1, 1, 1, 1)); v128.store32_lane(seq, acc, 0);
+  acc = kq.pass(acc, wb, xb, 6, i32x4.shuffle(hi, hi, 2, 2, 2, 2)); v128.store32_lane(seq, acc, 0);
+  acc = kq.pass(acc, wb, xb, 7, i32x4.shuffle(hi, hi, 3, 3, 3, 3)); v128.store32_lane(seq, acc, 0);
+  return acc;
+}
+
 // ---- Q4_K and Q5_K, one token ----
 // A chunk of 64 weights is sub-block 2c (low nibbles) and 2c + 1 (high nibbles). Each gives two
 // dot_u8_i8 summed in i16 (at most 4 * 31 * 127); the two sub-blocks' sums are interleaved and
@@ -414,10 +431,7 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
     acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(isum)));
     acc = f32x4.sub(acc, f32x4.mul(dmin, f32x4.convert_i32x4_s(msum)));
   }
-  store<f32>(out, f32x4.extract_lane(acc, 0));
-  store<f32>(out + (outGap << 2), f32x4.extract_lane(acc, 1));
-  store<f32>(out + (outGap << 3), f32x4.extract_lane(acc, 2));
-  store<f32>(out + 3 * (outGap << 2), f32x4.extract_lane(acc, 3));
+  store_rows4(out, outGap, acc);
 }
 
 /** Rows done per pass over the tiles of tokens (see matmul_k_tiles_group). */

@@ -3,8 +3,8 @@
 // 16 sub-blocks of 16: w = d*(scales[j] & 15)*q - dmin*(scales[j] >> 4), q 2-bit. Half n (128
 // weights) uses qs[32n .. 32n+32): weight 128n + 32s + l is (qs[32n + l] >> 2s) & 3, l in [0, 32),
 // in sub-block 8n + 2s + (l >= 16). The min term uses the Q8_K block sums: sum(q8 * m) = m * bsum.
-import { f16_to_f32, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4 } from "./common";
-import { QK_K, Q8K, minTerm, hsum, combineMin, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd } from "./kquants";
+import { f16_to_f32, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, store_rows4 } from "./common";
+import { QK_K, Q8K, minTerm, hsum, combineMin, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd, eightPasses } from "./kquants";
 
 @inline const BLOCK: usize = 84;
 
@@ -106,21 +106,11 @@ export function matmul_q2_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
   return i32x4.add(acc, i32x4.dot_i16x8_s(interleavePairs(l, h), sp));
 }
 
-/** dotRef's isum of block wb against the Q8_K block xb, as i32x4 partial sums. A store to seq (a
- *  word the caller overwrites later) after each pass keeps V8 from hoisting every load of the block
- *  to its top (spills). */
+/** dotRef's isum of block wb against the Q8_K block xb, as i32x4 partial sums (seq: see eightPasses). */
 @inline function blockDot(wb: usize, xb: usize, seq: usize): v128 {
   const sv = v128.and(v128.load(wb), i8x16.splat(0x0f));
   const lo = i16x8.extend_low_i8x16_u(sv), hi = i16x8.extend_high_i8x16_u(sv);
-  let acc = passDot(i32x4.splat(0), wb, xb, 0, i32x4.shuffle(lo, lo, 0, 0, 0, 0)); v128.store32_lane(seq, acc, 0);
-  acc = passDot(acc, wb, xb, 1, i32x4.shuffle(lo, lo, 1, 1, 1, 1)); v128.store32_lane(seq, acc, 0);
-  acc = passDot(acc, wb, xb, 2, i32x4.shuffle(lo, lo, 2, 2, 2, 2)); v128.store32_lane(seq, acc, 0);
-  acc = passDot(acc, wb, xb, 3, i32x4.shuffle(lo, lo, 3, 3, 3, 3)); v128.store32_lane(seq, acc, 0);
-  acc = passDot(acc, wb, xb, 4, i32x4.shuffle(hi, hi, 0, 0, 0, 0)); v128.store32_lane(seq, acc, 0);
-  acc = passDot(acc, wb, xb, 5, i32x4.shuffle(hi, hi, 1, 1, 1, 1)); v128.store32_lane(seq, acc, 0);
-  acc = passDot(acc, wb, xb, 6, i32x4.shuffle(hi, hi, 2, 2, 2, 2)); v128.store32_lane(seq, acc, 0);
-  acc = passDot(acc, wb, xb, 7, i32x4.shuffle(hi, hi, 3, 3, 3, 3)); v128.store32_lane(seq, acc, 0);
-  return acc;
+  return eightPasses<Q2K>(i32x4.splat(0), wb, xb, lo, hi, seq);
 }
 
 /** One row against one token, summed as dotRef; seq: a word that may be written (the row's output). */
@@ -157,10 +147,7 @@ function rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usiz
     const d = f32x4.mul(dx, f16x4_hi_to_f32x4_finite(i32x4.shl(h, 16))), dmin = f32x4.mul(dx, f16x4_hi_to_f32x4_finite(h));
     acc = f32x4.add(acc, f32x4.sub(f32x4.mul(d, f32x4.convert_i32x4_s(isum)), f32x4.mul(dmin, f32x4.convert_i32x4_s(msum))));
   }
-  store<f32>(out, f32x4.extract_lane(acc, 0));
-  store<f32>(out + (outGap << 2), f32x4.extract_lane(acc, 1));
-  store<f32>(out + (outGap << 3), f32x4.extract_lane(acc, 2));
-  store<f32>(out + 3 * (outGap << 2), f32x4.extract_lane(acc, 3));
+  store_rows4(out, outGap, acc);
 }
 
 /** One row against four tokens: each weight block is decoded once for the four. SIMD128 widens it
@@ -216,6 +203,7 @@ export function matmul_q2_k(w: usize, x: usize, out: usize, k: i32, rowStart: i3
 @final class Q2K {
   @inline bytes(): usize { return BLOCK; }
   @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRef(wr, xr, nb); }
+  @inline pass(acc: v128, wb: usize, xb: usize, p: i32, sp: v128): v128 { return passDot(acc, wb, xb, p, sp); }
   @inline dot1(wr: usize, x: usize, nb: i32, seq: usize): f32 { return rowDot1(wr, x, nb, seq); }
   @inline rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void { rows4(w, gap, x, nb, out, outGap); }
   @inline dot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,

@@ -4,8 +4,8 @@
 // (0..7) covers weights 32p .. 32p+32: low2 = (qs[32(p >> 2) + l] >> 2(p & 3)) & 3 and the high bit
 // is bit p of hmask[l], l in [0, 32); sub-blocks 2p (l < 16) and 2p+1. The 16 6-bit scales are
 // packed in scales[12] (low nibbles in bytes 0-7, high 2 bits in bytes 8-11).
-import { f16_to_f32, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4 } from "./common";
-import { QK_K, Q8K, hsum, combine, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd } from "./kquants";
+import { f16_to_f32, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, store_rows4 } from "./common";
+import { QK_K, Q8K, hsum, combine, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd, eightPasses } from "./kquants";
 
 @inline const BLOCK: usize = 110;
 
@@ -146,21 +146,11 @@ export function matmul_q3_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
 }
 
 /** The exact integer sum of block wb against the Q8_K block xb (dotRef's isum), as i32x4 partial
- *  sums. A store to seq (a word the caller overwrites later) after each pass keeps V8 from hoisting
- *  every load of the block to its top (spills). */
+ *  sums (seq: see eightPasses). */
 @inline function blockDot(wb: usize, xb: usize, seq: usize): v128 {
   const sv = scaleBytes(load<u32>(wb, 96), load<u32>(wb, 100), load<u32>(wb, 104));
   const lo = i16x8.extend_low_i8x16_s(sv), hi = i16x8.extend_high_i8x16_s(sv);
-  let acc = i32x4.neg(offsetTerm(sv, xb));
-  acc = passDot(acc, wb, xb, 0, i32x4.shuffle(lo, lo, 0, 0, 0, 0)); v128.store32_lane(seq, acc, 0);
-  acc = passDot(acc, wb, xb, 1, i32x4.shuffle(lo, lo, 1, 1, 1, 1)); v128.store32_lane(seq, acc, 0);
-  acc = passDot(acc, wb, xb, 2, i32x4.shuffle(lo, lo, 2, 2, 2, 2)); v128.store32_lane(seq, acc, 0);
-  acc = passDot(acc, wb, xb, 3, i32x4.shuffle(lo, lo, 3, 3, 3, 3)); v128.store32_lane(seq, acc, 0);
-  acc = passDot(acc, wb, xb, 4, i32x4.shuffle(hi, hi, 0, 0, 0, 0)); v128.store32_lane(seq, acc, 0);
-  acc = passDot(acc, wb, xb, 5, i32x4.shuffle(hi, hi, 1, 1, 1, 1)); v128.store32_lane(seq, acc, 0);
-  acc = passDot(acc, wb, xb, 6, i32x4.shuffle(hi, hi, 2, 2, 2, 2)); v128.store32_lane(seq, acc, 0);
-  acc = passDot(acc, wb, xb, 7, i32x4.shuffle(hi, hi, 3, 3, 3, 3)); v128.store32_lane(seq, acc, 0);
-  return acc;
+  return eightPasses<Q3K>(i32x4.neg(offsetTerm(sv, xb)), wb, xb, lo, hi, seq);
 }
 
 /** One row against one token, summed as dotRef; seq: a word that may be written (the row's output). */
@@ -192,10 +182,7 @@ function rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usiz
     const d = f32x4.mul(f16x4_hi_to_f32x4_finite(h), f32x4.splat(load<f32>(xb)));
     acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(isum)));
   }
-  store<f32>(out, f32x4.extract_lane(acc, 0));
-  store<f32>(out + (outGap << 2), f32x4.extract_lane(acc, 1));
-  store<f32>(out + (outGap << 3), f32x4.extract_lane(acc, 2));
-  store<f32>(out + 3 * (outGap << 2), f32x4.extract_lane(acc, 3));
+  store_rows4(out, outGap, acc);
 }
 
 /** One row against four tokens: each weight block is decoded once for the four. SIMD128 widens it
@@ -265,6 +252,7 @@ export function matmul_q3_k(w: usize, x: usize, out: usize, k: i32, rowStart: i3
 @final class Q3K {
   @inline bytes(): usize { return BLOCK; }
   @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRef(wr, xr, nb); }
+  @inline pass(acc: v128, wb: usize, xb: usize, p: i32, sp: v128): v128 { return passDot(acc, wb, xb, p, sp); }
   @inline dot1(wr: usize, x: usize, nb: i32, seq: usize): f32 { return rowDot1(wr, x, nb, seq); }
   @inline rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void { rows4(w, gap, x, nb, out, outGap); }
   @inline dot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,

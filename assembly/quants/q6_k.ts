@@ -5,7 +5,7 @@
 //                                   weight l+32 = ql[l+32] low nibble | qh[l] bits 2-3 << 4,
 //                                   weight l+64 = ql[l] high nibble   | qh[l] bits 4-5 << 4,
 //                                   weight l+96 = ql[l+32] high nibble | qh[l] bits 6-7 << 4.
-import { f16_to_f32, f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, pair_cells, pair_halves } from "./common";
+import { f16_to_f32, f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, pair_cells, pair_halves, store_rows4 } from "./common";
 import { QK_K, Q8K, matmul_k_ref, dot_u8_i8, dot_u8_xp, xEven, xOdd } from "./kquants";
 import { i32x4_hsum4 } from "./common";
 
@@ -212,10 +212,7 @@ function rowDot4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: us
     const d = f32x4.mul(f16x4_hi_to_f32x4_finite(h), f32x4.splat(load<f32>(xb)));
     acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4_hsum4(i0, i1, i2, i3))));
   }
-  store<f32>(out, f32x4.extract_lane(acc, 0));
-  store<f32>(out + (outGap << 2), f32x4.extract_lane(acc, 1));
-  store<f32>(out + (outGap << 3), f32x4.extract_lane(acc, 2));
-  store<f32>(out + 3 * (outGap << 2), f32x4.extract_lane(acc, 3));
+  store_rows4(out, outGap, acc);
 }
 
 /** One row against one token, summed as matmul_q6_k_ref; seq: a word that may be written (see
