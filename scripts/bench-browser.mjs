@@ -48,7 +48,7 @@ import { chromium } from "playwright-core";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const USAGE = "usage: node scripts/bench-browser.mjs MODEL [--threads N] [--prompt-tokens 128] [--gen-tokens 64] [--repeat 3] [--json]";
 const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-// As test/browser/demo.test.ts: no GPU, no network beyond the page's server, nothing fetched in the background.
+// As test/browser/chromium.ts (the tests' copy): no GPU, no network beyond the page's server, nothing fetched in the background.
 const chromiumArgs = [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -3,7 +3,7 @@
 // visit loads without downloading; a broken download leaves nothing behind), two threads when the
 // page is cross-origin isolated and one when it is not, the same greedy tokens as Node, and the
 // engine's step counters through BrowserEngine.stats().
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -16,14 +16,9 @@ import { parseGGUFBytes } from "../../weights/gguf/reader";
 import { mapQwen2Tensors, parseQwen2Config } from "../../weights/qwen2";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
 import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
+import { browserSuite, chromiumArgs, chromiumPath, hasChromium } from "./chromium";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const chromiumArgs = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
-const hasChromium = existsSync(chromiumPath);
 if (!hasChromium) {
   console.warn(`test/browser skipped: no Chromium at ${chromiumPath} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
 }
@@ -193,7 +188,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-describe.skipIf(!hasChromium)(hasChromium ? "the demo page in Chromium" : `the demo page in Chromium (skipped: no Chromium at ${chromiumPath}; apt-get install -y chromium, or set CHROMIUM_PATH)`, () => {
+describe.skipIf(!hasChromium)(browserSuite("the demo page in Chromium"), () => {
   it("cross-origin isolated: loads a URL with progress on 2 threads, streams, stops, caches, matches Node", async () => {
     const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
     try {

@@ -5,7 +5,6 @@
 // Range, the first bytes of the body and a cancel. The files are served from their headers (the
 // tensor data is zeros made on the fly) and the server counts the bytes it sent. That a model that
 // fits still downloads, is cached and loads from the cache is demo.test.ts's and split.test.ts's.
-import { existsSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -14,14 +13,9 @@ import { chromium, type Browser } from "playwright-core";
 import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 import { layoutGGUF, splitGGUF } from "../../weights/gguf/writer";
 import { splitPartName } from "../../weights/gguf/split";
+import { browserSuite, chromiumArgs, chromiumPath, hasChromium } from "./chromium";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const chromiumArgs = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
-const hasChromium = existsSync(chromiumPath);
 const MiB = 2 ** 20;
 /** A server stops sending a file after this many bytes (a broken preflight fails instead of filling the disk). */
 const SEND_CAP = 256 * MiB;
@@ -132,7 +126,7 @@ async function refusal(server: DemoServer, model: string): Promise<{ code?: stri
 
 const sizeOf = (path: string) => files.get(path)!.size;
 
-describe.skipIf(!hasChromium)(hasChromium ? "the browser preflight" : `the browser preflight (skipped: no Chromium at ${chromiumPath})`, () => {
+describe.skipIf(!hasChromium)(browserSuite("the browser preflight"), () => {
   it("refuses a 72B-shape Q4_0 from one URL after Range reads of its header only, with the cache on", async () => {
     const r = await refusal(ranged, "/models/big.gguf");
     expect(r.code, r.message).toBe("INSUFFICIENT_MEMORY");

@@ -2,7 +2,7 @@
 // demo page: loaded from the first part's URL (the others found by name) on 2 threads, cached part by
 // part (a second visit downloads nothing), and from Files picked in any order; the greedy tokens are
 // Node's on the unsplit file.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -11,14 +11,9 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { createEngine } from "../../engine/engine";
 import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 import { writeGGUFBytes, writeGGUFSplitFiles } from "../../weights/gguf/writer";
+import { browserSuite, chromiumArgs, chromiumPath, hasChromium } from "./chromium";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const chromiumArgs = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
-const hasChromium = existsSync(chromiumPath);
 
 interface DemoServer { url: string; requests: string[]; close(): Promise<void> }
 type StartDemoServer = (o: { port: number; isolation?: boolean; models?: string }) => Promise<DemoServer>;
@@ -68,7 +63,7 @@ const downloads = (path: string) => server.requests.filter((r) => r === `GET ${p
 /** Every GET of `path`: downloads and the preflight's Range reads of its header ("GET path bytes=A-B"). */
 const gets = (path: string) => server.requests.filter((r) => r === `GET ${path}` || r.startsWith(`GET ${path} bytes=`));
 
-describe.skipIf(!hasChromium)(hasChromium ? "a split model in Chromium" : `a split model in Chromium (skipped: no Chromium at ${chromiumPath}; apt-get install -y chromium, or set CHROMIUM_PATH)`, () => {
+describe.skipIf(!hasChromium)(browserSuite("a split model in Chromium"), () => {
   it("loads from the first part's URL on 2 threads, caches every part, and matches Node", async () => {
     const context = await browser.newContext();
     try {
