@@ -2,7 +2,7 @@
 // packing of Q4_K and Q5_K, the f32 combination of a block's integer sums, the loops that run a
 // type's row kernels over rows and tokens, and the two-row tiles of Q4_K and Q5_K. Not exported
 // from index.ts.
-import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, pair_cells, pair_halves, store_rows4 } from "./common";
+import { f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, pair_cells, pair_halves, store_rows4 } from "./common";
 
 @inline export const QK_K: i32 = 256;
 /** Bytes of a Q8_K activation block: f32 d; i8 qs[256]; i16 bsums[16]. */
@@ -236,7 +236,7 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
     dxv = v128.load32_lane(xb + x1, dxv, 1);
     dxv = v128.load32_lane(xb + x2, dxv, 2);
     dxv = v128.load32_lane(xb + x3, dxv, 3);
-    const d = f16x2_rows_finite(wb, rowBytes), dmin = f16x2_rows_finite(wb + 2, rowBytes);
+    const d = f16x2_rows_nosub(wb, rowBytes), dmin = f16x2_rows_nosub(wb + 2, rowBytes);
     const dx01 = i32x4.shuffle(dxv, dxv, 0, 0, 1, 1), dx23 = i32x4.shuffle(dxv, dxv, 2, 2, 3, 3);
     acc01 = f32x4.add(acc01, f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(i01), f32x4.mul(d, dx01)),
       f32x4.mul(f32x4.convert_i32x4_s(m01), f32x4.mul(dmin, dx01))));
@@ -351,7 +351,7 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
     const msum = i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), i16x8.shuffle(m, m, 0, 0, 1, 1, 2, 2, 3, 3)),
       i32x4.dot_i16x8_s(v128.load(xb, 276), i16x8.shuffle(m, m, 4, 4, 5, 5, 6, 6, 7, 7)));
     const h = v128.load32_splat(wb); // d, dmin
-    const f = f16x4_hi_to_f32x4_finite(i16x8.shuffle(h, h, 0, 0, 1, 1, 0, 0, 1, 1)); // lanes d, dmin, d, dmin
+    const f = f16x4_hi_to_f32x4_nosub(i16x8.shuffle(h, h, 0, 0, 1, 1, 0, 0, 1, 1)); // lanes d, dmin, d, dmin
     const dx = load<f32>(xb);
     sum += (f32x4.extract_lane(f, 0) * dx) * <f32>i32x4_hsum(isum);
     sum -= (f32x4.extract_lane(f, 1) * dx) * <f32>i32x4_hsum(msum);
@@ -427,7 +427,7 @@ import { f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, p
     h = v128.load32_lane(w2, h, 2);
     h = v128.load32_lane(w3, h, 3);
     const dx = f32x4.splat(load<f32>(xb));
-    const d = f32x4.mul(f16x4_hi_to_f32x4_finite(i32x4.shl(h, 16)), dx), dmin = f32x4.mul(f16x4_hi_to_f32x4_finite(h), dx);
+    const d = f32x4.mul(f16x4_hi_to_f32x4_nosub(i32x4.shl(h, 16)), dx), dmin = f32x4.mul(f16x4_hi_to_f32x4_nosub(h), dx);
     acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(isum)));
     acc = f32x4.sub(acc, f32x4.mul(dmin, f32x4.convert_i32x4_s(msum)));
   }

@@ -5,7 +5,7 @@
 //                                   weight l+32 = ql[l+32] low nibble | qh[l] bits 2-3 << 4,
 //                                   weight l+64 = ql[l] high nibble   | qh[l] bits 4-5 << 4,
 //                                   weight l+96 = ql[l+32] high nibble | qh[l] bits 6-7 << 4.
-import { f16_to_f32, f16x2_rows_finite, f16x4_hi_to_f32x4_finite, i32x4_hsum, pair_cells, pair_halves, store_rows4 } from "./common";
+import { f16_to_f32, f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, pair_cells, pair_halves, store_rows4 } from "./common";
 import { QK_K, Q8K, matmul_k_ref, dot_u8_i8, dot_u8_xp, xEven, xOdd } from "./kquants";
 import { i32x4_hsum4 } from "./common";
 
@@ -209,7 +209,7 @@ function rowDot4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: us
     h = v128.load16_lane(w1 + 208, h, 3);
     h = v128.load16_lane(w2 + 208, h, 5);
     h = v128.load16_lane(w3 + 208, h, 7);
-    const d = f32x4.mul(f16x4_hi_to_f32x4_finite(h), f32x4.splat(load<f32>(xb)));
+    const d = f32x4.mul(f16x4_hi_to_f32x4_nosub(h), f32x4.splat(load<f32>(xb)));
     acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4_hsum4(i0, i1, i2, i3))));
   }
   store_rows4(out, outGap, acc);
@@ -222,7 +222,7 @@ function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
   for (let b = 0; b < nb; b++) {
     const wb = wr + <usize>b * BLOCK;
     const xb = x0 + <usize>b * Q8K;
-    const d = f32x4.extract_lane(f16x4_hi_to_f32x4_finite(v128.load16_splat(wb + 208)), 0);
+    const d = f32x4.extract_lane(f16x4_hi_to_f32x4_nosub(v128.load16_splat(wb + 208)), 0);
     sum += (d * load<f32>(xb)) * <f32>i32x4_hsum(blockDot(wb, xb, seq));
   }
   return sum;
@@ -334,7 +334,7 @@ function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
     dxv = v128.load32_lane(xb + x1, dxv, 1);
     dxv = v128.load32_lane(xb + x2, dxv, 2);
     dxv = v128.load32_lane(xb + x3, dxv, 3);
-    const d = f16x2_rows_finite(wb + 208, rowBytes);
+    const d = f16x2_rows_nosub(wb + 208, rowBytes);
     acc01 = f32x4.add(acc01, f32x4.mul(f32x4.convert_i32x4_s(i01), f32x4.mul(d, i32x4.shuffle(dxv, dxv, 0, 0, 1, 1))));
     acc23 = f32x4.add(acc23, f32x4.mul(f32x4.convert_i32x4_s(i23), f32x4.mul(d, i32x4.shuffle(dxv, dxv, 2, 2, 3, 3))));
   }

@@ -156,6 +156,34 @@ describe("exp", () => {
 
 // ------------------------------------------------------------------------------------------ rmsnorm
 
+describe("half to f32 (the SIMD conversions of quants/common.ts)", () => {
+  it("every one of the 65536 halves: exact (inf/NaN patched) in f16x4_hi_to_f32x4; every finite half exact, -0 included, in _finite and _nosub", () => {
+    const src = alloc(2 * 65536), dst = alloc(4 * 65536);
+    new Uint16Array(H.memory.buffer, src, 65536).forEach((_, i, a) => { a[i] = i; });
+    const names = ["f16x4_hi_to_f32x4", "f16x4_hi_to_f32x4_finite", "f16x4_hi_to_f32x4_nosub"];
+    for (let which = 0; which < 3; which++) {
+      new Uint32Array(H.memory.buffer, dst, 65536).fill(0xdeadbeef);
+      K.f16_to_f32_simd(src, dst, 65536, which);
+      const out = new Float32Array(H.memory.buffer, dst, 65536);
+      const bits = new Uint32Array(H.memory.buffer, dst, 65536);
+      let finite = 0, subnormal = 0;
+      for (let h = 0; h < 65536; h++) {
+        const e = (h >> 10) & 0x1f;
+        if (e === 31) {
+          if (which !== 0) continue; // the _finite conversions leave inf/NaN finite (documented)
+          // inf keeps its sign; NaN keeps sign and payload in the top mantissa bits
+          expect(bits[h], `${names[which]}(0x${h.toString(16)})`).toBe(((h & 0x8000) << 16 | 0x7f800000 | (h & 0x3ff) << 13) >>> 0);
+          continue;
+        }
+        finite++;
+        if (e === 0 && (h & 0x3ff) !== 0) subnormal++;
+        expect(Object.is(out[h], fromF16(h)), `${names[which]}(0x${h.toString(16)}) = ${out[h]}, expected ${fromF16(h)}`).toBe(true);
+      }
+      expect([finite, subnormal]).toEqual([63488, 2046]);
+    }
+  });
+});
+
 describe("rmsnorm", () => {
   it("matches x / sqrt(mean(x²) + eps) · w, and ggml's f32 steps bit for bit", () => {
     for (const [n, nRows, misalign] of [[896, 3, 0], [1536, 2, 4], [7, 5, 8]] as const) {

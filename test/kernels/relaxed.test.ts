@@ -98,6 +98,15 @@ describe("choosing the kernel build", () => {
   });
 });
 
+/** A block scale (or min) as f16 bits: mostly normal halves of either sign, a quarter subnormal (as
+ *  the K-quants' super-block scales of real weights often are) and a few zeros of either sign. */
+function scaleHalf(rand: () => number): number {
+  const sign = rand() < 0.3 ? 0x8000 : 0, r = rand();
+  if (r < 0.25) return sign | (1 + ((rand() * 1023) | 0));
+  if (r < 0.28) return sign;
+  return sign | (0x1c00 + ((rand() * 0x800) | 0));
+}
+
 describe("the relaxed build agrees with the SIMD128 build", () => {
   // name, block, bytes per block, activation converter, activation bytes per block, f16 scale offsets:
   // every quantized type, as the run-time probe checks them.
@@ -122,7 +131,7 @@ describe("the relaxed build agrees with the SIMD128 build", () => {
     for (let b = 0; b < rows * nb; b++) {
       const p = W + b * bytes;
       if (name === "q8_0") for (let j = 2; j < 34; j++) if (u8()[p + j] === 0x80) u8()[p + j] = 0x81; // ggml never writes -128
-      for (const h of halves) dv().setUint16(p + h, 0x1c00 + ((rand() * 0x800) | 0), true);
+      for (const h of halves) dv().setUint16(p + h, scaleHalf(rand), true);
     }
     for (let i = 0; i < k * nTokMax; i++) dv().setFloat32(XF + 4 * i, normal() * (rand() < 0.05 ? 20 : 1), true);
     for (let t = 0; t < nTokMax; t++) plain[convert](XF + 4 * k * t, X + xStride * t, k);
@@ -179,7 +188,7 @@ describe("one token: the matmuls that sum as their scalar reference do so bit fo
     const W = 65536, XF = after(W, rows * nb * bytes), X = after(XF, 4 * k);
     const OUT = after(X, xStride), OUT_REF = after(OUT, 4 * rows);
     for (let i = 0; i < rows * nb * bytes; i++) u8()[W + i] = (rand() * 256) | 0;
-    for (let b = 0; b < rows * nb; b++) for (const h of halves) dv().setUint16(W + b * bytes + h, 0x1c00 + ((rand() * 0x800) | 0), true);
+    for (let b = 0; b < rows * nb; b++) for (const h of halves) dv().setUint16(W + b * bytes + h, scaleHalf(rand), true);
     for (let i = 0; i < k; i++) dv().setFloat32(XF + 4 * i, normal() * (rand() < 0.05 ? 20 : 1), true);
     K[convert](XF, X, k);
     u8().fill(0xa5, OUT, OUT_REF + 4 * rows);
