@@ -62,10 +62,11 @@
 // but a subnormal half makes that f32 operand subnormal, and x86 takes a microcode assist (tens to
 // hundreds of cycles) for a multiply with a subnormal operand; WebAssembly cannot turn that off.
 // That is rare for the values they convert (f16 weights and KV entries one by one, the block
-// scales of the 32-weight types, activation scales). K-quant super-block scales are another
-// matter: d is the largest sub-block scale / 63 or / 127, around 1e-5 for typical weights, below
-// the smallest normal half (6.1e-5): every Q6_K d of a synthetic 1.5B file with weights of
-// std 1/sqrt(fan-in), and a sixth of its Q5_K d/dmin. Those take f16x4_hi_to_f32x4_nosub.
+// scales of the 32-weight types, activation scales, Q2_K's and Q3_K's d, about 1e-3 for typical
+// weights). The super-block scales of Q4_K, Q5_K and Q6_K are another matter: d is the largest
+// sub-block scale / 63 or / 127, 1e-5 to 1e-4 for typical weights, around the smallest normal
+// half (6.1e-5): every Q6_K d of a synthetic 1.5B file with weights of std 1/sqrt(fan-in), a sixth
+// of its Q5_K d/dmin, half of its Q4_K ffn_down's. Those take f16x4_hi_to_f32x4_nosub.
 
 /**
  * Four halves, each in the upper 16 bits of an i32 lane (lower bits ignored), to four f32, exact

@@ -3,7 +3,7 @@
 // 16 sub-blocks of 16: w = d*(scales[j] & 15)*q - dmin*(scales[j] >> 4), q 2-bit. Half n (128
 // weights) uses qs[32n .. 32n+32): weight 128n + 32s + l is (qs[32n + l] >> 2s) & 3, l in [0, 32),
 // in sub-block 8n + 2s + (l >= 16). The min term uses the Q8_K block sums: sum(q8 * m) = m * bsum.
-import { f16_to_f32, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, store_rows4 } from "./common";
+import { f16_to_f32, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, store_rows4 } from "./common";
 import { QK_K, Q8K, minTerm, hsum, combineMin, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd, eightPasses } from "./kquants";
 
 @inline const BLOCK: usize = 84;
@@ -144,7 +144,7 @@ function rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usiz
     h = v128.load32_lane(w2 + 80, h, 2);
     h = v128.load32_lane(w3 + 80, h, 3);
     const dx = f32x4.splat(load<f32>(xb));
-    const d = f32x4.mul(dx, f16x4_hi_to_f32x4_nosub(i32x4.shl(h, 16))), dmin = f32x4.mul(dx, f16x4_hi_to_f32x4_nosub(h));
+    const d = f32x4.mul(dx, f16x4_hi_to_f32x4_finite(i32x4.shl(h, 16))), dmin = f32x4.mul(dx, f16x4_hi_to_f32x4_finite(h));
     acc = f32x4.add(acc, f32x4.sub(f32x4.mul(d, f32x4.convert_i32x4_s(isum)), f32x4.mul(dmin, f32x4.convert_i32x4_s(msum))));
   }
   store_rows4(out, outGap, acc);

@@ -4,7 +4,7 @@
 // (0..7) covers weights 32p .. 32p+32: low2 = (qs[32(p >> 2) + l] >> 2(p & 3)) & 3 and the high bit
 // is bit p of hmask[l], l in [0, 32); sub-blocks 2p (l < 16) and 2p+1. The 16 6-bit scales are
 // packed in scales[12] (low nibbles in bytes 0-7, high 2 bits in bytes 8-11).
-import { f16_to_f32, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, store_rows4 } from "./common";
+import { f16_to_f32, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, store_rows4 } from "./common";
 import { QK_K, Q8K, hsum, combine, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd, eightPasses } from "./kquants";
 
 @inline const BLOCK: usize = 110;
@@ -179,7 +179,7 @@ function rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usiz
     h = v128.load16_lane(w0 + gap + 108, h, 3);
     h = v128.load16_lane(w0 + g2 + 108, h, 5);
     h = v128.load16_lane(w0 + g3 + 108, h, 7);
-    const d = f32x4.mul(f16x4_hi_to_f32x4_nosub(h), f32x4.splat(load<f32>(xb)));
+    const d = f32x4.mul(f16x4_hi_to_f32x4_finite(h), f32x4.splat(load<f32>(xb)));
     acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(isum)));
   }
   store_rows4(out, outGap, acc);
