@@ -1,7 +1,10 @@
 // Single-thread speed of the K-quant matmul kernels: GB/s of weights streamed for a matvec (one token)
 // and for small token tiles, on random blocks. Loads build/kernels.wasm directly (npm run build:kernels),
 // or with --relaxed build/kernels-relaxed.wasm (Node 20 needs --experimental-wasm-relaxed-simd for it).
-//   node scripts/bench-kquants.mjs [type ...] [--relaxed]      types: q2_k q3_k q4_k q5_k q6_k
+// The blocks' f16 scales (d, dmin) are random normal halves; with --subnormal-scales every one is a
+// random subnormal half instead, as most Q6_K and many Q4_K/Q5_K super-block scales of real weights are
+// (d = the largest sub-block scale / 63 or / 127: 1e-5 to 1e-4 for weights of std 0.01-0.03).
+//   node scripts/bench-kquants.mjs [type ...] [--relaxed] [--subnormal-scales]   types: q2_k q3_k q4_k q5_k q6_k
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,6 +16,7 @@ const TOKENS = [1, 2, 4, 16, 64];
 
 const argv = process.argv.slice(2);
 const relaxed = argv.includes("--relaxed");
+const subnormal = argv.includes("--subnormal-scales");
 const wasmFile = join(root, "build", relaxed ? "kernels-relaxed.wasm" : "kernels.wasm");
 const memory = new WebAssembly.Memory({ initial: 2048, maximum: 65536, shared: true });
 const { instance } = await WebAssembly.instantiate(readFileSync(wasmFile), {
@@ -40,9 +44,9 @@ function bench(fn, minMs = 150) {
   return best;
 }
 
-const names = argv.filter((a) => a !== "--relaxed");
+const names = argv.filter((a) => !a.startsWith("--"));
 const selected = names.length ? names : Object.keys(TYPES);
-console.log(`${relaxed ? "relaxed-simd" : "simd128"} (${wasmFile})`);
+console.log(`${relaxed ? "relaxed-simd" : "simd128"} (${wasmFile}), ${subnormal ? "subnormal" : "normal"} block scales`);
 console.log("type  rows x k      tokens  ms/call   weight GB/s  (GB/s x tokens)");
 for (const name of selected) {
   const [typeSize, halves] = TYPES[name];
@@ -53,7 +57,7 @@ for (const name of selected) {
     const bytes = new Uint8Array(memory.buffer, w, wBytes);
     for (let i = 0; i < wBytes; i++) bytes[i] = (rand() * 256) | 0;
     const dv = new DataView(memory.buffer);
-    for (let b = 0; b < rows * nb; b++) for (const o of halves) dv.setUint16(w + b * typeSize + o, 0x2000 + ((rand() * 0x400) | 0), true);
+    for (let b = 0; b < rows * nb; b++) for (const o of halves) dv.setUint16(w + b * typeSize + o, subnormal ? 1 + ((rand() * 0x3ff) | 0) : 0x2000 + ((rand() * 0x400) | 0), true);
     const maxTok = Math.max(...TOKENS);
     const xf = w + wBytes + 4096;
     const xStride = nb * 292;
