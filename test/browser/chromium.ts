@@ -1,7 +1,9 @@
 // The Chromium the browser tests drive (scripts/bench-browser.mjs keeps a copy of these flags): Debian's,
 // never one a tool downloads, or $CHROMIUM_PATH. No GPU, no network beyond the page's own server, nothing
-// fetched in the background. Without it the tests are skipped by the runner, with `skipReason`.
+// fetched in the background. Without it the suites are skipped by the runner (describe.skipIf), the
+// reason in their title.
 import { existsSync } from "node:fs";
+import { describe } from "vitest";
 
 export const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 export const chromiumArgs = [
@@ -10,7 +12,8 @@ export const chromiumArgs = [
 ];
 export const hasChromium = existsSync(chromiumPath);
 
-/** The describe title: `title` where Chromium is there, else `title` with why it is skipped. */
-export function browserSuite(title: string): string {
-  return hasChromium ? title : `${title} (skipped: no Chromium at ${chromiumPath}; apt-get install -y chromium, or set CHROMIUM_PATH)`;
+/** A suite that needs Chromium: skipped by the runner where there is none, with why in its title. */
+export function describeInChromium(title: string, body: () => void): void {
+  describe.skipIf(!hasChromium)(hasChromium ? title
+    : `${title} (skipped: no Chromium at ${chromiumPath}; apt-get install -y chromium, or set CHROMIUM_PATH)`, body);
 }

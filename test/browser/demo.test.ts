@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { createEngine, type QwasmEngine } from "../../engine/engine";
 import { loadQwen2, planModel, prefill } from "../../compute/model/model";
@@ -16,12 +16,9 @@ import { parseGGUFBytes } from "../../weights/gguf/reader";
 import { mapQwen2Tensors, parseQwen2Config } from "../../weights/qwen2";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
 import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
-import { browserSuite, chromiumArgs, chromiumPath, hasChromium } from "./chromium";
+import { chromiumArgs, chromiumPath, describeInChromium } from "./chromium";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-if (!hasChromium) {
-  console.warn(`test/browser skipped: no Chromium at ${chromiumPath} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
-}
 
 interface DemoServer { url: string; requests: string[]; close(): Promise<void> }
 type StartDemoServer = (o: {
@@ -127,68 +124,68 @@ const info = (page: Page) => page.evaluate(() => (window as any).qwasmDemo.engin
 const state = (page: Page) => page.evaluate(() => document.body.dataset.state);
 const getRequests = (server: DemoServer, path: string) => server.requests.filter((r) => r === `GET ${path}`).length;
 
-beforeAll(async () => {
-  if (!hasChromium) return;
-  const build = await import(pathToFileURL(join(root, "scripts", "build-browser.mjs")).href);
-  await build.build(root);
-  const esbuild = await import("esbuild");
-  const { startDemoServer } = await import(pathToFileURL(join(root, "scripts", "demo-web.mjs")).href) as { startDemoServer: StartDemoServer };
 
-  modelBytes = await writeGGUFBytes(synthQwen2({ shape: "tiny", vocabulary: await readQwen2Vocabulary(), type: "Q4_0", seed: 7 }));
-  dir = mkdtempSync(join(tmpdir(), "qwasm-browser-"));
-  writeFileSync(join(dir, "tiny.gguf"), modelBytes);
-  // A qwen2moe model too: its logits in the page's worker pool must be Node's as well.
-  const moeBytes = await writeGGUFBytes(synthQwen2({ shape: "tiny-moe", vocabulary: await readQwen2Vocabulary(), type: "Q4_0", seed: 8 }));
-  writeFileSync(join(dir, "tiny-moe.gguf"), moeBytes);
+describeInChromium("the demo page in Chromium", () => {
+  beforeAll(async () => {
+    const build = await import(pathToFileURL(join(root, "scripts", "build-browser.mjs")).href);
+    await build.build(root);
+    const esbuild = await import("esbuild");
+    const { startDemoServer } = await import(pathToFileURL(join(root, "scripts", "demo-web.mjs")).href) as { startDemoServer: StartDemoServer };
 
-  await esbuild.build({
-    bundle: true, platform: "browser", format: "esm", target: "es2022", logLevel: "warning", plugins: [build.stubNodeModules],
-    entryPoints: [join(root, "test", "browser", "logits-worker.ts")], outfile: join(dir, "logits-worker.js"),
+    modelBytes = await writeGGUFBytes(synthQwen2({ shape: "tiny", vocabulary: await readQwen2Vocabulary(), type: "Q4_0", seed: 7 }));
+    dir = mkdtempSync(join(tmpdir(), "qwasm-browser-"));
+    writeFileSync(join(dir, "tiny.gguf"), modelBytes);
+    // A qwen2moe model too: its logits in the page's worker pool must be Node's as well.
+    const moeBytes = await writeGGUFBytes(synthQwen2({ shape: "tiny-moe", vocabulary: await readQwen2Vocabulary(), type: "Q4_0", seed: 8 }));
+    writeFileSync(join(dir, "tiny-moe.gguf"), moeBytes);
+
+    await esbuild.build({
+      bundle: true, platform: "browser", format: "esm", target: "es2022", logLevel: "warning", plugins: [build.stubNodeModules],
+      entryPoints: [join(root, "test", "browser", "logits-worker.ts")], outfile: join(dir, "logits-worker.js"),
+    });
+
+    node = await createEngine(modelBytes, { threads: 2, contextLength: 2048, maxSequences: 1 });
+    logitIds = node.tokenize(LOGITS_PROMPT);
+    const reference = await loadQwen2(modelBytes, { threads: 1, contextLength: 256, maxTokens: 16 });
+    expectedLogits = await prefill(reference.forward, logitIds, 0, true);
+    vocab = reference.config.vocabSize;
+    await reference.dispose();
+    const moeReference = await loadQwen2(moeBytes, { threads: 1, contextLength: 256, maxTokens: 16 });
+    expectedMoELogits = await prefill(moeReference.forward, logitIds, 0, true);
+    await moeReference.dispose();
+    const ids = node.tokenize(PROMPT);
+    expected = {
+      ids,
+      generate: (await node.generateTokens(ids, GREEDY)).tokens,
+      chat: (await node.chat(CHAT, GREEDY)).tokens,
+      sampled: (await node.chat(CHAT, SAMPLED)).tokens,
+    };
+
+    // A download that breaks halfway: the whole size announced, half the bytes sent, then a reset.
+    const broken = (req: IncomingMessage, res: ServerResponse) => {
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": modelBytes.length });
+      if (req.method === "HEAD") return res.end();
+      res.write(modelBytes.subarray(0, modelBytes.length >> 1), () => setTimeout(() => res.destroy(), 50));
+    };
+    // The logits worker sits at the root, so that it finds compute-worker.js beside it.
+    const logitsWorker = (_req: IncomingMessage, res: ServerResponse) => {
+      res.writeHead(200, { "content-type": "text/javascript" }).end(readFileSync(join(dir, "logits-worker.js")));
+    };
+    isolated = await startDemoServer({
+      port: 0, models: dir, routes: { "/models/broken.gguf": broken, "/logits-worker.js": logitsWorker },
+    });
+    plain = await startDemoServer({ port: 0, isolation: false, models: dir, routes: { "/logits-worker.js": logitsWorker } });
+    browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
   });
 
-  node = await createEngine(modelBytes, { threads: 2, contextLength: 2048, maxSequences: 1 });
-  logitIds = node.tokenize(LOGITS_PROMPT);
-  const reference = await loadQwen2(modelBytes, { threads: 1, contextLength: 256, maxTokens: 16 });
-  expectedLogits = await prefill(reference.forward, logitIds, 0, true);
-  vocab = reference.config.vocabSize;
-  await reference.dispose();
-  const moeReference = await loadQwen2(moeBytes, { threads: 1, contextLength: 256, maxTokens: 16 });
-  expectedMoELogits = await prefill(moeReference.forward, logitIds, 0, true);
-  await moeReference.dispose();
-  const ids = node.tokenize(PROMPT);
-  expected = {
-    ids,
-    generate: (await node.generateTokens(ids, GREEDY)).tokens,
-    chat: (await node.chat(CHAT, GREEDY)).tokens,
-    sampled: (await node.chat(CHAT, SAMPLED)).tokens,
-  };
-
-  // A download that breaks halfway: the whole size announced, half the bytes sent, then a reset.
-  const broken = (req: IncomingMessage, res: ServerResponse) => {
-    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": modelBytes.length });
-    if (req.method === "HEAD") return res.end();
-    res.write(modelBytes.subarray(0, modelBytes.length >> 1), () => setTimeout(() => res.destroy(), 50));
-  };
-  // The logits worker sits at the root, so that it finds compute-worker.js beside it.
-  const logitsWorker = (_req: IncomingMessage, res: ServerResponse) => {
-    res.writeHead(200, { "content-type": "text/javascript" }).end(readFileSync(join(dir, "logits-worker.js")));
-  };
-  isolated = await startDemoServer({
-    port: 0, models: dir, routes: { "/models/broken.gguf": broken, "/logits-worker.js": logitsWorker },
+  afterAll(async () => {
+    await browser?.close();
+    await isolated?.close();
+    await plain?.close();
+    await node?.dispose();
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
-  plain = await startDemoServer({ port: 0, isolation: false, models: dir, routes: { "/logits-worker.js": logitsWorker } });
-  browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
-});
 
-afterAll(async () => {
-  await browser?.close();
-  await isolated?.close();
-  await plain?.close();
-  await node?.dispose();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
-
-describe.skipIf(!hasChromium)(browserSuite("the demo page in Chromium"), () => {
   it("cross-origin isolated: loads a URL with progress on 2 threads, streams, stops, caches, matches Node", async () => {
     const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
     try {

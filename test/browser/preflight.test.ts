@@ -8,12 +8,12 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { chromium, type Browser } from "playwright-core";
 import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 import { layoutGGUF, splitGGUF } from "../../weights/gguf/writer";
 import { splitPartName } from "../../weights/gguf/split";
-import { browserSuite, chromiumArgs, chromiumPath, hasChromium } from "./chromium";
+import { chromiumArgs, chromiumPath, describeInChromium } from "./chromium";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const MiB = 2 ** 20;
@@ -73,31 +73,6 @@ function serve(range: boolean, counts: Map<string, number>) {
   };
 }
 
-beforeAll(async () => {
-  if (!hasChromium) return;
-  const build = await import(pathToFileURL(join(root, "scripts", "build-browser.mjs")).href);
-  await build.build(root);
-  const { startDemoServer } = await import(pathToFileURL(join(root, "scripts", "demo-web.mjs")).href) as { startDemoServer: StartDemoServer };
-  const model = synthQwen2({ shape: "72b", vocabulary: await readQwen2Vocabulary(), type: "Q4_0" });
-  const whole = layoutGGUF(model);
-  files.set("/models/big.gguf", { header: whole.header, size: whole.fileSize });
-  const parts = splitGGUF(model, { parts: 3 });
-  partNames = parts.map((_, no) => splitPartName("big", no, parts.length));
-  parts.forEach((part, no) => {
-    const layout = layoutGGUF(part);
-    files.set(`/models/${partNames[no]}`, { header: layout.header, size: layout.fileSize });
-  });
-  const routes = (range: boolean, counts: Map<string, number>) => Object.fromEntries([...files.keys()].map((p) => [p, serve(range, counts)]));
-  ranged = await startDemoServer({ port: 0, routes: routes(true, sent.ranged) });
-  plain = await startDemoServer({ port: 0, routes: routes(false, sent.plain) });
-  browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
-}, 300_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await ranged?.close();
-  await plain?.close();
-});
 
 /** Loads `model` (a path on `server`) with the cache on, in a fresh page; the error and the cache's keys. */
 async function refusal(server: DemoServer, model: string): Promise<{ code?: string; message: string; cached: string[] }> {
@@ -126,7 +101,32 @@ async function refusal(server: DemoServer, model: string): Promise<{ code?: stri
 
 const sizeOf = (path: string) => files.get(path)!.size;
 
-describe.skipIf(!hasChromium)(browserSuite("the browser preflight"), () => {
+describeInChromium("the browser preflight", () => {
+  beforeAll(async () => {
+    const build = await import(pathToFileURL(join(root, "scripts", "build-browser.mjs")).href);
+    await build.build(root);
+    const { startDemoServer } = await import(pathToFileURL(join(root, "scripts", "demo-web.mjs")).href) as { startDemoServer: StartDemoServer };
+    const model = synthQwen2({ shape: "72b", vocabulary: await readQwen2Vocabulary(), type: "Q4_0" });
+    const whole = layoutGGUF(model);
+    files.set("/models/big.gguf", { header: whole.header, size: whole.fileSize });
+    const parts = splitGGUF(model, { parts: 3 });
+    partNames = parts.map((_, no) => splitPartName("big", no, parts.length));
+    parts.forEach((part, no) => {
+      const layout = layoutGGUF(part);
+      files.set(`/models/${partNames[no]}`, { header: layout.header, size: layout.fileSize });
+    });
+    const routes = (range: boolean, counts: Map<string, number>) => Object.fromEntries([...files.keys()].map((p) => [p, serve(range, counts)]));
+    ranged = await startDemoServer({ port: 0, routes: routes(true, sent.ranged) });
+    plain = await startDemoServer({ port: 0, routes: routes(false, sent.plain) });
+    browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
+  }, 300_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await ranged?.close();
+    await plain?.close();
+  });
+
   it("refuses a 72B-shape Q4_0 from one URL after Range reads of its header only, with the cache on", async () => {
     const r = await refusal(ranged, "/models/big.gguf");
     expect(r.code, r.message).toBe("INSUFFICIENT_MEMORY");

@@ -6,12 +6,12 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { createEngine } from "../../engine/engine";
 import { readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 import { writeGGUFBytes, writeGGUFSplitFiles } from "../../weights/gguf/writer";
-import { browserSuite, chromiumArgs, chromiumPath, hasChromium } from "./chromium";
+import { chromiumArgs, chromiumPath, describeInChromium } from "./chromium";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -28,29 +28,6 @@ let parts: string[];
 let expected: number[];
 const pageErrors: string[] = [];
 
-beforeAll(async () => {
-  if (!hasChromium) return;
-  const build = await import(pathToFileURL(join(root, "scripts", "build-browser.mjs")).href);
-  await build.build(root);
-  const { startDemoServer } = await import(pathToFileURL(join(root, "scripts", "demo-web.mjs")).href) as { startDemoServer: StartDemoServer };
-  const model = synthQwen2({ shape: "tiny", vocabulary: await readQwen2Vocabulary(), type: "Q4_0", seed: 9 });
-  dir = mkdtempSync(join(tmpdir(), "qwasm-browser-split-"));
-  parts = (await writeGGUFSplitFiles(join(dir, "tiny"), model, { parts: 3 })).map((p) => basename(p.path));
-  const node = await createEngine(await writeGGUFBytes(model), { threads: 1, contextLength: 256, maxSequences: 1 });
-  try {
-    expected = (await node.generate(PROMPT, GREEDY)).tokens;
-  } finally {
-    await node.dispose();
-  }
-  server = await startDemoServer({ port: 0, models: dir });
-  browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
-}, 300_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
 
 async function openDemo(page: Page, url: string): Promise<void> {
   page.on("pageerror", (e) => pageErrors.push(e.message));
@@ -63,7 +40,30 @@ const downloads = (path: string) => server.requests.filter((r) => r === `GET ${p
 /** Every GET of `path`: downloads and the preflight's Range reads of its header ("GET path bytes=A-B"). */
 const gets = (path: string) => server.requests.filter((r) => r === `GET ${path}` || r.startsWith(`GET ${path} bytes=`));
 
-describe.skipIf(!hasChromium)(browserSuite("a split model in Chromium"), () => {
+describeInChromium("a split model in Chromium", () => {
+  beforeAll(async () => {
+    const build = await import(pathToFileURL(join(root, "scripts", "build-browser.mjs")).href);
+    await build.build(root);
+    const { startDemoServer } = await import(pathToFileURL(join(root, "scripts", "demo-web.mjs")).href) as { startDemoServer: StartDemoServer };
+    const model = synthQwen2({ shape: "tiny", vocabulary: await readQwen2Vocabulary(), type: "Q4_0", seed: 9 });
+    dir = mkdtempSync(join(tmpdir(), "qwasm-browser-split-"));
+    parts = (await writeGGUFSplitFiles(join(dir, "tiny"), model, { parts: 3 })).map((p) => basename(p.path));
+    const node = await createEngine(await writeGGUFBytes(model), { threads: 1, contextLength: 256, maxSequences: 1 });
+    try {
+      expected = (await node.generate(PROMPT, GREEDY)).tokens;
+    } finally {
+      await node.dispose();
+    }
+    server = await startDemoServer({ port: 0, models: dir });
+    browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
+  }, 300_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
   it("loads from the first part's URL on 2 threads, caches every part, and matches Node", async () => {
     const context = await browser.newContext();
     try {
