@@ -393,32 +393,44 @@ import { f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, pai
     const xb = x + <usize>b * Q8K;
     const sc0 = scaleLanes(w0), sc1 = scaleLanes(w1), sc2 = scaleLanes(w2), sc3 = scaleLanes(w3);
     let i0 = i32x4.splat(0), i1 = i32x4.splat(0), i2 = i32x4.splat(0), i3 = i32x4.splat(0);
-    for (let c = 0; c < 4; c++) { // unrolled by the compiler: c is a constant in each copy
-      const q = xb + 4 + (<usize>c << 6);
+    // The four chunks written out: a loop over them (even with a constant trip count) stays a loop
+    // in V8, which then decodes the four rows' scales again in every chunk. The stores order each
+    // row's loads after the previous row's work (V8 hoists loads: spills).
+    {
+      const q = xb + 4;
       const x0 = v128.load(q), x1 = v128.load(q, 16), x2 = v128.load(q, 32), x3 = v128.load(q, 48);
       const e0 = xEven(x0), o0 = xOdd(x0), e1 = xEven(x1), o1 = xOdd(x1), e2 = xEven(x2), o2 = xOdd(x2), e3 = xEven(x3), o3 = xOdd(x3);
-      // the stores order each row's loads after the previous row's work (V8 hoists loads: spills)
-      if (c == 0) {
-        i0 = i32x4.add(i0, chunkDotX<K>(w0, 0, i32x4.shuffle(sc0, sc0, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
-        i1 = i32x4.add(i1, chunkDotX<K>(w1, 0, i32x4.shuffle(sc1, sc1, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
-        i2 = i32x4.add(i2, chunkDotX<K>(w2, 0, i32x4.shuffle(sc2, sc2, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
-        i3 = i32x4.add(i3, chunkDotX<K>(w3, 0, i32x4.shuffle(sc3, sc3, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
-      } else if (c == 1) {
-        i0 = i32x4.add(i0, chunkDotX<K>(w0, 1, i32x4.shuffle(sc0, sc0, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
-        i1 = i32x4.add(i1, chunkDotX<K>(w1, 1, i32x4.shuffle(sc1, sc1, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
-        i2 = i32x4.add(i2, chunkDotX<K>(w2, 1, i32x4.shuffle(sc2, sc2, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
-        i3 = i32x4.add(i3, chunkDotX<K>(w3, 1, i32x4.shuffle(sc3, sc3, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
-      } else if (c == 2) {
-        i0 = i32x4.add(i0, chunkDotX<K>(w0, 2, i32x4.shuffle(sc0, sc0, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
-        i1 = i32x4.add(i1, chunkDotX<K>(w1, 2, i32x4.shuffle(sc1, sc1, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
-        i2 = i32x4.add(i2, chunkDotX<K>(w2, 2, i32x4.shuffle(sc2, sc2, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
-        i3 = i32x4.add(i3, chunkDotX<K>(w3, 2, i32x4.shuffle(sc3, sc3, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
-      } else {
-        i0 = i32x4.add(i0, chunkDotX<K>(w0, 3, i32x4.shuffle(sc0, sc0, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
-        i1 = i32x4.add(i1, chunkDotX<K>(w1, 3, i32x4.shuffle(sc1, sc1, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
-        i2 = i32x4.add(i2, chunkDotX<K>(w2, 3, i32x4.shuffle(sc2, sc2, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
-        i3 = i32x4.add(i3, chunkDotX<K>(w3, 3, i32x4.shuffle(sc3, sc3, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
-      }
+      i0 = i32x4.add(i0, chunkDotX<K>(w0, 0, i32x4.shuffle(sc0, sc0, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
+      i1 = i32x4.add(i1, chunkDotX<K>(w1, 0, i32x4.shuffle(sc1, sc1, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
+      i2 = i32x4.add(i2, chunkDotX<K>(w2, 0, i32x4.shuffle(sc2, sc2, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
+      i3 = i32x4.add(i3, chunkDotX<K>(w3, 0, i32x4.shuffle(sc3, sc3, 0, 0, 0, 0), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
+    }
+    {
+      const q = xb + 68;
+      const x0 = v128.load(q), x1 = v128.load(q, 16), x2 = v128.load(q, 32), x3 = v128.load(q, 48);
+      const e0 = xEven(x0), o0 = xOdd(x0), e1 = xEven(x1), o1 = xOdd(x1), e2 = xEven(x2), o2 = xOdd(x2), e3 = xEven(x3), o3 = xOdd(x3);
+      i0 = i32x4.add(i0, chunkDotX<K>(w0, 1, i32x4.shuffle(sc0, sc0, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
+      i1 = i32x4.add(i1, chunkDotX<K>(w1, 1, i32x4.shuffle(sc1, sc1, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
+      i2 = i32x4.add(i2, chunkDotX<K>(w2, 1, i32x4.shuffle(sc2, sc2, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
+      i3 = i32x4.add(i3, chunkDotX<K>(w3, 1, i32x4.shuffle(sc3, sc3, 1, 1, 1, 1), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
+    }
+    {
+      const q = xb + 132;
+      const x0 = v128.load(q), x1 = v128.load(q, 16), x2 = v128.load(q, 32), x3 = v128.load(q, 48);
+      const e0 = xEven(x0), o0 = xOdd(x0), e1 = xEven(x1), o1 = xOdd(x1), e2 = xEven(x2), o2 = xOdd(x2), e3 = xEven(x3), o3 = xOdd(x3);
+      i0 = i32x4.add(i0, chunkDotX<K>(w0, 2, i32x4.shuffle(sc0, sc0, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
+      i1 = i32x4.add(i1, chunkDotX<K>(w1, 2, i32x4.shuffle(sc1, sc1, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
+      i2 = i32x4.add(i2, chunkDotX<K>(w2, 2, i32x4.shuffle(sc2, sc2, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
+      i3 = i32x4.add(i3, chunkDotX<K>(w3, 2, i32x4.shuffle(sc3, sc3, 2, 2, 2, 2), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
+    }
+    {
+      const q = xb + 196;
+      const x0 = v128.load(q), x1 = v128.load(q, 16), x2 = v128.load(q, 32), x3 = v128.load(q, 48);
+      const e0 = xEven(x0), o0 = xOdd(x0), e1 = xEven(x1), o1 = xOdd(x1), e2 = xEven(x2), o2 = xOdd(x2), e3 = xEven(x3), o3 = xOdd(x3);
+      i0 = i32x4.add(i0, chunkDotX<K>(w0, 3, i32x4.shuffle(sc0, sc0, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i0, 0);
+      i1 = i32x4.add(i1, chunkDotX<K>(w1, 3, i32x4.shuffle(sc1, sc1, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i1, 0);
+      i2 = i32x4.add(i2, chunkDotX<K>(w2, 3, i32x4.shuffle(sc2, sc2, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i2, 0);
+      i3 = i32x4.add(i3, chunkDotX<K>(w3, 3, i32x4.shuffle(sc3, sc3, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
     }
     const isum = i32x4_hsum4(i0, i1, i2, i3);
     const msum = i32x4_hsum4(minSum(w0, xb), minSum(w1, xb), minSum(w2, xb), minSum(w3, xb));
