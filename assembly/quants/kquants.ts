@@ -291,19 +291,26 @@ import { f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, pai
 }
 
 /** Q2_K and Q3_K, one token: acc + the eight passes of block wb against the Q8_K block xb (pass p:
- *  sub-blocks 2p and 2p + 1, see their pass(acc, wb, xb, p, sp)), each with the pair of scales
- *  (2p, 2p + 1) from lo (scales 0-7 as i16 lanes) or hi (8-15). A store to seq (a word the caller
+ *  sub-blocks 2p and 2p + 1, see their pass(acc, qa, qb, ha, hb, xb, p, sp)), each with the pair of
+ *  scales (2p, 2p + 1) from lo (scales 0-7 as i16 lanes) or hi (8-15). A half's 32 qs bytes (qa, qb,
+ *  at kq.qs()) serve its four passes and Q3_K's 32 hmask bytes (ha, hb, kq.hmask()) all eight, each
+ *  loaded once (a load in every pass cost 5% of the Q3_K loop). A store to seq (a word the caller
  *  overwrites later) after each pass keeps V8 from hoisting every load of the block to its top. */
 @inline export function eightPasses<K>(acc: v128, wb: usize, xb: usize, lo: v128, hi: v128, seq: usize): v128 {
   const kq = changetype<K>(0);
-  acc = kq.pass(acc, wb, xb, 0, i32x4.shuffle(lo, lo, 0, 0, 0, 0)); v128.store32_lane(seq, acc, 0);
-  acc = kq.pass(acc, wb, xb, 1, i32x4.shuffle(lo, lo, 1, 1, 1, 1)); v128.store32_lane(seq, acc, 0);
-  acc = kq.pass(acc, wb, xb, 2, i32x4.shuffle(lo, lo, 2, 2, 2, 2)); v128.store32_lane(seq, acc, 0);
-  acc = kq.pass(acc, wb, xb, 3, i32x4.shuffle(lo, lo, 3, 3, 3, 3)); v128.store32_lane(seq, acc, 0);
-  acc = kq.pass(acc, wb, xb, 4, i32x4.shuffle(hi, hi, 0, 0, 0, 0)); v128.store32_lane(seq, acc, 0);
-  acc = kq.pass(acc, wb, xb, 5, i32x4.shuffle(hi, hi, 1, 1, 1, 1)); v128.store32_lane(seq, acc, 0);
-  acc = kq.pass(acc, wb, xb, 6, i32x4.shuffle(hi, hi, 2, 2, 2, 2)); v128.store32_lane(seq, acc, 0);
-  acc = kq.pass(acc, wb, xb, 7, i32x4.shuffle(hi, hi, 3, 3, 3, 3)); v128.store32_lane(seq, acc, 0);
+  const ha = kq.hmask(wb, 0), hb = kq.hmask(wb, 1);
+  {
+    const qa = v128.load(wb + kq.qs()), qb = v128.load(wb + kq.qs(), 16);
+    acc = kq.pass(acc, qa, qb, ha, hb, xb, 0, i32x4.shuffle(lo, lo, 0, 0, 0, 0)); v128.store32_lane(seq, acc, 0);
+    acc = kq.pass(acc, qa, qb, ha, hb, xb, 1, i32x4.shuffle(lo, lo, 1, 1, 1, 1)); v128.store32_lane(seq, acc, 0);
+    acc = kq.pass(acc, qa, qb, ha, hb, xb, 2, i32x4.shuffle(lo, lo, 2, 2, 2, 2)); v128.store32_lane(seq, acc, 0);
+    acc = kq.pass(acc, qa, qb, ha, hb, xb, 3, i32x4.shuffle(lo, lo, 3, 3, 3, 3)); v128.store32_lane(seq, acc, 0);
+  }
+  const qa = v128.load(wb + kq.qs(), 32), qb = v128.load(wb + kq.qs(), 48);
+  acc = kq.pass(acc, qa, qb, ha, hb, xb, 4, i32x4.shuffle(hi, hi, 0, 0, 0, 0)); v128.store32_lane(seq, acc, 0);
+  acc = kq.pass(acc, qa, qb, ha, hb, xb, 5, i32x4.shuffle(hi, hi, 1, 1, 1, 1)); v128.store32_lane(seq, acc, 0);
+  acc = kq.pass(acc, qa, qb, ha, hb, xb, 6, i32x4.shuffle(hi, hi, 2, 2, 2, 2)); v128.store32_lane(seq, acc, 0);
+  acc = kq.pass(acc, qa, qb, ha, hb, xb, 7, i32x4.shuffle(hi, hi, 3, 3, 3, 3)); v128.store32_lane(seq, acc, 0);
   return acc;
 }
 

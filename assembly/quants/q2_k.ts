@@ -94,13 +94,12 @@ export function matmul_q2_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
 // widens and scales both. The min term is bsums times the mins (minTerm). A block's integer sums
 // are exact; the f32 sum is dotRef's: (dx * d) * isum - (dx * dmin) * msum, block after block.
 
-/** acc + the i32x4 partial sums of pass p of block wb against the Q8_K block xb, each sub-block's
- *  integer sum times its scale; sp: the pair of scales (2p, 2p + 1) in every i32 lane. */
-@inline function passDot(acc: v128, wb: usize, xb: usize, p: i32, sp: v128): v128 {
-  const q = wb + 16 + (<usize>(p >> 2) << 5);
+/** acc + the i32x4 partial sums of pass p against the Q8_K block xb, each sub-block's integer sum
+ *  times its scale: qa, qb the 32 qs bytes of the pass's half; sp: the pair of scales (2p, 2p + 1)
+ *  in every i32 lane. */
+@inline function passDot(acc: v128, qa: v128, qb: v128, xb: usize, p: i32, sp: v128): v128 {
   const s = <u32>(p & 3) << 1;
-  const v0 = v128.load(q), v1 = v128.load(q, 16);
-  const u0 = crumbs(s == 0 ? v0 : i16x8.shr_u(v0, s)), u1 = crumbs(s == 0 ? v1 : i16x8.shr_u(v1, s));
+  const u0 = crumbs(s == 0 ? qa : i16x8.shr_u(qa, s)), u1 = crumbs(s == 0 ? qb : i16x8.shr_u(qb, s));
   const x0 = v128.load(xb + 4 + (<usize>p << 5)), x1 = v128.load(xb + 20 + (<usize>p << 5));
   const l = dot_u8_xp(u0, xEven(x0), xOdd(x0)), h = dot_u8_xp(u1, xEven(x1), xOdd(x1));
   return i32x4.add(acc, i32x4.dot_i16x8_s(interleavePairs(l, h), sp));
@@ -203,7 +202,11 @@ export function matmul_q2_k(w: usize, x: usize, out: usize, k: i32, rowStart: i3
 @final class Q2K {
   @inline bytes(): usize { return BLOCK; }
   @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRef(wr, xr, nb); }
-  @inline pass(acc: v128, wb: usize, xb: usize, p: i32, sp: v128): v128 { return passDot(acc, wb, xb, p, sp); }
+  @inline qs(): usize { return 16; }
+  @inline hmask(wb: usize, i: i32): v128 { return i32x4.splat(0); } // none
+  @inline pass(acc: v128, qa: v128, qb: v128, ha: v128, hb: v128, xb: usize, p: i32, sp: v128): v128 {
+    return passDot(acc, qa, qb, xb, p, sp);
+  }
   @inline dot1(wr: usize, x: usize, nb: i32, seq: usize): f32 { return rowDot1(wr, x, nb, seq); }
   @inline rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void { rows4(w, gap, x, nb, out, outGap); }
   @inline dot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,

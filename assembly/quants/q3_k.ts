@@ -135,13 +135,13 @@ export function matmul_q3_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
   return v128.or(low, v128.and(high, i8x16.splat(4)));
 }
 
-/** acc + the i32x4 partial sums of pass p of block wb against the Q8_K block xb, each sub-block's
- *  integer sum times its scale; sp: the pair of scales (2p, 2p + 1) in every i32 lane. */
-@inline function passDot(acc: v128, wb: usize, xb: usize, p: i32, sp: v128): v128 {
-  const q = wb + 32 + (<usize>(p >> 2) << 5);
+/** acc + the i32x4 partial sums of pass p against the Q8_K block xb, each sub-block's integer sum
+ *  times its scale: qa, qb the 32 qs bytes of the pass's half, ha, hb the block's 32 hmask bytes;
+ *  sp: the pair of scales (2p, 2p + 1) in every i32 lane. */
+@inline function passDot(acc: v128, qa: v128, qb: v128, ha: v128, hb: v128, xb: usize, p: i32, sp: v128): v128 {
   const x0 = v128.load(xb + 4 + (<usize>p << 5)), x1 = v128.load(xb + 20 + (<usize>p << 5));
-  const l = dot_u8_xp(passWeights(v128.load(q), v128.load(wb), p), xEven(x0), xOdd(x0));
-  const h = dot_u8_xp(passWeights(v128.load(q, 16), v128.load(wb, 16), p), xEven(x1), xOdd(x1));
+  const l = dot_u8_xp(passWeights(qa, ha, p), xEven(x0), xOdd(x0));
+  const h = dot_u8_xp(passWeights(qb, hb, p), xEven(x1), xOdd(x1));
   return i32x4.add(acc, i32x4.dot_i16x8_s(interleavePairs(l, h), sp));
 }
 
@@ -252,7 +252,11 @@ export function matmul_q3_k(w: usize, x: usize, out: usize, k: i32, rowStart: i3
 @final class Q3K {
   @inline bytes(): usize { return BLOCK; }
   @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRef(wr, xr, nb); }
-  @inline pass(acc: v128, wb: usize, xb: usize, p: i32, sp: v128): v128 { return passDot(acc, wb, xb, p, sp); }
+  @inline qs(): usize { return 32; }
+  @inline hmask(wb: usize, i: i32): v128 { return v128.load(wb + (<usize>i << 4)); }
+  @inline pass(acc: v128, qa: v128, qb: v128, ha: v128, hb: v128, xb: usize, p: i32, sp: v128): v128 {
+    return passDot(acc, qa, qb, ha, hb, xb, p, sp);
+  }
   @inline dot1(wr: usize, x: usize, nb: i32, seq: usize): f32 { return rowDot1(wr, x, nb, seq); }
   @inline rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void { rows4(w, gap, x, nb, out, outGap); }
   @inline dot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
