@@ -180,9 +180,15 @@
 //                        with these weights as its non-negative operand; then also:
 //   ulo(p), uhi(p): v128 weights 0..15 and 16..31 plus roffset() as u8 in [0, 127]
 //   roffset(): i32       what ulo and uhi add; the tiles subtract roffset * sum(x)
+//   dotAdd(): bool       (Q8_0DA only) the relaxed build's tiles of eight tokens take
+//                        i32x4.relaxed_dot_i8x16_i7x16_add_s on u = w + 128 (lo, hi xor 0x80) and
+//                        subtract 128 * sum(x): exact only where that op is a u8 x i8 dot product
+//                        (x86 AVX-VNNI vpdpbusd, Node 24), which the caller checks (dot_add_exact)
 // q8_0 and iq4_nl have signed weights: the relaxed dot then needs |w| and x with w's sign (ggml's
 // maddubs trick), which on x86 without AVX-VNNI costs as much as the SIMD128 loop (measured, q8_0
-// 4864x896, 8 tokens: 4600 tokens/s relaxed, 5700 SIMD128), so they keep the SIMD128 tiles.
+// 4864x896, 8 tokens: 4600 tokens/s relaxed, 5700 SIMD128), so they keep the SIMD128 tiles. Where
+// the i32 dot-add is a full u8 x i8 product (dot_add_exact: Node 24 on AVX-VNNI), matmul_q8_0's
+// tiles of eight take it on w + 128 instead (Q8_0DA, dotAdd()): 9700 against 5900 tokens/s there.
 // The loops call the methods on changetype<C>(0): AssemblyScript has no static members on type
 // parameters, and as the codecs hold no state the calls resolve and inline at compile time.
 //
@@ -374,6 +380,22 @@ const ROWS_PER_PASS: i32 = 16;
   return i32x4.add(i32x4.shuffle(u, v, 0, 1, 4, 5), i32x4.shuffle(u, v, 2, 3, 6, 7));
 }
 
+/** Whether this is the relaxed-SIMD build and codec C takes the i32 dot-add in its tiles of eight. */
+@inline function dotAdd<C>(): bool {
+  return ASC_FEATURE_RELAXED_SIMD && changetype<C>(0).dotAdd();
+}
+
+/** Whether i32x4.relaxed_dot_i8x16_i7x16_add_s multiplies its second operand as u8 over the whole
+ *  range (x86 AVX-VNNI's vpdpbusd: Node 24 on Zen 4 and recent Intel), not only in [0, 127]
+ *  (pmaddubsw + pmaddwd saturates sums of pairs; arm64's sdot takes it as signed). `k` keeps the
+ *  operands out of the compiler's reach (any k in [0, 2^24)): Binaryen would fold constant operands
+ *  with semantics of its own. Evaluated in the caller's compiled code, as its tiles are. */
+@inline export function dot_add_exact(k: i32): bool {
+  const x = i8x16.splat(<i8>(127 | (k >> 24))), u = i8x16.splat(<i8>(-1 | (k >> 24)));
+  const r = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, u, i32x4.splat(0));
+  return i32x4.all_true(i32x4.eq(r, i32x4.splat(4 * 127 * 255)));
+}
+
 /** Whether this is the relaxed-SIMD build and codec C has a relaxed form (see the codec notes). */
 @inline function relaxed<C>(): bool {
   return ASC_FEATURE_RELAXED_SIMD && changetype<C>(0).relaxed();
@@ -381,8 +403,9 @@ const ROWS_PER_PASS: i32 = 16;
 
 /** Vector i (0..3) of block pw as a tile keeps it. SIMD128: the weights as i16x8, offset removed.
  *  Relaxed: 0 and 1 are weights 0-15 and 16-31 as u8 (2 and 3 unused). */
-@inline function tile_weights<C>(pw: usize, i: i32): v128 {
+@inline function tile_weights<C, O>(pw: usize, i: i32): v128 {
   const c = changetype<C>(0);
+  if (da<C, O>()) return v128.xor(i == 0 || i == 2 ? c.lo(pw) : c.hi(pw), i8x16.splat(-128));
   if (relaxed<C>()) return i == 0 || i == 2 ? c.ulo(pw) : c.uhi(pw);
   if (c.wide()) return c.offset() != 0 ? i16x8.sub(c.w16(pw, i), i16x8.splat(<i16>c.offset())) : c.w16(pw, i);
   if (i == 0) return i16x8.extend_low_i8x16_s(c.lo(pw));
@@ -450,6 +473,12 @@ const ROWS_PER_PASS: i32 = 16;
 @final class InTile { @inline pre(): bool { return false; } }
 @final class Precomputed { @inline pre(): bool { return true; } }
 
+/** Whether codec C's tiles with offsets of kind O take the i32 dot-add (see dotAdd): only with the
+ *  offsets from the scratch; the tiles of four keep the codec's SIMD128 form. */
+@inline function da<C, O>(): bool {
+  return dotAdd<C>() && changetype<O>(0).pre();
+}
+
 /** Whether tile offsets of kind O come from the scratch for codec C. */
 @inline function pre<C, O>(): bool {
   return changetype<O>(0).pre() && relaxed<C>() && changetype<C>(0).roffset() != 0;
@@ -462,6 +491,20 @@ const ROWS_PER_PASS: i32 = 16;
  *  sums. Integer sums either way: the same cells. */
 @inline function cells_2x2<C, O>(a0: v128, b0: v128, c0: v128, d0: v128, a1: v128, b1: v128, c1: v128, d1: v128,
   q: usize, dq: usize, seq: usize, off: usize): v128 {
+  if (da<C, O>()) { // off holds 128 * sum(x), (t, t, t', t')
+    const z = i32x4.splat(0);
+    const x0 = v128.load(q), x1 = v128.load(q, 16);
+    const s00 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, b0, i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, a0, z));
+    const s10 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, b1, i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, a1, z));
+    v128.store32_lane(seq, s00, 0); // orders the next token's loads after this token's (see above)
+    const q1 = q + dq;
+    const y0 = v128.load(q1), y1 = v128.load(q1, 16);
+    const s01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(y1, b0, i32x4.relaxed_dot_i8x16_i7x16_add_s(y0, a0, z));
+    const s11 = i32x4.relaxed_dot_i8x16_i7x16_add_s(y1, b1, i32x4.relaxed_dot_i8x16_i7x16_add_s(y0, a1, z));
+    const cells = i32x4.sub(i32x4_hsum4(s00, s10, s01, s11), v128.load(off));
+    v128.store32_lane(seq, cells, 0);
+    return cells;
+  }
   if (relaxed<C>()) {
     const x0 = v128.load(q), x1 = v128.load(q, 16);
     const xo = pre<C, O>() ? i16x8.splat(0) : token_offset<C>(q);
@@ -510,6 +553,14 @@ export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
     const q = x + <usize>b * xb + xq;
     const o = dst + <usize>b * MATMUL_SCRATCH_PER_BLOCK;
     for (let i = 0; i < 4; i++) {
+      if (dotAdd<C>()) { // 128 * sum(x) by the same dot-add as the cells (see dotAdd in the codec notes)
+        const h = i8x16.splat(-128), z = i32x4.splat(0);
+        const p0 = q + <usize>(2 * i) * xStride, p1 = q + <usize>(2 * i + 1) * xStride;
+        const t0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(p0, 16), h, i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(p0), h, z));
+        const t1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(p1, 16), h, i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(p1), h, z));
+        v128.store(o + (<usize>i << 4), i32x4_hsum4(t0, t0, t1, t1));
+        continue;
+      }
       const t0 = token_offset<C>(q + <usize>(2 * i) * xStride), t1 = token_offset<C>(q + <usize>(2 * i + 1) * xStride);
       v128.store(o + (<usize>i << 4), i16x8_hsum4(t0, t0, t1, t1));
     }
@@ -579,8 +630,8 @@ export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
   const pend = w + <usize>nb * wb;
   for (let pw = w; pw < pend; pw += wb, px += xb, po += MATMUL_SCRATCH_PER_BLOCK) {
     const p1 = pw + rowBytes;
-    const a0 = tile_weights<C>(pw, 0), b0 = tile_weights<C>(pw, 1), c0 = tile_weights<C>(pw, 2), d0 = tile_weights<C>(pw, 3);
-    const a1 = tile_weights<C>(p1, 0), b1 = tile_weights<C>(p1, 1), c1 = tile_weights<C>(p1, 2), d1 = tile_weights<C>(p1, 3);
+    const a0 = tile_weights<C, O>(pw, 0), b0 = tile_weights<C, O>(pw, 1), c0 = tile_weights<C, O>(pw, 2), d0 = tile_weights<C, O>(pw, 3);
+    const a1 = tile_weights<C, O>(p1, 0), b1 = tile_weights<C, O>(p1, 1), c1 = tile_weights<C, O>(p1, 2), d1 = tile_weights<C, O>(p1, 3);
     const q = px + xq;
     const v01 = cells_2x2<C, O>(a0, b0, c0, d0, a1, b1, c1, d1, q, xStride, out, po);
     const v23 = cells_2x2<C, O>(a0, b0, c0, d0, a1, b1, c1, d1, q + x2, xStride, out, po + 16);
@@ -621,8 +672,8 @@ export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
   const pend = w + <usize>nb * wb;
   for (let pw = w; pw < pend; pw += wb, px += xb) {
     const p1 = pw + rowBytes;
-    const a0 = tile_weights<C>(pw, 0), b0 = tile_weights<C>(pw, 1), c0 = tile_weights<C>(pw, 2), d0 = tile_weights<C>(pw, 3);
-    const a1 = tile_weights<C>(p1, 0), b1 = tile_weights<C>(p1, 1), c1 = tile_weights<C>(p1, 2), d1 = tile_weights<C>(p1, 3);
+    const a0 = tile_weights<C, InTile>(pw, 0), b0 = tile_weights<C, InTile>(pw, 1), c0 = tile_weights<C, InTile>(pw, 2), d0 = tile_weights<C, InTile>(pw, 3);
+    const a1 = tile_weights<C, InTile>(p1, 0), b1 = tile_weights<C, InTile>(p1, 1), c1 = tile_weights<C, InTile>(p1, 2), d1 = tile_weights<C, InTile>(p1, 3);
     const q = px + xq;
     const v01 = cells_2x2<C, InTile>(a0, b0, c0, d0, a1, b1, c1, d1, q, x1, out, 0);
     const v23 = cells_2x2<C, InTile>(a0, b0, c0, d0, a1, b1, c1, d1, q + x2, x3 - x2, out, 0);
@@ -669,7 +720,7 @@ export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
   // relaxed build, the tiles of eight of a codec with an offset read every block's roffset * sum(x)
   // from `scratch` (MATMUL_SCRATCH_PER_BLOCK bytes per block, the calling thread's own; 0: none),
   // computed once per pass of rows instead of for every row pair: q4_0 +22%, 64 tokens.
-  const offsets = relaxed<C>() && c.roffset() != 0 && scratch != 0;
+  const offsets = ((relaxed<C>() && c.roffset() != 0) || dotAdd<C>()) && scratch != 0;
   const tiled8 = nTok & ~7;
   const tiled = (nTok & ~3) + ((nTok & 3) == 3 ? 3 : 0);
   for (let r0 = rowStart; r0 < rowEnd; r0 += ROWS_PER_PASS) {

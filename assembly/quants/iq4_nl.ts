@@ -12,6 +12,7 @@ import { matmul_b32, matmul_b32_ref, dequantize_b32, swizzle_const } from "./com
   @inline hasMin(): bool { return false; }
   @inline wide(): bool { return false; }
   @inline offset(): i32 { return 0; }
+  @inline dotAdd(): bool { return false; }
   @inline relaxed(): bool { return false; }
   @inline roffset(): i32 { return 0; }
   @inline w16(p: usize, i: i32): v128 { return i16x8.splat(0); } // not wide: lo and hi serve

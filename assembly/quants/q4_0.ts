@@ -7,6 +7,7 @@ import { matmul_b32, matmul_b32_ref, dequantize_b32, nibbles16 } from "./common"
   @inline hasMin(): bool { return false; }
   @inline wide(): bool { return true; }
   @inline offset(): i32 { return 8; }
+  @inline dotAdd(): bool { return false; }
   @inline relaxed(): bool { return true; }
   @inline roffset(): i32 { return 8; }
   @inline ulo(p: usize): v128 { return v128.and(v128.load(p, 2), i8x16.splat(15)); }

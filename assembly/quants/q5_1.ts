@@ -8,6 +8,7 @@ import { matmul_b32, matmul_b32_ref, dequantize_b32, high_bits_set } from "./com
   @inline hasMin(): bool { return true; }
   @inline wide(): bool { return false; }
   @inline offset(): i32 { return 0; }
+  @inline dotAdd(): bool { return false; }
   @inline relaxed(): bool { return true; }
   @inline roffset(): i32 { return 0; }
   @inline ulo(p: usize): v128 { return this.lo(p); }

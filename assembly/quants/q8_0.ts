@@ -1,11 +1,28 @@
 // Q8_0: blocks of 32 weights, 34 bytes: f16 d; i8 qs[32]; w = d * q. Activations: q8_0.
-import { matmul_b32, matmul_b32_ref, dequantize_b32 } from "./common";
+import { matmul_b32, matmul_b32_ref, dequantize_b32, dot_add_exact } from "./common";
 
 @final class Q8_0 {
   @inline bytes(): usize { return 34; }
   @inline hasMin(): bool { return false; }
   @inline wide(): bool { return true; }
   @inline offset(): i32 { return 0; }
+  @inline dotAdd(): bool { return false; }
+  @inline relaxed(): bool { return false; }
+  @inline roffset(): i32 { return 0; }
+  @inline w16(p: usize, i: i32): v128 { return v128.load8x8_s(p + 2 + (<usize>i << 3)); }
+  @inline q(p: usize, j: i32): i32 { return <i32>load<i8>(p + 2 + <usize>j); }
+  @inline lo(p: usize): v128 { return v128.load(p, 2); }
+  @inline hi(p: usize): v128 { return v128.load(p, 18); }
+}
+
+/** Q8_0 for the relaxed build's tiles of eight tokens where the i32 dot-add is exact on u8 (see
+ *  dotAdd in common.ts): the same integer sums and f32 operations as Q8_0, so the same bits. */
+@final class Q8_0DA {
+  @inline bytes(): usize { return 34; }
+  @inline hasMin(): bool { return false; }
+  @inline wide(): bool { return true; }
+  @inline offset(): i32 { return 0; }
+  @inline dotAdd(): bool { return true; }
   @inline relaxed(): bool { return false; }
   @inline roffset(): i32 { return 0; }
   @inline w16(p: usize, i: i32): v128 { return v128.load8x8_s(p + 2 + (<usize>i << 3)); }
@@ -20,7 +37,11 @@ export function dequantize_q8_0(src: usize, dst: usize, n: i32): void {
 
 export function matmul_q8_0(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
-  matmul_b32<Q8_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
+  if (ASC_FEATURE_RELAXED_SIMD && nTok >= 8 && scratch != 0 && dot_add_exact(k)) {
+    matmul_b32<Q8_0DA>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
+  } else {
+    matmul_b32<Q8_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
+  }
 }
 
 export function matmul_q8_0_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,

@@ -141,7 +141,9 @@ describe("the relaxed build agrees with the SIMD128 build", () => {
       plain[`matmul_${name}`](W, X, OUT_P, k, rowStart, rowEnd, nTok, xStride, outStride, SCRATCH);
       relaxed[`matmul_${name}`](W, X, OUT_R, k, rowStart, rowEnd, nTok, xStride, outStride, 0);
       relaxed[`matmul_${name}`](W, X, OUT_S, k, rowStart, rowEnd, nTok, xStride, outStride, SCRATCH);
-      // the scratch (garbage before the call) changes where the tiles find roffset * sum(x), never a bit
+      // the scratch (garbage before the call) changes where the tiles find roffset * sum(x), never a bit;
+      // with it, Q8_0's tiles of eight take the i32 dot-add where it is a full u8 x i8 product (Node 24
+      // on AVX-VNNI: dot_add_exact in common.ts), without it the SIMD128 tiles: the same bits
       const r = new Uint32Array(memory.buffer, OUT_R, outStride * nTokMax);
       const s = new Uint32Array(memory.buffer, OUT_S, outStride * nTokMax);
       const differ = r.findIndex((v, i) => v !== s[i]);
