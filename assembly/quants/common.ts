@@ -241,7 +241,7 @@ const ROWS_PER_PASS: i32 = 16;
  *  multiply by the scales and one accumulator serve them all, which frees vector registers; the f32
  *  sums are then those of matmul_b32_ref (isum * (d_w * d_x), then + m_w * s_x, block after block).
  *  Else each row keeps four f32 partial sums, added up at the end. */
-@inline function dot_b32_rows4<C>(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void {
+@inline function dot_b32_rows4<C, D>(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void {
   const c = changetype<C>(0);
   const wb = c.bytes();
   const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
@@ -259,7 +259,19 @@ const ROWS_PER_PASS: i32 = 16;
     h = v128.load16_lane(pw + r3, h, 7);
     const scale = f32x4.mul(f16x4_hi_to_f32x4_finite(h), f16x4_hi_to_f32x4_finite(v128.load16_splat(px)));
     const q = px + xq;
-    if (relaxed<C>()) {
+    if (relaxed<C>() && changetype<D>(0).on()) {
+      // the i32 dot-add (see DotAdd): each row's chain starts at -roffset * x (partial sums)
+      const x0 = v128.load(q), x1 = v128.load(q, 16), z = i32x4.splat(0);
+      const o = i8x16.splat(<i8>c.roffset());
+      const neg = c.roffset() != 0
+        ? i32x4.neg(i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, o, i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, o, z))) : z;
+      const s0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, c.uhi(pw), i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, c.ulo(pw), neg));
+      const s1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, c.uhi(pw + r1), i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, c.ulo(pw + r1), neg));
+      if (barrier<C>()) v128.store32_lane(out, s1, 0); // see below
+      const s2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, c.uhi(pw + r2), i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, c.ulo(pw + r2), neg));
+      const s3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, c.uhi(pw + r3), i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, c.ulo(pw + r3), neg));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4_hsum4(s0, s1, s2, s3)), scale));
+    } else if (relaxed<C>()) {
       const x0 = v128.load(q), x1 = v128.load(q, 16), xo = token_offset<C>(q);
       const ab = i16x8_pair(relaxed_dot16<C>(c.ulo(pw), c.uhi(pw), x0, x1, xo),
         relaxed_dot16<C>(c.ulo(pw + r1), c.uhi(pw + r1), x0, x1, xo));
@@ -380,6 +392,12 @@ const ROWS_PER_PASS: i32 = 16;
   return i32x4.add(i32x4.shuffle(u, v, 0, 1, 4, 5), i32x4.shuffle(u, v, 2, 3, 6, 7));
 }
 
+/** Whether the one-token loop of a relaxed codec takes the i32 dot-add (weights at most 31, so exact
+ *  everywhere, but one instruction only where it is vpdpbusd: matmul_b32 picks DotAdd where
+ *  dot_add_exact holds). The block's integer sums are the same either way, so are the bits. */
+@final class DotAdd { @inline on(): bool { return true; } }
+@final class NoDotAdd { @inline on(): bool { return false; } }
+
 /** Whether this is the relaxed-SIMD build and codec C takes the i32 dot-add in its tiles of eight. */
 @inline function dotAdd<C>(): bool {
   return ASC_FEATURE_RELAXED_SIMD && changetype<C>(0).dotAdd();
@@ -391,9 +409,12 @@ const ROWS_PER_PASS: i32 = 16;
  *  operands out of the compiler's reach (any k in [0, 2^24)): Binaryen would fold constant operands
  *  with semantics of its own. Evaluated in the caller's compiled code, as its tiles are. */
 @inline export function dot_add_exact(k: i32): bool {
-  const x = i8x16.splat(<i8>(127 | (k >> 24))), u = i8x16.splat(<i8>(-1 | (k >> 24)));
-  const r = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, u, i32x4.splat(0));
-  return i32x4.all_true(i32x4.eq(r, i32x4.splat(4 * 127 * 255)));
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const x = i8x16.splat(<i8>(127 | (k >> 24))), u = i8x16.splat(<i8>(-1 | (k >> 24)));
+    const r = i32x4.relaxed_dot_i8x16_i7x16_add_s(x, u, i32x4.splat(0));
+    return i32x4.all_true(i32x4.eq(r, i32x4.splat(4 * 127 * 255)));
+  }
+  return false;
 }
 
 /** Whether this is the relaxed-SIMD build and codec C has a relaxed form (see the codec notes). */
@@ -759,11 +780,18 @@ export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
   // streamed weights from DRAM at 4-5 GB/s instead of 12-13 (measured, Q8_0 4864x896 x 64 copies).
   const quarter = (rowEnd - rowStart) >> 2;
   const gap = <usize>quarter * rowBytes;
+  const vnni = relaxed<C>() && tiled < nTok && dot_add_exact(k);
   for (let t = tiled; t < nTok; t++) {
     const xt = x + <usize>t * xs;
     const ot = out + (<usize>t * os << 2);
-    for (let r = rowStart; r < rowStart + quarter; r++) {
-      dot_b32_rows4<C>(w + <usize>r * rowBytes, gap, xt, nb, ot + (<usize>r << 2), <usize>quarter);
+    if (vnni) {
+      for (let r = rowStart; r < rowStart + quarter; r++) {
+        dot_b32_rows4<C, DotAdd>(w + <usize>r * rowBytes, gap, xt, nb, ot + (<usize>r << 2), <usize>quarter);
+      }
+    } else {
+      for (let r = rowStart; r < rowStart + quarter; r++) {
+        dot_b32_rows4<C, NoDotAdd>(w + <usize>r * rowBytes, gap, xt, nb, ot + (<usize>r << 2), <usize>quarter);
+      }
     }
     for (let r = rowStart + 4 * quarter; r < rowEnd; r++) store<f32>(ot + (<usize>r << 2), dot_b32_row<C>(w + <usize>r * rowBytes, xt, nb));
   }
