@@ -180,7 +180,7 @@
 //                        with these weights as its non-negative operand; then also:
 //   ulo(p), uhi(p): v128 weights 0..15 and 16..31 plus roffset() as u8 in [0, 127]
 //   roffset(): i32       what ulo and uhi add; the tiles subtract roffset * sum(x)
-//   dotAdd(): bool       (Q8_0DA only) the relaxed build's tiles of eight tokens take
+//   dotAdd(): bool       (Q8_0Codec<DotAdd> only) the relaxed build's tiles of eight tokens take
 //                        i32x4.relaxed_dot_i8x16_i7x16_add_s on u = w + 128 (lo, hi xor 0x80) and
 //                        subtract 128 * sum(x): exact only where that op is a u8 x i8 dot product
 //                        (x86 AVX-VNNI vpdpbusd, Node 24), which the caller checks (dot_add_exact)
@@ -188,7 +188,7 @@
 // maddubs trick), which on x86 without AVX-VNNI costs as much as the SIMD128 loop (measured, q8_0
 // 4864x896, 8 tokens: 4600 tokens/s relaxed, 5700 SIMD128), so they keep the SIMD128 tiles. Where
 // the i32 dot-add is a full u8 x i8 product (dot_add_exact: Node 24 on AVX-VNNI), matmul_q8_0's
-// tiles of eight take it on w + 128 instead (Q8_0DA, dotAdd()): 9700 against 5900 tokens/s there.
+// tiles of eight take it on w + 128 instead (Q8_0Codec<DotAdd>): 9700 against 5900 tokens/s there.
 // The loops call the methods on changetype<C>(0): AssemblyScript has no static members on type
 // parameters, and as the codecs hold no state the calls resolve and inline at compile time.
 //
@@ -392,11 +392,12 @@ const ROWS_PER_PASS: i32 = 16;
   return i32x4.add(i32x4.shuffle(u, v, 0, 1, 4, 5), i32x4.shuffle(u, v, 2, 3, 6, 7));
 }
 
-/** Whether the one-token loop of a relaxed codec takes the i32 dot-add (weights at most 31, so exact
- *  everywhere, but one instruction only where it is vpdpbusd: matmul_b32 picks DotAdd where
- *  dot_add_exact holds). The block's integer sums are the same either way, so are the bits. */
-@final class DotAdd { @inline on(): bool { return true; } }
-@final class NoDotAdd { @inline on(): bool { return false; } }
+/** Whether the i32 dot-add is taken: by the one-token loop of a relaxed codec (weights at most 31, so
+ *  exact everywhere, but one instruction only where it is vpdpbusd: matmul_b32 picks DotAdd where
+ *  dot_add_exact holds), and by Q8_0's tiles of eight (Q8_0Codec<DotAdd>, see dotAdd). The block's
+ *  integer sums are the same either way, so are the bits. */
+@final export class DotAdd { @inline on(): bool { return true; } }
+@final export class NoDotAdd { @inline on(): bool { return false; } }
 
 /** Whether this is the relaxed-SIMD build and codec C takes the i32 dot-add in its tiles of eight. */
 @inline function dotAdd<C>(): bool {
