@@ -20,6 +20,9 @@ const TYPES = {
   q5_0: [32, 22, "quantize_q8_0", 34],
   q5_1: [32, 24, "quantize_q8_1", 36],
   iq4_nl: [32, 18, "quantize_q8_0", 34],
+  // rows interleaved by four, as the loader lays out these types (assembly/quants/b32x4.ts)
+  q5_0x4: [32, 22, "quantize_q8_0", 34],
+  q5_1x4: [32, 24, "quantize_q8_1", 36],
 };
 
 const args = process.argv.slice(2);
@@ -104,9 +107,13 @@ for (const name of selected) {
     for (let i = 0; i < rows * k; i++) { f[0] = rand() - 0.5; dv.setUint16(w + 2 * i, u[0] >>> 16, true); }
   }
   else {
+    const hasMin = name.startsWith("q4_1") || name.startsWith("q5_1");
     for (let b = 0; b < rows * k / bs; b++) {
-      dv.setUint16(w + b * tb, toHalf(0.01 * (0.5 + rand())), true);
-      if (name === "q4_1" || name === "q5_1") dv.setUint16(w + b * tb + 2, toHalf(-0.05 * rand()), true);
+      // x4: the four rows' d (and m) lead each super-block of four blocks
+      const at = name.endsWith("x4") ? w + (b >> 2) * 4 * tb + 2 * (b & 3) : w + b * tb;
+      const mAt = name.endsWith("x4") ? at + 8 : at + 2;
+      dv.setUint16(at, toHalf(0.01 * (0.5 + rand())), true);
+      if (hasMin) dv.setUint16(mAt, toHalf(-0.05 * rand()), true);
     }
   }
   const nTokMax = Math.max(8, manyTokens);

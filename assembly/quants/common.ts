@@ -203,7 +203,7 @@ export const Q8_1_BYTES: usize = 36; // f16 d; f16 s; i8 qs[32]
 
 /** Rows done per pass over a tile of tokens: their weights stay in L2 while the tile's
  *  activations stay in L1. */
-const ROWS_PER_PASS: i32 = 16;
+export const ROWS_PER_PASS: i32 = 16;
 
 /** i32x4 partial sums of block pw's weights times activations widened to i16x8 (xa..xd); `sx` is
  *  offset * sum(x) in the same form, for the wide codecs. */
@@ -419,7 +419,7 @@ const ROWS_PER_PASS: i32 = 16;
 }
 
 /** Whether this is the relaxed-SIMD build and codec C has a relaxed form (see the codec notes). */
-@inline function relaxed<C>(): bool {
+@inline export function relaxed<C>(): bool {
   return ASC_FEATURE_RELAXED_SIMD && changetype<C>(0).relaxed();
 }
 
@@ -438,7 +438,7 @@ const ROWS_PER_PASS: i32 = 16;
 
 /** What a token's activations at q contribute to every row's cell: roffset() * (pairwise sums of
  *  x) as i16x8, for the relaxed build's weights with an offset; else unused. */
-@inline function token_offset<C>(q: usize): v128 {
+@inline export function token_offset<C>(q: usize): v128 {
   const c = changetype<C>(0);
   if (!relaxed<C>() || c.roffset() == 0) return i16x8.splat(0);
   const o = i8x16.splat(<i8>c.roffset());
@@ -455,21 +455,21 @@ const ROWS_PER_PASS: i32 = 16;
 /** relaxed_dot32 before the widening: eight i16 partial sums. Each is at most 4 * 127 * 31 in
  *  magnitude (u at most 31), or 4 * 127 * 16 where roffset() is 16 or less and removed: the sum
  *  of two of them fits in an i16 (see i16x8_hsum4). */
-@inline function relaxed_dot16<C>(u0: v128, u1: v128, x0: v128, x1: v128, xo: v128): v128 {
+@inline export function relaxed_dot16<C>(u0: v128, u1: v128, x0: v128, x1: v128, xo: v128): v128 {
   const s = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, u0), i16x8.relaxed_dot_i8x16_i7x16_s(x1, u1));
   return changetype<C>(0).roffset() != 0 ? i16x8.sub(s, xo) : s;
 }
 
 /** Lanes (a0 + a2, b0 + b2, a1 + a3, b1 + b3) of the i32 sums of a and b, i16x8 whose lanes pairwise
  *  fit in an i16 (see i16x8_hsum4, which is two of these). */
-@inline function i16x8_pair(a: v128, b: v128): v128 {
+@inline export function i16x8_pair(a: v128, b: v128): v128 {
   return i32x4.dot_i16x8_s(i16x8.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7)), i16x8.splat(1));
 }
 
 /** Whether the one-token relaxed loop orders its rows' loads in two halves (see dot_b32_rows4): for
  *  the codecs whose weights take several instructions to decode (q5_0 +7-11%, q5_1 +7-13%); q4_0
  *  loses 4% by it. */
-@inline function barrier<C>(): bool {
+@inline export function barrier<C>(): bool {
   return !changetype<C>(0).wide();
 }
 
@@ -492,8 +492,8 @@ const ROWS_PER_PASS: i32 = 16;
 /** How a tile gets roffset() * sum(x) of its tokens (the relaxed build's codecs with an offset):
  *  computed for every row pair (InTile), or read from the matmul's scratch, where matmul_b32 put
  *  them once per pass of rows (Precomputed, see token_offsets). */
-@final class InTile { @inline pre(): bool { return false; } }
-@final class Precomputed { @inline pre(): bool { return true; } }
+@final export class InTile { @inline pre(): bool { return false; } }
+@final export class Precomputed { @inline pre(): bool { return true; } }
 
 /** Whether codec C's tiles with offsets of kind O take the i32 dot-add (see dotAdd): only with the
  *  offsets from the scratch; the tiles of four keep the codec's SIMD128 form. */
@@ -511,7 +511,7 @@ const ROWS_PER_PASS: i32 = 16;
  *  i16x8_hsum4); with precomputed offsets (O, see pre) it subtracts them at `off` (the two tokens'
  *  roffset * sum(x), each twice) from the four i32 cells at once instead of from each cell's i16
  *  sums. Integer sums either way: the same cells. */
-@inline function cells_2x2<C, O>(a0: v128, b0: v128, c0: v128, d0: v128, a1: v128, b1: v128, c1: v128, d1: v128,
+@inline export function cells_2x2<C, O>(a0: v128, b0: v128, c0: v128, d0: v128, a1: v128, b1: v128, c1: v128, d1: v128,
   q: usize, dq: usize, seq: usize, off: usize): v128 {
   if (da<C, O>()) { // off holds 128 * sum(x), (t, t, t', t')
     const z = i32x4.splat(0);
@@ -567,7 +567,7 @@ export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
 /** For eight tokens at x (xStride bytes apart): roffset() * sum(x) of every block, as i32x4 (token 2i,
  *  token 2i, token 2i + 1, token 2i + 1) at dst + 64*b + 16*i, what cells_2x2 subtracts. Exact in
  *  i16 before the widening: each of token_offset's lanes is at most 4 * 127 * roffset (<= 16). */
-@inline function token_offsets<C>(x: usize, xStride: usize, nb: i32, dst: usize): void {
+@inline export function token_offsets<C>(x: usize, xStride: usize, nb: i32, dst: usize): void {
   const c = changetype<C>(0);
   const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
   const xq: usize = c.hasMin() ? 4 : 2;
@@ -590,7 +590,7 @@ export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
 }
 
 /** The f16 at p, p + stride, p + 2*stride, p + 3*stride as f32x4 (finite halves: scales). */
-@inline function f16x4_gather_finite(p: usize, stride: usize): v128 {
+@inline export function f16x4_gather_finite(p: usize, stride: usize): v128 {
   let h = v128.load16_splat(p);
   h = v128.load16_lane(p + stride, h, 3);
   h = v128.load16_lane(p + 2 * stride, h, 5);
@@ -616,18 +616,18 @@ export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
 
 /** acc + cells (see pair_cells) times their scales: rows' dw (r0, r1, r0, r1) times the tokens'
  *  dx lanes lo, lo, hi, hi. */
-@inline function scale_cells(acc: v128, cells: v128, dw: v128, dx: v128, hi: bool): v128 {
+@inline export function scale_cells(acc: v128, cells: v128, dw: v128, dx: v128, hi: bool): v128 {
   const d = hi ? i32x4.shuffle(dx, dx, 2, 2, 3, 3) : i32x4.shuffle(dx, dx, 0, 0, 1, 1);
   return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(cells), f32x4.mul(dw, d)));
 }
 
 /** acc + the min terms of four cells: the rows' m (r0, r1, r0, r1) times the tokens' s. */
-@inline function min_cells(acc: v128, mw: v128, sx: v128, hi: bool): v128 {
+@inline export function min_cells(acc: v128, mw: v128, sx: v128, hi: bool): v128 {
   return f32x4.add(acc, f32x4.mul(mw, hi ? i32x4.shuffle(sx, sx, 2, 2, 3, 3) : i32x4.shuffle(sx, sx, 0, 0, 1, 1)));
 }
 
 /** Stores cells (see pair_cells) of tokens at out and out + os (bytes); row 1's only when `two`. */
-@inline function store_cells(out: usize, os: usize, cells: v128, two: bool): void {
+@inline export function store_cells(out: usize, os: usize, cells: v128, two: bool): void {
   if (two) {
     v128.store64_lane(out, cells, 0);
     v128.store64_lane(out + os, cells, 1);

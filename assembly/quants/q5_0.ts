@@ -2,6 +2,7 @@
 // (byte j: weight j low nibble, weight j+16 high nibble); w = d * ((nibble | bit << 4) - 16).
 // Activations: q8_0.
 import { matmul_b32, matmul_b32_ref, dequantize_b32, high_bits_set } from "./common";
+import { matmul_x4, matmul_x4_ref } from "./b32x4";
 
 @final class Q5_0 {
   @inline bytes(): usize { return 22; }
@@ -47,4 +48,15 @@ export function matmul_q5_0(w: usize, x: usize, out: usize, k: i32, rowStart: i3
 export function matmul_q5_0_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_b32_ref<Q5_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
+}
+
+/** matmul over Q5_0 rows interleaved by four (b32x4.ts): rowStart, rowEnd multiples of 4. */
+export function matmul_q5_0x4(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_x4<Q5_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
+}
+
+export function matmul_q5_0x4_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_x4_ref<Q5_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }

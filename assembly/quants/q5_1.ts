@@ -2,6 +2,7 @@
 // u8 qs[16] (byte j: weight j low nibble, weight j+16 high nibble); w = d * (nibble | bit << 4) + m.
 // Activations: q8_1 (see q4_1.ts for the min term).
 import { matmul_b32, matmul_b32_ref, dequantize_b32, high_bits_set } from "./common";
+import { matmul_x4, matmul_x4_ref } from "./b32x4";
 
 @final class Q5_1 {
   @inline bytes(): usize { return 24; }
@@ -41,4 +42,15 @@ export function matmul_q5_1(w: usize, x: usize, out: usize, k: i32, rowStart: i3
 export function matmul_q5_1_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_b32_ref<Q5_1>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
+}
+
+/** matmul over Q5_1 rows interleaved by four (b32x4.ts): rowStart, rowEnd multiples of 4. */
+export function matmul_q5_1x4(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_x4<Q5_1>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
+}
+
+export function matmul_q5_1x4_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_x4_ref<Q5_1>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }

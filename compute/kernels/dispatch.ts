@@ -78,11 +78,23 @@ export function activationFormat(type: number): ActivationFormat {
   return supported(type).activation;
 }
 
-/** The kernels for weights of ggml type `type`; `reference` picks the scalar matmul. */
-export function weightKernels(kernels: Kernels, type: number, reference = false): WeightKernels {
+/** The types with a matmul over rows interleaved by four (assembly/quants/b32x4.ts), by name. */
+const X4_MATMULS = {
+  Q5_0: ["matmul_q5_0x4", "matmul_q5_0x4_ref"],
+  Q5_1: ["matmul_q5_1x4", "matmul_q5_1x4_ref"],
+} as const satisfies Partial<Record<WeightTypeName, readonly [KernelName, KernelName]>>;
+
+/** The kernels for weights of ggml type `type`; `reference` picks the scalar matmul; `x4`: the
+ *  matrix's rows are interleaved by four (compute/model/interleave.ts), for the matmul. */
+export function weightKernels(kernels: Kernels, type: number, reference = false, x4 = false): WeightKernels {
   const info = supported(type);
   const suffix = kernelSuffix(info.name);
-  const matmul: MatmulKernel = reference ? kernels[`matmul_${suffix}_ref`] : kernels[`matmul_${suffix}`];
+  let matmul: MatmulKernel = reference ? kernels[`matmul_${suffix}_ref`] : kernels[`matmul_${suffix}`];
+  if (x4) {
+    const names = (X4_MATMULS as Partial<Record<WeightTypeName, readonly [KernelName, KernelName]>>)[info.name];
+    if (!names) throw new QwasmError("INVALID_ARGUMENT", `no interleaved (x4) matmul for ${typeName(type)}`);
+    matmul = kernels[names[reference ? 1 : 0]] as MatmulKernel;
+  }
   const dequantize: DequantizeKernel = kernels[`dequantize_${suffix}`];
   if (!matmul || !dequantize) {
     throw new QwasmError("GGUF_UNSUPPORTED", `the kernel module lacks matmul/dequantize for ${typeName(type)}`);

@@ -79,10 +79,15 @@ export const PROBED = WEIGHT_TYPE_INFOS.filter((t) => t.blockSize > 1).map((t) =
     activationRowBytes(t.activation, t.blockSize), t.f16Fields] as const;
 });
 
+/** The types whose x4 matmul (rows interleaved by four, compute/model/interleave.ts) is probed too. */
+export const PROBED_X4 = ["q5_0", "q5_1"] as const;
+
+type MatmulName = `matmul_${(typeof PROBED)[number][0]}` | `matmul_${(typeof PROBED_X4)[number]}x4`;
+
 /**
  * Runs every quantized matmul of `candidate` and of `reference` on the same fixed data (5 rows,
  * k = 512, 11 tokens: the tiles of eight and of three tokens, two-row and one-row tiles, and the
- * one-token path) in a scratch memory, and returns a description of the first disagreement beyond
+ * one-token path; the x4 matmuls on one group of 4 rows) in a scratch memory, and returns a description of the first disagreement beyond
  * f32 rounding, or undefined when they agree. Throws what instantiation or a kernel throws.
  */
 export async function probeKernels(reference: WebAssembly.Module, candidate: WebAssembly.Module, shared = true): Promise<string | undefined> {
@@ -97,25 +102,32 @@ export async function probeKernels(reference: WebAssembly.Module, candidate: Web
   const rows = 5, k = 512, nTok = 11;
   const W = 1024, XF = 65536, X = 98304, OUT_REF = 131072, OUT_CAND = 196608, SCRATCH = 229376; // byte offsets
   for (let i = 0; i < nTok * k; i++) view.setFloat32(XF + 4 * i, next() * 2 - 1, true);
-  for (const [suffix, block, blockBytes, convert, xBytes, halves] of PROBED) {
+  // the file-layout matmuls on 5 rows, then the x4 ones (rows interleaved by four) on 4: there the
+  // four rows' f16 fields lead each super-block of four blocks (assembly/quants/b32x4.ts)
+  const probed = [...PROBED.map((e) => [e[0], e] as const), ...PROBED_X4.map((s) => [`${s}x4`, PROBED.find((e) => e[0] === s)!] as const)];
+  for (const [name, [suffix, block, blockBytes, convert, xBytes, halves]] of probed) {
+    const x4 = name !== suffix, n = x4 ? 4 : rows;
     const nb = k / block;
-    for (let i = 0; i < rows * nb * blockBytes; i++) bytes[W + i] = (next() * 256) | 0;
-    for (let b = 0; b < rows * nb; b++) {
+    for (let i = 0; i < n * nb * blockBytes; i++) bytes[W + i] = (next() * 256) | 0;
+    for (let b = 0; b < n * nb; b++) {
       const p = W + b * blockBytes;
       // q8_0 quants in [-127, 127], as ggml's quantizer writes them (see assembly/quants/common.ts)
       if (suffix === "q8_0") for (let j = 2; j < 34; j++) if (bytes[p + j] === 0x80) bytes[p + j] = 0x81;
-      for (const h of halves) view.setUint16(p + h, 0x2000 + ((next() * 0x400) | 0), true);
+      for (const h of halves) {
+        const at = x4 ? W + (b >> 2) * 4 * blockBytes + 4 * h + 2 * (b & 3) : p + h;
+        view.setUint16(at, 0x2000 + ((next() * 0x400) | 0), true);
+      }
     }
     const xStride = nb * xBytes;
     for (let t = 0; t < nTok; t++) ref[convert](XF + 4 * k * t, X + xStride * t, k);
-    ref[`matmul_${suffix}`](W, X, OUT_REF, k, 0, rows, nTok, xStride, rows, SCRATCH);
-    cand[`matmul_${suffix}`](W, X, OUT_CAND, k, 0, rows, nTok, xStride, rows, SCRATCH);
-    const a = new Float32Array(memory.buffer, OUT_REF, rows * nTok);
-    const b = new Float32Array(memory.buffer, OUT_CAND, rows * nTok);
+    ref[`matmul_${name}` as MatmulName](W, X, OUT_REF, k, 0, n, nTok, xStride, n, SCRATCH);
+    cand[`matmul_${name}` as MatmulName](W, X, OUT_CAND, k, 0, n, nTok, xStride, n, SCRATCH);
+    const a = new Float32Array(memory.buffer, OUT_REF, n * nTok);
+    const b = new Float32Array(memory.buffer, OUT_CAND, n * nTok);
     const scale = a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
     for (let i = 0; i < a.length; i++) {
       if (!(Math.abs(a[i] - b[i]) <= 1e-5 * scale)) {
-        return `matmul_${suffix} token ${Math.floor(i / rows)} row ${i % rows}: ${b[i]}, SIMD128 ${a[i]}`;
+        return `matmul_${name} token ${Math.floor(i / n)} row ${i % n}: ${b[i]}, SIMD128 ${a[i]}`;
       }
     }
   }

@@ -18,6 +18,7 @@
 // shard, and where the next layer (or the head) is in another shard, one op copies the step's
 // residual rows (x) across: the same arithmetic.
 import { QwasmError } from "../../platform/errors";
+import { interleavable } from "./interleave";
 import { activationConverter, activationFormat, activationRowBytes, flashAttention, matmulScratchBytes, pagedAttention, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
 import { wholeActivationBlocks } from "../../weights/gguf/types";
 import type { Kernels } from "../kernels/module";
@@ -41,6 +42,9 @@ export interface MatrixLayout {
   rows: number;
   cols: number;
   rowBytes: number;
+  /** Rows interleaved by four in memory (compute/model/interleave.ts: the loader rearranges the
+   *  file's bytes, the x4 kernels read them); absent: the file's layout. */
+  x4?: boolean;
 }
 
 export interface LayerLayout {
@@ -280,9 +284,14 @@ export function planForward(arenas: readonly Allocator[], config: Qwen2Config, t
   options: ForwardOptions, common: ShardState, placement: ShardPlacement): ForwardLayout {
   checkForward(config, options);
   const { nKVHeads, headDim, vocabSize } = config;
-  const matrix = (t: WeightTensor): MatrixLayout => ({
-    type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / t.dims[1],
-  });
+  // Matrices only the matmuls read get the x4 layout where their type has one (not with the scalar
+  // reference kernels, which read the file's layout); token_embd, which get_rows reads (and the LM
+  // head when tied to it), keeps the file's.
+  const tied = tensors.output.name === tensors.tokenEmbd.name;
+  const matrix = (t: WeightTensor, matmulOnly = true): MatrixLayout => {
+    const m = { type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / t.dims[1] };
+    return matmulOnly && !options.reference && interleavable(m.type, m.rows, m.cols) ? { ...m, x4: true } : m;
+  };
   // A 3-D expert tensor {cols, rows, E}: `rows` per expert, expert e at offset + e * rows * rowBytes.
   const experts = (t: WeightTensor): MatrixLayout => ({
     type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / (t.dims[1] * t.dims[2]),
@@ -310,7 +319,7 @@ export function planForward(arenas: readonly Allocator[], config: Qwen2Config, t
       },
     } : {}),
   }));
-  const output = matrix(tensors.output);
+  const output = matrix(tensors.output, !tied);
   const logits = arenas[placement.output].alloc(4 * T * vocabSize);
   return {
     config,
@@ -324,7 +333,7 @@ export function planForward(arenas: readonly Allocator[], config: Qwen2Config, t
     kvPages: options.kvPages,
     pagesPerSequence,
     reference: options.reference ?? false,
-    tokenEmbd: matrix(tensors.tokenEmbd),
+    tokenEmbd: matrix(tensors.tokenEmbd, false),
     outputNorm: tensors.outputNorm.offset,
     output,
     layers,
@@ -485,7 +494,7 @@ export class ForwardRunner {
       throw new QwasmError("INVALID_ARGUMENT", `the layout has ${layout.shards} shards; got ${this.memories.length} memories and ${this.k.length} kernel instances`);
     }
     const matrix = (m: MatrixLayout, shard: number): Matrix => {
-      const kernels = weightKernels(this.k[shard], m.type, layout.reference);
+      const kernels = weightKernels(this.k[shard], m.type, layout.reference, m.x4);
       return { ...m, k: this.k[shard], kernels, format: kernels.format, xStride: activationRowBytes(kernels.format, m.cols) };
     };
     const s = layout.state;

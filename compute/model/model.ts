@@ -16,9 +16,10 @@ import { hostMemory, type HostMemory } from "../../platform/memory";
 import { Arena, ArenaSizer, type Allocator } from "./arena";
 import {
   checkForward, ForwardRunner, INLINE_SLICE, KV_BYTES, planForward, planShardState,
-  type ForwardLayout, type ForwardOptions, type KVType, type ShardPlacement, type StepGroup, type WeightTensor,
+  type ForwardLayout, type ForwardOptions, type KVType, type MatrixLayout, type ShardPlacement, type StepGroup, type WeightTensor,
 } from "./forward";
 import { checkHostMemory } from "./preflight";
+import { interleaveRows4 } from "./interleave";
 import { ropeCosSin, ropeYarnCorrDims, type RopeScaling } from "./rope";
 
 export interface LoadOptions {
@@ -293,6 +294,7 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
       const w = placed.get(t.name);
       return w ? arenas[w.shard].u8(w.offset, w.nbytes) : null;
     }, options.onProgress);
+    interleaveMatrices(layout, memories);
     const module = await kernelModule();
     const shardKernels = await Promise.all(memories.map((m) => instantiateKernels(m, module)));
     const startPool = () => WorkerPool.start(threads, memories, module, layout, control, undefined, options.stepTimeoutMs);
@@ -310,6 +312,22 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
     await file.close();
     throw e;
   }
+}
+
+/** Rearranges, in their memories, the matrices that the layout gives rows interleaved by four
+ *  (MatrixLayout.x4, see interleave.ts): every one exactly once, after their bytes are read. */
+export function interleaveMatrices(layout: ForwardLayout, memories: readonly WebAssembly.Memory[]): void {
+  const done = new Set<string>();
+  const each = (m: MatrixLayout, shard: number) => {
+    if (!m.x4) return;
+    const key = `${shard}:${m.offset}`;
+    if (done.has(key)) throw new Error(`matrix at ${key} listed twice`);
+    done.add(key);
+    interleaveRows4(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
+  };
+  for (const l of layout.layers) for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) each(m, l.shard);
+  each(layout.output, layout.outputShard);
+  if (layout.tokenEmbd.x4) throw new Error("token_embd is read by get_rows: it keeps the file's layout");
 }
 
 /**
