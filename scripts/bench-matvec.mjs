@@ -21,8 +21,12 @@ const TYPES = {
   q5_1: [32, 24, "quantize_q8_1", 36],
   iq4_nl: [32, 18, "quantize_q8_0", 34],
   // rows interleaved by four, as the loader lays out these types (assembly/quants/b32x4.ts)
+  q4_0x4: [32, 18, "quantize_q8_0", 34],
+  q4_1x4: [32, 20, "quantize_q8_1", 36],
   q5_0x4: [32, 22, "quantize_q8_0", 34],
   q5_1x4: [32, 24, "quantize_q8_1", 36],
+  q8_0x4: [32, 34, "quantize_q8_0", 34],
+  iq4_nlx4: [32, 18, "quantize_q8_0", 34],
 };
 
 const args = process.argv.slice(2);

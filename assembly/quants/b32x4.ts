@@ -1,22 +1,26 @@
-// Q5_0 and Q5_1 with their rows interleaved by four ("x4"): the layout the model loader gives the
-// matrices of these types whose row count is a multiple of four (compute/model/interleave.ts). Rows
-// 4g..4g+3 form a group, stored where row 4g's blocks would be (the group's bytes are the four rows'
-// bytes, rearranged): one super-block per column of blocks b, 4 * bytes() bytes each,
+// The 32-weight types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL) with their rows interleaved by four
+// ("x4"): the layout the model loader gives the matrices of these types whose row count is a
+// multiple of four and that only matmuls read (compute/model/interleave.ts). Rows 4g..4g+3 form a
+// group, stored where row 4g's blocks would be (the group's bytes are the four rows' bytes,
+// rearranged): one super-block per column of blocks b, 4 * bytes() bytes each,
 //   f16 d[4]            row r's d
-//   f16 m[4]            row r's m (Q5_1 only)
-//   u8 hb[16]           the four rows' 5th bits as a bit plane: bit 2r + h of byte j is the 5th bit
-//                       of row r's weight 16h + j
-//   u8 qs[4][16]        row r's qs, as in its block (byte j: weight j low nibble, j + 16 high nibble)
-// A half's 5th bits then come out of the one hb vector with a shift and an and (the block layout
-// takes a broadcast, a swizzle, an and, a compare and an and per half: 15 of the ~35 instructions of a
-// row and block in the one-token loop), the four rows' scales with one load, and the four rows of a
-// group are one sequential stream. The integer sums and the f32 operations are those of the codec's
-// own loops (dot_b32_rows4 and the tiles in common.ts), in the same order: the same bits.
+//   f16 m[4]            row r's m (Q4_1, Q5_1)
+//   u8 hb[16]           Q5_0, Q5_1 (codec plane()): the four rows' 5th bits as a bit plane: bit
+//                       2r + h of byte j is the 5th bit of row r's weight 16h + j
+//   u8 qs[4][n]         row r's quants as in its block (n = bytes() - qsAt(): 16, Q8_0 32)
+// The four rows' scales come with one load (the block layout gathers them with four), every load
+// of a group is at a constant offset from one pointer (four row pointers cost V8 an lea per load
+// and spilled registers), and the group is one sequential stream. A Q5 half's 5th bits come out of
+// the one hb vector with a shift and an and (the block layout takes a broadcast, a swizzle, an and,
+// a compare and an and per half: 15 of the ~35 instructions of a row and block in the one-token
+// loop). The codec's lo, hi, ulo, uhi and w16 read only the quants: they are called with a block
+// pointer that puts qsAt() at row r's quants. The integer sums and the f32 operations are those of
+// the codec's own loops (dot_b32_rows4 and the tiles in common.ts), in the same order: the same bits.
 import {
-  cells_2x2, dot_add_exact, DotAdd, f16_to_f32, f16x2_rows_finite, f16x4_gather_finite,
-  f16x4_hi_to_f32x4_finite, i16x8_pair, i32x4_hsum4, InTile, min_cells, NoDotAdd, pair_halves,
-  Precomputed, QK, Q8_0_BYTES, Q8_1_BYTES, relaxed, relaxed_dot16, ROWS_PER_PASS, scale_cells,
-  MATMUL_SCRATCH_PER_BLOCK, token_offset, token_offsets,
+  block_dot, cells_2x2, dot_add_exact, DotAdd, f16_to_f32, f16x2_rows_finite, f16x4_gather_finite,
+  f16x4_hi_to_f32x4_finite, f32x4_hsum4, folded, i16x8_pair, i32x4_hsum4, InTile, min_cells, NoDotAdd,
+  offset_sum, pair_halves, Precomputed, QK, Q8_0_BYTES, Q8_1_BYTES, relaxed, relaxed_dot16, ROWS_PER_PASS,
+  scale_cells, MATMUL_SCRATCH_PER_BLOCK, tile_weights, token_offset, token_offsets, dotAdd,
 } from "./common";
 
 /** Bytes of one super-block (four rows' blocks) of codec C. */
@@ -24,9 +28,22 @@ import {
   return changetype<C>(0).bytes() << 2;
 }
 
-/** Offset of hb in a super-block. */
+/** Offset of hb (Q5) or of the quants in a super-block. */
 @inline function hbOff<C>(): usize {
   return changetype<C>(0).hasMin() ? 16 : 8;
+}
+
+/** Bytes of one row's quants in a super-block. */
+@inline function qsBytes<C>(): usize {
+  const c = changetype<C>(0);
+  return c.bytes() - c.qsAt();
+}
+
+/** A pointer at which the codec's block methods (lo, hi, ulo, uhi, w16: quants only) read row r's
+ *  quants of super-block p. */
+@inline function rowBlock<C>(p: usize, r: i32): usize {
+  const c = changetype<C>(0);
+  return p + hbOff<C>() + (c.plane() ? 16 : 0) + <usize>r * qsBytes<C>() - c.qsAt();
 }
 
 /** 16 in lane j where bit p (a constant 0..7) of byte j of hb is set, else 0. An i16 shift moves
@@ -37,9 +54,16 @@ import {
   return v128.and(s, i8x16.splat(16));
 }
 
-/** Row r's qs (r a constant) in super-block p. */
+/** Row r's qs (r a constant) in super-block p (Q5). */
 @inline function qs4<C>(p: usize, r: i32): v128 {
   return v128.load(p + hbOff<C>() + 16 + (<usize>r << 4));
+}
+
+/** Row r's weights 0-15 (h = 0) or 16-31 (h = 1) as the relaxed dot takes them (u8). */
+@inline function ux<C>(p: usize, hb: v128, qs: v128, r: i32, h: i32): v128 {
+  const c = changetype<C>(0);
+  if (c.plane()) return u4(qs, hb, r, h);
+  return h == 0 ? c.ulo(rowBlock<C>(p, r)) : c.uhi(rowBlock<C>(p, r));
 }
 
 /** Row r's weights 16h..16h+15 as u8 (nibble | 5th bit << 4, 0..31), from its qs and the plane hb;
@@ -58,16 +82,16 @@ import {
 
 /** relaxed_dot16 of row r (a constant) of super-block p; `raw`: the offset not taken off. */
 @inline function rdot<C>(p: usize, hb: v128, r: i32, x0: v128, x1: v128, xo: v128, raw: bool): v128 {
-  const qs = qs4<C>(p, r);
-  const u0 = u4(qs, hb, r, 0), u1 = u4(qs, hb, r, 1);
+  const qs = changetype<C>(0).plane() ? qs4<C>(p, r) : hb;
+  const u0 = ux<C>(p, hb, qs, r, 0), u1 = ux<C>(p, hb, qs, r, 1);
   if (raw) return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, u0), i16x8.relaxed_dot_i8x16_i7x16_s(x1, u1));
   return relaxed_dot16<C>(u0, u1, x0, x1, xo);
 }
 
 /** Row r's i32 dot-add chains (see dot_x4_group), starting at neg. */
 @inline function dadd<C>(p: usize, hb: v128, r: i32, x0: v128, x1: v128, neg: v128): v128 {
-  const qs = qs4<C>(p, r);
-  return i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, u4(qs, hb, r, 1), i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, u4(qs, hb, r, 0), neg));
+  const qs = changetype<C>(0).plane() ? qs4<C>(p, r) : hb;
+  return i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, ux<C>(p, hb, qs, r, 1), i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, ux<C>(p, hb, qs, r, 0), neg));
 }
 
 /** Four halves at p (rows 0-3 of a super-block) as f32x4, as f16x4_hi_to_f32x4_finite. */
@@ -75,8 +99,9 @@ import {
   return f16x4_hi_to_f32x4_finite(i32x4.shl(v128.load16x4_u(p), 16));
 }
 
-/** i32x4 partial sums of row r's block (SIMD128: signed quants widened) times x widened (xa..xd). */
-@inline function row_dot<C>(p: usize, hb: v128, r: i32, xa: v128, xb: v128, xc: v128, xd: v128): v128 {
+/** i32x4 partial sums of row r's block (SIMD128) times x widened (xa..xd); sx: offset_sum. */
+@inline function row_dot<C>(p: usize, hb: v128, r: i32, xa: v128, xb: v128, xc: v128, xd: v128, sx: v128): v128 {
+  if (!changetype<C>(0).plane()) return block_dot<C>(rowBlock<C>(p, r), xa, xb, xc, xd, sx);
   const qs = qs4<C>(p, r);
   const lo = s4<C>(qs, hb, r, 0), hi = s4<C>(qs, hb, r, 1);
   return i32x4.add(
@@ -110,8 +135,9 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
 }
 
 /** One token at x against the group at g (nb super-blocks): rows 0-3 of the group stored at
- *  out..out+12. As dot_b32_rows4 (folded): lane r of a block's i32x4 is row r's integer sum. With O
- *  Precomputed, the token's per-block terms come from x4_token_prep at `prep`. */
+ *  out..out+12, summed as dot_b32_rows4: folded (lane r of a block's i32x4 is row r's integer sum;
+ *  one f32 accumulator) or, for SIMD128's wide codecs, four accumulators of partial sums added up at
+ *  the end. With O Precomputed, the token's per-block terms come from x4_token_prep at `prep`. */
 @inline function dot_x4_group<C, D, O>(g: usize, x: usize, nb: i32, out: usize, prep: usize): void {
   const c = changetype<C>(0);
   const sb = sbBytes<C>();
@@ -119,15 +145,16 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
   const xq: usize = c.hasMin() ? 4 : 2;
   const pre = changetype<O>(0).pre();
   const off = relaxed<C>() && c.roffset() != 0 && pre; // roffset * sum(x) subtracted from the i32 sums
-  let acc = f32x4.splat(0);
+  let acc = f32x4.splat(0); // folded: lane r is row r; else row 0's partial sums
+  let acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0), accMin = f32x4.splat(0);
   let px = x, pp = prep;
   const pend = g + <usize>nb * sb;
   for (let p = g; p < pend; p += sb, px += xb, pp += MATMUL_SCRATCH_PER_BLOCK) {
     const dx = pre ? v128.load(pp + PREP_AT_DX) : f16x4_hi_to_f32x4_finite(v128.load16_splat(px));
     const scale = f32x4.mul(f16x4_at(p), dx);
-    const hb = v128.load(p + hbOff<C>());
+    const hb = c.plane() ? v128.load(p + hbOff<C>()) : i32x4.splat(0);
     const q = px + xq;
-    let isum: v128;
+    let isum = i32x4.splat(0);
     if (relaxed<C>() && changetype<D>(0).on()) {
       // the i32 dot-add (Node 24 on AVX-VNNI, see dot_b32_rows4): chains start at -roffset * x
       const x0 = v128.load(q), x1 = v128.load(q, 16), z = i32x4.splat(0);
@@ -150,25 +177,44 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
       isum = i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
     } else {
       const xa = v128.load8x8_s(q), xbv = v128.load8x8_s(q, 8), xc = v128.load8x8_s(q, 16), xd = v128.load8x8_s(q, 24);
-      const ab = pair_halves(row_dot<C>(p, hb, 0, xa, xbv, xc, xd), row_dot<C>(p, hb, 1, xa, xbv, xc, xd));
-      const cd = pair_halves(row_dot<C>(p, hb, 2, xa, xbv, xc, xd), row_dot<C>(p, hb, 3, xa, xbv, xc, xd));
-      isum = i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+      const sx = offset_sum<C>(xa, xbv, xc, xd);
+      const s0 = row_dot<C>(p, hb, 0, xa, xbv, xc, xd, sx), s1 = row_dot<C>(p, hb, 1, xa, xbv, xc, xd, sx);
+      if (folded<C>()) {
+        const ab = pair_halves(s0, s1);
+        const cd = pair_halves(row_dot<C>(p, hb, 2, xa, xbv, xc, xd, sx), row_dot<C>(p, hb, 3, xa, xbv, xc, xd, sx));
+        isum = i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+      } else {
+        const s2 = row_dot<C>(p, hb, 2, xa, xbv, xc, xd, sx), s3 = row_dot<C>(p, hb, 3, xa, xbv, xc, xd, sx);
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s0), i32x4.shuffle(scale, scale, 0, 0, 0, 0)));
+        acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(s1), i32x4.shuffle(scale, scale, 1, 1, 1, 1)));
+        acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(s2), i32x4.shuffle(scale, scale, 2, 2, 2, 2)));
+        acc3 = f32x4.add(acc3, f32x4.mul(f32x4.convert_i32x4_s(s3), i32x4.shuffle(scale, scale, 3, 3, 3, 3)));
+      }
     }
-    if (off) isum = i32x4.sub(isum, v128.load(pp + PREP_AT_OFFSET));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
+    if (folded<C>()) {
+      if (off) isum = i32x4.sub(isum, v128.load(pp + PREP_AT_OFFSET));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
+    }
     if (c.hasMin()) {
       const sx = pre ? v128.load(pp + PREP_AT_SX) : f16x4_hi_to_f32x4_finite(v128.load16_splat(px + 2));
-      acc = f32x4.add(acc, f32x4.mul(f16x4_at(p + 8), sx));
+      const mins = f32x4.mul(f16x4_at(p + 8), sx);
+      if (folded<C>()) acc = f32x4.add(acc, mins);
+      else accMin = f32x4.add(accMin, mins);
     }
   }
-  v128.store(out, acc);
+  v128.store(out, folded<C>() ? acc : f32x4.add(f32x4_hsum4(acc, acc1, acc2, acc3), accMin));
 }
 
-/** Vector i (0..3) of row r's block in super-block p as a tile keeps it (see tile_weights in
- *  common.ts): relaxed, 0 and 1 the weights as u8; SIMD128, the signed weights widened to i16x8. */
-@inline function tile_w<C>(p: usize, hb: v128, r: i32, i: i32): v128 {
-  if (relaxed<C>()) return u4(qs4<C>(p, r), hb, r, i & 1);
-  const v = s4<C>(qs4<C>(p, r), hb, r, i >> 1);
+/** Vector i (0..3) of row r's block (r a constant) in super-block p as a tile keeps it
+ *  (tile_weights in common.ts for the codec's own forms; Q5: relaxed, 0 and 1 the weights as u8;
+ *  SIMD128, the signed weights widened to i16x8). */
+@inline function tile_w<C, O>(p: usize, hb: v128, r: i32, i: i32): v128 {
+  const c = changetype<C>(0);
+  if (!c.plane()) return tile_weights<C, O>(rowBlock<C>(p, r), i);
+  const qs = v128.load(p + hbOff<C>() + 16 + (<usize>r << 4));
+  if (relaxed<C>()) return u4(qs, hb, r, i & 1);
+  const u = u4(qs, hb, r, i >> 1);
+  const v = c.roffset() != 0 ? i8x16.sub(u, i8x16.splat(<i8>c.roffset())) : u;
   return (i & 1) == 0 ? i16x8.extend_low_i8x16_s(v) : i16x8.extend_high_i8x16_s(v);
 }
 
@@ -186,9 +232,9 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
   let po = offsets;
   const pend = g + <usize>nb * sb;
   for (let p = g; p < pend; p += sb, px += xb, po += MATMUL_SCRATCH_PER_BLOCK) {
-    const hb = v128.load(p + hbOff<C>());
-    const a0 = tile_w<C>(p, hb, R, 0), b0 = tile_w<C>(p, hb, R, 1), c0 = tile_w<C>(p, hb, R, 2), d0 = tile_w<C>(p, hb, R, 3);
-    const a1 = tile_w<C>(p, hb, R + 1, 0), b1 = tile_w<C>(p, hb, R + 1, 1), c1 = tile_w<C>(p, hb, R + 1, 2), d1 = tile_w<C>(p, hb, R + 1, 3);
+    const hb = c.plane() ? v128.load(p + hbOff<C>()) : i32x4.splat(0);
+    const a0 = tile_w<C, O>(p, hb, R, 0), b0 = tile_w<C, O>(p, hb, R, 1), c0 = tile_w<C, O>(p, hb, R, 2), d0 = tile_w<C, O>(p, hb, R, 3);
+    const a1 = tile_w<C, O>(p, hb, R + 1, 0), b1 = tile_w<C, O>(p, hb, R + 1, 1), c1 = tile_w<C, O>(p, hb, R + 1, 2), d1 = tile_w<C, O>(p, hb, R + 1, 3);
     const q = px + xq;
     const v01 = cells_2x2<C, O>(a0, b0, c0, d0, a1, b1, c1, d1, q, xStride, out, po);
     const v23 = cells_2x2<C, O>(a0, b0, c0, d0, a1, b1, c1, d1, q + x2, xStride, out, po + 16);
@@ -232,9 +278,9 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
   let px = x;
   const pend = g + <usize>nb * sb;
   for (let p = g; p < pend; p += sb, px += xb) {
-    const hb = v128.load(p + hbOff<C>());
-    const a0 = tile_w<C>(p, hb, R, 0), b0 = tile_w<C>(p, hb, R, 1), c0 = tile_w<C>(p, hb, R, 2), d0 = tile_w<C>(p, hb, R, 3);
-    const a1 = tile_w<C>(p, hb, R + 1, 0), b1 = tile_w<C>(p, hb, R + 1, 1), c1 = tile_w<C>(p, hb, R + 1, 2), d1 = tile_w<C>(p, hb, R + 1, 3);
+    const hb = c.plane() ? v128.load(p + hbOff<C>()) : i32x4.splat(0);
+    const a0 = tile_w<C, InTile>(p, hb, R, 0), b0 = tile_w<C, InTile>(p, hb, R, 1), c0 = tile_w<C, InTile>(p, hb, R, 2), d0 = tile_w<C, InTile>(p, hb, R, 3);
+    const a1 = tile_w<C, InTile>(p, hb, R + 1, 0), b1 = tile_w<C, InTile>(p, hb, R + 1, 1), c1 = tile_w<C, InTile>(p, hb, R + 1, 2), d1 = tile_w<C, InTile>(p, hb, R + 1, 3);
     const q = px + xq;
     const v01 = cells_2x2<C, InTile>(a0, b0, c0, d0, a1, b1, c1, d1, q, x1, out, 0);
     const v23 = cells_2x2<C, InTile>(a0, b0, c0, d0, a1, b1, c1, d1, q + x2, x3 - x2, out, 0);
@@ -263,35 +309,49 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
 
 /** matmul (DEVELOPERS.md, Kernel ABI) over x4-interleaved weights of codec C: rowStart and rowEnd
  *  multiples of 4 (whole groups; the group of rows r..r+3 starts at w + r * rowBytes). Tiles of
- *  eight tokens, then of four (three: the last token repeated), as matmul_b32; the tokens left one
- *  at a time, a group (four rows) at a time. */
-@inline export function matmul_x4<C>(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+ *  eight tokens (C8's: Q8_0's with the dot-add, see matmul_q8_0, else C), then of four (three: the
+ *  last token repeated), as matmul_b32; the tokens left one at a time, a group (four rows) at a
+ *  time. The scratch is where the tiles' offsets and the one-token loop's per-block terms go: with
+ *  0, matmul_x4_ref does the work (summed as matmul_T_ref; one variant of each loop keeps the code
+ *  small). */
+@inline export function matmul_x4<C, C8>(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  if (scratch == 0) {
+    matmul_x4_ref<C>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
+    return;
+  }
   const c = changetype<C>(0);
   const nb = k / QK;
   const rowBytes = <usize>nb * c.bytes();
   const xs = <usize>xStride;
   const os = <usize>outStride;
-  const offsets = relaxed<C>() && c.roffset() != 0 && scratch != 0;
   const tiled8 = nTok & ~7;
   const tiled = (nTok & ~3) + ((nTok & 3) == 3 ? 3 : 0);
+  const da = dotAdd<C8>() && tiled8 > 0 && dot_add_exact(k);
   for (let r0 = rowStart; r0 < rowEnd; r0 += ROWS_PER_PASS) {
     const r1 = min(r0 + ROWS_PER_PASS, rowEnd);
     for (let t = 0; t < tiled8; t += 8) {
       const xt = x + <usize>t * xs;
       const ot = out + (<usize>t * os << 2);
-      if (offsets) {
+      if (da) {
+        token_offsets<C8>(xt, xs, nb, scratch);
+        for (let r = r0; r < r1; r += 4) {
+          // rows r, r + 1 then r + 2, r + 3: R a constant in each (Q5's shifts of the plane)
+          tile_x4_2x8<C8, Precomputed>(w + <usize>r * rowBytes, 0, xt, xs, nb, ot + (<usize>r << 2), os, scratch);
+          tile_x4_2x8<C8, Precomputed>(w + <usize>r * rowBytes, 2, xt, xs, nb, ot + (<usize>(r + 2) << 2), os, scratch);
+        }
+      } else if (relaxed<C>() && c.roffset() != 0) {
         token_offsets<C>(xt, xs, nb, scratch);
         for (let r = r0; r < r1; r += 4) {
-          const g = w + <usize>r * rowBytes, o = ot + (<usize>r << 2);
-          tile_x4_2x8<C, Precomputed>(g, 0, xt, xs, nb, o, os, scratch);
-          tile_x4_2x8<C, Precomputed>(g, 2, xt, xs, nb, o + 8, os, scratch);
+          // rows r, r + 1 then r + 2, r + 3: R a constant in each (Q5's shifts of the plane)
+          tile_x4_2x8<C, Precomputed>(w + <usize>r * rowBytes, 0, xt, xs, nb, ot + (<usize>r << 2), os, scratch);
+          tile_x4_2x8<C, Precomputed>(w + <usize>r * rowBytes, 2, xt, xs, nb, ot + (<usize>(r + 2) << 2), os, scratch);
         }
       } else {
         for (let r = r0; r < r1; r += 4) {
-          const g = w + <usize>r * rowBytes, o = ot + (<usize>r << 2);
-          tile_x4_2x8<C, InTile>(g, 0, xt, xs, nb, o, os, 0);
-          tile_x4_2x8<C, InTile>(g, 2, xt, xs, nb, o + 8, os, 0);
+          // rows r, r + 1 then r + 2, r + 3: R a constant in each (Q5's shifts of the plane)
+          tile_x4_2x8<C, InTile>(w + <usize>r * rowBytes, 0, xt, xs, nb, ot + (<usize>r << 2), os, 0);
+          tile_x4_2x8<C, InTile>(w + <usize>r * rowBytes, 2, xt, xs, nb, ot + (<usize>(r + 2) << 2), os, 0);
         }
       }
     }
@@ -301,9 +361,8 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
       const ot = out + (<usize>t * os << 2);
       const x2 = min<usize>(2, last) * xs, o2 = (min<usize>(2, last) * os) << 2;
       for (let r = r0; r < r1; r += 4) {
-        const g = w + <usize>r * rowBytes, o = ot + (<usize>r << 2);
-        tile_x4_2x4<C>(g, 0, xt, xs, x2, last * xs, nb, o, os << 2, o2, (last * os) << 2);
-        tile_x4_2x4<C>(g, 2, xt, xs, x2, last * xs, nb, o + 8, os << 2, o2, (last * os) << 2);
+        tile_x4_2x4<C>(w + <usize>r * rowBytes, 0, xt, xs, x2, last * xs, nb, ot + (<usize>r << 2), os << 2, o2, (last * os) << 2);
+        tile_x4_2x4<C>(w + <usize>r * rowBytes, 2, xt, xs, x2, last * xs, nb, ot + (<usize>(r + 2) << 2), os << 2, o2, (last * os) << 2);
       }
     }
   }
@@ -311,22 +370,17 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
   for (let t = tiled; t < nTok; t++) {
     const xt = x + <usize>t * xs;
     const ot = out + (<usize>t * os << 2);
-    if (scratch != 0) {
-      x4_token_prep<C>(xt, nb, scratch);
-      if (vnni) {
-        for (let r = rowStart; r < rowEnd; r += 4) dot_x4_group<C, DotAdd, Precomputed>(w + <usize>r * rowBytes, xt, nb, ot + (<usize>r << 2), scratch);
-      } else {
-        for (let r = rowStart; r < rowEnd; r += 4) dot_x4_group<C, NoDotAdd, Precomputed>(w + <usize>r * rowBytes, xt, nb, ot + (<usize>r << 2), scratch);
-      }
-    } else if (vnni) {
-      for (let r = rowStart; r < rowEnd; r += 4) dot_x4_group<C, DotAdd, InTile>(w + <usize>r * rowBytes, xt, nb, ot + (<usize>r << 2), 0);
+    x4_token_prep<C>(xt, nb, scratch);
+    if (vnni) {
+      for (let r = rowStart; r < rowEnd; r += 4) dot_x4_group<C, DotAdd, Precomputed>(w + <usize>r * rowBytes, xt, nb, ot + (<usize>r << 2), scratch);
     } else {
-      for (let r = rowStart; r < rowEnd; r += 4) dot_x4_group<C, NoDotAdd, InTile>(w + <usize>r * rowBytes, xt, nb, ot + (<usize>r << 2), 0);
+      for (let r = rowStart; r < rowEnd; r += 4) dot_x4_group<C, NoDotAdd, Precomputed>(w + <usize>r * rowBytes, xt, nb, ot + (<usize>r << 2), scratch);
     }
   }
 }
 
-/** matmul_x4, scalar: each weight read from the layout above bit by bit, summed as matmul_b32_ref. */
+/** matmul_x4, scalar: each weight read from the layout above (Q5: bit by bit; else by the codec's
+ *  scalar q), summed as matmul_b32_ref. */
 @inline export function matmul_x4_ref<C>(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32): void {
   const c = changetype<C>(0);
@@ -345,10 +399,16 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
         const px = x + <usize>t * <usize>xStride + <usize>b * xb;
         let isum = 0;
         for (let j = 0; j < QK; j++) {
-          const byte = <i32>load<u8>(p + hbOff<C>() + 16 + (<usize>i << 4) + <usize>(j & 15));
-          const nibble = j < 16 ? byte & 15 : byte >> 4;
-          const high = (<i32>load<u8>(p + hbOff<C>() + <usize>(j & 15)) >> <i32>(2 * i + (j >> 4))) & 1;
-          isum += ((nibble | (high << 4)) - c.roffset()) * <i32>load<i8>(px + xq + <usize>j);
+          let q: i32;
+          if (c.plane()) {
+            const byte = <i32>load<u8>(p + hbOff<C>() + 16 + (<usize>i << 4) + <usize>(j & 15));
+            const nibble = j < 16 ? byte & 15 : byte >> 4;
+            const high = (<i32>load<u8>(p + hbOff<C>() + <usize>(j & 15)) >> <i32>(2 * i + (j >> 4))) & 1;
+            q = (nibble | (high << 4)) - c.roffset();
+          } else {
+            q = c.q(rowBlock<C>(p, i), j); // the codec's scalar weight, from row i's quants
+          }
+          isum += q * <i32>load<i8>(px + xq + <usize>j);
         }
         sum += <f32>isum * (f16_to_f32(load<u16>(p + (<usize>i << 1))) * f16_to_f32(load<u16>(px)));
         if (c.hasMin()) sum += f16_to_f32(load<u16>(p + 8 + (<usize>i << 1))) * f16_to_f32(load<u16>(px, 2));

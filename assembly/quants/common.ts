@@ -180,6 +180,8 @@
 //                        with these weights as its non-negative operand; then also:
 //   ulo(p), uhi(p): v128 weights 0..15 and 16..31 plus roffset() as u8 in [0, 127]
 //   roffset(): i32       what ulo and uhi add; the tiles subtract roffset * sum(x)
+//   qsAt(): usize        offset of the quants (qs) in a block: lo, hi, ulo, uhi, w16 read only there
+//   plane(): bool        whether the rows interleaved by four (b32x4.ts) keep the 5th bits as a plane
 //   dotAdd(): bool       (Q8_0Codec<DotAdd> only) the relaxed build's tiles of eight tokens take
 //                        i32x4.relaxed_dot_i8x16_i7x16_add_s on u = w + 128 (lo, hi xor 0x80) and
 //                        subtract 128 * sum(x): exact only where that op is a u8 x i8 dot product
@@ -207,7 +209,7 @@ export const ROWS_PER_PASS: i32 = 16;
 
 /** i32x4 partial sums of block pw's weights times activations widened to i16x8 (xa..xd); `sx` is
  *  offset * sum(x) in the same form, for the wide codecs. */
-@inline function block_dot<C>(pw: usize, xa: v128, xb: v128, xc: v128, xd: v128, sx: v128): v128 {
+@inline export function block_dot<C>(pw: usize, xa: v128, xb: v128, xc: v128, xd: v128, sx: v128): v128 {
   const c = changetype<C>(0);
   if (c.wide()) {
     const s = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(c.w16(pw, 0), xa), i32x4.dot_i16x8_s(c.w16(pw, 1), xb)),
@@ -221,7 +223,7 @@ export const ROWS_PER_PASS: i32 = 16;
 }
 
 /** offset * sum of the 32 activations (widened to i16x8 in xa..xd) as i32x4 partial sums. */
-@inline function offset_sum<C>(xa: v128, xb: v128, xc: v128, xd: v128): v128 {
+@inline export function offset_sum<C>(xa: v128, xb: v128, xc: v128, xd: v128): v128 {
   const c = changetype<C>(0);
   if (!c.wide() || c.offset() == 0) return i32x4.splat(0);
   return i32x4.dot_i16x8_s(i16x8.add(i16x8.add(xa, xb), i16x8.add(xc, xd)), i16x8.splat(<i16>c.offset()));
@@ -231,7 +233,7 @@ export const ROWS_PER_PASS: i32 = 16;
  *  the f32 multiply-add (see dot_b32_rows4): the relaxed build and the codecs whose weights take
  *  several instructions to decode; SIMD128's wide codecs keep one f32 accumulator per row, faster
  *  there (measured: the fold costs q4_0, q4_1 and q8_0 9%, and gains q5_0 and q5_1 15%). */
-@inline function folded<C>(): bool {
+@inline export function folded<C>(): bool {
   return relaxed<C>() || !changetype<C>(0).wide();
 }
 
@@ -400,7 +402,7 @@ export const ROWS_PER_PASS: i32 = 16;
 @final export class NoDotAdd { @inline on(): bool { return false; } }
 
 /** Whether this is the relaxed-SIMD build and codec C takes the i32 dot-add in its tiles of eight. */
-@inline function dotAdd<C>(): bool {
+@inline export function dotAdd<C>(): bool {
   return ASC_FEATURE_RELAXED_SIMD && changetype<C>(0).dotAdd();
 }
 
@@ -425,7 +427,7 @@ export const ROWS_PER_PASS: i32 = 16;
 
 /** Vector i (0..3) of block pw as a tile keeps it. SIMD128: the weights as i16x8, offset removed.
  *  Relaxed: 0 and 1 are weights 0-15 and 16-31 as u8 (2 and 3 unused). */
-@inline function tile_weights<C, O>(pw: usize, i: i32): v128 {
+@inline export function tile_weights<C, O>(pw: usize, i: i32): v128 {
   const c = changetype<C>(0);
   if (da<C, O>()) return v128.xor(i == 0 || i == 2 ? c.lo(pw) : c.hi(pw), i8x16.splat(-128));
   if (relaxed<C>()) return i == 0 || i == 2 ? c.ulo(pw) : c.uhi(pw);

@@ -1,6 +1,7 @@
 // IQ4_NL: blocks of 32 weights, 18 bytes: f16 d; u8 qs[16] (byte j: weight j low nibble, weight
 // j+16 high nibble); w = d * kvalues[nibble], a non-linear 4-bit grid. Activations: q8_0.
 import { matmul_b32, matmul_b32_ref, dequantize_b32, swizzle_const } from "./common";
+import { matmul_x4, matmul_x4_ref } from "./b32x4";
 
 /** kvalues_iq4nl, as a constant vector (no static data): looked up with i8x16.swizzle. */
 @inline function kvalues(): v128 {
@@ -9,6 +10,8 @@ import { matmul_b32, matmul_b32_ref, dequantize_b32, swizzle_const } from "./com
 
 @final class IQ4_NL {
   @inline bytes(): usize { return 18; }
+  @inline qsAt(): usize { return 2; }
+  @inline plane(): bool { return false; }
   @inline hasMin(): bool { return false; }
   @inline wide(): bool { return false; }
   @inline offset(): i32 { return 0; }
@@ -43,4 +46,15 @@ export function matmul_iq4_nl(w: usize, x: usize, out: usize, k: i32, rowStart: 
 export function matmul_iq4_nl_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_b32_ref<IQ4_NL>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
+}
+
+/** matmul over IQ4_NL rows interleaved by four (b32x4.ts): rowStart, rowEnd multiples of 4. */
+export function matmul_iq4_nlx4(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_x4<IQ4_NL, IQ4_NL>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
+}
+
+export function matmul_iq4_nlx4_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_x4_ref<IQ4_NL>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }

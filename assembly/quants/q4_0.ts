@@ -1,9 +1,12 @@
 // Q4_0: blocks of 32 weights, 18 bytes: f16 d; u8 qs[16]. Byte j holds weight j in its low nibble
 // and weight j+16 in its high nibble; w = d * (nibble - 8). Activations: q8_0.
 import { matmul_b32, matmul_b32_ref, dequantize_b32, nibbles16 } from "./common";
+import { matmul_x4, matmul_x4_ref } from "./b32x4";
 
 @final class Q4_0 {
   @inline bytes(): usize { return 18; }
+  @inline qsAt(): usize { return 2; }
+  @inline plane(): bool { return false; }
   @inline hasMin(): bool { return false; }
   @inline wide(): bool { return true; }
   @inline offset(): i32 { return 8; }
@@ -37,4 +40,15 @@ export function matmul_q4_0(w: usize, x: usize, out: usize, k: i32, rowStart: i3
 export function matmul_q4_0_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_b32_ref<Q4_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
+}
+
+/** matmul over Q4_0 rows interleaved by four (b32x4.ts): rowStart, rowEnd multiples of 4. */
+export function matmul_q4_0x4(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_x4<Q4_0, Q4_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
+}
+
+export function matmul_q4_0x4_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_x4_ref<Q4_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }

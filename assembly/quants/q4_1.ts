@@ -2,9 +2,12 @@
 // nibble and weight j+16 in its high nibble; w = d * nibble + m. Activations: q8_1, whose s = d*sum(q)
 // carries the min term: dot = d_w d_x sum(q_w q_x) + m_w s_x.
 import { matmul_b32, matmul_b32_ref, dequantize_b32, nibbles16 } from "./common";
+import { matmul_x4, matmul_x4_ref } from "./b32x4";
 
 @final class Q4_1 {
   @inline bytes(): usize { return 20; }
+  @inline qsAt(): usize { return 4; }
+  @inline plane(): bool { return false; }
   @inline hasMin(): bool { return true; }
   @inline wide(): bool { return true; }
   @inline offset(): i32 { return 0; }
@@ -38,4 +41,15 @@ export function matmul_q4_1(w: usize, x: usize, out: usize, k: i32, rowStart: i3
 export function matmul_q4_1_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_b32_ref<Q4_1>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
+}
+
+/** matmul over Q4_1 rows interleaved by four (b32x4.ts): rowStart, rowEnd multiples of 4. */
+export function matmul_q4_1x4(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_x4<Q4_1, Q4_1>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
+}
+
+export function matmul_q4_1x4_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_x4_ref<Q4_1>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }

@@ -1,14 +1,19 @@
-// Q5_0 and Q5_1 matrices interleaved by four rows, the layout of the kernels' matmul_q5_0x4 and
-// matmul_q5_1x4 (assembly/quants/b32x4.ts has the byte layout): the loader rearranges such a matrix
-// in place after reading it, and the forward step then runs the x4 kernels on it. The rows' values,
-// and the logits, are the same bits as with the file's layout; the one-token loop of the 0.5B
-// files' main type runs about twice the weights a cycle (see the commit that added it).
+// Matrices of the 32-weight types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL) interleaved by four rows,
+// the layout of the kernels' matmul_Tx4 (assembly/quants/b32x4.ts has the byte layout): the loader
+// rearranges such a matrix in place after reading it, and the forward step then runs the x4 kernels
+// on it. The logits are the same bits as with the file's layout; the one-token loops read one stream
+// per group of four rows, and Q5's 5th bits from one plane (see DEVELOPERS.md, Kernel ABI).
 import { GGMLType } from "../../weights/gguf/types";
 
-/** Block bytes and whether a min follows d, per type that has an x4 layout. */
-const X4: ReadonlyMap<number, { blockBytes: number; hasMin: boolean }> = new Map([
-  [GGMLType.Q5_0, { blockBytes: 22, hasMin: false }],
-  [GGMLType.Q5_1, { blockBytes: 24, hasMin: true }],
+/** Per type with an x4 layout: block bytes, whether a min follows d, where the quants start in a
+ *  block, and whether the 5th bits (a u32 before the quants) become a bit plane. */
+const X4: ReadonlyMap<number, { blockBytes: number; hasMin: boolean; qsAt: number; plane: boolean }> = new Map([
+  [GGMLType.Q4_0, { blockBytes: 18, hasMin: false, qsAt: 2, plane: false }],
+  [GGMLType.Q4_1, { blockBytes: 20, hasMin: true, qsAt: 4, plane: false }],
+  [GGMLType.Q5_0, { blockBytes: 22, hasMin: false, qsAt: 6, plane: true }],
+  [GGMLType.Q5_1, { blockBytes: 24, hasMin: true, qsAt: 8, plane: true }],
+  [GGMLType.Q8_0, { blockBytes: 34, hasMin: false, qsAt: 2, plane: false }],
+  [GGMLType.IQ4_NL, { blockBytes: 18, hasMin: false, qsAt: 2, plane: false }],
 ]);
 
 /** Whether a (rows, cols) matrix of ggml type `type` gets the x4 layout: a type that has one, whole
@@ -26,7 +31,7 @@ export function interleavable(type: number, rows: number, cols: number): boolean
 export function interleaveRows4(bytes: Uint8Array, offset: number, rows: number, cols: number, type: number): void {
   const t = X4.get(type);
   if (!t || !interleavable(type, rows, cols)) throw new RangeError(`no x4 layout for type ${type} (${rows} x ${cols})`);
-  const { blockBytes, hasMin } = t;
+  const { blockBytes, hasMin, qsAt, plane } = t;
   const nb = cols / 32;
   const rowBytes = nb * blockBytes;
   const groupBytes = 4 * rowBytes;
@@ -36,31 +41,40 @@ export function interleaveRows4(bytes: Uint8Array, offset: number, rows: number,
   const srcBytes = new Uint8Array(src.buffer);
   const direct = (bytes.byteOffset + offset) % 2 === 0;
   const out = direct ? undefined : new Uint16Array(groupBytes / 2);
-  const qhAt = (hasMin ? 4 : 2) / 2, qsAt = (hasMin ? 8 : 6) / 2; // in u16, within a block
-  const hbAt = (hasMin ? 16 : 8) / 2, bw = blockBytes / 2, rw = rowBytes / 2; // in u16
+  // in u16: the 5th bits and the quants within a block; the plane and row 0's quants within a
+  // super-block; one row's quants; a block; a row
+  const qhAt = (qsAt - 4) / 2, qsW = qsAt / 2, hbAt = (hasMin ? 16 : 8) / 2;
+  const qsRow = (blockBytes - qsAt) / 2, first = hbAt + (plane ? 8 : 0);
+  const bw = blockBytes / 2, rw = rowBytes / 2;
   for (let g = 0; g < rows / 4; g++) {
     const at = offset + g * groupBytes;
     srcBytes.set(bytes.subarray(at, at + groupBytes));
     const dst = out ?? new Uint16Array(bytes.buffer, bytes.byteOffset + at, groupBytes / 2);
     for (let b = 0, o = 0, i = 0; b < nb; b++, o += 4 * bw, i += bw) { // o: super-block in dst, i: block b of row 0 in src
       let w0 = 0, w1 = 0, w2 = 0, w3 = 0; // the plane, bytes 0-3, 4-7, 8-11, 12-15
-      for (let r = 0, p = i, q = o + hbAt + 8; r < 4; r++, p += rw, q += 8) {
+      for (let r = 0, p = i, q = o + first; r < 4; r++, p += rw, q += qsRow) {
         dst[o + r] = src[p];
         if (hasMin) dst[o + 4 + r] = src[p + 1];
-        const lo = src[p + qhAt], hi = src[p + qhAt + 1];
-        // bit i of a nibble n to bit 8i: (n * 0x204081) & 0x01010101, then to bit 2r + h of the byte
-        const s = 2 * r;
-        w0 |= (((lo & 15) * 0x204081) & 0x01010101) << s | (((hi & 15) * 0x204081) & 0x01010101) << (s + 1);
-        w1 |= (((lo >> 4 & 15) * 0x204081) & 0x01010101) << s | (((hi >> 4 & 15) * 0x204081) & 0x01010101) << (s + 1);
-        w2 |= (((lo >> 8 & 15) * 0x204081) & 0x01010101) << s | (((hi >> 8 & 15) * 0x204081) & 0x01010101) << (s + 1);
-        w3 |= (((lo >> 12) * 0x204081) & 0x01010101) << s | (((hi >> 12) * 0x204081) & 0x01010101) << (s + 1);
-        const qs = p + qsAt;
-        dst[q] = src[qs]; dst[q + 1] = src[qs + 1]; dst[q + 2] = src[qs + 2]; dst[q + 3] = src[qs + 3];
-        dst[q + 4] = src[qs + 4]; dst[q + 5] = src[qs + 5]; dst[q + 6] = src[qs + 6]; dst[q + 7] = src[qs + 7];
+        if (plane) {
+          const lo = src[p + qhAt], hi = src[p + qhAt + 1];
+          // bit i of a nibble n to bit 8i: (n * 0x204081) & 0x01010101, then to bit 2r + h of the byte
+          const s = 2 * r;
+          w0 |= (((lo & 15) * 0x204081) & 0x01010101) << s | (((hi & 15) * 0x204081) & 0x01010101) << (s + 1);
+          w1 |= (((lo >> 4 & 15) * 0x204081) & 0x01010101) << s | (((hi >> 4 & 15) * 0x204081) & 0x01010101) << (s + 1);
+          w2 |= (((lo >> 8 & 15) * 0x204081) & 0x01010101) << s | (((hi >> 8 & 15) * 0x204081) & 0x01010101) << (s + 1);
+          w3 |= (((lo >> 12) * 0x204081) & 0x01010101) << s | (((hi >> 12) * 0x204081) & 0x01010101) << (s + 1);
+        }
+        const qs = p + qsW;
+        for (let k = 0; k < qsRow; k += 8) {
+          dst[q + k] = src[qs + k]; dst[q + k + 1] = src[qs + k + 1]; dst[q + k + 2] = src[qs + k + 2]; dst[q + k + 3] = src[qs + k + 3];
+          dst[q + k + 4] = src[qs + k + 4]; dst[q + k + 5] = src[qs + k + 5]; dst[q + k + 6] = src[qs + k + 6]; dst[q + k + 7] = src[qs + k + 7];
+        }
       }
-      const h = o + hbAt;
-      dst[h] = w0; dst[h + 1] = w0 >>> 16; dst[h + 2] = w1; dst[h + 3] = w1 >>> 16;
-      dst[h + 4] = w2; dst[h + 5] = w2 >>> 16; dst[h + 6] = w3; dst[h + 7] = w3 >>> 16;
+      if (plane) {
+        const h = o + hbAt;
+        dst[h] = w0; dst[h + 1] = w0 >>> 16; dst[h + 2] = w1; dst[h + 3] = w1 >>> 16;
+        dst[h + 4] = w2; dst[h + 5] = w2 >>> 16; dst[h + 6] = w3; dst[h + 7] = w3 >>> 16;
+      }
     }
     if (out) bytes.set(new Uint8Array(out.buffer), at);
   }

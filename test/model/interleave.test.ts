@@ -1,4 +1,4 @@
-// Q5_0 / Q5_1 matrices interleaved by four rows (compute/model/interleave.ts writes the layout,
+// Matrices of the 32-weight types interleaved by four rows (compute/model/interleave.ts writes the layout,
 // assembly/quants/b32x4.ts reads it): the x4 matmuls on interleaveRows4's bytes give the bits the
 // file-layout matmuls give on the file's bytes, in both builds, for every token count and row range;
 // the x4 scalar reference (a reader of the layout written separately from the JS writer) sums as the
@@ -18,8 +18,12 @@ import { prompt } from "./helpers";
 type Kernels = Record<string, (...args: number[]) => void>;
 
 const TYPES = [
+  { name: "q4_0", type: GGMLType.Q4_0, bytes: 18, convert: "quantize_q8_0", xBytes: 34, halves: [0] },
+  { name: "q4_1", type: GGMLType.Q4_1, bytes: 20, convert: "quantize_q8_1", xBytes: 36, halves: [0, 2] },
   { name: "q5_0", type: GGMLType.Q5_0, bytes: 22, convert: "quantize_q8_0", xBytes: 34, halves: [0] },
   { name: "q5_1", type: GGMLType.Q5_1, bytes: 24, convert: "quantize_q8_1", xBytes: 36, halves: [0, 2] },
+  { name: "q8_0", type: GGMLType.Q8_0, bytes: 34, convert: "quantize_q8_0", xBytes: 34, halves: [0] },
+  { name: "iq4_nl", type: GGMLType.IQ4_NL, bytes: 18, convert: "quantize_q8_0", xBytes: 34, halves: [0] },
 ] as const;
 
 /** A block scale as f16 bits: normal halves of either sign, some subnormal, a few zeros. */
@@ -42,7 +46,11 @@ function setUp(t: (typeof TYPES)[number], K: Kernels, memory: WebAssembly.Memory
   if (END > memory.buffer.byteLength) memory.grow(Math.ceil((END - memory.buffer.byteLength) / 65536));
   const u8 = new Uint8Array(memory.buffer), dv = new DataView(memory.buffer);
   for (let i = 0; i < wBytes; i++) u8[W + i] = (rand() * 256) | 0;
-  for (let b = 0; b < rows * nb; b++) for (const h of t.halves) dv.setUint16(W + b * t.bytes + h, scaleHalf(rand), true);
+  for (let b = 0; b < rows * nb; b++) {
+    const p = W + b * t.bytes;
+    if (t.name === "q8_0") for (let j = 2; j < 34; j++) if (u8[p + j] === 0x80) u8[p + j] = 0x81; // ggml never writes -128
+    for (const h of t.halves) dv.setUint16(p + h, scaleHalf(rand), true);
+  }
   u8.copyWithin(WX, W, W + wBytes);
   interleaveRows4(u8, WX, rows, k, t.type);
   for (let i = 0; i < k * nTokMax; i++) dv.setFloat32(XF + 4 * i, normal() * (rand() < 0.05 ? 20 : 1), true);
@@ -53,7 +61,7 @@ function setUp(t: (typeof TYPES)[number], K: Kernels, memory: WebAssembly.Memory
 describe("the x4 matmuls on interleaved rows give the file-layout matmuls' bits", () => {
   const cases = (["simd128", "relaxed-simd"] as const).flatMap((build) => TYPES.map((t) => [build, t.name] as const));
 
-  it.for(cases)("%s matmul_%sx4: token counts 1..19, rows 4..36 and 0..40 of 40, with a scratch and without", async ([build, name], ctx) => {
+  it.for(cases)("%s matmul_%sx4: token counts 1..19, rows 4..36 and 0..40 of 40; with a scratch as matmul_T, without as matmul_Tx4_ref", async ([build, name], ctx) => {
     if (build === "relaxed-simd") requireRelaxedSimd(ctx);
     const t = TYPES.find((x) => x.name === name)!;
     const memory = createSharedMemory(64);
@@ -63,9 +71,12 @@ describe("the x4 matmuls on interleaved rows give the file-layout matmuls' bits"
     let compared = 0;
     for (const [rowStart, rowEnd] of [[4, 36], [0, 40]]) {
       for (let nTok = 1; nTok <= nTokMax; nTok++) {
+        // with a scratch: the file-layout matmul's bits; without (the x4 matmul then runs its scalar
+        // reference): matmul_Tx4_ref's
         for (const scratch of [s.SCRATCH, 0]) {
           new Uint8Array(memory.buffer).fill(0xa5, s.OUT_A, s.SCRATCH + matmulScratchBytes(k));
-          K[`matmul_${name}`](s.W, s.X, s.OUT_A, k, rowStart, rowEnd, nTok, s.xStride, s.outStride, scratch);
+          if (scratch) K[`matmul_${name}`](s.W, s.X, s.OUT_A, k, rowStart, rowEnd, nTok, s.xStride, s.outStride, scratch);
+          else K[`matmul_${name}x4_ref`](s.WX, s.X, s.OUT_A, k, rowStart, rowEnd, nTok, s.xStride, s.outStride, 0);
           K[`matmul_${name}x4`](s.WX, s.X, s.OUT_B, k, rowStart, rowEnd, nTok, s.xStride, s.outStride, scratch);
           const a = new Uint32Array(memory.buffer, s.OUT_A, s.outStride * nTokMax);
           const b = new Uint32Array(memory.buffer, s.OUT_B, s.outStride * nTokMax);
@@ -141,8 +152,9 @@ describe("interleaveRows4", () => {
     expect(interleavable(GGMLType.Q5_1, 4, 32)).toBe(true);
     expect(interleavable(GGMLType.Q5_0, 6, 64)).toBe(false);
     expect(interleavable(GGMLType.Q5_0, 0, 64)).toBe(false);
-    expect(interleavable(GGMLType.Q4_0, 8, 64)).toBe(false);
-    expect(interleavable(GGMLType.Q8_0, 8, 64)).toBe(false);
+    expect(interleavable(GGMLType.Q8_0, 8, 64)).toBe(true);
+    expect(interleavable(GGMLType.Q4_K, 8, 256)).toBe(false);
+    expect(interleavable(GGMLType.F16, 8, 64)).toBe(false);
     expect(() => interleaveRows4(new Uint8Array(6 * 22), 0, 6, 32, GGMLType.Q5_0)).toThrow(RangeError);
   });
 });
