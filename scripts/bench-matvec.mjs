@@ -25,7 +25,6 @@ const TYPES = {
   q4_1x4: [32, 20, "quantize_q8_1", 36],
   q5_0x4: [32, 22, "quantize_q8_0", 34],
   q5_1x4: [32, 24, "quantize_q8_1", 36],
-  q8_0x4: [32, 34, "quantize_q8_0", 34],
   iq4_nlx4: [32, 18, "quantize_q8_0", 34],
 };
 

@@ -1,4 +1,4 @@
-// The 32-weight types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL) with their rows interleaved by four
+// The 32-weight types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) with their rows interleaved by four
 // ("x4"): the layout the model loader gives the matrices of these types whose row count is a
 // multiple of four and that only matmuls read (compute/model/interleave.ts). Rows 4g..4g+3 form a
 // group, stored where row 4g's blocks would be (the group's bytes are the four rows' bytes,
@@ -7,7 +7,7 @@
 //   f16 m[4]            row r's m (Q4_1, Q5_1)
 //   u8 hb[16]           Q5_0, Q5_1 (codec plane()): the four rows' 5th bits as a bit plane: bit
 //                       2r + h of byte j is the 5th bit of row r's weight 16h + j
-//   u8 qs[4][n]         row r's quants as in its block (n = bytes() - qsAt(): 16, Q8_0 32)
+//   u8 qs[4][n]         row r's quants as in its block (n = bytes() - qsAt(): 16)
 // The four rows' scales come with one load (the block layout gathers them with four), every load
 // of a group is at a constant offset from one pointer (four row pointers cost V8 an lea per load
 // and spilled registers), and the group is one sequential stream. A Q5 half's 5th bits come out of
@@ -20,7 +20,7 @@ import {
   block_dot, cells_2x2, dot_add_exact, DotAdd, f16_to_f32, f16x2_rows_finite, f16x4_gather_finite,
   f16x4_hi_to_f32x4_finite, f32x4_hsum4, folded, i16x8_pair, i32x4_hsum4, InTile, min_cells, NoDotAdd,
   offset_sum, pair_halves, Precomputed, QK, Q8_0_BYTES, Q8_1_BYTES, relaxed, relaxed_dot16, ROWS_PER_PASS,
-  scale_cells, MATMUL_SCRATCH_PER_BLOCK, tile_weights, token_offset, token_offsets, dotAdd,
+  scale_cells, MATMUL_SCRATCH_PER_BLOCK, tile_weights, token_offset, token_offsets,
 } from "./common";
 
 /** Bytes of one super-block (four rows' blocks) of codec C. */
@@ -309,12 +309,12 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
 
 /** matmul (DEVELOPERS.md, Kernel ABI) over x4-interleaved weights of codec C: rowStart and rowEnd
  *  multiples of 4 (whole groups; the group of rows r..r+3 starts at w + r * rowBytes). Tiles of
- *  eight tokens (C8's: Q8_0's with the dot-add, see matmul_q8_0, else C), then of four (three: the
- *  last token repeated), as matmul_b32; the tokens left one at a time, a group (four rows) at a
- *  time. The scratch is where the tiles' offsets and the one-token loop's per-block terms go: with
- *  0, matmul_x4_ref does the work (summed as matmul_T_ref; one variant of each loop keeps the code
- *  small). */
-@inline export function matmul_x4<C, C8>(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+ *  eight tokens, then of four (three: the last token repeated), as matmul_b32; the tokens left one
+ *  at a time, a group (four rows) at a time. The scratch is where the tiles' offsets and the
+ *  one-token loop's per-block terms go: with 0, matmul_x4_ref does the work (summed as
+ *  matmul_T_ref; one variant of each loop keeps the code small). (Q8_0 keeps the file's layout, see
+ *  compute/model/interleave.ts: its x4 tiles would need Q8_0's dot-add choice, as matmul_q8_0.) */
+@inline export function matmul_x4<C>(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   if (scratch == 0) {
     matmul_x4_ref<C>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
@@ -327,20 +327,12 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
   const os = <usize>outStride;
   const tiled8 = nTok & ~7;
   const tiled = (nTok & ~3) + ((nTok & 3) == 3 ? 3 : 0);
-  const da = dotAdd<C8>() && tiled8 > 0 && dot_add_exact(k);
   for (let r0 = rowStart; r0 < rowEnd; r0 += ROWS_PER_PASS) {
     const r1 = min(r0 + ROWS_PER_PASS, rowEnd);
     for (let t = 0; t < tiled8; t += 8) {
       const xt = x + <usize>t * xs;
       const ot = out + (<usize>t * os << 2);
-      if (da) {
-        token_offsets<C8>(xt, xs, nb, scratch);
-        for (let r = r0; r < r1; r += 4) {
-          // rows r, r + 1 then r + 2, r + 3: R a constant in each (Q5's shifts of the plane)
-          tile_x4_2x8<C8, Precomputed>(w + <usize>r * rowBytes, 0, xt, xs, nb, ot + (<usize>r << 2), os, scratch);
-          tile_x4_2x8<C8, Precomputed>(w + <usize>r * rowBytes, 2, xt, xs, nb, ot + (<usize>(r + 2) << 2), os, scratch);
-        }
-      } else if (relaxed<C>() && c.roffset() != 0) {
+      if (relaxed<C>() && c.roffset() != 0) {
         token_offsets<C>(xt, xs, nb, scratch);
         for (let r = r0; r < r1; r += 4) {
           // rows r, r + 1 then r + 2, r + 3: R a constant in each (Q5's shifts of the plane)
@@ -349,7 +341,6 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
         }
       } else {
         for (let r = r0; r < r1; r += 4) {
-          // rows r, r + 1 then r + 2, r + 3: R a constant in each (Q5's shifts of the plane)
           tile_x4_2x8<C, InTile>(w + <usize>r * rowBytes, 0, xt, xs, nb, ot + (<usize>r << 2), os, 0);
           tile_x4_2x8<C, InTile>(w + <usize>r * rowBytes, 2, xt, xs, nb, ot + (<usize>(r + 2) << 2), os, 0);
         }

@@ -51,7 +51,7 @@ export function matmul_iq4_nl_ref(w: usize, x: usize, out: usize, k: i32, rowSta
 /** matmul over IQ4_NL rows interleaved by four (b32x4.ts): rowStart, rowEnd multiples of 4. */
 export function matmul_iq4_nlx4(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
-  matmul_x4<IQ4_NL, IQ4_NL>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
+  matmul_x4<IQ4_NL>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
 }
 
 export function matmul_iq4_nlx4_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,

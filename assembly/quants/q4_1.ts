@@ -46,7 +46,7 @@ export function matmul_q4_1_ref(w: usize, x: usize, out: usize, k: i32, rowStart
 /** matmul over Q4_1 rows interleaved by four (b32x4.ts): rowStart, rowEnd multiples of 4. */
 export function matmul_q4_1x4(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
-  matmul_x4<Q4_1, Q4_1>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
+  matmul_x4<Q4_1>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
 }
 
 export function matmul_q4_1x4_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,

@@ -1,6 +1,5 @@
 // Q8_0: blocks of 32 weights, 34 bytes: f16 d; i8 qs[32]; w = d * q. Activations: q8_0.
 import { matmul_b32, matmul_b32_ref, dequantize_b32, dot_add_exact, DotAdd, NoDotAdd } from "./common";
-import { matmul_x4, matmul_x4_ref } from "./b32x4";
 
 /** Q8_0's codec; D (DotAdd or NoDotAdd) says whether the relaxed build's tiles of eight take the i32
  *  dot-add (dotAdd in common.ts), where matmul_q8_0 found it exact on u8: the same integer sums and
@@ -38,16 +37,4 @@ export function matmul_q8_0(w: usize, x: usize, out: usize, k: i32, rowStart: i3
 export function matmul_q8_0_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_b32_ref<Q8_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
-}
-
-/** matmul over Q8_0 rows interleaved by four (b32x4.ts): rowStart, rowEnd multiples of 4; the
- *  tiles of eight take the dot-add where matmul_q8_0's do. */
-export function matmul_q8_0x4(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
-  matmul_x4<Q8_0, Q8_0Codec<DotAdd>>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
-}
-
-export function matmul_q8_0x4_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
-  matmul_x4_ref<Q8_0>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }

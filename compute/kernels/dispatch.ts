@@ -84,7 +84,6 @@ const X4_MATMULS = {
   Q4_1: ["matmul_q4_1x4", "matmul_q4_1x4_ref"],
   Q5_0: ["matmul_q5_0x4", "matmul_q5_0x4_ref"],
   Q5_1: ["matmul_q5_1x4", "matmul_q5_1x4_ref"],
-  Q8_0: ["matmul_q8_0x4", "matmul_q8_0x4_ref"],
   IQ4_NL: ["matmul_iq4_nlx4", "matmul_iq4_nlx4_ref"],
 } as const satisfies Partial<Record<WeightTypeName, readonly [KernelName, KernelName]>>;
 

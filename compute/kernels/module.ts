@@ -80,7 +80,7 @@ export const PROBED = WEIGHT_TYPE_INFOS.filter((t) => t.blockSize > 1).map((t) =
 });
 
 /** The types whose x4 matmul (rows interleaved by four, compute/model/interleave.ts) is probed too. */
-export const PROBED_X4 = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl"] as const;
+export const PROBED_X4 = ["q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"] as const;
 
 type MatmulName = `matmul_${(typeof PROBED)[number][0]}` | `matmul_${(typeof PROBED_X4)[number]}x4`;
 
