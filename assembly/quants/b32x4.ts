@@ -19,8 +19,9 @@
 import {
   block_dot, cells_2x2, dot_add_exact, DotAdd, f16_to_f32, f16x2_rows_finite, f16x4_gather_finite,
   f16x4_hi_to_f32x4_finite, f32x4_hsum4, folded, i16x8_pair, i32x4_hsum4, InTile, min_cells, NoDotAdd,
-  offset_sum, pair_halves, Precomputed, QK, Q8_0_BYTES, Q8_1_BYTES, relaxed, relaxed_dot16, ROWS_PER_PASS,
-  scale_cells, MATMUL_SCRATCH_PER_BLOCK, tile_weights, token_offset, token_offsets,
+  offset_sum, pair_halves, Precomputed, QK, Q8_0_BYTES, Q8_1_BYTES, relaxed, ROWS_PER_PASS,
+  scale_cells, MATMUL_SCRATCH_PER_BLOCK, tile_weights, token_offset, token_offsets, f16x4_tokens_finite,
+  store_cells, i16x8_hsum4,
 } from "./common";
 
 /** Bytes of one super-block (four rows' blocks) of codec C. */
@@ -80,18 +81,19 @@ import {
   return o != 0 ? i8x16.sub(u, i8x16.splat(<i8>o)) : u;
 }
 
-/** relaxed_dot16 of row r (a constant) of super-block p; `raw`: the offset not taken off. */
-@inline function rdot<C>(p: usize, hb: v128, r: i32, x0: v128, x1: v128, xo: v128, raw: bool): v128 {
-  const qs = changetype<C>(0).plane() ? qs4<C>(p, r) : hb;
+/** Row r's (a constant) relaxed i16 dot of super-block p, the offset not taken off (dot_x4_group
+ *  takes roffset * sum(x) off the i32 sums); for plane codecs qs is loaded once for both halves. */
+@inline function rdot<C>(p: usize, hb: v128, r: i32, x0: v128, x1: v128): v128 {
+  const qs = changetype<C>(0).plane() ? qs4<C>(p, r) : hb; // hb: unused by the codec's own ulo/uhi
   const u0 = ux<C>(p, hb, qs, r, 0), u1 = ux<C>(p, hb, qs, r, 1);
-  if (raw) return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, u0), i16x8.relaxed_dot_i8x16_i7x16_s(x1, u1));
-  return relaxed_dot16<C>(u0, u1, x0, x1, xo);
+  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, u0), i16x8.relaxed_dot_i8x16_i7x16_s(x1, u1));
 }
 
-/** Row r's i32 dot-add chains (see dot_x4_group), starting at neg. */
-@inline function dadd<C>(p: usize, hb: v128, r: i32, x0: v128, x1: v128, neg: v128): v128 {
+/** Row r's i32 dot-add chains (see dot_x4_group), the offset not taken off. */
+@inline function dadd<C>(p: usize, hb: v128, r: i32, x0: v128, x1: v128): v128 {
   const qs = changetype<C>(0).plane() ? qs4<C>(p, r) : hb;
-  return i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, ux<C>(p, hb, qs, r, 1), i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, ux<C>(p, hb, qs, r, 0), neg));
+  const z = i32x4.splat(0);
+  return i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, ux<C>(p, hb, qs, r, 1), i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, ux<C>(p, hb, qs, r, 0), z));
 }
 
 /** Four halves at p (rows 0-3 of a super-block) as f32x4, as f16x4_hi_to_f32x4_finite. */
@@ -113,8 +115,8 @@ import {
 const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
 
 /** For one token at x: per block b, at dst + 64b, what every group's block b needs of it: d_x as an
- *  f32x4 splat, roffset * sum(x) as an i32x4 splat (relaxed build, codecs with an offset: exact, by
- *  widening adds), s_x as an f32x4 splat (codecs with a min). Once per token and matmul instead of
+ *  f32x4 splat, roffset * sum(x) as an i32x4 splat (relaxed build, codecs with an offset: exact),
+ *  s_x as an f32x4 splat (codecs with a min). Once per token and matmul instead of
  *  once per group. */
 @inline function x4_token_prep<C>(x: usize, nb: i32, dst: usize): void {
   const c = changetype<C>(0);
@@ -123,12 +125,9 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
   for (let b = 0; b < nb; b++) {
     const px = x + <usize>b * xb, o = dst + <usize>b * MATMUL_SCRATCH_PER_BLOCK;
     v128.store(o + PREP_AT_DX, f16x4_hi_to_f32x4_finite(v128.load16_splat(px)));
-    if (relaxed<C>() && c.roffset() != 0) {
-      const s16 = i16x8.add(i16x8.extadd_pairwise_i8x16_s(v128.load(px + xq)), i16x8.extadd_pairwise_i8x16_s(v128.load(px + xq, 16)));
-      const s = i32x4.extadd_pairwise_i16x8_s(s16);
-      const t = i32x4.add(s, i32x4.shuffle(s, s, 2, 3, 0, 1));
-      const sum = i32x4.add(t, i32x4.shuffle(t, t, 1, 0, 3, 2));
-      v128.store(o + PREP_AT_OFFSET, i32x4.mul(sum, i32x4.splat(c.roffset())));
+    if (relaxed<C>() && c.roffset() != 0) { // as token_offsets, every lane the one token's
+      const t = token_offset<C>(px + xq);
+      v128.store(o + PREP_AT_OFFSET, i16x8_hsum4(t, t, t, t));
     }
     if (c.hasMin()) v128.store(o + PREP_AT_SX, f16x4_hi_to_f32x4_finite(v128.load16_splat(px + 2)));
   }
@@ -137,43 +136,38 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
 /** One token at x against the group at g (nb super-blocks): rows 0-3 of the group stored at
  *  out..out+12, summed as dot_b32_rows4: folded (lane r of a block's i32x4 is row r's integer sum;
  *  one f32 accumulator) or, for SIMD128's wide codecs, four accumulators of partial sums added up at
- *  the end. With O Precomputed, the token's per-block terms come from x4_token_prep at `prep`. */
-@inline function dot_x4_group<C, D, O>(g: usize, x: usize, nb: i32, out: usize, prep: usize): void {
+ *  the end. The token's per-block terms come from x4_token_prep at `prep`. */
+@inline function dot_x4_group<C, D>(g: usize, x: usize, nb: i32, out: usize, prep: usize): void {
   const c = changetype<C>(0);
   const sb = sbBytes<C>();
   const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
   const xq: usize = c.hasMin() ? 4 : 2;
-  const pre = changetype<O>(0).pre();
-  const off = relaxed<C>() && c.roffset() != 0 && pre; // roffset * sum(x) subtracted from the i32 sums
+  const off = relaxed<C>() && c.roffset() != 0; // roffset * sum(x) subtracted from the i32 sums
   let acc = f32x4.splat(0); // folded: lane r is row r; else row 0's partial sums
   let acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0), accMin = f32x4.splat(0);
   let px = x, pp = prep;
   const pend = g + <usize>nb * sb;
   for (let p = g; p < pend; p += sb, px += xb, pp += MATMUL_SCRATCH_PER_BLOCK) {
-    const dx = pre ? v128.load(pp + PREP_AT_DX) : f16x4_hi_to_f32x4_finite(v128.load16_splat(px));
-    const scale = f32x4.mul(f16x4_at(p), dx);
+    const scale = f32x4.mul(f16x4_at(p), v128.load(pp + PREP_AT_DX));
     const hb = c.plane() ? v128.load(p + hbOff<C>()) : i32x4.splat(0);
     const q = px + xq;
     let isum = i32x4.splat(0);
     if (relaxed<C>() && changetype<D>(0).on()) {
-      // the i32 dot-add (Node 24 on AVX-VNNI, see dot_b32_rows4): chains start at -roffset * x
-      const x0 = v128.load(q), x1 = v128.load(q, 16), z = i32x4.splat(0);
-      const o = i8x16.splat(<i8>c.roffset());
-      const neg = c.roffset() != 0 && !off
-        ? i32x4.neg(i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, o, i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, o, z))) : z;
-      const s0 = dadd<C>(p, hb, 0, x0, x1, neg), s1 = dadd<C>(p, hb, 1, x0, x1, neg);
+      // the i32 dot-add (Node 24 on AVX-VNNI, see dot_b32_rows4)
+      const x0 = v128.load(q), x1 = v128.load(q, 16);
+      const s0 = dadd<C>(p, hb, 0, x0, x1), s1 = dadd<C>(p, hb, 1, x0, x1);
       v128.store32_lane(out, s1, 0); // orders rows 2 and 3's loads after rows 0 and 1's work (see below)
-      const s2 = dadd<C>(p, hb, 2, x0, x1, neg), s3 = dadd<C>(p, hb, 3, x0, x1, neg);
+      const s2 = dadd<C>(p, hb, 2, x0, x1), s3 = dadd<C>(p, hb, 3, x0, x1);
       isum = i32x4_hsum4(s0, s1, s2, s3);
     } else if (relaxed<C>()) {
-      // with `off`, each row's eight i16 sums keep the offset (at most 4 * 127 * 31 each, so two
-      // still add in an i16, see i16x8_pair) and it is taken off the i32 sums below
-      const x0 = v128.load(q), x1 = v128.load(q, 16), xo = off ? i16x8.splat(0) : token_offset<C>(q);
-      const ab = i16x8_pair(rdot<C>(p, hb, 0, x0, x1, xo, off), rdot<C>(p, hb, 1, x0, x1, xo, off));
+      // each row's eight i16 sums keep the offset (at most 4 * 127 * 31 each, so two still add in
+      // an i16, see i16x8_pair); it is taken off the i32 sums below
+      const x0 = v128.load(q), x1 = v128.load(q, 16);
+      const ab = i16x8_pair(rdot<C>(p, hb, 0, x0, x1), rdot<C>(p, hb, 1, x0, x1));
       // a store orders rows 2 and 3's loads after rows 0 and 1's work (V8 hoists every load of a
       // basic block to its top: all four rows' qs would be live at once and spill); out is written last
       v128.store32_lane(out, ab, 0);
-      const cd = i16x8_pair(rdot<C>(p, hb, 2, x0, x1, xo, off), rdot<C>(p, hb, 3, x0, x1, xo, off));
+      const cd = i16x8_pair(rdot<C>(p, hb, 2, x0, x1), rdot<C>(p, hb, 3, x0, x1));
       isum = i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
     } else {
       const xa = v128.load8x8_s(q), xbv = v128.load8x8_s(q, 8), xc = v128.load8x8_s(q, 16), xd = v128.load8x8_s(q, 24);
@@ -196,8 +190,7 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
     }
     if (c.hasMin()) {
-      const sx = pre ? v128.load(pp + PREP_AT_SX) : f16x4_hi_to_f32x4_finite(v128.load16_splat(px + 2));
-      const mins = f32x4.mul(f16x4_at(p + 8), sx);
+      const mins = f32x4.mul(f16x4_at(p + 8), v128.load(pp + PREP_AT_SX));
       if (folded<C>()) acc = f32x4.add(acc, mins);
       else accMin = f32x4.add(accMin, mins);
     }
@@ -256,14 +249,10 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
     }
   }
   const os = outStride << 2;
-  v128.store64_lane(out, acc01, 0);
-  v128.store64_lane(out + os, acc01, 1);
-  v128.store64_lane(out + 2 * os, acc23, 0);
-  v128.store64_lane(out + 3 * os, acc23, 1);
-  v128.store64_lane(out + 4 * os, acc45, 0);
-  v128.store64_lane(out + 5 * os, acc45, 1);
-  v128.store64_lane(out + 6 * os, acc67, 0);
-  v128.store64_lane(out + 7 * os, acc67, 1);
+  store_cells(out, os, acc01, true);
+  store_cells(out + 2 * os, os, acc23, true);
+  store_cells(out + 4 * os, os, acc45, true);
+  store_cells(out + 6 * os, os, acc67, true);
 }
 
 /** tile_x4_2x8 for four tokens at x, x + x1, x + x2, x + x3 (offsets may repeat), stored at out,
@@ -284,27 +273,17 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
     const q = px + xq;
     const v01 = cells_2x2<C, InTile>(a0, b0, c0, d0, a1, b1, c1, d1, q, x1, out, 0);
     const v23 = cells_2x2<C, InTile>(a0, b0, c0, d0, a1, b1, c1, d1, q + x2, x3 - x2, out, 0);
-    let h = v128.load16_splat(px);
-    h = v128.load16_lane(px + x1, h, 3);
-    h = v128.load16_lane(px + x2, h, 5);
-    h = v128.load16_lane(px + x3, h, 7);
-    const dw = f16x2_rows_finite(p + (<usize>R << 1), 2), dx = f16x4_hi_to_f32x4_finite(h);
+    const dw = f16x2_rows_finite(p + (<usize>R << 1), 2), dx = f16x4_tokens_finite(px, x1, x2, x3);
     acc01 = scale_cells(acc01, v01, dw, dx, false);
     acc23 = scale_cells(acc23, v23, dw, dx, true);
     if (c.hasMin()) {
-      let m = v128.load16_splat(px + 2);
-      m = v128.load16_lane(px + x1 + 2, m, 3);
-      m = v128.load16_lane(px + x2 + 2, m, 5);
-      m = v128.load16_lane(px + x3 + 2, m, 7);
-      const mw = f16x2_rows_finite(p + 8 + (<usize>R << 1), 2), sx = f16x4_hi_to_f32x4_finite(m);
+      const mw = f16x2_rows_finite(p + 8 + (<usize>R << 1), 2), sx = f16x4_tokens_finite(px + 2, x1, x2, x3);
       acc01 = min_cells(acc01, mw, sx, false);
       acc23 = min_cells(acc23, mw, sx, true);
     }
   }
-  v128.store64_lane(out, acc01, 0);
-  v128.store64_lane(out + o1, acc01, 1);
-  v128.store64_lane(out + o2, acc23, 0);
-  v128.store64_lane(out + o3, acc23, 1);
+  store_cells(out, o1, acc01, true);
+  store_cells(out + o2, o3 - o2, acc23, true);
 }
 
 /** matmul (DEVELOPERS.md, Kernel ABI) over x4-interleaved weights of codec C: rowStart and rowEnd
@@ -363,9 +342,9 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
     const ot = out + (<usize>t * os << 2);
     x4_token_prep<C>(xt, nb, scratch);
     if (vnni) {
-      for (let r = rowStart; r < rowEnd; r += 4) dot_x4_group<C, DotAdd, Precomputed>(w + <usize>r * rowBytes, xt, nb, ot + (<usize>r << 2), scratch);
+      for (let r = rowStart; r < rowEnd; r += 4) dot_x4_group<C, DotAdd>(w + <usize>r * rowBytes, xt, nb, ot + (<usize>r << 2), scratch);
     } else {
-      for (let r = rowStart; r < rowEnd; r += 4) dot_x4_group<C, NoDotAdd, Precomputed>(w + <usize>r * rowBytes, xt, nb, ot + (<usize>r << 2), scratch);
+      for (let r = rowStart; r < rowEnd; r += 4) dot_x4_group<C, NoDotAdd>(w + <usize>r * rowBytes, xt, nb, ot + (<usize>r << 2), scratch);
     }
   }
 }

@@ -477,7 +477,7 @@ export const ROWS_PER_PASS: i32 = 16;
 
 /** (sum of a, sum of b, sum of c, sum of d) as i32x4 from four i16x8 whose lanes pairwise fit in an
  *  i16 (see relaxed_dot16): one add in i16 before the widening saves two widenings. */
-@inline function i16x8_hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
+@inline export function i16x8_hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
   const one = i16x8.splat(1);
   const ab = i32x4.dot_i16x8_s(i16x8.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7)), one);
   const cd = i32x4.dot_i16x8_s(i16x8.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7)), one);
@@ -591,6 +591,15 @@ export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
   }
 }
 
+/** The f16 at p, p + o1, p + o2, p + o3 as f32x4 (finite halves: four tokens' scales or sums). */
+@inline export function f16x4_tokens_finite(p: usize, o1: usize, o2: usize, o3: usize): v128 {
+  let h = v128.load16_splat(p);
+  h = v128.load16_lane(p + o1, h, 3);
+  h = v128.load16_lane(p + o2, h, 5);
+  h = v128.load16_lane(p + o3, h, 7);
+  return f16x4_hi_to_f32x4_finite(h);
+}
+
 /** The f16 at p, p + stride, p + 2*stride, p + 3*stride as f32x4 (finite halves: scales). */
 @inline export function f16x4_gather_finite(p: usize, stride: usize): v128 {
   let h = v128.load16_splat(p);
@@ -701,19 +710,11 @@ export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
     const q = px + xq;
     const v01 = cells_2x2<C, InTile>(a0, b0, c0, d0, a1, b1, c1, d1, q, x1, out, 0);
     const v23 = cells_2x2<C, InTile>(a0, b0, c0, d0, a1, b1, c1, d1, q + x2, x3 - x2, out, 0);
-    let h = v128.load16_splat(px);
-    h = v128.load16_lane(px + x1, h, 3);
-    h = v128.load16_lane(px + x2, h, 5);
-    h = v128.load16_lane(px + x3, h, 7);
-    const dw = f16x2_rows_finite(pw, rowBytes), dx = f16x4_hi_to_f32x4_finite(h);
+    const dw = f16x2_rows_finite(pw, rowBytes), dx = f16x4_tokens_finite(px, x1, x2, x3);
     acc01 = scale_cells(acc01, v01, dw, dx, false);
     acc23 = scale_cells(acc23, v23, dw, dx, true);
     if (c.hasMin()) {
-      let m = v128.load16_splat(px + 2);
-      m = v128.load16_lane(px + x1 + 2, m, 3);
-      m = v128.load16_lane(px + x2 + 2, m, 5);
-      m = v128.load16_lane(px + x3 + 2, m, 7);
-      const mw = f16x2_rows_finite(pw + 2, rowBytes), sx = f16x4_hi_to_f32x4_finite(m);
+      const mw = f16x2_rows_finite(pw + 2, rowBytes), sx = f16x4_tokens_finite(px + 2, x1, x2, x3);
       acc01 = min_cells(acc01, mw, sx, false);
       acc23 = min_cells(acc23, mw, sx, true);
     }

@@ -79,7 +79,7 @@ export function activationFormat(type: number): ActivationFormat {
 }
 
 /** The types with a matmul over rows interleaved by four (assembly/quants/b32x4.ts), by name. */
-const X4_MATMULS = {
+export const X4_MATMULS = {
   Q4_0: ["matmul_q4_0x4", "matmul_q4_0x4_ref"],
   Q4_1: ["matmul_q4_1x4", "matmul_q4_1x4_ref"],
   Q5_0: ["matmul_q5_0x4", "matmul_q5_0x4_ref"],

@@ -11,7 +11,7 @@ import {
   KERNELS_RELAXED_WASM_BASE64, KERNELS_SINGLE_RELAXED_WASM_BASE64, KERNELS_SINGLE_WASM_BASE64, KERNELS_WASM_BASE64,
 } from "../../build/kernels-wasm.gen";
 import { activationRowBytes, WEIGHT_TYPE_INFOS } from "../../weights/gguf/types";
-import { activationConverter, kernelSuffix } from "./dispatch";
+import { activationConverter, kernelSuffix, X4_MATMULS } from "./dispatch";
 import type { Kernels } from "./exports";
 
 export type { Kernels } from "./exports";
@@ -80,9 +80,9 @@ export const PROBED = WEIGHT_TYPE_INFOS.filter((t) => t.blockSize > 1).map((t) =
 });
 
 /** The types whose x4 matmul (rows interleaved by four, compute/model/interleave.ts) is probed too. */
-export const PROBED_X4 = ["q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"] as const;
+export const PROBED_X4 = (Object.keys(X4_MATMULS) as (keyof typeof X4_MATMULS)[]).map(kernelSuffix);
 
-type MatmulName = `matmul_${(typeof PROBED)[number][0]}` | `matmul_${(typeof PROBED_X4)[number]}x4`;
+type MatmulName = `matmul_${(typeof PROBED)[number][0]}` | (typeof X4_MATMULS)[keyof typeof X4_MATMULS][0];
 
 /**
  * Runs every quantized matmul of `candidate` and of `reference` on the same fixed data (5 rows,

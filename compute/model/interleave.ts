@@ -5,16 +5,16 @@
 // per group of four rows, and Q5's 5th bits from one plane (see DEVELOPERS.md, Kernel ABI). Q8_0
 // keeps the file's layout: its one-token loop is bound by the memory, and the four streams of the
 // quarter rows gave one thread 3-5% more than one stream per group (bench-forward-ab, 1.5B Q8_0).
-import { GGMLType } from "../../weights/gguf/types";
+import { GGMLType, weightTypeInfo } from "../../weights/gguf/types";
 
-/** Per type with an x4 layout: block bytes, whether a min follows d, where the quants start in a
- *  block, and whether the 5th bits (a u32 before the quants) become a bit plane. */
-const X4: ReadonlyMap<number, { blockBytes: number; hasMin: boolean; qsAt: number; plane: boolean }> = new Map([
-  [GGMLType.Q4_0, { blockBytes: 18, hasMin: false, qsAt: 2, plane: false }],
-  [GGMLType.Q4_1, { blockBytes: 20, hasMin: true, qsAt: 4, plane: false }],
-  [GGMLType.Q5_0, { blockBytes: 22, hasMin: false, qsAt: 6, plane: true }],
-  [GGMLType.Q5_1, { blockBytes: 24, hasMin: true, qsAt: 8, plane: true }],
-  [GGMLType.IQ4_NL, { blockBytes: 18, hasMin: false, qsAt: 2, plane: false }],
+/** Per type with an x4 layout: where the quants start in a block, and whether the 5th bits (a u32
+ *  before the quants) become a bit plane. Block bytes and the min come from the type table. */
+const X4: ReadonlyMap<number, { qsAt: number; plane: boolean }> = new Map([
+  [GGMLType.Q4_0, { qsAt: 2, plane: false }],
+  [GGMLType.Q4_1, { qsAt: 4, plane: false }],
+  [GGMLType.Q5_0, { qsAt: 6, plane: true }],
+  [GGMLType.Q5_1, { qsAt: 8, plane: true }],
+  [GGMLType.IQ4_NL, { qsAt: 2, plane: false }],
 ]);
 
 /** Whether a (rows, cols) matrix of ggml type `type` gets the x4 layout: a type that has one, whole
@@ -32,7 +32,9 @@ export function interleavable(type: number, rows: number, cols: number): boolean
 export function interleaveRows4(bytes: Uint8Array, offset: number, rows: number, cols: number, type: number): void {
   const t = X4.get(type);
   if (!t || !interleavable(type, rows, cols)) throw new RangeError(`no x4 layout for type ${type} (${rows} x ${cols})`);
-  const { blockBytes, hasMin, qsAt, plane } = t;
+  const { qsAt, plane } = t;
+  const info = weightTypeInfo(type)!;
+  const blockBytes = info.typeSize, hasMin = info.f16Fields.length === 2; // d (and m)
   const nb = cols / 32;
   const rowBytes = nb * blockBytes;
   const groupBytes = 4 * rowBytes;
