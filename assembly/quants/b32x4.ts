@@ -18,7 +18,7 @@
 // the codec's own loops (dot_b32_rows4 and the tiles in common.ts), in the same order: the same bits.
 import {
   block_dot, cells_2x2, dot_add_exact, DotAdd, f16_to_f32, f16x2_rows_finite, f16x4_gather_finite,
-  f16x4_hi_to_f32x4_finite, f32x4_hsum4, folded, i16x8_pair, i32x4_hsum4, InTile, min_cells, NoDotAdd,
+  f16x4_hi_to_f32x4_finite, i16x8_pair, i32x4_hsum4, InTile, min_cells, NoDotAdd,
   offset_sum, pair_halves, Precomputed, QK, Q8_0_BYTES, Q8_1_BYTES, relaxed, ROWS_PER_PASS,
   scale_cells, MATMUL_SCRATCH_PER_BLOCK, tile_weights, token_offset, token_offsets, f16x4_tokens_finite,
   store_cells, i16x8_hsum4,
@@ -134,17 +134,15 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
 }
 
 /** One token at x against the group at g (nb super-blocks): rows 0-3 of the group stored at
- *  out..out+12, summed as dot_b32_rows4: folded (lane r of a block's i32x4 is row r's integer sum;
- *  one f32 accumulator) or, for SIMD128's wide codecs, four accumulators of partial sums added up at
- *  the end. The token's per-block terms come from x4_token_prep at `prep`. */
+ *  out..out+12, summed as dot_b32_rows4 (lane r of a block's i32x4 is row r's integer sum; one f32
+ *  accumulator). The token's per-block terms come from x4_token_prep at `prep`. */
 @inline function dot_x4_group<C, D>(g: usize, x: usize, nb: i32, out: usize, prep: usize): void {
   const c = changetype<C>(0);
   const sb = sbBytes<C>();
   const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
   const xq: usize = c.hasMin() ? 4 : 2;
   const off = relaxed<C>() && c.roffset() != 0; // roffset * sum(x) subtracted from the i32 sums
-  let acc = f32x4.splat(0); // folded: lane r is row r; else row 0's partial sums
-  let acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0), accMin = f32x4.splat(0);
+  let acc = f32x4.splat(0); // lane r: row r
   let px = x, pp = prep;
   const pend = g + <usize>nb * sb;
   for (let p = g; p < pend; p += sb, px += xb, pp += MATMUL_SCRATCH_PER_BLOCK) {
@@ -172,30 +170,16 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
     } else {
       const xa = v128.load8x8_s(q), xbv = v128.load8x8_s(q, 8), xc = v128.load8x8_s(q, 16), xd = v128.load8x8_s(q, 24);
       const sx = offset_sum<C>(xa, xbv, xc, xd);
-      const s0 = row_dot<C>(p, hb, 0, xa, xbv, xc, xd, sx), s1 = row_dot<C>(p, hb, 1, xa, xbv, xc, xd, sx);
-      if (folded<C>()) {
-        const ab = pair_halves(s0, s1);
-        const cd = pair_halves(row_dot<C>(p, hb, 2, xa, xbv, xc, xd, sx), row_dot<C>(p, hb, 3, xa, xbv, xc, xd, sx));
-        isum = i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
-      } else {
-        const s2 = row_dot<C>(p, hb, 2, xa, xbv, xc, xd, sx), s3 = row_dot<C>(p, hb, 3, xa, xbv, xc, xd, sx);
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s0), i32x4.shuffle(scale, scale, 0, 0, 0, 0)));
-        acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(s1), i32x4.shuffle(scale, scale, 1, 1, 1, 1)));
-        acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(s2), i32x4.shuffle(scale, scale, 2, 2, 2, 2)));
-        acc3 = f32x4.add(acc3, f32x4.mul(f32x4.convert_i32x4_s(s3), i32x4.shuffle(scale, scale, 3, 3, 3, 3)));
-      }
+      const ab = pair_halves(row_dot<C>(p, hb, 0, xa, xbv, xc, xd, sx), row_dot<C>(p, hb, 1, xa, xbv, xc, xd, sx));
+      v128.store32_lane(out, ab, 0); // see the relaxed branch
+      const cd = pair_halves(row_dot<C>(p, hb, 2, xa, xbv, xc, xd, sx), row_dot<C>(p, hb, 3, xa, xbv, xc, xd, sx));
+      isum = i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
     }
-    if (folded<C>()) {
-      if (off) isum = i32x4.sub(isum, v128.load(pp + PREP_AT_OFFSET));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
-    }
-    if (c.hasMin()) {
-      const mins = f32x4.mul(f16x4_at(p + 8), v128.load(pp + PREP_AT_SX));
-      if (folded<C>()) acc = f32x4.add(acc, mins);
-      else accMin = f32x4.add(accMin, mins);
-    }
+    if (off) isum = i32x4.sub(isum, v128.load(pp + PREP_AT_OFFSET));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
+    if (c.hasMin()) acc = f32x4.add(acc, f32x4.mul(f16x4_at(p + 8), v128.load(pp + PREP_AT_SX)));
   }
-  v128.store(out, folded<C>() ? acc : f32x4.add(f32x4_hsum4(acc, acc1, acc2, acc3), accMin));
+  v128.store(out, acc);
 }
 
 /** Vector i (0..3) of row r's block (r a constant) in super-block p as a tile keeps it

@@ -229,28 +229,19 @@ export const ROWS_PER_PASS: i32 = 16;
   return i32x4.dot_i16x8_s(i16x8.add(i16x8.add(xa, xb), i16x8.add(xc, xd)), i16x8.splat(<i16>c.offset()));
 }
 
-/** Whether the one-token loops fold each block's integer sums of their rows into one i32x4 before
- *  the f32 multiply-add (see dot_b32_rows4): the relaxed build and the codecs whose weights take
- *  several instructions to decode; SIMD128's wide codecs keep one f32 accumulator per row, faster
- *  there (measured: the fold costs q4_0, q4_1 and q8_0 9%, and gains q5_0 and q5_1 15%). */
-@inline export function folded<C>(): bool {
-  return relaxed<C>() || !changetype<C>(0).wide();
-}
-
 /** dot(rows w, w + gap, w + 2*gap, w + 3*gap, one token at x) stored at out, out + 4*outGap, ...:
- *  the activation loads and the scale conversions serve four rows. Where folded<C>(), a block's
- *  integer sums of the four rows become one i32x4 (lane r: row r), so that one convert, one
- *  multiply by the scales and one accumulator serve them all, which frees vector registers; the f32
- *  sums are then those of matmul_b32_ref (isum * (d_w * d_x), then + m_w * s_x, block after block).
- *  Else each row keeps four f32 partial sums, added up at the end. */
+ *  the activation loads and the scale conversions serve four rows. A block's integer sums of the
+ *  four rows become one i32x4 (lane r: row r), so that one convert, one multiply by the scales and
+ *  one accumulator serve them all, which frees vector registers; the f32 sums are then those of
+ *  matmul_b32_ref and of the tiles (isum * (d_w * d_x), then + m_w * s_x, block after block), so a
+ *  token's logits do not depend on how many tokens share its matmul (the engine's batches). */
 @inline function dot_b32_rows4<C, D>(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void {
   const c = changetype<C>(0);
   const wb = c.bytes();
   const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
   const xq: usize = c.hasMin() ? 4 : 2;
   const r1 = gap, r2 = gap << 1, r3 = gap * 3;
-  let acc = f32x4.splat(0); // folded: lane r is row r; else row 0's partial sums
-  let acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0), accMin = f32x4.splat(0);
+  let acc = f32x4.splat(0); // lane r: row r
   let px = x;
   const pend = w + <usize>nb * wb;
   for (let pw = w; pw < pend; pw += wb, px += xb) {
@@ -287,20 +278,11 @@ export const ROWS_PER_PASS: i32 = 16;
     } else {
       const xa = v128.load8x8_s(q), xbv = v128.load8x8_s(q, 8), xc = v128.load8x8_s(q, 16), xd = v128.load8x8_s(q, 24);
       const sx = offset_sum<C>(xa, xbv, xc, xd);
-      const s0 = block_dot<C>(pw, xa, xbv, xc, xd, sx), s1 = block_dot<C>(pw + r1, xa, xbv, xc, xd, sx);
-      if (folded<C>()) {
-        const ab = pair_halves(s0, s1);
-        if (barrier<C>()) v128.store32_lane(out, ab, 0); // see the relaxed branch
-        const cd = pair_halves(block_dot<C>(pw + r2, xa, xbv, xc, xd, sx), block_dot<C>(pw + r3, xa, xbv, xc, xd, sx));
-        const isum = i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
-      } else {
-        const s2 = block_dot<C>(pw + r2, xa, xbv, xc, xd, sx), s3 = block_dot<C>(pw + r3, xa, xbv, xc, xd, sx);
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s0), i32x4.shuffle(scale, scale, 0, 0, 0, 0)));
-        acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(s1), i32x4.shuffle(scale, scale, 1, 1, 1, 1)));
-        acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(s2), i32x4.shuffle(scale, scale, 2, 2, 2, 2)));
-        acc3 = f32x4.add(acc3, f32x4.mul(f32x4.convert_i32x4_s(s3), i32x4.shuffle(scale, scale, 3, 3, 3, 3)));
-      }
+      const ab = pair_halves(block_dot<C>(pw, xa, xbv, xc, xd, sx), block_dot<C>(pw + r1, xa, xbv, xc, xd, sx));
+      if (barrier<C>()) v128.store32_lane(out, ab, 0); // see the relaxed branch
+      const cd = pair_halves(block_dot<C>(pw + r2, xa, xbv, xc, xd, sx), block_dot<C>(pw + r3, xa, xbv, xc, xd, sx));
+      const isum = i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
     }
     if (c.hasMin()) {
       let m = v128.load16_splat(pw + 2);
@@ -308,12 +290,10 @@ export const ROWS_PER_PASS: i32 = 16;
       m = v128.load16_lane(pw + r2 + 2, m, 5);
       m = v128.load16_lane(pw + r3 + 2, m, 7);
       const mins = f32x4.mul(f16x4_hi_to_f32x4_finite(m), f16x4_hi_to_f32x4_finite(v128.load16_splat(px + 2)));
-      if (folded<C>()) acc = f32x4.add(acc, mins);
-      else accMin = f32x4.add(accMin, mins);
+      acc = f32x4.add(acc, mins);
     }
   }
-  const sums = folded<C>() ? acc : f32x4.add(f32x4_hsum4(acc, acc1, acc2, acc3), accMin);
-  store_rows4(out, outGap, sums);
+  store_rows4(out, outGap, acc);
 }
 
 /** dot(one row at w, one token at x): the rows left over by dot_b32_rows4, summed as there. */
@@ -322,8 +302,7 @@ export const ROWS_PER_PASS: i32 = 16;
   const wb = c.bytes();
   const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
   const xq: usize = c.hasMin() ? 4 : 2;
-  let sum: f32 = 0; // folded
-  let acc = f32x4.splat(0), accMin = f32x4.splat(0); // else: four partial sums; the min terms in lane 0
+  let sum: f32 = 0;
   let px = x;
   const pend = w + <usize>nb * wb;
   for (let pw = w; pw < pend; pw += wb, px += xb) {
@@ -336,15 +315,13 @@ export const ROWS_PER_PASS: i32 = 16;
       const xa = v128.load8x8_s(q), xbv = v128.load8x8_s(q, 8), xc = v128.load8x8_s(q, 16), xd = v128.load8x8_s(q, 24);
       s0 = block_dot<C>(pw, xa, xbv, xc, xd, offset_sum<C>(xa, xbv, xc, xd));
     }
-    if (folded<C>()) sum += <f32>i32x4_hsum(s0) * (f32x4.extract_lane(f, 0) * f32x4.extract_lane(f, 1));
-    else acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s0), f32x4.mul(i32x4.shuffle(f, f, 0, 0, 0, 0), i32x4.shuffle(f, f, 1, 1, 1, 1))));
+    sum += <f32>i32x4_hsum(s0) * (f32x4.extract_lane(f, 0) * f32x4.extract_lane(f, 1));
     if (c.hasMin()) {
       const m = f16x4_hi_to_f32x4_finite(v128.load16_lane(px + 2, v128.load16_splat(pw + 2), 3)); // m_w, s_x
-      if (folded<C>()) sum += f32x4.extract_lane(m, 0) * f32x4.extract_lane(m, 1);
-      else accMin = f32x4.add(accMin, f32x4.mul(m, i32x4.shuffle(m, m, 1, 1, 1, 1)));
+      sum += f32x4.extract_lane(m, 0) * f32x4.extract_lane(m, 1);
     }
   }
-  return folded<C>() ? sum : f32x4_hsum(acc) + f32x4.extract_lane(accMin, 0);
+  return sum;
 }
 
 /** Lanes 0-3 of v stored at out, out + 4*outGap, out + 8*outGap, out + 12*outGap: the outputs of four
@@ -468,11 +445,11 @@ export const ROWS_PER_PASS: i32 = 16;
   return i32x4.dot_i16x8_s(i16x8.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7)), i16x8.splat(1));
 }
 
-/** Whether the one-token relaxed loop orders its rows' loads in two halves (see dot_b32_rows4): for
- *  the codecs whose weights take several instructions to decode (q5_0 +7-11%, q5_1 +7-13%); q4_0
- *  loses 4% by it. */
+/** Whether the one-token loop orders its rows' loads in two halves (see dot_b32_rows4): in the
+ *  relaxed build for the codecs whose weights take several instructions to decode (q5_0 +7-11%,
+ *  q5_1 +7-13%; q4_0 loses 4% by it), in SIMD128 for all (q8_0, q4_0, q4_1 one token +6-7%). */
 @inline export function barrier<C>(): bool {
-  return !changetype<C>(0).wide();
+  return !changetype<C>(0).wide() || !relaxed<C>();
 }
 
 /** (sum of a, sum of b, sum of c, sum of d) as i32x4 from four i16x8 whose lanes pairwise fit in an
@@ -914,20 +891,20 @@ export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
   const exact = changetype<E>(0).exact();
   const es = c.size();
   const dw1 = w1 - w0;
-  let a0 = f32x4.splat(0), b0 = f32x4.splat(0), a1 = f32x4.splat(0), b1 = f32x4.splat(0);
+  // one accumulator per row, summed as dot_dense_tile sums a token (so a token's result does not
+  // depend on the tokens beside it; two per row were 17% faster in cache, the same from memory)
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
   let exps = i16x8.splat(0);
   const k8 = k & ~7;
   let px = x;
   const pend = w0 + <usize>k8 * es;
   for (let pw = w0; pw < pend; pw += 8 * es, px += 8 * es) {
     const xl = dense_lo<C, E>(px), xh = dense_hi<C, E>(px);
-    a0 = f32x4.add(a0, f32x4.mul(dense_lo<C, E>(pw), xl));
-    b0 = f32x4.add(b0, f32x4.mul(dense_hi<C, E>(pw), xh));
-    a1 = f32x4.add(a1, f32x4.mul(dense_lo<C, E>(pw + dw1), xl));
-    b1 = f32x4.add(b1, f32x4.mul(dense_hi<C, E>(pw + dw1), xh));
+    a0 = f32x4.add(f32x4.add(a0, f32x4.mul(dense_lo<C, E>(pw), xl)), f32x4.mul(dense_hi<C, E>(pw), xh));
+    a1 = f32x4.add(f32x4.add(a1, f32x4.mul(dense_lo<C, E>(pw + dw1), xl)), f32x4.mul(dense_hi<C, E>(pw + dw1), xh));
     if (!exact && c.special()) exps = i16x8.max_u(exps, i16x8.max_u(c.exp8(pw), c.exp8(pw + dw1)));
   }
-  let s0 = f32x4_hsum(f32x4.add(a0, b0)), s1 = f32x4_hsum(f32x4.add(a1, b1));
+  let s0 = f32x4_hsum(a0), s1 = f32x4_hsum(a1);
   for (let i = k8; i < k; i++) {
     const xv = c.elem(x + <usize>i * es);
     s0 += c.elem(w0 + <usize>i * es) * xv;
@@ -935,6 +912,46 @@ export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
   }
   store<f32>(out0, s0);
   store<f32>(out1, s1);
+  return !exact && c.special() && !i16x8.all_true(i16x8.ne(exps, i16x8.splat(0x7c00)));
+}
+
+/** dot(rows w, w + gap, w + 2*gap, w + 3*gap, one token at x) stored at out, out + 4*outGap, ...:
+ *  x converted once for the four rows, each row summed as dot_dense_rows2 (four chains of adds in
+ *  flight). Returns true as dot_dense_rows2 does. */
+@inline function dot_dense_rows4<C, E>(w: usize, gap: usize, x: usize, k: i32, out: usize, outGap: usize): bool {
+  const c = changetype<C>(0);
+  const exact = changetype<E>(0).exact();
+  const es = c.size();
+  const g2 = gap << 1, g3 = gap * 3;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let exps = i16x8.splat(0);
+  const k8 = k & ~7;
+  let px = x;
+  const pend = w + <usize>k8 * es;
+  for (let pw = w; pw < pend; pw += 8 * es, px += 8 * es) {
+    const xl = dense_lo<C, E>(px), xh = dense_hi<C, E>(px);
+    a0 = f32x4.add(f32x4.add(a0, f32x4.mul(dense_lo<C, E>(pw), xl)), f32x4.mul(dense_hi<C, E>(pw), xh));
+    a1 = f32x4.add(f32x4.add(a1, f32x4.mul(dense_lo<C, E>(pw + gap), xl)), f32x4.mul(dense_hi<C, E>(pw + gap), xh));
+    a2 = f32x4.add(f32x4.add(a2, f32x4.mul(dense_lo<C, E>(pw + g2), xl)), f32x4.mul(dense_hi<C, E>(pw + g2), xh));
+    a3 = f32x4.add(f32x4.add(a3, f32x4.mul(dense_lo<C, E>(pw + g3), xl)), f32x4.mul(dense_hi<C, E>(pw + g3), xh));
+    if (!exact && c.special()) {
+      exps = i16x8.max_u(exps, i16x8.max_u(i16x8.max_u(c.exp8(pw), c.exp8(pw + gap)), i16x8.max_u(c.exp8(pw + g2), c.exp8(pw + g3))));
+    }
+  }
+  const sums = f32x4_hsum4(a0, a1, a2, a3);
+  let s0 = f32x4.extract_lane(sums, 0), s1 = f32x4.extract_lane(sums, 1);
+  let s2 = f32x4.extract_lane(sums, 2), s3 = f32x4.extract_lane(sums, 3);
+  for (let i = k8; i < k; i++) {
+    const xv = c.elem(x + <usize>i * es), pi = w + <usize>i * es;
+    s0 += c.elem(pi) * xv;
+    s1 += c.elem(pi + gap) * xv;
+    s2 += c.elem(pi + g2) * xv;
+    s3 += c.elem(pi + g3) * xv;
+  }
+  store<f32>(out, s0);
+  store<f32>(out + (outGap << 2), s1);
+  store<f32>(out + (outGap << 3), s2);
+  store<f32>(out + 3 * (outGap << 2), s3);
   return !exact && c.special() && !i16x8.all_true(i16x8.ne(exps, i16x8.splat(0x7c00)));
 }
 
@@ -991,21 +1008,21 @@ export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
       }
     }
   }
-  // The tokens left, two rows at a time: rows r and r + half, so that the weights stream as two
-  // long sequential runs (adjacent rows interleave short runs that the prefetcher does not follow).
-  const half = (r1 - r0) >> 1;
+  // The tokens left, four rows at a time: rows r, r + quarter, ..., so that the weights stream as
+  // four long sequential runs (adjacent rows interleave short runs that the prefetcher does not
+  // follow); the rows left one at a time (computed twice, stored once).
+  const quarter = (r1 - r0) >> 2;
+  const gap = <usize>quarter * rowBytes;
   for (; t < t1; t++) {
     const xt = x + <usize>t * xs;
     const ot = out + (<usize>t * os << 2);
-    for (let r = r0; r < r0 + half; r++) {
-      const wr = w + <usize>r * rowBytes;
-      const wr1 = wr + <usize>half * rowBytes;
-      const o0 = ot + (<usize>r << 2), o1 = o0 + (<usize>half << 2);
-      if (dot_dense_rows2<C, E>(wr, wr1, xt, k, o0, o1)) dot_dense_rows2<C, Exact>(wr, wr1, xt, k, o0, o1);
+    for (let r = r0; r < r0 + quarter; r++) {
+      const wr = w + <usize>r * rowBytes, o = ot + (<usize>r << 2);
+      if (dot_dense_rows4<C, E>(wr, gap, xt, k, o, <usize>quarter)) dot_dense_rows4<C, Exact>(wr, gap, xt, k, o, <usize>quarter);
     }
-    if ((r1 - r0) & 1) { // an odd last row: computed twice, stored once
-      const o = ot + (<usize>(r1 - 1) << 2);
-      const wr = w + <usize>(r1 - 1) * rowBytes;
+    for (let r = r0 + 4 * quarter; r < r1; r++) {
+      const o = ot + (<usize>r << 2);
+      const wr = w + <usize>r * rowBytes;
       if (dot_dense_rows2<C, E>(wr, wr, xt, k, o, o)) dot_dense_rows2<C, Exact>(wr, wr, xt, k, o, o);
     }
   }

@@ -35,17 +35,25 @@ import { f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, pai
   return i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), mLo), i32x4.dot_i16x8_s(v128.load(xb, 276), mHi));
 }
 
-/** fa + dx*d*isum - dx*dmin*msum, lane-wise in f32 (types with mins). */
-@inline export function combineMin(fa: v128, isum: v128, msum: v128, xb: usize, d: f32, dmin: f32): v128 {
-  const dx = load<f32>(xb);
-  return f32x4.add(fa, f32x4.sub(
-    f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(dx * d)),
-    f32x4.mul(f32x4.convert_i32x4_s(msum), f32x4.splat(dx * dmin))));
+/** The Q8_K scales d of the blocks at x0..x3 as f32x4 (lane t: token t). */
+@inline export function dx4(x0: usize, x1: usize, x2: usize, x3: usize): v128 {
+  let v = v128.load32_splat(x0);
+  v = v128.load32_lane(x1, v, 1);
+  v = v128.load32_lane(x2, v, 2);
+  return v128.load32_lane(x3, v, 3);
 }
 
-/** fa + dx*d*isum, lane-wise in f32 (types without mins). */
-@inline export function combine(fa: v128, isum: v128, xb: usize, d: f32): v128 {
-  return f32x4.add(fa, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(load<f32>(xb) * d)));
+/** Four tokens' block terms (lane t: token t) added as Q2_K's dotRef adds one token's:
+ *  fa + ((dx*d) * isum - (dx*dmin) * msum), isum and msum the tokens' whole i32 sums. */
+@inline export function combineMin4(fa: v128, isum: v128, msum: v128, dx: v128, d: f32, dmin: f32): v128 {
+  return f32x4.add(fa, f32x4.sub(
+    f32x4.mul(f32x4.mul(dx, f32x4.splat(d)), f32x4.convert_i32x4_s(isum)),
+    f32x4.mul(f32x4.mul(dx, f32x4.splat(dmin)), f32x4.convert_i32x4_s(msum))));
+}
+
+/** The same for Q3_K (no mins): fa + (d*dx) * isum. */
+@inline export function combine4(fa: v128, isum: v128, dx: v128, d: f32): v128 {
+  return f32x4.add(fa, f32x4.mul(f32x4.mul(f32x4.splat(d), dx), f32x4.convert_i32x4_s(isum)));
 }
 
 /** Q4_K and Q5_K, one token: scale * dot(w, q8) over 32 weights (u8, at most 31; w0 weights 0-15,
@@ -238,10 +246,11 @@ import { f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, pai
     dxv = v128.load32_lane(xb + x3, dxv, 3);
     const d = f16x2_rows_nosub(wb, rowBytes), dmin = f16x2_rows_nosub(wb + 2, rowBytes);
     const dx01 = i32x4.shuffle(dxv, dxv, 0, 0, 1, 1), dx23 = i32x4.shuffle(dxv, dxv, 2, 2, 3, 3);
-    acc01 = f32x4.add(acc01, f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(i01), f32x4.mul(d, dx01)),
-      f32x4.mul(f32x4.convert_i32x4_s(m01), f32x4.mul(dmin, dx01))));
-    acc23 = f32x4.add(acc23, f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(i23), f32x4.mul(d, dx23)),
-      f32x4.mul(f32x4.convert_i32x4_s(m23), f32x4.mul(dmin, dx23))));
+    // as dotRef: (acc + d dx isum) - dmin dx msum, so that a cell is the one-token result bit for bit
+    acc01 = f32x4.sub(f32x4.add(acc01, f32x4.mul(f32x4.convert_i32x4_s(i01), f32x4.mul(d, dx01))),
+      f32x4.mul(f32x4.convert_i32x4_s(m01), f32x4.mul(dmin, dx01)));
+    acc23 = f32x4.sub(f32x4.add(acc23, f32x4.mul(f32x4.convert_i32x4_s(i23), f32x4.mul(d, dx23))),
+      f32x4.mul(f32x4.convert_i32x4_s(m23), f32x4.mul(dmin, dx23)));
   }
   if (two) {
     v128.store64_lane(o, acc01, 0);

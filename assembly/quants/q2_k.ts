@@ -4,7 +4,7 @@
 // weights) uses qs[32n .. 32n+32): weight 128n + 32s + l is (qs[32n + l] >> 2s) & 3, l in [0, 32),
 // in sub-block 8n + 2s + (l >= 16). The min term uses the Q8_K block sums: sum(q8 * m) = m * bsum.
 import { f16_to_f32, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, store_rows4 } from "./common";
-import { QK_K, Q8K, minTerm, hsum, combineMin, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd, eightPasses } from "./kquants";
+import { QK_K, Q8K, minTerm, combineMin4, dx4, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd, eightPasses } from "./kquants";
 
 @inline const BLOCK: usize = 84;
 
@@ -154,7 +154,7 @@ function rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usiz
  * weights; the relaxed build keeps the crumbs as u8: one relaxed dot and one widening dot. */
 function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
   o0: usize, o1: usize, o2: usize, o3: usize): void {
-  let f0 = f32x4.splat(0), f1 = f32x4.splat(0), f2 = f32x4.splat(0), f3 = f32x4.splat(0);
+  let f = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
     const wb = wr + <usize>b * BLOCK;
     const xo = <usize>b * Q8K;
@@ -182,15 +182,15 @@ function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
     }
     const mLo = minsLo(wb), mHi = minsHi(wb);
     const d = f16_to_f32(load<u16>(wb, 80)), dmin = f16_to_f32(load<u16>(wb, 82));
-    f0 = combineMin(f0, acc0, minTerm(xb0, mLo, mHi), xb0, d, dmin);
-    f1 = combineMin(f1, acc1, minTerm(xb1, mLo, mHi), xb1, d, dmin);
-    f2 = combineMin(f2, acc2, minTerm(xb2, mLo, mHi), xb2, d, dmin);
-    f3 = combineMin(f3, acc3, minTerm(xb3, mLo, mHi), xb3, d, dmin);
+    // each token's whole integer sums, then its f32 terms as dotRef (lane t: token t), so that a
+    // token's result does not depend on the tokens beside it
+    const msum = i32x4_hsum4(minTerm(xb0, mLo, mHi), minTerm(xb1, mLo, mHi), minTerm(xb2, mLo, mHi), minTerm(xb3, mLo, mHi));
+    f = combineMin4(f, i32x4_hsum4(acc0, acc1, acc2, acc3), msum, dx4(xb0, xb1, xb2, xb3), d, dmin);
   }
-  store<f32>(o0, hsum(f0));
-  store<f32>(o1, hsum(f1));
-  store<f32>(o2, hsum(f2));
-  store<f32>(o3, hsum(f3));
+  v128.store32_lane(o0, f, 0);
+  v128.store32_lane(o1, f, 1);
+  v128.store32_lane(o2, f, 2);
+  v128.store32_lane(o3, f, 3);
 }
 
 export function matmul_q2_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,

@@ -5,7 +5,7 @@
 // is bit p of hmask[l], l in [0, 32); sub-blocks 2p (l < 16) and 2p+1. The 16 6-bit scales are
 // packed in scales[12] (low nibbles in bytes 0-7, high 2 bits in bytes 8-11).
 import { f16_to_f32, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, store_rows4 } from "./common";
-import { QK_K, Q8K, hsum, combine, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd, eightPasses } from "./kquants";
+import { QK_K, Q8K, combine4, dx4, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd, eightPasses } from "./kquants";
 
 @inline const BLOCK: usize = 110;
 
@@ -191,7 +191,7 @@ function rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usiz
  * and subtracts the bias once per block. */
 function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
   o0: usize, o1: usize, o2: usize, o3: usize): void {
-  let f0 = f32x4.splat(0), f1 = f32x4.splat(0), f2 = f32x4.splat(0), f3 = f32x4.splat(0);
+  let f = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
     const wb = wr + <usize>b * BLOCK;
     const xo = <usize>b * Q8K;
@@ -232,15 +232,13 @@ function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
       acc3 = i32x4.sub(acc3, offsetTerm(scales0v, xb3));
     }
     const d = f16_to_f32(load<u16>(wb, 108));
-    f0 = combine(f0, acc0, xb0, d);
-    f1 = combine(f1, acc1, xb1, d);
-    f2 = combine(f2, acc2, xb2, d);
-    f3 = combine(f3, acc3, xb3, d);
+    // each token's whole integer sum, then its f32 term as dotRef (lane t: token t; see Q2_K)
+    f = combine4(f, i32x4_hsum4(acc0, acc1, acc2, acc3), dx4(xb0, xb1, xb2, xb3), d);
   }
-  store<f32>(o0, hsum(f0));
-  store<f32>(o1, hsum(f1));
-  store<f32>(o2, hsum(f2));
-  store<f32>(o3, hsum(f3));
+  v128.store32_lane(o0, f, 0);
+  v128.store32_lane(o1, f, 1);
+  v128.store32_lane(o2, f, 2);
+  v128.store32_lane(o3, f, 3);
 }
 
 export function matmul_q3_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,

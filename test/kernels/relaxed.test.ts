@@ -168,8 +168,8 @@ describe("one token: the matmuls that sum as their scalar reference do so bit fo
   // dot_b32_rows4 in assembly/quants/common.ts, rowDot1Relaxed in kquants.ts and q6_k.ts) sum
   // exactly as matmul_T_ref does, block after block: any change to their order shows here.
   const EXACT: Record<"simd128" | "relaxed-simd", string[]> = {
-    simd128: ["q5_0", "q5_1", "iq4_nl", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"],
-    "relaxed-simd": ["q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"],
+    simd128: ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"],
+    "relaxed-simd": ["q4_0", "q4_1", "q5_0", "q8_0", "q5_1", "iq4_nl", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"],
   };
   const cases = (["simd128", "relaxed-simd"] as const).flatMap((build) => EXACT[build].map((name) => [build, name] as const));
 
@@ -203,5 +203,100 @@ describe("one token: the matmuls that sum as their scalar reference do so bit fo
       expect(Object.is(a[i], r[i]), `${build} matmul_${name} row ${i}: ${a[i]}, _ref ${r[i]}`).toBe(true);
     }
     expect(compared).toBe(rowEnd - rowStart);
+  });
+});
+
+describe("a token's outputs do not depend on the tokens beside it", () => {
+  // The engine batches the decode tokens of several requests into one matmul (and prefill chunks
+  // beside them), so the tile a token lands in depends on timing; its greedy output may not. Every
+  // quantized matmul, both builds, with a scratch and without: column t of an nTok-token call equals
+  // the one-token call on token t alone, bit for bit.
+  const cases = (["simd128", "relaxed-simd"] as const).flatMap((build) => PROBED.map((spec) => [build, spec[0]] as const));
+
+  it.for(cases)("%s matmul_%s: nTok 2..19 against one token at a time, rows 3..38 of 41", async ([build, name], ctx) => {
+    if (build === "relaxed-simd") requireRelaxedSimd(ctx);
+    const [, block, bytes, convert, xBytes, halves] = PROBED.find(([suffix]) => suffix === name)!;
+    const memory = createSharedMemory(64);
+    const K = await instantiateKernels(memory, await compileKernelBuild(build)) as TestKernels;
+    const rand = rng(991 + bytes), normal = gaussian(rand);
+    const rows = 41, rowStart = 3, rowEnd = 38, k = block === 32 ? 320 : 768, nTokMax = 19;
+    const nb = k / block, xStride = nb * xBytes + 6, outStride = rows + 3;
+    const u8 = () => new Uint8Array(memory.buffer);
+    const dv = () => new DataView(memory.buffer);
+    const after = (p: number, n: number) => Math.ceil((p + n) / 64) * 64 + 64;
+    const W = 65536, XF = after(W, rows * nb * bytes), X = after(XF, 4 * k * nTokMax);
+    const OUT = after(X, xStride * nTokMax), ONE = after(OUT, 4 * outStride * nTokMax), SCRATCH = after(ONE, 4 * outStride);
+    for (let i = 0; i < rows * nb * bytes; i++) u8()[W + i] = (rand() * 256) | 0;
+    for (let b = 0; b < rows * nb; b++) {
+      const p = W + b * bytes;
+      if (name === "q8_0") for (let j = 2; j < 34; j++) if (u8()[p + j] === 0x80) u8()[p + j] = 0x81; // ggml never writes -128
+      for (const h of halves) dv().setUint16(p + h, scaleHalf(rand), true);
+    }
+    for (let i = 0; i < k * nTokMax; i++) dv().setFloat32(XF + 4 * i, normal() * (rand() < 0.05 ? 20 : 1), true);
+    for (let t = 0; t < nTokMax; t++) K[convert](XF + 4 * k * t, X + xStride * t, k);
+    let compared = 0;
+    for (const scratch of [0, SCRATCH]) {
+      const alone: Float32Array[] = [];
+      for (let t = 0; t < nTokMax; t++) {
+        K[`matmul_${name}`](W, X + xStride * t, ONE, k, rowStart, rowEnd, 1, xStride, outStride, scratch);
+        alone.push(new Float32Array(memory.buffer, ONE, outStride).slice());
+      }
+      for (let nTok = 2; nTok <= nTokMax; nTok++) {
+        u8().fill(0xa5, OUT, OUT + 4 * outStride * nTok);
+        K[`matmul_${name}`](W, X, OUT, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
+        const out = new Float32Array(memory.buffer, OUT, outStride * nTok);
+        for (let t = 0; t < nTok; t++) {
+          for (let r = rowStart; r < rowEnd; r++, compared++) {
+            const a = out[t * outStride + r], b = alone[t][r];
+            if (!Object.is(a, b)) throw new Error(`${build} matmul_${name} scratch=${scratch !== 0} nTok=${nTok} token ${t} row ${r}: ${a}, alone ${b}`);
+          }
+        }
+      }
+    }
+    expect(compared).toBe(2 * (rowEnd - rowStart) * ((nTokMax * (nTokMax + 1)) / 2 - 1));
+  });
+
+  // the dense types: k = 323 (not a multiple of eight: the scalar tail), 41 rows (four quarters and one left)
+  const DENSE = [["f32", 4, null], ["f16", 2, "convert_f32_f16"], ["bf16", 2, "convert_f32_bf16"]] as const;
+  const dense = (["simd128", "relaxed-simd"] as const).flatMap((build) => DENSE.map((spec) => [build, spec[0]] as const));
+
+  it.for(dense)("%s matmul_%s: nTok 2..19 against one token at a time, k = 323", async ([build, name], ctx) => {
+    if (build === "relaxed-simd") requireRelaxedSimd(ctx);
+    const [, size, convert] = DENSE.find(([n]) => n === name)!;
+    const memory = createSharedMemory(64);
+    const K = await instantiateKernels(memory, await compileKernelBuild(build)) as TestKernels;
+    const rand = rng(313 + size), normal = gaussian(rand);
+    const rows = 41, rowStart = 0, rowEnd = 41, k = 323, nTokMax = 19;
+    const xStride = k * size + 6, outStride = rows + 3;
+    const dv = () => new DataView(memory.buffer);
+    const after = (p: number, n: number) => Math.ceil((p + n) / 64) * 64 + 64;
+    const WF = 65536, W = after(WF, 4 * rows * k), XF = after(W, rows * k * size), X = after(XF, 4 * k * nTokMax);
+    const OUT = after(X, xStride * nTokMax), ONE = after(OUT, 4 * outStride * nTokMax);
+    for (let i = 0; i < rows * k; i++) dv().setFloat32(WF + 4 * i, normal(), true);
+    for (let i = 0; i < k * nTokMax; i++) dv().setFloat32(XF + 4 * i, normal() * (rand() < 0.05 ? 20 : 1), true);
+    const put = (src: number, dst: number, n: number) => {
+      if (convert) K[convert](src, dst, n);
+      else new Uint8Array(memory.buffer, dst, 4 * n).set(new Uint8Array(memory.buffer, src, 4 * n));
+    };
+    put(WF, W, rows * k);
+    for (let t = 0; t < nTokMax; t++) put(XF + 4 * k * t, X + xStride * t, k);
+    const alone: Float32Array[] = [];
+    for (let t = 0; t < nTokMax; t++) {
+      K[`matmul_${name}`](W, X + xStride * t, ONE, k, rowStart, rowEnd, 1, xStride, outStride, 0);
+      alone.push(new Float32Array(memory.buffer, ONE, outStride).slice());
+    }
+    let compared = 0;
+    for (let nTok = 2; nTok <= nTokMax; nTok++) {
+      new Uint8Array(memory.buffer, OUT, 4 * outStride * nTok).fill(0xa5);
+      K[`matmul_${name}`](W, X, OUT, k, rowStart, rowEnd, nTok, xStride, outStride, 0);
+      const out = new Float32Array(memory.buffer, OUT, outStride * nTok);
+      for (let t = 0; t < nTok; t++) {
+        for (let r = rowStart; r < rowEnd; r++, compared++) {
+          const a = out[t * outStride + r], b = alone[t][r];
+          if (!Object.is(a, b)) throw new Error(`${build} matmul_${name} nTok=${nTok} token ${t} row ${r}: ${a}, alone ${b}`);
+        }
+      }
+    }
+    expect(compared).toBe((rowEnd - rowStart) * ((nTokMax * (nTokMax + 1)) / 2 - 1));
   });
 });
