@@ -260,3 +260,191 @@ export function matmul_q3_k(w: usize, x: usize, out: usize, k: i32, rowStart: i3
   @inline dot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
     o0: usize, o1: usize, o2: usize, o3: usize): void { rowDot4(wr, x0, x1, x2, x3, nb, o0, o1, o2, o3); }
 }
+
+
+// ---- The packed layout ("q3_kp"): what the loader makes of a Q3_K matrix that only matmuls read ----
+// (compute/model/interleave.ts packQ3K). A block keeps its 110 bytes, its scales (bytes 96-107) and
+// d (108) where the file has them; its 96 bytes of hmask and qs become two sets of 48 bytes, set s
+// for sub-blocks 8s..8s+7. With u(j, l) = low2 | high << 2 (the weight + 4, in [0, 7]) of weight
+// 16j + l of the block and g = j - 8s, byte l (0..15) of the set's three 16-byte vectors A, B, C:
+//   A[l] = u(8s, l) | u(8s+1, l) << 3 | (u(8s+6, l) & 3) << 6
+//   B[l] = u(8s+2, l) | u(8s+3, l) << 3 | (u(8s+6, l) >> 2) << 6 | (u(8s+7, l) & 1) << 7
+//   C[l] = u(8s+4, l) | u(8s+5, l) << 3 | (u(8s+7, l) >> 1) << 6
+// Sub-blocks g = 0..5 of a set decode with an and (and a shift), 6 and 7 with five instructions: 19
+// for 128 weights where the file's layout takes 40 (low2 and the hmask bit, each shifted and masked,
+// then or-ed). The integer sums are those of the file's layout, so are the bits of every result.
+
+/** The 16 biased weights u (u8 in [0, 7]) of sub-block g (0..7, a constant in the one-token loops)
+ *  of a set from its vectors a, b, c (i16 shifts are fine: only bits that stay inside their byte are
+ *  kept). */
+@inline function packedU(a: v128, b: v128, c: v128, g: i32): v128 {
+  const m7 = i8x16.splat(7);
+  if (g == 6) return v128.or(v128.and(i16x8.shr_u(a, 6), i8x16.splat(3)), v128.and(i16x8.shr_u(b, 4), i8x16.splat(4)));
+  if (g == 7) return v128.or(v128.and(i16x8.shr_u(b, 7), i8x16.splat(1)), v128.and(i16x8.shr_u(c, 5), i8x16.splat(6)));
+  const v = g < 2 ? a : g < 4 ? b : c;
+  return v128.and((g & 1) != 0 ? i16x8.shr_u(v, 3) : v, m7);
+}
+
+/** Scalar reference on the packed layout: dotRef's sums, bit for bit. */
+function dotRefPacked(wr: usize, xr: usize, nb: i32): f32 {
+  let sumf: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    const xb = xr + <usize>b * Q8K;
+    let isum = 0;
+    for (let j = 0; j < 16; j++) {
+      const set = wb + <usize>(48 * (j >> 3)), g = j & 7;
+      const q8 = xb + 4 + (<usize>j << 4);
+      let s = 0;
+      for (let l = 0; l < 16; l++) {
+        const a = <u32>load<u8>(set + <usize>l), bb = <u32>load<u8>(set + 16 + <usize>l), c = <u32>load<u8>(set + 32 + <usize>l);
+        const u = g == 0 ? a & 7 : g == 1 ? (a >> 3) & 7 : g == 2 ? bb & 7 : g == 3 ? (bb >> 3) & 7 : g == 4 ? c & 7
+          : g == 5 ? (c >> 3) & 7 : g == 6 ? (a >> 6) | ((bb >> 4) & 4) : ((bb >> 7) & 1) | ((c >> 5) & 6);
+        s += <i32>load<i8>(q8 + <usize>l) * (<i32>u - 4);
+      }
+      isum += (scaleByte(wb, j) - 32) * s;
+    }
+    const d = f16_to_f32(load<u16>(wb, 108)) * load<f32>(xb);
+    sumf += d * <f32>isum;
+  }
+  return sumf;
+}
+
+/** acc + the i32x4 partial sums of sub-blocks j and j + 1 (biased weights ul, uh) against the Q8_K
+ *  block xb, as passDot. */
+@inline function packedPass(acc: v128, ul: v128, uh: v128, xb: usize, j: i32, sp: v128): v128 {
+  const x0 = v128.load(xb + 4 + (<usize>j << 4)), x1 = v128.load(xb + 20 + (<usize>j << 4));
+  const l = dot_u8_xp(ul, xEven(x0), xOdd(x0));
+  const h = dot_u8_xp(uh, xEven(x1), xOdd(x1));
+  return i32x4.add(acc, i32x4.dot_i16x8_s(interleavePairs(l, h), sp));
+}
+
+/** acc + set s (a constant) of block wb against the Q8_K block xb; sc: the set's eight scales as i16
+ *  lanes; seq: see eightPasses (a store after each pass keeps V8 from hoisting the loads). */
+@inline function packedSet(acc: v128, wb: usize, xb: usize, s: i32, sc: v128, seq: usize): v128 {
+  const p = wb + <usize>(48 * s);
+  const a = v128.load(p), b = v128.load(p, 16), c = v128.load(p, 32);
+  const j = s << 3;
+  acc = packedPass(acc, packedU(a, b, c, 0), packedU(a, b, c, 1), xb, j, i32x4.shuffle(sc, sc, 0, 0, 0, 0)); v128.store32_lane(seq, acc, 0);
+  acc = packedPass(acc, packedU(a, b, c, 2), packedU(a, b, c, 3), xb, j + 2, i32x4.shuffle(sc, sc, 1, 1, 1, 1)); v128.store32_lane(seq, acc, 0);
+  acc = packedPass(acc, packedU(a, b, c, 4), packedU(a, b, c, 5), xb, j + 4, i32x4.shuffle(sc, sc, 2, 2, 2, 2)); v128.store32_lane(seq, acc, 0);
+  acc = packedPass(acc, packedU(a, b, c, 6), packedU(a, b, c, 7), xb, j + 6, i32x4.shuffle(sc, sc, 3, 3, 3, 3)); v128.store32_lane(seq, acc, 0);
+  return acc;
+}
+
+/** blockDot on the packed layout: the same i32 sums. */
+@inline function blockDotPacked(wb: usize, xb: usize, seq: usize): v128 {
+  const sv = scaleBytes(load<u32>(wb, 96), load<u32>(wb, 100), load<u32>(wb, 104));
+  const acc = packedSet(i32x4.neg(offsetTerm(sv, xb)), wb, xb, 0, i16x8.extend_low_i8x16_s(sv), seq);
+  return packedSet(acc, wb, xb, 1, i16x8.extend_high_i8x16_s(sv), seq);
+}
+
+/** rowDot1 on the packed layout. */
+function rowDot1Packed(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
+  let sum: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    const xb = x0 + <usize>b * Q8K;
+    const isum = i32x4_hsum(blockDotPacked(wb, xb, seq));
+    sum += (f16_to_f32(load<u16>(wb, 108)) * load<f32>(xb)) * <f32>isum;
+  }
+  return sum;
+}
+
+/** rows4 on the packed layout. */
+function rows4Packed(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void {
+  const g2 = gap << 1, g3 = gap * 3;
+  let acc = f32x4.splat(0); // lane r: row r
+  for (let b = 0; b < nb; b++) {
+    const w0 = w + <usize>b * BLOCK;
+    const xb = x + <usize>b * Q8K;
+    const isum = i32x4_hsum4(blockDotPacked(w0, xb, out), blockDotPacked(w0 + gap, xb, out),
+      blockDotPacked(w0 + g2, xb, out), blockDotPacked(w0 + g3, xb, out));
+    let h = v128.load16_splat(w0 + 108);
+    h = v128.load16_lane(w0 + gap + 108, h, 3);
+    h = v128.load16_lane(w0 + g2 + 108, h, 5);
+    h = v128.load16_lane(w0 + g3 + 108, h, 7);
+    const d = f32x4.mul(f16x4_hi_to_f32x4_finite(h), f32x4.splat(load<f32>(xb)));
+    acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(isum)));
+  }
+  store_rows4(out, outGap, acc);
+}
+
+/** rowDot4 (one row, four tokens) on the packed layout: the same sums. A pass of the loop is two
+ *  sub-blocks: the low and the high three bits of A, B or C, or (the fourth of a set) sub-blocks 6
+ *  and 7 from all three. */
+function rowDot4Packed(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
+  o0: usize, o1: usize, o2: usize, o3: usize): void {
+  let f = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    const xo = <usize>b * Q8K;
+    const xb0 = x0 + xo, xb1 = x1 + xo, xb2 = x2 + xo, xb3 = x3 + xo;
+    const scales0v = scaleBytes(load<u32>(wb, 96), load<u32>(wb, 100), load<u32>(wb, 104));
+    let scales = scales0v;
+    let acc0 = i32x4.splat(0), acc1 = i32x4.splat(0), acc2 = i32x4.splat(0), acc3 = i32x4.splat(0);
+    let qo: usize = 4;
+    for (let i = 0; i < 8; i++) {
+      const p = wb + <usize>(48 * (i >> 2));
+      let ul: v128, uh: v128;
+      if ((i & 3) != 3) {
+        const v = v128.load(p + (<usize>(i & 3) << 4));
+        ul = v128.and(v, i8x16.splat(7));
+        uh = v128.and(i16x8.shr_u(v, 3), i8x16.splat(7));
+      } else {
+        const a = v128.load(p), bv = v128.load(p, 16), c = v128.load(p, 32);
+        ul = packedU(a, bv, c, 6);
+        uh = packedU(a, bv, c, 7);
+      }
+      const sl = i16x8.splat(<i16>i8x16.extract_lane_s(scales, 0)), sh = i16x8.splat(<i16>i8x16.extract_lane_s(scales, 1));
+      if (ASC_FEATURE_RELAXED_SIMD) {
+        acc0 = i32x4.add(acc0, i32x4.add(dot16u(ul, sl, xb0 + qo), dot16u(uh, sh, xb0 + qo + 16)));
+        acc1 = i32x4.add(acc1, i32x4.add(dot16u(ul, sl, xb1 + qo), dot16u(uh, sh, xb1 + qo + 16)));
+        acc2 = i32x4.add(acc2, i32x4.add(dot16u(ul, sl, xb2 + qo), dot16u(uh, sh, xb2 + qo + 16)));
+        acc3 = i32x4.add(acc3, i32x4.add(dot16u(ul, sl, xb3 + qo), dot16u(uh, sh, xb3 + qo + 16)));
+      } else {
+        const wl = i8x16.sub(ul, i8x16.splat(4)), wh = i8x16.sub(uh, i8x16.splat(4));
+        const la = widenLo(wl, sl), lb = widenHi(wl, sl), ha = widenLo(wh, sh), hb = widenHi(wh, sh);
+        acc0 = i32x4.add(acc0, i32x4.add(dot16w(la, lb, xb0 + qo), dot16w(ha, hb, xb0 + qo + 16)));
+        acc1 = i32x4.add(acc1, i32x4.add(dot16w(la, lb, xb1 + qo), dot16w(ha, hb, xb1 + qo + 16)));
+        acc2 = i32x4.add(acc2, i32x4.add(dot16w(la, lb, xb2 + qo), dot16w(ha, hb, xb2 + qo + 16)));
+        acc3 = i32x4.add(acc3, i32x4.add(dot16w(la, lb, xb3 + qo), dot16w(ha, hb, xb3 + qo + 16)));
+      }
+      qo += 32;
+      scales = i8x16.shuffle(scales, scales, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1);
+    }
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      acc0 = i32x4.sub(acc0, offsetTerm(scales0v, xb0));
+      acc1 = i32x4.sub(acc1, offsetTerm(scales0v, xb1));
+      acc2 = i32x4.sub(acc2, offsetTerm(scales0v, xb2));
+      acc3 = i32x4.sub(acc3, offsetTerm(scales0v, xb3));
+    }
+    const d = f16_to_f32(load<u16>(wb, 108));
+    f = combine4(f, i32x4_hsum4(acc0, acc1, acc2, acc3), dx4(xb0, xb1, xb2, xb3), d);
+  }
+  v128.store32_lane(o0, f, 0);
+  v128.store32_lane(o1, f, 1);
+  v128.store32_lane(o2, f, 2);
+  v128.store32_lane(o3, f, 3);
+}
+
+/** Q3_K's packed layout's row kernels, for the shared loops in kquants.ts. */
+@final class Q3KPacked {
+  @inline bytes(): usize { return BLOCK; }
+  @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRefPacked(wr, xr, nb); }
+  @inline dot1(wr: usize, x: usize, nb: i32, seq: usize): f32 { return rowDot1Packed(wr, x, nb, seq); }
+  @inline rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void { rows4Packed(w, gap, x, nb, out, outGap); }
+  @inline dot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
+    o0: usize, o1: usize, o2: usize, o3: usize): void { rowDot4Packed(wr, x0, x1, x2, x3, nb, o0, o1, o2, o3); }
+}
+
+/** matmul (Kernel ABI) on a Q3_K matrix in the packed layout (see above). */
+export function matmul_q3_kp(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_k_quads<Q3KPacked>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
+}
+
+export function matmul_q3_kp_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_k_ref<Q3KPacked>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
+}

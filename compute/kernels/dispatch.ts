@@ -87,15 +87,26 @@ export const X4_MATMULS = {
   IQ4_NL: ["matmul_iq4_nlx4", "matmul_iq4_nlx4_ref"],
 } as const satisfies Partial<Record<WeightTypeName, readonly [KernelName, KernelName]>>;
 
+/** The types with a matmul over blocks in a packed layout (Q3_K: assembly/quants/q3_k.ts), by name. */
+export const PACKED_MATMULS = {
+  Q3_K: ["matmul_q3_kp", "matmul_q3_kp_ref"],
+} as const satisfies Partial<Record<WeightTypeName, readonly [KernelName, KernelName]>>;
+
 /** The kernels for weights of ggml type `type`; `reference` picks the scalar matmul; `x4`: the
- *  matrix's rows are interleaved by four (compute/model/interleave.ts), for the matmul. */
-export function weightKernels(kernels: Kernels, type: number, reference = false, x4 = false): WeightKernels {
+ *  matrix's rows are interleaved by four (compute/model/interleave.ts), for the matmul; `packed`:
+ *  its blocks are in the packed layout (the same file). */
+export function weightKernels(kernels: Kernels, type: number, reference = false, x4 = false, packed = false): WeightKernels {
   const info = supported(type);
   const suffix = kernelSuffix(info.name);
   let matmul: MatmulKernel = reference ? kernels[`matmul_${suffix}_ref`] : kernels[`matmul_${suffix}`];
   if (x4) {
     const names = (X4_MATMULS as Partial<Record<WeightTypeName, readonly [KernelName, KernelName]>>)[info.name];
     if (!names) throw new QwasmError("INVALID_ARGUMENT", `no interleaved (x4) matmul for ${typeName(type)}`);
+    matmul = kernels[names[reference ? 1 : 0]] as MatmulKernel;
+  }
+  if (packed) {
+    const names = (PACKED_MATMULS as Partial<Record<WeightTypeName, readonly [KernelName, KernelName]>>)[info.name];
+    if (!names || x4) throw new QwasmError("INVALID_ARGUMENT", `no packed matmul for ${typeName(type)}${x4 ? " with x4" : ""}`);
     matmul = kernels[names[reference ? 1 : 0]] as MatmulKernel;
   }
   const dequantize: DequantizeKernel = kernels[`dequantize_${suffix}`];

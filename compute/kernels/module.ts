@@ -11,7 +11,7 @@ import {
   KERNELS_RELAXED_WASM_BASE64, KERNELS_SINGLE_RELAXED_WASM_BASE64, KERNELS_SINGLE_WASM_BASE64, KERNELS_WASM_BASE64,
 } from "../../build/kernels-wasm.gen";
 import { activationRowBytes, WEIGHT_TYPE_INFOS } from "../../weights/gguf/types";
-import { activationConverter, kernelSuffix, X4_MATMULS } from "./dispatch";
+import { activationConverter, kernelSuffix, PACKED_MATMULS, X4_MATMULS } from "./dispatch";
 import type { Kernels } from "./exports";
 
 export type { Kernels } from "./exports";
@@ -82,12 +82,17 @@ export const PROBED = WEIGHT_TYPE_INFOS.filter((t) => t.blockSize > 1).map((t) =
 /** The types whose x4 matmul (rows interleaved by four, compute/model/interleave.ts) is probed too. */
 export const PROBED_X4 = (Object.keys(X4_MATMULS) as (keyof typeof X4_MATMULS)[]).map(kernelSuffix);
 
-type MatmulName = `matmul_${(typeof PROBED)[number][0]}` | (typeof X4_MATMULS)[keyof typeof X4_MATMULS][0];
+/** The types whose packed-layout matmul (compute/model/interleave.ts packQ3K) is probed too: any
+ *  bytes are a packed block, so it runs on the file-layout data. */
+export const PROBED_PACKED = (Object.keys(PACKED_MATMULS) as (keyof typeof PACKED_MATMULS)[]).map(kernelSuffix);
+
+type MatmulName = `matmul_${(typeof PROBED)[number][0]}` | (typeof X4_MATMULS)[keyof typeof X4_MATMULS][0]
+  | (typeof PACKED_MATMULS)[keyof typeof PACKED_MATMULS][0];
 
 /**
  * Runs every quantized matmul of `candidate` and of `reference` on the same fixed data (5 rows,
  * k = 512, 11 tokens: the tiles of eight and of three tokens, two-row and one-row tiles, and the
- * one-token path; the x4 matmuls on one group of 4 rows) in a scratch memory, and returns a description of the first disagreement beyond
+ * one-token path; the x4 matmuls on one group of 4 rows; the packed Q3_K matmul on the Q3_K data) in a scratch memory, and returns a description of the first disagreement beyond
  * f32 rounding, or undefined when they agree. Throws what instantiation or a kernel throws.
  */
 export async function probeKernels(reference: WebAssembly.Module, candidate: WebAssembly.Module, shared = true): Promise<string | undefined> {
@@ -104,9 +109,10 @@ export async function probeKernels(reference: WebAssembly.Module, candidate: Web
   for (let i = 0; i < nTok * k; i++) view.setFloat32(XF + 4 * i, next() * 2 - 1, true);
   // the file-layout matmuls on 5 rows, then the x4 ones (rows interleaved by four) on 4: there the
   // four rows' f16 fields lead each super-block of four blocks (assembly/quants/b32x4.ts)
-  const probed = [...PROBED.map((e) => [e[0], e] as const), ...PROBED_X4.map((s) => [`${s}x4`, PROBED.find((e) => e[0] === s)!] as const)];
+  const probed = [...PROBED.map((e) => [e[0], e] as const), ...PROBED_X4.map((s) => [`${s}x4`, PROBED.find((e) => e[0] === s)!] as const),
+    ...PROBED_PACKED.map((s) => [`${s}p`, PROBED.find((e) => e[0] === s)!] as const)];
   for (const [name, [suffix, block, blockBytes, convert, xBytes, halves]] of probed) {
-    const x4 = name !== suffix, n = x4 ? 4 : rows;
+    const x4 = name === `${suffix}x4`, n = x4 ? 4 : rows;
     const nb = k / block;
     for (let i = 0; i < n * nb * blockBytes; i++) bytes[W + i] = (next() * 256) | 0;
     for (let b = 0; b < n * nb; b++) {

@@ -18,7 +18,7 @@
 // shard, and where the next layer (or the head) is in another shard, one op copies the step's
 // residual rows (x) across: the same arithmetic.
 import { QwasmError } from "../../platform/errors";
-import { interleavable } from "./interleave";
+import { interleavable, packable } from "./interleave";
 import { activationConverter, activationFormat, activationRowBytes, flashAttention, matmulScratchBytes, pagedAttention, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
 import { wholeActivationBlocks } from "../../weights/gguf/types";
 import type { Kernels } from "../kernels/module";
@@ -45,6 +45,9 @@ export interface MatrixLayout {
   /** Rows interleaved by four in memory (compute/model/interleave.ts: the loader rearranges the
    *  file's bytes, the x4 kernels read them); absent: the file's layout. */
   x4?: boolean;
+  /** Q3_K blocks in the packed layout (interleave.ts packQ3K, read by matmul_q3_kp); absent: the
+   *  file's. */
+  packed?: boolean;
 }
 
 export interface LayerLayout {
@@ -284,13 +287,15 @@ export function planForward(arenas: readonly Allocator[], config: Qwen2Config, t
   options: ForwardOptions, common: ShardState, placement: ShardPlacement): ForwardLayout {
   checkForward(config, options);
   const { nKVHeads, headDim, vocabSize } = config;
-  // Matrices only the matmuls read get the x4 layout where their type has one (not with the scalar
-  // reference kernels, which read the file's layout); token_embd, which get_rows reads (and the LM
-  // head when tied to it), keeps the file's.
+  // Matrices only the matmuls read get the x4 layout where their type has one, Q3_K ones the packed
+  // layout (not with the scalar reference kernels, which read the file's layout); token_embd, which
+  // get_rows reads (and the LM head when tied to it), keeps the file's.
   const tied = tensors.output.name === tensors.tokenEmbd.name;
   const matrix = (t: WeightTensor, matmulOnly = true): MatrixLayout => {
     const m = { type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / t.dims[1] };
-    return matmulOnly && !options.reference && interleavable(m.type, m.rows, m.cols) ? { ...m, x4: true } : m;
+    if (!matmulOnly || options.reference) return m;
+    if (interleavable(m.type, m.rows, m.cols)) return { ...m, x4: true };
+    return packable(m.type, m.rows, m.cols) ? { ...m, packed: true } : m;
   };
   // A 3-D expert tensor {cols, rows, E}: `rows` per expert, expert e at offset + e * rows * rowBytes.
   const experts = (t: WeightTensor): MatrixLayout => ({
@@ -494,7 +499,7 @@ export class ForwardRunner {
       throw new QwasmError("INVALID_ARGUMENT", `the layout has ${layout.shards} shards; got ${this.memories.length} memories and ${this.k.length} kernel instances`);
     }
     const matrix = (m: MatrixLayout, shard: number): Matrix => {
-      const kernels = weightKernels(this.k[shard], m.type, layout.reference, m.x4);
+      const kernels = weightKernels(this.k[shard], m.type, layout.reference, m.x4, m.packed);
       return { ...m, k: this.k[shard], kernels, format: kernels.format, xStride: activationRowBytes(kernels.format, m.cols) };
     };
     const s = layout.state;

@@ -82,3 +82,44 @@ export function interleaveRows4(bytes: Uint8Array, offset: number, rows: number,
     if (out) bytes.set(new Uint8Array(out.buffer), at);
   }
 }
+
+// ---- Q3_K: the packed layout (assembly/quants/q3_k.ts, matmul_q3_kp) ----
+// Not a row interleave: each block keeps its place and size, its scales and d; its hmask (32 bytes)
+// and qs (64) become two sets of three 16-byte vectors from which the kernels take a sub-block's
+// biased 3-bit weights with one or two instructions and an and.
+
+const Q3K_BLOCK = 110;
+
+/** Whether a (rows, cols) matrix of ggml type `type` gets the packed layout: Q3_K, whole blocks. */
+export function packable(type: number, rows: number, cols: number): boolean {
+  return type === GGMLType.Q3_K && rows > 0 && cols > 0 && cols % 256 === 0;
+}
+
+/** Rewrites every block of the Q3_K matrix at bytes[offset..] ((rows, cols), as in the file) in the
+ *  packed layout, in place. Throws on a matrix that packable() refuses. Four bytes at a time in u32
+ *  words: every value stays inside its byte (u < 8; the shifts move bits within a byte). */
+export function packQ3K(bytes: Uint8Array, offset: number, rows: number, cols: number): void {
+  if (!packable(GGMLType.Q3_K, rows, cols)) throw new RangeError(`no packed layout for Q3_K ${rows} x ${cols}`);
+  const blocks = rows * (cols / 256);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const u = new Uint32Array(64); // the biased weights of one block: word 4j + w holds weights 16j + 4w .. + 3
+  const M1 = 0x01010101, M3 = 0x03030303;
+  for (let b = 0, at = offset; b < blocks; b++, at += Q3K_BLOCK) {
+    for (let j = 0; j < 16; j++) {
+      const p = j >> 1, half = (j & 1) << 4, shift = (p & 3) << 1;
+      const qs = at + 32 + ((p >> 2) << 5) + half, hm = at + half;
+      for (let w = 0; w < 4; w++) {
+        u[4 * j + w] = ((view.getUint32(qs + 4 * w, true) >>> shift) & M3) | (((view.getUint32(hm + 4 * w, true) >>> p) & M1) << 2);
+      }
+    }
+    for (let s = 0; s < 2; s++) {
+      const set = at + 48 * s, g = 32 * s;
+      for (let w = 0; w < 4; w++) {
+        const u6 = u[g + 24 + w], u7 = u[g + 28 + w];
+        view.setUint32(set + 4 * w, u[g + w] | (u[g + 4 + w] << 3) | ((u6 & M3) << 6), true);
+        view.setUint32(set + 16 + 4 * w, (u[g + 8 + w] | (u[g + 12 + w] << 3) | (((u6 >>> 2) & M1) << 6) | ((u7 & M1) << 7)) >>> 0, true);
+        view.setUint32(set + 32 + 4 * w, u[g + 16 + w] | (u[g + 20 + w] << 3) | (((u7 >>> 1) & M3) << 6), true);
+      }
+    }
+  }
+}

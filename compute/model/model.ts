@@ -19,7 +19,7 @@ import {
   type ForwardLayout, type ForwardOptions, type KVType, type MatrixLayout, type ShardPlacement, type StepGroup, type WeightTensor,
 } from "./forward";
 import { checkHostMemory } from "./preflight";
-import { interleaveRows4 } from "./interleave";
+import { interleaveRows4, packQ3K } from "./interleave";
 import { ropeCosSin, ropeYarnCorrDims, type RopeScaling } from "./rope";
 
 export interface LoadOptions {
@@ -315,19 +315,21 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
 }
 
 /** Rearranges, in their memories, the matrices that the layout gives rows interleaved by four
- *  (MatrixLayout.x4, see interleave.ts): every one exactly once, after their bytes are read. */
+ *  (MatrixLayout.x4, see interleave.ts) or packed blocks (MatrixLayout.packed): every one exactly
+ *  once, after their bytes are read. */
 export function interleaveMatrices(layout: ForwardLayout, memories: readonly WebAssembly.Memory[]): void {
   const done = new Set<string>();
   const each = (m: MatrixLayout, shard: number) => {
-    if (!m.x4) return;
+    if (!m.x4 && !m.packed) return;
     const key = `${shard}:${m.offset}`;
     if (done.has(key)) throw new Error(`matrix at ${key} listed twice`);
     done.add(key);
-    interleaveRows4(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
+    if (m.x4) interleaveRows4(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
+    else packQ3K(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols);
   };
   for (const l of layout.layers) for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) each(m, l.shard);
   each(layout.output, layout.outputShard);
-  if (layout.tokenEmbd.x4) throw new Error("token_embd is read by get_rows: it keeps the file's layout");
+  if (layout.tokenEmbd.x4 || layout.tokenEmbd.packed) throw new Error("token_embd is read by get_rows: it keeps the file's layout");
 }
 
 /**

@@ -1,0 +1,129 @@
+// Q3_K matrices in the packed layout (compute/model/interleave.ts packQ3K writes it,
+// assembly/quants/q3_k.ts matmul_q3_kp reads it): on packQ3K's bytes matmul_q3_kp gives the bits
+// matmul_q3_k gives on the file's bytes, in both builds, for every token count and row range (the
+// one-token rows, the four-token tiles, the rows left); its scalar reference (a reader of the layout
+// written separately from the JS writer) sums as the file-layout reference does; the byte layout
+// checked by hand; and the loader packs exactly the Q3_K matrices that only matmuls read.
+import { describe, expect, it } from "vitest";
+import { compileKernelBuild, createSharedMemory, instantiateKernels } from "../../compute/kernels/module";
+import { packable, packQ3K } from "../../compute/model/interleave";
+import { loadQwen2 } from "../../compute/model/model";
+import { GGMLType } from "../../weights/gguf/types";
+import { writeGGUFBytes } from "../../weights/gguf/writer";
+import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2Mix } from "../../tools/synth";
+import { requireRelaxedSimd } from "../kernel-build";
+import { gaussian, rng } from "../kernels/harness";
+import { prompt } from "./helpers";
+
+type Kernels = Record<string, (...args: number[]) => void>;
+const BLOCK = 110, Q8K = 292;
+
+/** A Q3_K super-block scale d as f16 bits: normal halves of either sign, some subnormal, a few zeros. */
+function scaleHalf(rand: () => number): number {
+  const sign = rand() < 0.3 ? 0x8000 : 0, r = rand();
+  if (r < 0.25) return sign | (1 + ((rand() * 1023) | 0));
+  if (r < 0.28) return sign;
+  return sign | (0x1c00 + ((rand() * 0x800) | 0));
+}
+
+describe("matmul_q3_kp on packed blocks gives matmul_q3_k's bits", () => {
+  it.for(["simd128", "relaxed-simd"] as const)("%s: token counts 1..19, rows 3..38 and 0..41 of 41, k = 768; _ref as matmul_q3_k_ref", async (build, ctx) => {
+    if (build === "relaxed-simd") requireRelaxedSimd(ctx);
+    const memory = createSharedMemory(128);
+    const K = await instantiateKernels(memory, await compileKernelBuild(build)) as unknown as Kernels;
+    const rand = rng(3131), normal = gaussian(rand);
+    const rows = 41, k = 768, nb = k / 256, nTokMax = 19;
+    const wBytes = rows * nb * BLOCK, xStride = nb * Q8K + 8, outStride = rows + 3;
+    const after = (p: number, n: number) => Math.ceil((p + n) / 64) * 64 + 64;
+    const W = 65536, WP = after(W, wBytes), XF = after(WP, wBytes), X = after(XF, 4 * k * nTokMax);
+    const OUT_A = after(X, xStride * nTokMax), OUT_B = after(OUT_A, 4 * outStride * nTokMax);
+    const u8 = new Uint8Array(memory.buffer), dv = new DataView(memory.buffer);
+    for (let i = 0; i < wBytes; i++) u8[W + i] = (rand() * 256) | 0;
+    for (let b = 0; b < rows * nb; b++) dv.setUint16(W + b * BLOCK + 108, scaleHalf(rand), true);
+    u8.copyWithin(WP, W, W + wBytes);
+    packQ3K(u8, WP, rows, k);
+    expect(u8.subarray(WP, WP + wBytes)).not.toEqual(u8.subarray(W, W + wBytes));
+    for (let i = 0; i < k * nTokMax; i++) dv.setFloat32(XF + 4 * i, normal() * (rand() < 0.05 ? 20 : 1), true);
+    for (let t = 0; t < nTokMax; t++) K.quantize_q8_K(XF + 4 * k * t, X + xStride * t, k);
+    let compared = 0;
+    for (const [rowStart, rowEnd] of [[3, 38], [0, 41]]) {
+      for (let nTok = 1; nTok <= nTokMax; nTok++) {
+        for (const [a, b] of [["matmul_q3_k", "matmul_q3_kp"], ["matmul_q3_k_ref", "matmul_q3_kp_ref"]]) {
+          if (a.endsWith("_ref") && nTok > 3) continue; // the scalar readers: a few token counts suffice
+          u8.fill(0xa5, OUT_A, OUT_B + 4 * outStride * nTokMax);
+          K[a](W, X, OUT_A, k, rowStart, rowEnd, nTok, xStride, outStride, 0);
+          K[b](WP, X, OUT_B, k, rowStart, rowEnd, nTok, xStride, outStride, 0);
+          const fa = new Uint32Array(memory.buffer, OUT_A, outStride * nTokMax), fb = new Uint32Array(memory.buffer, OUT_B, outStride * nTokMax);
+          for (let i = 0; i < fa.length; i++, compared++) {
+            if (fa[i] !== fb[i]) throw new Error(`${build} ${b} rows ${rowStart}..${rowEnd} nTok=${nTok} output ${i}: ${fb[i].toString(16)}, ${a} ${fa[i].toString(16)}`);
+          }
+        }
+      }
+    }
+    expect(compared).toBe(2 * (19 + 3) * outStride * nTokMax);
+  });
+});
+
+describe("packQ3K", () => {
+  it("lays out a block as q3_k.ts says: the biased weights (low2 | high << 2) in A, B, C; scales and d kept", () => {
+    const rand = rng(77);
+    const block = new Uint8Array(2 * BLOCK);
+    for (let i = 0; i < block.length; i++) block[i] = (rand() * 256) | 0;
+    const packed = block.slice();
+    packQ3K(packed, 0, 1, 512);
+    for (let b = 0; b < 2; b++) {
+      const at = b * BLOCK;
+      expect(packed.subarray(at + 96, at + 110)).toEqual(block.subarray(at + 96, at + 110));
+      // weight 16j + l by the format's definition (ggml's dequantize_row_q3_K order)
+      const u = (j: number, l: number) => {
+        const idx = 16 * j + l, half = idx >> 7, r = idx & 127, shiftPair = r >> 5, ll = r & 31;
+        const low2 = (block[at + 32 + 32 * half + ll] >> (2 * shiftPair)) & 3;
+        const high = (block[at + ll] >> (4 * half + shiftPair)) & 1;
+        return low2 | (high << 2);
+      };
+      for (let s = 0; s < 2; s++) {
+        for (let l = 0; l < 16; l++) {
+          const A = packed[at + 48 * s + l], B = packed[at + 48 * s + 16 + l], C = packed[at + 48 * s + 32 + l];
+          const j = 8 * s;
+          expect([A & 7, (A >> 3) & 7, B & 7, (B >> 3) & 7, C & 7, (C >> 3) & 7, (A >> 6) | (((B >> 6) & 1) << 2), (B >> 7) | ((C >> 6) << 1)])
+            .toEqual([0, 1, 2, 3, 4, 5, 6, 7].map((g) => u(j + g, l)));
+        }
+      }
+    }
+  });
+
+  it("refuses what packable() refuses", () => {
+    expect(packable(GGMLType.Q3_K, 3, 512)).toBe(true);
+    expect(packable(GGMLType.Q3_K, 3, 500)).toBe(false);
+    expect(packable(GGMLType.Q2_K, 3, 512)).toBe(false);
+    expect(() => packQ3K(new Uint8Array(BLOCK), 0, 1, 128)).toThrow(RangeError);
+  });
+});
+
+describe("the loader", () => {
+  it("packs the Q3_K matmul weights (not token_embd, not with the reference kernels) of a Q3_K_M file, and the logits match the scalar reference kernels'", async () => {
+    const vocabulary = await readQwen2Vocabulary();
+    const shape = { ...QWEN2_PRESETS.tiny, hidden: 256, ffn: 512, heads: 4, kvHeads: 2 };
+    const bytes = await writeGGUFBytes(synthQwen2Mix({ shape, vocabulary, mix: "Q3_K_M", seed: 5 }));
+    const fast = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 8 });
+    const ref = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 8, reference: true });
+    try {
+      const all = fast.forward.layout.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]);
+      const q3 = all.filter((m) => m.type === GGMLType.Q3_K);
+      expect(q3.length).toBeGreaterThan(0);
+      for (const m of all) expect(m.packed, `type ${m.type}, rows ${m.rows}`).toBe(m.type === GGMLType.Q3_K ? true : undefined);
+      expect(fast.forward.layout.tokenEmbd.packed).toBeUndefined();
+      expect(ref.forward.layout.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]).some((m) => m.packed)).toBe(false);
+      const tokens = prompt(6);
+      const a = await fast.forward.step(tokens, 0), b = await ref.forward.step(tokens, 0);
+      let worst = 0;
+      const scale = b.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / scale);
+      console.log(`packed Q3_K model vs scalar reference kernels: max |Δ| / max|logit| ${worst.toExponential(2)}`);
+      expect(worst).toBeLessThan(1e-4);
+    } finally {
+      await fast.dispose();
+      await ref.dispose();
+    }
+  });
+});
