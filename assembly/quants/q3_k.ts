@@ -153,13 +153,19 @@ export function matmul_q3_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart
   return eightPasses<Q3K>(i32x4.neg(offsetTerm(sv, xb)), wb, xb, lo, hi, seq);
 }
 
+/** The exact integer sum of block wb against the Q8_K block xb in the file's layout or the packed
+ *  one (blockDot, blockDotPacked). */
+@inline function blockDotOf(wb: usize, xb: usize, seq: usize, packed: bool): v128 {
+  return packed ? blockDotPacked(wb, xb, seq) : blockDot(wb, xb, seq);
+}
+
 /** One row against one token, summed as dotRef; seq: a word that may be written (the row's output). */
-function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
+@inline function rowDot1Of(wr: usize, x0: usize, nb: i32, seq: usize, packed: bool): f32 {
   let sum: f32 = 0;
   for (let b = 0; b < nb; b++) {
     const wb = wr + <usize>b * BLOCK;
     const xb = x0 + <usize>b * Q8K;
-    const isum = i32x4_hsum(blockDot(wb, xb, seq));
+    const isum = i32x4_hsum(blockDotOf(wb, xb, seq, packed));
     sum += (f16_to_f32(load<u16>(wb, 108)) * load<f32>(xb)) * <f32>isum;
   }
   return sum;
@@ -168,13 +174,14 @@ function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
 /** Rows w, w + gap, w + 2*gap, w + 3*gap against one token at x, stored at out, out + 4*outGap, ...
  *  (four long sequential streams, see matmul_b32); the block's f32 work serves the four rows in
  *  lanes. Summed as dotRef (and as rowDot1). */
-function rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void {
+@inline function rows4Of(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize, packed: bool): void {
   const g2 = gap << 1, g3 = gap * 3;
   let acc = f32x4.splat(0); // lane r: row r
   for (let b = 0; b < nb; b++) {
     const w0 = w + <usize>b * BLOCK;
     const xb = x + <usize>b * Q8K;
-    const isum = i32x4_hsum4(blockDot(w0, xb, out), blockDot(w0 + gap, xb, out), blockDot(w0 + g2, xb, out), blockDot(w0 + g3, xb, out));
+    const isum = i32x4_hsum4(blockDotOf(w0, xb, out, packed), blockDotOf(w0 + gap, xb, out, packed),
+      blockDotOf(w0 + g2, xb, out, packed), blockDotOf(w0 + g3, xb, out, packed));
     let h = v128.load16_splat(w0 + 108);
     h = v128.load16_lane(w0 + gap + 108, h, 3);
     h = v128.load16_lane(w0 + g2 + 108, h, 5);
@@ -184,6 +191,11 @@ function rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usiz
   }
   store_rows4(out, outGap, acc);
 }
+
+function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 { return rowDot1Of(wr, x0, nb, seq, false); }
+function rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void { rows4Of(w, gap, x, nb, out, outGap, false); }
+function rowDot1Packed(wr: usize, x0: usize, nb: i32, seq: usize): f32 { return rowDot1Of(wr, x0, nb, seq, true); }
+function rows4Packed(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void { rows4Of(w, gap, x, nb, out, outGap, true); }
 
 /** One row against four tokens: each weight block is decoded once for the four. SIMD128 widens it
  * to i16 and scales it, so a token costs two sign-extending loads and two i16 dot products per 16
@@ -337,37 +349,6 @@ function dotRefPacked(wr: usize, xr: usize, nb: i32): f32 {
   const sv = scaleBytes(load<u32>(wb, 96), load<u32>(wb, 100), load<u32>(wb, 104));
   const acc = packedSet(i32x4.neg(offsetTerm(sv, xb)), wb, xb, 0, i16x8.extend_low_i8x16_s(sv), seq);
   return packedSet(acc, wb, xb, 1, i16x8.extend_high_i8x16_s(sv), seq);
-}
-
-/** rowDot1 on the packed layout. */
-function rowDot1Packed(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
-  let sum: f32 = 0;
-  for (let b = 0; b < nb; b++) {
-    const wb = wr + <usize>b * BLOCK;
-    const xb = x0 + <usize>b * Q8K;
-    const isum = i32x4_hsum(blockDotPacked(wb, xb, seq));
-    sum += (f16_to_f32(load<u16>(wb, 108)) * load<f32>(xb)) * <f32>isum;
-  }
-  return sum;
-}
-
-/** rows4 on the packed layout. */
-function rows4Packed(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void {
-  const g2 = gap << 1, g3 = gap * 3;
-  let acc = f32x4.splat(0); // lane r: row r
-  for (let b = 0; b < nb; b++) {
-    const w0 = w + <usize>b * BLOCK;
-    const xb = x + <usize>b * Q8K;
-    const isum = i32x4_hsum4(blockDotPacked(w0, xb, out), blockDotPacked(w0 + gap, xb, out),
-      blockDotPacked(w0 + g2, xb, out), blockDotPacked(w0 + g3, xb, out));
-    let h = v128.load16_splat(w0 + 108);
-    h = v128.load16_lane(w0 + gap + 108, h, 3);
-    h = v128.load16_lane(w0 + g2 + 108, h, 5);
-    h = v128.load16_lane(w0 + g3 + 108, h, 7);
-    const d = f32x4.mul(f16x4_hi_to_f32x4_finite(h), f32x4.splat(load<f32>(xb)));
-    acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(isum)));
-  }
-  store_rows4(out, outGap, acc);
 }
 
 /** rowDot4 (one row, four tokens) on the packed layout: the same sums. A pass of the loop is two
