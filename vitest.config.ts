@@ -22,7 +22,7 @@ export default defineConfig({
         test: {
           name: "relaxed-simd",
           include: ["test/kernels/relaxed.test.ts", "test/kernels/ceiling.test.ts", "test/model/conformance.test.ts",
-            "test/model/moe-conformance.test.ts", "test/model/interleave.test.ts", "test/model/q3k-packed.test.ts",
+            "test/model/moe-conformance.test.ts", "test/model/interleave.test.ts", "test/model/packed.test.ts",
             "test/runtimes/runtimes.test.ts"],
           execArgv: relaxedFlag,
           env: { QWASM_TEST_KERNELS: "relaxed-simd" },

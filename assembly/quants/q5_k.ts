@@ -112,3 +112,81 @@ export function matmul_q5_k(w: usize, x: usize, out: usize, k: i32, rowStart: i3
     return v128.or(v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)), fifthBits(v128.load(wb + 16 + (half << 4)), (c << 1) + 1));
   }
 }
+
+// ---- The packed layout ("q5_kp"): what the loader makes of a Q5_K matrix that only matmuls read ----
+// (compute/model/interleave.ts packQ5K). A block keeps its 176 bytes, d, dmin and scales. With lo(c, l)
+// and hi(c, l) the 5-bit weights l (0..31) of sub-blocks 2c and 2c + 1:
+//   qs[32c + l] = lo(c, l) | (hi(c, l) & 7) << 5        (bytes 48-175, where the file has qs)
+//   qh[l] bits 2c, 2c + 1 = hi(c, l) >> 3                (bytes 16-47, where the file has qh)
+// so a low sub-block decodes with one and, a high one with five instructions (the file's layout
+// takes four and five). The integer sums are those of the file's layout, so are the bits.
+
+/** Scalar reference on the packed layout: dotRef's sums, bit for bit. */
+function dotRefPacked(wr: usize, xr: usize, nb: i32): f32 {
+  let sumf: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    const xb = xr + <usize>b * Q8K;
+    const a0 = load<u32>(wb, 4), a1 = load<u32>(wb, 8), a2 = load<u32>(wb, 12);
+    const s03 = scales03(a0), s47 = scales47(a0, a2), m03 = mins03(a1), m47 = mins47(a1, a2);
+    let sumi = 0;
+    for (let j = 0; j < 16; j++) sumi += <i32>load<i16>(xb + 260 + (<usize>j << 1)) * byteOf(m03, m47, j >> 1);
+    let isum = 0;
+    for (let j = 0; j < 8; j++) {
+      const c = j >> 1;
+      let s = 0;
+      for (let l = 0; l < 32; l++) {
+        const q = <u32>load<u8>(wb + 48 + (<usize>c << 5) + <usize>l);
+        const w = (j & 1) == 0 ? q & 31 : (q >> 5) | (((<u32>load<u8>(wb + 16 + <usize>l) >> (2 * <u32>c)) & 3) << 3);
+        s += <i32>w * <i32>load<i8>(xb + 4 + <usize>(32 * j + l));
+      }
+      isum += byteOf(s03, s47, j) * s;
+    }
+    const dx = load<f32>(xb);
+    const d = f16_to_f32(load<u16>(wb)) * dx;
+    const dmin = f16_to_f32(load<u16>(wb, 2)) * dx;
+    sumf += d * <f32>isum;
+    sumf -= dmin * <f32>sumi;
+  }
+  return sumf;
+}
+
+/** The top two bits of the 16 high weights of chunk c (a constant in the one-token loops), half
+ *  `half`, moved to bits 3 and 4 (i16 shifts are fine: only bits that stay inside their byte are kept). */
+@inline function topBits(wb: usize, half: usize, c: i32): v128 {
+  const h = v128.load(wb + 16 + (half << 4));
+  const m = i8x16.splat(0x18);
+  if (c == 0) return v128.and(i16x8.shl(h, 3), m);
+  if (c == 1) return v128.and(i16x8.shl(h, 1), m);
+  return v128.and(i16x8.shr_u(h, <u32>((c << 1) - 3)), m);
+}
+
+@inline function packedHigh(v: v128, top: v128): v128 {
+  return v128.or(v128.and(i16x8.shr_u(v, 5), i8x16.splat(7)), top);
+}
+
+/** Q5_K's packed layout's weight decoding, for the shared loops in kquants.ts (as Q5K). */
+@final class Q5KPacked {
+  @inline bytes(): usize { return BLOCK; }
+  @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRefPacked(wr, xr, nb); }
+  @inline qs(): usize { return 48; }
+  @inline lo(v: v128, wb: usize, half: usize, c: i32): v128 { return v128.and(v, i8x16.splat(31)); }
+  @inline hi(v: v128, wb: usize, half: usize, c: i32): v128 {
+    // c is not a constant in the tiles: bits 2c, 2c + 1 down to 0 and 1, kept, then up to 3 and 4
+    const h = v128.and(i16x8.shr_u(v128.load(wb + 16 + (half << 4)), <u32>(c << 1)), i8x16.splat(3));
+    return packedHigh(v, i16x8.shl(h, 3));
+  }
+  @inline lo1(v: v128, wb: usize, half: usize, c: i32): v128 { return v128.and(v, i8x16.splat(31)); }
+  @inline hi1(v: v128, wb: usize, half: usize, c: i32): v128 { return packedHigh(v, topBits(wb, half, c)); }
+}
+
+/** matmul (Kernel ABI) on a Q5_K matrix in the packed layout (see above). */
+export function matmul_q5_kp(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_k_tiles<Q5KPacked>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
+}
+
+export function matmul_q5_kp_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_k_ref<Q5KPacked>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
+}

@@ -87,9 +87,10 @@ export const X4_MATMULS = {
   IQ4_NL: ["matmul_iq4_nlx4", "matmul_iq4_nlx4_ref"],
 } as const satisfies Partial<Record<WeightTypeName, readonly [KernelName, KernelName]>>;
 
-/** The types with a matmul over blocks in a packed layout (Q3_K: assembly/quants/q3_k.ts), by name. */
+/** The types with a matmul over blocks in a packed layout (assembly/quants/q3_k.ts, q5_k.ts), by name. */
 export const PACKED_MATMULS = {
   Q3_K: ["matmul_q3_kp", "matmul_q3_kp_ref"],
+  Q5_K: ["matmul_q5_kp", "matmul_q5_kp_ref"],
 } as const satisfies Partial<Record<WeightTypeName, readonly [KernelName, KernelName]>>;
 
 /** The kernels for weights of ggml type `type`; `reference` picks the scalar matmul; `x4`: the

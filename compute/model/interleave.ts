@@ -90,9 +90,16 @@ export function interleaveRows4(bytes: Uint8Array, offset: number, rows: number,
 
 const Q3K_BLOCK = 110;
 
-/** Whether a (rows, cols) matrix of ggml type `type` gets the packed layout: Q3_K, whole blocks. */
+/** Whether a (rows, cols) matrix of ggml type `type` gets the packed layout: Q3_K or Q5_K, whole
+ *  blocks. */
 export function packable(type: number, rows: number, cols: number): boolean {
-  return type === GGMLType.Q3_K && rows > 0 && cols > 0 && cols % 256 === 0;
+  return (type === GGMLType.Q3_K || type === GGMLType.Q5_K) && rows > 0 && cols > 0 && cols % 256 === 0;
+}
+
+/** Rewrites a matrix that packable() accepts in its type's packed layout, in place. */
+export function packBlocks(bytes: Uint8Array, offset: number, rows: number, cols: number, type: number): void {
+  if (type === GGMLType.Q5_K) packQ5K(bytes, offset, rows, cols);
+  else packQ3K(bytes, offset, rows, cols);
 }
 
 /** Rewrites every block of the Q3_K matrix at bytes[offset..] ((rows, cols), as in the file) in the
@@ -120,6 +127,36 @@ export function packQ3K(bytes: Uint8Array, offset: number, rows: number, cols: n
         view.setUint32(set + 16 + 4 * w, (u[g + 8 + w] | (u[g + 12 + w] << 3) | (((u6 >>> 2) & M1) << 6) | ((u7 & M1) << 7)) >>> 0, true);
         view.setUint32(set + 32 + 4 * w, u[g + 16 + w] | (u[g + 20 + w] << 3) | (((u7 >>> 1) & M3) << 6), true);
       }
+    }
+  }
+}
+
+// ---- Q5_K: the packed layout (assembly/quants/q5_k.ts, matmul_q5_kp) ----
+// Each block keeps its place, size, d, dmin and scales; byte l of chunk c's qs holds the low
+// sub-block's 5-bit weight l and the low three bits of the high sub-block's, qh the high sub-block's
+// top two bits (bits 2c and 2c + 1 of byte l).
+
+const Q5K_BLOCK = 176;
+
+/** Rewrites every block of the Q5_K matrix at bytes[offset..] ((rows, cols), as in the file) in the
+ *  packed layout, in place, four bytes at a time. Throws on a matrix that packable() refuses. */
+export function packQ5K(bytes: Uint8Array, offset: number, rows: number, cols: number): void {
+  if (!packable(GGMLType.Q5_K, rows, cols)) throw new RangeError(`no packed layout for Q5_K ${rows} x ${cols}`);
+  const blocks = rows * (cols / 256);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const M1 = 0x01010101, M3 = 0x03030303, M7 = 0x07070707, MF = 0x0f0f0f0f;
+  for (let b = 0, at = offset; b < blocks; b++, at += Q5K_BLOCK) {
+    for (let w = 0; w < 8; w++) { // qh word w: bytes 4w..4w+3, whose weights are l = 4w..4w+3 of every chunk
+      const h = view.getUint32(at + 16 + 4 * w, true);
+      let top = 0; // the new qh word
+      for (let c = 0, q0 = at + 48 + 4 * w; c < 4; c++, q0 += 32) {
+        const q = view.getUint32(q0, true);
+        const lo = (q & MF) | (((h >>> (2 * c)) & M1) << 4);
+        const hi = ((q >>> 4) & MF) | (((h >>> (2 * c + 1)) & M1) << 4);
+        view.setUint32(q0, (lo | ((hi & M7) << 5)) >>> 0, true);
+        top |= ((hi >>> 3) & M3) << (2 * c);
+      }
+      view.setUint32(at + 16 + 4 * w, top >>> 0, true);
     }
   }
 }

@@ -19,7 +19,7 @@ import {
   type ForwardLayout, type ForwardOptions, type KVType, type MatrixLayout, type ShardPlacement, type StepGroup, type WeightTensor,
 } from "./forward";
 import { checkHostMemory } from "./preflight";
-import { interleaveRows4, packQ3K } from "./interleave";
+import { interleaveRows4, packBlocks } from "./interleave";
 import { ropeCosSin, ropeYarnCorrDims, type RopeScaling } from "./rope";
 
 export interface LoadOptions {
@@ -325,7 +325,7 @@ export function interleaveMatrices(layout: ForwardLayout, memories: readonly Web
     if (done.has(key)) throw new Error(`matrix at ${key} listed twice`);
     done.add(key);
     if (m.x4) interleaveRows4(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
-    else packQ3K(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols);
+    else packBlocks(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
   };
   for (const l of layout.layers) for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) each(m, l.shard);
   each(layout.output, layout.outputShard);

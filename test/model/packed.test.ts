@@ -1,12 +1,13 @@
-// Q3_K matrices in the packed layout (compute/model/interleave.ts packQ3K writes it,
-// assembly/quants/q3_k.ts matmul_q3_kp reads it): on packQ3K's bytes matmul_q3_kp gives the bits
-// matmul_q3_k gives on the file's bytes, in both builds, for every token count and row range (the
-// one-token rows, the four-token tiles, the rows left); its scalar reference (a reader of the layout
-// written separately from the JS writer) sums as the file-layout reference does; the byte layout
-// checked by hand; and the loader packs exactly the Q3_K matrices that only matmuls read.
+// Q3_K and Q5_K matrices in the packed layout (compute/model/interleave.ts packQ3K / packQ5K write it,
+// assembly/quants/q3_k.ts matmul_q3_kp and q5_k.ts matmul_q5_kp read it): on the packer's bytes the
+// packed matmul gives the bits the file-layout matmul gives on the file's bytes, in both builds, for
+// every token count and row range (the one-token rows, the tiles, the rows left); its scalar
+// reference (a reader of the layout written separately from the JS writer) sums as the file-layout
+// reference does; the byte layout checked against the format's definition; and the loader packs
+// exactly the Q3_K / Q5_K matrices that only matmuls read.
 import { describe, expect, it } from "vitest";
 import { compileKernelBuild, createSharedMemory, instantiateKernels } from "../../compute/kernels/module";
-import { packable, packQ3K } from "../../compute/model/interleave";
+import { packable, packBlocks, packQ3K, packQ5K } from "../../compute/model/interleave";
 import { loadQwen2 } from "../../compute/model/model";
 import { GGMLType } from "../../weights/gguf/types";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
@@ -17,6 +18,10 @@ import { prompt } from "./helpers";
 
 type Kernels = Record<string, (...args: number[]) => void>;
 const BLOCK = 110, Q8K = 292;
+const TYPES = [
+  { name: "q3_k", type: GGMLType.Q3_K, bytes: 110, halves: [108] },
+  { name: "q5_k", type: GGMLType.Q5_K, bytes: 176, halves: [0, 2] },
+] as const;
 
 /** A Q3_K super-block scale d as f16 bits: normal halves of either sign, some subnormal, a few zeros. */
 function scaleHalf(rand: () => number): number {
@@ -26,29 +31,32 @@ function scaleHalf(rand: () => number): number {
   return sign | (0x1c00 + ((rand() * 0x800) | 0));
 }
 
-describe("matmul_q3_kp on packed blocks gives matmul_q3_k's bits", () => {
-  it.for(["simd128", "relaxed-simd"] as const)("%s: token counts 1..19, rows 3..38 and 0..41 of 41, k = 768; _ref as matmul_q3_k_ref", async (build, ctx) => {
+describe("the packed matmuls on packed blocks give the file-layout matmuls' bits", () => {
+  const cases = (["simd128", "relaxed-simd"] as const).flatMap((build) => TYPES.map((t) => [build, t.name] as const));
+
+  it.for(cases)("%s matmul_%sp: token counts 1..19, rows 3..38 and 0..41 of 41, k = 768; _ref as matmul_T_ref", async ([build, name], ctx) => {
     if (build === "relaxed-simd") requireRelaxedSimd(ctx);
+    const t = TYPES.find((e) => e.name === name)!;
     const memory = createSharedMemory(128);
     const K = await instantiateKernels(memory, await compileKernelBuild(build)) as unknown as Kernels;
-    const rand = rng(3131), normal = gaussian(rand);
+    const rand = rng(3131 + t.bytes), normal = gaussian(rand);
     const rows = 41, k = 768, nb = k / 256, nTokMax = 19;
-    const wBytes = rows * nb * BLOCK, xStride = nb * Q8K + 8, outStride = rows + 3;
+    const wBytes = rows * nb * t.bytes, xStride = nb * Q8K + 8, outStride = rows + 3;
     const after = (p: number, n: number) => Math.ceil((p + n) / 64) * 64 + 64;
     const W = 65536, WP = after(W, wBytes), XF = after(WP, wBytes), X = after(XF, 4 * k * nTokMax);
     const OUT_A = after(X, xStride * nTokMax), OUT_B = after(OUT_A, 4 * outStride * nTokMax);
     const u8 = new Uint8Array(memory.buffer), dv = new DataView(memory.buffer);
     for (let i = 0; i < wBytes; i++) u8[W + i] = (rand() * 256) | 0;
-    for (let b = 0; b < rows * nb; b++) dv.setUint16(W + b * BLOCK + 108, scaleHalf(rand), true);
+    for (let b = 0; b < rows * nb; b++) for (const h of t.halves) dv.setUint16(W + b * t.bytes + h, scaleHalf(rand), true);
     u8.copyWithin(WP, W, W + wBytes);
-    packQ3K(u8, WP, rows, k);
+    packBlocks(u8, WP, rows, k, t.type);
     expect(u8.subarray(WP, WP + wBytes)).not.toEqual(u8.subarray(W, W + wBytes));
     for (let i = 0; i < k * nTokMax; i++) dv.setFloat32(XF + 4 * i, normal() * (rand() < 0.05 ? 20 : 1), true);
-    for (let t = 0; t < nTokMax; t++) K.quantize_q8_K(XF + 4 * k * t, X + xStride * t, k);
+    for (let tok = 0; tok < nTokMax; tok++) K.quantize_q8_K(XF + 4 * k * tok, X + xStride * tok, k);
     let compared = 0;
     for (const [rowStart, rowEnd] of [[3, 38], [0, 41]]) {
       for (let nTok = 1; nTok <= nTokMax; nTok++) {
-        for (const [a, b] of [["matmul_q3_k", "matmul_q3_kp"], ["matmul_q3_k_ref", "matmul_q3_kp_ref"]]) {
+        for (const [a, b] of [[`matmul_${name}`, `matmul_${name}p`], [`matmul_${name}_ref`, `matmul_${name}p_ref`]]) {
           if (a.endsWith("_ref") && nTok > 3) continue; // the scalar readers: a few token counts suffice
           u8.fill(0xa5, OUT_A, OUT_B + 4 * outStride * nTokMax);
           K[a](W, X, OUT_A, k, rowStart, rowEnd, nTok, xStride, outStride, 0);
@@ -100,18 +108,48 @@ describe("packQ3K", () => {
   });
 });
 
+describe("packQ5K", () => {
+  it("lays out a block as q5_k.ts says: low weight | high weight's low 3 bits << 5 in qs, the high weight's top 2 bits in qh; d, dmin, scales kept", () => {
+    const rand = rng(78);
+    const block = new Uint8Array(2 * 176 + 3);
+    for (let i = 0; i < block.length; i++) block[i] = (rand() * 256) | 0;
+    const packed = block.slice();
+    packQ5K(packed, 3, 1, 512); // an odd offset: the packer must not need alignment
+    for (let b = 0; b < 2; b++) {
+      const at = 3 + b * 176;
+      expect(packed.subarray(at, at + 16)).toEqual(block.subarray(at, at + 16));
+      // weight l of sub-block j by the format's definition (ggml's dequantize_row_q5_K)
+      const q = (j: number, l: number) => {
+        const c = j >> 1, nib = (block[at + 48 + 32 * c + l] >> (4 * (j & 1))) & 15;
+        return nib | (((block[at + 16 + l] >> j) & 1) << 4);
+      };
+      for (let c = 0; c < 4; c++) {
+        for (let l = 0; l < 32; l++) {
+          const byte = packed[at + 48 + 32 * c + l];
+          expect([byte & 31, (byte >> 5) | (((packed[at + 16 + l] >> (2 * c)) & 3) << 3)]).toEqual([q(2 * c, l), q(2 * c + 1, l)]);
+        }
+      }
+    }
+    expect(packable(GGMLType.Q5_K, 2, 512)).toBe(true);
+    expect(packable(GGMLType.Q4_K, 2, 512)).toBe(false);
+    expect(() => packQ5K(new Uint8Array(176), 0, 1, 128)).toThrow(RangeError);
+  });
+});
+
 describe("the loader", () => {
-  it("packs the Q3_K matmul weights (not token_embd, not with the reference kernels) of a Q3_K_M file, and the logits match the scalar reference kernels'", async () => {
+  it.for(["Q3_K_M", "Q5_K_M"] as const)("packs the Q3_K and Q5_K matmul weights of a %s file (not token_embd, not with the reference kernels), and the logits match the scalar reference kernels'", async (mix) => {
     const vocabulary = await readQwen2Vocabulary();
     const shape = { ...QWEN2_PRESETS.tiny, hidden: 256, ffn: 512, heads: 4, kvHeads: 2 };
-    const bytes = await writeGGUFBytes(synthQwen2Mix({ shape, vocabulary, mix: "Q3_K_M", seed: 5 }));
+    const bytes = await writeGGUFBytes(synthQwen2Mix({ shape, vocabulary, mix, seed: 5 }));
     const fast = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 8 });
     const ref = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 8, reference: true });
     try {
       const all = fast.forward.layout.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]);
-      const q3 = all.filter((m) => m.type === GGMLType.Q3_K);
-      expect(q3.length).toBeGreaterThan(0);
-      for (const m of all) expect(m.packed, `type ${m.type}, rows ${m.rows}`).toBe(m.type === GGMLType.Q3_K ? true : undefined);
+      const main = mix === "Q3_K_M" ? GGMLType.Q3_K : GGMLType.Q5_K;
+      expect(all.filter((m) => m.type === main).length).toBeGreaterThan(0);
+      for (const m of all) {
+        expect(m.packed, `type ${m.type}, rows ${m.rows}`).toBe(m.type === GGMLType.Q3_K || m.type === GGMLType.Q5_K ? true : undefined);
+      }
       expect(fast.forward.layout.tokenEmbd.packed).toBeUndefined();
       expect(ref.forward.layout.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]).some((m) => m.packed)).toBe(false);
       const tokens = prompt(6);
@@ -119,7 +157,7 @@ describe("the loader", () => {
       let worst = 0;
       const scale = b.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
       for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / scale);
-      console.log(`packed Q3_K model vs scalar reference kernels: max |Δ| / max|logit| ${worst.toExponential(2)}`);
+      console.log(`packed ${mix} model vs scalar reference kernels: max |Δ| / max|logit| ${worst.toExponential(2)}`);
       expect(worst).toBeLessThan(1e-4);
     } finally {
       await fast.dispose();
