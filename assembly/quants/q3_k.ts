@@ -197,6 +197,28 @@ function rows4(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usiz
 function rowDot1Packed(wr: usize, x0: usize, nb: i32, seq: usize): f32 { return rowDot1Of(wr, x0, nb, seq, true); }
 function rows4Packed(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void { rows4Of(w, gap, x, nb, out, outGap, true); }
 
+/** The end of a block in the four-token tiles (rowDot4, rowDot4Packed): the relaxed build's bias
+ *  off the i32 sums, then each token's whole integer sum and its f32 term as dotRef (lane t: token
+ *  t; see Q2_K), added to f. */
+@inline function tileBlockEnd(f: v128, wb: usize, scales0v: v128, acc0: v128, acc1: v128, acc2: v128, acc3: v128,
+  xb0: usize, xb1: usize, xb2: usize, xb3: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    acc0 = i32x4.sub(acc0, offsetTerm(scales0v, xb0));
+    acc1 = i32x4.sub(acc1, offsetTerm(scales0v, xb1));
+    acc2 = i32x4.sub(acc2, offsetTerm(scales0v, xb2));
+    acc3 = i32x4.sub(acc3, offsetTerm(scales0v, xb3));
+  }
+  return combine4(f, i32x4_hsum4(acc0, acc1, acc2, acc3), dx4(xb0, xb1, xb2, xb3), f16_to_f32(load<u16>(wb, 108)));
+}
+
+/** Lane t of f stored at o_t. */
+@inline function store_lanes4(f: v128, o0: usize, o1: usize, o2: usize, o3: usize): void {
+  v128.store32_lane(o0, f, 0);
+  v128.store32_lane(o1, f, 1);
+  v128.store32_lane(o2, f, 2);
+  v128.store32_lane(o3, f, 3);
+}
+
 /** One row against four tokens: each weight block is decoded once for the four. SIMD128 widens it
  * to i16 and scales it, so a token costs two sign-extending loads and two i16 dot products per 16
  * weights; the relaxed build keeps the biased weights as u8: one relaxed dot and one widening dot,
@@ -237,20 +259,9 @@ function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
       qo += 16;
       scales = i8x16.shuffle(scales, scales, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0);
     }
-    if (ASC_FEATURE_RELAXED_SIMD) {
-      acc0 = i32x4.sub(acc0, offsetTerm(scales0v, xb0));
-      acc1 = i32x4.sub(acc1, offsetTerm(scales0v, xb1));
-      acc2 = i32x4.sub(acc2, offsetTerm(scales0v, xb2));
-      acc3 = i32x4.sub(acc3, offsetTerm(scales0v, xb3));
-    }
-    const d = f16_to_f32(load<u16>(wb, 108));
-    // each token's whole integer sum, then its f32 term as dotRef (lane t: token t; see Q2_K)
-    f = combine4(f, i32x4_hsum4(acc0, acc1, acc2, acc3), dx4(xb0, xb1, xb2, xb3), d);
+    f = tileBlockEnd(f, wb, scales0v, acc0, acc1, acc2, acc3, xb0, xb1, xb2, xb3);
   }
-  v128.store32_lane(o0, f, 0);
-  v128.store32_lane(o1, f, 1);
-  v128.store32_lane(o2, f, 2);
-  v128.store32_lane(o3, f, 3);
+  store_lanes4(f, o0, o1, o2, o3);
 }
 
 export function matmul_q3_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
@@ -394,19 +405,9 @@ function rowDot4Packed(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb
       qo += 32;
       scales = i8x16.shuffle(scales, scales, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1);
     }
-    if (ASC_FEATURE_RELAXED_SIMD) {
-      acc0 = i32x4.sub(acc0, offsetTerm(scales0v, xb0));
-      acc1 = i32x4.sub(acc1, offsetTerm(scales0v, xb1));
-      acc2 = i32x4.sub(acc2, offsetTerm(scales0v, xb2));
-      acc3 = i32x4.sub(acc3, offsetTerm(scales0v, xb3));
-    }
-    const d = f16_to_f32(load<u16>(wb, 108));
-    f = combine4(f, i32x4_hsum4(acc0, acc1, acc2, acc3), dx4(xb0, xb1, xb2, xb3), d);
+    f = tileBlockEnd(f, wb, scales0v, acc0, acc1, acc2, acc3, xb0, xb1, xb2, xb3);
   }
-  v128.store32_lane(o0, f, 0);
-  v128.store32_lane(o1, f, 1);
-  v128.store32_lane(o2, f, 2);
-  v128.store32_lane(o3, f, 3);
+  store_lanes4(f, o0, o1, o2, o3);
 }
 
 /** Q3_K's packed layout's row kernels, for the shared loops in kquants.ts. */

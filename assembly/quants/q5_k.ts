@@ -54,8 +54,8 @@ export function dequantize_q5_k(src: usize, dst: usize, n: i32): void {
 }
 
 /** Scalar reference (ggml's ggml_vec_dot_q5_K_q8_K_generic): exact integer sums per block, then
- * the block's d and dmin applied in f32. */
-function dotRef(wr: usize, xr: usize, nb: i32): f32 {
+ * the block's d and dmin applied in f32; on the file's layout, or on the packed one (see below). */
+@inline function dotRefOf(wr: usize, xr: usize, nb: i32, packed: bool): f32 {
   let sumf: f32 = 0;
   for (let b = 0; b < nb; b++) {
     const wb = wr + <usize>b * BLOCK;
@@ -66,13 +66,15 @@ function dotRef(wr: usize, xr: usize, nb: i32): f32 {
     for (let j = 0; j < 16; j++) sumi += <i32>load<i16>(xb + 260 + (<usize>j << 1)) * byteOf(m03, m47, j >> 1);
     let isum = 0;
     for (let j = 0; j < 8; j++) {
-      const q = wb + 48 + (<usize>(j >> 1) << 5);
-      const shift = <u32>(j & 1) << 2;
+      const c = j >> 1;
+      const q = wb + 48 + (<usize>c << 5);
       let s = 0;
       for (let l = 0; l < 32; l++) {
-        const high = (<u32>load<u8>(wb + 16 + <usize>l) >> <u32>j) & 1;
-        const w = <i32>(((<u32>load<u8>(q + <usize>l) >> shift) & 0xf) | (high << 4));
-        s += w * <i32>load<i8>(xb + 4 + <usize>(32 * j + l));
+        const v = <u32>load<u8>(q + <usize>l), h = <u32>load<u8>(wb + 16 + <usize>l);
+        let w: u32;
+        if (packed) w = (j & 1) == 0 ? v & 31 : (v >> 5) | (((h >> (2 * <u32>c)) & 3) << 3);
+        else w = ((v >> (<u32>(j & 1) << 2)) & 0xf) | (((h >> <u32>j) & 1) << 4);
+        s += <i32>w * <i32>load<i8>(xb + 4 + <usize>(32 * j + l));
       }
       isum += byteOf(s03, s47, j) * s;
     }
@@ -84,6 +86,8 @@ function dotRef(wr: usize, xr: usize, nb: i32): f32 {
   }
   return sumf;
 }
+
+function dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRefOf(wr, xr, nb, false); }
 
 export function matmul_q5_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
@@ -122,34 +126,7 @@ export function matmul_q5_k(w: usize, x: usize, out: usize, k: i32, rowStart: i3
 // takes four and five). The integer sums are those of the file's layout, so are the bits.
 
 /** Scalar reference on the packed layout: dotRef's sums, bit for bit. */
-function dotRefPacked(wr: usize, xr: usize, nb: i32): f32 {
-  let sumf: f32 = 0;
-  for (let b = 0; b < nb; b++) {
-    const wb = wr + <usize>b * BLOCK;
-    const xb = xr + <usize>b * Q8K;
-    const a0 = load<u32>(wb, 4), a1 = load<u32>(wb, 8), a2 = load<u32>(wb, 12);
-    const s03 = scales03(a0), s47 = scales47(a0, a2), m03 = mins03(a1), m47 = mins47(a1, a2);
-    let sumi = 0;
-    for (let j = 0; j < 16; j++) sumi += <i32>load<i16>(xb + 260 + (<usize>j << 1)) * byteOf(m03, m47, j >> 1);
-    let isum = 0;
-    for (let j = 0; j < 8; j++) {
-      const c = j >> 1;
-      let s = 0;
-      for (let l = 0; l < 32; l++) {
-        const q = <u32>load<u8>(wb + 48 + (<usize>c << 5) + <usize>l);
-        const w = (j & 1) == 0 ? q & 31 : (q >> 5) | (((<u32>load<u8>(wb + 16 + <usize>l) >> (2 * <u32>c)) & 3) << 3);
-        s += <i32>w * <i32>load<i8>(xb + 4 + <usize>(32 * j + l));
-      }
-      isum += byteOf(s03, s47, j) * s;
-    }
-    const dx = load<f32>(xb);
-    const d = f16_to_f32(load<u16>(wb)) * dx;
-    const dmin = f16_to_f32(load<u16>(wb, 2)) * dx;
-    sumf += d * <f32>isum;
-    sumf -= dmin * <f32>sumi;
-  }
-  return sumf;
-}
+function dotRefPacked(wr: usize, xr: usize, nb: i32): f32 { return dotRefOf(wr, xr, nb, true); }
 
 /** The top two bits of the 16 high weights of chunk c (a constant in the one-token loops), half
  *  `half`, moved to bits 3 and 4 (i16 shifts are fine: only bits that stay inside their byte are kept). */
