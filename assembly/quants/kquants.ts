@@ -43,6 +43,14 @@ import { f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, pai
   return v128.load32_lane(x3, v, 3);
 }
 
+/** Lane t of f stored at o_t (the four-token tiles' outputs). */
+@inline export function store_lanes4(f: v128, o0: usize, o1: usize, o2: usize, o3: usize): void {
+  v128.store32_lane(o0, f, 0);
+  v128.store32_lane(o1, f, 1);
+  v128.store32_lane(o2, f, 2);
+  v128.store32_lane(o3, f, 3);
+}
+
 /** Four tokens' block terms (lane t: token t) added as Q2_K's dotRef adds one token's:
  *  fa + ((dx*d) * isum - (dx*dmin) * msum), isum and msum the tokens' whole i32 sums. */
 @inline export function combineMin4(fa: v128, isum: v128, msum: v128, dx: v128, d: f32, dmin: f32): v128 {
@@ -79,10 +87,6 @@ import { f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, pai
   if (ASC_FEATURE_RELAXED_SIMD) return i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q), u), scale);
   const qv = v128.load(q);
   return i32x4.dot_i16x8_s(i16x8.add(i16x8.extmul_low_i8x16_s(u, qv), i16x8.extmul_high_i8x16_s(u, qv)), scale);
-}
-
-@inline export function hsum(v: v128): f32 {
-  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
 
 // The loops call methods on changetype<K>(0) (AssemblyScript has no static members on type

@@ -4,7 +4,7 @@
 // weights) uses qs[32n .. 32n+32): weight 128n + 32s + l is (qs[32n + l] >> 2s) & 3, l in [0, 32),
 // in sub-block 8n + 2s + (l >= 16). The min term uses the Q8_K block sums: sum(q8 * m) = m * bsum.
 import { f16_to_f32, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, store_rows4 } from "./common";
-import { QK_K, Q8K, minTerm, combineMin4, dx4, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd, eightPasses } from "./kquants";
+import { QK_K, Q8K, minTerm, combineMin4, dx4, store_lanes4, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd, eightPasses } from "./kquants";
 
 @inline const BLOCK: usize = 84;
 
@@ -187,10 +187,7 @@ function rowDot4(wr: usize, x0: usize, x1: usize, x2: usize, x3: usize, nb: i32,
     const msum = i32x4_hsum4(minTerm(xb0, mLo, mHi), minTerm(xb1, mLo, mHi), minTerm(xb2, mLo, mHi), minTerm(xb3, mLo, mHi));
     f = combineMin4(f, i32x4_hsum4(acc0, acc1, acc2, acc3), msum, dx4(xb0, xb1, xb2, xb3), d, dmin);
   }
-  v128.store32_lane(o0, f, 0);
-  v128.store32_lane(o1, f, 1);
-  v128.store32_lane(o2, f, 2);
-  v128.store32_lane(o3, f, 3);
+  store_lanes4(f, o0, o1, o2, o3);
 }
 
 export function matmul_q2_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,

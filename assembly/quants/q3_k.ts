@@ -5,7 +5,7 @@
 // is bit p of hmask[l], l in [0, 32); sub-blocks 2p (l < 16) and 2p+1. The 16 6-bit scales are
 // packed in scales[12] (low nibbles in bytes 0-7, high 2 bits in bytes 8-11).
 import { f16_to_f32, f16x4_hi_to_f32x4_finite, i32x4_hsum, i32x4_hsum4, store_rows4 } from "./common";
-import { QK_K, Q8K, combine4, dx4, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd, eightPasses } from "./kquants";
+import { QK_K, Q8K, combine4, dx4, store_lanes4, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_xp, interleavePairs, xEven, xOdd, eightPasses } from "./kquants";
 
 @inline const BLOCK: usize = 110;
 
@@ -25,12 +25,6 @@ import { QK_K, Q8K, combine4, dx4, matmul_k_ref, matmul_k_quads, dot16u, dot_u8_
 /** The 16 weights (i8 in [-4, 3]). */
 @inline function weights(v: v128, hc: v128): v128 {
   return i8x16.sub(biased(v, hc), i8x16.splat(4));
-}
-
-/** The weights as the build's dot16u takes them: relaxed, biased (u8; the loops subtract
- *  offsetTerm); SIMD128, as they are (measured: the bias and its correction cost it 7%). */
-@inline function decode(v: v128, hc: v128): v128 {
-  return ASC_FEATURE_RELAXED_SIMD ? biased(v, hc) : weights(v, hc);
 }
 
 /** The 16 scales - 32 of a block as i8 lanes, from its words a0 a1 a2 of scales[12]. */
@@ -85,8 +79,8 @@ export function dequantize_q3_k(src: usize, dst: usize, n: i32): void {
 }
 
 /** Scalar reference (ggml's ggml_vec_dot_q3_K_q8_K_generic): the exact integer sum of a block,
- * then its d applied in f32. */
-function dotRef(wr: usize, xr: usize, nb: i32): f32 {
+ * then its d applied in f32; on the file's layout, or on the packed one (see below). */
+@inline function dotRefOf(wr: usize, xr: usize, nb: i32, packed: bool): f32 {
   let sumf: f32 = 0;
   for (let b = 0; b < nb; b++) {
     const wb = wr + <usize>b * BLOCK;
@@ -97,12 +91,19 @@ function dotRef(wr: usize, xr: usize, nb: i32): f32 {
       const half = <usize>(j & 1) << 4;
       const q = wb + 32 + (<usize>(p >> 2) << 5) + half;
       const shift = <u32>(p & 3) << 1;
+      const set = wb + <usize>(48 * (j >> 3)), g = j & 7;
       const q8 = xb + 4 + (<usize>j << 4);
       let s = 0;
       for (let l = 0; l < 16; l++) {
-        const low2 = <i32>((<u32>load<u8>(q + <usize>l) >> shift) & 3);
-        const high = (<u32>load<u8>(wb + half + <usize>l) >> <u32>p) & 1;
-        s += <i32>load<i8>(q8 + <usize>l) * (low2 - (high ? 0 : 4));
+        let u: u32; // the weight + 4
+        if (packed) {
+          const a = <u32>load<u8>(set + <usize>l), bb = <u32>load<u8>(set + 16 + <usize>l), c = <u32>load<u8>(set + 32 + <usize>l);
+          u = g == 0 ? a & 7 : g == 1 ? (a >> 3) & 7 : g == 2 ? bb & 7 : g == 3 ? (bb >> 3) & 7 : g == 4 ? c & 7
+            : g == 5 ? (c >> 3) & 7 : g == 6 ? (a >> 6) | ((bb >> 4) & 4) : ((bb >> 7) & 1) | ((c >> 5) & 6);
+        } else {
+          u = ((<u32>load<u8>(q + <usize>l) >> shift) & 3) | (((<u32>load<u8>(wb + half + <usize>l) >> <u32>p) & 1) << 2);
+        }
+        s += <i32>load<i8>(q8 + <usize>l) * (<i32>u - 4);
       }
       isum += (scaleByte(wb, j) - 32) * s;
     }
@@ -111,6 +112,8 @@ function dotRef(wr: usize, xr: usize, nb: i32): f32 {
   }
   return sumf;
 }
+
+function dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRefOf(wr, xr, nb, false); }
 
 export function matmul_q3_k_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
@@ -211,14 +214,6 @@ function rows4Packed(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap
   return combine4(f, i32x4_hsum4(acc0, acc1, acc2, acc3), dx4(xb0, xb1, xb2, xb3), f16_to_f32(load<u16>(wb, 108)));
 }
 
-/** Lane t of f stored at o_t. */
-@inline function store_lanes4(f: v128, o0: usize, o1: usize, o2: usize, o3: usize): void {
-  v128.store32_lane(o0, f, 0);
-  v128.store32_lane(o1, f, 1);
-  v128.store32_lane(o2, f, 2);
-  v128.store32_lane(o3, f, 3);
-}
-
 /** One row against four tokens: each weight block is decoded once for the four. SIMD128 widens it
  * to i16 and scales it, so a token costs two sign-extending loads and two i16 dot products per 16
  * weights; the relaxed build keeps the biased weights as u8: one relaxed dot and one widening dot,
@@ -309,29 +304,7 @@ export function matmul_q3_k(w: usize, x: usize, out: usize, k: i32, rowStart: i3
 }
 
 /** Scalar reference on the packed layout: dotRef's sums, bit for bit. */
-function dotRefPacked(wr: usize, xr: usize, nb: i32): f32 {
-  let sumf: f32 = 0;
-  for (let b = 0; b < nb; b++) {
-    const wb = wr + <usize>b * BLOCK;
-    const xb = xr + <usize>b * Q8K;
-    let isum = 0;
-    for (let j = 0; j < 16; j++) {
-      const set = wb + <usize>(48 * (j >> 3)), g = j & 7;
-      const q8 = xb + 4 + (<usize>j << 4);
-      let s = 0;
-      for (let l = 0; l < 16; l++) {
-        const a = <u32>load<u8>(set + <usize>l), bb = <u32>load<u8>(set + 16 + <usize>l), c = <u32>load<u8>(set + 32 + <usize>l);
-        const u = g == 0 ? a & 7 : g == 1 ? (a >> 3) & 7 : g == 2 ? bb & 7 : g == 3 ? (bb >> 3) & 7 : g == 4 ? c & 7
-          : g == 5 ? (c >> 3) & 7 : g == 6 ? (a >> 6) | ((bb >> 4) & 4) : ((bb >> 7) & 1) | ((c >> 5) & 6);
-        s += <i32>load<i8>(q8 + <usize>l) * (<i32>u - 4);
-      }
-      isum += (scaleByte(wb, j) - 32) * s;
-    }
-    const d = f16_to_f32(load<u16>(wb, 108)) * load<f32>(xb);
-    sumf += d * <f32>isum;
-  }
-  return sumf;
-}
+function dotRefPacked(wr: usize, xr: usize, nb: i32): f32 { return dotRefOf(wr, xr, nb, true); }
 
 /** acc + the i32x4 partial sums of sub-blocks j and j + 1 (biased weights ul, uh) against the Q8_K
  *  block xb, as passDot. */
