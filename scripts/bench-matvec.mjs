@@ -26,6 +26,8 @@ const TYPES = {
   q5_0x4: [32, 22, "quantize_q8_0", 34],
   q5_1x4: [32, 24, "quantize_q8_1", 36],
   iq4_nlx4: [32, 18, "quantize_q8_0", 34],
+  // Q8_0 packed at load (assembly/quants/q8_0p.ts): rows grouped by four, the d leading as in x4
+  q8_0p: [32, 34, "quantize_q8_0", 34],
 };
 
 const args = process.argv.slice(2);
@@ -113,8 +115,9 @@ for (const name of selected) {
     const hasMin = name.startsWith("q4_1") || name.startsWith("q5_1");
     for (let b = 0; b < rows * k / bs; b++) {
       // x4: the four rows' d (and m) lead each super-block of four blocks
-      const at = name.endsWith("x4") ? w + (b >> 2) * 4 * tb + 2 * (b & 3) : w + b * tb;
-      const mAt = name.endsWith("x4") ? at + 8 : at + 2;
+      const grouped = name.endsWith("x4") || name === "q8_0p";
+      const at = grouped ? w + (b >> 2) * 4 * tb + 2 * (b & 3) : w + b * tb;
+      const mAt = grouped ? at + 8 : at + 2;
       dv.setUint16(at, toHalf(0.01 * (0.5 + rand())), true);
       if (hasMin) dv.setUint16(mAt, toHalf(-0.05 * rand()), true);
     }
@@ -127,7 +130,7 @@ for (const name of selected) {
   const x = conv ? alloc(nTokMax * xStride) : xf;
   if (conv) for (let t = 0; t < nTokMax; t++) kx[conv](xf + t * k * 4, x + t * xStride, k);
   const out = alloc(nTokMax * rows * 4);
-  const scratch = alloc(64 * Math.ceil(k / 32)); // the matmul's scratch (compute/kernels/dispatch.ts matmulScratchBytes)
+  const scratch = alloc(288 * Math.ceil(k / 32)); // the matmul's scratch (compute/kernels/dispatch.ts matmulScratchBytes)
   const t1 = time(() => fn(w, x, out, k, 0, rows, 1, xStride, rows, scratch));
   const tn = time(() => fn(w, x, out, k, 0, rows, manyTokens, xStride, rows, scratch));
   console.log(`${name.padEnd(7)} 1 token: ${(wBytes / t1 / 1e9).toFixed(2).padStart(6)} GB/s (${(t1 * 1e6).toFixed(0)} us)` +

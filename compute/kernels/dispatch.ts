@@ -36,10 +36,11 @@ export function activationConverter(format: Exclude<ActivationFormat, "f32">): (
  *  `scratch`: matmulScratchBytes(k) bytes of the calling thread's own, or 0 (slower tiles for some
  *  types in the relaxed build; see DEVELOPERS.md, Kernel ABI). */
 export type MatmulKernel = Kernels[`matmul_${KernelSuffix}` | `matmul_${KernelSuffix}_ref`];
-/** Bytes of the scratch a matmul over k inputs may use (MATMUL_SCRATCH_PER_BLOCK in
- *  assembly/quants/common.ts: 64 bytes per block of 32). */
+/** Bytes of the scratch a matmul over k inputs may use: 288 per block of 32, what packed Q8_0 takes
+ *  (Q8_0P_SCRATCH_PER_BLOCK in assembly/quants/q8_0p.ts; the others take MATMUL_SCRATCH_PER_BLOCK
+ *  of assembly/quants/common.ts, 64). */
 export function matmulScratchBytes(k: number): number {
-  return 64 * Math.ceil(k / 32);
+  return 288 * Math.ceil(k / 32);
 }
 
 /** Every weight type's dequantize: (src, dst, n). */
@@ -87,8 +88,10 @@ export const X4_MATMULS = {
   IQ4_NL: ["matmul_iq4_nlx4", "matmul_iq4_nlx4_ref"],
 } as const satisfies Partial<Record<WeightTypeName, readonly [KernelName, KernelName]>>;
 
-/** The types with a matmul over blocks in a packed layout (assembly/quants/q3_k.ts, q5_k.ts), by name. */
+/** The types with a matmul over blocks in a packed layout (assembly/quants/q3_k.ts, q5_k.ts,
+ *  q8_0p.ts), by name. */
 export const PACKED_MATMULS = {
+  Q8_0: ["matmul_q8_0p", "matmul_q8_0p_ref"],
   Q3_K: ["matmul_q3_kp", "matmul_q3_kp_ref"],
   Q5_K: ["matmul_q5_kp", "matmul_q5_kp_ref"],
 } as const satisfies Partial<Record<WeightTypeName, readonly [KernelName, KernelName]>>;

@@ -82,8 +82,8 @@ export const PROBED = WEIGHT_TYPE_INFOS.filter((t) => t.blockSize > 1).map((t) =
 /** The types whose x4 matmul (rows interleaved by four, compute/model/interleave.ts) is probed too. */
 export const PROBED_X4 = (Object.keys(X4_MATMULS) as (keyof typeof X4_MATMULS)[]).map(kernelSuffix);
 
-/** The types whose packed-layout matmul (compute/model/interleave.ts packQ3K) is probed too: any
- *  bytes are a packed block, so it runs on the file-layout data. */
+/** The types whose packed-layout matmul (compute/model/interleave.ts packBlocks) is probed too: any
+ *  bytes are a packed block (Q8_0's with its d where x4 has them), so it runs on the same data. */
 export const PROBED_PACKED = (Object.keys(PACKED_MATMULS) as (keyof typeof PACKED_MATMULS)[]).map(kernelSuffix);
 
 type MatmulName = `matmul_${(typeof PROBED)[number][0]}` | (typeof X4_MATMULS)[keyof typeof X4_MATMULS][0]
@@ -112,7 +112,8 @@ export async function probeKernels(reference: WebAssembly.Module, candidate: Web
   const probed = [...PROBED.map((e) => [e[0], e] as const), ...PROBED_X4.map((s) => [`${s}x4`, PROBED.find((e) => e[0] === s)!] as const),
     ...PROBED_PACKED.map((s) => [`${s}p`, PROBED.find((e) => e[0] === s)!] as const)];
   for (const [name, [suffix, block, blockBytes, convert, xBytes, halves]] of probed) {
-    const x4 = name === `${suffix}x4`, n = x4 ? 4 : rows;
+    // q8_0p groups rows by four as x4 does, its d leading each super-block the same way
+    const x4 = name === `${suffix}x4` || name === "q8_0p", n = x4 ? 4 : rows;
     const nb = k / block;
     for (let i = 0; i < n * nb * blockBytes; i++) bytes[W + i] = (next() * 256) | 0;
     for (let b = 0; b < n * nb; b++) {

@@ -287,8 +287,8 @@ export function planForward(arenas: readonly Allocator[], config: Qwen2Config, t
   options: ForwardOptions, common: ShardState, placement: ShardPlacement): ForwardLayout {
   checkForward(config, options);
   const { nKVHeads, headDim, vocabSize } = config;
-  // Matrices only the matmuls read get the x4 layout where their type has one, Q3_K ones the packed
-  // layout (not with the scalar reference kernels, which read the file's layout); token_embd, which
+  // Matrices only the matmuls read get the x4 layout where their type has one, Q3_K, Q5_K and Q8_0
+  // ones the packed layout (not with the scalar reference kernels, which read the file's layout); token_embd, which
   // get_rows reads (and the LM head when tied to it), keeps the file's.
   const tied = tensors.output.name === tensors.tokenEmbd.name;
   const matrix = (t: WeightTensor, matmulOnly = true): MatrixLayout => {

@@ -2,9 +2,10 @@
 // the layout of the kernels' matmul_Tx4 (assembly/quants/b32x4.ts has the byte layout): the loader
 // rearranges such a matrix in place after reading it, and the forward step then runs the x4 kernels
 // on it. The logits are the same bits as with the file's layout; the one-token loops read one stream
-// per group of four rows, and Q5's 5th bits from one plane (see DEVELOPERS.md, Kernel ABI). Q8_0
-// keeps the file's layout: its one-token loop is bound by the memory, and the four streams of the
-// quarter rows gave one thread 3-5% more than one stream per group (bench-forward-ab, 1.5B Q8_0).
+// per group of four rows, and Q5's 5th bits from one plane (see DEVELOPERS.md, Kernel ABI). Q3_K,
+// Q5_K and Q8_0 get packed layouts of their own instead (below; Q8_0's groups rows by four too, with
+// the rows' quads side by side, and its one-token loop reads four groups a quarter of the range apart:
+// four streams, which the hardware prefetcher follows better than one).
 import { GGMLType, weightTypeInfo } from "../../weights/gguf/types";
 
 /** Per type with an x4 layout: where the quants start in a block, and whether the 5th bits (a u32
@@ -91,15 +92,51 @@ export function interleaveRows4(bytes: Uint8Array, offset: number, rows: number,
 const Q3K_BLOCK = 110;
 
 /** Whether a (rows, cols) matrix of ggml type `type` gets the packed layout: Q3_K or Q5_K, whole
- *  blocks. */
+ *  blocks; Q8_0, whole blocks and whole groups of four rows. */
 export function packable(type: number, rows: number, cols: number): boolean {
+  if (type === GGMLType.Q8_0) return rows > 0 && rows % 4 === 0 && cols > 0 && cols % 32 === 0;
   return (type === GGMLType.Q3_K || type === GGMLType.Q5_K) && rows > 0 && cols > 0 && cols % 256 === 0;
 }
 
 /** Rewrites a matrix that packable() accepts in its type's packed layout, in place. */
 export function packBlocks(bytes: Uint8Array, offset: number, rows: number, cols: number, type: number): void {
-  if (type === GGMLType.Q5_K) packQ5K(bytes, offset, rows, cols);
+  if (type === GGMLType.Q8_0) packQ8_0(bytes, offset, rows, cols);
+  else if (type === GGMLType.Q5_K) packQ5K(bytes, offset, rows, cols);
   else packQ3K(bytes, offset, rows, cols);
+}
+
+// ---- Q8_0: rows grouped by four, quads interleaved (assembly/quants/q8_0p.ts, matmul_q8_0p) ----
+// Per group of four rows, per column of blocks, one 136-byte super-block: the four d, then for each
+// quad j (weights 4j..4j+3) the four rows' quads. Every field sits at an even offset of a block
+// (34 bytes): the rewrite moves u16 words (typed arrays: a DataView per quad ran at half the speed).
+
+const Q8_0_BLOCK = 34;
+
+/** Rewrites the Q8_0 matrix at bytes[offset..] ((rows, cols), as in the file) in the packed layout,
+ *  in place, a group of four rows at a time. Throws on a matrix that packable() refuses. */
+export function packQ8_0(bytes: Uint8Array, offset: number, rows: number, cols: number): void {
+  if (!packable(GGMLType.Q8_0, rows, cols)) throw new RangeError(`no packed layout for Q8_0 ${rows} x ${cols}`);
+  const nb = cols / 32;
+  const rowBytes = nb * Q8_0_BLOCK, groupBytes = 4 * rowBytes;
+  const src = new Uint16Array(groupBytes / 2);
+  const srcBytes = new Uint8Array(src.buffer);
+  const direct = (bytes.byteOffset + offset) % 2 === 0; // else through a copy of the group
+  const out = direct ? undefined : new Uint16Array(groupBytes / 2);
+  const rw = rowBytes / 2; // in u16
+  for (let at = offset, end = offset + (rows / 4) * groupBytes; at < end; at += groupBytes) {
+    srcBytes.set(bytes.subarray(at, at + groupBytes));
+    const dst = out ?? new Uint16Array(bytes.buffer, bytes.byteOffset + at, groupBytes / 2);
+    for (let b = 0, o = 0; b < nb; b++, o += 68) { // o: super-block b in u16
+      for (let r = 0, p = 17 * b; r < 4; r++, p += rw) { // p: row r's block b in u16
+        dst[o + r] = src[p];
+        for (let j = 0, q = o + 4 + 2 * r; j < 8; j++, q += 8) {
+          dst[q] = src[p + 1 + 2 * j];
+          dst[q + 1] = src[p + 2 + 2 * j];
+        }
+      }
+    }
+    if (out) bytes.set(new Uint8Array(out.buffer), at);
+  }
 }
 
 /** Rewrites every block of the Q3_K matrix at bytes[offset..] ((rows, cols), as in the file) in the

@@ -1,17 +1,19 @@
-// Q3_K and Q5_K matrices in the packed layout (compute/model/interleave.ts packQ3K / packQ5K write it,
-// assembly/quants/q3_k.ts matmul_q3_kp and q5_k.ts matmul_q5_kp read it): on the packer's bytes the
+// Q3_K, Q5_K and Q8_0 matrices in the packed layout (compute/model/interleave.ts packQ3K / packQ5K /
+// packQ8_0 write it, assembly/quants/q3_k.ts matmul_q3_kp, q5_k.ts matmul_q5_kp and q8_0p.ts
+// matmul_q8_0p read it): on the packer's bytes the
 // packed matmul gives the bits the file-layout matmul gives on the file's bytes, in both builds, for
 // every token count and row range (the one-token rows, the tiles, the rows left); its scalar
 // reference (a reader of the layout written separately from the JS writer) sums as the file-layout
 // reference does; the byte layout checked against the format's definition; and the loader packs
-// exactly the Q3_K / Q5_K matrices that only matmuls read.
+// exactly the Q3_K / Q5_K / Q8_0 matrices that only matmuls read.
 import { describe, expect, it } from "vitest";
 import { compileKernelBuild, createSharedMemory, instantiateKernels } from "../../compute/kernels/module";
-import { packable, packBlocks, packQ3K, packQ5K } from "../../compute/model/interleave";
+import { matmulScratchBytes } from "../../compute/kernels/dispatch";
+import { packable, packBlocks, packQ3K, packQ5K, packQ8_0 } from "../../compute/model/interleave";
 import { loadQwen2 } from "../../compute/model/model";
 import { GGMLType } from "../../weights/gguf/types";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
-import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2Mix } from "../../tools/synth";
+import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2, synthQwen2Mix } from "../../tools/synth";
 import { requireRelaxedSimd } from "../kernel-build";
 import { gaussian, rng } from "../kernels/harness";
 import { prompt } from "./helpers";
@@ -69,6 +71,71 @@ describe("the packed matmuls on packed blocks give the file-layout matmuls' bits
       }
     }
     expect(compared).toBe(2 * (19 + 3) * outStride * nTokMax);
+  });
+});
+
+describe("the packed Q8_0 matmul on packed groups gives the file-layout matmul's bits", () => {
+  // with the matmul scratch (the tiles of four tokens, the one-token path over four quarters and the
+  // groups left, and in the relaxed build under an AVX-VNNI V8 the i32 dot-add) and without it (the
+  // scalar reader); quants over the whole i8 range, -128 included
+  it.for(["simd128", "relaxed-simd"] as const)("%s: token counts 1..19, rows 4..36, 0..40 and 8..20 of 40, k = 800; _ref as matmul_q8_0_ref", async (build, ctx) => {
+    if (build === "relaxed-simd") requireRelaxedSimd(ctx);
+    const memory = createSharedMemory(128);
+    const K = await instantiateKernels(memory, await compileKernelBuild(build)) as unknown as Kernels;
+    const rand = rng(3201), normal = gaussian(rand);
+    const rows = 40, k = 800, nb = k / 32, nTokMax = 19;
+    const wBytes = rows * nb * 34, xStride = nb * 34 + 6, outStride = rows + 3;
+    const after = (p: number, n: number) => Math.ceil((p + n) / 64) * 64 + 64;
+    const W = 65536, WP = after(W, wBytes), XF = after(WP, wBytes), X = after(XF, 4 * k * nTokMax);
+    const OUT_A = after(X, xStride * nTokMax), OUT_B = after(OUT_A, 4 * outStride * nTokMax), SCRATCH = after(OUT_B, 4 * outStride * nTokMax);
+    const u8 = new Uint8Array(memory.buffer), dv = new DataView(memory.buffer);
+    for (let i = 0; i < wBytes; i++) u8[W + i] = (rand() * 256) | 0;
+    for (let b = 0; b < rows * nb; b++) dv.setUint16(W + 34 * b, K.f32_to_f16(0.02 * normal()) as unknown as number, true);
+    u8.copyWithin(WP, W, W + wBytes);
+    packBlocks(u8, WP, rows, k, GGMLType.Q8_0);
+    expect(u8.subarray(WP, WP + wBytes)).not.toEqual(u8.subarray(W, W + wBytes));
+    for (let i = 0; i < k * nTokMax; i++) dv.setFloat32(XF + 4 * i, normal() * (rand() < 0.05 ? 20 : 1), true);
+    for (let tok = 0; tok < nTokMax; tok++) K.quantize_q8_0(XF + 4 * k * tok, X + xStride * tok, k);
+    let compared = 0;
+    for (const [rowStart, rowEnd] of [[4, 36], [0, 40], [8, 20]]) {
+      for (let nTok = 1; nTok <= nTokMax; nTok++) {
+        for (const [a, b, scratch] of [["matmul_q8_0", "matmul_q8_0p", SCRATCH], ["matmul_q8_0", "matmul_q8_0p", 0], ["matmul_q8_0_ref", "matmul_q8_0p_ref", 0]] as const) {
+          if (scratch === 0 && nTok > 3) continue; // the scalar readers: a few token counts suffice
+          u8.fill(0xa5, OUT_A, SCRATCH + matmulScratchBytes(k));
+          K[a](W, X, OUT_A, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
+          K[b](WP, X, OUT_B, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
+          const fa = new Uint32Array(memory.buffer, OUT_A, outStride * nTokMax), fb = new Uint32Array(memory.buffer, OUT_B, outStride * nTokMax);
+          for (let i = 0; i < fa.length; i++, compared++) {
+            if (fa[i] !== fb[i]) throw new Error(`${build} ${b} (scratch ${scratch !== 0}) rows ${rowStart}..${rowEnd} nTok=${nTok} output ${i}: ${fb[i].toString(16)}, ${a} ${fa[i].toString(16)}`);
+          }
+        }
+      }
+    }
+    expect(compared).toBe(3 * (19 + 3 + 3) * outStride * nTokMax);
+  });
+});
+
+describe("packQ8_0", () => {
+  it("lays out a group as q8_0p.ts says: the four d, then per quad j the four rows' weights 4j..4j+3", () => {
+    const rand = rng(79);
+    const rows = 8, nb = 3, rowBytes = 34 * nb;
+    const file = new Uint8Array(rows * rowBytes + 3);
+    for (let i = 0; i < file.length; i++) file[i] = (rand() * 256) | 0;
+    const packed = file.slice();
+    packQ8_0(packed, 3, rows, 32 * nb); // an odd offset: the packer must not need alignment
+    for (let r = 0; r < rows; r++) {
+      for (let b = 0; b < nb; b++) {
+        const src = 3 + r * rowBytes + 34 * b; // row r's block b in the file
+        const sb = 3 + (r & ~3) * rowBytes + 136 * b, i = r & 3; // its group's super-block b
+        expect([packed[sb + 2 * i], packed[sb + 2 * i + 1]]).toEqual([file[src], file[src + 1]]);
+        for (let j = 0; j < 32; j++) expect(packed[sb + 8 + 16 * (j >> 2) + 4 * i + (j & 3)]).toBe(file[src + 2 + j]);
+      }
+    }
+    expect(packed.subarray(0, 3)).toEqual(file.subarray(0, 3));
+    expect(packable(GGMLType.Q8_0, 4, 64)).toBe(true);
+    expect(packable(GGMLType.Q8_0, 6, 64)).toBe(false);
+    expect(packable(GGMLType.Q8_0, 4, 48)).toBe(false);
+    expect(() => packQ8_0(new Uint8Array(6 * 34), 0, 6, 32)).toThrow(RangeError);
   });
 });
 
@@ -137,18 +204,19 @@ describe("packQ5K", () => {
 });
 
 describe("the loader", () => {
-  it.for(["Q3_K_M", "Q5_K_M"] as const)("packs the Q3_K and Q5_K matmul weights of a %s file (not token_embd, not with the reference kernels), and the logits match the scalar reference kernels'", async (mix) => {
+  it.for(["Q3_K_M", "Q5_K_M", "Q8_0"] as const)("packs the Q3_K, Q5_K and Q8_0 matmul weights of a %s file (not token_embd, not with the reference kernels), and the logits match the scalar reference kernels'", async (mix) => {
     const vocabulary = await readQwen2Vocabulary();
     const shape = { ...QWEN2_PRESETS.tiny, hidden: 256, ffn: 512, heads: 4, kvHeads: 2 };
-    const bytes = await writeGGUFBytes(synthQwen2Mix({ shape, vocabulary, mix, seed: 5 }));
+    const bytes = await writeGGUFBytes(mix === "Q8_0" ? synthQwen2({ shape, vocabulary, type: "Q8_0", seed: 5 }) : synthQwen2Mix({ shape, vocabulary, mix, seed: 5 }));
     const fast = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 8 });
     const ref = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 8, reference: true });
     try {
       const all = fast.forward.layout.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]);
-      const main = mix === "Q3_K_M" ? GGMLType.Q3_K : GGMLType.Q5_K;
+      const main = mix === "Q3_K_M" ? GGMLType.Q3_K : mix === "Q5_K_M" ? GGMLType.Q5_K : GGMLType.Q8_0;
       expect(all.filter((m) => m.type === main).length).toBeGreaterThan(0);
       for (const m of all) {
-        expect(m.packed, `type ${m.type}, rows ${m.rows}`).toBe(m.type === GGMLType.Q3_K || m.type === GGMLType.Q5_K ? true : undefined);
+        const packs = m.type === GGMLType.Q3_K || m.type === GGMLType.Q5_K || (m.type === GGMLType.Q8_0 && m.rows % 4 === 0);
+        expect(m.packed, `type ${m.type}, rows ${m.rows}`).toBe(packs ? true : undefined);
       }
       expect(fast.forward.layout.tokenEmbd.packed).toBeUndefined();
       expect(ref.forward.layout.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]).some((m) => m.packed)).toBe(false);
