@@ -235,6 +235,23 @@ export function matmul_q8_0p(w: usize, x: usize, out: usize, k: i32, rowStart: i
   }
 }
 
+/** Row `row` of the packed matrix at w (k columns) as f32 at dst: get_rows on a packed token_embd
+ *  (an LM head tied to it is packed with it). Each weight is d * q in f32, as dequantize_q8_0. */
+export function get_row_q8_0p(w: usize, row: i32, k: i32, dst: usize): void {
+  const nb = k / QK;
+  const lane = <usize>(row & 3);
+  let p = w + <usize>(row & ~3) * <usize>nb * Q8_0_BYTES; // the group's super-block b
+  let o = dst;
+  for (let b = 0; b < nb; b++, p += SB, o += 128) {
+    const d = f32x4.splat(f16_to_f32(load<u16>(p + (lane << 1))));
+    const q = p + 8 + (lane << 2);
+    for (let j: usize = 0; j < 8; j++) {
+      const v = i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(q + (j << 4))));
+      v128.store(o + (j << 4), f32x4.mul(f32x4.convert_i32x4_s(v), d));
+    }
+  }
+}
+
 /** matmul_q8_0p, scalar: each weight read from the packed layout, summed as matmul_q8_0_ref. */
 export function matmul_q8_0p_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {

@@ -19,13 +19,20 @@ import { gaussian, rng } from "../kernels/harness";
 import { prompt } from "./helpers";
 
 type Kernels = Record<string, (...args: number[]) => void>;
-const BLOCK = 110, Q8K = 292;
+const BLOCK = 110;
+/** The packed types: file-layout block (weights, bytes, offsets of its f16 scales), activations, and
+ *  a matrix whose row ranges suit the layout (Q8_0's: whole groups of four rows). */
 const TYPES = [
-  { name: "q3_k", type: GGMLType.Q3_K, bytes: 110, halves: [108] },
-  { name: "q5_k", type: GGMLType.Q5_K, bytes: 176, halves: [0, 2] },
+  { name: "q3_k", type: GGMLType.Q3_K, block: 256, bytes: 110, halves: [108], act: "quantize_q8_K", actBytes: 292,
+    rows: 41, k: 768, ranges: [[3, 38], [0, 41]] },
+  { name: "q5_k", type: GGMLType.Q5_K, block: 256, bytes: 176, halves: [0, 2], act: "quantize_q8_K", actBytes: 292,
+    rows: 41, k: 768, ranges: [[3, 38], [0, 41]] },
+  { name: "q8_0", type: GGMLType.Q8_0, block: 32, bytes: 34, halves: [0], act: "quantize_q8_0", actBytes: 34,
+    rows: 40, k: 800, ranges: [[4, 36], [0, 40], [8, 20]] },
 ] as const;
 
-/** A Q3_K super-block scale d as f16 bits: normal halves of either sign, some subnormal, a few zeros. */
+/** A scale (Q3_K's d, Q5_K's d and dmin, Q8_0's d) as f16 bits: normal halves of either sign, some
+ *  subnormal, a few zeros. */
 function scaleHalf(rand: () => number): number {
   const sign = rand() < 0.3 ? 0x8000 : 0, r = rand();
   if (r < 0.25) return sign | (1 + ((rand() * 1023) | 0));
@@ -34,19 +41,22 @@ function scaleHalf(rand: () => number): number {
 }
 
 describe("the packed matmuls on packed blocks give the file-layout matmuls' bits", () => {
+  // with the matmul scratch (Q8_0: the tiles of four tokens, the one-token path over four quarters
+  // and the groups left, and in the relaxed build under an AVX-VNNI V8 the i32 dot-add) and without
+  // it (Q8_0: the scalar reader); the weight bytes random (Q8_0's quants over the whole i8 range)
   const cases = (["simd128", "relaxed-simd"] as const).flatMap((build) => TYPES.map((t) => [build, t.name] as const));
 
-  it.for(cases)("%s matmul_%sp: token counts 1..19, rows 3..38 and 0..41 of 41, k = 768; _ref as matmul_T_ref", async ([build, name], ctx) => {
+  it.for(cases)("%s matmul_%sp: token counts 1..19, row ranges of the type's case, with and without scratch; _ref as matmul_T_ref", async ([build, name], ctx) => {
     if (build === "relaxed-simd") requireRelaxedSimd(ctx);
     const t = TYPES.find((e) => e.name === name)!;
     const memory = createSharedMemory(128);
     const K = await instantiateKernels(memory, await compileKernelBuild(build)) as unknown as Kernels;
     const rand = rng(3131 + t.bytes), normal = gaussian(rand);
-    const rows = 41, k = 768, nb = k / 256, nTokMax = 19;
-    const wBytes = rows * nb * t.bytes, xStride = nb * Q8K + 8, outStride = rows + 3;
+    const { rows, k } = t, nb = k / t.block, nTokMax = 19;
+    const wBytes = rows * nb * t.bytes, xStride = nb * t.actBytes + 8, outStride = rows + 3;
     const after = (p: number, n: number) => Math.ceil((p + n) / 64) * 64 + 64;
     const W = 65536, WP = after(W, wBytes), XF = after(WP, wBytes), X = after(XF, 4 * k * nTokMax);
-    const OUT_A = after(X, xStride * nTokMax), OUT_B = after(OUT_A, 4 * outStride * nTokMax);
+    const OUT_A = after(X, xStride * nTokMax), OUT_B = after(OUT_A, 4 * outStride * nTokMax), SCRATCH = after(OUT_B, 4 * outStride * nTokMax);
     const u8 = new Uint8Array(memory.buffer), dv = new DataView(memory.buffer);
     for (let i = 0; i < wBytes; i++) u8[W + i] = (rand() * 256) | 0;
     for (let b = 0; b < rows * nb; b++) for (const h of t.halves) dv.setUint16(W + b * t.bytes + h, scaleHalf(rand), true);
@@ -54,53 +64,13 @@ describe("the packed matmuls on packed blocks give the file-layout matmuls' bits
     packBlocks(u8, WP, rows, k, t.type);
     expect(u8.subarray(WP, WP + wBytes)).not.toEqual(u8.subarray(W, W + wBytes));
     for (let i = 0; i < k * nTokMax; i++) dv.setFloat32(XF + 4 * i, normal() * (rand() < 0.05 ? 20 : 1), true);
-    for (let tok = 0; tok < nTokMax; tok++) K.quantize_q8_K(XF + 4 * k * tok, X + xStride * tok, k);
+    for (let tok = 0; tok < nTokMax; tok++) K[t.act](XF + 4 * k * tok, X + xStride * tok, k);
     let compared = 0;
-    for (const [rowStart, rowEnd] of [[3, 38], [0, 41]]) {
+    for (const [rowStart, rowEnd] of t.ranges) {
       for (let nTok = 1; nTok <= nTokMax; nTok++) {
-        for (const [a, b] of [[`matmul_${name}`, `matmul_${name}p`], [`matmul_${name}_ref`, `matmul_${name}p_ref`]]) {
-          if (a.endsWith("_ref") && nTok > 3) continue; // the scalar readers: a few token counts suffice
-          u8.fill(0xa5, OUT_A, OUT_B + 4 * outStride * nTokMax);
-          K[a](W, X, OUT_A, k, rowStart, rowEnd, nTok, xStride, outStride, 0);
-          K[b](WP, X, OUT_B, k, rowStart, rowEnd, nTok, xStride, outStride, 0);
-          const fa = new Uint32Array(memory.buffer, OUT_A, outStride * nTokMax), fb = new Uint32Array(memory.buffer, OUT_B, outStride * nTokMax);
-          for (let i = 0; i < fa.length; i++, compared++) {
-            if (fa[i] !== fb[i]) throw new Error(`${build} ${b} rows ${rowStart}..${rowEnd} nTok=${nTok} output ${i}: ${fb[i].toString(16)}, ${a} ${fa[i].toString(16)}`);
-          }
-        }
-      }
-    }
-    expect(compared).toBe(2 * (19 + 3) * outStride * nTokMax);
-  });
-});
-
-describe("the packed Q8_0 matmul on packed groups gives the file-layout matmul's bits", () => {
-  // with the matmul scratch (the tiles of four tokens, the one-token path over four quarters and the
-  // groups left, and in the relaxed build under an AVX-VNNI V8 the i32 dot-add) and without it (the
-  // scalar reader); quants over the whole i8 range, -128 included
-  it.for(["simd128", "relaxed-simd"] as const)("%s: token counts 1..19, rows 4..36, 0..40 and 8..20 of 40, k = 800; _ref as matmul_q8_0_ref", async (build, ctx) => {
-    if (build === "relaxed-simd") requireRelaxedSimd(ctx);
-    const memory = createSharedMemory(128);
-    const K = await instantiateKernels(memory, await compileKernelBuild(build)) as unknown as Kernels;
-    const rand = rng(3201), normal = gaussian(rand);
-    const rows = 40, k = 800, nb = k / 32, nTokMax = 19;
-    const wBytes = rows * nb * 34, xStride = nb * 34 + 6, outStride = rows + 3;
-    const after = (p: number, n: number) => Math.ceil((p + n) / 64) * 64 + 64;
-    const W = 65536, WP = after(W, wBytes), XF = after(WP, wBytes), X = after(XF, 4 * k * nTokMax);
-    const OUT_A = after(X, xStride * nTokMax), OUT_B = after(OUT_A, 4 * outStride * nTokMax), SCRATCH = after(OUT_B, 4 * outStride * nTokMax);
-    const u8 = new Uint8Array(memory.buffer), dv = new DataView(memory.buffer);
-    for (let i = 0; i < wBytes; i++) u8[W + i] = (rand() * 256) | 0;
-    for (let b = 0; b < rows * nb; b++) dv.setUint16(W + 34 * b, K.f32_to_f16(0.02 * normal()) as unknown as number, true);
-    u8.copyWithin(WP, W, W + wBytes);
-    packBlocks(u8, WP, rows, k, GGMLType.Q8_0);
-    expect(u8.subarray(WP, WP + wBytes)).not.toEqual(u8.subarray(W, W + wBytes));
-    for (let i = 0; i < k * nTokMax; i++) dv.setFloat32(XF + 4 * i, normal() * (rand() < 0.05 ? 20 : 1), true);
-    for (let tok = 0; tok < nTokMax; tok++) K.quantize_q8_0(XF + 4 * k * tok, X + xStride * tok, k);
-    let compared = 0;
-    for (const [rowStart, rowEnd] of [[4, 36], [0, 40], [8, 20]]) {
-      for (let nTok = 1; nTok <= nTokMax; nTok++) {
-        for (const [a, b, scratch] of [["matmul_q8_0", "matmul_q8_0p", SCRATCH], ["matmul_q8_0", "matmul_q8_0p", 0], ["matmul_q8_0_ref", "matmul_q8_0p_ref", 0]] as const) {
-          if (scratch === 0 && nTok > 3) continue; // the scalar readers: a few token counts suffice
+        for (const [a, b, scratch] of [[`matmul_${name}`, `matmul_${name}p`, SCRATCH], [`matmul_${name}`, `matmul_${name}p`, 0],
+          [`matmul_${name}_ref`, `matmul_${name}p_ref`, 0]] as const) {
+          if (scratch === 0 && nTok > 3) continue; // without scratch and the scalar readers: a few token counts suffice
           u8.fill(0xa5, OUT_A, SCRATCH + matmulScratchBytes(k));
           K[a](W, X, OUT_A, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
           K[b](WP, X, OUT_B, k, rowStart, rowEnd, nTok, xStride, outStride, scratch);
@@ -111,7 +81,7 @@ describe("the packed Q8_0 matmul on packed groups gives the file-layout matmul's
         }
       }
     }
-    expect(compared).toBe(3 * (19 + 3 + 3) * outStride * nTokMax);
+    expect(compared).toBe(t.ranges.length * (19 + 3 + 3) * outStride * nTokMax);
   });
 });
 
@@ -136,6 +106,28 @@ describe("packQ8_0", () => {
     expect(packable(GGMLType.Q8_0, 6, 64)).toBe(false);
     expect(packable(GGMLType.Q8_0, 4, 48)).toBe(false);
     expect(() => packQ8_0(new Uint8Array(6 * 34), 0, 6, 32)).toThrow(RangeError);
+  });
+});
+
+describe("get_row_q8_0p", () => {
+  it.for(["simd128", "relaxed-simd"] as const)("%s: every row of a packed matrix as dequantize_q8_0 gives it from the file, bit for bit", async (build, ctx) => {
+    if (build === "relaxed-simd") requireRelaxedSimd(ctx);
+    const memory = createSharedMemory(8);
+    const K = await instantiateKernels(memory, await compileKernelBuild(build)) as unknown as Kernels;
+    const rand = rng(3301);
+    const rows = 12, k = 160, rowBytes = (k / 32) * 34;
+    const W = 65536, WP = W + rows * rowBytes + 64, A = WP + rows * rowBytes + 64, B = A + 4 * k + 64;
+    const u8 = new Uint8Array(memory.buffer), dv = new DataView(memory.buffer);
+    for (let i = 0; i < rows * rowBytes; i++) u8[W + i] = (rand() * 256) | 0;
+    for (let b = 0; b < rows * k / 32; b++) dv.setUint16(W + 34 * b, scaleHalf(rand), true);
+    u8.copyWithin(WP, W, W + rows * rowBytes);
+    packQ8_0(u8, WP, rows, k);
+    for (let r = 0; r < rows; r++) {
+      u8.fill(0xa5, A, B + 4 * k);
+      K.dequantize_q8_0(W + r * rowBytes, A, k);
+      K.get_row_q8_0p(WP, r, k, B);
+      expect(new Uint32Array(memory.buffer, B, k), `row ${r}`).toEqual(new Uint32Array(memory.buffer, A, k));
+    }
   });
 });
 
@@ -204,22 +196,29 @@ describe("packQ5K", () => {
 });
 
 describe("the loader", () => {
-  it.for(["Q3_K_M", "Q5_K_M", "Q8_0"] as const)("packs the Q3_K, Q5_K and Q8_0 matmul weights of a %s file (not token_embd, not with the reference kernels), and the logits match the scalar reference kernels'", async (mix) => {
+  it.for(["Q3_K_M", "Q5_K_M", "Q8_0", "Q8_0 untied"])("packs the Q3_K, Q5_K and Q8_0 matmul weights of a %s file (token_embd only as a Q8_0 LM head tied to it, never with the reference kernels), and the logits match the scalar reference kernels'", async (mix) => {
     const vocabulary = await readQwen2Vocabulary();
-    const shape = { ...QWEN2_PRESETS.tiny, hidden: 256, ffn: 512, heads: 4, kvHeads: 2 };
-    const bytes = await writeGGUFBytes(mix === "Q8_0" ? synthQwen2({ shape, vocabulary, type: "Q8_0", seed: 5 }) : synthQwen2Mix({ shape, vocabulary, mix, seed: 5 }));
+    // vocab 513: 516 rows of token_embd (3 special tokens), whole groups of four for Q8_0's layout
+    const shape = { ...QWEN2_PRESETS.tiny, hidden: 256, ffn: 512, heads: 4, kvHeads: 2, tied: mix !== "Q8_0 untied", vocab: 513 };
+    const bytes = await writeGGUFBytes(mix.startsWith("Q8_0")
+      ? synthQwen2({ shape, vocabulary, type: "Q8_0", embeddingType: "Q8_0", seed: 5 }) : synthQwen2Mix({ shape, vocabulary, mix: mix as "Q3_K_M" | "Q5_K_M", seed: 5 }));
     const fast = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 8 });
     const ref = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 8, reference: true });
     try {
-      const all = fast.forward.layout.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]);
+      const L = fast.forward.layout;
+      const all = L.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]);
       const main = mix === "Q3_K_M" ? GGMLType.Q3_K : mix === "Q5_K_M" ? GGMLType.Q5_K : GGMLType.Q8_0;
       expect(all.filter((m) => m.type === main).length).toBeGreaterThan(0);
-      for (const m of all) {
-        const packs = m.type === GGMLType.Q3_K || m.type === GGMLType.Q5_K || (m.type === GGMLType.Q8_0 && m.rows % 4 === 0);
-        expect(m.packed, `type ${m.type}, rows ${m.rows}`).toBe(packs ? true : undefined);
-      }
-      expect(fast.forward.layout.tokenEmbd.packed).toBeUndefined();
-      expect(ref.forward.layout.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]).some((m) => m.packed)).toBe(false);
+      const packs = (m: { type: number; rows: number }) =>
+        m.type === GGMLType.Q3_K || m.type === GGMLType.Q5_K || (m.type === GGMLType.Q8_0 && m.rows % 4 === 0);
+      for (const m of [...all, L.output]) expect(m.packed, `type ${m.type}, rows ${m.rows}`).toBe(packs(m) ? true : undefined);
+      // get_rows reads token_embd: packed only when it is a tied Q8_0 LM head (then the same bytes)
+      const tied = L.output.offset === L.tokenEmbd.offset;
+      expect(tied).toBe(mix !== "Q8_0 untied");
+      expect(L.tokenEmbd.packed).toBe(tied && packs(L.tokenEmbd) && L.tokenEmbd.type === GGMLType.Q8_0 ? true : undefined);
+      if (mix.startsWith("Q8_0")) expect([L.output.type, L.output.rows % 4, L.output.packed]).toEqual([GGMLType.Q8_0, 0, true]);
+      const R = ref.forward.layout;
+      expect([...R.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]), R.output, R.tokenEmbd].some((m) => m.packed)).toBe(false);
       const tokens = prompt(6);
       const a = await fast.forward.step(tokens, 0), b = await ref.forward.step(tokens, 0);
       let worst = 0;
