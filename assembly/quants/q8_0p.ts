@@ -135,11 +135,11 @@ export const Q8_0P_SCRATCH_PER_BLOCK: usize = 288;
   if (n == 4) v128.store(out + 3 * os, f3);
 }
 
-/** One token (slot 0 of the scratch s; its activations at x for the dot-add) against four groups
+/** One token (slot 0 of the scratch s, see prep) against four groups
  *  at g, g + gap, g + 2*gap, g + 3*gap (gap 0: the one group at g, four times), rows stored at out,
  *  out + og, out + 2*og, out + 3*og (16 bytes each). Four streams a quarter of the range apart:
  *  the hardware prefetcher follows them better than one (see matmul_b32's one-token loop). */
-@inline function one<D>(g: usize, gap: usize, nb: i32, s: usize, x: usize, out: usize, og: usize): void {
+@inline function one<D>(g: usize, gap: usize, nb: i32, s: usize, out: usize, og: usize): void {
   let f0 = f32x4.splat(0), f1 = f32x4.splat(0), f2 = f32x4.splat(0), f3 = f32x4.splat(0);
   const g1 = g + gap, g2 = g + 2 * gap, g3 = g + 3 * gap;
   const pd = sd(s, nb), po = so(s, nb);
@@ -148,7 +148,7 @@ export const Q8_0P_SCRATCH_PER_BLOCK: usize = 288;
     const dp = pd + (<usize>b << 4);
     if (changetype<D>(0).on()) {
       let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
-      const xq = x + <usize>b * Q8_0_BYTES + 2;
+      const xq = s + (<usize>b << 7); // the token's quants (see prep)
       const m = i8x16.splat(-128);
       for (let j: usize = 0; j < 32; j += 4) {
         const jo = o + (j << 2);
@@ -212,9 +212,9 @@ export const Q8_0P_SCRATCH_PER_BLOCK: usize = 288;
     const ot = out + ((<usize>t * os) << 2);
     for (let i = 0; i < quarter; i++) {
       const r = rowStart + 4 * i;
-      one<D>(w + <usize>r * rowBytes, gap, nb, scratch, xt, ot + (<usize>r << 2), <usize>quarter << 4);
+      one<D>(w + <usize>r * rowBytes, gap, nb, scratch, ot + (<usize>r << 2), <usize>quarter << 4);
     }
-    for (let r = rowStart + 16 * quarter; r < rowEnd; r += 4) one<D>(w + <usize>r * rowBytes, 0, nb, scratch, xt, ot + (<usize>r << 2), 0);
+    for (let r = rowStart + 16 * quarter; r < rowEnd; r += 4) one<D>(w + <usize>r * rowBytes, 0, nb, scratch, ot + (<usize>r << 2), 0);
   }
 }
 
