@@ -4,7 +4,7 @@
 // The blocks' f16 scales (d, dmin) are random normal halves; with --subnormal-scales every one is a
 // random subnormal half instead, as most Q6_K and many Q4_K/Q5_K super-block scales of real weights are
 // (d = the largest sub-block scale / 63 or / 127: 1e-5 to 1e-4 for weights of std 0.01-0.03).
-//   node scripts/bench-kquants.mjs [type ...] [--relaxed] [--subnormal-scales]   types: q2_k q3_k q4_k q5_k q6_k q3_kp q5_kp
+//   node scripts/bench-kquants.mjs [type ...] [--relaxed] [--subnormal-scales]   types: q2_k q3_k q4_k q5_k q6_k q3_kp q5_kp q6_kp
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,8 +12,8 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const TYPES = {
   q2_k: [84, [80, 82]], q3_k: [110, [108]], q4_k: [144, [0, 2]], q5_k: [176, [0, 2]], q6_k: [210, [208]],
-  // Q3_K and Q5_K in the loader's packed layouts (q3_k.ts, q5_k.ts; random bytes are valid packed blocks)
-  q3_kp: [110, [108]], q5_kp: [176, [0, 2]] };
+  // Q3_K, Q5_K and Q6_K in the loader's packed layouts (q3_k.ts, q5_k.ts, q6_k.ts; random bytes are valid packed blocks)
+  q3_kp: [110, [108]], q5_kp: [176, [0, 2]], q6_kp: [210, [208]] };
 const SHAPES = [[4864, 1024], [896, 4864]]; // rows x k (k a multiple of 256)
 const TOKENS = [1, 2, 4, 16, 64];
 

@@ -375,16 +375,24 @@ function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
  * within a group each row takes the tokens four at a time. */
 export function matmul_q6_k(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmulGroups(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, false);
+}
+
+/** matmul_q6_k on the file's layout (`packed` false) or the packed one (below). */
+@inline function matmulGroups(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, packed: bool): void {
   const nb = k / QK_K;
   const group = max(4, (262144 / (nb * <i32>Q8K)) & ~3);
   for (let t0 = 0; t0 < nTok; t0 += group) {
     const n = min(group, nTok - t0);
-    matmulGroup(w, x + <usize>(t0 * xStride), out + (<usize>(t0 * outStride) << 2), nb, rowStart, rowEnd, n, xStride, outStride);
+    const xg = x + <usize>(t0 * xStride), og = out + (<usize>(t0 * outStride) << 2);
+    if (packed) matmulGroup(xg, og, nb, rowStart, rowEnd, n, xStride, outStride, w, true);
+    else matmulGroup(xg, og, nb, rowStart, rowEnd, n, xStride, outStride, w, false);
   }
 }
 
-function matmulGroup(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32): void {
+@inline function matmulGroup(x: usize, out: usize, nb: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, w: usize, packed: bool): void {
   const rowBytes = <usize>nb * BLOCK;
   const xs = <usize>xStride, os = <usize>outStride << 2;
   // Tiles of four tokens, and three as a tile of four with the last repeated; one or two tokens
@@ -397,8 +405,13 @@ function matmulGroup(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, row
       const xt = x + <usize>t * xs, ot = out + <usize>t * os;
       for (let r = r0; r < r1; r += 2) {
         const two = r + 1 < r1;
-        tile2x4(w + <usize>r * rowBytes, two ? rowBytes : 0, two, xt, xs, min<usize>(2, last) * xs, last * xs, nb,
-          ot + (<usize>r << 2), os, min<usize>(2, last) * os, last * os);
+        if (packed) {
+          tile2x4P(w + <usize>r * rowBytes, two ? rowBytes : 0, two, xt, xs, min<usize>(2, last) * xs, last * xs, nb,
+            ot + (<usize>r << 2), os, min<usize>(2, last) * os, last * os);
+        } else {
+          tile2x4(w + <usize>r * rowBytes, two ? rowBytes : 0, two, xt, xs, min<usize>(2, last) * xs, last * xs, nb,
+            ot + (<usize>r << 2), os, min<usize>(2, last) * os, last * os);
+        }
       }
     }
   }
@@ -407,11 +420,12 @@ function matmulGroup(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, row
     const quarter = (rowEnd - rowStart) >> 2;
     const xt = x + <usize>t * xs, ot = out + <usize>t * os;
     for (let r = rowStart; r < rowStart + quarter; r++) {
-      rowDot4(w + <usize>r * rowBytes, <usize>quarter * rowBytes, xt, nb, ot + (<usize>r << 2), <usize>quarter);
+      if (packed) rowDot4P(w + <usize>r * rowBytes, <usize>quarter * rowBytes, xt, nb, ot + (<usize>r << 2), <usize>quarter);
+      else rowDot4(w + <usize>r * rowBytes, <usize>quarter * rowBytes, xt, nb, ot + (<usize>r << 2), <usize>quarter);
     }
     for (let r = rowStart + 4 * quarter; r < rowEnd; r++) {
       const o = ot + (<usize>r << 2);
-      store<f32>(o, rowDot1(w + <usize>r * rowBytes, xt, nb, o));
+      store<f32>(o, packed ? rowDot1P(w + <usize>r * rowBytes, xt, nb, o) : rowDot1(w + <usize>r * rowBytes, xt, nb, o));
     }
   }
 }
@@ -420,4 +434,289 @@ function matmulGroup(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, row
 @final class Q6K {
   @inline bytes(): usize { return BLOCK; }
   @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRef(wr, xr, nb); }
+}
+
+// ---- The packed layout ("q6_kp"): what the loader makes of a Q6_K matrix that only matmuls read ----
+// (compute/model/interleave.ts packQ6K). A block keeps its 210 bytes, its scales (bytes 192-207) and
+// d (208). With q(j, l) the 6-bit weight l (0..15) of sub-block j (weights 16j..16j+15, scale sc[j]),
+// bytes 0-191 are twelve 16-byte vectors V0..V11:
+//   V_j[l] & 63 = q(j, l)                                                          (j < 12)
+//   q(12 + m, l) = V_3m[l] >> 6 | (V_3m+1[l] >> 6) << 2 | (V_3m+2[l] >> 6) << 4     (m < 4)
+// so twelve sub-blocks decode with one and, the other four with eight instructions, where the file's
+// layout takes four to six per sub-block (its low and high bits come from two places, shifted by the
+// part). The integer sums are those of the file's layout, so are the bits.
+
+/** Scalar: the weight l of sub-block j of the packed block at wb. */
+@inline function qPacked(wb: usize, j: i32, l: i32): i32 {
+  if (j < 12) return <i32>load<u8>(wb + (<usize>j << 4) + <usize>l) & 63;
+  const v = wb + <usize>(j - 12) * 48 + <usize>l;
+  return (<i32>load<u8>(v) >> 6) | ((<i32>load<u8>(v, 16) >> 6) << 2) | ((<i32>load<u8>(v, 32) >> 6) << 4);
+}
+
+/** n weights from the packed blocks at src to f32 at dst: dequantize_q6_k's values, bit for bit (the
+ *  LM head's rows when it is tied to token_embd, read by get_rows). */
+export function dequantize_q6_kp(src: usize, dst: usize, n: i32): void {
+  for (let b = 0; b < n / QK_K; b++) {
+    const wb = src + <usize>b * BLOCK;
+    const d = f16_to_f32(load<u16>(wb, 208));
+    const y = dst + <usize>b * 1024;
+    for (let j = 0; j < 16; j++) {
+      const ds = d * <f32>load<i8>(wb + 192 + <usize>j);
+      for (let l = 0; l < 16; l++) store<f32>(y + (<usize>(16 * j + l) << 2), ds * <f32>(qPacked(wb, j, l) - 32));
+    }
+  }
+}
+
+/** Scalar reference on the packed layout: dotRef's integer sums and f32 operations, bit for bit. */
+function dotRefPacked(wr: usize, xr: usize, nb: i32): f32 {
+  let sumf: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    const xb = xr + <usize>b * Q8K;
+    let isum = 0;
+    for (let j = 0; j < 16; j++) {
+      const sc = <i32>load<i8>(wb + 192 + <usize>j);
+      for (let l = 0; l < 16; l++) isum += sc * (qPacked(wb, j, l) - 32) * <i32>load<i8>(xb + 4 + <usize>(16 * j + l));
+    }
+    const d = f16_to_f32(load<u16>(wb, 208)) * load<f32>(xb);
+    sumf += d * <f32>isum;
+  }
+  return sumf;
+}
+
+/** The 16 weights (u8, 0..63) of sub-block j of the packed block at wb; `spare` (a constant): j >= 12.
+ *  The i16 shifts keep only bits that stay inside their byte. */
+@inline function subPacked(wb: usize, j: i32, spare: bool): v128 {
+  if (!spare) return v128.and(v128.load(wb + (<usize>j << 4)), i8x16.splat(0x3f));
+  const v = wb + <usize>(j - 12) * 48;
+  return v128.or(v128.or(
+    v128.and(i16x8.shr_u(v128.load(v), 6), i8x16.splat(0x03)),
+    v128.and(i16x8.shr_u(v128.load(v, 16), 4), i8x16.splat(0x0c))),
+    v128.and(i16x8.shr_u(v128.load(v, 32), 2), i8x16.splat(0x30)));
+}
+
+/** (sc[2p], sc[2p + 1]) as i16 in every i32 lane, for i32x4.dot_i16x8_s. */
+@inline function scalePair(wb: usize, p: i32): v128 {
+  const s = v128.load8x8_s(wb + 192 + (<usize>p << 1));
+  return i32x4.shuffle(s, s, 0, 0, 0, 0);
+}
+
+/** acc + piece p (a constant: sub-blocks 2p, 2p + 1) of the packed block wb against the Q8_K block
+ *  xb, scaled; s: the eight scales of the piece's half as i16. */
+@inline function pieceP(acc: v128, wb: usize, xb: usize, p: i32, s: v128, seq: usize): v128 {
+  const sp = (p & 3) == 0 ? i32x4.shuffle(s, s, 0, 0, 0, 0) : (p & 3) == 1 ? i32x4.shuffle(s, s, 1, 1, 1, 1)
+    : (p & 3) == 2 ? i32x4.shuffle(s, s, 2, 2, 2, 2) : i32x4.shuffle(s, s, 3, 3, 3, 3);
+  acc = i32x4.add(acc, pieceDot(subPacked(wb, 2 * p, p >= 6), subPacked(wb, 2 * p + 1, p >= 6), xb + 4 + (<usize>p << 5), sp));
+  v128.store32_lane(seq, acc, 0);
+  return acc;
+}
+
+/** The exact integer sum of the packed block wb against the Q8_K block xb, as i32x4 partials (the
+ *  relaxed build's one-token loops, and the rows left over by rowDot4P); seq: see halfDot. */
+@inline function blockDotP(wb: usize, xb: usize, seq: usize): v128 {
+  const sc = v128.load(wb, 192);
+  const sLo = i16x8.extend_low_i8x16_s(sc), sHi = i16x8.extend_high_i8x16_s(sc);
+  const bs = i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), sLo), i32x4.dot_i16x8_s(v128.load(xb, 276), sHi));
+  let acc = i32x4.neg(i32x4.shl(bs, 5)); // the -32 of every weight
+  acc = pieceP(acc, wb, xb, 0, sLo, seq);
+  acc = pieceP(acc, wb, xb, 1, sLo, seq);
+  acc = pieceP(acc, wb, xb, 2, sLo, seq);
+  acc = pieceP(acc, wb, xb, 3, sLo, seq);
+  acc = pieceP(acc, wb, xb, 4, sHi, seq);
+  acc = pieceP(acc, wb, xb, 5, sHi, seq);
+  acc = pieceP(acc, wb, xb, 6, sHi, seq);
+  return pieceP(acc, wb, xb, 7, sHi, seq);
+}
+
+/** SIMD128: dot_u8_xp of the direct sub-block in the bytes v (weights in bits 0-5) with its mask
+ *  folded into the even/odd split: even bytes `and 0x003f`, odd ones `>> 8` then `and 0x3f`. */
+@inline function dotDirect(v: v128, xe: v128, xo: v128): v128 {
+  return i16x8.add(i16x8.mul(v128.and(v, i16x8.splat(0x3f)), xe), i16x8.mul(v128.and(i16x8.shr_u(v, 8), i16x8.splat(0x3f)), xo));
+}
+
+/** SIMD128: the i32x4 partial sums of piece p (sub-blocks 2p, 2p + 1) of the packed block wb, scaled,
+ *  against the 32 activations prepared by xEven / xOdd (e0, o0: the first 16; e1, o1: the second). */
+@inline function rowPieceP(wb: usize, p: i32, spare: bool, e0: v128, o0: v128, e1: v128, o1: v128): v128 {
+  let d0: v128, d1: v128;
+  if (spare) {
+    d0 = dot_u8_xp(subPacked(wb, 2 * p, true), e0, o0);
+    d1 = dot_u8_xp(subPacked(wb, 2 * p + 1, true), e1, o1);
+  } else {
+    const v = wb + (<usize>p << 5);
+    d0 = dotDirect(v128.load(v), e0, o0);
+    d1 = dotDirect(v128.load(v, 16), e1, o1);
+  }
+  const pk = i16x8.add(i16x8.shuffle(d0, d1, 0, 8, 1, 9, 2, 10, 3, 11), i16x8.shuffle(d0, d1, 4, 12, 5, 13, 6, 14, 7, 15));
+  return i32x4.dot_i16x8_s(pk, scalePair(wb, p));
+}
+
+/** rowDot4 on the packed layout. SIMD128 takes the pieces of the four rows in turn (the activations
+ *  split once for the four); the relaxed build the rows one after the other (blockDotP). */
+function rowDot4P(w: usize, gap: usize, x: usize, nb: i32, out: usize, outGap: usize): void {
+  const g2 = gap << 1, g3 = gap * 3;
+  let acc = f32x4.splat(0); // lane r: row r
+  for (let b = 0; b < nb; b++) {
+    const w0 = w + <usize>b * BLOCK, w1 = w0 + gap, w2 = w0 + g2, w3 = w0 + g3;
+    const xb = x + <usize>b * Q8K;
+    let isum: v128;
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      isum = i32x4_hsum4(blockDotP(w0, xb, out), blockDotP(w1, xb, out), blockDotP(w2, xb, out), blockDotP(w3, xb, out));
+    } else {
+      let i0 = offsetTerm(w0, xb), i1 = offsetTerm(w1, xb), i2 = offsetTerm(w2, xb), i3 = offsetTerm(w3, xb);
+      // the stores order each row's loads after the previous row's work (V8 hoists loads: spills)
+      {
+        const x0 = v128.load(xb, 4), x1 = v128.load(xb, 20);
+        const e0 = xEven(x0), o0 = xOdd(x0), e1 = xEven(x1), o1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPieceP(w0, 0, false, e0, o0, e1, o1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPieceP(w1, 0, false, e0, o0, e1, o1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPieceP(w2, 0, false, e0, o0, e1, o1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPieceP(w3, 0, false, e0, o0, e1, o1)); v128.store32_lane(out, i3, 0);
+      }
+      {
+        const x0 = v128.load(xb, 36), x1 = v128.load(xb, 52);
+        const e0 = xEven(x0), o0 = xOdd(x0), e1 = xEven(x1), o1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPieceP(w0, 1, false, e0, o0, e1, o1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPieceP(w1, 1, false, e0, o0, e1, o1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPieceP(w2, 1, false, e0, o0, e1, o1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPieceP(w3, 1, false, e0, o0, e1, o1)); v128.store32_lane(out, i3, 0);
+      }
+      {
+        const x0 = v128.load(xb, 68), x1 = v128.load(xb, 84);
+        const e0 = xEven(x0), o0 = xOdd(x0), e1 = xEven(x1), o1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPieceP(w0, 2, false, e0, o0, e1, o1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPieceP(w1, 2, false, e0, o0, e1, o1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPieceP(w2, 2, false, e0, o0, e1, o1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPieceP(w3, 2, false, e0, o0, e1, o1)); v128.store32_lane(out, i3, 0);
+      }
+      {
+        const x0 = v128.load(xb, 100), x1 = v128.load(xb, 116);
+        const e0 = xEven(x0), o0 = xOdd(x0), e1 = xEven(x1), o1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPieceP(w0, 3, false, e0, o0, e1, o1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPieceP(w1, 3, false, e0, o0, e1, o1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPieceP(w2, 3, false, e0, o0, e1, o1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPieceP(w3, 3, false, e0, o0, e1, o1)); v128.store32_lane(out, i3, 0);
+      }
+      {
+        const x0 = v128.load(xb, 132), x1 = v128.load(xb, 148);
+        const e0 = xEven(x0), o0 = xOdd(x0), e1 = xEven(x1), o1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPieceP(w0, 4, false, e0, o0, e1, o1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPieceP(w1, 4, false, e0, o0, e1, o1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPieceP(w2, 4, false, e0, o0, e1, o1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPieceP(w3, 4, false, e0, o0, e1, o1)); v128.store32_lane(out, i3, 0);
+      }
+      {
+        const x0 = v128.load(xb, 164), x1 = v128.load(xb, 180);
+        const e0 = xEven(x0), o0 = xOdd(x0), e1 = xEven(x1), o1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPieceP(w0, 5, false, e0, o0, e1, o1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPieceP(w1, 5, false, e0, o0, e1, o1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPieceP(w2, 5, false, e0, o0, e1, o1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPieceP(w3, 5, false, e0, o0, e1, o1)); v128.store32_lane(out, i3, 0);
+      }
+      {
+        const x0 = v128.load(xb, 196), x1 = v128.load(xb, 212);
+        const e0 = xEven(x0), o0 = xOdd(x0), e1 = xEven(x1), o1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPieceP(w0, 6, true, e0, o0, e1, o1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPieceP(w1, 6, true, e0, o0, e1, o1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPieceP(w2, 6, true, e0, o0, e1, o1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPieceP(w3, 6, true, e0, o0, e1, o1)); v128.store32_lane(out, i3, 0);
+      }
+      {
+        const x0 = v128.load(xb, 228), x1 = v128.load(xb, 244);
+        const e0 = xEven(x0), o0 = xOdd(x0), e1 = xEven(x1), o1 = xOdd(x1);
+        i0 = i32x4.add(i0, rowPieceP(w0, 7, true, e0, o0, e1, o1)); v128.store32_lane(out, i0, 0);
+        i1 = i32x4.add(i1, rowPieceP(w1, 7, true, e0, o0, e1, o1)); v128.store32_lane(out, i1, 0);
+        i2 = i32x4.add(i2, rowPieceP(w2, 7, true, e0, o0, e1, o1)); v128.store32_lane(out, i2, 0);
+        i3 = i32x4.add(i3, rowPieceP(w3, 7, true, e0, o0, e1, o1)); v128.store32_lane(out, i3, 0);
+      }
+      isum = i32x4_hsum4(i0, i1, i2, i3);
+    }
+    let h = v128.load16_splat(w0 + 208);
+    h = v128.load16_lane(w1 + 208, h, 3);
+    h = v128.load16_lane(w2 + 208, h, 5);
+    h = v128.load16_lane(w3 + 208, h, 7);
+    const d = f32x4.mul(f16x4_hi_to_f32x4_nosub(h), f32x4.splat(load<f32>(xb)));
+    acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(isum)));
+  }
+  store_rows4(out, outGap, acc);
+}
+
+/** rowDot1 on the packed layout. */
+function rowDot1P(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
+  let sum: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK;
+    const xb = x0 + <usize>b * Q8K;
+    const d = f32x4.extract_lane(f16x4_hi_to_f32x4_nosub(v128.load16_splat(wb + 208)), 0);
+    sum += (d * load<f32>(xb)) * <f32>i32x4_hsum(blockDotP(wb, xb, seq));
+  }
+  return sum;
+}
+
+/** tile2x4 on the packed layout. */
+@inline function tile2x4P(wr: usize, rowBytes: usize, two: bool, x: usize, x1: usize, x2: usize, x3: usize, nb: i32,
+  o: usize, o1: usize, o2: usize, o3: usize): void {
+  let acc01 = f32x4.splat(0), acc23 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const wb = wr + <usize>b * BLOCK, wb1 = wb + rowBytes;
+    const xb = x + <usize>b * Q8K;
+    let i01 = i32x4.splat(0), i23 = i32x4.splat(0);
+    for (let j = 0; j < 12; j += 2) {
+      const u0 = subPacked(wb, j, false), u1 = subPacked(wb, j + 1, false), v0 = subPacked(wb1, j, false), v1 = subPacked(wb1, j + 1, false);
+      const s0 = scaleAt(wb, j), s1 = scaleAt(wb, j + 1), z0 = scaleAt(wb1, j), z1 = scaleAt(wb1, j + 1);
+      const q = xb + 4 + (<usize>j << 4);
+      i01 = i32x4.add(i01, cells(u0, u1, s0, s1, v0, v1, z0, z1, q, x1, o));
+      i23 = i32x4.add(i23, cells(u0, u1, s0, s1, v0, v1, z0, z1, q + x2, x3 - x2, o));
+    }
+    for (let j = 12; j < 16; j += 2) {
+      const u0 = subPacked(wb, j, true), u1 = subPacked(wb, j + 1, true), v0 = subPacked(wb1, j, true), v1 = subPacked(wb1, j + 1, true);
+      const s0 = scaleAt(wb, j), s1 = scaleAt(wb, j + 1), z0 = scaleAt(wb1, j), z1 = scaleAt(wb1, j + 1);
+      const q = xb + 4 + (<usize>j << 4);
+      i01 = i32x4.add(i01, cells(u0, u1, s0, s1, v0, v1, z0, z1, q, x1, o));
+      i23 = i32x4.add(i23, cells(u0, u1, s0, s1, v0, v1, z0, z1, q + x2, x3 - x2, o));
+    }
+    if (ASC_FEATURE_RELAXED_SIMD) { // the -32 of every weight
+      const sc0 = wb + 192, sc1 = wb1 + 192;
+      const b01 = pair_cells(pair_halves(scaledBsums(xb, sc0), scaledBsums(xb, sc1)),
+        pair_halves(scaledBsums(xb + x1, sc0), scaledBsums(xb + x1, sc1)));
+      const b23 = pair_cells(pair_halves(scaledBsums(xb + x2, sc0), scaledBsums(xb + x2, sc1)),
+        pair_halves(scaledBsums(xb + x3, sc0), scaledBsums(xb + x3, sc1)));
+      i01 = i32x4.sub(i01, i32x4.shl(b01, 5));
+      i23 = i32x4.sub(i23, i32x4.shl(b23, 5));
+    }
+    let dxv = v128.load32_splat(xb);
+    dxv = v128.load32_lane(xb + x1, dxv, 1);
+    dxv = v128.load32_lane(xb + x2, dxv, 2);
+    dxv = v128.load32_lane(xb + x3, dxv, 3);
+    const d = f16x2_rows_nosub(wb + 208, rowBytes);
+    acc01 = f32x4.add(acc01, f32x4.mul(f32x4.convert_i32x4_s(i01), f32x4.mul(d, i32x4.shuffle(dxv, dxv, 0, 0, 1, 1))));
+    acc23 = f32x4.add(acc23, f32x4.mul(f32x4.convert_i32x4_s(i23), f32x4.mul(d, i32x4.shuffle(dxv, dxv, 2, 2, 3, 3))));
+  }
+  if (two) {
+    v128.store64_lane(o, acc01, 0);
+    v128.store64_lane(o + o1, acc01, 1);
+    v128.store64_lane(o + o2, acc23, 0);
+    v128.store64_lane(o + o3, acc23, 1);
+  } else {
+    v128.store32_lane(o, acc01, 0);
+    v128.store32_lane(o + o1, acc01, 2);
+    v128.store32_lane(o + o2, acc23, 0);
+    v128.store32_lane(o + o3, acc23, 2);
+  }
+}
+
+/** matmul (Kernel ABI) on a Q6_K matrix in the packed layout (see above). */
+export function matmul_q6_kp(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmulGroups(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride, true);
+}
+
+export function matmul_q6_kp_ref(w: usize, x: usize, out: usize, k: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
+  matmul_k_ref<Q6KPacked>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
+}
+
+/** Q6_K's packed layout, for matmul_k_ref. */
+@final class Q6KPacked {
+  @inline bytes(): usize { return BLOCK; }
+  @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRefPacked(wr, xr, nb); }
 }

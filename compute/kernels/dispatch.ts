@@ -51,7 +51,12 @@ export interface WeightKernels {
   blockSize: number;
   typeSize: number;
   matmul: MatmulKernel;
+  /** n weights of the file's layout from src to f32 at dst. */
   dequantize: DequantizeKernel;
+  /** Row `row` (k weights) of the matrix at w, in its layout (the file's or the packed one), to f32
+   *  at dst: get_rows of an embedding. Undefined for a layout without a row reader (x4, packed Q3_K
+   *  and Q5_K). */
+  getRow?: (w: number, row: number, k: number, dst: number) => void;
 }
 
 type PagedSuffix<N> = N extends `attention_paged_${infer S}` ? S : never;
@@ -89,12 +94,19 @@ export const X4_MATMULS = {
 } as const satisfies Partial<Record<WeightTypeName, readonly [KernelName, KernelName]>>;
 
 /** The types with a matmul over blocks in a packed layout (assembly/quants/q3_k.ts, q5_k.ts,
- *  q8_0p.ts), by name. */
+ *  q6_k.ts, q8_0p.ts), by name. */
 export const PACKED_MATMULS = {
   Q8_0: ["matmul_q8_0p", "matmul_q8_0p_ref"],
   Q3_K: ["matmul_q3_kp", "matmul_q3_kp_ref"],
   Q5_K: ["matmul_q5_kp", "matmul_q5_kp_ref"],
+  Q6_K: ["matmul_q6_kp", "matmul_q6_kp_ref"],
 } as const satisfies Partial<Record<WeightTypeName, readonly [KernelName, KernelName]>>;
+
+/** The packed layouts that have a row reader (an LM head tied to token_embd may then be packed). */
+export function packedRowReader(type: number): boolean {
+  const name = weightTypeInfo(type)?.name;
+  return name === "Q8_0" || name === "Q6_K";
+}
 
 /** The kernels for weights of ggml type `type`; `reference` picks the scalar matmul; `x4`: the
  *  matrix's rows are interleaved by four (compute/model/interleave.ts), for the matmul; `packed`:
@@ -117,5 +129,10 @@ export function weightKernels(kernels: Kernels, type: number, reference = false,
   if (!matmul || !dequantize) {
     throw new QwasmError("GGUF_UNSUPPORTED", `the kernel module lacks matmul/dequantize for ${typeName(type)}`);
   }
-  return { format: info.activation, blockSize: info.blockSize, typeSize: info.typeSize, matmul, dequantize };
+  const rowBytes = (k: number) => (k / info.blockSize) * info.typeSize;
+  let getRow: WeightKernels["getRow"];
+  if (!x4 && !packed) getRow = (w, row, k, dst) => dequantize(w + row * rowBytes(k), dst, k);
+  else if (packed && info.name === "Q8_0") getRow = (w, row, k, dst) => kernels.get_row_q8_0p(w, row, k, dst);
+  else if (packed && info.name === "Q6_K") getRow = (w, row, k, dst) => kernels.dequantize_q6_kp(w + row * rowBytes(k), dst, k);
+  return { format: info.activation, blockSize: info.blockSize, typeSize: info.typeSize, matmul, dequantize, getRow };
 }

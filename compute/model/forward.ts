@@ -19,8 +19,8 @@
 // residual rows (x) across: the same arithmetic.
 import { QwasmError } from "../../platform/errors";
 import { interleavable, packable } from "./interleave";
-import { activationConverter, activationFormat, activationRowBytes, flashAttention, matmulScratchBytes, pagedAttention, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
-import { GGMLType, wholeActivationBlocks } from "../../weights/gguf/types";
+import { activationConverter, activationFormat, activationRowBytes, flashAttention, matmulScratchBytes, packedRowReader, pagedAttention, weightKernels, type ActivationFormat, type WeightKernels } from "../kernels/dispatch";
+import { wholeActivationBlocks } from "../../weights/gguf/types";
 import type { Kernels } from "../kernels/module";
 import type { Qwen2Config, Qwen2Tensors, TensorDesc } from "../../weights/qwen2";
 import type { Allocator } from "./arena";
@@ -287,10 +287,10 @@ export function planForward(arenas: readonly Allocator[], config: Qwen2Config, t
   options: ForwardOptions, common: ShardState, placement: ShardPlacement): ForwardLayout {
   checkForward(config, options);
   const { nKVHeads, headDim, vocabSize } = config;
-  // Matrices only the matmuls read get the x4 layout where their type has one, Q3_K, Q5_K and Q8_0
-  // ones the packed layout (not with the scalar reference kernels, which read the file's layout);
+  // Matrices only the matmuls read get the x4 layout where their type has one, Q3_K, Q5_K, Q6_K and
+  // Q8_0 ones the packed layout (not with the scalar reference kernels, which read the file's layout);
   // token_embd, which get_rows reads (and the LM head when tied to it), keeps the file's, but for a
-  // Q8_0 one tied to the head (below).
+  // Q8_0 or Q6_K one tied to the head (below).
   const tied = tensors.output.name === tensors.tokenEmbd.name;
   const matrix = (t: WeightTensor, matmulOnly = true): MatrixLayout => {
     const m = { type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / t.dims[1] };
@@ -326,9 +326,9 @@ export function planForward(arenas: readonly Allocator[], config: Qwen2Config, t
     } : {}),
   }));
   // A tied LM head is token_embd itself: packed too where its type's packed layout has a get_rows
-  // reader (Q8_0: get_row_q8_0p), else both keep the file's layout.
+  // reader (Q8_0: get_row_q8_0p, Q6_K: dequantize_q6_kp), else both keep the file's layout.
   const tokenEmbd = matrix(tensors.tokenEmbd, false);
-  const embdPacked = tied && !options.reference && tokenEmbd.type === GGMLType.Q8_0 && packable(tokenEmbd.type, tokenEmbd.rows, tokenEmbd.cols);
+  const embdPacked = tied && !options.reference && packedRowReader(tokenEmbd.type) && packable(tokenEmbd.type, tokenEmbd.rows, tokenEmbd.cols);
   const output = embdPacked ? { ...tokenEmbd, packed: true } : matrix(tensors.output, !tied);
   const logits = arenas[placement.output].alloc(4 * T * vocabSize);
   return {
@@ -664,8 +664,7 @@ export class ForwardRunner {
     // The embedding rows into x (in the embedding's shard), carried to the first layer's shard.
     w.parallel(T, (t) => {
       const e = this.tokenEmbd;
-      if (e.packed) e.k.get_row_q8_0p(e.offset, ids[t], hidden, row(s.x, t, hidden)); // the only packed get_rows (planForward)
-      else e.kernels.dequantize(e.offset + ids[t] * e.rowBytes, row(s.x, t, hidden), hidden);
+      e.kernels.getRow!(e.offset, ids[t], hidden, row(s.x, t, hidden)); // token_embd's layouts have one (planForward)
     });
     carryOp(L.embdShard, first.shard);
 

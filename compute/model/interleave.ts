@@ -3,7 +3,7 @@
 // rearranges such a matrix in place after reading it, and the forward step then runs the x4 kernels
 // on it. The logits are the same bits as with the file's layout; the one-token loops read one stream
 // per group of four rows, and Q5's 5th bits from one plane (see DEVELOPERS.md, Kernel ABI). Q3_K,
-// Q5_K and Q8_0 get packed layouts of their own instead (below; Q8_0's groups rows by four too, with
+// Q5_K, Q6_K and Q8_0 get packed layouts of their own instead (below; Q8_0's groups rows by four too, with
 // the rows' quads side by side, and its one-token loop reads four groups a quarter of the range apart:
 // four streams, which the hardware prefetcher follows better than one).
 import { GGMLType, weightTypeInfo } from "../../weights/gguf/types";
@@ -91,17 +91,18 @@ export function interleaveRows4(bytes: Uint8Array, offset: number, rows: number,
 
 const Q3K_BLOCK = 110;
 
-/** Whether a (rows, cols) matrix of ggml type `type` gets the packed layout: Q3_K or Q5_K, whole
- *  blocks; Q8_0, whole blocks and whole groups of four rows. */
+/** Whether a (rows, cols) matrix of ggml type `type` gets the packed layout: Q3_K, Q5_K or Q6_K,
+ *  whole blocks; Q8_0, whole blocks and whole groups of four rows. */
 export function packable(type: number, rows: number, cols: number): boolean {
   if (type === GGMLType.Q8_0) return rows > 0 && rows % 4 === 0 && cols > 0 && cols % 32 === 0;
-  return (type === GGMLType.Q3_K || type === GGMLType.Q5_K) && rows > 0 && cols > 0 && cols % 256 === 0;
+  return (type === GGMLType.Q3_K || type === GGMLType.Q5_K || type === GGMLType.Q6_K) && rows > 0 && cols > 0 && cols % 256 === 0;
 }
 
 /** Rewrites a matrix that packable() accepts in its type's packed layout, in place. */
 export function packBlocks(bytes: Uint8Array, offset: number, rows: number, cols: number, type: number): void {
   if (type === GGMLType.Q8_0) packQ8_0(bytes, offset, rows, cols);
   else if (type === GGMLType.Q5_K) packQ5K(bytes, offset, rows, cols);
+  else if (type === GGMLType.Q6_K) packQ6K(bytes, offset, rows, cols);
   else packQ3K(bytes, offset, rows, cols);
 }
 
@@ -194,6 +195,43 @@ export function packQ5K(bytes: Uint8Array, offset: number, rows: number, cols: n
         top |= ((hi >>> 3) & M3) << (2 * c);
       }
       view.setUint32(at + 16 + 4 * w, top >>> 0, true);
+    }
+  }
+}
+
+// ---- Q6_K: the packed layout (assembly/quants/q6_k.ts, matmul_q6_kp) ----
+// Each block keeps its place, size, scales and d; its ql and qh (bytes 0-191) become twelve 16-byte
+// vectors: byte l of vector j holds weight l of sub-block j (j < 12) in bits 0-5 and, in bits 6-7, two
+// bits of weight l of sub-block 12 + j / 3 (bits 2 (j % 3) and 2 (j % 3) + 1).
+
+const Q6K_BLOCK = 210;
+
+/** Rewrites every block of the Q6_K matrix at bytes[offset..] ((rows, cols), as in the file) in the
+ *  packed layout, in place, four bytes at a time (every value stays inside its byte). Throws on a
+ *  matrix that packable() refuses. */
+export function packQ6K(bytes: Uint8Array, offset: number, rows: number, cols: number): void {
+  if (!packable(GGMLType.Q6_K, rows, cols)) throw new RangeError(`no packed layout for Q6_K ${rows} x ${cols}`);
+  const blocks = rows * (cols / 256);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const u = new Uint32Array(64); // the 6-bit weights of one block: word 4j + w holds weights 16j + 4w .. + 3
+  const M3 = 0x03030303, MF = 0x0f0f0f0f;
+  for (let b = 0, at = offset; b < blocks; b++, at += Q6K_BLOCK) {
+    for (let h = 0; h < 2; h++) {
+      for (let w = 0; w < 8; w++) { // bytes l = 4w..4w+3 of the half: weights l, l + 32, l + 64, l + 96
+        const a = view.getUint32(at + 64 * h + 4 * w, true), c = view.getUint32(at + 64 * h + 32 + 4 * w, true);
+        const q = view.getUint32(at + 128 + 32 * h + 4 * w, true);
+        const j = 8 * h + (w >> 2), i = 4 * j + (w & 3); // sub-block of weight l, its word
+        u[i] = (a & MF) | ((q & M3) << 4);
+        u[i + 8] = (c & MF) | (((q >>> 2) & M3) << 4);
+        u[i + 16] = ((a >>> 4) & MF) | (((q >>> 4) & M3) << 4);
+        u[i + 24] = ((c >>> 4) & MF) | (((q >>> 6) & M3) << 4);
+      }
+    }
+    for (let j = 0; j < 12; j++) {
+      const m = 4 * (12 + ((j / 3) | 0)), shift = 2 * (j % 3);
+      for (let w = 0; w < 4; w++) {
+        view.setUint32(at + 16 * j + 4 * w, (u[4 * j + w] | (((u[m + w] >>> shift) & M3) << 6)) >>> 0, true);
+      }
     }
   }
 }

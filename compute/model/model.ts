@@ -5,7 +5,7 @@
 // pool (or run inline on one thread).
 import { GGUFFile, openGGUF, type GGUFReadProgress } from "../../weights/gguf/reader";
 import type { GGUFSource } from "../../weights/gguf/source";
-import { GGMLType } from "../../weights/gguf/types";
+import { packedRowReader } from "../kernels/dispatch";
 import { layerTensorList, mapQwen2Tensors, parseQwen2Config, type Qwen2Config, type Qwen2Tensors, type TensorDesc } from "../../weights/qwen2";
 import { CONTROL_WORDS, MAX_WORKERS } from "../workers/protocol";
 import { WorkerPool } from "../workers/pool";
@@ -330,11 +330,11 @@ export function interleaveMatrices(layout: ForwardLayout, memories: readonly Web
   };
   for (const l of layout.layers) for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) each(m, l.shard);
   each(layout.output, layout.outputShard);
-  // token_embd is read by get_rows: it keeps the file's layout, but for a packed Q8_0 LM head tied to
-  // it (the same bytes, packed above; forward.ts reads its rows with get_row_q8_0p)
+  // token_embd is read by get_rows: it keeps the file's layout, but for a packed Q8_0 or Q6_K LM head
+  // tied to it (the same bytes, packed above; forward.ts reads its rows with the layout's getRow)
   const e = layout.tokenEmbd, o = layout.output;
-  const tiedPacked = e.packed && o.packed && e.type === GGMLType.Q8_0 && e.offset === o.offset && layout.embdShard === layout.outputShard;
-  if (e.x4 || (e.packed && !tiedPacked)) throw new Error("token_embd is read by get_rows: it keeps the file's layout (but as a packed Q8_0 LM head tied to it)");
+  const tiedPacked = e.packed && o.packed && packedRowReader(e.type) && e.offset === o.offset && layout.embdShard === layout.outputShard;
+  if (e.x4 || (e.packed && !tiedPacked)) throw new Error("token_embd is read by get_rows: it keeps the file's layout (but as a packed Q8_0 or Q6_K LM head tied to it)");
 }
 
 /**

@@ -1,15 +1,16 @@
-// Q3_K, Q5_K and Q8_0 matrices in the packed layout (compute/model/interleave.ts packQ3K / packQ5K /
-// packQ8_0 write it, assembly/quants/q3_k.ts matmul_q3_kp, q5_k.ts matmul_q5_kp and q8_0p.ts
-// matmul_q8_0p read it): on the packer's bytes the
+// Q3_K, Q5_K, Q6_K and Q8_0 matrices in the packed layout (compute/model/interleave.ts packQ3K /
+// packQ5K / packQ6K / packQ8_0 write it, assembly/quants/q3_k.ts matmul_q3_kp, q5_k.ts matmul_q5_kp,
+// q6_k.ts matmul_q6_kp and q8_0p.ts matmul_q8_0p read it): on the packer's bytes the
 // packed matmul gives the bits the file-layout matmul gives on the file's bytes, in both builds, for
 // every token count and row range (the one-token rows, the tiles, the rows left); its scalar
 // reference (a reader of the layout written separately from the JS writer) sums as the file-layout
 // reference does; the byte layout checked against the format's definition; and the loader packs
-// exactly the Q3_K / Q5_K / Q8_0 matrices that only matmuls read.
+// exactly the Q3_K / Q5_K / Q6_K / Q8_0 matrices that only matmuls read, and a Q8_0 or Q6_K token_embd
+// tied to the LM head, whose rows get_rows then reads from the packed layout.
 import { describe, expect, it } from "vitest";
 import { compileKernelBuild, createSharedMemory, instantiateKernels } from "../../compute/kernels/module";
 import { matmulScratchBytes } from "../../compute/kernels/dispatch";
-import { packable, packBlocks, packQ3K, packQ5K, packQ8_0 } from "../../compute/model/interleave";
+import { packable, packBlocks, packQ3K, packQ5K, packQ6K, packQ8_0 } from "../../compute/model/interleave";
 import { loadQwen2 } from "../../compute/model/model";
 import { GGMLType } from "../../weights/gguf/types";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
@@ -27,11 +28,13 @@ const TYPES = [
     rows: 41, k: 768, ranges: [[3, 38], [0, 41]] },
   { name: "q5_k", type: GGMLType.Q5_K, block: 256, bytes: 176, halves: [0, 2], act: "quantize_q8_K", actBytes: 292,
     rows: 41, k: 768, ranges: [[3, 38], [0, 41]] },
+  { name: "q6_k", type: GGMLType.Q6_K, block: 256, bytes: 210, halves: [208], act: "quantize_q8_K", actBytes: 292,
+    rows: 41, k: 768, ranges: [[3, 38], [0, 41]] },
   { name: "q8_0", type: GGMLType.Q8_0, block: 32, bytes: 34, halves: [0], act: "quantize_q8_0", actBytes: 34,
     rows: 40, k: 800, ranges: [[4, 36], [0, 40], [8, 20]] },
 ] as const;
 
-/** A scale (Q3_K's d, Q5_K's d and dmin, Q8_0's d) as f16 bits: normal halves of either sign, some
+/** A scale (Q3_K's d, Q5_K's d and dmin, Q6_K's d, Q8_0's d) as f16 bits: normal halves of either sign, some
  *  subnormal, a few zeros. */
 function scaleHalf(rand: () => number): number {
   const sign = rand() < 0.3 ? 0x8000 : 0, r = rand();
@@ -195,28 +198,83 @@ describe("packQ5K", () => {
   });
 });
 
+describe("packQ6K", () => {
+  it("lays out a block as q6_k.ts says: sub-blocks 0-11 in bits 0-5 of twelve vectors, 12-15 in their bits 6-7; scales and d kept", () => {
+    const rand = rng(80);
+    const block = new Uint8Array(2 * 210 + 3);
+    for (let i = 0; i < block.length; i++) block[i] = (rand() * 256) | 0;
+    const packed = block.slice();
+    packQ6K(packed, 3, 1, 512); // an odd offset: the packer must not need alignment
+    for (let b = 0; b < 2; b++) {
+      const at = 3 + b * 210;
+      expect(packed.subarray(at + 192, at + 210)).toEqual(block.subarray(at + 192, at + 210));
+      // weight l of sub-block j by the format's definition (ggml's dequantize_row_q6_K)
+      const q = (j: number, l: number) => {
+        const idx = 16 * j + l, half = idx >> 7, r = idx & 127, part = r >> 5, ll = r & 31;
+        const nib = (block[at + 64 * half + 32 * (part & 1) + ll] >> (4 * (part >> 1))) & 15;
+        return nib | (((block[at + 128 + 32 * half + ll] >> (2 * part)) & 3) << 4);
+      };
+      for (let l = 0; l < 16; l++) {
+        const v = (j: number) => packed[at + 16 * j + l];
+        expect(Array.from({ length: 12 }, (_, j) => v(j) & 63)).toEqual(Array.from({ length: 12 }, (_, j) => q(j, l)));
+        expect([0, 1, 2, 3].map((m) => (v(3 * m) >> 6) | ((v(3 * m + 1) >> 6) << 2) | ((v(3 * m + 2) >> 6) << 4)))
+          .toEqual([12, 13, 14, 15].map((j) => q(j, l)));
+      }
+    }
+    expect(packed.subarray(0, 3)).toEqual(block.subarray(0, 3));
+    expect(packable(GGMLType.Q6_K, 2, 512)).toBe(true);
+    expect(packable(GGMLType.Q6_K, 2, 384)).toBe(false);
+    expect(() => packQ6K(new Uint8Array(210), 0, 1, 128)).toThrow(RangeError);
+  });
+});
+
+describe("dequantize_q6_kp", () => {
+  it.for(["simd128", "relaxed-simd"] as const)("%s: every row of a packed matrix as dequantize_q6_k gives it from the file, bit for bit", async (build, ctx) => {
+    if (build === "relaxed-simd") requireRelaxedSimd(ctx);
+    const memory = createSharedMemory(8);
+    const K = await instantiateKernels(memory, await compileKernelBuild(build)) as unknown as Kernels;
+    const rand = rng(3302);
+    const rows = 5, k = 768, rowBytes = (k / 256) * 210;
+    const W = 65536, WP = W + rows * rowBytes + 64, A = WP + rows * rowBytes + 64, B = A + 4 * k + 64;
+    const u8 = new Uint8Array(memory.buffer), dv = new DataView(memory.buffer);
+    for (let i = 0; i < rows * rowBytes; i++) u8[W + i] = (rand() * 256) | 0;
+    for (let b = 0; b < rows * k / 256; b++) dv.setUint16(W + 210 * b + 208, scaleHalf(rand), true);
+    u8.copyWithin(WP, W, W + rows * rowBytes);
+    packQ6K(u8, WP, rows, k);
+    for (let r = 0; r < rows; r++) {
+      u8.fill(0xa5, A, B + 4 * k);
+      K.dequantize_q6_k(W + r * rowBytes, A, k);
+      K.dequantize_q6_kp(WP + r * rowBytes, B, k);
+      expect(new Uint32Array(memory.buffer, B, k), `row ${r}`).toEqual(new Uint32Array(memory.buffer, A, k));
+    }
+  });
+});
+
 describe("the loader", () => {
-  it.for(["Q3_K_M", "Q5_K_M", "Q8_0", "Q8_0 untied"])("packs the Q3_K, Q5_K and Q8_0 matmul weights of a %s file (token_embd only as a Q8_0 LM head tied to it, never with the reference kernels), and the logits match the scalar reference kernels'", async (mix) => {
+  it.for(["Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K untied", "Q8_0", "Q8_0 untied"])("packs the Q3_K, Q5_K, Q6_K and Q8_0 matmul weights of a %s file (token_embd only as a Q8_0 or Q6_K LM head tied to it, never with the reference kernels), and the logits match the scalar reference kernels'", async (mix) => {
     const vocabulary = await readQwen2Vocabulary();
     // vocab 513: 516 rows of token_embd (3 special tokens), whole groups of four for Q8_0's layout
-    const shape = { ...QWEN2_PRESETS.tiny, hidden: 256, ffn: 512, heads: 4, kvHeads: 2, tied: mix !== "Q8_0 untied", vocab: 513 };
-    const bytes = await writeGGUFBytes(mix.startsWith("Q8_0")
-      ? synthQwen2({ shape, vocabulary, type: "Q8_0", embeddingType: "Q8_0", seed: 5 }) : synthQwen2Mix({ shape, vocabulary, mix: mix as "Q3_K_M" | "Q5_K_M", seed: 5 }));
+    const untied = mix.endsWith(" untied"), name = mix.split(" ")[0];
+    const shape = { ...QWEN2_PRESETS.tiny, hidden: 256, ffn: 512, heads: 4, kvHeads: 2, tied: !untied, vocab: 513 };
+    const bytes = await writeGGUFBytes(name === "Q8_0"
+      ? synthQwen2({ shape, vocabulary, type: "Q8_0", embeddingType: "Q8_0", seed: 5 }) : synthQwen2Mix({ shape, vocabulary, mix: name as "Q3_K_M" | "Q4_K_M" | "Q5_K_M" | "Q6_K", seed: 5 }));
     const fast = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 8 });
     const ref = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 8, reference: true });
     try {
       const L = fast.forward.layout;
       const all = L.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]);
-      const main = mix === "Q3_K_M" ? GGMLType.Q3_K : mix === "Q5_K_M" ? GGMLType.Q5_K : GGMLType.Q8_0;
+      const main = { Q3_K_M: GGMLType.Q3_K, Q4_K_M: GGMLType.Q6_K, Q5_K_M: GGMLType.Q5_K, Q6_K: GGMLType.Q6_K, Q8_0: GGMLType.Q8_0 }[name]!;
       expect(all.filter((m) => m.type === main).length).toBeGreaterThan(0);
-      const packs = (m: { type: number; rows: number }) =>
-        m.type === GGMLType.Q3_K || m.type === GGMLType.Q5_K || (m.type === GGMLType.Q8_0 && m.rows % 4 === 0);
+      const packs = (m: { type: number; rows: number }) => m.type === GGMLType.Q3_K || m.type === GGMLType.Q5_K ||
+        m.type === GGMLType.Q6_K || (m.type === GGMLType.Q8_0 && m.rows % 4 === 0);
       for (const m of [...all, L.output]) expect(m.packed, `type ${m.type}, rows ${m.rows}`).toBe(packs(m) ? true : undefined);
-      // get_rows reads token_embd: packed only when it is a tied Q8_0 LM head (then the same bytes)
+      // get_rows reads token_embd: packed only when it is a tied Q8_0 or Q6_K LM head (then the same bytes)
       const tied = L.output.offset === L.tokenEmbd.offset;
-      expect(tied).toBe(mix !== "Q8_0 untied");
-      expect(L.tokenEmbd.packed).toBe(tied && packs(L.tokenEmbd) && L.tokenEmbd.type === GGMLType.Q8_0 ? true : undefined);
-      if (mix.startsWith("Q8_0")) expect([L.output.type, L.output.rows % 4, L.output.packed]).toEqual([GGMLType.Q8_0, 0, true]);
+      expect(tied).toBe(!untied);
+      const reader = L.tokenEmbd.type === GGMLType.Q8_0 || L.tokenEmbd.type === GGMLType.Q6_K;
+      expect(L.tokenEmbd.packed).toBe(tied && packs(L.tokenEmbd) && reader ? true : undefined);
+      if (name === "Q8_0") expect([L.output.type, L.output.rows % 4, L.output.packed]).toEqual([GGMLType.Q8_0, 0, true]);
+      else expect([L.output.type, L.output.packed]).toEqual([GGMLType.Q6_K, true]); // llama-quantize's mixes: a Q6_K output
       const R = ref.forward.layout;
       expect([...R.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]), R.output, R.tokenEmbd].some((m) => m.packed)).toBe(false);
       const tokens = prompt(6);
