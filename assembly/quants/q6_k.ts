@@ -720,3 +720,39 @@ export function matmul_q6_kp_ref(w: usize, x: usize, out: usize, k: i32, rowStar
   @inline bytes(): usize { return BLOCK; }
   @inline dotRef(wr: usize, xr: usize, nb: i32): f32 { return dotRefPacked(wr, xr, nb); }
 }
+
+/** Rewrites `blocks` Q6_K blocks at w (the file's layout) in the packed layout above, in place: the
+ *  loader's packer (compute/model/interleave.ts packQ6K writes the same bytes in JavaScript, at a
+ *  tenth of the speed). Every block is read whole before it is written. */
+export function pack_q6_k(w: usize, blocks: i32): void {
+  const m4 = i8x16.splat(0x0f), m3 = i8x16.splat(0x03), m6 = i8x16.splat(0x30);
+  for (let b = 0; b < blocks; b++) {
+    const wb = w + <usize>b * BLOCK;
+    // half h: ql bytes 64h + (0, 16, 32, 48), qh bytes 128 + 32h + (0, 16)
+    const a0 = v128.load(wb), a1 = v128.load(wb, 16), c0 = v128.load(wb, 32), c1 = v128.load(wb, 48);
+    const a2 = v128.load(wb, 64), a3 = v128.load(wb, 80), c2 = v128.load(wb, 96), c3 = v128.load(wb, 112);
+    const h0 = v128.load(wb, 128), h1 = v128.load(wb, 144), h2 = v128.load(wb, 160), h3 = v128.load(wb, 176);
+    // sub-block j = 8h + 2 part + (l >> 4): low nibble (parts 0, 1) or high (2, 3), qh bits 2 part
+    const s12 = v128.or(v128.and(i16x8.shr_u(a2, 4), m4), v128.and(h2, m6));
+    const s13 = v128.or(v128.and(i16x8.shr_u(a3, 4), m4), v128.and(h3, m6));
+    const s14 = v128.or(v128.and(i16x8.shr_u(c2, 4), m4), v128.and(i16x8.shr_u(h2, 2), m6));
+    const s15 = v128.or(v128.and(i16x8.shr_u(c3, 4), m4), v128.and(i16x8.shr_u(h3, 2), m6));
+    // spare bits: sub-block 12 + m's bits 2t, 2t + 1 go to bits 6-7 of vector 3m + t
+    const t0 = i16x8.shl(v128.and(s12, m3), 6), t1 = i16x8.shl(v128.and(i16x8.shr_u(s12, 2), m3), 6), t2 = i16x8.shl(v128.and(i16x8.shr_u(s12, 4), m3), 6);
+    const t3 = i16x8.shl(v128.and(s13, m3), 6), t4 = i16x8.shl(v128.and(i16x8.shr_u(s13, 2), m3), 6), t5 = i16x8.shl(v128.and(i16x8.shr_u(s13, 4), m3), 6);
+    const t6 = i16x8.shl(v128.and(s14, m3), 6), t7 = i16x8.shl(v128.and(i16x8.shr_u(s14, 2), m3), 6), t8 = i16x8.shl(v128.and(i16x8.shr_u(s14, 4), m3), 6);
+    const t9 = i16x8.shl(v128.and(s15, m3), 6), t10 = i16x8.shl(v128.and(i16x8.shr_u(s15, 2), m3), 6), t11 = i16x8.shl(v128.and(i16x8.shr_u(s15, 4), m3), 6);
+    v128.store(wb, v128.or(v128.or(v128.and(a0, m4), v128.and(i16x8.shl(h0, 4), m6)), t0));
+    v128.store(wb, v128.or(v128.or(v128.and(a1, m4), v128.and(i16x8.shl(h1, 4), m6)), t1), 16);
+    v128.store(wb, v128.or(v128.or(v128.and(c0, m4), v128.and(i16x8.shl(h0, 2), m6)), t2), 32);
+    v128.store(wb, v128.or(v128.or(v128.and(c1, m4), v128.and(i16x8.shl(h1, 2), m6)), t3), 48);
+    v128.store(wb, v128.or(v128.or(v128.and(i16x8.shr_u(a0, 4), m4), v128.and(h0, m6)), t4), 64);
+    v128.store(wb, v128.or(v128.or(v128.and(i16x8.shr_u(a1, 4), m4), v128.and(h1, m6)), t5), 80);
+    v128.store(wb, v128.or(v128.or(v128.and(i16x8.shr_u(c0, 4), m4), v128.and(i16x8.shr_u(h0, 2), m6)), t6), 96);
+    v128.store(wb, v128.or(v128.or(v128.and(i16x8.shr_u(c1, 4), m4), v128.and(i16x8.shr_u(h1, 2), m6)), t7), 112);
+    v128.store(wb, v128.or(v128.or(v128.and(a2, m4), v128.and(i16x8.shl(h2, 4), m6)), t8), 128);
+    v128.store(wb, v128.or(v128.or(v128.and(a3, m4), v128.and(i16x8.shl(h3, 4), m6)), t9), 144);
+    v128.store(wb, v128.or(v128.or(v128.and(c2, m4), v128.and(i16x8.shl(h2, 2), m6)), t10), 160);
+    v128.store(wb, v128.or(v128.or(v128.and(c3, m4), v128.and(i16x8.shl(h3, 2), m6)), t11), 176);
+  }
+}

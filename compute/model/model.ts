@@ -5,6 +5,7 @@
 // pool (or run inline on one thread).
 import { GGUFFile, openGGUF, type GGUFReadProgress } from "../../weights/gguf/reader";
 import type { GGUFSource } from "../../weights/gguf/source";
+import { GGMLType } from "../../weights/gguf/types";
 import { packedRowReader } from "../kernels/dispatch";
 import { layerTensorList, mapQwen2Tensors, parseQwen2Config, type Qwen2Config, type Qwen2Tensors, type TensorDesc } from "../../weights/qwen2";
 import { CONTROL_WORDS, MAX_WORKERS } from "../workers/protocol";
@@ -295,9 +296,9 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
       const w = placed.get(t.name);
       return w ? arenas[w.shard].u8(w.offset, w.nbytes) : null;
     }, options.onProgress);
-    interleaveMatrices(layout, memories);
     const module = await kernelModule();
     const shardKernels = await Promise.all(memories.map((m) => instantiateKernels(m, module)));
+    interleaveMatrices(layout, memories, shardKernels);
     const startPool = () => WorkerPool.start(threads, memories, module, layout, control, undefined, options.stepTimeoutMs);
     const pool = threads > 1 ? await startPool() : undefined;
     const inline = pool ? undefined : new ForwardRunner(shardKernels, memories, layout);
@@ -317,8 +318,9 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
 
 /** Rearranges, in their memories, the matrices that the layout gives rows interleaved by four
  *  (MatrixLayout.x4, see interleave.ts) or packed blocks (MatrixLayout.packed): every one exactly
- *  once, after their bytes are read. */
-export function interleaveMatrices(layout: ForwardLayout, memories: readonly WebAssembly.Memory[]): void {
+ *  once, after their bytes are read. With `kernels` (shard k's over memories[k]), Q6_K matrices are
+ *  packed by the kernels' pack_q6_k (the same bytes as interleave.ts packQ6K, ~10x faster). */
+export function interleaveMatrices(layout: ForwardLayout, memories: readonly WebAssembly.Memory[], kernels?: readonly Kernels[]): void {
   const done = new Set<string>();
   const each = (m: MatrixLayout, shard: number) => {
     if (!m.x4 && !m.packed) return;
@@ -326,6 +328,7 @@ export function interleaveMatrices(layout: ForwardLayout, memories: readonly Web
     if (done.has(key)) throw new Error(`matrix at ${key} listed twice`);
     done.add(key);
     if (m.x4) interleaveRows4(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
+    else if (kernels && m.type === GGMLType.Q6_K) kernels[shard].pack_q6_k(m.offset, m.rows * (m.cols / 256));
     else packBlocks(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
   };
   for (const l of layout.layers) for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) each(m, l.shard);

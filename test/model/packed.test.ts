@@ -228,6 +228,22 @@ describe("packQ6K", () => {
   });
 });
 
+describe("pack_q6_k", () => {
+  it.for(["simd128", "relaxed-simd"] as const)("%s: the kernels' packer writes packQ6K's bytes, in place, at any offset", async (build, ctx) => {
+    if (build === "relaxed-simd") requireRelaxedSimd(ctx);
+    const memory = createSharedMemory(8);
+    const K = await instantiateKernels(memory, await compileKernelBuild(build)) as unknown as Kernels;
+    const rand = rng(3303);
+    const blocks = 37, n = 210 * blocks, W = 65536 + 3; // an odd offset
+    const u8 = new Uint8Array(memory.buffer);
+    for (let i = 0; i < n + 64; i++) u8[W - 32 + i] = (rand() * 256) | 0;
+    const expected = u8.slice(W - 32, W + n + 32);
+    packQ6K(expected, 32, 1, 256 * blocks);
+    K.pack_q6_k(W, blocks);
+    expect(u8.subarray(W - 32, W + n + 32)).toEqual(expected); // and nothing outside the blocks written
+  });
+});
+
 describe("dequantize_q6_kp", () => {
   it.for(["simd128", "relaxed-simd"] as const)("%s: every row of a packed matrix as dequantize_q6_k gives it from the file, bit for bit", async (build, ctx) => {
     if (build === "relaxed-simd") requireRelaxedSimd(ctx);
