@@ -167,3 +167,27 @@ export function matmul_q5_kp_ref(w: usize, x: usize, out: usize, k: i32, rowStar
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_k_ref<Q5KPacked>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
+
+/** Chunk c (a constant) of the 16 weights l = 16i..16i+15 (qs vector q, qh vector h of the file):
+ *  stores the packed qs vector at p and returns the chunk's top bits, at bits 2c and 2c + 1. */
+@inline function packChunk(p: usize, h: v128, c: i32): v128 {
+  const q = v128.load(p);
+  const one = i8x16.splat(1), m4 = i8x16.splat(0x0f);
+  const lo = v128.or(v128.and(q, m4), i16x8.shl(v128.and(i16x8.shr_u(h, <u32>(2 * c)), one), 4));
+  const hi = v128.or(v128.and(i16x8.shr_u(q, 4), m4), i16x8.shl(v128.and(i16x8.shr_u(h, <u32>(2 * c + 1)), one), 4));
+  v128.store(p, v128.or(lo, i16x8.shl(v128.and(hi, i8x16.splat(7)), 5)));
+  return i16x8.shl(v128.and(i16x8.shr_u(hi, 3), i8x16.splat(3)), <u32>(2 * c));
+}
+
+/** Rewrites `blocks` Q5_K blocks at w (the file's layout) in the packed layout above, in place: the
+ *  loader's packer (compute/model/interleave.ts packQ5K writes the same bytes in JavaScript). */
+export function pack_q5_k(w: usize, blocks: i32): void {
+  for (let b = 0; b < blocks; b++) {
+    const wb = w + <usize>b * BLOCK;
+    for (let i: usize = 0; i < 32; i += 16) {
+      const h = v128.load(wb + 16 + i), q = wb + 48 + i;
+      const top = v128.or(v128.or(packChunk(q, h, 0), packChunk(q + 32, h, 1)), v128.or(packChunk(q + 64, h, 2), packChunk(q + 96, h, 3)));
+      v128.store(wb + 16 + i, top);
+    }
+  }
+}

@@ -318,8 +318,9 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
 
 /** Rearranges, in their memories, the matrices that the layout gives rows interleaved by four
  *  (MatrixLayout.x4, see interleave.ts) or packed blocks (MatrixLayout.packed): every one exactly
- *  once, after their bytes are read. With `kernels` (shard k's over memories[k]), Q6_K matrices are
- *  packed by the kernels' pack_q6_k (the same bytes as interleave.ts packQ6K, ~10x faster). */
+ *  once, after their bytes are read. With `kernels` (shard k's over memories[k]), Q5_K and Q6_K
+ *  matrices are packed by the kernels' pack_q5_k / pack_q6_k (the same bytes as interleave.ts
+ *  packQ5K / packQ6K, an order of magnitude faster). */
 export function interleaveMatrices(layout: ForwardLayout, memories: readonly WebAssembly.Memory[], kernels?: readonly Kernels[]): void {
   const done = new Set<string>();
   const each = (m: MatrixLayout, shard: number) => {
@@ -329,6 +330,7 @@ export function interleaveMatrices(layout: ForwardLayout, memories: readonly Web
     done.add(key);
     if (m.x4) interleaveRows4(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
     else if (kernels && m.type === GGMLType.Q6_K) kernels[shard].pack_q6_k(m.offset, m.rows * (m.cols / 256));
+    else if (kernels && m.type === GGMLType.Q5_K) kernels[shard].pack_q5_k(m.offset, m.rows * (m.cols / 256));
     else packBlocks(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
   };
   for (const l of layout.layers) for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) each(m, l.shard);

@@ -228,18 +228,20 @@ describe("packQ6K", () => {
   });
 });
 
-describe("pack_q6_k", () => {
-  it.for(["simd128", "relaxed-simd"] as const)("%s: the kernels' packer writes packQ6K's bytes, in place, at any offset", async (build, ctx) => {
+describe("pack_q5_k and pack_q6_k", () => {
+  const cases = (["simd128", "relaxed-simd"] as const).flatMap((build) =>
+    ([["q5_k", 176, packQ5K], ["q6_k", 210, packQ6K]] as const).map(([name, bytes, js]) => [build, name, bytes, js] as const));
+  it.for(cases)("%s pack_%s: the kernels' packer writes the JavaScript packer's bytes, in place, at any offset", async ([build, name, bytes, js], ctx) => {
     if (build === "relaxed-simd") requireRelaxedSimd(ctx);
     const memory = createSharedMemory(8);
     const K = await instantiateKernels(memory, await compileKernelBuild(build)) as unknown as Kernels;
     const rand = rng(3303);
-    const blocks = 37, n = 210 * blocks, W = 65536 + 3; // an odd offset
+    const blocks = 37, n = bytes * blocks, W = 65536 + 3; // an odd offset
     const u8 = new Uint8Array(memory.buffer);
     for (let i = 0; i < n + 64; i++) u8[W - 32 + i] = (rand() * 256) | 0;
     const expected = u8.slice(W - 32, W + n + 32);
-    packQ6K(expected, 32, 1, 256 * blocks);
-    K.pack_q6_k(W, blocks);
+    js(expected, 32, 1, 256 * blocks);
+    K[`pack_${name}`](W, blocks);
     expect(u8.subarray(W - 32, W + n + 32)).toEqual(expected); // and nothing outside the blocks written
   });
 });
