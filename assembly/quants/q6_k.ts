@@ -299,6 +299,29 @@ function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
     i32x4.dot_i16x8_s(v128.load(xb, 276), i16x8.extend_high_i8x16_s(s)));
 }
 
+/** The cells (r0 t) (r1 t) (r0 t') (r1 t') of sum_j sc[j] * bsum[j] (rows' scales at sc0, sc1; tokens
+ *  at xb + ta, xb + tb), for the -32 of the relaxed tiles. */
+@inline function offsetCells(xb: usize, ta: usize, tb: usize, sc0: usize, sc1: usize): v128 {
+  return pair_cells(pair_halves(scaledBsums(xb + ta, sc0), scaledBsums(xb + ta, sc1)),
+    pair_halves(scaledBsums(xb + tb, sc0), scaledBsums(xb + tb, sc1)));
+}
+
+/** A tile's f32 cells out: acc01 = (r0 t0, r1 t0, r0 t1, r1 t1), acc23 likewise for t2, t3; `two`
+ *  false: only row 0's. */
+@inline function storeTile(o: usize, o1: usize, o2: usize, o3: usize, acc01: v128, acc23: v128, two: bool): void {
+  if (two) {
+    v128.store64_lane(o, acc01, 0);
+    v128.store64_lane(o + o1, acc01, 1);
+    v128.store64_lane(o + o2, acc23, 0);
+    v128.store64_lane(o + o3, acc23, 1);
+  } else {
+    v128.store32_lane(o, acc01, 0);
+    v128.store32_lane(o + o1, acc01, 2);
+    v128.store32_lane(o + o2, acc23, 0);
+    v128.store32_lane(o + o3, acc23, 2);
+  }
+}
+
 /** Rows wr and wr + rowBytes (rowBytes 0 and `two` false: one row) by four tokens at x, x + x1,
  *  x + x2, x + x3 (offsets may repeat), stored at o, o + o1, o + o2, o + o3 (bytes). */
 @inline function tile2x4(wr: usize, rowBytes: usize, two: bool, x: usize, x1: usize, x2: usize, x3: usize, nb: i32,
@@ -341,13 +364,8 @@ function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
       }
     }
     if (ASC_FEATURE_RELAXED_SIMD) { // the -32 of every weight
-      const sc0 = wb + 192, sc1 = wb1 + 192;
-      const b01 = pair_cells(pair_halves(scaledBsums(xb, sc0), scaledBsums(xb, sc1)),
-        pair_halves(scaledBsums(xb + x1, sc0), scaledBsums(xb + x1, sc1)));
-      const b23 = pair_cells(pair_halves(scaledBsums(xb + x2, sc0), scaledBsums(xb + x2, sc1)),
-        pair_halves(scaledBsums(xb + x3, sc0), scaledBsums(xb + x3, sc1)));
-      i01 = i32x4.sub(i01, i32x4.shl(b01, 5));
-      i23 = i32x4.sub(i23, i32x4.shl(b23, 5));
+      i01 = i32x4.sub(i01, i32x4.shl(offsetCells(xb, 0, x1, wb + 192, wb1 + 192), 5));
+      i23 = i32x4.sub(i23, i32x4.shl(offsetCells(xb, x2, x3, wb + 192, wb1 + 192), 5));
     }
     let dxv = v128.load32_splat(xb);
     dxv = v128.load32_lane(xb + x1, dxv, 1);
@@ -357,17 +375,7 @@ function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
     acc01 = f32x4.add(acc01, f32x4.mul(f32x4.convert_i32x4_s(i01), f32x4.mul(d, i32x4.shuffle(dxv, dxv, 0, 0, 1, 1))));
     acc23 = f32x4.add(acc23, f32x4.mul(f32x4.convert_i32x4_s(i23), f32x4.mul(d, i32x4.shuffle(dxv, dxv, 2, 2, 3, 3))));
   }
-  if (two) {
-    v128.store64_lane(o, acc01, 0);
-    v128.store64_lane(o + o1, acc01, 1);
-    v128.store64_lane(o + o2, acc23, 0);
-    v128.store64_lane(o + o3, acc23, 1);
-  } else {
-    v128.store32_lane(o, acc01, 0);
-    v128.store32_lane(o + o1, acc01, 2);
-    v128.store32_lane(o + o2, acc23, 0);
-    v128.store32_lane(o + o3, acc23, 2);
-  }
+  storeTile(o, o1, o2, o3, acc01, acc23, two);
 }
 
 /** out[t][r] = dot(row r of W, x_t) for r in [rowStart, rowEnd), t in [0, nTok); see DEVELOPERS.md.
@@ -675,13 +683,8 @@ function rowDot1P(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
       i23 = i32x4.add(i23, cells(u0, u1, s0, s1, v0, v1, z0, z1, q + x2, x3 - x2, o));
     }
     if (ASC_FEATURE_RELAXED_SIMD) { // the -32 of every weight
-      const sc0 = wb + 192, sc1 = wb1 + 192;
-      const b01 = pair_cells(pair_halves(scaledBsums(xb, sc0), scaledBsums(xb, sc1)),
-        pair_halves(scaledBsums(xb + x1, sc0), scaledBsums(xb + x1, sc1)));
-      const b23 = pair_cells(pair_halves(scaledBsums(xb + x2, sc0), scaledBsums(xb + x2, sc1)),
-        pair_halves(scaledBsums(xb + x3, sc0), scaledBsums(xb + x3, sc1)));
-      i01 = i32x4.sub(i01, i32x4.shl(b01, 5));
-      i23 = i32x4.sub(i23, i32x4.shl(b23, 5));
+      i01 = i32x4.sub(i01, i32x4.shl(offsetCells(xb, 0, x1, wb + 192, wb1 + 192), 5));
+      i23 = i32x4.sub(i23, i32x4.shl(offsetCells(xb, x2, x3, wb + 192, wb1 + 192), 5));
     }
     let dxv = v128.load32_splat(xb);
     dxv = v128.load32_lane(xb + x1, dxv, 1);
@@ -691,17 +694,7 @@ function rowDot1P(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
     acc01 = f32x4.add(acc01, f32x4.mul(f32x4.convert_i32x4_s(i01), f32x4.mul(d, i32x4.shuffle(dxv, dxv, 0, 0, 1, 1))));
     acc23 = f32x4.add(acc23, f32x4.mul(f32x4.convert_i32x4_s(i23), f32x4.mul(d, i32x4.shuffle(dxv, dxv, 2, 2, 3, 3))));
   }
-  if (two) {
-    v128.store64_lane(o, acc01, 0);
-    v128.store64_lane(o + o1, acc01, 1);
-    v128.store64_lane(o + o2, acc23, 0);
-    v128.store64_lane(o + o3, acc23, 1);
-  } else {
-    v128.store32_lane(o, acc01, 0);
-    v128.store32_lane(o + o1, acc01, 2);
-    v128.store32_lane(o + o2, acc23, 0);
-    v128.store32_lane(o + o3, acc23, 2);
-  }
+  storeTile(o, o1, o2, o3, acc01, acc23, two);
 }
 
 /** matmul (Kernel ABI) on a Q6_K matrix in the packed layout (see above). */
