@@ -333,6 +333,22 @@ export const ROWS_PER_PASS: i32 = 16;
   store<f32>(out + 3 * (outGap << 2), f32x4.extract_lane(v, 3));
 }
 
+/** A tile's cells out (two rows by four tokens): acc01 = (r0 t0, r1 t0, r0 t1, r1 t1), acc23 likewise
+ *  for t2 and t3, token t at out + ot (ot: 0, o1, o2, o3); `two` false: only row 0's. */
+@inline export function store_tile2x4(out: usize, o1: usize, o2: usize, o3: usize, acc01: v128, acc23: v128, two: bool): void {
+  if (two) {
+    v128.store64_lane(out, acc01, 0);
+    v128.store64_lane(out + o1, acc01, 1);
+    v128.store64_lane(out + o2, acc23, 0);
+    v128.store64_lane(out + o3, acc23, 1);
+  } else {
+    v128.store32_lane(out, acc01, 0);
+    v128.store32_lane(out + o1, acc01, 2);
+    v128.store32_lane(out + o2, acc23, 0);
+    v128.store32_lane(out + o3, acc23, 2);
+  }
+}
+
 /** (sum of a, sum of b, sum of c, sum of d): four horizontal f32 sums in one vector. */
 @inline export function f32x4_hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
   const ab = f32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
@@ -696,17 +712,7 @@ export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
       acc23 = min_cells(acc23, mw, sx, true);
     }
   }
-  if (two) {
-    v128.store64_lane(out, acc01, 0);
-    v128.store64_lane(out + o1, acc01, 1);
-    v128.store64_lane(out + o2, acc23, 0);
-    v128.store64_lane(out + o3, acc23, 1);
-  } else {
-    v128.store32_lane(out, acc01, 0);
-    v128.store32_lane(out + o1, acc01, 2);
-    v128.store32_lane(out + o2, acc23, 0);
-    v128.store32_lane(out + o3, acc23, 2);
-  }
+  store_tile2x4(out, o1, o2, o3, acc01, acc23, two);
 }
 
 /** matmul (see DEVELOPERS.md, Kernel ABI) for a block-32 weight type, SIMD. */

@@ -2,7 +2,7 @@
 // packing of Q4_K and Q5_K, the f32 combination of a block's integer sums, the loops that run a
 // type's row kernels over rows and tokens, and the two-row tiles of Q4_K and Q5_K. Not exported
 // from index.ts.
-import { f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, pair_cells, pair_halves, store_rows4 } from "./common";
+import { f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, pair_cells, pair_halves, store_rows4, store_tile2x4 } from "./common";
 
 @inline export const QK_K: i32 = 256;
 /** Bytes of a Q8_K activation block: f32 d; i8 qs[256]; i16 bsums[16]. */
@@ -256,17 +256,7 @@ import { f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, pai
     acc23 = f32x4.sub(f32x4.add(acc23, f32x4.mul(f32x4.convert_i32x4_s(i23), f32x4.mul(d, dx23))),
       f32x4.mul(f32x4.convert_i32x4_s(m23), f32x4.mul(dmin, dx23)));
   }
-  if (two) {
-    v128.store64_lane(o, acc01, 0);
-    v128.store64_lane(o + o1, acc01, 1);
-    v128.store64_lane(o + o2, acc23, 0);
-    v128.store64_lane(o + o3, acc23, 1);
-  } else {
-    v128.store32_lane(o, acc01, 0);
-    v128.store32_lane(o + o1, acc01, 2);
-    v128.store32_lane(o + o2, acc23, 0);
-    v128.store32_lane(o + o3, acc23, 2);
-  }
+  store_tile2x4(o, o1, o2, o3, acc01, acc23, two);
 }
 
 /** The i16x8 pairwise sums of products u * x (u: u8 weights at most 127, x: i8 activations): the

@@ -5,9 +5,8 @@
 //                                   weight l+32 = ql[l+32] low nibble | qh[l] bits 2-3 << 4,
 //                                   weight l+64 = ql[l] high nibble   | qh[l] bits 4-5 << 4,
 //                                   weight l+96 = ql[l+32] high nibble | qh[l] bits 6-7 << 4.
-import { f16_to_f32, f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, pair_cells, pair_halves, store_rows4 } from "./common";
+import { f16_to_f32, f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, pair_cells, pair_halves, store_rows4, store_tile2x4 } from "./common";
 import { QK_K, Q8K, matmul_k_ref, dot_u8_i8, dot_u8_xp, xEven, xOdd } from "./kquants";
-import { i32x4_hsum4 } from "./common";
 
 @inline const BLOCK: usize = 210;
 /** Rows done per pass over the tiles of tokens (see matmulGroup). */
@@ -306,22 +305,6 @@ function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
     pair_halves(scaledBsums(xb + tb, sc0), scaledBsums(xb + tb, sc1)));
 }
 
-/** A tile's f32 cells out: acc01 = (r0 t0, r1 t0, r0 t1, r1 t1), acc23 likewise for t2, t3; `two`
- *  false: only row 0's. */
-@inline function storeTile(o: usize, o1: usize, o2: usize, o3: usize, acc01: v128, acc23: v128, two: bool): void {
-  if (two) {
-    v128.store64_lane(o, acc01, 0);
-    v128.store64_lane(o + o1, acc01, 1);
-    v128.store64_lane(o + o2, acc23, 0);
-    v128.store64_lane(o + o3, acc23, 1);
-  } else {
-    v128.store32_lane(o, acc01, 0);
-    v128.store32_lane(o + o1, acc01, 2);
-    v128.store32_lane(o + o2, acc23, 0);
-    v128.store32_lane(o + o3, acc23, 2);
-  }
-}
-
 /** Rows wr and wr + rowBytes (rowBytes 0 and `two` false: one row) by four tokens at x, x + x1,
  *  x + x2, x + x3 (offsets may repeat), stored at o, o + o1, o + o2, o + o3 (bytes). */
 @inline function tile2x4(wr: usize, rowBytes: usize, two: bool, x: usize, x1: usize, x2: usize, x3: usize, nb: i32,
@@ -375,7 +358,7 @@ function rowDot1(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
     acc01 = f32x4.add(acc01, f32x4.mul(f32x4.convert_i32x4_s(i01), f32x4.mul(d, i32x4.shuffle(dxv, dxv, 0, 0, 1, 1))));
     acc23 = f32x4.add(acc23, f32x4.mul(f32x4.convert_i32x4_s(i23), f32x4.mul(d, i32x4.shuffle(dxv, dxv, 2, 2, 3, 3))));
   }
-  storeTile(o, o1, o2, o3, acc01, acc23, two);
+  store_tile2x4(o, o1, o2, o3, acc01, acc23, two);
 }
 
 /** out[t][r] = dot(row r of W, x_t) for r in [rowStart, rowEnd), t in [0, nTok); see DEVELOPERS.md.
@@ -393,14 +376,12 @@ export function matmul_q6_k(w: usize, x: usize, out: usize, k: i32, rowStart: i3
   const group = max(4, (262144 / (nb * <i32>Q8K)) & ~3);
   for (let t0 = 0; t0 < nTok; t0 += group) {
     const n = min(group, nTok - t0);
-    const xg = x + <usize>(t0 * xStride), og = out + (<usize>(t0 * outStride) << 2);
-    if (packed) matmulGroup(xg, og, nb, rowStart, rowEnd, n, xStride, outStride, w, true);
-    else matmulGroup(xg, og, nb, rowStart, rowEnd, n, xStride, outStride, w, false);
+    matmulGroup(w, x + <usize>(t0 * xStride), out + (<usize>(t0 * outStride) << 2), nb, rowStart, rowEnd, n, xStride, outStride, packed);
   }
 }
 
-@inline function matmulGroup(x: usize, out: usize, nb: i32, rowStart: i32, rowEnd: i32,
-  nTok: i32, xStride: i32, outStride: i32, w: usize, packed: bool): void {
+@inline function matmulGroup(w: usize, x: usize, out: usize, nb: i32, rowStart: i32, rowEnd: i32,
+  nTok: i32, xStride: i32, outStride: i32, packed: bool): void {
   const rowBytes = <usize>nb * BLOCK;
   const xs = <usize>xStride, os = <usize>outStride << 2;
   // Tiles of four tokens, and three as a tile of four with the last repeated; one or two tokens
@@ -694,7 +675,7 @@ function rowDot1P(wr: usize, x0: usize, nb: i32, seq: usize): f32 {
     acc01 = f32x4.add(acc01, f32x4.mul(f32x4.convert_i32x4_s(i01), f32x4.mul(d, i32x4.shuffle(dxv, dxv, 0, 0, 1, 1))));
     acc23 = f32x4.add(acc23, f32x4.mul(f32x4.convert_i32x4_s(i23), f32x4.mul(d, i32x4.shuffle(dxv, dxv, 2, 2, 3, 3))));
   }
-  storeTile(o, o1, o2, o3, acc01, acc23, two);
+  store_tile2x4(o, o1, o2, o3, acc01, acc23, two);
 }
 
 /** matmul (Kernel ABI) on a Q6_K matrix in the packed layout (see above). */

@@ -102,10 +102,33 @@ export const PACKED_MATMULS = {
   Q6_K: ["matmul_q6_kp", "matmul_q6_kp_ref"],
 } as const satisfies Partial<Record<WeightTypeName, readonly [KernelName, KernelName]>>;
 
-/** The packed layouts that have a row reader (an LM head tied to token_embd may then be packed). */
+type RowReader = NonNullable<WeightKernels["getRow"]>;
+
+/** The packed layouts that have a row reader, by name (an LM head tied to token_embd may then be
+ *  packed with it): (kernels, bytes of a row of k weights) -> getRow. */
+const PACKED_ROW_READERS: Partial<Record<WeightTypeName, (kernels: Kernels, rowBytes: (k: number) => number) => RowReader>> = {
+  Q8_0: (K) => (w, row, k, dst) => K.get_row_q8_0p(w, row, k, dst),
+  Q6_K: (K, rowBytes) => (w, row, k, dst) => K.dequantize_q6_kp(w + row * rowBytes(k), dst, k),
+};
+
+/** Whether the packed layout of ggml type `type` has a row reader (PACKED_ROW_READERS). */
 export function packedRowReader(type: number): boolean {
   const name = weightTypeInfo(type)?.name;
-  return name === "Q8_0" || name === "Q6_K";
+  return name !== undefined && PACKED_ROW_READERS[name] !== undefined;
+}
+
+/** The packed layouts whose packer the kernels have (in place, `pack_T(w, blocks)`), by name; the
+ *  others are packed by compute/model/interleave.ts packBlocks, which every packer's test holds the
+ *  kernels' to. */
+const WASM_PACKERS = {
+  Q5_K: "pack_q5_k",
+  Q6_K: "pack_q6_k",
+} as const satisfies Partial<Record<WeightTypeName, KernelName>>;
+
+/** The kernels' packer for the packed layout of ggml type `type`, if it has one: (w, blocks). */
+export function wasmPacker(kernels: Kernels, type: number): ((w: number, blocks: number) => void) | undefined {
+  const name = (WASM_PACKERS as Partial<Record<WeightTypeName, KernelName>>)[weightTypeInfo(type)?.name as WeightTypeName];
+  return name && (kernels[name] as (w: number, blocks: number) => void);
 }
 
 /** The kernels for weights of ggml type `type`; `reference` picks the scalar matmul; `x4`: the
@@ -130,9 +153,7 @@ export function weightKernels(kernels: Kernels, type: number, reference = false,
     throw new QwasmError("GGUF_UNSUPPORTED", `the kernel module lacks matmul/dequantize for ${typeName(type)}`);
   }
   const rowBytes = (k: number) => (k / info.blockSize) * info.typeSize;
-  let getRow: WeightKernels["getRow"];
-  if (!x4 && !packed) getRow = (w, row, k, dst) => dequantize(w + row * rowBytes(k), dst, k);
-  else if (packed && info.name === "Q8_0") getRow = (w, row, k, dst) => kernels.get_row_q8_0p(w, row, k, dst);
-  else if (packed && info.name === "Q6_K") getRow = (w, row, k, dst) => kernels.dequantize_q6_kp(w + row * rowBytes(k), dst, k);
+  const getRow: RowReader | undefined = packed ? PACKED_ROW_READERS[info.name]?.(kernels, rowBytes)
+    : x4 ? undefined : (w, row, k, dst) => dequantize(w + row * rowBytes(k), dst, k);
   return { format: info.activation, blockSize: info.blockSize, typeSize: info.typeSize, matmul, dequantize, getRow };
 }

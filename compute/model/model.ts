@@ -5,8 +5,8 @@
 // pool (or run inline on one thread).
 import { GGUFFile, openGGUF, type GGUFReadProgress } from "../../weights/gguf/reader";
 import type { GGUFSource } from "../../weights/gguf/source";
-import { GGMLType } from "../../weights/gguf/types";
-import { packedRowReader } from "../kernels/dispatch";
+import { weightTypeInfo } from "../../weights/gguf/types";
+import { packedRowReader, wasmPacker } from "../kernels/dispatch";
 import { layerTensorList, mapQwen2Tensors, parseQwen2Config, type Qwen2Config, type Qwen2Tensors, type TensorDesc } from "../../weights/qwen2";
 import { CONTROL_WORDS, MAX_WORKERS } from "../workers/protocol";
 import { WorkerPool } from "../workers/pool";
@@ -318,10 +318,10 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
 
 /** Rearranges, in their memories, the matrices that the layout gives rows interleaved by four
  *  (MatrixLayout.x4, see interleave.ts) or packed blocks (MatrixLayout.packed): every one exactly
- *  once, after their bytes are read. With `kernels` (shard k's over memories[k]), Q5_K and Q6_K
- *  matrices are packed by the kernels' pack_q5_k / pack_q6_k (the same bytes as interleave.ts
- *  packQ5K / packQ6K, an order of magnitude faster). */
-export function interleaveMatrices(layout: ForwardLayout, memories: readonly WebAssembly.Memory[], kernels?: readonly Kernels[]): void {
+ *  once, after their bytes are read. `kernels[k]` is shard k's (over memories[k]): a type whose
+ *  packer the kernels have (dispatch.ts wasmPacker: Q5_K, Q6_K) is packed by it (the same bytes as
+ *  interleave.ts packBlocks, an order of magnitude faster). */
+export function interleaveMatrices(layout: ForwardLayout, memories: readonly WebAssembly.Memory[], kernels: readonly Kernels[]): void {
   const done = new Set<string>();
   const each = (m: MatrixLayout, shard: number) => {
     if (!m.x4 && !m.packed) return;
@@ -329,9 +329,11 @@ export function interleaveMatrices(layout: ForwardLayout, memories: readonly Web
     if (done.has(key)) throw new Error(`matrix at ${key} listed twice`);
     done.add(key);
     if (m.x4) interleaveRows4(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
-    else if (kernels && m.type === GGMLType.Q6_K) kernels[shard].pack_q6_k(m.offset, m.rows * (m.cols / 256));
-    else if (kernels && m.type === GGMLType.Q5_K) kernels[shard].pack_q5_k(m.offset, m.rows * (m.cols / 256));
-    else packBlocks(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
+    else {
+      const pack = wasmPacker(kernels[shard], m.type);
+      if (pack) pack(m.offset, m.rows * (m.cols / weightTypeInfo(m.type)!.blockSize));
+      else packBlocks(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
+    }
   };
   for (const l of layout.layers) for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) each(m, l.shard);
   each(layout.output, layout.outputShard);
