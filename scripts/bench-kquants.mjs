@@ -4,7 +4,8 @@
 // The blocks' f16 scales (d, dmin) are random normal halves; with --subnormal-scales every one is a
 // random subnormal half instead, as most Q6_K and many Q4_K/Q5_K super-block scales of real weights are
 // (d = the largest sub-block scale / 63 or / 127: 1e-5 to 1e-4 for weights of std 0.01-0.03).
-//   node scripts/bench-kquants.mjs [type ...] [--relaxed] [--subnormal-scales]   types: q2_k q3_k q4_k q5_k q6_k q3_kp q5_kp q6_kp
+// --wasm FILE benches another build of the kernels (an A/B against a copy of a build before a change).
+//   node scripts/bench-kquants.mjs [type ...] [--relaxed] [--subnormal-scales] [--wasm FILE]   types: q2_k q3_k q4_k q5_k q6_k q3_kp q5_kp q6_kp
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,7 +21,8 @@ const TOKENS = [1, 2, 4, 16, 64];
 const argv = process.argv.slice(2);
 const relaxed = argv.includes("--relaxed");
 const subnormal = argv.includes("--subnormal-scales");
-const wasmFile = join(root, "build", relaxed ? "kernels-relaxed.wasm" : "kernels.wasm");
+const wasmAt = argv.indexOf("--wasm");
+const wasmFile = wasmAt >= 0 ? argv[wasmAt + 1] : join(root, "build", relaxed ? "kernels-relaxed.wasm" : "kernels.wasm");
 const memory = new WebAssembly.Memory({ initial: 2048, maximum: 65536, shared: true });
 const { instance } = await WebAssembly.instantiate(readFileSync(wasmFile), {
   env: { memory, abort: () => { throw new Error("kernel abort"); } },
@@ -47,7 +49,7 @@ function bench(fn, minMs = 150) {
   return best;
 }
 
-const names = argv.filter((a) => !a.startsWith("--"));
+const names = argv.filter((a, i) => !a.startsWith("--") && argv[i - 1] !== "--wasm");
 const selected = names.length ? names : Object.keys(TYPES);
 console.log(`${relaxed ? "relaxed-simd" : "simd128"} (${wasmFile}), ${subnormal ? "subnormal" : "normal"} block scales`);
 console.log("type  rows x k      tokens  ms/call   weight GB/s  (GB/s x tokens)");

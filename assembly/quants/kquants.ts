@@ -369,12 +369,11 @@ import { f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, pai
   return sum;
 }
 
-/** The min sum (bsums times mins) of block wb against the Q8_K block xb, as i32x4 partial sums. */
-@inline function minSum(wb: usize, xb: usize): v128 {
-  const a1 = load<u32>(wb, 8), a2 = load<u32>(wb, 12);
-  const m = i16x8.extend_low_i8x16_u(i32x4.replace_lane(i32x4.splat(mins03(a1)), 1, mins47(a1, a2)));
-  return i32x4.add(i32x4.dot_i16x8_s(v128.load(xb, 260), i16x8.shuffle(m, m, 0, 0, 1, 1, 2, 2, 3, 3)),
-    i32x4.dot_i16x8_s(v128.load(xb, 276), i16x8.shuffle(m, m, 4, 4, 5, 5, 6, 6, 7, 7)));
+/** The Q8_K block xb's sums of its eight sub-blocks of 32 (bsums added in pairs, at most 32 * 127)
+ *  as i16 lanes: done once per block for every row of rowDot4Packed. */
+@inline function bsums32(xb: usize): v128 {
+  const one = i16x8.splat(1);
+  return i16x8.narrow_i32x4_s(i32x4.dot_i16x8_s(v128.load(xb, 260), one), i32x4.dot_i16x8_s(v128.load(xb, 276), one));
 }
 
 /** The i32x4 partial sums of chunk c (0..3) of block wb times the 64 activations x0..x3 (i8x16),
@@ -401,7 +400,21 @@ import { f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, pai
   for (let b = 0; b < nb; b++) {
     const w0 = w + <usize>b * bytes, w1 = w0 + gap, w2 = w0 + g2, w3 = w0 + g3;
     const xb = x + <usize>b * Q8K;
-    const sc0 = scaleLanes(w0), sc1 = scaleLanes(w1), sc2 = scaleLanes(w2), sc3 = scaleLanes(w3);
+    // The four rows' headers (d and dmin, the 12 bytes of scales and mins) transposed, so that the
+    // scales and mins of the four rows decode in one set of vector ops (lane r: row r); the scales
+    // and mins are then taken apart by row (a row's eight as i16 lanes).
+    const g0 = v128.load(w0), g1 = v128.load(w1), g2 = v128.load(w2), g3 = v128.load(w3);
+    const t0 = i32x4.shuffle(g0, g1, 0, 4, 1, 5), t1 = i32x4.shuffle(g2, g3, 0, 4, 1, 5);
+    const t2 = i32x4.shuffle(g0, g1, 2, 6, 3, 7), t3 = i32x4.shuffle(g2, g3, 2, 6, 3, 7);
+    const h = i32x4.shuffle(t0, t1, 0, 1, 4, 5); // lane r: row r's d (low half) and dmin (high half)
+    const a0 = i32x4.shuffle(t0, t1, 2, 3, 6, 7), a1 = i32x4.shuffle(t2, t3, 0, 1, 4, 5), a2 = i32x4.shuffle(t2, t3, 2, 3, 6, 7);
+    const low6 = i8x16.splat(0x3f), low4 = i8x16.splat(0x0f), top2 = i8x16.splat(0x03);
+    const s03 = v128.and(a0, low6), s47 = v128.or(v128.and(a2, low4), i32x4.shl(v128.and(i32x4.shr_u(a0, 6), top2), 4));
+    const m03 = v128.and(a1, low6), m47 = v128.or(v128.and(i32x4.shr_u(a2, 4), low4), i32x4.shl(v128.and(i32x4.shr_u(a1, 6), top2), 4));
+    const sA = i32x4.shuffle(s03, s47, 0, 4, 1, 5), sB = i32x4.shuffle(s03, s47, 2, 6, 3, 7);
+    const mA = i32x4.shuffle(m03, m47, 0, 4, 1, 5), mB = i32x4.shuffle(m03, m47, 2, 6, 3, 7);
+    const sc0 = i16x8.extend_low_i8x16_u(sA), sc1 = i16x8.extend_high_i8x16_u(sA);
+    const sc2 = i16x8.extend_low_i8x16_u(sB), sc3 = i16x8.extend_high_i8x16_u(sB);
     let i0 = i32x4.splat(0), i1 = i32x4.splat(0), i2 = i32x4.splat(0), i3 = i32x4.splat(0);
     // The four chunks written out: a loop over them (even with a constant trip count) stays a loop
     // in V8, which then decodes the four rows' scales again in every chunk. The stores order each
@@ -443,11 +456,9 @@ import { f16x2_rows_nosub, f16x4_hi_to_f32x4_nosub, i32x4_hsum, i32x4_hsum4, pai
       i3 = i32x4.add(i3, chunkDotX<K>(w3, 3, i32x4.shuffle(sc3, sc3, 3, 3, 3, 3), e0, o0, e1, o1, e2, o2, e3, o3)); v128.store32_lane(out, i3, 0);
     }
     const isum = i32x4_hsum4(i0, i1, i2, i3);
-    const msum = i32x4_hsum4(minSum(w0, xb), minSum(w1, xb), minSum(w2, xb), minSum(w3, xb));
-    let h = v128.load32_splat(w0); // lane r: row r's d (low half) and dmin (high half)
-    h = v128.load32_lane(w1, h, 1);
-    h = v128.load32_lane(w2, h, 2);
-    h = v128.load32_lane(w3, h, 3);
+    const bs = bsums32(xb);
+    const msum = i32x4_hsum4(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(mA), bs), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(mA), bs),
+      i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(mB), bs), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(mB), bs));
     const dx = f32x4.splat(load<f32>(xb));
     const d = f32x4.mul(f16x4_hi_to_f32x4_nosub(i32x4.shl(h, 16)), dx), dmin = f32x4.mul(f16x4_hi_to_f32x4_nosub(h), dx);
     acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(isum)));
