@@ -11,6 +11,7 @@ export * from "./quants/q5_0";
 export * from "./quants/q5_1";
 export * from "./quants/q8_0";
 export * from "./quants/q8_0p";
+export { interleave_x4 } from "./quants/b32x4";
 export * from "./quants/iq4_nl";
 export * from "./quants/q8_k";
 export * from "./quants/q2_k";

@@ -371,3 +371,45 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
     }
   }
 }
+
+/**
+ * Rewrites the (rows, cols) matrix at w, as in the file (blocks of 32 weights, blockBytes each, the
+ * quants at qsAt, the d (and m, hasMin) first, Q5's 5th bits a u32 just before the quants), in the x4
+ * layout above, in place: the loader's interleaver (compute/model/interleave.ts interleaveRows4
+ * writes the same bytes in JavaScript). A group of four rows is copied to `scratch` (4 * rows' bytes,
+ * at most matmulScratchBytes(cols)) and written back rearranged. rows a multiple of 4, cols of 32.
+ */
+export function interleave_x4(w: usize, rows: i32, cols: i32, blockBytes: i32, qsAt: i32, hasMin: bool, plane: bool,
+  scratch: usize): void {
+  const nb = cols >> 5;
+  const bb = <usize>blockBytes, qs = <usize>qsAt;
+  const rowBytes = <usize>nb * bb, groupBytes = rowBytes << 2, sb = bb << 2;
+  const hb: usize = hasMin ? 16 : 8; // the plane's offset in a super-block
+  const first = hb + (plane ? 16 : 0); // row 0's quants
+  // byte j of a half's 16 bits: bit j & 7 of byte j >> 3
+  const bit = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  const pick = i8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  for (let g = 0; g < rows >> 2; g++) {
+    const at = w + <usize>g * groupBytes;
+    memory.copy(scratch, at, groupBytes);
+    for (let b = 0; b < nb; b++) {
+      const o = at + <usize>b * sb;
+      let bits = i8x16.splat(0);
+      for (let r = 0; r < 4; r++) {
+        const p = scratch + <usize>r * rowBytes + <usize>b * bb;
+        store<u16>(o + (<usize>r << 1), load<u16>(p));
+        if (hasMin) store<u16>(o + 8 + (<usize>r << 1), load<u16>(p, 2));
+        if (plane) {
+          // weight j's 5th bit (bit j of the u32 qh) to bit 2r of byte j, weight 16 + j's to bit 2r + 1
+          const lo = i8x16.swizzle(i16x8.splat(load<u16>(p + qs - 4)), pick);
+          const hi = i8x16.swizzle(i16x8.splat(load<u16>(p + qs - 2)), pick);
+          const one = i8x16.shl(i8x16.splat(1), r << 1);
+          bits = v128.or(bits, v128.and(i8x16.eq(v128.and(lo, bit), bit), one));
+          bits = v128.or(bits, v128.and(i8x16.eq(v128.and(hi, bit), bit), i8x16.add(one, one)));
+        }
+        v128.store(o + first + (<usize>r << 4), v128.load(p + qs));
+      }
+      if (plane) v128.store(o + hb, bits);
+    }
+  }
+}

@@ -275,3 +275,36 @@ export function matmul_q8_0p_ref(w: usize, x: usize, out: usize, k: i32, rowStar
     }
   }
 }
+
+/** Rewrites the Q8_0 (rows, cols) matrix at w (the file's layout) in the packed layout above, in
+ *  place: the loader's packer (compute/model/interleave.ts packQ8_0 writes the same bytes in
+ *  JavaScript). A group of four rows is copied to `scratch` (4 * 34 bytes per 32 columns, at most
+ *  matmulScratchBytes(cols)) and written back: per block, the four rows' quads transposed (lane r
+ *  of vector j: row r's quad j). rows a multiple of 4, cols of 32. */
+export function pack_q8_0(w: usize, rows: i32, cols: i32, scratch: usize): void {
+  const nb = cols / QK;
+  const rowBytes = <usize>nb * Q8_0_BYTES, groupBytes = rowBytes << 2;
+  for (let g = 0; g < rows >> 2; g++) {
+    const at = w + <usize>g * groupBytes;
+    memory.copy(scratch, at, groupBytes);
+    for (let b = 0; b < nb; b++) {
+      const o = at + <usize>b * SB;
+      const p0 = scratch + <usize>b * Q8_0_BYTES, p1 = p0 + rowBytes, p2 = p1 + rowBytes, p3 = p2 + rowBytes;
+      store<u16>(o, load<u16>(p0));
+      store<u16>(o, load<u16>(p1), 2);
+      store<u16>(o, load<u16>(p2), 4);
+      store<u16>(o, load<u16>(p3), 6);
+      for (let h: usize = 0; h < 2; h++) { // quads 4h..4h + 3
+        const r0 = v128.load(p0 + 2 + (h << 4)), r1 = v128.load(p1 + 2 + (h << 4));
+        const r2 = v128.load(p2 + 2 + (h << 4)), r3 = v128.load(p3 + 2 + (h << 4));
+        const a = i32x4.shuffle(r0, r1, 0, 4, 1, 5), c = i32x4.shuffle(r2, r3, 0, 4, 1, 5);
+        const e = i32x4.shuffle(r0, r1, 2, 6, 3, 7), f = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
+        const q = o + 8 + (h << 6);
+        v128.store(q, i32x4.shuffle(a, c, 0, 1, 4, 5));
+        v128.store(q, i32x4.shuffle(a, c, 2, 3, 6, 7), 16);
+        v128.store(q, i32x4.shuffle(e, f, 0, 1, 4, 5), 32);
+        v128.store(q, i32x4.shuffle(e, f, 2, 3, 6, 7), 48);
+      }
+    }
+  }
+}

@@ -117,18 +117,22 @@ export function packedRowReader(type: number): boolean {
   return name !== undefined && PACKED_ROW_READERS[name] !== undefined;
 }
 
-/** The packed layouts whose packer the kernels have (in place, `pack_T(w, blocks)`), by name; the
- *  others are packed by compute/model/interleave.ts packBlocks, which every packer's test holds the
- *  kernels' to. */
-const WASM_PACKERS = {
-  Q5_K: "pack_q5_k",
-  Q6_K: "pack_q6_k",
-} as const satisfies Partial<Record<WeightTypeName, KernelName>>;
+/** The kernels' packers of the packed layouts, in place, by name: (kernels, w, rows, cols, scratch);
+ *  the Q8_0 packer rearranges groups of four rows through `scratch` (4 rows' bytes, at most
+ *  matmulScratchBytes(cols)). The others are packed by compute/model/interleave.ts packBlocks, which
+ *  every packer's test holds the kernels' to. */
+type Packer = (K: Kernels, w: number, rows: number, cols: number, scratch: number) => void;
+const WASM_PACKERS: Partial<Record<WeightTypeName, Packer>> = {
+  Q8_0: (K, w, rows, cols, scratch) => K.pack_q8_0(w, rows, cols, scratch),
+  Q5_K: (K, w, rows, cols) => K.pack_q5_k(w, rows * (cols / 256)),
+  Q6_K: (K, w, rows, cols) => K.pack_q6_k(w, rows * (cols / 256)),
+};
 
-/** The kernels' packer for the packed layout of ggml type `type`, if it has one: (w, blocks). */
-export function wasmPacker(kernels: Kernels, type: number): ((w: number, blocks: number) => void) | undefined {
-  const name = (WASM_PACKERS as Partial<Record<WeightTypeName, KernelName>>)[weightTypeInfo(type)?.name as WeightTypeName];
-  return name && (kernels[name] as (w: number, blocks: number) => void);
+/** The kernels' packer for the packed layout of ggml type `type`, if it has one: (w, rows, cols,
+ *  scratch), see WASM_PACKERS. */
+export function wasmPacker(kernels: Kernels, type: number): ((w: number, rows: number, cols: number, scratch: number) => void) | undefined {
+  const pack = WASM_PACKERS[weightTypeInfo(type)?.name as WeightTypeName];
+  return pack && ((w, rows, cols, scratch) => pack(kernels, w, rows, cols, scratch));
 }
 
 /** The kernels for weights of ggml type `type`; `reference` picks the scalar matmul; `x4`: the

@@ -18,6 +18,14 @@ const X4: ReadonlyMap<number, { qsAt: number; plane: boolean }> = new Map([
   [GGMLType.IQ4_NL, { qsAt: 2, plane: false }],
 ]);
 
+/** The x4 layout's parameters of ggml type `type` (undefined: it has none), as the kernels'
+ *  interleave_x4 takes them: where the quants start in a block, whether the block has an m, whether
+ *  the 5th bits become a bit plane. */
+export function x4Layout(type: number): { qsAt: number; hasMin: boolean; plane: boolean } | undefined {
+  const t = X4.get(type);
+  return t && { ...t, hasMin: weightTypeInfo(type)!.f16Fields.length === 2 };
+}
+
 /** Whether a (rows, cols) matrix of ggml type `type` gets the x4 layout: a type that has one, whole
  *  groups of four rows, whole blocks of 32. */
 export function interleavable(type: number, rows: number, cols: number): boolean {

@@ -21,7 +21,7 @@ import {
   type ForwardLayout, type ForwardOptions, type KVType, type MatrixLayout, type ShardPlacement, type StepGroup, type WeightTensor,
 } from "./forward";
 import { checkHostMemory } from "./preflight";
-import { interleaveRows4, packBlocks } from "./interleave";
+import { interleaveRows4, packBlocks, x4Layout } from "./interleave";
 import { ropeCosSin, ropeYarnCorrDims, type RopeScaling } from "./rope";
 
 export interface LoadOptions {
@@ -318,20 +318,28 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
 
 /** Rearranges, in their memories, the matrices that the layout gives rows interleaved by four
  *  (MatrixLayout.x4, see interleave.ts) or packed blocks (MatrixLayout.packed): every one exactly
- *  once, after their bytes are read. `kernels[k]` is shard k's (over memories[k]): a type whose
- *  packer the kernels have (dispatch.ts wasmPacker: Q5_K, Q6_K) is packed by it (the same bytes as
- *  interleave.ts packBlocks, an order of magnitude faster). */
+ *  once, after their bytes are read. `kernels[k]` is shard k's (over memories[k]): the x4 layouts and
+ *  a packed type whose packer the kernels have (dispatch.ts wasmPacker: Q8_0, Q5_K, Q6_K) are
+ *  rewritten by them (the same bytes as interleave.ts interleaveRows4 / packBlocks, an order of
+ *  magnitude faster), through worker 0's scratch (state.scores, not yet in use: scoresStride bytes,
+ *  at least matmulScratchBytes of the widest matrix, which holds four of its rows). */
 export function interleaveMatrices(layout: ForwardLayout, memories: readonly WebAssembly.Memory[], kernels: readonly Kernels[]): void {
   const done = new Set<string>();
+  const scratch = layout.state.scores;
   const each = (m: MatrixLayout, shard: number) => {
     if (!m.x4 && !m.packed) return;
     const key = `${shard}:${m.offset}`;
     if (done.has(key)) throw new Error(`matrix at ${key} listed twice`);
     done.add(key);
-    if (m.x4) interleaveRows4(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
-    else {
+    const info = weightTypeInfo(m.type)!;
+    const fits = 4 * (m.cols / info.blockSize) * info.typeSize <= layout.scoresStride;
+    if (m.x4) {
+      const x4 = x4Layout(m.type)!;
+      if (fits) kernels[shard].interleave_x4(m.offset, m.rows, m.cols, info.typeSize, x4.qsAt, x4.hasMin, x4.plane, scratch);
+      else interleaveRows4(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
+    } else {
       const pack = wasmPacker(kernels[shard], m.type);
-      if (pack) pack(m.offset, m.rows * (m.cols / weightTypeInfo(m.type)!.blockSize));
+      if (pack && fits) pack(m.offset, m.rows, m.cols, scratch);
       else packBlocks(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
     }
   };

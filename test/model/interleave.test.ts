@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { compileKernelBuild, createSharedMemory, instantiateKernels } from "../../compute/kernels/module";
 import { matmulScratchBytes } from "../../compute/kernels/dispatch";
-import { interleavable, interleaveRows4 } from "../../compute/model/interleave";
+import { interleavable, interleaveRows4, x4Layout } from "../../compute/model/interleave";
 import { loadQwen2 } from "../../compute/model/model";
 import { GGMLType } from "../../weights/gguf/types";
 import { writeGGUFBytes } from "../../weights/gguf/writer";
@@ -181,5 +181,28 @@ describe("the loader", () => {
       await fast.dispose();
       await ref.dispose();
     }
+  });
+});
+
+describe("interleave_x4 (the kernels' interleaver, which the loader runs)", () => {
+  const cases = (["simd128", "relaxed-simd"] as const).flatMap((build) => TYPES.map((t) => [build, t.name] as const));
+  it.for(cases)("%s %s: writes interleaveRows4's bytes, in place, at an odd offset, through the scratch only", async ([build, name], ctx) => {
+    if (build === "relaxed-simd") requireRelaxedSimd(ctx);
+    const t = TYPES.find((x) => x.name === name)!;
+    const x4 = x4Layout(t.type)!;
+    const memory = createSharedMemory(8);
+    const K = await instantiateKernels(memory, await compileKernelBuild(build)) as unknown as Kernels;
+    const rand = rng(3304);
+    const rows = 12, cols = 96, n = rows * (cols / 32) * t.bytes, W = 65536 + 3; // an odd offset
+    const S = W + n + 4096, scratchBytes = matmulScratchBytes(cols);
+    const u8 = new Uint8Array(memory.buffer);
+    for (let i = 0; i < n + 64; i++) u8[W - 32 + i] = (rand() * 256) | 0;
+    const expected = u8.slice(W - 32, W + n + 32);
+    interleaveRows4(expected, 32, rows, cols, t.type);
+    u8.fill(0x5a, S - 64, S + scratchBytes + 64);
+    K.interleave_x4(W, rows, cols, t.bytes, x4.qsAt, x4.hasMin ? 1 : 0, x4.plane ? 1 : 0, S);
+    expect(u8.subarray(W - 32, W + n + 32)).toEqual(expected); // and nothing outside the matrix written
+    expect(u8.subarray(S - 64, S).every((v) => v === 0x5a) && u8.subarray(S + 4 * (cols / 32) * t.bytes, S + scratchBytes + 64).every((v) => v === 0x5a),
+      "nothing written around the group's scratch").toBe(true);
   });
 });

@@ -246,6 +246,26 @@ describe("pack_q5_k and pack_q6_k", () => {
   });
 });
 
+describe("pack_q8_0", () => {
+  it.for(["simd128", "relaxed-simd"] as const)("%s: writes packQ8_0's bytes, in place, at an odd offset, through the scratch only", async (build, ctx) => {
+    if (build === "relaxed-simd") requireRelaxedSimd(ctx);
+    const memory = createSharedMemory(8);
+    const K = await instantiateKernels(memory, await compileKernelBuild(build)) as unknown as Kernels;
+    const rand = rng(3305);
+    const rows = 12, cols = 160, n = rows * (cols / 32) * 34, W = 65536 + 3; // an odd offset
+    const S = W + n + 4096, scratchBytes = matmulScratchBytes(cols);
+    const u8 = new Uint8Array(memory.buffer);
+    for (let i = 0; i < n + 64; i++) u8[W - 32 + i] = (rand() * 256) | 0;
+    const expected = u8.slice(W - 32, W + n + 32);
+    packQ8_0(expected, 32, rows, cols);
+    u8.fill(0x5a, S - 64, S + scratchBytes + 64);
+    K.pack_q8_0(W, rows, cols, S);
+    expect(u8.subarray(W - 32, W + n + 32)).toEqual(expected); // and nothing outside the matrix written
+    expect(u8.subarray(S - 64, S).every((v) => v === 0x5a) && u8.subarray(S + 4 * (cols / 32) * 34, S + scratchBytes + 64).every((v) => v === 0x5a),
+      "nothing written around the group's scratch").toBe(true);
+  });
+});
+
 describe("dequantize_q6_kp", () => {
   it.for(["simd128", "relaxed-simd"] as const)("%s: every row of a packed matrix as dequantize_q6_k gives it from the file, bit for bit", async (build, ctx) => {
     if (build === "relaxed-simd") requireRelaxedSimd(ctx);
