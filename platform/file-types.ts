@@ -5,8 +5,11 @@
 export interface RandomAccessFile {
   /** Size in bytes when the file was opened. */
   readonly size: number;
-  /** Reads `length` bytes at `offset`; fewer only where the file ends. */
-  read(offset: number, length: number): Promise<Uint8Array>;
+  /** Reads `length` bytes at `offset`; fewer only where the file ends. With `into` (at least
+   *  `length` bytes), a file may read straight into it and return a view of it (the local files of
+   *  Node and Bun do: a model's tensors then go from the file into WebAssembly memory with no buffer
+   *  between); others return new bytes, which the caller copies. */
+  read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 

@@ -58,7 +58,7 @@ export async function openLocalFile(path: string | URL): Promise<RandomAccessFil
   }
   return {
     size: file.size,
-    read: (offset, length) => file.read(offset, length).catch((e: unknown) => { throw fileError(path, e); }),
+    read: (offset, length, into) => file.read(offset, length, into).catch((e: unknown) => { throw fileError(path, e); }),
     close: () => file.close(),
   };
 }

@@ -8,8 +8,10 @@ export async function openFileNode(path: string | URL): Promise<RandomAccessFile
   const { size } = await handle.stat();
   return {
     size,
-    async read(offset: number, length: number): Promise<Uint8Array> {
-      const bytes = new Uint8Array(length);
+    async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+      // into: read there (a fresh buffer per chunk cost more than the read: 16 MiB zeroed and
+      // faulted in each time, then collected; 1.6 GB of tensors took 5.7 s of a 10.7 s load)
+      const bytes = into && into.length >= length ? into.subarray(0, length) : new Uint8Array(length);
       let done = 0;
       while (done < length) {
         const { bytesRead } = await handle.read(bytes, done, length - done, offset + done);

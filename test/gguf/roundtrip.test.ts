@@ -145,6 +145,38 @@ describe("GGUF writer → reader round trip", () => {
     }
   });
 
+  it("reads a local file's tensors straight into their destinations in shared memory, and copies what a file returns as new bytes", async () => {
+    const bytes = await smallModelBytes();
+    const path = join(tmp, "small-into.gguf");
+    await writeGGUFFile(path, smallModel());
+    const referenceData = await allTensorBytes(parseGGUFBytes(bytes));
+    // a RandomAccessFile that ignores `into` (as a user's own may), and one that records whether it was given one
+    let given = 0;
+    const plain = { size: bytes.length, read: async (offset: number, length: number) => bytes.slice(offset, offset + length), close: async () => {} };
+    const recording = { ...plain, read: async (offset: number, length: number, into?: Uint8Array) => {
+      if (into) given++;
+      return bytes.slice(offset, offset + length);
+    } };
+    for (const source of [path, plain, recording]) {
+      const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+      const file = await openGGUF(source);
+      const got = new Map<string, Uint8Array>();
+      let at = 8; // the tensors side by side in the memory, after a guard
+      const u8 = new Uint8Array(memory.buffer);
+      u8.fill(0xa5);
+      await file.readTensorData((t) => {
+        const dest = new Uint8Array(memory.buffer, at, t.nbytes);
+        at += t.nbytes;
+        got.set(t.name, dest);
+        return dest;
+      });
+      expect(new Map([...got].map(([k, v]) => [k, v.slice()])), String(typeof source)).toEqual(referenceData);
+      expect(u8.subarray(0, 8).every((v) => v === 0xa5) && u8.subarray(at).every((v) => v === 0xa5), "nothing written outside the destinations").toBe(true);
+      await file.close();
+    }
+    expect(given).toBe(3); // readTensorData offered each tensor's destination
+  });
+
   it("refuses a destination of the wrong size", async () => {
     const file = parseGGUFBytes(await smallModelBytes());
     await expect(file.readTensorData(() => new Uint8Array(3))).rejects.toThrow(QwasmError);

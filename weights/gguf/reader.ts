@@ -540,7 +540,9 @@ export class GGUFFile implements GGUFHeader {
         } else if (dest !== null) {
           for (let done = 0; done < tensor.nbytes;) {
             const length = Math.min(COPY_CHUNK_BYTES, tensor.nbytes - done);
-            dest.set(await source.read(`data of ${tensor.name}`, start + done, length), done);
+            const into = dest.subarray(done, done + length);
+            const bytes = await source.read(`data of ${tensor.name}`, start + done, length, into);
+            if (bytes.buffer !== into.buffer || bytes.byteOffset !== into.byteOffset) into.set(bytes); // else read in place
             done += length;
             report(length);
           }

@@ -35,9 +35,10 @@ export class RandomAccessSource {
     return this.file.read(0, Math.min(n, this.size));
   }
 
-  /** Exactly `length` bytes at `offset`; a GGUFError naming `field` if the file is shorter now. */
-  async read(field: string, offset: number, length: number): Promise<Uint8Array> {
-    const bytes = await this.file.read(offset, length);
+  /** Exactly `length` bytes at `offset`; a GGUFError naming `field` if the file is shorter now.
+   *  `into`: where the file may put them (see RandomAccessFile.read). */
+  async read(field: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    const bytes = await this.file.read(offset, length, into);
     if (bytes.length !== length) {
       throw new GGUFError(field, offset + bytes.length,
         `the file ended after ${bytes.length} of ${length} bytes (it is shorter than when it was opened)`);
