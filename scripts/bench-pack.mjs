@@ -1,6 +1,6 @@
-// Speed of the load-time packers, one thread: the kernels' in-place wasm packers (pack_q5_k,
-// pack_q6_k, pack_q8_0, interleave_x4; build/kernels.wasm) against the JavaScript packers of
-// compute/model/interleave.ts (packQ5K, packQ6K, packQ8_0, interleaveRows4, bundled here with esbuild),
+// Speed of the load-time packers, one thread: the kernels' in-place wasm packers (pack_q3_k,
+// pack_q5_k, pack_q6_k, pack_q8_0, interleave_x4; build/kernels.wasm) against the JavaScript packers of
+// compute/model/interleave.ts (packQ3K, packQ5K, packQ6K, packQ8_0, interleaveRows4, bundled with esbuild),
 // on a matrix the size of the 1.5B's LM head (151936 x 1536). Prints GB/s of weights rewritten, each of
 // three rounds (the first touches fresh pages). Build first: npm run build:kernels (or npm install).
 //   node scripts/bench-pack.mjs
@@ -27,6 +27,7 @@ const x4 = (type, blockBytes) => (w, scratch) => {
 // [type, bytes per block, weights per block, wasm (w, scratch), JavaScript (u8, w)]
 const PACKERS = [
   ["Q6_K", 210, 256, "pack_q6_k", (w) => K.pack_q6_k(w, rows * cols / 256), "packQ6K", (u8, w) => js.packQ6K(u8, w, rows, cols)],
+  ["Q3_K", 110, 256, "pack_q3_k", (w) => K.pack_q3_k(w, rows * cols / 256), "packQ3K", (u8, w) => js.packQ3K(u8, w, rows, cols)],
   ["Q5_K", 176, 256, "pack_q5_k", (w) => K.pack_q5_k(w, rows * cols / 256), "packQ5K", (u8, w) => js.packQ5K(u8, w, rows, cols)],
   ["Q8_0", 34, 32, "pack_q8_0", (w, s) => K.pack_q8_0(w, rows, cols, s), "packQ8_0", (u8, w) => js.packQ8_0(u8, w, rows, cols)],
   ["Q4_0 x4", 18, 32, "interleave_x4", x4(2, 18), "interleaveRows4", (u8, w) => js.interleaveRows4(u8, w, rows, cols, 2)],

@@ -403,3 +403,43 @@ export function matmul_q3_kp_ref(w: usize, x: usize, out: usize, k: i32, rowStar
   nTok: i32, xStride: i32, outStride: i32, scratch: usize): void {
   matmul_k_ref<Q3KPacked>(w, x, out, k, rowStart, rowEnd, nTok, xStride, outStride);
 }
+
+/** Biased weights u(j, l) (l = 0..15, u8 lanes) of sub-block j (a constant) of a block in the file's
+ *  layout, from its hmask halves h0, h1 and its qs vectors q00, q01 (bytes 0-31), q10, q11 (32-63):
+ *  low2 = (qs[32 (p >> 2) + 16 half + l] >> 2 (p & 3)) & 3, high = (hmask[16 half + l] >> p) & 1, with
+ *  p = j >> 1, half = j & 1 (i16 shifts: the masks keep only bits that stayed in their byte). */
+@inline function fileU(j: i32, h0: v128, h1: v128, q00: v128, q01: v128, q10: v128, q11: v128): v128 {
+  const p = j >> 1, half = j & 1;
+  const q = p < 4 ? (half != 0 ? q01 : q00) : (half != 0 ? q11 : q10);
+  const h = half != 0 ? h1 : h0;
+  return v128.or(v128.and(i16x8.shr_u(q, (p & 3) << 1), i8x16.splat(3)), i16x8.shl(v128.and(i16x8.shr_u(h, p), i8x16.splat(1)), 2));
+}
+
+/** Rewrites `blocks` Q3_K blocks at w (the file's layout) in the packed layout above, in place: the
+ *  loader's packer (compute/model/interleave.ts packQ3K writes the same bytes in JavaScript, the
+ *  reference the test holds it to). Every block is read whole before it is written. */
+export function pack_q3_k(w: usize, blocks: i32): void {
+  const m1 = i8x16.splat(1), m3 = i8x16.splat(3);
+  for (let b = 0; b < blocks; b++) {
+    const wb = w + <usize>b * BLOCK;
+    const h0 = v128.load(wb), h1 = v128.load(wb, 16);
+    const q00 = v128.load(wb, 32), q01 = v128.load(wb, 48), q10 = v128.load(wb, 64), q11 = v128.load(wb, 80);
+    // set 0: sub-blocks 0-7, set 1: 8-15 (see the layout above)
+    const u0 = fileU(0, h0, h1, q00, q01, q10, q11), u1 = fileU(1, h0, h1, q00, q01, q10, q11);
+    const u2 = fileU(2, h0, h1, q00, q01, q10, q11), u3 = fileU(3, h0, h1, q00, q01, q10, q11);
+    const u4 = fileU(4, h0, h1, q00, q01, q10, q11), u5 = fileU(5, h0, h1, q00, q01, q10, q11);
+    const u6 = fileU(6, h0, h1, q00, q01, q10, q11), u7 = fileU(7, h0, h1, q00, q01, q10, q11);
+    const u8 = fileU(8, h0, h1, q00, q01, q10, q11), u9 = fileU(9, h0, h1, q00, q01, q10, q11);
+    const u10 = fileU(10, h0, h1, q00, q01, q10, q11), u11 = fileU(11, h0, h1, q00, q01, q10, q11);
+    const u12 = fileU(12, h0, h1, q00, q01, q10, q11), u13 = fileU(13, h0, h1, q00, q01, q10, q11);
+    const u14 = fileU(14, h0, h1, q00, q01, q10, q11), u15 = fileU(15, h0, h1, q00, q01, q10, q11);
+    v128.store(wb, v128.or(v128.or(u0, i16x8.shl(u1, 3)), i16x8.shl(v128.and(u6, m3), 6)));
+    v128.store(wb, v128.or(v128.or(v128.or(u2, i16x8.shl(u3, 3)), i16x8.shl(v128.and(i16x8.shr_u(u6, 2), m1), 6)),
+      i16x8.shl(v128.and(u7, m1), 7)), 16);
+    v128.store(wb, v128.or(v128.or(u4, i16x8.shl(u5, 3)), i16x8.shl(v128.and(i16x8.shr_u(u7, 1), m3), 6)), 32);
+    v128.store(wb, v128.or(v128.or(u8, i16x8.shl(u9, 3)), i16x8.shl(v128.and(u14, m3), 6)), 48);
+    v128.store(wb, v128.or(v128.or(v128.or(u10, i16x8.shl(u11, 3)), i16x8.shl(v128.and(i16x8.shr_u(u14, 2), m1), 6)),
+      i16x8.shl(v128.and(u15, m1), 7)), 64);
+    v128.store(wb, v128.or(v128.or(u12, i16x8.shl(u13, 3)), i16x8.shl(v128.and(i16x8.shr_u(u15, 1), m3), 6)), 80);
+  }
+}

@@ -124,6 +124,7 @@ export function packedRowReader(type: number): boolean {
 type Packer = (K: Kernels, w: number, rows: number, cols: number, scratch: number) => void;
 const WASM_PACKERS: Partial<Record<WeightTypeName, Packer>> = {
   Q8_0: (K, w, rows, cols, scratch) => K.pack_q8_0(w, rows, cols, scratch),
+  Q3_K: (K, w, rows, cols) => K.pack_q3_k(w, rows * (cols / 256)),
   Q5_K: (K, w, rows, cols) => K.pack_q5_k(w, rows * (cols / 256)),
   Q6_K: (K, w, rows, cols) => K.pack_q6_k(w, rows * (cols / 256)),
 };

@@ -228,9 +228,9 @@ describe("packQ6K", () => {
   });
 });
 
-describe("pack_q5_k and pack_q6_k", () => {
+describe("pack_q3_k, pack_q5_k and pack_q6_k", () => {
   const cases = (["simd128", "relaxed-simd"] as const).flatMap((build) =>
-    ([["q5_k", 176, packQ5K], ["q6_k", 210, packQ6K]] as const).map(([name, bytes, js]) => [build, name, bytes, js] as const));
+    ([["q3_k", 110, packQ3K], ["q5_k", 176, packQ5K], ["q6_k", 210, packQ6K]] as const).map(([name, bytes, js]) => [build, name, bytes, js] as const));
   it.for(cases)("%s pack_%s: the kernels' packer writes the JavaScript packer's bytes, in place, at any offset", async ([build, name, bytes, js], ctx) => {
     if (build === "relaxed-simd") requireRelaxedSimd(ctx);
     const memory = createSharedMemory(8);
