@@ -117,10 +117,10 @@ export function packedRowReader(type: number): boolean {
   return name !== undefined && PACKED_ROW_READERS[name] !== undefined;
 }
 
-/** The kernels' packers of the packed layouts, in place, by name: (kernels, w, rows, cols, scratch);
- *  the Q8_0 packer rearranges groups of four rows through `scratch` (4 rows' bytes, at most
- *  matmulScratchBytes(cols)). The others are packed by compute/model/interleave.ts packBlocks, which
- *  every packer's test holds the kernels' to. */
+/** The kernels' packers of the packed layouts (every type of PACKED_MATMULS), in place, by name:
+ *  (kernels, w, rows, cols, scratch); the Q8_0 packer rearranges groups of four rows through
+ *  `scratch` (4 rows' bytes, at most matmulScratchBytes(cols)). compute/model/interleave.ts
+ *  packBlocks writes the same bytes in JavaScript: the reference every packer's test holds them to. */
 type Packer = (K: Kernels, w: number, rows: number, cols: number, scratch: number) => void;
 const WASM_PACKERS: Partial<Record<WeightTypeName, Packer>> = {
   Q8_0: (K, w, rows, cols, scratch) => K.pack_q8_0(w, rows, cols, scratch),

@@ -21,7 +21,7 @@ import {
   type ForwardLayout, type ForwardOptions, type KVType, type MatrixLayout, type ShardPlacement, type StepGroup, type WeightTensor,
 } from "./forward";
 import { checkHostMemory } from "./preflight";
-import { interleaveRows4, packBlocks, x4Layout } from "./interleave";
+import { x4Layout } from "./interleave";
 import { ropeCosSin, ropeYarnCorrDims, type RopeScaling } from "./rope";
 
 export interface LoadOptions {
@@ -298,7 +298,7 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
     }, options.onProgress);
     const module = await kernelModule();
     const shardKernels = await Promise.all(memories.map((m) => instantiateKernels(m, module)));
-    interleaveMatrices(layout, memories, shardKernels);
+    interleaveMatrices(layout, shardKernels);
     const startPool = () => WorkerPool.start(threads, memories, module, layout, control, undefined, options.stepTimeoutMs);
     const pool = threads > 1 ? await startPool() : undefined;
     const inline = pool ? undefined : new ForwardRunner(shardKernels, memories, layout);
@@ -318,12 +318,13 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
 
 /** Rearranges, in their memories, the matrices that the layout gives rows interleaved by four
  *  (MatrixLayout.x4, see interleave.ts) or packed blocks (MatrixLayout.packed): every one exactly
- *  once, after their bytes are read. `kernels[k]` is shard k's (over memories[k]): the x4 layouts and
- *  a packed type whose packer the kernels have (dispatch.ts wasmPacker: Q8_0, Q5_K, Q6_K) are
- *  rewritten by them (the same bytes as interleave.ts interleaveRows4 / packBlocks, an order of
- *  magnitude faster), through worker 0's scratch (state.scores, not yet in use: scoresStride bytes,
- *  at least matmulScratchBytes of the widest matrix, which holds four of its rows). */
-export function interleaveMatrices(layout: ForwardLayout, memories: readonly WebAssembly.Memory[], kernels: readonly Kernels[]): void {
+ *  once, after their bytes are read, with the kernels of its shard (`kernels[k]`, over memories[k]):
+ *  `interleave_x4` and the packers dispatch.ts wasmPacker names (every packed type), which write
+ *  the bytes interleave.ts interleaveRows4 / packBlocks write in JavaScript (the tests' references)
+ *  4-13x faster. The x4 and Q8_0 writers take a group of four rows through worker 0's scratch
+ *  (state.scores, not yet in use: scoresStride >= matmulScratchBytes of the widest matrix, 288 bytes
+ *  per 32 columns, where four rows of any type take at most 136). */
+export function interleaveMatrices(layout: ForwardLayout, kernels: readonly Kernels[]): void {
   const done = new Set<string>();
   const scratch = layout.state.scores;
   const each = (m: MatrixLayout, shard: number) => {
@@ -332,15 +333,14 @@ export function interleaveMatrices(layout: ForwardLayout, memories: readonly Web
     if (done.has(key)) throw new Error(`matrix at ${key} listed twice`);
     done.add(key);
     const info = weightTypeInfo(m.type)!;
-    const fits = 4 * (m.cols / info.blockSize) * info.typeSize <= layout.scoresStride;
+    if (4 * (m.cols / info.blockSize) * info.typeSize > layout.scoresStride) throw new Error(`matrix at ${key}: four rows exceed the scratch`);
     if (m.x4) {
       const x4 = x4Layout(m.type)!;
-      if (fits) kernels[shard].interleave_x4(m.offset, m.rows, m.cols, info.typeSize, x4.qsAt, x4.hasMin, x4.plane, scratch);
-      else interleaveRows4(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
+      kernels[shard].interleave_x4(m.offset, m.rows, m.cols, info.typeSize, x4.qsAt, x4.hasMin, x4.plane, scratch);
     } else {
       const pack = wasmPacker(kernels[shard], m.type);
-      if (pack && fits) pack(m.offset, m.rows, m.cols, scratch);
-      else packBlocks(new Uint8Array(memories[shard].buffer), m.offset, m.rows, m.cols, m.type);
+      if (!pack) throw new Error(`matrix at ${key}: no packer for type ${m.type}`);
+      pack(m.offset, m.rows, m.cols, scratch);
     }
   };
   for (const l of layout.layers) for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) each(m, l.shard);
