@@ -45,9 +45,12 @@ export interface MatrixLayout {
   /** Rows interleaved by four in memory (compute/model/interleave.ts: the loader rearranges the
    *  file's bytes, the x4 kernels read them); absent: the file's layout. */
   x4?: boolean;
-  /** Q3_K blocks in the packed layout (interleave.ts packQ3K, read by matmul_q3_kp); absent: the
-   *  file's. */
+  /** Blocks in their type's packed layout (Q3_K, Q5_K, Q6_K, Q8_0: interleave.ts packBlocks, read
+   *  by matmul_T_p); absent: the file's. */
   packed?: boolean;
+  /** A MoE expert tensor: this many slabs of `rows` rows, expert e's at offset + e * rows * rowBytes
+   *  (each laid out as one matrix: an x4 or Q8_0 group never spans two experts, rows % 4 == 0). */
+  experts?: number;
 }
 
 export interface LayerLayout {
@@ -61,7 +64,7 @@ export interface LayerLayout {
   down: MatrixLayout;                                // (hidden, ffn)
   kPool: number; vPool: number;                      // (kvPages, pageSize, nKV*headDim) in kvType
   shard: number;                                     // the memory that holds this layer and its KV pools
-  moe?: MoELayerLayout;                              // qwen2moe: router and experts; gate/up/down = shared expert
+  moe?: MoELayerLayout<MatrixLayout>;                // qwen2moe: router and experts; gate/up/down = shared expert
 }
 
 /** Activation buffers, sized once for the largest step (maxTokens tokens). */
@@ -290,18 +293,20 @@ export function planForward(arenas: readonly Allocator[], config: Qwen2Config, t
   // Matrices only the matmuls read get the x4 layout where their type has one, Q3_K, Q5_K, Q6_K and
   // Q8_0 ones the packed layout (not with the scalar reference kernels, which read the file's layout);
   // token_embd, which get_rows reads (and the LM head when tied to it), keeps the file's, but for a
-  // Q8_0 or Q6_K one tied to the head (below).
+  // Q8_0 or Q6_K one tied to the head (below). A MoE expert tensor too: each expert's slab is a
+  // matrix of `rows` rows that only the matmuls read (moe.ts: rows in chunks of MOE_ROW_CHUNK).
   const tied = tensors.output.name === tensors.tokenEmbd.name;
-  const matrix = (t: WeightTensor, matmulOnly = true): MatrixLayout => {
-    const m = { type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / t.dims[1] };
+  const laidOut = (m: MatrixLayout, matmulOnly: boolean): MatrixLayout => {
     if (!matmulOnly || options.reference) return m;
     if (interleavable(m.type, m.rows, m.cols)) return { ...m, x4: true };
     return packable(m.type, m.rows, m.cols) ? { ...m, packed: true } : m;
   };
+  const matrix = (t: WeightTensor, matmulOnly = true): MatrixLayout =>
+    laidOut({ type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / t.dims[1] }, matmulOnly);
   // A 3-D expert tensor {cols, rows, E}: `rows` per expert, expert e at offset + e * rows * rowBytes.
-  const experts = (t: WeightTensor): MatrixLayout => ({
-    type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / (t.dims[1] * t.dims[2]),
-  });
+  const experts = (t: WeightTensor): MatrixLayout => laidOut({
+    type: t.type, offset: t.offset, cols: t.dims[0], rows: t.dims[1], rowBytes: t.nbytes / (t.dims[1] * t.dims[2]), experts: t.dims[2],
+  }, true);
   const T = options.maxTokens;
   const ctx = options.contextLength;
   const kvRowBytes = KV_BYTES[options.kvType](nKVHeads * headDim);

@@ -334,16 +334,20 @@ export function interleaveMatrices(layout: ForwardLayout, kernels: readonly Kern
     done.add(key);
     const info = weightTypeInfo(m.type)!;
     if (4 * (m.cols / info.blockSize) * info.typeSize > layout.scoresStride) throw new Error(`matrix at ${key}: four rows exceed the scratch`);
+    const rows = m.rows * (m.experts ?? 1); // an expert tensor's slabs, one after the other (rows % 4 == 0)
     if (m.x4) {
       const x4 = x4Layout(m.type)!;
-      kernels[shard].interleave_x4(m.offset, m.rows, m.cols, info.typeSize, x4.qsAt, x4.hasMin, x4.plane, scratch);
+      kernels[shard].interleave_x4(m.offset, rows, m.cols, info.typeSize, x4.qsAt, x4.hasMin, x4.plane, scratch);
     } else {
       const pack = wasmPacker(kernels[shard], m.type);
       if (!pack) throw new Error(`matrix at ${key}: no packer for type ${m.type}`);
-      pack(m.offset, m.rows, m.cols, scratch);
+      pack(m.offset, rows, m.cols, scratch);
     }
   };
-  for (const l of layout.layers) for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) each(m, l.shard);
+  for (const l of layout.layers) {
+    for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) each(m, l.shard);
+    if (l.moe) for (const m of [l.moe.gateExps, l.moe.upExps, l.moe.downExps]) each(m, l.shard);
+  }
   each(layout.output, layout.outputShard);
   // token_embd is read by get_rows: it keeps the file's layout, but for a packed Q8_0 or Q6_K LM head
   // tied to it (the same bytes, packed above; forward.ts reads its rows with the layout's getRow)

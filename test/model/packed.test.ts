@@ -328,3 +328,38 @@ describe("the loader", () => {
     }
   });
 });
+
+describe("the loader, a MoE model", () => {
+  it.for(["Q4_0", "Q8_0", "Q6_K", "Q5_K_M"])("gives a %s qwen2moe file's expert tensors the x4 / packed layout of their type (every slab as a matrix), and the logits match the scalar reference kernels'", async (name) => {
+    const vocabulary = await readQwen2Vocabulary();
+    // 8 experts of 256 x 256 (whole K-quant blocks), 2 used, a shared expert; vocab 513 (516 rows: whole groups of four)
+    const shape = { ...QWEN2_PRESETS["tiny-moe"], hidden: 256, ffn: 512, heads: 4, kvHeads: 2, vocab: 513,
+      moe: { experts: 8, expertsUsed: 2, expertFfn: 256, sharedFfn: 512 } };
+    const bytes = await writeGGUFBytes(name === "Q4_0" || name === "Q8_0"
+      ? synthQwen2({ shape, vocabulary, type: name, embeddingType: name, seed: 6 }) : synthQwen2Mix({ shape, vocabulary, mix: name as "Q6_K" | "Q5_K_M", seed: 6 }));
+    const fast = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 8 });
+    const ref = await loadQwen2(bytes, { threads: 1, contextLength: 32, maxTokens: 8, reference: true });
+    try {
+      const experts = fast.forward.layout.layers.flatMap((l) => l.moe ? [l.moe.gateExps, l.moe.upExps, l.moe.downExps] : []);
+      expect(experts.length).toBe(3 * shape.layers);
+      for (const m of experts) {
+        expect(m.experts, `type ${m.type}`).toBe(8);
+        if (m.type === GGMLType.Q4_0) expect([m.x4, m.packed]).toEqual([true, undefined]);
+        else expect([m.x4, m.packed], `type ${m.type}`).toEqual([undefined, packable(m.type, m.rows, m.cols) ? true : undefined]);
+      }
+      expect(experts.some((m) => m.x4 || m.packed)).toBe(true);
+      const refExperts = ref.forward.layout.layers.flatMap((l) => l.moe ? [l.moe.gateExps, l.moe.upExps, l.moe.downExps] : []);
+      expect(refExperts.some((m) => m.x4 || m.packed)).toBe(false);
+      const tokens = prompt(6);
+      const a = await fast.forward.step(tokens, 0), b = await ref.forward.step(tokens, 0);
+      let worst = 0;
+      const scale = b.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / scale);
+      console.log(`MoE ${name} model, experts laid out vs scalar reference kernels: max |Δ| / max|logit| ${worst.toExponential(2)}`);
+      expect(worst).toBeLessThan(1e-4);
+    } finally {
+      await fast.dispose();
+      await ref.dispose();
+    }
+  });
+});
