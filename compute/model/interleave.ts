@@ -39,11 +39,10 @@ export function interleavable(type: number, rows: number, cols: number): boolean
  * rows' qs. Throws on a matrix that interleavable() refuses.
  */
 export function interleaveRows4(bytes: Uint8Array, offset: number, rows: number, cols: number, type: number): void {
-  const t = X4.get(type);
+  const t = x4Layout(type);
   if (!t || !interleavable(type, rows, cols)) throw new RangeError(`no x4 layout for type ${type} (${rows} x ${cols})`);
-  const { qsAt, plane } = t;
-  const info = weightTypeInfo(type)!;
-  const blockBytes = info.typeSize, hasMin = info.f16Fields.length === 2; // d (and m)
+  const { qsAt, plane, hasMin } = t; // hasMin: d and m
+  const blockBytes = weightTypeInfo(type)!.typeSize;
   const nb = cols / 32;
   const rowBytes = nb * blockBytes;
   const groupBytes = 4 * rowBytes;

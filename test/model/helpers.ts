@@ -94,3 +94,27 @@ export function checkTop10(at: string, i: number, p: Top10Position, ours: Float3
   if (top1) expect(argmax(ours), `${at} top-1 at position ${i}`).toBe(p.top[0][0]);
   return { worst, top1 };
 }
+
+/**
+ * A load-time writer that rewrites bytes in place (a wasm packer or interleaver) against the
+ * JavaScript writer of the same layout: random bytes at W - 32 .. W + n + 32 of `memory` (W odd in
+ * the callers), `reference(copy, 32)` on a copy of them, `write()` on the memory; the bytes must be
+ * equal and nothing outside [W, W + n) written. With `scratch`, the writer's scratch at `at` must be
+ * untouched but for its first `used` bytes (filled with a marker first, checked up to at + bytes).
+ */
+export function expectInPlaceWriter(memory: WebAssembly.Memory, rand: () => number, W: number, n: number,
+  reference: (bytes: Uint8Array, at: number) => void, write: () => void,
+  scratch?: { at: number; used: number; bytes: number }): void {
+  const u8 = new Uint8Array(memory.buffer);
+  for (let i = 0; i < n + 64; i++) u8[W - 32 + i] = (rand() * 256) | 0;
+  const expected = u8.slice(W - 32, W + n + 32);
+  reference(expected, 32);
+  if (scratch) u8.fill(0x5a, scratch.at - 64, scratch.at + scratch.bytes + 64);
+  write();
+  expect(u8.subarray(W - 32, W + n + 32)).toEqual(expected); // and nothing outside the matrix written
+  if (scratch) {
+    const untouched = u8.subarray(scratch.at - 64, scratch.at).every((v) => v === 0x5a) &&
+      u8.subarray(scratch.at + scratch.used, scratch.at + scratch.bytes + 64).every((v) => v === 0x5a);
+    expect(untouched, "nothing written around the group's scratch").toBe(true);
+  }
+}

@@ -17,7 +17,7 @@ import { writeGGUFBytes } from "../../weights/gguf/writer";
 import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2, synthQwen2Mix } from "../../tools/synth";
 import { requireRelaxedSimd } from "../kernel-build";
 import { gaussian, rng } from "../kernels/harness";
-import { prompt } from "./helpers";
+import { expectInPlaceWriter, prompt } from "./helpers";
 
 type Kernels = Record<string, (...args: number[]) => void>;
 const BLOCK = 110;
@@ -235,14 +235,8 @@ describe("pack_q3_k, pack_q5_k and pack_q6_k", () => {
     if (build === "relaxed-simd") requireRelaxedSimd(ctx);
     const memory = createSharedMemory(8);
     const K = await instantiateKernels(memory, await compileKernelBuild(build)) as unknown as Kernels;
-    const rand = rng(3303);
-    const blocks = 37, n = bytes * blocks, W = 65536 + 3; // an odd offset
-    const u8 = new Uint8Array(memory.buffer);
-    for (let i = 0; i < n + 64; i++) u8[W - 32 + i] = (rand() * 256) | 0;
-    const expected = u8.slice(W - 32, W + n + 32);
-    js(expected, 32, 1, 256 * blocks);
-    K[`pack_${name}`](W, blocks);
-    expect(u8.subarray(W - 32, W + n + 32)).toEqual(expected); // and nothing outside the blocks written
+    const blocks = 37, W = 65536 + 3; // an odd offset
+    expectInPlaceWriter(memory, rng(3303), W, bytes * blocks, (u8, at) => js(u8, at, 1, 256 * blocks), () => K[`pack_${name}`](W, blocks));
   });
 });
 
@@ -251,18 +245,10 @@ describe("pack_q8_0", () => {
     if (build === "relaxed-simd") requireRelaxedSimd(ctx);
     const memory = createSharedMemory(8);
     const K = await instantiateKernels(memory, await compileKernelBuild(build)) as unknown as Kernels;
-    const rand = rng(3305);
     const rows = 12, cols = 160, n = rows * (cols / 32) * 34, W = 65536 + 3; // an odd offset
-    const S = W + n + 4096, scratchBytes = matmulScratchBytes(cols);
-    const u8 = new Uint8Array(memory.buffer);
-    for (let i = 0; i < n + 64; i++) u8[W - 32 + i] = (rand() * 256) | 0;
-    const expected = u8.slice(W - 32, W + n + 32);
-    packQ8_0(expected, 32, rows, cols);
-    u8.fill(0x5a, S - 64, S + scratchBytes + 64);
-    K.pack_q8_0(W, rows, cols, S);
-    expect(u8.subarray(W - 32, W + n + 32)).toEqual(expected); // and nothing outside the matrix written
-    expect(u8.subarray(S - 64, S).every((v) => v === 0x5a) && u8.subarray(S + 4 * (cols / 32) * 34, S + scratchBytes + 64).every((v) => v === 0x5a),
-      "nothing written around the group's scratch").toBe(true);
+    const S = W + n + 4096;
+    expectInPlaceWriter(memory, rng(3305), W, n, (u8, at) => packQ8_0(u8, at, rows, cols), () => K.pack_q8_0(W, rows, cols, S),
+      { at: S, used: 4 * (cols / 32) * 34, bytes: matmulScratchBytes(cols) });
   });
 });
 
