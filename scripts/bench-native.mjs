@@ -11,7 +11,7 @@
 // temporary folder without the higher variants, so that llama.cpp runs its AVX2 build (the issue
 // tracker's "native llama.cpp (AVX2)").
 //   node scripts/bench-native.mjs MODEL --llama-cpp DIR [--threads N] [--prompt-tokens 128]
-//        [--gen-tokens 64] [--repeat 3] [--variant haswell]
+//        [--gen-tokens 64] [--repeat 3] [--variant haswell] [--flash-attention auto|on|off]
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -26,9 +26,11 @@ const promptTokens = Number(opt("--prompt-tokens", 128));
 const genTokens = Number(opt("--gen-tokens", 64));
 const repeat = Number(opt("--repeat", 3));
 const variant = opt("--variant", undefined);
+const flash = opt("--flash-attention", "auto");
+if (!["auto", "on", "off"].includes(flash)) throw new Error(`--flash-attention: auto, on or off, got ${flash}`);
 const modelPath = args[0];
 if (!dir || !modelPath) {
-  console.error("usage: node scripts/bench-native.mjs MODEL --llama-cpp DIR [--threads N] [--prompt-tokens 128] [--gen-tokens 64] [--repeat 3] [--variant haswell]");
+  console.error("usage: node scripts/bench-native.mjs MODEL --llama-cpp DIR [--threads N] [--prompt-tokens 128] [--gen-tokens 64] [--repeat 3] [--variant haswell] [--flash-attention auto|on|off]");
   process.exit(2);
 }
 
@@ -60,7 +62,8 @@ if (!existsSync(entry)) throw new Error(`no node-llama-cpp in ${dir} (see the in
 const { getLlama, LlamaLogLevel } = await import(pathToFileURL(entry).href);
 const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error, maxThreads: threads });
 const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
-const context = await model.createContext({ contextSize: promptTokens + genTokens + 16, threads: { ideal: threads, min: threads }, batchSize: 512 });
+const context = await model.createContext({ contextSize: promptTokens + genTokens + 16, threads: { ideal: threads, min: threads }, batchSize: 512,
+  flashAttention: { auto: "auto", on: true, off: false }[flash] });
 const sequence = context.getSequence();
 // The CPU backend llama.cpp loaded: the libggml-cpu-*.so mapped into this process (Linux).
 const backend = [...new Set(readFileSync("/proc/self/maps", "utf8").match(/libggml-cpu-[\w-]+\.so/g) ?? ["(none found)"])].join(", ");
@@ -92,6 +95,7 @@ const best = (k, hi = true) => runs.map((x) => x[k]).reduce((a, b) => (hi ? Math
 const fmt = (v) => v.toFixed(1);
 console.log(`model            ${modelPath}`);
 console.log(`native           llama.cpp from node-llama-cpp ${(await import(pathToFileURL(join(root, "node-llama-cpp/package.json")).href, { with: { type: "json" } })).default.version}, CPU variants ${variant ? `up to ${variant}` : "all"}, loaded ${backend}, ${threads} thread(s)`);
+console.log(`context          ${context.contextSize} positions, flash attention ${flash} (node-llama-cpp's flashAttention: ${context.flashAttention}), batch 512`);
 console.log(`first token      ${fmt(best("ttft", false))} ms (prompt of ${promptTokens} tokens)`);
 console.log(`prefill          ${fmt(best("prefill"))} tokens/s: ${promptTokens} prompt tokens over the time to the first generated token`);
 console.log(`decode           ${fmt(best("decode"))} tokens/s: ${Math.min(...runs.map((x) => x.n)) - 1} tokens after the first, greedy`);

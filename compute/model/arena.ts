@@ -18,8 +18,20 @@ export interface Allocator {
  * Sizes a layout without a memory: the same offsets as an Arena for the same calls, so a layout
  * planned on it first tells exactly how many bytes the real one will take.
  */
+function checkStart(start: number): number {
+  if (!Number.isInteger(start) || start < FIRST_OFFSET || start % PAGE !== 0 || start >= 4 * 1024 * 1024 * 1024) {
+    throw new QwasmError("INVALID_ARGUMENT", `an arena starts at a multiple of ${PAGE} bytes from ${FIRST_OFFSET} below 4 GiB, got ${start}`);
+  }
+  return start;
+}
+
 export class ArenaSizer implements Allocator {
-  private top = FIRST_OFFSET;
+  private top: number;
+
+  /** `start`: the first byte handed out (default 64 KiB; see Arena). */
+  constructor(start = FIRST_OFFSET) {
+    this.top = checkStart(start);
+  }
 
   alloc(bytes: number, align = 64): number {
     if (!(bytes >= 0) || !Number.isFinite(bytes)) throw new RangeError(`arena: bad size ${bytes}`);
@@ -35,10 +47,13 @@ export class ArenaSizer implements Allocator {
 
 export class Arena implements Allocator {
   readonly memory: WebAssembly.Memory;
-  private top = FIRST_OFFSET;
+  private top: number;
 
-  constructor(memory: WebAssembly.Memory) {
+  /** `start`: the first byte handed out, default 64 KiB (offset 0 is never valid). Tests start past
+   *  2 GiB to check that no offset is ever read as a signed 32-bit integer (`x >> 2`, `x | 0`). */
+  constructor(memory: WebAssembly.Memory, start = FIRST_OFFSET) {
     this.memory = memory;
+    this.top = checkStart(start);
   }
 
   /** Reserves `bytes` bytes aligned to `align` (default 64, a cache line) and returns the offset. */

@@ -63,6 +63,12 @@ export interface LoadOptions {
    * not fit in one is placed over several, by layers; smaller shards test that on small models.
    */
   maxShardBytes?: number;
+  /**
+   * For tests: where each shard's layout starts (bytes, a multiple of 64 KiB; default 64 KiB). A start
+   * past 2 GiB puts every offset (state, weights, KV, logits) where a signed 32-bit reading of it is
+   * negative: the layout is otherwise the same, the memory is that much larger (untouched pages).
+   */
+  arenaStart?: number;
   /** The host's memory for the preflight (default: asked of the runtime); tests inject their own. */
   hostMemory?: HostMemory;
   onProgress?: (p: GGUFReadProgress) => void;
@@ -290,7 +296,7 @@ export async function loadQwen2(source: GGUFSource | GGUFFile, options: LoadOpti
           "a smaller quantization, fewer KV pages or a shorter context may fit", { cause: e });
       }
     });
-    const arenas = memories.map((m) => new Arena(m));
+    const arenas = memories.map((m) => new Arena(m, options.arenaStart));
     const { placed, tensors, layout, control } = plan.lay(arenas, kvPages);
     await file.readTensorData((t) => {
       const w = placed.get(t.name);
@@ -476,7 +482,7 @@ export async function planModel(file: GGUFFile, config: Qwen2Config, described: 
   };
   /** Bytes of each of `count` shards with units placed as `unitShard` says. */
   const sizes = (unitShard: readonly number[], count: number, kvPages: number) => {
-    const sizers = Array.from({ length: count }, () => new ArenaSizer());
+    const sizers = Array.from({ length: count }, () => new ArenaSizer(options.arenaStart));
     layWith(unitShard, count)(sizers, kvPages);
     return sizers.map((s) => s.used);
   };

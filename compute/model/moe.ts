@@ -166,12 +166,12 @@ export class MoEFeedForward {
       k.matmul_f32(e.router, xbt, router + 4 * t * E, hidden, 0, E, 1, 4 * hidden, E, 0);
       k.matmul_f32(e.sharedGate, xbt, m.sharedGate + 4 * t, hidden, 0, 1, 1, 4 * hidden, 1, 0);
       // g = sigmoid(v), as ggml computes it: silu(v) / v.
-      const v = f32[(m.sharedGate >> 2) + t];
+      const v = f32[(m.sharedGate >>> 2) + t];
       const silu = Math.fround(v / Math.fround(1 + Math.fround(Math.exp(-v))));
-      f32[(m.sharedGate >> 2) + t] = v === 0 ? 0.5 : Math.fround(silu / v);
+      f32[(m.sharedGate >>> 2) + t] = v === 0 ? 0.5 : Math.fround(silu / v);
       // Softmax over all E (ggml_soft_max: f32 exps, f64 sum, scaled by the f32 inverse), then the K
       // largest probabilities in descending order (ties: the lower expert id).
-      const r = (router >> 2) + t * E;
+      const r = (router >>> 2) + t * E;
       let max = -Infinity;
       for (let j = 0; j < E; j++) max = Math.max(max, f32[r + j]);
       let sum = 0;
@@ -185,23 +185,23 @@ export class MoEFeedForward {
         let best = -1;
         for (let j = 0; j < E; j++) if (!used[j] && (best < 0 || logits[j] > logits[best])) best = j;
         used[best] = 1;
-        i32[(selected >> 2) + t * K + slot] = best;
-        f32[(m.probs >> 2) + t * K + slot] = logits[best];
+        i32[(selected >>> 2) + t * K + slot] = best;
+        f32[(m.probs >>> 2) + t * K + slot] = logits[best];
       }
     });
 
     // (2) Grouping: the (token, slot) pairs of expert 0, then expert 1, ..., tokens ascending.
     parallel(1, () => {
-      const start = expertStart >> 2;
+      const start = expertStart >>> 2;
       i32.fill(0, start, start + E + 1);
-      for (let i = 0; i < T * K; i++) i32[start + i32[(selected >> 2) + i] + 1]++;
+      for (let i = 0; i < T * K; i++) i32[start + i32[(selected >>> 2) + i] + 1]++;
       for (let j = 0; j < E; j++) i32[start + j + 1] += i32[start + j];
       const next = Int32Array.from(i32.subarray(start, start + E));
       for (let t = 0; t < T; t++) {
         for (let slot = 0; slot < K; slot++) {
-          const row = next[i32[(selected >> 2) + t * K + slot]]++;
-          i32[(m.rowToken >> 2) + row] = t;
-          i32[(m.slotRow >> 2) + t * K + slot] = row;
+          const row = next[i32[(selected >>> 2) + t * K + slot]]++;
+          i32[(m.rowToken >>> 2) + row] = t;
+          i32[(m.slotRow >>> 2) + t * K + slot] = row;
         }
       }
     });
@@ -210,7 +210,7 @@ export class MoEFeedForward {
     const bytes = new Uint8Array(this.memory.buffer);
     const gatherFormats = unique([e.gateExps.format, e.upExps.format]);
     parallel(T * K, (row) => {
-      const t = i32[(m.rowToken >> 2) + row];
+      const t = i32[(m.rowToken >>> 2) + row];
       for (const format of gatherFormats) {
         const n = activationRowBytes(format, hidden);
         const from = format === "f32" ? s.xb : s.act[format]!;
@@ -219,7 +219,7 @@ export class MoEFeedForward {
     });
 
     // The experts that got tokens this step (the same list on every worker: read after the grouping).
-    const starts = i32.subarray(expertStart >> 2, (expertStart >> 2) + E + 1);
+    const starts = i32.subarray(expertStart >>> 2, (expertStart >>> 2) + E + 1);
     const active: number[] = [];
     for (let j = 0; j < E; j++) if (starts[j + 1] > starts[j]) active.push(j);
     const expertItems = (rows: number) => active.length * Math.ceil(rows / MOE_ROW_CHUNK);
@@ -287,14 +287,14 @@ export class MoEFeedForward {
     // (7) Per token: x += (Σ_slot p·y in slot order) + g·sh, rounded to f32 at each step as ggml
     // does (the sum, then the residual add).
     parallel(T, (t) => {
-      const sh = (s.proj >> 2) + t * hidden;
-      const xt = (s.x >> 2) + t * hidden;
-      const g = f32[(m.sharedGate >> 2) + t];
+      const sh = (s.proj >>> 2) + t * hidden;
+      const xt = (s.x >>> 2) + t * hidden;
+      const g = f32[(m.sharedGate >>> 2) + t];
       const rows: number[] = [];
       const p: number[] = [];
       for (let slot = 0; slot < K; slot++) {
-        rows.push((m.out >> 2) + i32[(m.slotRow >> 2) + t * K + slot] * hidden);
-        p.push(f32[(m.probs >> 2) + t * K + slot]);
+        rows.push((m.out >>> 2) + i32[(m.slotRow >>> 2) + t * K + slot] * hidden);
+        p.push(f32[(m.probs >>> 2) + t * K + slot]);
       }
       for (let i = 0; i < hidden; i++) {
         let sum = Math.fround(f32[rows[0] + i] * p[0]);
