@@ -8,16 +8,17 @@
 // computed. out must not alias q (rows are written after all blocks are done, but the f32 kernel
 // reads the query rows in place for every block).
 //
-// Per query row (token, head), over the keys in blocks (each page cut into blocks of at most BLOCK
-// positions, so the blocks depend on the page layout only, never on the tile or the head run):
+// Per query row (token, head), over the keys in blocks of BLOCK positions (positions [0, 64),
+// [64, 128), ...: the blocks depend on positions only, never on the page size or table, the tile or
+// the head run; a block that spans pages is gathered into the scratch first):
 //
 //   s_j  = (q · k_j) · scale                 for the block's keys j <= pos0 + t (later ones: masked)
 //   m'   = max(m, max_j s_j); if m' > m: acc *= exp(m - m'), sum *= exp(m - m')  (m starts at -inf)
 //   p_j  = exp(s_j - m'), sum += Σ_j p_j (in f64), acc += Σ_j p_j · v_j (in f32, key order)
 //   out  = acc · (float)(1 / sum)
 //
-// so a row's result depends only on its own query, the keys and the page layout: it is the same
-// whichever tile or head run computes it, and the same for a prompt run in one chunk or in several.
+// so a row's result depends only on its own query and the keys: it is the same whichever tile or
+// head run computes it, whatever the pages, and the same for a prompt run in one chunk or in several.
 // Against llama.cpp's non-flash attention (attention_paged_*) it differs by f32 rounding only.
 //
 // Cache formats, as ggml_compute_forward_flash_attn_ext_f16 (ggml-cpu/ops.cpp) converts them:
@@ -37,13 +38,14 @@
 //   R × headDim floats   the output accumulators
 //   R × 4 floats         per row: the running max (f32), padding, the running sum (f64)
 //   2 × BLOCK floats     two rows' scores / probabilities for a block
-//   2 × BLOCK × headDim floats   a block of K and of V widened to f32 (f16, q8_0 V)
+//   2 × BLOCK × headDim floats   a block of K and of V widened to f32 (f16, q8_0 V), or gathered (a block over pages)
 // i.e. 4 * (R * (2 * headDim + 4) + BLOCK * (2 + 2 * headDim)) bytes, 16-byte aligned.
 import { quantize_q8_0 } from "../quants/activations";
 import { f16_gather4, f16_to_f32, f16x4_hi_to_f32x4, f32_to_f16, i32x4_hsum, i32x4_hsum4, Q8_0_BYTES, QK } from "../quants/common";
 import { expf, expf4, hsum4, hsum4x4 } from "./math";
 
-/** Most keys per block (a block is a whole page or a part of one). */
+/** Keys per block (the last one of a row: fewer). Blocks of 16 (a page of the default size) spent a
+ *  sixth of the time in the per-block steps (softmax, reloading the accumulators). */
 const BLOCK: i32 = 64;
 
 /** scores[j] = (q · k_j) · scale for the n keys at kBase (stride bytes apart, f32 rows); four keys at a
@@ -386,21 +388,47 @@ const BLOCK: i32 = 64;
         }
       }
     }
+    const keyBytes = f.headBytes(1, headDim); // one position's K (or V) of one KV head
     for (let j0 = 0; j0 < nPos;) {
-      // a block: positions [j0, j0 + b) within one page (pages are cut into blocks of BLOCK)
+      // a block: positions [j0, j0 + b), j0 a multiple of BLOCK (the blocks depend on positions only,
+      // never on the page size, the table, the tile or the head run)
+      const b = min(BLOCK, nPos - j0);
       const page = j0 / pageSize;
       const inPage = j0 - page * pageSize;
-      const b = min(BLOCK, min(pageSize - inPage, nPos - j0));
       const at = <usize>load<i32>(table + (<usize>page << 2)) * pageBytes + <usize>inPage * stride + hb;
-      const kPage = kPool + at;
-      const vPage = vPool + at;
-      let kBase = kPage, kStride = stride, vBase = vPage, vStride = stride;
-      if (kind == 1) {
-        widenF16(kPage, stride, b, headDim, kf);
-        widenF16(vPage, stride, b, headDim, vf);
+      let kBase = kPool + at, kStride = stride, vBase = vPool + at, vStride = stride;
+      if (inPage + b > pageSize) {
+        // the block spans pages: its rows gathered into the scratch, one position after the other
+        // (f32 and q8_0 K as stored, f16 widened below; only the layout changes, never a value)
+        const kg = kind == 1 ? vf : kf; // f16: gathered into vf, widened from there into kf
+        for (let j = 0; j < b; j++) {
+          const pj = j0 + j;
+          const pp = pj / pageSize;
+          const src = <usize>load<i32>(table + (<usize>pp << 2)) * pageBytes + <usize>(pj - pp * pageSize) * stride + hb;
+          memory.copy(kg + <usize>j * keyBytes, kPool + src, keyBytes);
+        }
+        kBase = kg; kStride = keyBytes;
+        if (kind == 1) {
+          widenF16(kg, keyBytes, b, headDim, kf);
+          kBase = kf; kStride = rowFloatsBytes;
+        }
+        // V: f32 copied, f16 widened and q8_0 dequantized row by row into vf
+        for (let j = 0; j < b; j++) {
+          const pj = j0 + j;
+          const pp = pj / pageSize;
+          const src = vPool + <usize>load<i32>(table + (<usize>pp << 2)) * pageBytes + <usize>(pj - pp * pageSize) * stride + hb;
+          const dst = vf + <usize>j * rowFloatsBytes;
+          if (kind == 0) memory.copy(dst, src, rowFloatsBytes);
+          else if (kind == 1) widenF16(src, stride, 1, headDim, dst);
+          else dequantQ8_0(src, stride, 1, headDim, dst);
+        }
+        vBase = vf; vStride = rowFloatsBytes;
+      } else if (kind == 1) {
+        widenF16(kBase, stride, b, headDim, kf);
+        widenF16(vBase, stride, b, headDim, vf);
         kBase = kf; kStride = rowFloatsBytes; vBase = vf; vStride = rowFloatsBytes;
       } else if (kind == 2) {
-        dequantQ8_0(vPage, stride, b, headDim, vf);
+        dequantQ8_0(vBase, stride, b, headDim, vf);
         vBase = vf; vStride = rowFloatsBytes;
       }
       for (let h = h0; h < h1; h++) {

@@ -2,7 +2,8 @@
 // computed here in float64 from the cache's decoded values (the query converted as ggml converts it
 // for that cache type: rounded to f16, or quantized to q8_0 and decoded): random page tables, GQA
 // ratios, ragged tiles, pos0 > 0, page sizes that are and are not multiples of the kernel's block.
-// Also: a row's result does not depend on the tile or the head run that computes it (bit for bit),
+// Also: a row's result does not depend on the tile or the head run that computes it, nor on the page
+// size or order (bit for bit),
 // and the kernel writes nothing outside its output rows and its scratch.
 import { beforeAll, describe, expect, it } from "vitest";
 import { convertF32ToF16, quantizeQ8_0Activations } from "../../weights/quant/activations";
@@ -208,6 +209,17 @@ describe("flash_attention_paged_* against exact float64 attention", () => {
       const b = new Uint32Array(ragged.buffer, ragged.byteOffset, ragged.length);
       expect(a.length).toBe(c.nTok * s.qStride);
       expect(Array.from(b)).toEqual(Array.from(a));
+    });
+
+    it(`${type}: the same bits whatever the page size and page order (blocks are positions [0, 64), [64, 128), ...)`, () => {
+      const outs = [1, 5, 16, 48, 64, 100, 300].map((pageSize) => {
+        H.reset();
+        const c: Case = { nTok: 23, pos0: 141, nHeads: 14, nKVHeads: 2, headDim: 64, pageSize };
+        const s = setup(type, c, 8); // the same values for every page size, in pages of a random order
+        return new Uint32Array(runFlash(type, c, s, tilesOf(c.nTok, 16), kvRuns(c)).buffer);
+      });
+      expect(outs[0].length).toBe(23 * (14 * 64 + 8));
+      for (let i = 1; i < outs.length; i++) expect(Array.from(outs[i]), `page size #${i}`).toEqual(Array.from(outs[0]));
     });
 
     it(`${type}: agrees with the non-flash attention_paged_${type} within f32 tolerance`, () => {
