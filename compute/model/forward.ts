@@ -643,8 +643,10 @@ export class ForwardRunner {
     for (let g = 0; g < nGroups; g++) {
       const n = groups[4 * g + 1];
       if (n >= FLASH_MIN_TOKENS && headDim % 4 === 0) {
-        for (let kv = 0; kv < nKVHeads; kv++) {
-          for (let t0 = 0; t0 < n; t0 += FLASH_TILE) attnItems.push(g, kv * group, (kv + 1) * group, t0, Math.min(n, t0 + FLASH_TILE), 1);
+        // the last tiles first: they see the most keys (causal), and the workers that claim items in
+        // turn then end the op together, the small items last
+        for (let t0 = Math.floor((n - 1) / FLASH_TILE) * FLASH_TILE; t0 >= 0; t0 -= FLASH_TILE) {
+          for (let kv = 0; kv < nKVHeads; kv++) attnItems.push(g, kv * group, (kv + 1) * group, t0, Math.min(n, t0 + FLASH_TILE), 1);
         }
       } else {
         for (const [h0, h1] of headRuns) attnItems.push(g, h0, h1, 0, n, 0);
