@@ -3,17 +3,18 @@
 // converter writes, and `qwasm synth --shape ... --layers N` makes a file qwasm loads and runs;
 // `qwasm inspect` and `qwasm logits --experts` show the expert layout and the routing.
 import { afterAll, describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GGUFMetadata } from "../../weights/gguf/metadata";
-import { openGGUF } from "../../weights/gguf/reader";
+import { openGGUF, parseGGUFBytes } from "../../weights/gguf/reader";
 import { layerTensorList, mapQwen2Tensors, parseQwen2Config } from "../../weights/qwen2";
 import { QWEN2_PRESETS, readQwen2Vocabulary, synthQwen2 } from "../../tools/synth";
 import { main as synthMain } from "../../cli/commands/synth";
 import { main as inspectMain } from "../../cli/commands/inspect-model";
 import { loadQwen2 } from "../../compute/model/model";
 import { tokenReadBytes } from "../../compute/model/moe";
+import { ReferenceQwen2 } from "../reference/qwen2-reference";
 
 const vocabulary = await readQwen2Vocabulary();
 const tmp = mkdtempSync(join(tmpdir(), "qwasm-moe-synth-"));
@@ -61,7 +62,7 @@ describe("qwen2moe synth presets", () => {
 });
 
 describe("qwasm synth / inspect / logits --experts on a qwen2moe shape", () => {
-  it("synth --shape moe-a2.7b --layers 1 (narrowed) writes a model that loads, runs and reads K experts per token", async () => {
+  it("synth --shape moe-a2.7b --layers 1 (narrowed) writes a model that loads, runs and reads K experts per token, the float64 reference's top 4 of 60", async () => {
     const out = join(tmp, "a27.gguf");
     // The real layer layout of Qwen1.5-MoE-A2.7B (60 experts, 4 used, FFN 1408, shared 5632), one layer,
     // a narrower hidden size and vocabulary so that the test stays small.
@@ -88,6 +89,22 @@ describe("qwasm synth / inspect / logits --experts on a qwen2moe shape", () => {
     expect(routed.nTok).toBe(5);
     for (let t = 0; t < 5; t++) expect(new Set(routed.experts.subarray(t * 4, t * 4 + 4)).size).toBe(4);
     await model.dispose();
+
+    // Top-4 of 60 against the float64 reference's ranking of the router logits (the fixtures have 8
+    // experts): the same 4 experts in the same order, unless the reference's margin between two
+    // neighbours in its ranking is below 1e-3 (f32 against f64 router logits may swap those).
+    const reference = await ReferenceQwen2.load(parseGGUFBytes(new Uint8Array(readFileSync(out))));
+    reference.logits([1, 2, 3, 4, 5]);
+    let compared = 0;
+    reference.routing[0].forEach((ranked, t) => {
+      const mine = Array.from(routed.experts.subarray(t * 4, t * 4 + 4));
+      const close = ranked.slice(0, 5).some(([, v], i) => i > 0 && ranked[i - 1][1] - v < 1e-3);
+      if (close) return;
+      expect(mine, `position ${t}: reference ranking ${ranked.slice(0, 6).map(([e, v]) => `${e}:${v.toFixed(4)}`).join(" ")}`)
+        .toEqual(ranked.slice(0, 4).map(([e]) => e));
+      compared++;
+    });
+    expect(compared).toBeGreaterThanOrEqual(4);
   });
 });
 
