@@ -332,6 +332,12 @@ const BLOCK: i32 = 64;
 }
 
 // The per-format steps (see the cache formats at the top of this file). kind: 0 f32, 1 f16, 2 q8_0.
+/** Byte offset, in its pool, of position j's row (all KV heads) through the page table. */
+@inline function slotAt(table: usize, j: i32, pageSize: i32, pageBytes: usize, stride: usize): usize {
+  const page = j / pageSize;
+  return <usize>load<i32>(table + (<usize>page << 2)) * pageBytes + <usize>(j - page * pageSize) * stride;
+}
+
 @final class FlashF32 {
   @inline kind(): i32 { return 0; }
   @inline headBytes(g: i32, headDim: i32): usize { return <usize>g * <usize>headDim << 2; }
@@ -393,35 +399,21 @@ const BLOCK: i32 = 64;
       // a block: positions [j0, j0 + b), j0 a multiple of BLOCK (the blocks depend on positions only,
       // never on the page size, the table, the tile or the head run)
       const b = min(BLOCK, nPos - j0);
-      const page = j0 / pageSize;
-      const inPage = j0 - page * pageSize;
-      const at = <usize>load<i32>(table + (<usize>page << 2)) * pageBytes + <usize>inPage * stride + hb;
+      const at = slotAt(table, j0, pageSize, pageBytes, stride) + hb;
       let kBase = kPool + at, kStride = stride, vBase = vPool + at, vStride = stride;
-      if (inPage + b > pageSize) {
+      if (j0 % pageSize + b > pageSize) {
         // the block spans pages: its rows gathered into the scratch, one position after the other
-        // (f32 and q8_0 K as stored, f16 widened below; only the layout changes, never a value)
-        const kg = kind == 1 ? vf : kf; // f16: gathered into vf, widened from there into kf
+        // (K as stored, f16 K widened; V as the one-page path has it: f32, or widened, or dequantized)
         for (let j = 0; j < b; j++) {
-          const pj = j0 + j;
-          const pp = pj / pageSize;
-          const src = <usize>load<i32>(table + (<usize>pp << 2)) * pageBytes + <usize>(pj - pp * pageSize) * stride + hb;
-          memory.copy(kg + <usize>j * keyBytes, kPool + src, keyBytes);
+          const src = slotAt(table, j0 + j, pageSize, pageBytes, stride) + hb;
+          const dst = <usize>j * rowFloatsBytes;
+          if (kind == 1) widenF16(kPool + src, stride, 1, headDim, kf + dst);
+          else memory.copy(kf + <usize>j * keyBytes, kPool + src, keyBytes);
+          if (kind == 0) memory.copy(vf + dst, vPool + src, rowFloatsBytes);
+          else if (kind == 1) widenF16(vPool + src, stride, 1, headDim, vf + dst);
+          else dequantQ8_0(vPool + src, stride, 1, headDim, vf + dst);
         }
-        kBase = kg; kStride = keyBytes;
-        if (kind == 1) {
-          widenF16(kg, keyBytes, b, headDim, kf);
-          kBase = kf; kStride = rowFloatsBytes;
-        }
-        // V: f32 copied, f16 widened and q8_0 dequantized row by row into vf
-        for (let j = 0; j < b; j++) {
-          const pj = j0 + j;
-          const pp = pj / pageSize;
-          const src = vPool + <usize>load<i32>(table + (<usize>pp << 2)) * pageBytes + <usize>(pj - pp * pageSize) * stride + hb;
-          const dst = vf + <usize>j * rowFloatsBytes;
-          if (kind == 0) memory.copy(dst, src, rowFloatsBytes);
-          else if (kind == 1) widenF16(src, stride, 1, headDim, dst);
-          else dequantQ8_0(src, stride, 1, headDim, dst);
-        }
+        kBase = kf; kStride = kind == 1 ? rowFloatsBytes : keyBytes;
         vBase = vf; vStride = rowFloatsBytes;
       } else if (kind == 1) {
         widenF16(kBase, stride, b, headDim, kf);

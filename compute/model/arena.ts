@@ -14,10 +14,7 @@ export interface Allocator {
   readonly used: number;
 }
 
-/**
- * Sizes a layout without a memory: the same offsets as an Arena for the same calls, so a layout
- * planned on it first tells exactly how many bytes the real one will take.
- */
+/** The first byte an arena hands out, checked: a whole 64 KiB page from the second, below 4 GiB. */
 function checkStart(start: number): number {
   if (!Number.isInteger(start) || start < FIRST_OFFSET || start % PAGE !== 0 || start >= 4 * 1024 * 1024 * 1024) {
     throw new QwasmError("INVALID_ARGUMENT", `an arena starts at a multiple of ${PAGE} bytes from ${FIRST_OFFSET} below 4 GiB, got ${start}`);
@@ -25,6 +22,10 @@ function checkStart(start: number): number {
   return start;
 }
 
+/**
+ * Sizes a layout without a memory: the same offsets as an Arena for the same calls, so a layout
+ * planned on it first tells exactly how many bytes the real one will take.
+ */
 export class ArenaSizer implements Allocator {
   private top: number;
 

@@ -16,7 +16,7 @@ const vocabulary = await readQwen2Vocabulary();
 const HIGH = 2 ** 31 + 65536;
 
 /** Prefill of 11 tokens (every position's logits), then three decode steps: the logits of each step. */
-async function run(bytes: Uint8Array, options: LoadOptions & { maxShardBytes?: number }): Promise<{ logits: Float32Array[]; experts?: Int32Array; top: number }> {
+async function run(bytes: Uint8Array, options: LoadOptions): Promise<{ logits: Float32Array[]; experts?: Int32Array; top: number }> {
   const model = await loadQwen2(bytes, { contextLength: 64, maxTokens: 16, ...options });
   try {
     const logits = [await model.forward.step(prompt(11), 0, true)];
