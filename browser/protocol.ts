@@ -59,7 +59,7 @@ export interface BrowserEngineInfo extends EngineInfo {
  */
 export interface EngineStatsSnapshot {
   /** Forward steps that returned (prefill chunks and decode steps alike), and their seconds in
-   *  forward.run (the kernels, the compute workers' hand-off, the logits' copy). */
+   *  forward.runInPlace (the kernels, the compute workers' hand-off; the logits are read in place). */
   steps: number;
   stepSeconds: number;
   /** The engine's own time from a step's return to the next step's start, when the scheduler went

@@ -370,7 +370,8 @@ export class QwasmEngine implements Engine {
       }
       stepEnd = -1;
       try {
-        const logits = await this.model.forward.run(step.tokens, step.groups, step.outRows);
+        // A view of the logits in the model's memory: afterStep samples from it before the next step.
+        const logits = await this.model.forward.runInPlace(step.tokens, step.groups, step.outRows);
         stepEnd = performance.now();
         this.stats.steps++;
         this.stats.stepSeconds += (stepEnd - start) / 1000;

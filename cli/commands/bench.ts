@@ -77,7 +77,7 @@ export interface BenchResult {
    *  with the fastest engine decode. */
   engineOwnMsPerStep: number;
   engineOwnPercent: number;
-  /** The mean forward step (forward.run) inside the engine while decoding, in that run. */
+  /** The mean forward step (forward.runInPlace) inside the engine while decoding, in that run. */
   engineStepMs: number;
   /** engineDecodeMsPerToken - forwardDecodeMsPerToken (separate runs: noisy on a shared machine),
    *  and that as a percentage of the engine's step. */
@@ -270,7 +270,7 @@ export async function main(argv: string[]): Promise<number> {
         `${result.forwardDecodeWeightGBps.toFixed(2)} GB/s of the weights a token reads`]),
       `engine cost      ${result.engineOwnMsPerStep.toFixed(3)} ms per decode step (${result.engineOwnPercent.toFixed(1)}% of it): ` +
         `the engine's own time from a step's return to the next step's start (sampling, detokenizer, stop check, stream, ` +
-        `scheduler), timed inside it, beside ${result.engineStepMs.toFixed(2)} ms in forward.run` +
+        `scheduler), timed inside it, beside ${result.engineStepMs.toFixed(2)} ms in the forward step` +
         (engineOnly ? "" : `; engine decode minus forward-only decode (separate runs): ` +
           `${result.engineOverheadMsPerToken.toFixed(3)} ms (${result.engineOverheadPercent.toFixed(1)}%)`),
       ...(engineOnly ? [] : [`sampler          ${result.samplerMsPerToken.toFixed(3)} ms/token: Sampler.sample at temperature 0.7, top-p 0.9 on ` +

@@ -25,7 +25,7 @@ import type { Kernels } from "../kernels/module";
 import type { Qwen2Config, Qwen2Tensors, TensorDesc } from "../../weights/qwen2";
 import type { Allocator } from "./arena";
 import { MAX_STEP_ITEMS } from "../workers/protocol";
-import { MoEFeedForward, moeStepItems, planMoEState, type MoELayerLayout, type MoEMatrix, type MoEStateLayout } from "./moe";
+import { MoEFeedForward, moeStepItems, planMoEState, type MoELayer, type MoELayerLayout, type MoEMatrix, type MoEStateLayout, type Parallel } from "./moe";
 
 export type KVType = "f32" | "f16" | "q8_0";
 
@@ -383,10 +383,13 @@ export const INLINE_SLICE: WorkerSlice = {
 
 /** [start, end) of `n` items for worker `index` of `count`, boundaries on multiples of `align`. */
 export function sliceRange(n: number, index: number, count: number, align = 1): [number, number] {
-  const units = Math.ceil(n / align);
-  const start = Math.min(n, Math.floor((units * index) / count) * align);
-  const end = Math.min(n, Math.floor((units * (index + 1)) / count) * align);
-  return [start, end];
+  return [sliceStart(n, index, count, align), sliceStart(n, index + 1, count, align)];
+}
+
+/** The start of sliceRange's slice `index` (its end is slice index + 1's start); no array, for the
+ *  per-item code of a step, which allocates nothing that grows with the layers (see runStep). */
+export function sliceStart(n: number, index: number, count: number, align = 1): number {
+  return Math.min(n, Math.floor((Math.ceil(n / align) * index) / count) * align);
 }
 
 interface Matrix extends MatrixLayout {
@@ -487,6 +490,31 @@ type RunnerLayer = Omit<LayerLayout, "q" | "k" | "v" | "o" | "gate" | "up" | "do
     moe?: MoELayerLayout<MoEMatrix>;
   };
 
+/** What ForwardRunner's op items read: the step being run and the current op's arguments. */
+interface StepState {
+  w: WorkerSlice;
+  T: number;
+  groups: Int32Array; // the step's groups, four words each (first token, tokens, first position, page table)
+  ids: Int32Array;
+  buffers: ArrayBuffer[]; // per shard
+  scratch: number; // this worker's
+  groupOf: Int32Array; // per token of the step: its group
+  posOf: Int32Array;   // and position
+  attnItems: number[];
+  aligned: Map<number, boolean>;
+  l: RunnerLayer;
+  k: Kernels; // the layer's shard's kernels
+  fuseO: boolean;
+  oParts: number;
+  norm: { k: Kernels; weight: number; inputs: Matrix[]; unit: number; parts: number; rowOf: Int32Array | undefined };
+  chunks: RowChunk[];
+  chunkTokens: number;
+  carryFrom: number;
+  carryTo: number;
+}
+
+const rowAt = (base: number, t: number, width: number) => base + 4 * t * width;
+
 /** Executes forward steps described by a ForwardLayout; one per worker, over the shared memory (or
  *  memories: `kernels[k]` is an instance over `memories[k]`, shard k). */
 export class ForwardRunner {
@@ -501,6 +529,13 @@ export class ForwardRunner {
   private readonly headRuns: [number, number][];
   /** qwen2moe: the routed-expert FFN (gate/up/down of a layer are then its shared expert), per shard. */
   private readonly moe: MoEFeedForward[] = [];
+  /** Per shard: the attention kernels for the KV type (decode, and the flash kernel of prefill tiles). */
+  private readonly attention: ReturnType<typeof pagedAttention>[];
+  private readonly flash: ReturnType<typeof flashAttention>[];
+  private readonly attentionScale: number;
+  private readonly outputInputs: Matrix[];
+  /** The step being run, and the arguments of the op being spread (see the op items below runStep). */
+  private readonly st: StepState;
 
   constructor(kernels: Kernels | readonly Kernels[], memories: WebAssembly.Memory | readonly WebAssembly.Memory[], readonly layout: ForwardLayout) {
     this.k = Array.isArray(kernels) ? [...kernels] : [kernels as Kernels];
@@ -545,6 +580,17 @@ export class ForwardRunner {
     this.output = matrix(layout.output, layout.outputShard);
     this.outputChunks = rowChunks([{ m: this.output, input: s.xb, act: s.act, out: s.logits }], W);
     this.outputUnit = rangeUnit([this.output.format]);
+    this.outputInputs = byFormat([this.output]);
+    this.attention = this.k.map((k) => pagedAttention(k, layout.kvType));
+    this.flash = this.k.map((k) => flashAttention(k, layout.kvType));
+    this.attentionScale = 1 / Math.sqrt(headDim);
+    this.st = {
+      w: INLINE_SLICE, T: 0, groups: new Int32Array(0), ids: new Int32Array(0), buffers: [], scratch: 0,
+      groupOf: new Int32Array(layout.maxTokens), posOf: new Int32Array(layout.maxTokens), attnItems: [], aligned: new Map(),
+      l: this.layers[0], k: this.k[0], fuseO: false, oParts: 1,
+      norm: { k: this.k[0], weight: 0, inputs: [], unit: 1, parts: 1, rowOf: undefined },
+      chunks: [], chunkTokens: 0, carryFrom: 0, carryTo: 0,
+    };
     const c = layout.config;
     if (c.moe && s.moe) {
       for (let shard = 0; shard < layout.shards; shard++) {
@@ -583,62 +629,33 @@ export class ForwardRunner {
    */
   runStep(w: WorkerSlice): void {
     const L = this.layout;
-    const c = L.config;
     const s = L.state;
+    const st = this.st;
+    const { nHeads, nKVHeads, headDim } = L.config;
     // The step inputs are the same in every shard (Qwen2Forward.run writes each).
-    const buffers = this.memories.map((m) => m.buffer);
-    const buffer = buffers[0];
-    const [T, nGroups, nOut] = new Int32Array(buffer, L.step.header, 3);
+    for (let i = 0; i < this.memories.length; i++) st.buffers[i] = this.memories[i].buffer;
+    const buffer = st.buffers[0];
+    const header = new Int32Array(buffer, L.step.header, 3);
+    const T = header[0], nGroups = header[1], nOut = header[2];
     const groups = new Int32Array(buffer, L.step.groups, 4 * nGroups);
-    const { hidden, nHeads, nKVHeads, headDim } = c;
-    const qDim = nHeads * headDim;
-    const kvDim = nKVHeads * headDim;
-    const scale = 1 / Math.sqrt(headDim);
-    const kvTypeId = KV_TYPE_IDS[L.kvType];
-    const kvBytes = KV_BYTES[L.kvType];
-    const scratch = s.scores + w.index * L.scoresStride;
-    const row = (base: number, t: number, width: number) => base + 4 * t * width;
-    const ids = new Int32Array(buffer, L.step.tokens, T);
-    /** Copies the step's rows of x from shard `from` to the same offsets of shard `to`. */
-    const carryOp = (from: number, to: number) => {
-      if (from === to) return;
-      w.parallel(T, (t) => {
-        const at = row(s.x, t, hidden);
-        new Float32Array(buffers[to], at, hidden).set(new Float32Array(buffers[from], at, hidden));
-      });
-    };
-    const headRuns = this.headRuns;
+    st.w = w;
+    st.T = T;
+    st.groups = groups;
+    st.ids = new Int32Array(buffer, L.step.tokens, T);
+    st.scratch = s.scores + w.index * L.scoresStride;
     // Which group (sequence) each token of the step belongs to, and its position.
-    const groupOf = new Int32Array(T);
-    const posOf = new Int32Array(T);
+    const { groupOf, posOf } = st;
     for (let g = 0; g < nGroups; g++) {
       for (let t = groups[4 * g], j = 0; j < groups[4 * g + 1]; t++, j++) {
         groupOf[t] = g;
         posOf[t] = groups[4 * g + 2] + j;
       }
     }
-    /** Parts per row of n values in a per-token op: one, unless there are fewer rows than workers. */
-    const partsOf = (rows: number, n: number, unit: number) =>
-      rows >= w.count || n % unit !== 0 ? 1 : Math.min(Math.ceil(w.count / rows), n / unit);
-    /** Values [i0, i1) of f32 row t of `input` (rows of m.cols) converted for m into `act`. */
-    const convertRange = (m: Matrix, input: number, act: number, t: number, i0: number, i1: number) => {
-      m.k[activationConverter(m.format as Exclude<ActivationFormat, "f32">)](
-        input + 4 * (t * m.cols + i0), act + t * m.xStride + activationRowBytes(m.format, i0), i1 - i0);
-    };
-    /** rmsnorm of x rows (rowOf[i], or i) into xb rows i, converted for `inputs`, per row or range
-     *  of whole `unit`s. */
-    const normOp = (k: Kernels, norm: number, inputs: Matrix[], unit: number, nRows: number, rowOf?: Int32Array) => {
-      const P = partsOf(nRows, hidden, unit);
-      w.parallel(nRows * P, (item) => {
-        const i = Math.floor(item / P);
-        const [i0, i1] = sliceRange(hidden, item % P, P, unit);
-        k.rmsnorm_range(row(s.x, rowOf ? rowOf[i] : i, hidden), norm, row(s.xb, i, hidden), hidden, i0, i1, c.eps);
-        for (const m of inputs) convertRange(m, s.xb, s.act[m.format]!, i, i0, i1);
-      });
-    };
     // Attention items, six numbers each: group, query heads [h0, h1), tokens [t0, t1) of the group,
     // and 1 for the flash kernel (a (KV head, tile) item) or 0 for attention_paged_* (a head run, all tokens).
-    const attnItems: number[] = [];
+    const attnItems = st.attnItems;
+    attnItems.length = 0;
+    st.aligned.clear();
     const group = nHeads / nKVHeads;
     for (let g = 0; g < nGroups; g++) {
       const n = groups[4 * g + 1];
@@ -649,120 +666,217 @@ export class ForwardRunner {
           for (let kv = 0; kv < nKVHeads; kv++) attnItems.push(g, kv * group, (kv + 1) * group, t0, Math.min(n, t0 + FLASH_TILE), 1);
         }
       } else {
-        for (const [h0, h1] of headRuns) attnItems.push(g, h0, h1, 0, n, 0);
+        for (let r = 0; r < this.headRuns.length; r++) attnItems.push(g, this.headRuns[r][0], this.headRuns[r][1], 0, n, 0);
       }
     }
-    /** Whether every attention item's heads are whole units of `unit` values (its o conversion can
-     *  follow it); once per unit and step. */
-    const aligned = new Map<number, boolean>();
-    const headsAligned = (unit: number) => {
-      let ok = aligned.get(unit);
-      if (ok === undefined) {
-        ok = true;
-        for (let u = 0; ok && u < attnItems.length; u += 6) {
-          ok = (attnItems[u + 1] * headDim) % unit === 0 && (attnItems[u + 2] * headDim) % unit === 0;
-        }
-        aligned.set(unit, ok);
-      }
-      return ok;
-    };
 
-    const first = this.layers[0];
     // The embedding rows into x (in the embedding's shard), carried to the first layer's shard.
-    w.parallel(T, (t) => {
-      const e = this.tokenEmbd;
-      e.kernels.getRow!(e.offset, ids[t], hidden, row(s.x, t, hidden)); // token_embd's layouts have one (planForward)
-    });
-    carryOp(L.embdShard, first.shard);
+    w.parallel(T, this.embedItem);
+    this.carry(L.embdShard, this.layers[0].shard);
 
-    for (const [layer, l] of this.layers.entries()) {
-      const k = this.k[l.shard];
-      const attention = pagedAttention(k, L.kvType);
-      const flash = flashAttention(k, L.kvType);
-      normOp(k, l.attnNorm, l.qkvInputs, l.qkvUnit, T);
-      w.parallel(l.qkvChunks.length, (i) => {
-        const ch = l.qkvChunks[i];
-        this.matmul(ch, T, scratch);
-        const { r0, r1 } = ch;
-        const n = r1 - r0;
-        if (ch.then === Then.Query) {
-          for (let t = 0; t < T; t++) k.add_bias(row(s.q, t, qDim) + 4 * r0, l.qBias + 4 * r0, 1, n);
-          k.rope_neox(s.q + 4 * r0, T, n / headDim, headDim, qDim, s.cosSin);
-          return;
-        }
-        const key = ch.then === Then.Key;
-        const out = key ? s.k : s.v;
-        for (let t = 0; t < T; t++) k.add_bias(row(out, t, kvDim) + 4 * r0, (key ? l.kBias : l.vBias) + 4 * r0, 1, n);
-        if (key) k.rope_neox(s.k + 4 * r0, T, n / headDim, headDim, kvDim, s.cosSin);
-        const pool = (key ? l.kPool : l.vPool) + kvBytes(r0);
-        for (let t = 0; t < T; t++) {
-          k.kv_store_paged(row(out, t, kvDim) + 4 * r0, pool, groups[4 * groupOf[t] + 3], L.pageSize, posOf[t], 1, n, L.kvRowBytes, kvTypeId);
-        }
-      });
+    for (let layer = 0; layer < this.layers.length; layer++) {
+      const l = this.layers[layer];
+      st.l = l;
+      st.k = this.k[l.shard];
+      this.norm(st.k, l.attnNorm, l.qkvInputs, l.qkvUnit, T, undefined);
+      w.parallel(l.qkvChunks.length, this.qkvItem);
       // Attention per (sequence, run of query heads of one KV head[, tile of tokens]).
       const o = l.o;
-      const oUnit = l.oUnit;
-      const fuseO = o.format !== "f32" && headsAligned(oUnit);
-      w.parallel(attnItems.length / 6, (u) => {
-        const [g, h0, h1, t0, t1, isFlash] = attnItems.slice(6 * u, 6 * u + 6);
-        const start = groups[4 * g] + t0;
-        (isFlash ? flash : attention)(s.q + 4 * start * qDim, l.kPool, l.vPool, groups[4 * g + 3], L.pageSize,
-          s.att + 4 * start * qDim, scratch, t1 - t0, groups[4 * g + 2] + t0, nHeads, nKVHeads, headDim, qDim,
-          L.kvRowBytes, scale, h0, h1);
-        if (fuseO) for (let t = start; t < start + t1 - t0; t++) convertRange(o, s.att, s.act[o.format]!, t, h0 * headDim, h1 * headDim);
-      });
-      if (o.format !== "f32" && !fuseO) {
-        const P = partsOf(T, qDim, oUnit);
-        w.parallel(T * P, (item) => {
-          const [i0, i1] = sliceRange(qDim, item % P, P, oUnit);
-          convertRange(o, s.att, s.act[o.format]!, Math.floor(item / P), i0, i1);
-        });
+      st.fuseO = o.format !== "f32" && this.headsAligned(l.oUnit);
+      w.parallel(attnItems.length / 6, this.attentionItem);
+      if (o.format !== "f32" && !st.fuseO) {
+        st.oParts = this.partsOf(T, nHeads * headDim, l.oUnit);
+        w.parallel(T * st.oParts, this.oConvertItem);
       }
       this.matmuls(w, l.oChunks, T);
       if (l.moe) {
         // qwen2moe: rmsnorm, routed experts + shared expert, added into x (compute/model/moe.ts).
-        this.moe[l.shard].run({ ...l, moe: l.moe }, layer, T, (n, item) => w.parallel(n, item), scratch);
+        this.moe[l.shard].run(l as RunnerLayer & MoELayer, layer, T, this.stepParallel, st.scratch);
       } else {
-        normOp(k, l.ffnNorm, l.gateUpInputs, l.gateUpUnit, T);
-        const down = l.down;
-        w.parallel(l.gateUpChunks.length, (i) => {
-          const ch = l.gateUpChunks[i];
-          this.matmul(ch, T, scratch);
-          this.matmul(ch.pair!, T, scratch);
-          const { r0, r1 } = ch;
-          const ffn = l.gate.rows;
-          for (let t = 0; t < T; t++) {
-            k.swiglu(row(s.gate, t, ffn) + 4 * r0, row(s.up, t, ffn) + 4 * r0, row(s.gate, t, ffn) + 4 * r0, r1 - r0);
-            if (down.format !== "f32") convertRange(down, s.gate, s.actFfn[down.format]!, t, r0, r1);
-          }
-        });
+        this.norm(st.k, l.ffnNorm, l.gateUpInputs, l.gateUpUnit, T, undefined);
+        w.parallel(l.gateUpChunks.length, this.gateUpItem);
         this.matmuls(w, l.downChunks, T);
       }
-      carryOp(l.shard, layer + 1 < this.layers.length ? this.layers[layer + 1].shard : L.outputShard);
+      this.carry(l.shard, layer + 1 < this.layers.length ? this.layers[layer + 1].shard : L.outputShard);
     }
 
     // The out rows: the final norm (gathered to rows 0..nOut-1 of xb), the LM head.
-    const outRows = new Int32Array(buffer, L.step.outRows, nOut);
-    normOp(this.k[L.outputShard], L.outputNorm, byFormat([this.output]), this.outputUnit, nOut, outRows);
+    this.norm(this.k[L.outputShard], L.outputNorm, this.outputInputs, this.outputUnit, nOut, new Int32Array(buffer, L.step.outRows, nOut));
     this.matmuls(w, this.outputChunks, nOut);
+  }
+
+  // The ops' items. A step calls `parallel` some ten times a layer; were each item function a fresh
+  // closure over the step's values, a decode step would allocate tens of KB of them, and the young
+  // generation's collections (which took 10-70 ms on the 2-vCPU VM of the README) would land in
+  // random steps. So the items are built once per runner and read the step (and the op's arguments)
+  // from `st`; what a step still allocates does not grow with the layers.
+
+  /** Parts per row of n values in a per-token op: one, unless there are fewer rows than workers. */
+  private partsOf(rows: number, n: number, unit: number): number {
+    const count = this.st.w.count;
+    return rows >= count || n % unit !== 0 ? 1 : Math.min(Math.ceil(count / rows), n / unit);
+  }
+
+  /** Values [i0, i1) of f32 row t of `input` (rows of m.cols) converted for m into `act`. */
+  private convertRange(m: Matrix, input: number, act: number, t: number, i0: number, i1: number): void {
+    m.k[activationConverter(m.format as Exclude<ActivationFormat, "f32">)](
+      input + 4 * (t * m.cols + i0), act + t * m.xStride + activationRowBytes(m.format, i0), i1 - i0);
+  }
+
+  /** Whether every attention item's heads are whole units of `unit` values (its o conversion can
+   *  follow it); once per unit and step. */
+  private headsAligned(unit: number): boolean {
+    const { attnItems, aligned } = this.st;
+    const headDim = this.layout.config.headDim;
+    let ok = aligned.get(unit);
+    if (ok === undefined) {
+      ok = true;
+      for (let u = 0; ok && u < attnItems.length; u += 6) {
+        ok = (attnItems[u + 1] * headDim) % unit === 0 && (attnItems[u + 2] * headDim) % unit === 0;
+      }
+      aligned.set(unit, ok);
+    }
+    return ok;
+  }
+
+  /** Copies the step's rows of x from shard `from` to the same offsets of shard `to`. */
+  private carry(from: number, to: number): void {
+    if (from === to) return;
+    this.st.carryFrom = from;
+    this.st.carryTo = to;
+    this.st.w.parallel(this.st.T, this.carryItem);
+  }
+
+  /** rmsnorm of x rows (rowOf[i], or i) into xb rows i, converted for `inputs`, per row or range
+   *  of whole `unit`s. */
+  private norm(k: Kernels, weight: number, inputs: Matrix[], unit: number, nRows: number, rowOf: Int32Array | undefined): void {
+    const op = this.st.norm;
+    op.k = k;
+    op.weight = weight;
+    op.inputs = inputs;
+    op.unit = unit;
+    op.rowOf = rowOf;
+    op.parts = this.partsOf(nRows, this.layout.config.hidden, unit);
+    this.st.w.parallel(nRows * op.parts, this.normItem);
   }
 
   /** One matmul op: its chunks spread over the workers, each with what follows its rows. */
   private matmuls(w: WorkerSlice, chunks: RowChunk[], T: number): void {
+    this.st.chunks = chunks;
+    this.st.chunkTokens = T;
+    w.parallel(chunks.length, this.matmulItem);
+  }
+
+  private readonly stepParallel: Parallel = (n, item) => this.st.w.parallel(n, item);
+
+  private readonly embedItem = (t: number): void => {
+    const e = this.tokenEmbd;
+    const hidden = this.layout.config.hidden;
+    e.kernels.getRow!(e.offset, this.st.ids[t], hidden, rowAt(this.layout.state.x, t, hidden)); // token_embd's layouts have one (planForward)
+  };
+
+  private readonly carryItem = (t: number): void => {
+    const { buffers, carryFrom, carryTo } = this.st;
+    const hidden = this.layout.config.hidden;
+    const at = rowAt(this.layout.state.x, t, hidden);
+    new Float32Array(buffers[carryTo], at, hidden).set(new Float32Array(buffers[carryFrom], at, hidden));
+  };
+
+  private readonly normItem = (item: number): void => {
+    const op = this.st.norm;
+    const s = this.layout.state;
+    const { hidden, eps } = this.layout.config;
+    const P = op.parts;
+    const i = Math.floor(item / P);
+    const p = item % P;
+    const i0 = sliceStart(hidden, p, P, op.unit);
+    const i1 = sliceStart(hidden, p + 1, P, op.unit);
+    op.k.rmsnorm_range(rowAt(s.x, op.rowOf ? op.rowOf[i] : i, hidden), op.weight, rowAt(s.xb, i, hidden), hidden, i0, i1, eps);
+    const inputs = op.inputs;
+    for (let j = 0; j < inputs.length; j++) this.convertRange(inputs[j], s.xb, s.act[inputs[j].format]!, i, i0, i1);
+  };
+
+  private readonly qkvItem = (i: number): void => {
+    const { l, k, T, scratch, groups, groupOf, posOf } = this.st;
+    const L = this.layout;
+    const s = L.state;
+    const { headDim, nHeads, nKVHeads } = L.config;
+    const qDim = nHeads * headDim;
+    const kvDim = nKVHeads * headDim;
+    const ch = l.qkvChunks[i];
+    this.matmul(ch, T, scratch);
+    const { r0, r1 } = ch;
+    const n = r1 - r0;
+    if (ch.then === Then.Query) {
+      for (let t = 0; t < T; t++) k.add_bias(rowAt(s.q, t, qDim) + 4 * r0, l.qBias + 4 * r0, 1, n);
+      k.rope_neox(s.q + 4 * r0, T, n / headDim, headDim, qDim, s.cosSin);
+      return;
+    }
+    const key = ch.then === Then.Key;
+    const out = key ? s.k : s.v;
+    for (let t = 0; t < T; t++) k.add_bias(rowAt(out, t, kvDim) + 4 * r0, (key ? l.kBias : l.vBias) + 4 * r0, 1, n);
+    if (key) k.rope_neox(s.k + 4 * r0, T, n / headDim, headDim, kvDim, s.cosSin);
+    const pool = (key ? l.kPool : l.vPool) + KV_BYTES[L.kvType](r0);
+    const kvTypeId = KV_TYPE_IDS[L.kvType];
+    for (let t = 0; t < T; t++) {
+      k.kv_store_paged(rowAt(out, t, kvDim) + 4 * r0, pool, groups[4 * groupOf[t] + 3], L.pageSize, posOf[t], 1, n, L.kvRowBytes, kvTypeId);
+    }
+  };
+
+  private readonly attentionItem = (u: number): void => {
+    const { l, attnItems, groups, scratch, fuseO } = this.st;
+    const L = this.layout;
+    const s = L.state;
+    const { nHeads, nKVHeads, headDim } = L.config;
+    const qDim = nHeads * headDim;
+    const g = attnItems[6 * u], h0 = attnItems[6 * u + 1], h1 = attnItems[6 * u + 2];
+    const t0 = attnItems[6 * u + 3], t1 = attnItems[6 * u + 4], isFlash = attnItems[6 * u + 5];
+    const start = groups[4 * g] + t0;
+    (isFlash ? this.flash[l.shard] : this.attention[l.shard])(s.q + 4 * start * qDim, l.kPool, l.vPool, groups[4 * g + 3], L.pageSize,
+      s.att + 4 * start * qDim, scratch, t1 - t0, groups[4 * g + 2] + t0, nHeads, nKVHeads, headDim, qDim,
+      L.kvRowBytes, this.attentionScale, h0, h1);
+    if (fuseO) {
+      const o = l.o;
+      for (let t = start; t < start + t1 - t0; t++) this.convertRange(o, s.att, s.act[o.format]!, t, h0 * headDim, h1 * headDim);
+    }
+  };
+
+  private readonly oConvertItem = (item: number): void => {
+    const { l, oParts: P } = this.st;
+    const s = this.layout.state;
+    const qDim = this.layout.config.nHeads * this.layout.config.headDim;
+    const p = item % P;
+    this.convertRange(l.o, s.att, s.act[l.o.format]!, Math.floor(item / P), sliceStart(qDim, p, P, l.oUnit), sliceStart(qDim, p + 1, P, l.oUnit));
+  };
+
+  private readonly gateUpItem = (i: number): void => {
+    const { l, k, T, scratch } = this.st;
+    const s = this.layout.state;
+    const down = l.down;
+    const ch = l.gateUpChunks[i];
+    this.matmul(ch, T, scratch);
+    this.matmul(ch.pair!, T, scratch);
+    const { r0, r1 } = ch;
+    const ffn = l.gate.rows;
+    for (let t = 0; t < T; t++) {
+      k.swiglu(rowAt(s.gate, t, ffn) + 4 * r0, rowAt(s.up, t, ffn) + 4 * r0, rowAt(s.gate, t, ffn) + 4 * r0, r1 - r0);
+      if (down.format !== "f32") this.convertRange(down, s.gate, s.actFfn[down.format]!, t, r0, r1);
+    }
+  };
+
+  private readonly matmulItem = (i: number): void => {
+    const { chunks, chunkTokens: T, scratch } = this.st;
     const s = this.layout.state;
     const hidden = this.layout.config.hidden;
-    const scratch = s.scores + w.index * this.layout.scoresStride;
-    w.parallel(chunks.length, (i) => {
-      const ch = chunks[i];
-      this.matmul(ch, T, scratch);
-      if (ch.then === Then.Residual) {
-        for (let t = 0; t < T; t++) {
-          const at = 4 * (t * hidden + ch.r0);
-          ch.m.k.add(s.x + at, ch.out + at, s.x + at, ch.r1 - ch.r0);
-        }
+    const ch = chunks[i];
+    this.matmul(ch, T, scratch);
+    if (ch.then === Then.Residual) {
+      for (let t = 0; t < T; t++) {
+        const at = 4 * (t * hidden + ch.r0);
+        ch.m.k.add(s.x + at, ch.out + at, s.x + at, ch.r1 - ch.r0);
       }
-    });
-  }
+    }
+  };
 
   /** One chunk of rows of out (T, m.rows) = input (T, m.cols) · mᵀ; `scratch`: the worker's own. */
   private matmul(c: RowChunk, T: number, scratch: number): void {

@@ -62,8 +62,8 @@ describe("a throw in the scheduler fails its requests, and only those", () => {
     const e = await engine();
     const forward = e.model.forward;
     // The first request's prefill runs alone (the loop starts with it); the second step holds all three.
-    const run = forward.run.bind(forward);
-    vi.spyOn(forward, "run").mockImplementationOnce(run).mockRejectedValueOnce(new Error("injected: run"));
+    const run = forward.runInPlace.bind(forward);
+    vi.spyOn(forward, "runInPlace").mockImplementationOnce(run).mockRejectedValueOnce(new Error("injected: run"));
     const results = await Promise.allSettled([1, 2, 3].map((i) => e.generateTokens(prompt(5 + i, i), { maxTokens: 8 }).result));
     expect(results.map((r) => r.status)).toEqual(["rejected", "rejected", "rejected"]);
     for (const r of results) expect((r as PromiseRejectedResult).reason).toMatchObject({ message: "injected: run" });
@@ -115,7 +115,7 @@ describe("a throw in the scheduler fails its requests, and only those", () => {
 
   it("with worker threads too (the step runs while the event loop is free)", async () => {
     const e = await engine({ threads: 2 });
-    vi.spyOn(e.model.forward, "run").mockRejectedValueOnce(new Error("injected: run"));
+    vi.spyOn(e.model.forward, "runInPlace").mockRejectedValueOnce(new Error("injected: run"));
     await expect(e.generateTokens(prompt(8, 6), { maxTokens: 4 }).result).rejects.toThrow("injected: run");
     vi.spyOn(Sampler.prototype, "sample").mockImplementationOnce(() => { throw new Error("injected: sample"); });
     await expect(e.generateTokens(prompt(8, 7), { maxTokens: 4 }).result).rejects.toThrow("injected: sample");
@@ -196,8 +196,8 @@ describe("time limits", () => {
   const long = { maxTokens: 2000, ignoreEos: true };
   const big = { contextLength: 2048 };
   function slowSteps(e: QwasmEngine): void {
-    const run = e.model.forward.run.bind(e.model.forward);
-    vi.spyOn(e.model.forward, "run").mockImplementation(async (...args) => {
+    const run = e.model.forward.runInPlace.bind(e.model.forward);
+    vi.spyOn(e.model.forward, "runInPlace").mockImplementation(async (...args) => {
       await new Promise((resolve) => setTimeout(resolve, 2));
       return run(...args);
     });

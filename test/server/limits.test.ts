@@ -53,8 +53,8 @@ describe("limits over HTTP", () => {
 
   it("answers 504 for a request past its time limit, or an error event once streaming, and frees its pages", async () => {
     // Each step at least 2 ms: 2000 tokens take far longer than the limit on any machine.
-    const run = engine.model.forward.run.bind(engine.model.forward);
-    const slow = vi.spyOn(engine.model.forward, "run").mockImplementation(async (...args) => {
+    const run = engine.model.forward.runInPlace.bind(engine.model.forward);
+    const slow = vi.spyOn(engine.model.forward, "runInPlace").mockImplementation(async (...args) => {
       await new Promise((resolve) => setTimeout(resolve, 2));
       return run(...args);
     });
