@@ -281,13 +281,26 @@ export function planShardState(arena: Allocator, config: Qwen2Config, types: rea
   };
 }
 
+/** One layer's K and V pools (kvPages × pageSize rows of the KV type each). */
+export interface KVPools { kPool: number; vPool: number }
+
 /**
- * Lays out the KV pools of each layer (in the shard of the layer, after its weights) and the logits
- * (in the output's shard), and describes the whole forward step. `arenas[k]` is shard k's, on which
- * planShardState ran first and the weights of `tensors` were then placed.
+ * Lays out the KV pools of each layer in the shard of the layer. The loader calls it before it places
+ * the weights, so that the pools lie low in their memory: an offset past 1 GiB is no V8 small integer,
+ * and every attention call of a decode step would box it (test/model/step-allocation.test.ts).
+ */
+export function planKVPools(arenas: readonly Allocator[], config: Qwen2Config, options: ForwardOptions, placement: ShardPlacement): KVPools[] {
+  const poolBytes = options.kvPages * options.pageSize * KV_BYTES[options.kvType](config.nKVHeads * config.headDim);
+  return placement.layers.map((shard) => ({ kPool: arenas[shard].alloc(poolBytes), vPool: arenas[shard].alloc(poolBytes) }));
+}
+
+/**
+ * Lays out the logits (in the output's shard) and describes the whole forward step. `arenas[k]` is
+ * shard k's, on which planShardState ran first, then planKVPools (`pools`), and the weights of
+ * `tensors` were then placed.
  */
 export function planForward(arenas: readonly Allocator[], config: Qwen2Config, tensors: Qwen2Tensors<WeightTensor>,
-  options: ForwardOptions, common: ShardState, placement: ShardPlacement): ForwardLayout {
+  options: ForwardOptions, common: ShardState, placement: ShardPlacement, pools: readonly KVPools[]): ForwardLayout {
   checkForward(config, options);
   const { nKVHeads, headDim, vocabSize } = config;
   // Matrices only the matmuls read get the x4 layout where their type has one, Q3_K, Q5_K, Q6_K and
@@ -311,7 +324,6 @@ export function planForward(arenas: readonly Allocator[], config: Qwen2Config, t
   const ctx = options.contextLength;
   const kvRowBytes = KV_BYTES[options.kvType](nKVHeads * headDim);
   const pagesPerSequence = Math.ceil(ctx / options.pageSize);
-  const poolBytes = options.kvPages * options.pageSize * kvRowBytes;
   const layers = tensors.layers.map((l, i) => ({
     attnNorm: l.attnNorm.offset,
     q: matrix(l.q), qBias: l.qBias.offset,
@@ -320,8 +332,8 @@ export function planForward(arenas: readonly Allocator[], config: Qwen2Config, t
     o: matrix(l.o),
     ffnNorm: l.ffnNorm.offset,
     gate: matrix(l.gate), up: matrix(l.up), down: matrix(l.down),
-    kPool: arenas[placement.layers[i]].alloc(poolBytes),
-    vPool: arenas[placement.layers[i]].alloc(poolBytes),
+    kPool: pools[i].kPool,
+    vPool: pools[i].vPool,
     shard: placement.layers[i],
     ...(l.moe ? {
       moe: {

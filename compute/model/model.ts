@@ -17,7 +17,7 @@ import { availableCores } from "../../platform/index";
 import { hostMemory, type HostMemory } from "../../platform/memory";
 import { Arena, ArenaSizer, type Allocator } from "./arena";
 import {
-  checkForward, ForwardRunner, INLINE_SLICE, KV_BYTES, planForward, planShardState,
+  checkForward, ForwardRunner, INLINE_SLICE, KV_BYTES, planForward, planKVPools, planShardState,
   type ForwardLayout, type ForwardOptions, type KVType, type MatrixLayout, type ShardPlacement, type StepGroup, type WeightTensor,
 } from "./forward";
 import { checkHostMemory } from "./preflight";
@@ -478,6 +478,8 @@ export async function planModel(file: GGUFFile, config: Qwen2Config, described: 
     const options = forwardOptions(kvPages);
     const common = arenas.map((a) => planShardState(a, config, matrixTypes, expertTypes, downTypes, options))[0];
     const control = arenas.map((a) => a.alloc(4 * CONTROL_WORDS))[0];
+    const placement = placementOf(unitShard, count);
+    const pools = planKVPools(arenas, config, options, placement);
     const placed = new Map<string, WeightTensor & { shard: number }>();
     units.forEach((unit, u) => {
       const shard = unitShard[u];
@@ -487,7 +489,7 @@ export async function planModel(file: GGUFFile, config: Qwen2Config, described: 
       }
     });
     const tensors = mapQwen2Tensors(config, [...placed.values()]);
-    const layout = planForward(arenas, config, tensors, options, common, placementOf(unitShard, count));
+    const layout = planForward(arenas, config, tensors, options, common, placement, pools);
     return { placed, tensors, layout, control };
   };
   /** Bytes of each of `count` shards with units placed as `unitShard` says. */
