@@ -700,21 +700,21 @@ export class ForwardRunner {
         st.oParts = this.partsOf(T, nHeads * headDim, l.oUnit);
         w.parallel(T * st.oParts, this.oConvertItem);
       }
-      this.matmuls(w, l.oChunks, T);
+      this.matmuls(l.oChunks, T);
       if (l.moe) {
         // qwen2moe: rmsnorm, routed experts + shared expert, added into x (compute/model/moe.ts).
         this.moe[l.shard].run(l as RunnerLayer & MoELayer, layer, T, this.stepParallel, st.scratch);
       } else {
         this.norm(st.k, l.ffnNorm, l.gateUpInputs, l.gateUpUnit, T, undefined);
         w.parallel(l.gateUpChunks.length, this.gateUpItem);
-        this.matmuls(w, l.downChunks, T);
+        this.matmuls(l.downChunks, T);
       }
       this.carry(l.shard, layer + 1 < this.layers.length ? this.layers[layer + 1].shard : L.outputShard);
     }
 
     // The out rows: the final norm (gathered to rows 0..nOut-1 of xb), the LM head.
     this.norm(this.k[L.outputShard], L.outputNorm, this.outputInputs, this.outputUnit, nOut, new Int32Array(buffer, L.step.outRows, nOut));
-    this.matmuls(w, this.outputChunks, nOut);
+    this.matmuls(this.outputChunks, nOut);
   }
 
   // The ops' items. A step calls `parallel` some ten times a layer; were each item function a fresh
@@ -773,10 +773,10 @@ export class ForwardRunner {
   }
 
   /** One matmul op: its chunks spread over the workers, each with what follows its rows. */
-  private matmuls(w: WorkerSlice, chunks: RowChunk[], T: number): void {
+  private matmuls(chunks: RowChunk[], T: number): void {
     this.st.chunks = chunks;
     this.st.chunkTokens = T;
-    w.parallel(chunks.length, this.matmulItem);
+    this.st.w.parallel(chunks.length, this.matmulItem);
   }
 
   private readonly stepParallel: Parallel = (n, item) => this.st.w.parallel(n, item);

@@ -130,7 +130,6 @@ interface MoEStep {
   expertStart: number; // this layer's grouping
   inputFormats: ActivationFormat[]; // of the per-token conversions (gate/up, shared and routed)
   gatherFormats: ActivationFormat[]; // of the grouped rows' inputs (routed gate/up)
-  nActive: number;     // experts that got tokens this step, in `active`
   upItems: number;     // routed items of op (4)
   downItems: number;   // of op (6)
 }
@@ -163,7 +162,7 @@ export class MoEFeedForward {
     this.slotRows = new Int32Array(K);
     this.slotProbs = new Float64Array(K);
     this.st = { l: undefined as unknown as MoELayer, T: 0, scratch: 0, router: 0, selected: 0, expertStart: 0,
-      inputFormats: [], gatherFormats: [], nActive: 0, upItems: 0, downItems: 0 };
+      inputFormats: [], gatherFormats: [], upItems: 0, downItems: 0 };
   }
 
   /**
@@ -212,7 +211,6 @@ export class MoEFeedForward {
     const start = st.expertStart >>> 2;
     let nActive = 0;
     for (let j = 0; j < E; j++) if (this.i32[start + j + 1] > this.i32[start + j]) this.active[nActive++] = j;
-    st.nActive = nActive;
     st.upItems = nActive * Math.ceil(Fe / MOE_ROW_CHUNK);
     st.downItems = nActive * Math.ceil(this.hidden / MOE_ROW_CHUNK);
 

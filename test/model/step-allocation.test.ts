@@ -28,20 +28,12 @@ async function bytesPerStep(bytes: Uint8Array, warm: number, steps: number): Pro
     const forward = model.forward;
     let token = argmax(await forward.step(prompt(8), 0));
     let pos = 8;
-    for (let i = 0; i < warm; i++) token = argmax(await forward.runInPlace([token], [{ tokenStart: 0, nTok: 1, pos0: pos++, table: solo(forward.pageSize) }], [0]));
-    const table = solo(forward.pageSize);
-    const group = [{ tokenStart: 0, nTok: 1, pos0: 0, table }];
-    const out = [0];
-    const ids = [0];
+    for (let i = 0; i < warm; i++) token = argmax(await forward.step([token], pos++));
     await session.post("HeapProfiler.enable");
     await session.post("HeapProfiler.startSampling", {
       samplingInterval: 32, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true,
     });
-    for (let i = 0; i < steps; i++) {
-      ids[0] = token;
-      group[0].pos0 = pos++;
-      token = argmax(await forward.runInPlace(ids, group, out));
-    }
+    for (let i = 0; i < steps; i++) token = argmax(await forward.step([token], pos++));
     const { profile } = await session.post("HeapProfiler.stopSampling") as { profile: { head: SampleNode } };
     const total = (n: SampleNode): number => n.selfSize + n.children.reduce((s, c) => s + total(c), 0);
     return total(profile.head) / steps;
@@ -49,11 +41,6 @@ async function bytesPerStep(bytes: Uint8Array, warm: number, steps: number): Pro
     session.disconnect();
     await model.dispose();
   }
-}
-
-/** Pages 0, 1, 2, ... (one sequence alone in the pool). */
-function solo(pageSize: number): number[] {
-  return Array.from({ length: Math.ceil(512 / pageSize) }, (_, p) => p);
 }
 
 describe("a decode step's JavaScript allocations", () => {
