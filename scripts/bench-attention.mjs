@@ -5,8 +5,11 @@
 // (all the chunk's tokens), and flash_attention_paged_* with one item per (KV head, tile of --tile
 // tokens). The two are interleaved (old, new, old, new, ...) and each figure is the best of --repeat;
 // the ratio old/new is what to read on a shared machine. Reads build/kernels.wasm (or --relaxed).
+// With --against FILE (another build of the kernels, e.g. a worktree's build/kernels-relaxed.wasm), the
+// "old" side is that build's flash attention instead of attention_paged, and the two builds' outputs
+// are compared bit for bit (an A/B of a change to the flash kernel).
 //   node scripts/bench-attention.mjs [--tokens 1024,4096,8192] [--kv f32,f16,q8_0] [--chunk 512]
-//                                    [--tile 16] [--repeat 3] [--relaxed]
+//                                    [--tile 16] [--repeat 3] [--relaxed] [--against FILE]
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,6 +26,7 @@ const chunk = Number(opt("--chunk", 512));
 const tile = Number(opt("--tile", 16));
 const repeat = Number(opt("--repeat", 3));
 const relaxed = args.includes("--relaxed");
+const against = opt("--against", undefined);
 
 const nHeads = 14, nKVHeads = 2, headDim = 64, pageSize = 16;
 const group = nHeads / nKVHeads;
@@ -37,6 +41,9 @@ const { instance } = await WebAssembly.instantiate(readFileSync(join(root, "buil
   env: { memory, abort: () => { throw new Error("kernel abort"); } },
 });
 const k = instance.exports;
+const kb = against === undefined ? undefined : (await WebAssembly.instantiate(readFileSync(against), {
+  env: { memory, abort: () => { throw new Error("kernel abort"); } },
+})).instance.exports;
 
 let top = 65536;
 const alloc = (bytes) => {
@@ -87,28 +94,36 @@ for (const kvType of kvTypes) {
     const scratch = alloc(Math.max(4 * (group * (headDim + N) + 4 * headDim),
       4 * (group * tile * (2 * headDim + 4) + FLASH_BLOCK * (2 + 2 * headDim))));
     const scale = Math.fround(1 / Math.sqrt(headDim));
-    const old = () => {
+    const flashOf = (kk) => () => {
+      for (let g = 0; g < nKVHeads; g++) {
+        for (let t0 = 0; t0 < chunk; t0 += tile) {
+          const n = Math.min(tile, chunk - t0);
+          kk[`flash_attention_paged_${kvType}`](q + 4 * t0 * qStride, kPool, vPool, table, pageSize, out + 4 * t0 * qStride,
+            scratch, n, pos0 + t0, nHeads, nKVHeads, headDim, qStride, rowBytes, scale, g * group, (g + 1) * group);
+        }
+      }
+    };
+    const old = kb ? flashOf(kb) : () => {
       for (let g = 0; g < nKVHeads; g++) {
         k[`attention_paged_${kvType}`](q, kPool, vPool, table, pageSize, out, scratch, chunk, pos0, nHeads, nKVHeads, headDim,
           qStride, rowBytes, scale, g * group, (g + 1) * group);
       }
     };
-    const flash = () => {
-      for (let g = 0; g < nKVHeads; g++) {
-        for (let t0 = 0; t0 < chunk; t0 += tile) {
-          const n = Math.min(tile, chunk - t0);
-          k[`flash_attention_paged_${kvType}`](q + 4 * t0 * qStride, kPool, vPool, table, pageSize, out + 4 * t0 * qStride,
-            scratch, n, pos0 + t0, nHeads, nKVHeads, headDim, qStride, rowBytes, scale, g * group, (g + 1) * group);
-        }
-      }
-    };
+    const flash = flashOf(k);
+    let same = "";
+    if (kb) {
+      old();
+      const a = new Uint8Array(memory.buffer, out, 4 * chunk * qStride).slice();
+      flash();
+      same = Buffer.compare(a, new Uint8Array(memory.buffer, out, 4 * chunk * qStride)) === 0 ? ", outputs bit-identical" : ", OUTPUTS DIFFER";
+    }
     flash(); // warm-up (and the outputs of both agree: see test/kernels/flash.test.ts)
     let bestOld = Infinity, bestNew = Infinity;
     for (let r = 0; r < repeat; r++) {
       bestOld = Math.min(bestOld, cpuMs(old));
       bestNew = Math.min(bestNew, cpuMs(flash));
     }
-    console.log(`${kvType.padEnd(5)} N=${String(N).padStart(6)}: attention_paged ${bestOld.toFixed(1).padStart(8)} ms, ` +
-      `flash ${bestNew.toFixed(1).padStart(8)} ms per layer, old/new ${(bestOld / bestNew).toFixed(2)}x`);
+    console.log(`${kvType.padEnd(5)} N=${String(N).padStart(6)}: ${kb ? "flash (--against)" : "attention_paged"} ${bestOld.toFixed(1).padStart(8)} ms, ` +
+      `flash ${bestNew.toFixed(1).padStart(8)} ms per layer, old/new ${(bestOld / bestNew).toFixed(2)}x${same}`);
   }
 }

@@ -42,7 +42,7 @@
 // i.e. 4 * (R * (2 * headDim + 4) + BLOCK * (2 + 2 * headDim)) bytes, 16-byte aligned.
 import { quantize_q8_0 } from "../quants/activations";
 import { f16_gather4, f16_to_f32, f16x4_hi_to_f32x4, f32_to_f16, i32x4_hsum, i32x4_hsum4, Q8_0_BYTES, QK } from "../quants/common";
-import { expf, expf4, hsum4, hsum4x4 } from "./math";
+import { expf, expf4, hsum4, hsum4x4, maxOf } from "./math";
 
 /** Keys per block (the last one of a row: fewer). Blocks of 16 (a page of the default size) spent a
  *  sixth of the time in the per-block steps (softmax, reloading the accumulators). */
@@ -181,15 +181,7 @@ const BLOCK: i32 = 64;
  * (headDim floats at acc) are rescaled when the block raises the max.
  */
 @inline function softmaxStep(sc: usize, n: i32, stat: usize, acc: usize, headDim: i32): void {
-  let bm: f32 = -Infinity;
-  let i = 0;
-  if (n >= 4) {
-    let vmax = f32x4.splat(-Infinity);
-    for (; i + 4 <= n; i += 4) vmax = f32x4.max(vmax, v128.load(sc + (<usize>i << 2)));
-    bm = max<f32>(max<f32>(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)),
-      max<f32>(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3)));
-  }
-  for (; i < n; i++) bm = max<f32>(bm, load<f32>(sc + (<usize>i << 2)));
+  const bm = maxOf(sc, n);
   let m = load<f32>(stat);
   let sum = load<f64>(stat, 8);
   if (bm > m) {
@@ -205,7 +197,7 @@ const BLOCK: i32 = 64;
   }
   const vm = f32x4.splat(m);
   let sum2 = f64x2.splat(0);
-  i = 0;
+  let i = 0;
   for (; i + 4 <= n; i += 4) {
     const p = expf4(f32x4.sub(v128.load(sc + (<usize>i << 2)), vm));
     v128.store(sc + (<usize>i << 2), p);

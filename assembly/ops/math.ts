@@ -104,26 +104,36 @@ const ONE_BITS: i32 = 0x3f800000;
 }
 
 /**
+ * The maximum of the n f32 at x (-inf for n = 0), for scores that hold no NaN (the attention scores:
+ * finite products of finite values). f32x4.pmax, where V8 emits one maxps, in place of f32x4.max, whose
+ * NaN and signed-zero rules cost V8 eight instructions on x86 (in a chain: 16% of flash attention's
+ * time at 4096 positions, perf). Without NaN the two give the same maximum, up to the sign of a zero
+ * maximum, which no use of it can see (s - m and exp(m - m') are the same for either sign).
+ */
+@inline export function maxOf(x: usize, n: i32): f32 {
+  let i = 0;
+  let v = f32x4.splat(-Infinity);
+  for (; i + 4 <= n; i += 4) v = f32x4.pmax(v, v128.load(x + (<usize>i << 2)));
+  v = f32x4.pmax(v, v128.shuffle<f32>(v, v, 2, 3, 0, 1));
+  v = f32x4.pmax(v, v128.shuffle<f32>(v, v, 1, 0, 3, 2));
+  let m = f32x4.extract_lane(v, 0);
+  for (; i < n; i++) {
+    const y = load<f32>(x + (<usize>i << 2));
+    m = y > m ? y : m;
+  }
+  return m;
+}
+
+/**
  * Softmax of n f32 at x into y (y may be x), as ggml_compute_forward_soft_max_f32: subtract the
  * maximum, exp, sum in f64 (ggml_vec_soft_max_f32 returns a ggml_float), then scale by the f32 of
  * 1/sum. -inf entries become 0. Returns the maximum.
  */
 @inline export function softmaxRow(x: usize, y: usize, n: i32): f32 {
-  let m: f32 = -Infinity;
-  let i = 0;
-  if (n >= 4) {
-    let vmax = f32x4.splat(-Infinity);
-    for (; i + 4 <= n; i += 4) vmax = f32x4.max(vmax, v128.load(x + (<usize>i << 2)));
-    m = max<f32>(
-      max<f32>(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)),
-      max<f32>(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3)),
-    );
-  }
-  for (; i < n; i++) m = max<f32>(m, load<f32>(x + (<usize>i << 2)));
-
+  const m = maxOf(x, n);
   const vm = f32x4.splat(m);
   let sum2 = f64x2.splat(0);
-  i = 0;
+  let i = 0;
   for (; i + 4 <= n; i += 4) {
     const p = expf4(f32x4.sub(v128.load(x + (<usize>i << 2)), vm));
     v128.store(y + (<usize>i << 2), p);
