@@ -417,7 +417,8 @@ const BLOCK: i32 = 64;
       }
       for (let h = h0; h < h1; h++) {
         // Rows two at a time (tokens t and t + 1 of head h: the second sees the same keys and at
-        // most one more); computed by the same additions as one row at a time.
+        // most one more); computed by the same additions as one row at a time. An odd tile's last
+        // token comes after the heads, two heads at a time.
         let t = 0;
         for (; t + 2 <= nTok; t += 2) {
           const na = min(b, pos0 + t + 1 - j0); // causal: the keys this row sees in the block
@@ -443,9 +444,34 @@ const BLOCK: i32 = 64;
           if (m > 0) mix2Acc(sc, sc2, vBase, vStride, m, headDim, acca, accb);
           if (nb > m) mixAcc(sc2 + (<usize>m << 2), vBase + <usize>m * vStride, vStride, nb - m, headDim, accb);
         }
-        if (t < nTok) {
-          const n = min(b, pos0 + t + 1 - j0);
-          if (n > 0) {
+      }
+      if (nTok & 1) {
+        // The last token of an odd tile (a decode token: the whole tile) for two heads at a time:
+        // both rows see the same keys; computed by the same additions as one row at a time.
+        const t = nTok - 1;
+        const n = min(b, pos0 + t + 1 - j0);
+        if (n > 0) {
+          let h = h0;
+          for (; h + 2 <= h1; h += 2) {
+            const r = (h - h0) * nTok + t;
+            const r2 = r + nTok; // head h + 1, token t
+            const qa = kind == 0
+              ? q + ((<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2)
+              : qcBase + <usize>r * rowFloatsBytes;
+            const qb = kind == 0 ? qa + (<usize>headDim << 2) : qcBase + <usize>r2 * rowFloatsBytes;
+            const acca = accBase + <usize>r * rowFloatsBytes;
+            const accb = accBase + <usize>r2 * rowFloatsBytes;
+            if (kind == 2) {
+              scoresQ8_0(qa, kBase, kStride, n, headDim, scale, sc);
+              scoresQ8_0(qb, kBase, kStride, n, headDim, scale, sc2);
+            } else {
+              scores2F32(qa, qb, kBase, kStride, n, headDim, scale, sc, sc2);
+            }
+            softmaxStep(sc, n, statBase + (<usize>r << 4), acca, headDim);
+            softmaxStep(sc2, n, statBase + (<usize>r2 << 4), accb, headDim);
+            mix2Acc(sc, sc2, vBase, vStride, n, headDim, acca, accb);
+          }
+          if (h < h1) {
             const r = (h - h0) * nTok + t;
             const qc = kind == 0
               ? q + ((<usize>t * <usize>qStride + <usize>h * <usize>headDim) << 2)

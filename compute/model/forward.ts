@@ -173,9 +173,15 @@ export interface ForwardOptions {
 
 /**
  * Prefill attention (assembly/ops/flash.ts): a sequence with at least FLASH_MIN_TOKENS tokens in the
- * step runs the flash kernel, one item per (KV head, tile of FLASH_TILE tokens); a decode token (and
- * a short chunk) keeps attention_paged_*, which is faster for one query. The tiles are cut by the
- * step, never by the worker count, and a row's result does not depend on its tile anyway.
+ * step runs the flash kernel, one item per (KV head, tile of FLASH_TILE tokens). A decode token (and
+ * a short chunk) runs one item per run of query heads (headRuns): with an f32 cache on
+ * attention_paged_*, llama.cpp's non-flash attention (the flash kernel is no faster there: 0.95-1.06x
+ * at 256-32768 positions); with an f16 or q8_0 cache on the flash kernel too, which widens or
+ * dequantizes each block of K and V once for the run's heads where attention_paged_* converts per
+ * head (one token at the end of N positions, bench-attention --chunk 1 --tile 1 --relaxed: f16
+ * 1.6-2.6x, q8_0 1.4-1.5x faster for N = 256-32768). The
+ * tiles are cut by the step, never by the worker count, and a row's result depends neither on its
+ * tile nor on its head run.
  */
 export const FLASH_MIN_TOKENS = 8;
 export const FLASH_TILE = 16;
@@ -678,7 +684,8 @@ export class ForwardRunner {
           for (let kv = 0; kv < nKVHeads; kv++) attnItems.push(g, kv * group, (kv + 1) * group, t0, Math.min(n, t0 + FLASH_TILE), 1);
         }
       } else {
-        for (let r = 0; r < this.headRuns.length; r++) attnItems.push(g, this.headRuns[r][0], this.headRuns[r][1], 0, n, 0);
+        const flash = L.kvType !== "f32" && headDim % 4 === 0 ? 1 : 0;
+        for (let r = 0; r < this.headRuns.length; r++) attnItems.push(g, this.headRuns[r][0], this.headRuns[r][1], 0, n, flash);
       }
     }
 
