@@ -58,7 +58,7 @@ interface Sequence {
   /** responseFormat / grammar / tools: the tokens it allows; generation ends when it is complete. */
   constraint?: RequestConstraint;
   /** RequestOptions.logprobs: how many alternatives per token, and the logprobs so far. */
-  logprobs?: { top: number; list: GeneratedTokenLogprob[] };
+  logprobs?: { top: number; list: GeneratedTokenLogprob[]; row?: Float32Array };
   maxTokens: number;
   generated: number;
   ignoreEos: boolean;
@@ -518,7 +518,8 @@ export class QwasmEngine implements Engine {
 
   private sampleNext(seq: Sequence, logits: Float32Array): void {
     // Read before the sampler changes the row in place.
-    const row = seq.logprobs ? new RowLogprobs(logits, seq.logprobs.top) : undefined;
+    // The row's copy is the sequence's own buffer, reused from token to token.
+    const row = seq.logprobs ? new RowLogprobs(logits, seq.logprobs.top, seq.logprobs.row ??= new Float32Array(logits.length)) : undefined;
     const token = seq.sampler.sample(logits, seq.constraint);
     seq.constraint?.accept(token);
     seq.sampler.accept(token);

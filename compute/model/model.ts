@@ -232,10 +232,17 @@ export class Qwen2Forward {
    * 0, 1, 2, ... of the pool (which always holds one full context); the logits of the last token,
    * or of all with `allLogits`.
    */
-  step(tokens: ArrayLike<number>, pos0: number, allLogits = false): Promise<Float32Array> {
+  async step(tokens: ArrayLike<number>, pos0: number, allLogits = false): Promise<Float32Array> {
+    return (await this.stepInPlace(tokens, pos0, allLogits)).slice();
+  }
+
+  /** As `step`, but the logits are a view of the model's memory, valid until the next step starts
+   *  (see `runInPlace`): what `bench` times as the forward pass alone, reading the logits as the
+   *  engine does. */
+  stepInPlace(tokens: ArrayLike<number>, pos0: number, allLogits = false): Promise<Float32Array> {
     const T = tokens.length;
     const outRows = allLogits ? Array.from({ length: T }, (_, t) => t) : [T - 1];
-    return this.run(tokens, [{ tokenStart: 0, nTok: T, pos0, table: this.soloTable }], outRows);
+    return this.runInPlace(tokens, [{ tokenStart: 0, nTok: T, pos0, table: this.soloTable }], outRows);
   }
 
   /**

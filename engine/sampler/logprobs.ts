@@ -12,8 +12,12 @@ export class RowLogprobs {
   /** The `top` most likely token ids, most likely first, ties to the lowest id. */
   readonly top: number[];
 
-  /** Reads the row now: call before the sampler changes it in place. */
-  constructor(private readonly logits: Float32Array, top: number) {
+  private readonly logits: Float32Array;
+
+  /** Reads the row now: call before the sampler changes it in place. `copy`, when given, is where
+   *  the row is kept (a buffer of at least its length that the caller reuses from token to token:
+   *  a fresh 0.6 MB copy per token is garbage V8 must collect); else a fresh copy. */
+  constructor(logits: Float32Array, top: number, copy?: Float32Array) {
     const n = logits.length;
     let max = -Infinity;
     for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i];
@@ -21,8 +25,13 @@ export class RowLogprobs {
     if (Number.isFinite(max)) for (let i = 0; i < n; i++) sum += Math.exp(logits[i] - max);
     this.logSumExp = Number.isFinite(max) ? max + Math.log(sum) : max;
     this.top = topIds(logits, Math.min(top, n));
-    // The row itself is copied only for the token that will be drawn (see logprob).
-    this.logits = logits.slice();
+    // The row itself is kept for the token that will be drawn, not known yet (see logprob).
+    if (copy !== undefined && copy.length >= n) {
+      copy.set(logits);
+      this.logits = copy;
+    } else {
+      this.logits = logits.slice();
+    }
   }
 
   /** log p(token). */
