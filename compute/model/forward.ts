@@ -545,6 +545,9 @@ export class ForwardRunner {
   private readonly outputUnit: number;
   /** Attention items of one sequence: [first query head, end) runs within one KV head. */
   private readonly headRuns: [number, number][];
+  /** Whether the head-run items (decode tokens, short chunks) take the flash kernel: an f16 or q8_0
+   *  cache (see FLASH_MIN_TOKENS). 1 or 0, the attention item's kernel flag. */
+  private readonly headRunsFlash: number;
   /** qwen2moe: the routed-expert FFN (gate/up/down of a layer are then its shared expert), per shard. */
   private readonly moe: MoEFeedForward[] = [];
   /** Per shard: the attention kernels for the KV type (decode, and the flash kernel of prefill tiles). */
@@ -627,6 +630,7 @@ export class ForwardRunner {
         if (b > a) this.headRuns.push([kv * group + a, kv * group + b]);
       }
     }
+    this.headRunsFlash = layout.kvType !== "f32" && layout.config.headDim % 4 === 0 ? 1 : 0;
   }
 
   /**
@@ -684,8 +688,7 @@ export class ForwardRunner {
           for (let kv = 0; kv < nKVHeads; kv++) attnItems.push(g, kv * group, (kv + 1) * group, t0, Math.min(n, t0 + FLASH_TILE), 1);
         }
       } else {
-        const flash = L.kvType !== "f32" && headDim % 4 === 0 ? 1 : 0;
-        for (let r = 0; r < this.headRuns.length; r++) attnItems.push(g, this.headRuns[r][0], this.headRuns[r][1], 0, n, flash);
+        for (let r = 0; r < this.headRuns.length; r++) attnItems.push(g, this.headRuns[r][0], this.headRuns[r][1], 0, n, this.headRunsFlash);
       }
     }
 

@@ -14,10 +14,10 @@ export class RowLogprobs {
 
   private readonly logits: Float32Array;
 
-  /** Reads the row now: call before the sampler changes it in place. `copy`, when given, is where
-   *  the row is kept (a buffer of at least its length that the caller reuses from token to token:
-   *  a fresh 0.6 MB copy per token is garbage V8 must collect); else a fresh copy. */
-  constructor(logits: Float32Array, top: number, copy?: Float32Array) {
+  /** Reads the row now: call before the sampler changes it in place. `copy` (the row's length) is
+   *  where the row is kept: a buffer the caller reuses from token to token (a fresh 0.6 MB copy per
+   *  token is garbage V8 must collect). */
+  constructor(logits: Float32Array, top: number, copy: Float32Array) {
     const n = logits.length;
     let max = -Infinity;
     for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i];
@@ -26,12 +26,8 @@ export class RowLogprobs {
     this.logSumExp = Number.isFinite(max) ? max + Math.log(sum) : max;
     this.top = topIds(logits, Math.min(top, n));
     // The row itself is kept for the token that will be drawn, not known yet (see logprob).
-    if (copy !== undefined && copy.length >= n) {
-      copy.set(logits);
-      this.logits = copy;
-    } else {
-      this.logits = logits.slice();
-    }
+    copy.set(logits);
+    this.logits = copy;
   }
 
   /** log p(token). */
