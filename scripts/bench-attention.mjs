@@ -7,9 +7,12 @@
 // the ratio old/new is what to read on a shared machine. Reads build/kernels.wasm (or --relaxed).
 // With --against FILE (another build of the kernels, e.g. a worktree's build/kernels-relaxed.wasm), the
 // "old" side is that build's flash attention instead of attention_paged, and the two builds' outputs
-// are compared bit for bit (an A/B of a change to the flash kernel).
+// are compared bit for bit (an A/B of a change to the flash kernel). K and V are N(0, 1), the queries
+// N(0, --q-sigma²) (default 2: scores of std 2 after the 1/8 scale); --q-sigma 40 gives sharp attention
+// (scores spread over a few hundred, most probabilities far below 1e-30), as trained models have in
+// some heads.
 //   node scripts/bench-attention.mjs [--tokens 1024,4096,8192] [--kv f32,f16,q8_0] [--chunk 512]
-//                                    [--tile 16] [--repeat 3] [--relaxed] [--against FILE]
+//                                    [--tile 16] [--repeat 3] [--relaxed] [--against FILE] [--q-sigma 2]
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,6 +30,7 @@ const tile = Number(opt("--tile", 16));
 const repeat = Number(opt("--repeat", 3));
 const relaxed = args.includes("--relaxed");
 const against = opt("--against", undefined);
+const qSigma = Number(opt("--q-sigma", 2));
 
 const nHeads = 14, nKVHeads = 2, headDim = 64, pageSize = 16;
 const group = nHeads / nKVHeads;
@@ -67,7 +71,7 @@ function cpuMs(fn) {
 }
 
 console.log(`prefill attention, one thread, chunk of ${chunk} tokens at the end of the prompt, flash tiles of ${tile}` +
-  `${relaxed ? ", relaxed SIMD" : ""}; best of ${repeat}, interleaved`);
+  `${relaxed ? ", relaxed SIMD" : ""}, queries of std ${qSigma}; best of ${repeat}, interleaved`);
 for (const kvType of kvTypes) {
   for (const N of sizes) {
     top = 65536;
@@ -89,7 +93,7 @@ for (const kvType of kvTypes) {
       k.kv_store_paged(src, vPool, table, pageSize, p0, n, kvFloats, rowBytes, KV_ID[kvType]);
     }
     const q = alloc(4 * chunk * qStride);
-    fill(q, chunk * qStride, 2);
+    fill(q, chunk * qStride, qSigma);
     const out = alloc(4 * chunk * qStride);
     const scratch = alloc(Math.max(4 * (group * (headDim + N) + 4 * headDim),
       4 * (group * tile * (2 * headDim + 4) + FLASH_BLOCK * (2 + 2 * headDim))));

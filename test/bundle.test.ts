@@ -34,7 +34,7 @@ const JS_MARKERS = [
   "fuzzGGUF", "synthFuzzSeeds", "writeSynthQwen2", "QWEN2_PRESETS", // tools/
   "vecDot_q4_0_q8_0", "dequantize_q4_K", // the scalar codecs of weights/quant
 ];
-const TEST_KERNELS = ["attention_f32", "attention_f16", "attention_q8_0", "copy_f32", "softmax_f32", "exp_f32"];
+const TEST_KERNELS = ["attention_f32", "attention_f16", "attention_q8_0", "copy_f32", "softmax_f32", "exp_f32", "exp_neg_f32"];
 
 /** The export names of a wasm module, from its export section. */
 function wasmExportNames(bytes: Uint8Array): string[] {

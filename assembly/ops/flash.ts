@@ -42,7 +42,7 @@
 // i.e. 4 * (R * (2 * headDim + 4) + BLOCK * (2 + 2 * headDim)) bytes, 16-byte aligned.
 import { quantize_q8_0 } from "../quants/activations";
 import { f16_gather4, f16_to_f32, f16x4_hi_to_f32x4, f32_to_f16, i32x4_hsum, i32x4_hsum4, Q8_0_BYTES, QK } from "../quants/common";
-import { expf, expf4, hsum4, hsum4x4, maxOf } from "./math";
+import { expNeg, expNeg4, hsum4, hsum4x4, maxOf } from "./math";
 
 /** Keys per block (the last one of a row: fewer). Blocks of 16 (a page of the default size) spent a
  *  sixth of the time in the per-block steps (softmax, reloading the accumulators). */
@@ -185,7 +185,7 @@ const BLOCK: i32 = 64;
   let m = load<f32>(stat);
   let sum = load<f64>(stat, 8);
   if (bm > m) {
-    const ms = expf(m - bm); // 0 for the first block (m = -inf); the accumulators start at 0
+    const ms = expNeg(m - bm); // 0 for the first block (m = -inf); the accumulators start at 0
     const vms = f32x4.splat(ms);
     for (let d = 0; d < headDim; d += 4) {
       const o = acc + (<usize>d << 2);
@@ -199,14 +199,14 @@ const BLOCK: i32 = 64;
   let sum2 = f64x2.splat(0);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
-    const p = expf4(f32x4.sub(v128.load(sc + (<usize>i << 2)), vm));
+    const p = expNeg4(f32x4.sub(v128.load(sc + (<usize>i << 2)), vm));
     v128.store(sc + (<usize>i << 2), p);
     sum2 = f64x2.add(sum2, f64x2.promote_low_f32x4(p));
     sum2 = f64x2.add(sum2, f64x2.promote_low_f32x4(v128.shuffle<f32>(p, p, 2, 3, 0, 1)));
   }
   let bs: f64 = f64x2.extract_lane(sum2, 0) + f64x2.extract_lane(sum2, 1);
   for (; i < n; i++) {
-    const p = expf(load<f32>(sc + (<usize>i << 2)) - m);
+    const p = expNeg(load<f32>(sc + (<usize>i << 2)) - m);
     store<f32>(sc + (<usize>i << 2), p);
     bs += <f64>p;
   }

@@ -78,6 +78,57 @@ const ONE_BITS: i32 = 0x3f800000;
   return v128.bitselect(f32x4.mul(s1, s1), v128.bitselect(scaled, inRange, c), d);
 }
 
+/**
+ * Attention's exp: exp(x) for x <= 0 (a score minus its row's running maximum), flushed to 0 where x
+ * < ATTN_EXP_FLUSH (exp(-69) = 9.8e-31, about 2^-99.7). The probabilities that small, which expf4
+ * returns as tiny normals or subnormals (below -87.3), add nothing an f32 can hold to a sum of at
+ * least 1 or to an output row (the row's largest key weighs 1), but as operands they cost x86 a
+ * microcode assist per multiply with a subnormal operand or result (p, p · v, acc · exp(m - m'), the
+ * f64 promotion), and WebAssembly cannot set flush-to-zero: with sharp attention (scores spread over
+ * more than ~90, common in trained models and in the synthetic model on random prompts) that made
+ * attention up to twice as slow (bench-attention --q-sigma). In range, the same operations as expf4
+ * (so the same bits where neither flushes); the input is clamped first so that no lane computes a
+ * subnormal scale. NaN stays NaN. Scalar and SIMD forms agree bit for bit.
+ */
+const ATTN_EXP_FLUSH: f32 = -69.0;
+
+@inline export function expNeg(x: f32): f32 {
+  const xc = x < ATTN_EXP_FLUSH ? ATTN_EXP_FLUSH : x;
+  const z = xc * LOG2E + SHIFTER;
+  const n = z - SHIFTER;
+  const b = (xc - n * LN2_HI) - n * LN2_LO;
+  const k = reinterpret<f32>((reinterpret<u32>(z) << 23) + <u32>ONE_BITS);
+  const u = b * b;
+  const j = ((P4 * b + P3) * u + (P2 * b + P1)) * u + P0 * b;
+  return x < ATTN_EXP_FLUSH ? 0 : j * k + k;
+}
+
+/** expNeg on four lanes. */
+@inline export function expNeg4(x: v128): v128 {
+  const vt = f32x4.splat(ATTN_EXP_FLUSH);
+  const xc = f32x4.pmax(x, vt); // x < T ? T : x (NaN stays)
+  const shifter = f32x4.splat(SHIFTER);
+  const z = f32x4.add(f32x4.mul(xc, f32x4.splat(LOG2E)), shifter);
+  const n = f32x4.sub(z, shifter);
+  const b = f32x4.sub(
+    f32x4.sub(xc, f32x4.mul(n, f32x4.splat(LN2_HI))),
+    f32x4.mul(n, f32x4.splat(LN2_LO)),
+  );
+  const k = i32x4.add(i32x4.shl(z, 23), i32x4.splat(ONE_BITS));
+  const u = f32x4.mul(b, b);
+  const j = f32x4.add(
+    f32x4.mul(
+      f32x4.add(
+        f32x4.mul(f32x4.add(f32x4.mul(f32x4.splat(P4), b), f32x4.splat(P3)), u),
+        f32x4.add(f32x4.mul(f32x4.splat(P2), b), f32x4.splat(P1)),
+      ),
+      u,
+    ),
+    f32x4.mul(f32x4.splat(P0), b),
+  );
+  return v128.andnot(f32x4.add(f32x4.mul(j, k), k), f32x4.lt(x, vt));
+}
+
 /** x / (1 + exp(-x)), as ggml_v_silu (0 - x, not a sign flip, to match its NaN and -0 handling). */
 @inline export function siluf(x: f32): f32 {
   return x / (<f32>1 + expf(<f32>0 - x));
@@ -127,7 +178,8 @@ const ONE_BITS: i32 = 0x3f800000;
 /**
  * Softmax of n f32 at x into y (y may be x), as ggml_compute_forward_soft_max_f32: subtract the
  * maximum, exp, sum in f64 (ggml_vec_soft_max_f32 returns a ggml_float), then scale by the f32 of
- * 1/sum. -inf entries become 0. Returns the maximum.
+ * 1/sum. -inf entries become 0, and so do those below the maximum by more than 69 (expNeg). Returns
+ * the maximum.
  */
 @inline export function softmaxRow(x: usize, y: usize, n: i32): f32 {
   const m = maxOf(x, n);
@@ -135,14 +187,14 @@ const ONE_BITS: i32 = 0x3f800000;
   let sum2 = f64x2.splat(0);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
-    const p = expf4(f32x4.sub(v128.load(x + (<usize>i << 2)), vm));
+    const p = expNeg4(f32x4.sub(v128.load(x + (<usize>i << 2)), vm));
     v128.store(y + (<usize>i << 2), p);
     sum2 = f64x2.add(sum2, f64x2.promote_low_f32x4(p));
     sum2 = f64x2.add(sum2, f64x2.promote_low_f32x4(v128.shuffle<f32>(p, p, 2, 3, 0, 1)));
   }
   let sum: f64 = f64x2.extract_lane(sum2, 0) + f64x2.extract_lane(sum2, 1);
   for (; i < n; i++) {
-    const p = expf(load<f32>(x + (<usize>i << 2)) - m);
+    const p = expNeg(load<f32>(x + (<usize>i << 2)) - m);
     store<f32>(y + (<usize>i << 2), p);
     sum += <f64>p;
   }

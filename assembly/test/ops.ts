@@ -1,6 +1,6 @@
 // Test-only f32 ops (build/kernels-test.wasm): they check the kernels' own exp and softmax, which the
 // library's kernels use inline (SwiGLU, attention), a copy, and the half conversions of quants/common.ts.
-import { expf, expf4, softmaxRow } from "../ops/math";
+import { expf, expf4, expNeg, expNeg4, softmaxRow } from "../ops/math";
 import { f16x4_hi_to_f32x4, f16x4_hi_to_f32x4_finite, f16x4_hi_to_f32x4_nosub } from "../quants/common";
 
 /** dst = src, n floats (the ranges may overlap). */
@@ -26,6 +26,19 @@ export function exp_f32(x: usize, out: usize, n: i32): void {
   for (; i < n; i++) {
     const o = <usize>i << 2;
     store<f32>(out + o, expf(load<f32>(x + o)));
+  }
+}
+
+/** out = attention's exp (expNeg: exp for x <= 0, 0 below -69; see math.ts). */
+export function exp_neg_f32(x: usize, out: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(out + o, expNeg4(v128.load(x + o)));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(out + o, expNeg(load<f32>(x + o)));
   }
 }
 

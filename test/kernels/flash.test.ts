@@ -60,13 +60,13 @@ function permutation(n: number, rand: () => number): number[] {
 const CANARY = 12345;
 
 /** A case in memory: q, the K/V rows in a pool of randomly ordered pages, and the decoded values. */
-function setup(type: CacheType, c: Case, seed: number) {
+function setup(type: CacheType, c: Case, seed: number, qSigma = 2.5) {
   const rand = rng(seed);
   const nPos = c.pos0 + c.nTok;
   const kvFloats = c.nKVHeads * c.headDim;
   const qStride = c.nHeads * c.headDim + 8;
   const kvRowBytes = rowBytes(type, kvFloats) + (type === "f32" ? 12 : 6); // padded rows
-  const qVals = normals(c.nTok * qStride, rand, 2.5);
+  const qVals = normals(c.nTok * qStride, rand, qSigma);
   const kVals = normals(nPos * kvFloats, rand), vVals = normals(nPos * kvFloats, rand);
   const nPages = Math.ceil(nPos / c.pageSize);
   const poolPages = nPages + 3;
@@ -197,6 +197,45 @@ describe("flash_attention_paged_* against exact float64 attention", () => {
         }
       }
       expect(compared).toBe(3 * CASES.reduce((a, c) => a + c.nTok * c.nHeads * c.headDim, 0));
+    });
+
+    it(`${type}: sharp attention (scores spread over hundreds; probabilities below e^-69 flushed to 0) within f32 tolerance`, () => {
+      H.reset();
+      // queries of std 40: scores of std 40 after the 1/8 scale, so most keys of a row sit more than
+      // 69 below its maximum, where the kernel's exp gives 0 (math.ts, expNeg) and the float64
+      // reference keeps e^-69 and less: a difference far below the tolerance
+      const c: Case = { nTok: 9, pos0: 300, nHeads: 14, nKVHeads: 2, headDim: 64, pageSize: 16 };
+      const s = setup(type, c, 11, 40);
+      const ref = reference(type, c, s);
+      let flushed = 0, compared = 0;
+      const group = c.nHeads / c.nKVHeads, scale = 1 / Math.sqrt(c.headDim);
+      for (let t = 0; t < c.nTok; t++) {
+        for (let h = 0; h < c.nHeads; h++) {
+          const qr = convertQuery(type, s.qVals.subarray(t * s.qStride + h * c.headDim, t * s.qStride + (h + 1) * c.headDim));
+          const off = Math.floor(h / group) * c.headDim;
+          const sc = Array.from({ length: c.pos0 + t + 1 }, (_, j) => scale * qr.reduce((a, q, i) => a + q * s.kDec[j][off + i], 0));
+          const m = Math.max(...sc);
+          flushed += sc.filter((x) => x - m < -69.5).length;
+        }
+      }
+      expect(flushed).toBeGreaterThan(c.nTok * c.nHeads * 100); // most of the ~300 keys of every row
+      for (const tile of [1, c.nTok]) {
+        const out = runFlash(type, c, s, tilesOf(c.nTok, tile), kvRuns(c));
+        for (let t = 0; t < c.nTok; t++) {
+          for (let h = 0; h < c.nHeads; h++) {
+            const r = ref[t * c.nHeads + h];
+            for (let i = 0; i < c.headDim; i++) {
+              const got = out[t * s.qStride + h * c.headDim + i];
+              // scores up to ~150: their f32 rounding (1e-5) moves the few weights that matter by as much
+              if (!(Math.abs(got - r[i]) <= 1e-4 * (1 + Math.abs(r[i])))) {
+                throw new Error(`${type} sharp, tile ${tile}: t=${t} h=${h} i=${i}: ${got} vs ${r[i]}`);
+              }
+              compared++;
+            }
+          }
+        }
+      }
+      expect(compared).toBe(2 * c.nTok * c.nHeads * c.headDim);
     });
 
     it(`${type}: a row is bit-identical whichever tile and head run computes it`, () => {

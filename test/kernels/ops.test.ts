@@ -154,6 +154,43 @@ describe("exp", () => {
   });
 });
 
+describe("attention's exp (expNeg, math.ts)", () => {
+  it("is exp's bits on [-69, 0], 0 below -69 and for -inf, NaN for NaN; the SIMD body and the scalar tail agree", () => {
+    resetAlloc();
+    const N = 1 << 18;
+    const xs = new Float32Array(N);
+    for (let i = 0; i < N; i++) xs[i] = -80 + (i / N) * 80.5; // [-80, 0.5)
+    const x = putF32(xs);
+    const want = alloc(N * 4), got = alloc(N * 4);
+    K.exp_f32(x, want, N);
+    K.exp_neg_f32(x, got, N);
+    const w = f32At(want, N), g = f32At(got, N);
+    let same = 0, flushed = 0;
+    for (let i = 0; i < N; i++) {
+      if (xs[i] >= -69) { expect(g[i]).toBe(w[i]); same++; } else { expect(g[i]).toBe(0); flushed++; }
+    }
+    expect(same).toBeGreaterThan(N / 2);
+    expect(flushed).toBeGreaterThan(N / 10);
+    const special = new Float32Array([-Infinity, -1e30, -69.00001, -69, -0, 0, NaN, -1e-30]);
+    const sx = putF32(special);
+    const sy = alloc(4 * special.length), sz = alloc(4 * special.length);
+    K.exp_neg_f32(sx, sy, special.length);
+    for (let i = 0; i < special.length; i++) K.exp_neg_f32(sx + 4 * i, sz + 4 * i, 1); // all through the tail
+    const a = Array.from(f32At(sy, special.length)), b = Array.from(f32At(sz, special.length));
+    expect(a.slice(0, 3)).toEqual([0, 0, 0]);
+    const e = alloc(4 * special.length);
+    K.exp_f32(sx, e, special.length);
+    expect(a[3]).toBe(f32At(e, special.length)[3]); // -69 itself is not flushed
+    expect(a[3]).toBeGreaterThan(0);
+    expect(a.slice(4, 6)).toEqual([1, 1]);
+    expect(a[6]).toBeNaN();
+    expect(a[7]).toBe(1);
+    expect(b.slice(0, 6)).toEqual(a.slice(0, 6));
+    expect(b[6]).toBeNaN();
+    expect(b[7]).toBe(a[7]);
+  });
+});
+
 // ------------------------------------------------------------------------------------------ rmsnorm
 
 describe("half to f32 (the SIMD conversions of quants/common.ts)", () => {
