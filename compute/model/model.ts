@@ -90,9 +90,18 @@ export async function defaultThreads(): Promise<number> {
  * Runs forward steps of one sequence over the model: inline on the calling thread, or on the
  * worker pool. Steps must not overlap (await each one).
  */
+/** Positions per block of the RoPE row cache (Qwen2Forward.ropeRows). */
+const ROPE_BLOCK = 256;
+
 export class Qwen2Forward {
-  private readonly host: Float32Array;
   private readonly ropeScaling: RopeScaling;
+  /** The RoPE cos/sin rows (headDim floats per position, ropeCosSin's), computed a block of
+   *  ROPE_BLOCK positions at a time when a step first reaches it and kept: a decode step copies its
+   *  row instead of computing it (in JavaScript that V8's mid tier, Maglev, compiles with a boxed
+   *  double per operation: 6-12 KB of heap per step under Node 24, most of a step's allocation), and
+   *  a server's requests share positions 0..N. At most contextLength × headDim floats (8 MiB for
+   *  0.5B at 32768). Each row depends only on its position, so the rows are those of a per-step call. */
+  private readonly ropeRows: (Float32Array | undefined)[];
   private readonly soloTable: Int32Array;
 
   constructor(
@@ -104,12 +113,23 @@ export class Qwen2Forward {
     /** Starts a fresh pool over the same memory (after a worker died). */
     private readonly startPool?: () => Promise<WorkerPool>,
   ) {
-    this.host = new Float32Array(layout.maxTokens * layout.config.headDim);
     this.ropeScaling = ropeTableScaling(layout.config);
+    this.ropeRows = new Array<Float32Array | undefined>(Math.ceil(layout.contextLength / ROPE_BLOCK)).fill(undefined);
     this.soloTable = Int32Array.from({ length: layout.pagesPerSequence }, (_, p) => p);
   }
 
   get contextLength(): number { return this.layout.contextLength; }
+
+  /** The RoPE rows of positions [ROPE_BLOCK·b, ROPE_BLOCK·(b + 1)), computed on first use. */
+  private ropeBlock(b: number): Float32Array {
+    const have = this.ropeRows[b];
+    if (have) return have;
+    const c = this.layout.config;
+    const positions = Int32Array.from({ length: ROPE_BLOCK }, (_, i) => b * ROPE_BLOCK + i);
+    const rows = ropeCosSin(positions, c.headDim, c.ropeBase, new Float32Array(ROPE_BLOCK * c.headDim), this.ropeScaling);
+    this.ropeRows[b] = rows;
+    return rows;
+  }
   get maxTokens(): number { return this.layout.maxTokens; }
   get pageSize(): number { return this.layout.pageSize; }
   get kvPages(): number { return this.layout.kvPages; }
@@ -206,8 +226,14 @@ export class Qwen2Forward {
     if (next !== T) throw new QwasmError("INVALID_ARGUMENT", "step groups must cover every token");
     new Int32Array(buffer, L.step.outRows, outRows.length).set(outRows);
     new Int32Array(buffer, L.step.header, 3).set([T, groups.length, outRows.length]);
-    const table = ropeCosSin(positions, c.headDim, c.ropeBase, this.host.subarray(0, T * c.headDim), this.ropeScaling);
-    new Float32Array(buffer, L.state.cosSin, T * c.headDim).set(table);
+    const cosSin = new Float32Array(buffer, L.state.cosSin, T * c.headDim);
+    const hd = c.headDim;
+    for (let t = 0; t < T; t++) {
+      const p = positions[t];
+      const from = (p % ROPE_BLOCK) * hd;
+      // set() of a view, not a loop: unoptimized code boxes every float it reads from a Float32Array
+      cosSin.set(this.ropeBlock(Math.floor(p / ROPE_BLOCK)).subarray(from, from + hd), t * hd);
+    }
     // Every shard gets the same step inputs at the same offsets (its kernels read them there).
     for (let shard = 1; shard < this.memories.length; shard++) {
       const to = this.memories[shard].buffer;
