@@ -518,7 +518,8 @@ interface StepState {
   scratch: number; // this worker's
   groupOf: Int32Array; // per token of the step: its group
   posOf: Int32Array;   // and position
-  attnItems: number[];
+  attnItems: Int32Array; // six words per item (see runStep), grown when a step needs more, never shrunk
+  nAttn: number;          // items this step
   aligned: Map<number, boolean>;
   l: RunnerLayer;
   k: Kernels; // the layer's shard's kernels
@@ -607,7 +608,7 @@ export class ForwardRunner {
     this.attentionScale = 1 / Math.sqrt(headDim);
     this.st = {
       w: INLINE_SLICE, T: 0, groups: new Int32Array(0), ids: new Int32Array(0), buffers: [], scratch: 0,
-      groupOf: new Int32Array(layout.maxTokens), posOf: new Int32Array(layout.maxTokens), attnItems: [], aligned: new Map(),
+      groupOf: new Int32Array(layout.maxTokens), posOf: new Int32Array(layout.maxTokens), attnItems: new Int32Array(6 * 64), nAttn: 0, aligned: new Map(),
       l: this.layers[0], k: this.k[0], fuseO: false, oParts: 1,
       norm: { k: this.k[0], weight: 0, inputs: [], unit: 1, parts: 1, rowOf: undefined },
       chunks: [], chunkTokens: 0, carryFrom: 0, carryTo: 0,
@@ -675,8 +676,7 @@ export class ForwardRunner {
     }
     // Attention items, six numbers each: group, query heads [h0, h1), tokens [t0, t1) of the group,
     // and 1 for the flash kernel (a (KV head, tile) item) or 0 for attention_paged_* (a head run, all tokens).
-    const attnItems = st.attnItems;
-    attnItems.length = 0;
+    st.nAttn = 0;
     st.aligned.clear();
     const group = nHeads / nKVHeads;
     for (let g = 0; g < nGroups; g++) {
@@ -685,10 +685,10 @@ export class ForwardRunner {
         // the last tiles first: they see the most keys (causal), and the workers that claim items in
         // turn then end the op together, the small items last
         for (let t0 = Math.floor((n - 1) / FLASH_TILE) * FLASH_TILE; t0 >= 0; t0 -= FLASH_TILE) {
-          for (let kv = 0; kv < nKVHeads; kv++) attnItems.push(g, kv * group, (kv + 1) * group, t0, Math.min(n, t0 + FLASH_TILE), 1);
+          for (let kv = 0; kv < nKVHeads; kv++) this.addAttentionItem(g, kv * group, (kv + 1) * group, t0, Math.min(n, t0 + FLASH_TILE), 1);
         }
       } else {
-        for (let r = 0; r < this.headRuns.length; r++) attnItems.push(g, this.headRuns[r][0], this.headRuns[r][1], 0, n, this.headRunsFlash);
+        for (let r = 0; r < this.headRuns.length; r++) this.addAttentionItem(g, this.headRuns[r][0], this.headRuns[r][1], 0, n, this.headRunsFlash);
       }
     }
 
@@ -705,7 +705,7 @@ export class ForwardRunner {
       // Attention per (sequence, run of query heads of one KV head[, tile of tokens]).
       const o = l.o;
       st.fuseO = o.format !== "f32" && this.headsAligned(l.oUnit);
-      w.parallel(attnItems.length / 6, this.attentionItem);
+      w.parallel(st.nAttn, this.attentionItem);
       if (o.format !== "f32" && !st.fuseO) {
         st.oParts = this.partsOf(T, nHeads * headDim, l.oUnit);
         w.parallel(T * st.oParts, this.oConvertItem);
@@ -745,15 +745,30 @@ export class ForwardRunner {
       input + 4 * (t * m.cols + i0), act + t * m.xStride + activationRowBytes(m.format, i0), i1 - i0);
   }
 
+  /** Appends an attention item (a typed array reused from step to step: a plain array emptied and
+   *  pushed again reallocated its elements every step). */
+  private addAttentionItem(g: number, h0: number, h1: number, t0: number, t1: number, flash: number): void {
+    const st = this.st;
+    let a = st.attnItems;
+    const at = 6 * st.nAttn;
+    if (at + 6 > a.length) {
+      const grown = new Int32Array(2 * a.length);
+      grown.set(a);
+      st.attnItems = a = grown;
+    }
+    a[at] = g; a[at + 1] = h0; a[at + 2] = h1; a[at + 3] = t0; a[at + 4] = t1; a[at + 5] = flash;
+    st.nAttn++;
+  }
+
   /** Whether every attention item's heads are whole units of `unit` values (its o conversion can
    *  follow it); once per unit and step. */
   private headsAligned(unit: number): boolean {
-    const { attnItems, aligned } = this.st;
+    const { attnItems, nAttn, aligned } = this.st;
     const headDim = this.layout.config.headDim;
     let ok = aligned.get(unit);
     if (ok === undefined) {
       ok = true;
-      for (let u = 0; ok && u < attnItems.length; u += 6) {
+      for (let u = 0; ok && u < 6 * nAttn; u += 6) {
         ok = (attnItems[u + 1] * headDim) % unit === 0 && (attnItems[u + 2] * headDim) % unit === 0;
       }
       aligned.set(unit, ok);
