@@ -86,13 +86,13 @@ export async function defaultThreads(): Promise<number> {
   return Math.max(1, Math.min(MAX_DEFAULT_THREADS, await availableCores()));
 }
 
+/** Positions per block of the RoPE row cache (Qwen2Forward.ropeRows). */
+const ROPE_BLOCK = 256;
+
 /**
  * Runs forward steps of one sequence over the model: inline on the calling thread, or on the
  * worker pool. Steps must not overlap (await each one).
  */
-/** Positions per block of the RoPE row cache (Qwen2Forward.ropeRows). */
-const ROPE_BLOCK = 256;
-
 export class Qwen2Forward {
   private readonly ropeScaling: RopeScaling;
   /** The RoPE cos/sin rows (headDim floats per position, ropeCosSin's), computed a block of
@@ -119,6 +119,12 @@ export class Qwen2Forward {
   }
 
   get contextLength(): number { return this.layout.contextLength; }
+  get maxTokens(): number { return this.layout.maxTokens; }
+  get pageSize(): number { return this.layout.pageSize; }
+  get kvPages(): number { return this.layout.kvPages; }
+  get maxSequences(): number { return this.layout.maxGroups; }
+  /** Compute threads in use. */
+  get threads(): number { return this.pool?.size ?? this.layout.maxWorkers; }
 
   /** The RoPE rows of positions [ROPE_BLOCK·b, ROPE_BLOCK·(b + 1)), computed on first use. */
   private ropeBlock(b: number): Float32Array {
@@ -130,12 +136,6 @@ export class Qwen2Forward {
     this.ropeRows[b] = rows;
     return rows;
   }
-  get maxTokens(): number { return this.layout.maxTokens; }
-  get pageSize(): number { return this.layout.pageSize; }
-  get kvPages(): number { return this.layout.kvPages; }
-  get maxSequences(): number { return this.layout.maxGroups; }
-  /** Compute threads in use. */
-  get threads(): number { return this.pool?.size ?? this.layout.maxWorkers; }
 
   /**
    * qwen2moe: the routing of the last step, per layer and token row (undefined for dense models):
