@@ -85,10 +85,12 @@ const ONE_BITS: i32 = 0x3f800000;
  * least 1 or to an output row (the row's largest key weighs 1), but as operands they cost x86 a
  * microcode assist per multiply with a subnormal operand or result (p, p · v, acc · exp(m - m'), the
  * f64 promotion), and WebAssembly cannot set flush-to-zero: with sharp attention (scores spread over
- * more than ~90, common in trained models and in the synthetic model on random prompts) that made
+ * more than ~90, as trained models have in some heads; not the synthetic model) that made
  * attention up to twice as slow (bench-attention --q-sigma). In range, the same operations as expf4
  * (so the same bits where neither flushes); the input is clamped first so that no lane computes a
- * subnormal scale. NaN stays NaN. Scalar and SIMD forms agree bit for bit.
+ * subnormal scale. NaN stays NaN. Scalar and SIMD forms agree bit for bit. Written out rather than
+ * as expf4 of the clamped input: expf4's out-of-range test cost flash attention 2-3% (bench-attention
+ * --against, bit-identical).
  */
 const ATTN_EXP_FLUSH: f32 = -69.0;
 

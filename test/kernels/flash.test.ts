@@ -97,8 +97,9 @@ function convertQuery(type: CacheType, row: Float32Array): Float32Array {
   return dequantize_q8_0(quantizeQ8_0Activations(row), row.length);
 }
 
-/** Exact causal attention in float64 of every (token, head) of the case. */
-function reference(type: CacheType, c: Case, s: Setup): Float64Array[] {
+/** Exact causal attention in float64; `below`, when given, counts the keys whose score sits more
+ *  than 69.5 under their row's maximum (where the kernel's exp flushes to 0). */
+function reference(type: CacheType, c: Case, s: Setup, below?: { count: number }): Float64Array[] {
   const group = c.nHeads / c.nKVHeads;
   const scale = Math.fround(1 / Math.sqrt(c.headDim));
   const out: Float64Array[] = [];
@@ -115,6 +116,7 @@ function reference(type: CacheType, c: Case, s: Setup): Float64Array[] {
         sc[j] = d * scale;
         m = Math.max(m, sc[j]);
       }
+      if (below) for (let j = 0; j < n; j++) if (sc[j] - m < -69.5) below.count++;
       let sum = 0;
       for (let j = 0; j < n; j++) sum += (sc[j] = Math.exp(sc[j] - m));
       const o = new Float64Array(c.headDim);
@@ -144,6 +146,23 @@ function runFlash(type: CacheType, c: Case, s: Setup, tiles: [number, number][],
   }
   expect(H.u8(scratch + sBytes, 256)).toEqual(guard); // nothing past the scratch
   return H.getF32(out, c.nTok * s.qStride);
+}
+
+/** Checks every (token, head, dim) of out against the reference within tol · (1 + |ref|); returns
+ *  how many values it compared. */
+function expectNearReference(out: Float32Array, ref: Float64Array[], c: Case, s: Setup, tol: number, what: string): number {
+  let compared = 0;
+  for (let t = 0; t < c.nTok; t++) {
+    for (let h = 0; h < c.nHeads; h++) {
+      const r = ref[t * c.nHeads + h];
+      for (let i = 0; i < c.headDim; i++) {
+        const got = out[t * s.qStride + h * c.headDim + i];
+        if (!(Math.abs(got - r[i]) <= tol * (1 + Math.abs(r[i])))) throw new Error(`${what}: t=${t} h=${h} i=${i}: ${got} vs ${r[i]}`);
+        compared++;
+      }
+    }
+  }
+  return compared;
 }
 
 /** Tiles of `size` tokens (the last one ragged). */
@@ -178,20 +197,11 @@ describe("flash_attention_paged_* against exact float64 attention", () => {
         const ref = reference(type, c, s);
         for (const tile of [1, 4, c.nTok]) {
           const out = runFlash(type, c, s, tilesOf(c.nTok, tile), kvRuns(c));
+          // outputs are averages of N(0,1) values: absolute error of a few f32 ulps of the scores'
+          // magnitude (|s| up to ~10), relative to the output's scale of 1
+          compared += expectNearReference(out, ref, c, s, 2e-5, `${type} case ${ci} tile ${tile}`);
+          // the padding between rows is never written
           for (let t = 0; t < c.nTok; t++) {
-            for (let h = 0; h < c.nHeads; h++) {
-              const r = ref[t * c.nHeads + h];
-              for (let i = 0; i < c.headDim; i++) {
-                const got = out[t * s.qStride + h * c.headDim + i];
-                // outputs are averages of N(0,1) values: absolute error of a few f32 ulps of the
-                // scores' magnitude (|s| up to ~10), relative to the output's scale of 1
-                if (!(Math.abs(got - r[i]) <= 2e-5 * (1 + Math.abs(r[i])))) {
-                  throw new Error(`${type} case ${ci} tile ${tile}: t=${t} h=${h} i=${i}: ${got} vs ${r[i]}`);
-                }
-                compared++;
-              }
-            }
-            // the padding between rows is never written
             for (let i = c.nHeads * c.headDim; i < s.qStride; i++) expect(out[t * s.qStride + i]).toBe(CANARY);
           }
         }
@@ -206,34 +216,13 @@ describe("flash_attention_paged_* against exact float64 attention", () => {
       // reference keeps e^-69 and less: a difference far below the tolerance
       const c: Case = { nTok: 9, pos0: 300, nHeads: 14, nKVHeads: 2, headDim: 64, pageSize: 16 };
       const s = setup(type, c, 11, 40);
-      const ref = reference(type, c, s);
-      let flushed = 0, compared = 0;
-      const group = c.nHeads / c.nKVHeads, scale = 1 / Math.sqrt(c.headDim);
-      for (let t = 0; t < c.nTok; t++) {
-        for (let h = 0; h < c.nHeads; h++) {
-          const qr = convertQuery(type, s.qVals.subarray(t * s.qStride + h * c.headDim, t * s.qStride + (h + 1) * c.headDim));
-          const off = Math.floor(h / group) * c.headDim;
-          const sc = Array.from({ length: c.pos0 + t + 1 }, (_, j) => scale * qr.reduce((a, q, i) => a + q * s.kDec[j][off + i], 0));
-          const m = Math.max(...sc);
-          flushed += sc.filter((x) => x - m < -69.5).length;
-        }
-      }
-      expect(flushed).toBeGreaterThan(c.nTok * c.nHeads * 100); // most of the ~300 keys of every row
+      const flushed = { count: 0 };
+      const ref = reference(type, c, s, flushed);
+      expect(flushed.count).toBeGreaterThan(c.nTok * c.nHeads * 100); // most of the ~300 keys of every row
+      let compared = 0;
       for (const tile of [1, c.nTok]) {
-        const out = runFlash(type, c, s, tilesOf(c.nTok, tile), kvRuns(c));
-        for (let t = 0; t < c.nTok; t++) {
-          for (let h = 0; h < c.nHeads; h++) {
-            const r = ref[t * c.nHeads + h];
-            for (let i = 0; i < c.headDim; i++) {
-              const got = out[t * s.qStride + h * c.headDim + i];
-              // scores up to ~150: their f32 rounding (1e-5) moves the few weights that matter by as much
-              if (!(Math.abs(got - r[i]) <= 1e-4 * (1 + Math.abs(r[i])))) {
-                throw new Error(`${type} sharp, tile ${tile}: t=${t} h=${h} i=${i}: ${got} vs ${r[i]}`);
-              }
-              compared++;
-            }
-          }
-        }
+        // scores up to ~150: their f32 rounding (1e-5) moves the few weights that matter by as much
+        compared += expectNearReference(runFlash(type, c, s, tilesOf(c.nTok, tile), kvRuns(c)), ref, c, s, 1e-4, `${type} sharp, tile ${tile}`);
       }
       expect(compared).toBe(2 * c.nTok * c.nHeads * c.headDim);
     });
