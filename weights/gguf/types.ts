@@ -177,9 +177,15 @@ export function weightTypeInfo(id: number): WeightTypeInfo | undefined {
   return WEIGHT_TYPE_TABLE.get(id);
 }
 
+/** The ggml type of each activation format. A table, not `format.toUpperCase()`: this runs for every
+ *  row a decode step converts, and a fresh string per call was most of what a step allocated. */
+const ACTIVATION_TYPE_IDS: Readonly<Record<ActivationFormat, GGMLTypeId>> = {
+  f32: GGMLType.F32, f16: GGMLType.F16, bf16: GGMLType.BF16, q8_0: GGMLType.Q8_0, q8_1: GGMLType.Q8_1, q8_K: GGMLType.Q8_K,
+};
+
 /** The ggml type of an activation format ("q8_K" → Q8_K). */
 export function activationTypeId(format: ActivationFormat): GGMLTypeId {
-  return GGMLType[format.toUpperCase() as Uppercase<ActivationFormat>];
+  return ACTIVATION_TYPE_IDS[format];
 }
 
 /** Bytes of a row of n activations in `format`; n must be a whole number of the format's blocks
