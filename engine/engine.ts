@@ -389,10 +389,17 @@ export class QwasmEngine implements Engine {
 
   /** Finishes requests that an abort or a timeout ended while their step was computing. */
   private dropEnded(): void {
+    // Most steps end nothing: look before copying the lists (finish changes them).
+    if (!this.anyEnded(this.waiting) && !this.anyEnded(this.running)) return;
     for (const seq of [...this.waiting, ...this.running]) {
       if (seq.ended) this.finishEnded(seq, seq.ended);
       else if (seq.signal?.aborted) this.finish(seq, "abort");
     }
+  }
+
+  private anyEnded(list: readonly Sequence[]): boolean {
+    for (let i = 0; i < list.length; i++) if (list[i].ended || list[i].signal?.aborted) return true;
+    return false;
   }
 
   private finishEnded(seq: Sequence, how: NonNullable<Sequence["ended"]>): void {
@@ -452,9 +459,11 @@ export class QwasmEngine implements Engine {
     const groups: StepGroup[] = [];
     const outRows: number[] = [];
     const outSeqs: (Sequence | undefined)[] = [];
-    const decoding = this.running.filter((s) => s.computed === s.tokens.length - 1 && s.computed >= s.promptLength);
-    const prefilling = this.running.filter((s) => s.computed < s.promptLength);
-    for (const seq of [...decoding, ...prefilling]) {
+    // Decoding sequences first, then prefill chunks (two passes over running, in its order).
+    for (let i = 0; i < 2 * this.running.length; i++) {
+      const seq = this.running[i % this.running.length];
+      const decoding = seq.computed === seq.tokens.length - 1 && seq.computed >= seq.promptLength;
+      if (i < this.running.length ? !decoding : !(seq.computed < seq.promptLength)) continue;
       const room = budget - tokens.length;
       if (room <= 0) break;
       const n = Math.min(room, seq.tokens.length - seq.computed);
@@ -487,23 +496,25 @@ export class QwasmEngine implements Engine {
 
   private afterStep(step: Step, logits: Float32Array): void {
     const vocab = this.model.config.vocabSize;
-    for (const [i, group] of step.groups.entries()) {
+    for (let i = 0; i < step.groups.length; i++) {
       const seq = step.sequences[i];
       // Disposed while the step ran: its pages went back already.
       if (!this.running.includes(seq)) continue;
-      seq.computed += group.nTok;
+      seq.computed += step.groups[i].nTok;
       this.publishFullPages(seq);
     }
-    step.outSeqs.forEach((seq, i) => {
-      if (!seq || seq.ended || !this.running.includes(seq)) return;
-      const row = logits.subarray(i * vocab, (i + 1) * vocab);
+    for (let i = 0; i < step.outSeqs.length; i++) {
+      const seq = step.outSeqs[i];
+      if (!seq || seq.ended || !this.running.includes(seq)) continue;
+      // One row: the view itself (a step of one sequence, every decode step of a lone request).
+      const row = step.outSeqs.length === 1 ? logits : logits.subarray(i * vocab, (i + 1) * vocab);
       try {
         this.sampleNext(seq, row);
       } catch (e) {
         // Sampling, detokenizing, stop strings and the stream are this request's own: the others go on.
         this.finish(seq, undefined, e);
       }
-    });
+    }
   }
 
   /** Offers every newly completed page to the prefix cache. */

@@ -515,6 +515,9 @@ interface StepState {
   groups: Int32Array; // the step's groups, four words each (first token, tokens, first position, page table)
   ids: Int32Array;
   buffers: ArrayBuffer[]; // per shard
+  /** Views of the step inputs in shard 0's buffer (header, groups, tokens, output rows; each of its
+   *  largest size), made again only when the buffer changes: a step made four fresh ones. */
+  views: { of: ArrayBuffer | undefined; header: Int32Array; outRows: Int32Array };
   scratch: number; // this worker's
   groupOf: Int32Array; // per token of the step: its group
   posOf: Int32Array;   // and position
@@ -608,6 +611,7 @@ export class ForwardRunner {
     this.attentionScale = 1 / Math.sqrt(headDim);
     this.st = {
       w: INLINE_SLICE, T: 0, groups: new Int32Array(0), ids: new Int32Array(0), buffers: [], scratch: 0,
+      views: { of: undefined, header: new Int32Array(0), outRows: new Int32Array(0) },
       groupOf: new Int32Array(layout.maxTokens), posOf: new Int32Array(layout.maxTokens), attnItems: new Int32Array(6 * 64), nAttn: 0, aligned: new Map(),
       l: this.layers[0], k: this.k[0], fuseO: false, oParts: 1,
       norm: { k: this.k[0], weight: 0, inputs: [], unit: 1, parts: 1, rowOf: undefined },
@@ -658,13 +662,18 @@ export class ForwardRunner {
     // The step inputs are the same in every shard (Qwen2Forward.run writes each).
     for (let i = 0; i < this.memories.length; i++) st.buffers[i] = this.memories[i].buffer;
     const buffer = st.buffers[0];
-    const header = new Int32Array(buffer, L.step.header, 3);
-    const T = header[0], nGroups = header[1], nOut = header[2];
-    const groups = new Int32Array(buffer, L.step.groups, 4 * nGroups);
+    const v = st.views;
+    if (v.of !== buffer) {
+      v.of = buffer;
+      v.header = new Int32Array(buffer, L.step.header, 3);
+      v.outRows = new Int32Array(buffer, L.step.outRows, L.maxTokens);
+      st.groups = new Int32Array(buffer, L.step.groups, 4 * L.maxGroups);
+      st.ids = new Int32Array(buffer, L.step.tokens, L.maxTokens);
+    }
+    const T = v.header[0], nGroups = v.header[1], nOut = v.header[2];
+    const groups = st.groups;
     st.w = w;
     st.T = T;
-    st.groups = groups;
-    st.ids = new Int32Array(buffer, L.step.tokens, T);
     st.scratch = s.scores + w.index * L.scoresStride;
     // Which group (sequence) each token of the step belongs to, and its position.
     const { groupOf, posOf } = st;
@@ -723,7 +732,7 @@ export class ForwardRunner {
     }
 
     // The out rows: the final norm (gathered to rows 0..nOut-1 of xb), the LM head.
-    this.norm(this.k[L.outputShard], L.outputNorm, this.outputInputs, this.outputUnit, nOut, new Int32Array(buffer, L.step.outRows, nOut));
+    this.norm(this.k[L.outputShard], L.outputNorm, this.outputInputs, this.outputUnit, nOut, v.outRows);
     this.matmuls(this.outputChunks, nOut);
   }
 

@@ -89,6 +89,20 @@ export async function defaultThreads(): Promise<number> {
 /** Positions per block of the RoPE row cache (Qwen2Forward.ropeRows). */
 const ROPE_BLOCK = 256;
 
+/** Qwen2Forward's views of a step's inputs and logits (see `views`). */
+interface StepViews {
+  of: ArrayBuffer;
+  outOf: ArrayBuffer;
+  ids: Int32Array;
+  groups: Int32Array;
+  tables: Int32Array;
+  outRows: Int32Array;
+  header: Int32Array;
+  cosSin: Float32Array;
+  /** [n]: the logits of n output rows. */
+  logits: Float32Array[];
+}
+
 /**
  * Runs forward steps of one sequence over the model: inline on the calling thread, or on the
  * worker pool. Steps must not overlap (await each one).
@@ -103,6 +117,11 @@ export class Qwen2Forward {
    *  0.5B at 32768). Each row depends only on its position, so the rows are those of a per-step call. */
   private readonly ropeRows: (Float32Array | undefined)[];
   private readonly soloTable: Int32Array;
+  /** Views of the step inputs in shard 0's memory, each of its largest size, and of the logits by
+   *  row count: made again only when the buffer changes (a step made a dozen fresh ones). */
+  private views: StepViews | undefined;
+  /** The positions of a step's tokens (reused). */
+  private readonly positions: Int32Array;
 
   constructor(
     /** The shards' memories (one unless the model is placed over several). */
@@ -116,6 +135,7 @@ export class Qwen2Forward {
     this.ropeScaling = ropeTableScaling(layout.config);
     this.ropeRows = new Array<Float32Array | undefined>(Math.ceil(layout.contextLength / ROPE_BLOCK)).fill(undefined);
     this.soloTable = Int32Array.from({ length: layout.pagesPerSequence }, (_, p) => p);
+    this.positions = new Int32Array(layout.maxTokens);
   }
 
   get contextLength(): number { return this.layout.contextLength; }
@@ -125,6 +145,27 @@ export class Qwen2Forward {
   get maxSequences(): number { return this.layout.maxGroups; }
   /** Compute threads in use. */
   get threads(): number { return this.pool?.size ?? this.layout.maxWorkers; }
+
+  /** The step views of shard 0's (and the output shard's) current buffers. */
+  private stepViews(): StepViews {
+    const L = this.layout;
+    const buffer = this.memories[0].buffer;
+    const outBuffer = this.memories[L.outputShard].buffer;
+    let v = this.views;
+    if (!v || v.of !== buffer || v.outOf !== outBuffer) {
+      v = this.views = {
+        of: buffer, outOf: outBuffer,
+        ids: new Int32Array(buffer, L.step.tokens, L.maxTokens),
+        groups: new Int32Array(buffer, L.step.groups, 4 * L.maxGroups),
+        tables: new Int32Array(buffer, L.step.tables, L.maxGroups * L.pagesPerSequence),
+        outRows: new Int32Array(buffer, L.step.outRows, L.maxTokens),
+        header: new Int32Array(buffer, L.step.header, 3),
+        cosSin: new Float32Array(buffer, L.state.cosSin, L.maxTokens * L.config.headDim),
+        logits: [],
+      };
+    }
+    return v;
+  }
 
   /** The RoPE rows of positions [ROPE_BLOCK·b, ROPE_BLOCK·(b + 1)), computed on first use. */
   private ropeBlock(b: number): Float32Array {
@@ -186,11 +227,15 @@ export class Qwen2Forward {
     if (groups.length < 1 || groups.length > L.maxGroups) {
       throw new QwasmError("INVALID_ARGUMENT", `a step carries 1..${L.maxGroups} sequences, got ${groups.length}`);
     }
-    if (outRows.length < 1 || outRows.length > T || outRows.some((r) => !Number.isInteger(r) || r < 0 || r >= T)) {
-      throw new QwasmError("INVALID_ARGUMENT", `out rows must be 1..${T} token rows of the step`);
+    let rowsOk = outRows.length >= 1 && outRows.length <= T;
+    for (let i = 0; rowsOk && i < outRows.length; i++) {
+      const r = outRows[i];
+      rowsOk = Number.isInteger(r) && r >= 0 && r < T;
     }
+    if (!rowsOk) throw new QwasmError("INVALID_ARGUMENT", `out rows must be 1..${T} token rows of the step`);
     const buffer = this.memories[0].buffer;
-    const ids = new Int32Array(buffer, L.step.tokens, T);
+    const v = this.stepViews();
+    const ids = v.ids;
     for (let t = 0; t < T; t++) {
       const id = tokens[t];
       if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) {
@@ -199,10 +244,11 @@ export class Qwen2Forward {
       ids[t] = id;
     }
     // Groups: consecutive token runs; positions and page tables checked against the pool.
-    const positions = new Int32Array(T);
-    const groupWords = new Int32Array(buffer, L.step.groups, 4 * groups.length);
+    const positions = this.positions;
+    const groupWords = v.groups;
     let next = 0;
-    groups.forEach((g, i) => {
+    for (let i = 0; i < groups.length; i++) {
+      const g = groups[i];
       if (g.tokenStart !== next || g.nTok < 1 || g.tokenStart + g.nTok > T) {
         throw new QwasmError("INVALID_ARGUMENT", "step groups must cover the tokens in order, each with at least one token");
       }
@@ -211,22 +257,28 @@ export class Qwen2Forward {
           `positions ${g.pos0}..${g.pos0 + g.nTok - 1} do not fit in the context of ${L.contextLength} tokens`);
       }
       const pagesNeeded = Math.ceil((g.pos0 + g.nTok) / L.pageSize);
-      const table = new Int32Array(buffer, L.step.tables + 4 * i * L.pagesPerSequence, L.pagesPerSequence);
+      const table = v.tables;
+      const at = i * L.pagesPerSequence;
       for (let p = 0; p < pagesNeeded; p++) {
         const page = g.table[p];
         if (!Number.isInteger(page) || page < 0 || page >= L.kvPages) {
           throw new QwasmError("INVALID_ARGUMENT", `page table entry ${p} is ${page}; pages are 0..${L.kvPages - 1}`);
         }
-        table[p] = page;
+        table[at + p] = page;
       }
       for (let t = 0; t < g.nTok; t++) positions[g.tokenStart + t] = g.pos0 + t;
-      groupWords.set([g.tokenStart, g.nTok, g.pos0, L.step.tables + 4 * i * L.pagesPerSequence], 4 * i);
+      groupWords[4 * i] = g.tokenStart;
+      groupWords[4 * i + 1] = g.nTok;
+      groupWords[4 * i + 2] = g.pos0;
+      groupWords[4 * i + 3] = L.step.tables + 4 * at;
       next = g.tokenStart + g.nTok;
-    });
+    }
     if (next !== T) throw new QwasmError("INVALID_ARGUMENT", "step groups must cover every token");
-    new Int32Array(buffer, L.step.outRows, outRows.length).set(outRows);
-    new Int32Array(buffer, L.step.header, 3).set([T, groups.length, outRows.length]);
-    const cosSin = new Float32Array(buffer, L.state.cosSin, T * c.headDim);
+    for (let r = 0; r < outRows.length; r++) v.outRows[r] = outRows[r];
+    v.header[0] = T;
+    v.header[1] = groups.length;
+    v.header[2] = outRows.length;
+    const cosSin = v.cosSin;
     const hd = c.headDim;
     for (let t = 0; t < T; t++) {
       const p = positions[t];
@@ -250,7 +302,7 @@ export class Qwen2Forward {
 
     if (this.pool) await this.runOnPool(T);
     else this.inline!.runStep(INLINE_SLICE);
-    return new Float32Array(this.memories[L.outputShard].buffer, L.state.logits, outRows.length * c.vocabSize);
+    return v.logits[outRows.length] ??= new Float32Array(v.outOf, L.state.logits, outRows.length * c.vocabSize);
   }
 
   /**
