@@ -45,7 +45,7 @@ describe("qwasm bench", () => {
     ]);
     // The engine's own time between steps, timed inside it (on this tiny model the consumer sees
     // deltas in bursts, so it is not compared with the decode ms/token seen from outside).
-    expectPositive(result, ["engineOwnMsPerStep", "engineOwnPercent"]);
+    expectPositive(result, ["engineOwnMsPerStep", "engineOwnPercent", "engineOwnMsPerStepAllRuns", "engineOwnPercentAllRuns"]);
     // The difference of two runs: a number, of either sign on a busy machine.
     expect(Number.isFinite(result.engineOverheadMsPerToken)).toBe(true);
     expect(Number.isFinite(result.engineOverheadPercent)).toBe(true);
@@ -63,6 +63,9 @@ describe("qwasm bench", () => {
   it("--engine-only gives the end-to-end figures and leaves out the forward-only and sampler ones", async () => {
     const result = JSON.parse(await bench(["--prompt-tokens", "8", "--gen-tokens", "6", "--engine-only", "--json"]));
     expectPositive(result, ["timeToFirstTokenMs", "prefillTokensPerSecond", "decodeTokensPerSecond", "engineOwnMsPerStep"]);
+    // One run: its steps are all the runs' steps, so the pooled figures are the run's own.
+    expect(result.engineOwnMsPerStepAllRuns).toBeCloseTo(result.engineOwnMsPerStep, 9);
+    expect(result.engineOwnPercentAllRuns).toBeCloseTo(result.engineOwnPercent, 9);
     for (const f of ["forwardPrefillTokensPerSecond", "forwardDecodeTokensPerSecond", "forwardDecodeWeightGBps", "samplerMsPerToken"]) {
       expect(result[f], f).toBe(0);
     }
