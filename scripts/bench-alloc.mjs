@@ -7,7 +7,9 @@
 // workers' own heaps are not counted. Prints KiB per step and the largest allocation sites
 // (function:line:column of the bundle, with two callers).
 //   node --experimental-wasm-relaxed-simd scripts/bench-alloc.mjs MODEL [--threads 1] [--engine]
-//        [--steps 50] [--warm 20] [--top 15]
+//        [--steps 50] [--warm 20] [--top 15] [--arena-start BYTES]
+// --arena-start lays the model out from that byte of its memory (LoadOptions.arenaStart, a multiple
+// of 64 KiB): past 1 GiB every offset is a number V8 boxes wherever a kernel call takes it tagged.
 import { Session } from "node:inspector/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -19,6 +21,7 @@ const threads = Number(opt("--threads", 1));
 const steps = Number(opt("--steps", 50));
 const warm = Number(opt("--warm", 20));
 const top = Number(opt("--top", 15));
+const arenaStart = opt("--arena-start", undefined);
 const engineMode = args.includes("--engine");
 const model = args.filter((a) => a !== "--engine")[0];
 if (!model) {
@@ -28,9 +31,11 @@ if (!model) {
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const { createEngine, prefill, argmax } = await import(pathToFileURL(join(root, "dist", "index.js")).href);
 
-const engine = await createEngine(model, { threads, maxSequences: 1, contextLength: 64 + 2 * (warm + steps) + 16, maxTokens: 64 });
+const engine = await createEngine(model, { threads, maxSequences: 1, contextLength: 64 + 2 * (warm + steps) + 16, maxTokens: 64,
+  ...(arenaStart === undefined ? {} : { arenaStart: Number(arenaStart) }) });
 const forward = engine.model.forward;
-const prompt = Array.from({ length: 64 }, (_, i) => 1000 + i * 7);
+const vocab = engine.model.config.vocabSize;
+const prompt = Array.from({ length: 64 }, (_, i) => (1000 + i * 7) % vocab);
 const session = new Session();
 session.connect();
 await session.post("HeapProfiler.enable");
@@ -42,7 +47,7 @@ if (engineMode) {
   // Warm-up request, then the measured one (sampling from its first token).
   for await (const _ of engine.generateTokens(prompt, { maxTokens: warm, ignoreEos: true, temperature: 0 })) { /* drain */ }
   let first = true;
-  for await (const _ of engine.generateTokens(prompt.map((t) => t + 1), { maxTokens: steps + 1, ignoreEos: true, temperature: 0 })) {
+  for await (const _ of engine.generateTokens(prompt.map((t) => (t + 1) % vocab), { maxTokens: steps + 1, ignoreEos: true, temperature: 0 })) {
     if (first) { first = false; await start(); }
   }
 } else {

@@ -568,9 +568,17 @@ export class ForwardRunner {
     if (this.k.length !== layout.shards || this.memories.length !== layout.shards) {
       throw new QwasmError("INVALID_ARGUMENT", `the layout has ${layout.shards} shards; got ${this.memories.length} memories and ${this.k.length} kernel instances`);
     }
+    // Every matrix gets the same properties in the same order (none left out): the op items read
+    // `offset` from matrices of every kind (x4, packed, file layout, expert slabs) at one call site,
+    // and where objects of two shapes met there V8 loaded the offset as a tagged number and boxed one
+    // past 1 GiB for the kernel call (16 bytes per expert matmul chunk of the MoE model under Node 20).
     const matrix = (m: MatrixLayout, shard: number): Matrix => {
       const kernels = weightKernels(this.k[shard], m.type, layout.reference, m.x4, m.packed);
-      return { ...m, k: this.k[shard], kernels, format: kernels.format, xStride: activationRowBytes(kernels.format, m.cols) };
+      return {
+        type: m.type, offset: m.offset, rows: m.rows, cols: m.cols, rowBytes: m.rowBytes,
+        x4: m.x4 === true, packed: m.packed === true, experts: m.experts,
+        k: this.k[shard], kernels, format: kernels.format, xStride: activationRowBytes(kernels.format, m.cols),
+      };
     };
     const s = layout.state;
     const W = layout.maxWorkers;
