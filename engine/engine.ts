@@ -459,11 +459,12 @@ export class QwasmEngine implements Engine {
     const groups: StepGroup[] = [];
     const outRows: number[] = [];
     const outSeqs: (Sequence | undefined)[] = [];
-    // Decoding sequences first, then prefill chunks (two passes over running, in its order).
-    for (let i = 0; i < 2 * this.running.length; i++) {
-      const seq = this.running[i % this.running.length];
-      const decoding = seq.computed === seq.tokens.length - 1 && seq.computed >= seq.promptLength;
-      if (i < this.running.length ? !decoding : !(seq.computed < seq.promptLength)) continue;
+    // Decoding sequences first, then prefill chunks: two passes over running, in its order.
+    const nRunning = this.running.length;
+    for (let i = 0; i < 2 * nRunning; i++) {
+      const seq = this.running[i % nRunning];
+      const wanted = i < nRunning ? seq.computed === seq.tokens.length - 1 && seq.computed >= seq.promptLength : seq.computed < seq.promptLength;
+      if (!wanted) continue;
       const room = budget - tokens.length;
       if (room <= 0) break;
       const n = Math.min(room, seq.tokens.length - seq.computed);

@@ -117,12 +117,22 @@ function positiveInteger(name: string, v: number, least = 1): number {
   return v;
 }
 
+/** Decode steps of the engine (EngineStats counts between two points): forward steps and the gaps
+ *  between them, the engine's own time. */
+interface StepTimes { steps: number; stepSeconds: number; gaps: number; gapSeconds: number }
+
+/** The mean gap and step in ms, and the gap's share of a gap plus a step. */
+function ownCost(c: StepTimes): { gapMs: number; stepMs: number; percent: number } {
+  const gapMs = c.gaps > 0 ? (1000 * c.gapSeconds) / c.gaps : 0;
+  const stepMs = c.steps > 0 ? (1000 * c.stepSeconds) / c.steps : 0;
+  return { gapMs, stepMs, percent: gapMs + stepMs > 0 ? (100 * gapMs) / (gapMs + stepMs) : 0 };
+}
+
 /** One request, timed as its caller sees it: when each delta carrying tokens arrives; and, from
  *  the engine's stats after the first token, its decode steps: the mean forward step inside the
  *  engine and the engine's own time between steps (EngineStats.stepGaps), per gap. */
 async function timedRequest(engine: QwasmEngine, prompt: number[], options: RequestOptions):
-  Promise<{ firstTokenMs: number; decodeMs: number; decodeTokens: number; stepMs: number; gapMs: number;
-    steps: number; stepSeconds: number; gaps: number; gapSeconds: number }> {
+  Promise<{ firstTokenMs: number; decodeMs: number; decodeTokens: number; decode: StepTimes }> {
   const stats = engine.stats;
   let at = { steps: 0, stepSeconds: 0, gaps: 0, gapSeconds: 0 };
   const t0 = performance.now();
@@ -142,12 +152,10 @@ async function timedRequest(engine: QwasmEngine, prompt: number[], options: Requ
     last = now;
   }
   await stream;
-  const steps = stats.steps - at.steps, gaps = stats.stepGaps - at.gaps;
   return {
     firstTokenMs: first - t0, decodeMs: last - first, decodeTokens,
-    stepMs: steps > 0 ? (1000 * (stats.stepSeconds - at.stepSeconds)) / steps : 0,
-    gapMs: gaps > 0 ? (1000 * (stats.stepGapSeconds - at.gapSeconds)) / gaps : 0,
-    steps, stepSeconds: stats.stepSeconds - at.stepSeconds, gaps, gapSeconds: stats.stepGapSeconds - at.gapSeconds,
+    decode: { steps: stats.steps - at.steps, stepSeconds: stats.stepSeconds - at.stepSeconds,
+      gaps: stats.stepGaps - at.gaps, gapSeconds: stats.stepGapSeconds - at.gapSeconds },
   };
 }
 
@@ -180,7 +188,8 @@ export async function main(argv: string[]): Promise<number> {
     await timedRequest(engine, randomPrompt(engineOnly ? Math.min(promptTokens, 512) : promptTokens, vocab, 999),
       { ...request, maxTokens: Math.min(genTokens, 4) });
 
-    const best = { firstTokenMs: Infinity, engineDecodeMs: Infinity, forwardPrefillMs: Infinity, forwardDecodeMs: Infinity, constrainedDecodeMs: Infinity, gapMs: Infinity, stepMs: Infinity };
+    const best = { firstTokenMs: Infinity, engineDecodeMs: Infinity, forwardPrefillMs: Infinity, forwardDecodeMs: Infinity, constrainedDecodeMs: Infinity };
+    let fastest: StepTimes = { steps: 0, stepSeconds: 0, gaps: 0, gapSeconds: 0 };
     let trieMs = 0;
     if (schemaFile !== undefined) {
       const t = performance.now();
@@ -188,19 +197,18 @@ export async function main(argv: string[]): Promise<number> {
       trieMs = performance.now() - t;
     }
     let lastLogits: Float32Array = new Float32Array(0);
-    const all = { steps: 0, stepSeconds: 0, gaps: 0, gapSeconds: 0 };
+    const all: StepTimes = { steps: 0, stepSeconds: 0, gaps: 0, gapSeconds: 0 };
     for (let r = 0; r < repeat; r++) {
       const e = await timedRequest(engine, randomPrompt(promptTokens, vocab, 12345 + r), request);
-      all.steps += e.steps;
-      all.stepSeconds += e.stepSeconds;
-      all.gaps += e.gaps;
-      all.gapSeconds += e.gapSeconds;
+      all.steps += e.decode.steps;
+      all.stepSeconds += e.decode.stepSeconds;
+      all.gaps += e.decode.gaps;
+      all.gapSeconds += e.decode.gapSeconds;
       best.firstTokenMs = Math.min(best.firstTokenMs, e.firstTokenMs);
       if (e.decodeTokens > 0) {
         // The engine's share is taken from the run with the fastest decode, so both figures are one run's.
         if (e.decodeMs / e.decodeTokens < best.engineDecodeMs) {
-          best.gapMs = e.gapMs;
-          best.stepMs = e.stepMs;
+          fastest = e.decode;
         }
         best.engineDecodeMs = Math.min(best.engineDecodeMs, e.decodeMs / e.decodeTokens);
       }
@@ -230,6 +238,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const decoded = genTokens > 1;
     const forwardDecoded = decoded && !engineOnly;
+    const fastestCost = ownCost(fastest), allCost = ownCost(all);
     const overhead = forwardDecoded ? best.engineDecodeMs - best.forwardDecodeMs : 0;
     const result: BenchResult = {
       model: modelPath,
@@ -247,12 +256,11 @@ export async function main(argv: string[]): Promise<number> {
       forwardDecodeTokensPerSecond: forwardDecoded ? 1000 / best.forwardDecodeMs : 0,
       forwardDecodeMsPerToken: forwardDecoded ? best.forwardDecodeMs : 0,
       forwardDecodeWeightGBps: forwardDecoded ? tokenReadBytes(engine.model.config, engine.model.tensors).total / (1e6 * best.forwardDecodeMs) : 0,
-      engineOwnMsPerStep: decoded ? best.gapMs : 0,
-      engineOwnPercent: decoded ? (100 * best.gapMs) / (best.gapMs + best.stepMs) : 0,
-      engineStepMs: decoded ? best.stepMs : 0,
-      engineOwnMsPerStepAllRuns: decoded && all.gaps > 0 ? (1000 * all.gapSeconds) / all.gaps : 0,
-      engineOwnPercentAllRuns: decoded && all.gaps > 0 && all.steps > 0
-        ? (100 * all.gapSeconds / all.gaps) / (all.gapSeconds / all.gaps + all.stepSeconds / all.steps) : 0,
+      engineOwnMsPerStep: decoded ? fastestCost.gapMs : 0,
+      engineOwnPercent: decoded ? fastestCost.percent : 0,
+      engineStepMs: decoded ? fastestCost.stepMs : 0,
+      engineOwnMsPerStepAllRuns: decoded ? allCost.gapMs : 0,
+      engineOwnPercentAllRuns: decoded ? allCost.percent : 0,
       engineOverheadMsPerToken: overhead,
       engineOverheadPercent: forwardDecoded ? (100 * overhead) / best.engineDecodeMs : 0,
       samplerMsPerToken: engineOnly ? 0 : samplerTime(lastLogits),

@@ -100,6 +100,29 @@ export interface StepLayout {
   tables: number;    // (maxGroups, pagesPerSequence) i32 page ids
 }
 
+/** Views of a step's inputs (StepLayout) in one shard's buffer, each of its largest size: made once
+ *  per buffer by the side that writes them (Qwen2Forward) and by each runner that reads them. */
+export interface StepInputViews {
+  /** The buffer they view (they are made again when a memory's buffer changes). */
+  of: ArrayBufferLike;
+  header: Int32Array;
+  ids: Int32Array;
+  groups: Int32Array;
+  outRows: Int32Array;
+  tables: Int32Array;
+}
+
+export function stepInputViews(buffer: ArrayBufferLike, L: ForwardLayout): StepInputViews {
+  return {
+    of: buffer,
+    header: new Int32Array(buffer, L.step.header, 3),
+    ids: new Int32Array(buffer, L.step.tokens, L.maxTokens),
+    groups: new Int32Array(buffer, L.step.groups, 4 * L.maxGroups),
+    outRows: new Int32Array(buffer, L.step.outRows, L.maxTokens),
+    tables: new Int32Array(buffer, L.step.tables, L.maxGroups * L.pagesPerSequence),
+  };
+}
+
 /** One group of a step, as the engine describes it. */
 export interface StepGroup {
   tokenStart: number;
@@ -512,12 +535,12 @@ type RunnerLayer = Omit<LayerLayout, "q" | "k" | "v" | "o" | "gate" | "up" | "do
 interface StepState {
   w: WorkerSlice;
   T: number;
-  groups: Int32Array; // the step's groups, four words each (first token, tokens, first position, page table)
+  groups: Int32Array; // views.groups and views.ids, for the op items
   ids: Int32Array;
   buffers: ArrayBuffer[]; // per shard
-  /** Views of the step inputs in shard 0's buffer (header, groups, tokens, output rows; each of its
-   *  largest size), made again only when the buffer changes: a step made four fresh ones. */
-  views: { of: ArrayBuffer | undefined; header: Int32Array; outRows: Int32Array };
+  /** The step inputs in shard 0's buffer (groups: four words each, first token, tokens, first
+   *  position, page table), made again only when the buffer changes: a step made four fresh views. */
+  views: StepInputViews | undefined;
   scratch: number; // this worker's
   groupOf: Int32Array; // per token of the step: its group
   posOf: Int32Array;   // and position
@@ -618,8 +641,7 @@ export class ForwardRunner {
     this.flash = this.k.map((k) => flashAttention(k, layout.kvType));
     this.attentionScale = 1 / Math.sqrt(headDim);
     this.st = {
-      w: INLINE_SLICE, T: 0, groups: new Int32Array(0), ids: new Int32Array(0), buffers: [], scratch: 0,
-      views: { of: undefined, header: new Int32Array(0), outRows: new Int32Array(0) },
+      w: INLINE_SLICE, T: 0, groups: new Int32Array(0), ids: new Int32Array(0), buffers: [], scratch: 0, views: undefined,
       groupOf: new Int32Array(layout.maxTokens), posOf: new Int32Array(layout.maxTokens), attnItems: new Int32Array(6 * 64), nAttn: 0, aligned: new Map(),
       l: this.layers[0], k: this.k[0], fuseO: false, oParts: 1,
       norm: { k: this.k[0], weight: 0, inputs: [], unit: 1, parts: 1, rowOf: undefined },
@@ -670,18 +692,13 @@ export class ForwardRunner {
     // The step inputs are the same in every shard (Qwen2Forward.run writes each).
     for (let i = 0; i < this.memories.length; i++) st.buffers[i] = this.memories[i].buffer;
     const buffer = st.buffers[0];
-    const v = st.views;
-    if (v.of !== buffer) {
-      v.of = buffer;
-      v.header = new Int32Array(buffer, L.step.header, 3);
-      v.outRows = new Int32Array(buffer, L.step.outRows, L.maxTokens);
-      st.groups = new Int32Array(buffer, L.step.groups, 4 * L.maxGroups);
-      st.ids = new Int32Array(buffer, L.step.tokens, L.maxTokens);
-    }
+    const v = st.views?.of === buffer ? st.views : (st.views = stepInputViews(buffer, L));
     const T = v.header[0], nGroups = v.header[1], nOut = v.header[2];
-    const groups = st.groups;
+    const groups = v.groups;
     st.w = w;
     st.T = T;
+    st.groups = groups;
+    st.ids = v.ids;
     st.scratch = s.scores + w.index * L.scoresStride;
     // Which group (sequence) each token of the step belongs to, and its position.
     const { groupOf, posOf } = st;

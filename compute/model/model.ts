@@ -17,8 +17,8 @@ import { availableCores } from "../../platform/index";
 import { hostMemory, type HostMemory } from "../../platform/memory";
 import { Arena, ArenaSizer, type Allocator } from "./arena";
 import {
-  checkForward, ForwardRunner, INLINE_SLICE, KV_BYTES, planForward, planKVPools, planShardState,
-  type ForwardLayout, type ForwardOptions, type KVType, type MatrixLayout, type ShardPlacement, type StepGroup, type WeightTensor,
+  checkForward, ForwardRunner, INLINE_SLICE, KV_BYTES, planForward, planKVPools, planShardState, stepInputViews,
+  type ForwardLayout, type StepInputViews, type ForwardOptions, type KVType, type MatrixLayout, type ShardPlacement, type StepGroup, type WeightTensor,
 } from "./forward";
 import { checkHostMemory } from "./preflight";
 import { x4Layout } from "./interleave";
@@ -89,15 +89,9 @@ export async function defaultThreads(): Promise<number> {
 /** Positions per block of the RoPE row cache (Qwen2Forward.ropeRows). */
 const ROPE_BLOCK = 256;
 
-/** Qwen2Forward's views of a step's inputs and logits (see `views`). */
-interface StepViews {
-  of: ArrayBuffer;
-  outOf: ArrayBuffer;
-  ids: Int32Array;
-  groups: Int32Array;
-  tables: Int32Array;
-  outRows: Int32Array;
-  header: Int32Array;
+/** Qwen2Forward's views of a step's inputs, RoPE rows and logits (see `views`). */
+interface StepViews extends StepInputViews {
+  outOf: ArrayBufferLike;
   cosSin: Float32Array;
   /** [n]: the logits of n output rows. */
   logits: Float32Array[];
@@ -154,12 +148,7 @@ export class Qwen2Forward {
     let v = this.views;
     if (!v || v.of !== buffer || v.outOf !== outBuffer) {
       v = this.views = {
-        of: buffer, outOf: outBuffer,
-        ids: new Int32Array(buffer, L.step.tokens, L.maxTokens),
-        groups: new Int32Array(buffer, L.step.groups, 4 * L.maxGroups),
-        tables: new Int32Array(buffer, L.step.tables, L.maxGroups * L.pagesPerSequence),
-        outRows: new Int32Array(buffer, L.step.outRows, L.maxTokens),
-        header: new Int32Array(buffer, L.step.header, 3),
+        ...stepInputViews(buffer, L), outOf: outBuffer,
         cosSin: new Float32Array(buffer, L.state.cosSin, L.maxTokens * L.config.headDim),
         logits: [],
       };
@@ -257,8 +246,7 @@ export class Qwen2Forward {
           `positions ${g.pos0}..${g.pos0 + g.nTok - 1} do not fit in the context of ${L.contextLength} tokens`);
       }
       const pagesNeeded = Math.ceil((g.pos0 + g.nTok) / L.pageSize);
-      const table = v.tables;
-      const at = i * L.pagesPerSequence;
+      const table = v.tables, at = i * L.pagesPerSequence;
       for (let p = 0; p < pagesNeeded; p++) {
         const page = g.table[p];
         if (!Number.isInteger(page) || page < 0 || page >= L.kvPages) {
