@@ -6,8 +6,10 @@
 //        [--rows N] [--k N]
 // DIR_A / DIR_B hold kernels.wasm and kernels-relaxed.wasm (B defaults to build/). To keep a
 // baseline: `cp build/kernels*.wasm /tmp/base/` before changing assembly/, then rebuild.
-// Types: q4_0 q4_1 q5_0 q5_1 q8_0 iq4_nl q2_k q3_k q4_k q5_k q6_k. Shape: 4864 x 896 for the
-// block-32 types (Qwen2-0.5B's ffn_up), 4864 x 1024 for the K-quants, or --rows/--k.
+// Types: q4_0 q4_1 q5_0 q5_1 q8_0 iq4_nl q2_k q3_k q4_k q5_k q6_k, and the layouts the loader makes:
+// q4_0x4 q4_1x4 q5_0x4 q5_1x4 iq4_nlx4 (rows interleaved by four) and q8_0p (packed). Shape: 4864 x
+// 896 for the block-32 types (Qwen2-0.5B's ffn_up), 4864 x 1024 for the K-quants, or --rows/--k.
+// Every call gets the matmul's scratch (matmulScratchBytes), as in the model.
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -42,6 +44,13 @@ const TYPES = {
   q4_k: [256, 144, "quantize_q8_K", 292, [0, 2]],
   q5_k: [256, 176, "quantize_q8_K", 292, [0, 2]],
   q6_k: [256, 210, "quantize_q8_K", 292, [208]],
+  // rows grouped by four: the four rows' d (and m) lead each super-block of four blocks
+  q4_0x4: [32, 18, "quantize_q8_0", 34, [0], true],
+  q4_1x4: [32, 20, "quantize_q8_1", 36, [0, 8], true],
+  q5_0x4: [32, 22, "quantize_q8_0", 34, [0], true],
+  q5_1x4: [32, 24, "quantize_q8_1", 36, [0, 8], true],
+  iq4_nlx4: [32, 18, "quantize_q8_0", 34, [0], true],
+  q8_0p: [32, 34, "quantize_q8_0", 34, [0], true],
 };
 const selected = args.length ? args : ["q5_0", "q8_0", "q4_0", "q6_k", "q4_k", "q5_k", "iq4_nl", "q5_1"];
 
@@ -87,7 +96,7 @@ console.log(`A ${join(dirA, file)}  B ${join(dirB, file)}; one thread, node ${pr
 for (const name of selected) {
   const spec = TYPES[name];
   if (!spec) throw new Error(`unknown type ${name}; known: ${Object.keys(TYPES).join(", ")}`);
-  const [bs, tb, conv, xb, halves] = spec;
+  const [bs, tb, conv, xb, halves, grouped] = spec;
   const rows = Number(rowsOpt ?? 4864), k = Number(kOpt ?? (bs === 256 ? 1024 : 896));
   top = 65536;
   const rowBytes = (k / bs) * tb, wBytes = rows * rowBytes;
@@ -96,7 +105,8 @@ for (const name of selected) {
   for (let i = 0; i < wBytes; i++) u8[i] = (rand() * 256) | 0;
   const dv = new DataView(memory.buffer);
   for (let b = 0; b < rows * k / bs; b++) {
-    for (const [j, o] of halves.entries()) dv.setUint16(w + b * tb + o, A.f32_to_f16((j ? -0.05 : 0.01) * (0.5 + rand())), true);
+    const at = grouped ? w + (b >> 2) * 4 * tb + 2 * (b & 3) : w + b * tb;
+    for (const [j, o] of halves.entries()) dv.setUint16(at + o, A.f32_to_f16((j ? -0.05 : 0.01) * (0.5 + rand())), true);
   }
   const xf = alloc(nTok * k * 4);
   const f = new Float32Array(memory.buffer, xf, nTok * k);
@@ -104,8 +114,9 @@ for (const name of selected) {
   const xStride = (k / bs) * xb, x = alloc(nTok * xStride);
   for (let t = 0; t < nTok; t++) A[conv](xf + t * k * 4, x + t * xStride, k);
   const outA = alloc(nTok * rows * 4), outB = alloc(nTok * rows * 4);
-  const fa = () => A[`matmul_${name}`](w, x, outA, k, 0, rows, nTok, xStride, rows);
-  const fb = () => B[`matmul_${name}`](w, x, outB, k, 0, rows, nTok, xStride, rows);
+  const scratch = alloc(288 * Math.ceil(k / 32)); // compute/kernels/dispatch.ts matmulScratchBytes
+  const fa = () => A[`matmul_${name}`](w, x, outA, k, 0, rows, nTok, xStride, rows, scratch);
+  const fb = () => B[`matmul_${name}`](w, x, outB, k, 0, rows, nTok, xStride, rows, scratch);
   fa(); fb();
   const same = Buffer.compare(Buffer.from(memory.buffer, outA, nTok * rows * 4), Buffer.from(memory.buffer, outB, nTok * rows * 4)) === 0;
   const n = Math.max(batchSize(fa), batchSize(fb));

@@ -20,7 +20,7 @@ import {
   block_dot, cells_2x2, dot_add_exact, DotAdd, f16_to_f32, f16x2_rows_finite, f16x4_gather_finite,
   f16x4_hi_to_f32x4_finite, i16x8_pair, i32x4_hsum4, InTile, min_cells, NoDotAdd,
   offset_sum, pair_halves, Precomputed, QK, Q8_0_BYTES, Q8_1_BYTES, relaxed, ROWS_PER_PASS,
-  scale_cells, MATMUL_SCRATCH_PER_BLOCK, tile_weights, token_offset, token_offsets, f16x4_tokens_finite,
+  scale_cells, MATMUL_SCRATCH_PER_BLOCK, tile_weights, token_offset, f16x4_tokens_finite,
   store_cells, i16x8_hsum4,
 } from "./common";
 
@@ -195,10 +195,73 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
   return (i & 1) == 0 ? i16x8.extend_low_i8x16_s(v) : i16x8.extend_high_i8x16_s(v);
 }
 
+/** Bytes of matmul scratch per block that the tiles of eight tokens take (of the matmul scratch's
+ *  288, see matmulScratchBytes in compute/kernels/dispatch.ts): per block b, at scratch + 256b,
+ *    0   four i32x4: the tile's token pairs' roffset * sum(x) as token_offsets lays them out
+ *        (relaxed, codecs with an offset), or four f32x4: their s_x (t, t, t', t') (codecs with a min)
+ *    64  four f32x4: the token pairs' d_x (t, t, t', t')
+ *    128 eight f32x4: the pass's row pairs' d_w (r, r', r, r'), pair j: rows r0 + 2j, r0 + 2j + 1
+ *  The tile then takes each with one load: the in-loop gathers of the tokens' halves (four lane
+ *  inserts and a conversion per four tokens) and the rows' were a sixth of its instructions. */
+const X8_BLOCK: usize = 256, X8_AT_DX: usize = 64, X8_AT_DW: usize = 128;
+
+/** For the tile of eight tokens at x (xStride bytes apart), nb blocks: the token terms of the layout
+ *  above (offsets or s_x, d_x), for every block. Once per tile and pass of rows. */
+@inline function x8_token_prep<C>(x: usize, xStride: usize, nb: i32, dst: usize): void {
+  const c = changetype<C>(0);
+  const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
+  const xq: usize = c.hasMin() ? 4 : 2;
+  const x4 = xStride << 2;
+  for (let b = 0; b < nb; b++) {
+    const px = x + <usize>b * xb, o = dst + <usize>b * X8_BLOCK;
+    if (relaxed<C>() && c.roffset() != 0) { // as token_offsets
+      for (let i = 0; i < 4; i++) {
+        const t0 = token_offset<C>(px + xq + <usize>(2 * i) * xStride), t1 = token_offset<C>(px + xq + <usize>(2 * i + 1) * xStride);
+        v128.store(o + (<usize>i << 4), i16x8_hsum4(t0, t0, t1, t1));
+      }
+    }
+    if (c.hasMin()) {
+      const sx = f16x4_gather_finite(px + 2, xStride), sy = f16x4_gather_finite(px + x4 + 2, xStride);
+      v128.store(o, i32x4.shuffle(sx, sx, 0, 0, 1, 1));
+      v128.store(o, i32x4.shuffle(sx, sx, 2, 2, 3, 3), 16);
+      v128.store(o, i32x4.shuffle(sy, sy, 0, 0, 1, 1), 32);
+      v128.store(o, i32x4.shuffle(sy, sy, 2, 2, 3, 3), 48);
+    }
+    const dx = f16x4_gather_finite(px, xStride), dy = f16x4_gather_finite(px + x4, xStride);
+    v128.store(o + X8_AT_DX, i32x4.shuffle(dx, dx, 0, 0, 1, 1));
+    v128.store(o + X8_AT_DX, i32x4.shuffle(dx, dx, 2, 2, 3, 3), 16);
+    v128.store(o + X8_AT_DX, i32x4.shuffle(dy, dy, 0, 0, 1, 1), 32);
+    v128.store(o + X8_AT_DX, i32x4.shuffle(dy, dy, 2, 2, 3, 3), 48);
+  }
+}
+
+/** The d_w pairs of rows r0..r1 (whole groups, at most ROWS_PER_PASS) of the layout above, for
+ *  every block. Once per pass of rows. */
+@inline function x8_rows_prep<C>(w: usize, rowBytes: usize, r0: i32, r1: i32, nb: i32, dst: usize): void {
+  const sb = sbBytes<C>();
+  for (let r = r0; r < r1; r += 4) {
+    const g = w + <usize>r * rowBytes;
+    const at = dst + X8_AT_DW + (<usize>(r - r0) << 3); // pair (r - r0) / 2, 16 bytes each
+    for (let b = 0; b < nb; b++) {
+      const p = g + <usize>b * sb, o = at + <usize>b * X8_BLOCK;
+      v128.store(o, f16x2_rows_finite(p, 2));
+      v128.store(o, f16x2_rows_finite(p + 4, 2), 16);
+    }
+  }
+}
+
+/** acc + cells (see pair_cells) times their scales, as scale_cells: the rows' d_w pair times the
+ *  tokens' d_x pair, both from the tile's scratch. */
+@inline function scale_cells_at(acc: v128, cells: v128, dw: v128, dx: usize): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(cells), f32x4.mul(dw, v128.load(dx))));
+}
+
 /** Rows R and R + 1 (R = 0 or 2, a constant) of the group at g by eight tokens at x + t*xStride, as
- *  tile_b32_2x8 in common.ts: cell (r, t) lands at out + 4*(t*outStride + r). */
+ *  tile_b32_2x8 in common.ts: cell (r, t) lands at out + 4*(t*outStride + r). The tokens' and rows'
+ *  terms come from the scratch at `prep` (x8_token_prep, x8_rows_prep); `pair`: the offset of these
+ *  rows' d_w pair in a block's part of it. */
 @inline function tile_x4_2x8<C, O>(g: usize, R: i32, x: usize, xStride: usize, nb: i32,
-  out: usize, outStride: usize, offsets: usize): void {
+  out: usize, outStride: usize, prep: usize, pair: usize): void {
   const c = changetype<C>(0);
   const sb = sbBytes<C>();
   const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
@@ -206,9 +269,9 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
   const x2 = xStride << 1, x4 = xStride << 2;
   let acc01 = f32x4.splat(0), acc23 = f32x4.splat(0), acc45 = f32x4.splat(0), acc67 = f32x4.splat(0);
   let px = x;
-  let po = offsets;
+  let po = prep;
   const pend = g + <usize>nb * sb;
-  for (let p = g; p < pend; p += sb, px += xb, po += MATMUL_SCRATCH_PER_BLOCK) {
+  for (let p = g; p < pend; p += sb, px += xb, po += X8_BLOCK) {
     const hb = c.plane() ? v128.load(p + hbOff<C>()) : i32x4.splat(0);
     const a0 = tile_w<C, O>(p, hb, R, 0), b0 = tile_w<C, O>(p, hb, R, 1), c0 = tile_w<C, O>(p, hb, R, 2), d0 = tile_w<C, O>(p, hb, R, 3);
     const a1 = tile_w<C, O>(p, hb, R + 1, 0), b1 = tile_w<C, O>(p, hb, R + 1, 1), c1 = tile_w<C, O>(p, hb, R + 1, 2), d1 = tile_w<C, O>(p, hb, R + 1, 3);
@@ -217,19 +280,17 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
     const v23 = cells_2x2<C, O>(a0, b0, c0, d0, a1, b1, c1, d1, q + x2, xStride, out, po + 16);
     const v45 = cells_2x2<C, O>(a0, b0, c0, d0, a1, b1, c1, d1, q + x4, xStride, out, po + 32);
     const v67 = cells_2x2<C, O>(a0, b0, c0, d0, a1, b1, c1, d1, q + x4 + x2, xStride, out, po + 48);
-    const dw = f16x2_rows_finite(p + (<usize>R << 1), 2);
-    const dx = f16x4_gather_finite(px, xStride), dy = f16x4_gather_finite(px + x4, xStride);
-    acc01 = scale_cells(acc01, v01, dw, dx, false);
-    acc23 = scale_cells(acc23, v23, dw, dx, true);
-    acc45 = scale_cells(acc45, v45, dw, dy, false);
-    acc67 = scale_cells(acc67, v67, dw, dy, true);
-    if (c.hasMin()) {
+    const dw = v128.load(po + pair);
+    acc01 = scale_cells_at(acc01, v01, dw, po + X8_AT_DX);
+    acc23 = scale_cells_at(acc23, v23, dw, po + X8_AT_DX + 16);
+    acc45 = scale_cells_at(acc45, v45, dw, po + X8_AT_DX + 32);
+    acc67 = scale_cells_at(acc67, v67, dw, po + X8_AT_DX + 48);
+    if (c.hasMin()) { // as min_cells, the tokens' s_x pairs from the scratch
       const mw = f16x2_rows_finite(p + 8 + (<usize>R << 1), 2);
-      const sx = f16x4_gather_finite(px + 2, xStride), sy = f16x4_gather_finite(px + x4 + 2, xStride);
-      acc01 = min_cells(acc01, mw, sx, false);
-      acc23 = min_cells(acc23, mw, sx, true);
-      acc45 = min_cells(acc45, mw, sy, false);
-      acc67 = min_cells(acc67, mw, sy, true);
+      acc01 = f32x4.add(acc01, f32x4.mul(mw, v128.load(po)));
+      acc23 = f32x4.add(acc23, f32x4.mul(mw, v128.load(po, 16)));
+      acc45 = f32x4.add(acc45, f32x4.mul(mw, v128.load(po, 32)));
+      acc67 = f32x4.add(acc67, f32x4.mul(mw, v128.load(po, 48)));
     }
   }
   const os = outStride << 2;
@@ -292,21 +353,16 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
   const tiled = (nTok & ~3) + ((nTok & 3) == 3 ? 3 : 0);
   for (let r0 = rowStart; r0 < rowEnd; r0 += ROWS_PER_PASS) {
     const r1 = min(r0 + ROWS_PER_PASS, rowEnd);
+    if (tiled8 > 0) x8_rows_prep<C>(w, rowBytes, r0, r1, nb, scratch);
     for (let t = 0; t < tiled8; t += 8) {
       const xt = x + <usize>t * xs;
       const ot = out + (<usize>t * os << 2);
-      if (relaxed<C>() && c.roffset() != 0) {
-        token_offsets<C>(xt, xs, nb, scratch);
-        for (let r = r0; r < r1; r += 4) {
-          // rows r, r + 1 then r + 2, r + 3: R a constant in each (Q5's shifts of the plane)
-          tile_x4_2x8<C, Precomputed>(w + <usize>r * rowBytes, 0, xt, xs, nb, ot + (<usize>r << 2), os, scratch);
-          tile_x4_2x8<C, Precomputed>(w + <usize>r * rowBytes, 2, xt, xs, nb, ot + (<usize>(r + 2) << 2), os, scratch);
-        }
-      } else {
-        for (let r = r0; r < r1; r += 4) {
-          tile_x4_2x8<C, InTile>(w + <usize>r * rowBytes, 0, xt, xs, nb, ot + (<usize>r << 2), os, 0);
-          tile_x4_2x8<C, InTile>(w + <usize>r * rowBytes, 2, xt, xs, nb, ot + (<usize>(r + 2) << 2), os, 0);
-        }
+      x8_token_prep<C>(xt, xs, nb, scratch);
+      for (let r = r0; r < r1; r += 4) {
+        // rows r, r + 1 then r + 2, r + 3: R a constant in each (Q5's shifts of the plane)
+        const pair = X8_AT_DW + (<usize>(r - r0) << 3);
+        tile_x4_2x8<C, Precomputed>(w + <usize>r * rowBytes, 0, xt, xs, nb, ot + (<usize>r << 2), os, scratch, pair);
+        tile_x4_2x8<C, Precomputed>(w + <usize>r * rowBytes, 2, xt, xs, nb, ot + (<usize>(r + 2) << 2), os, scratch, pair + 16);
       }
     }
     for (let t = tiled8; t < tiled; t += 4) {

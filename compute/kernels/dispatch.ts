@@ -37,8 +37,8 @@ export function activationConverter(format: Exclude<ActivationFormat, "f32">): (
  *  types in the relaxed build; see DEVELOPERS.md, Kernel ABI). */
 export type MatmulKernel = Kernels[`matmul_${KernelSuffix}` | `matmul_${KernelSuffix}_ref`];
 /** Bytes of the scratch a matmul over k inputs may use: 288 per block of 32, what packed Q8_0 takes
- *  (Q8_0P_SCRATCH_PER_BLOCK in assembly/quants/q8_0p.ts; the others take MATMUL_SCRATCH_PER_BLOCK
- *  of assembly/quants/common.ts, 64). */
+ *  (Q8_0P_SCRATCH_PER_BLOCK in assembly/quants/q8_0p.ts; the x4 tiles take 256, X8_BLOCK in
+ *  assembly/quants/b32x4.ts; the others MATMUL_SCRATCH_PER_BLOCK of assembly/quants/common.ts, 64). */
 export function matmulScratchBytes(k: number): number {
   return 288 * Math.ceil(k / 32);
 }
