@@ -20,7 +20,7 @@ import {
   block_dot, cells_2x2, dot_add_exact, DotAdd, f16_to_f32, f16x2_rows_finite, f16x4_gather_finite,
   f16x4_hi_to_f32x4_finite, i16x8_pair, i32x4_hsum4, InTile, min_cells, NoDotAdd,
   offset_sum, pair_halves, Precomputed, QK, Q8_0_BYTES, Q8_1_BYTES, relaxed, ROWS_PER_PASS,
-  scale_cells, MATMUL_SCRATCH_PER_BLOCK, tile_weights, token_offset, f16x4_tokens_finite,
+  scale_cells, MATMUL_SCRATCH_PER_BLOCK, tile_weights, token_offset, token_offsets, f16x4_tokens_finite,
   store_cells, i16x8_hsum4,
 } from "./common";
 
@@ -205,33 +205,25 @@ const PREP_AT_DX: usize = 0, PREP_AT_OFFSET: usize = 16, PREP_AT_SX: usize = 32;
  *  inserts and a conversion per four tokens) and the rows' were a sixth of its instructions. */
 const X8_BLOCK: usize = 256, X8_AT_DX: usize = 64, X8_AT_DW: usize = 128;
 
+/** The f16 at p + t*xStride of eight tokens t as four f32x4 token pairs (t, t, t', t') at o..o+48. */
+@inline function store_token_pairs(p: usize, xStride: usize, o: usize): void {
+  const a = f16x4_gather_finite(p, xStride), b = f16x4_gather_finite(p + (xStride << 2), xStride);
+  v128.store(o, i32x4.shuffle(a, a, 0, 0, 1, 1));
+  v128.store(o, i32x4.shuffle(a, a, 2, 2, 3, 3), 16);
+  v128.store(o, i32x4.shuffle(b, b, 0, 0, 1, 1), 32);
+  v128.store(o, i32x4.shuffle(b, b, 2, 2, 3, 3), 48);
+}
+
 /** For the tile of eight tokens at x (xStride bytes apart), nb blocks: the token terms of the layout
- *  above (offsets or s_x, d_x), for every block. Once per tile and pass of rows. */
+ *  above (offsets by token_offsets, or s_x; d_x), for every block. Once per tile and pass of rows. */
 @inline function x8_token_prep<C>(x: usize, xStride: usize, nb: i32, dst: usize): void {
   const c = changetype<C>(0);
   const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
-  const xq: usize = c.hasMin() ? 4 : 2;
-  const x4 = xStride << 2;
+  if (relaxed<C>() && c.roffset() != 0) token_offsets<C>(x, xStride, nb, dst, X8_BLOCK);
   for (let b = 0; b < nb; b++) {
     const px = x + <usize>b * xb, o = dst + <usize>b * X8_BLOCK;
-    if (relaxed<C>() && c.roffset() != 0) { // as token_offsets
-      for (let i = 0; i < 4; i++) {
-        const t0 = token_offset<C>(px + xq + <usize>(2 * i) * xStride), t1 = token_offset<C>(px + xq + <usize>(2 * i + 1) * xStride);
-        v128.store(o + (<usize>i << 4), i16x8_hsum4(t0, t0, t1, t1));
-      }
-    }
-    if (c.hasMin()) {
-      const sx = f16x4_gather_finite(px + 2, xStride), sy = f16x4_gather_finite(px + x4 + 2, xStride);
-      v128.store(o, i32x4.shuffle(sx, sx, 0, 0, 1, 1));
-      v128.store(o, i32x4.shuffle(sx, sx, 2, 2, 3, 3), 16);
-      v128.store(o, i32x4.shuffle(sy, sy, 0, 0, 1, 1), 32);
-      v128.store(o, i32x4.shuffle(sy, sy, 2, 2, 3, 3), 48);
-    }
-    const dx = f16x4_gather_finite(px, xStride), dy = f16x4_gather_finite(px + x4, xStride);
-    v128.store(o + X8_AT_DX, i32x4.shuffle(dx, dx, 0, 0, 1, 1));
-    v128.store(o + X8_AT_DX, i32x4.shuffle(dx, dx, 2, 2, 3, 3), 16);
-    v128.store(o + X8_AT_DX, i32x4.shuffle(dy, dy, 0, 0, 1, 1), 32);
-    v128.store(o + X8_AT_DX, i32x4.shuffle(dy, dy, 2, 2, 3, 3), 48);
+    if (c.hasMin()) store_token_pairs(px + 2, xStride, o);
+    store_token_pairs(px, xStride, o + X8_AT_DX);
   }
 }
 

@@ -560,15 +560,16 @@ export const ROWS_PER_PASS: i32 = 16;
 export const MATMUL_SCRATCH_PER_BLOCK: usize = 64;
 
 /** For eight tokens at x (xStride bytes apart): roffset() * sum(x) of every block, as i32x4 (token 2i,
- *  token 2i, token 2i + 1, token 2i + 1) at dst + 64*b + 16*i, what cells_2x2 subtracts. Exact in
- *  i16 before the widening: each of token_offset's lanes is at most 4 * 127 * roffset (<= 16). */
-@inline export function token_offsets<C>(x: usize, xStride: usize, nb: i32, dst: usize): void {
+ *  token 2i, token 2i + 1, token 2i + 1) at dst + blockBytes*b + 16*i, what cells_2x2 subtracts. Exact
+ *  in i16 before the widening: each of token_offset's lanes is at most 4 * 127 * roffset (<= 16). */
+@inline export function token_offsets<C>(x: usize, xStride: usize, nb: i32, dst: usize,
+  blockBytes: usize = MATMUL_SCRATCH_PER_BLOCK): void {
   const c = changetype<C>(0);
   const xb = c.hasMin() ? Q8_1_BYTES : Q8_0_BYTES;
   const xq: usize = c.hasMin() ? 4 : 2;
   for (let b = 0; b < nb; b++) {
     const q = x + <usize>b * xb + xq;
-    const o = dst + <usize>b * MATMUL_SCRATCH_PER_BLOCK;
+    const o = dst + <usize>b * blockBytes;
     for (let i = 0; i < 4; i++) {
       if (dotAdd<C>()) { // 128 * sum(x) by the same dot-add as the cells (see dotAdd in the codec notes)
         const h = i8x16.splat(-128), z = i32x4.splat(0);
